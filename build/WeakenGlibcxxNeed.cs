@@ -1,3 +1,4 @@
+#nullable enable
 // MSBuild inline task (compiled by RoslynCodeTaskFactory): marks one GLIBCXX version requirement of an
 // ELF64 shared library as weak, so the dynamic loader accepts an older libstdc++ that lacks the version.
 // It only acts when the system libstdc++ lacks the version, and only on the files it is given.

@@ -1,0 +1,51 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace RMNet.Blocks;
+
+/// <summary>
+/// torchvision's BasicBlock: relu(bn2(conv2(relu(bn1(conv1 x)))) + shortcut(x)). Field names match
+/// torchvision's state-dict keys (conv1, bn1, conv2, bn2, downsample.0, downsample.1).
+/// </summary>
+public sealed class BasicBlock : Module<Tensor, Tensor>
+{
+#pragma warning disable IDE1006 // names mirror torchvision's state-dict keys
+    private readonly Conv2d conv1;
+    private readonly BatchNorm2d bn1;
+    private readonly Conv2d conv2;
+    private readonly BatchNorm2d bn2;
+    private readonly Sequential? downsample;
+#pragma warning restore IDE1006
+
+    /// <summary>A block from <paramref name="inChannels"/> to <paramref name="planes"/> channels.</summary>
+    public BasicBlock(long inChannels, long planes, long stride = 1) : base(nameof(BasicBlock))
+    {
+        conv1 = Conv2d(inChannels, planes, 3, stride: stride, padding: 1, bias: false);
+        bn1 = BatchNorm2d(planes);
+        conv2 = Conv2d(planes, planes, 3, padding: 1, bias: false);
+        bn2 = BatchNorm2d(planes);
+        downsample = Shortcut.Projection(inChannels, planes, stride);
+        RegisterComponents();
+    }
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var y = functional.relu(bn1.forward(conv1.forward(x)));
+        y = bn2.forward(conv2.forward(y));
+        var identity = downsample is null ? x : downsample.forward(x);
+        return functional.relu(y + identity).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>torchvision's projection shortcut: a strided 1x1 conv and a BN, named downsample.0 / downsample.1.</summary>
+internal static class Shortcut
+{
+    /// <summary>The projection, or null where the identity fits (same channels, stride 1).</summary>
+    public static Sequential? Projection(long inChannels, long outChannels, long stride) =>
+        stride == 1 && inChannels == outChannels ? null
+            : Sequential(("0", Conv2d(inChannels, outChannels, 1, stride: stride, bias: false)), ("1", BatchNorm2d(outChannels)));
+}

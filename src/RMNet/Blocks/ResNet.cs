@@ -1,0 +1,71 @@
+using RMNet.Models;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace RMNet.Blocks;
+
+/// <summary>
+/// A torchvision-layout ResNet as a TorchSharp module, with torchvision's parameter names (conv1, bn1,
+/// layer1..layer4, fc), so a PyTorch state dict loads unchanged. This is the original, residual network.
+/// </summary>
+public sealed class ResNet : Module<Tensor, Tensor>
+{
+#pragma warning disable IDE1006 // names mirror torchvision's state-dict keys
+    private readonly Conv2d conv1;
+    private readonly BatchNorm2d bn1;
+    private readonly Sequential layer1;
+    private readonly Sequential layer2;
+    private readonly Sequential layer3;
+    private readonly Sequential layer4;
+    private readonly Linear fc;
+#pragma warning restore IDE1006
+
+    /// <summary>Builds the layout with freshly initialised weights (eval mode).</summary>
+    public ResNet(ResNetSpec spec) : base(spec.DisplayName)
+    {
+        Spec = spec;
+        conv1 = Conv2d(3, spec.StemWidth, 7, stride: 2, padding: 3, bias: false);
+        bn1 = BatchNorm2d(spec.StemWidth);
+        var stages = new Sequential[4];
+        for (int s = 0; s < 4; s++)
+        {
+            var blocks = spec.Blocks().Where(b => b.Stage == s).Select(b => (b.Prefix.Split('.')[1], MakeBlock(spec, b)));
+            stages[s] = Sequential(blocks);
+        }
+        (layer1, layer2, layer3, layer4) = (stages[0], stages[1], stages[2], stages[3]);
+        fc = Linear(spec.FeatureChannels, spec.NumClasses);
+        RegisterComponents();
+        eval();
+    }
+
+    /// <summary>The layout this module was built from.</summary>
+    public ResNetSpec Spec { get; }
+
+    /// <summary>Builds the layout and loads the state dict's weights (as float32).</summary>
+    public static ResNet FromStateDict(ResNetSpec spec, StateDict sd)
+    {
+        ResNetDetector.Validate(sd, spec);
+        var model = new ResNet(spec);
+        var weights = sd.ToDictionary(kv => kv.Key, kv => kv.Key.EndsWith("num_batches_tracked", StringComparison.Ordinal) ? kv.Value : kv.Value.to_type(ScalarType.Float32));
+        model.load_state_dict(weights, strict: false);
+        return model;
+    }
+
+    static Module<Tensor, Tensor> MakeBlock(ResNetSpec spec, BlockSpec b) => spec.Block == BlockKind.Basic
+        ? new BasicBlock(b.InChannels, b.OutChannels, b.Stride)
+        : new Bottleneck(b.InChannels, b.Width, b.OutChannels, b.Stride, b.Groups);
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor x)
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var y = functional.relu(bn1.forward(conv1.forward(x)));
+        y = functional.max_pool2d(y, new long[] { 3, 3 }, new long[] { 2, 2 }, new long[] { 1, 1 });
+        y = layer4.forward(layer3.forward(layer2.forward(layer1.forward(y))));
+        y = y.mean(new long[] { 2, 3 }).flatten(1);
+        return fc.forward(y).MoveToOuterDisposeScope();
+    }
+}

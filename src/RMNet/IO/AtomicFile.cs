@@ -1,0 +1,53 @@
+namespace RMNet.IO;
+
+/// <summary>
+/// Writes an output file through a temporary file in the same directory and a rename, so a failure leaves no
+/// partial output, and refuses to overwrite the input or (without <c>overwrite</c>) an existing file.
+/// </summary>
+public static class AtomicFile
+{
+    /// <summary>Checks that <paramref name="output"/> may be written; throws <see cref="ModelInputException"/> naming it otherwise.</summary>
+    public static void CheckWritable(string output, bool overwrite, params string[] inputs)
+    {
+        string full = Path.GetFullPath(output);
+        foreach (var input in inputs)
+            if (string.Equals(full, Path.GetFullPath(input), StringComparison.Ordinal))
+                throw new ModelInputException(output, "output path is the input file; choose another name");
+        if (Directory.Exists(full)) throw new ModelInputException(output, "output path is a directory");
+        string? dir = Path.GetDirectoryName(full);
+        if (dir is not null && !Directory.Exists(dir)) throw new ModelInputException(output, $"output directory {dir} does not exist");
+        if (File.Exists(full) && !overwrite) throw new ModelInputException(output, "output exists; pass --force to overwrite it");
+    }
+
+    /// <summary>Writes with <paramref name="write"/> into a temporary file, then renames it to <paramref name="path"/>.</summary>
+    public static void Write(string path, Action<Stream> write, bool overwrite = true)
+    {
+        string full = Path.GetFullPath(path);
+        string dir = Path.GetDirectoryName(full) ?? ".";
+        string temp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
+        try
+        {
+            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+            {
+                write(stream);
+                stream.Flush(flushToDisk: true);
+            }
+            File.Move(temp, full, overwrite);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            TryDelete(temp);
+            throw new ModelInputException(path, $"cannot write: {e.Message}", e);
+        }
+        catch
+        {
+            TryDelete(temp);
+            throw;
+        }
+    }
+
+    static void TryDelete(string path)
+    {
+        try { File.Delete(path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+}

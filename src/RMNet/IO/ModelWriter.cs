@@ -1,0 +1,22 @@
+using RMNet.Onnx;
+using RMNet.Plain;
+
+namespace RMNet.IO;
+
+/// <summary>Saves a plain model in the format its file extension names: .onnx, .safetensors or .pth/.pt.</summary>
+public static class ModelWriter
+{
+    /// <summary>The extensions <see cref="Save"/> accepts.</summary>
+    public static IReadOnlyList<string> Extensions { get; } = new[] { ".onnx", ".safetensors", ".pth", ".pt" };
+
+    /// <summary>Writes <paramref name="model"/> to <paramref name="path"/> atomically.</summary>
+    public static void Save(PlainModel model, string path, string docString = "")
+    {
+        switch (FileFormats.FromExtension(path))
+        {
+            case FileFormat.Onnx: OnnxExporter.Save(model, path, docString); break;
+            case FileFormat.Safetensors or FileFormat.TorchZip: PlainModelFile.Save(model, path); break;
+            default: throw new ModelInputException(path, $"unknown output format; use one of {string.Join(", ", Extensions)}");
+        }
+    }
+}

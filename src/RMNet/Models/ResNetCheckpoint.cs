@@ -1,0 +1,57 @@
+using RMNet.Blocks;
+using RMNet.IO;
+using RMNet.Plain;
+using RMNet.Rm;
+
+namespace RMNet.Models;
+
+/// <summary>A ResNet checkpoint read from a file, with its layout detected or given, ready to run or convert.</summary>
+public sealed class ResNetCheckpoint : IDisposable
+{
+    ResNetCheckpoint(StateDict weights, ResNetSpec spec) => (Weights, Spec) = (weights, spec);
+
+    /// <summary>The weights, torchvision names, wrappers and <c>module.</c> prefixes removed.</summary>
+    public StateDict Weights { get; }
+
+    /// <summary>The layout.</summary>
+    public ResNetSpec Spec { get; }
+
+    /// <summary>The file the checkpoint came from.</summary>
+    public string Source => Weights.Source;
+
+    /// <summary>
+    /// Reads <paramref name="path"/>. <paramref name="arch"/> is <c>auto</c> (detect from names and shapes) or a
+    /// name from <see cref="ResNetSpec.KnownNames"/>; <paramref name="numClasses"/>, where given, must match the
+    /// checkpoint's classifier. Contradictions raise <see cref="ModelInputException"/> naming the key.
+    /// </summary>
+    public static ResNetCheckpoint Load(string path, string arch = "auto", int? numClasses = null) =>
+        FromStateDict(CheckpointReader.Read(path), arch, numClasses);
+
+    /// <summary>As <see cref="Load"/>, for weights already in memory.</summary>
+    public static ResNetCheckpoint FromStateDict(StateDict sd, string arch = "auto", int? numClasses = null)
+    {
+        ResNetSpec spec;
+        if (arch == "auto")
+            spec = ResNetDetector.Detect(sd);
+        else
+        {
+            if (!ResNetSpec.KnownNames.Contains(arch))
+                throw new ModelInputException(sd.Source, $"unknown --arch '{arch}'; known: auto, {string.Join(", ", ResNetSpec.KnownNames)}");
+            int classes = sd.TryGetValue("fc.weight", out var fc) && fc.dim() == 2 ? (int)fc.shape[0] : numClasses ?? 1000;
+            spec = ResNetSpec.Named(arch, classes);
+            ResNetDetector.Validate(sd, spec);
+        }
+        if (numClasses is int n && n != spec.NumClasses)
+            throw new ModelInputException(sd.Source, $"--num-classes {n} contradicts the checkpoint: 'fc.weight' has {spec.NumClasses} outputs");
+        return new ResNetCheckpoint(sd, spec);
+    }
+
+    /// <summary>The original, residual network as a TorchSharp module (eval mode).</summary>
+    public ResNet CreateModule() => ResNet.FromStateDict(Spec, Weights);
+
+    /// <summary>The equivalent plain network (RM transform, dense form).</summary>
+    public PlainModel ToPlain() => ResNetRm.Transform(Weights, Spec);
+
+    /// <inheritdoc />
+    public void Dispose() => Weights.Dispose();
+}

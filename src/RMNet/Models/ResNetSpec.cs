@@ -1,0 +1,140 @@
+namespace RMNet.Models;
+
+/// <summary>The residual block type of a ResNet.</summary>
+public enum BlockKind
+{
+    /// <summary>Two 3x3 convs (ResNet-18/34).</summary>
+    Basic,
+    /// <summary>1x1, 3x3 (possibly grouped), 1x1 with expansion 4 (ResNet-50 and up, ResNeXt, Wide ResNet).</summary>
+    Bottleneck,
+}
+
+/// <summary>One residual block of a <see cref="ResNetSpec"/>, with its torchvision name prefix.</summary>
+/// <param name="Prefix">State-dict prefix, e.g. <c>layer2.0</c>.</param>
+/// <param name="Stage">Stage index 0..3.</param>
+/// <param name="InChannels">Input channels.</param>
+/// <param name="Width">Inner width (channels of conv1 and conv2 outputs).</param>
+/// <param name="OutChannels">Output channels.</param>
+/// <param name="Stride">Stride, carried by conv1 (Basic) or conv2 (Bottleneck).</param>
+/// <param name="Groups">Groups of the 3x3 conv (Bottleneck only).</param>
+public sealed record BlockSpec(string Prefix, int Stage, int InChannels, int Width, int OutChannels, int Stride, int Groups)
+{
+    /// <summary>True where the shortcut is a strided 1x1 conv with BN (torchvision's <c>downsample</c>).</summary>
+    public bool HasProjection => Stride != 1 || InChannels != OutChannels;
+}
+
+/// <summary>
+/// A torchvision-layout ResNet: stem conv 7x7/2 + BN + ReLU + maxpool 3x3/2, four stages of residual blocks
+/// (strides 1, 2, 2, 2), global average pool and a linear classifier. Widths are explicit per stage, so
+/// narrow and wide variants and any num_classes are described as well as the named models.
+/// </summary>
+/// <param name="Block">Block type.</param>
+/// <param name="Layers">Blocks per stage (4 entries).</param>
+/// <param name="StemWidth">Output channels of the stem conv.</param>
+/// <param name="Planes">torchvision's <c>planes</c> per stage; stage output is planes * expansion.</param>
+/// <param name="Widths">Inner width per stage (equals planes for Basic blocks).</param>
+/// <param name="Groups">Groups of the Bottleneck 3x3 convs.</param>
+/// <param name="NumClasses">Classifier outputs.</param>
+/// <param name="Name">torchvision name where the layout is a named one.</param>
+public sealed record ResNetSpec(BlockKind Block, int[] Layers, int StemWidth, int[] Planes, int[] Widths, int Groups, int NumClasses, string? Name = null)
+{
+    /// <summary>Channel expansion of the block's last conv.</summary>
+    public int Expansion => Block == BlockKind.Basic ? 1 : 4;
+
+    /// <summary>The named torchvision layouts this library builds.</summary>
+    public static IReadOnlyList<string> KnownNames { get; } = new[]
+    {
+        "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "resnext101_32x8d",
+        "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
+    };
+
+    /// <summary>The torchvision layout with that name.</summary>
+    public static ResNetSpec Named(string name, int numClasses = 1000)
+    {
+        var (block, layers, groups, widthPerGroup) = name switch
+        {
+            "resnet18" => (BlockKind.Basic, new[] { 2, 2, 2, 2 }, 1, 64),
+            "resnet34" => (BlockKind.Basic, new[] { 3, 4, 6, 3 }, 1, 64),
+            "resnet50" => (BlockKind.Bottleneck, new[] { 3, 4, 6, 3 }, 1, 64),
+            "resnet101" => (BlockKind.Bottleneck, new[] { 3, 4, 23, 3 }, 1, 64),
+            "resnet152" => (BlockKind.Bottleneck, new[] { 3, 8, 36, 3 }, 1, 64),
+            "resnext50_32x4d" => (BlockKind.Bottleneck, new[] { 3, 4, 6, 3 }, 32, 4),
+            "resnext101_32x8d" => (BlockKind.Bottleneck, new[] { 3, 4, 23, 3 }, 32, 8),
+            "resnext101_64x4d" => (BlockKind.Bottleneck, new[] { 3, 4, 23, 3 }, 64, 4),
+            "wide_resnet50_2" => (BlockKind.Bottleneck, new[] { 3, 4, 6, 3 }, 1, 128),
+            "wide_resnet101_2" => (BlockKind.Bottleneck, new[] { 3, 4, 23, 3 }, 1, 128),
+            _ => throw new ArgumentException($"unknown architecture '{name}'; known: {string.Join(", ", KnownNames)}"),
+        };
+        return Create(block, layers, 64, groups, widthPerGroup, numClasses) with { Name = name };
+    }
+
+    /// <summary>A torchvision-style layout from its constructor arguments and a base width (64 in torchvision).</summary>
+    public static ResNetSpec Create(BlockKind block, int[] layers, int baseWidth, int groups, int widthPerGroup, int numClasses)
+    {
+        var planes = Enumerable.Range(0, 4).Select(s => baseWidth << s).ToArray();
+        // torchvision: width = int(planes * (width_per_group / 64.)) * groups
+        var widths = block == BlockKind.Basic ? planes.ToArray()
+            : planes.Select(p => (int)(p * (widthPerGroup / 64.0)) * groups).ToArray();
+        return new ResNetSpec(block, layers, baseWidth, planes, widths, block == BlockKind.Basic ? 1 : groups, numClasses);
+    }
+
+    /// <summary>Every residual block, in order.</summary>
+    public IEnumerable<BlockSpec> Blocks()
+    {
+        int inChannels = StemWidth;
+        for (int s = 0; s < 4; s++)
+        {
+            for (int i = 0; i < Layers[s]; i++)
+            {
+                int stride = i == 0 && s > 0 ? 2 : 1;
+                int outChannels = Planes[s] * Expansion;
+                yield return new BlockSpec($"layer{s + 1}.{i}", s, inChannels, Widths[s], outChannels, stride, Groups);
+                inChannels = outChannels;
+            }
+        }
+    }
+
+    /// <summary>Channels entering the classifier.</summary>
+    public int FeatureChannels => Planes[3] * Expansion;
+
+    /// <summary>A readable name: the torchvision name, or a description of the layout.</summary>
+    public string DisplayName => Name ?? $"{(Block == BlockKind.Basic ? "basic" : "bottleneck")}-resnet[{string.Join(",", Layers)}] stem {StemWidth}, widths [{string.Join(",", Widths)}]{(Groups > 1 ? $", groups {Groups}" : "")}";
+
+    /// <summary>Depth counted as torchvision does (weighted layers).</summary>
+    public int Depth => Layers.Sum() * (Block == BlockKind.Basic ? 2 : 3) + 2;
+
+    /// <summary>Structural equality (records compare arrays by reference).</summary>
+    public bool SameLayout(ResNetSpec other) =>
+        Block == other.Block && Layers.SequenceEqual(other.Layers) && StemWidth == other.StemWidth
+        && Planes.SequenceEqual(other.Planes) && Widths.SequenceEqual(other.Widths) && Groups == other.Groups
+        && NumClasses == other.NumClasses;
+
+    /// <summary>Every state-dict key of this layout with its shape, in torchvision's order.</summary>
+    public IEnumerable<(string Key, long[] Shape)> ExpectedParameters()
+    {
+        foreach (var p in ConvBn("conv1", "bn1", StemWidth, 3, 7)) yield return p;
+        foreach (var b in Blocks())
+        {
+            var kernels = Block == BlockKind.Basic
+                ? new[] { (b.Width, b.InChannels, 3, 1), (b.OutChannels, b.Width, 3, 1) }
+                : new[] { (b.Width, b.InChannels, 1, 1), (b.Width, b.Width, 3, b.Groups), (b.OutChannels, b.Width, 1, 1) };
+            for (int c = 0; c < kernels.Length; c++)
+            {
+                var (o, i, k, g) = kernels[c];
+                foreach (var p in ConvBn($"{b.Prefix}.conv{c + 1}", $"{b.Prefix}.bn{c + 1}", o, i / g, k)) yield return p;
+            }
+            if (b.HasProjection)
+                foreach (var p in ConvBn($"{b.Prefix}.downsample.0", $"{b.Prefix}.downsample.1", b.OutChannels, b.InChannels, 1))
+                    yield return p;
+        }
+        yield return ("fc.weight", new long[] { NumClasses, FeatureChannels });
+        yield return ("fc.bias", new long[] { NumClasses });
+    }
+
+    static IEnumerable<(string, long[])> ConvBn(string conv, string bn, long outC, long inPerGroup, long k)
+    {
+        yield return ($"{conv}.weight", new[] { outC, inPerGroup, k, k });
+        foreach (var name in new[] { "weight", "bias", "running_mean", "running_var" })
+            yield return ($"{bn}.{name}", new[] { outC });
+    }
+}

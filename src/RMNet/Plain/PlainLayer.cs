@@ -1,0 +1,113 @@
+using static TorchSharp.torch;
+
+namespace RMNet.Plain;
+
+/// <summary>One layer of a plain (single-branch) network.</summary>
+public abstract record PlainLayer
+{
+    /// <summary>Short type name used in saved architectures and reports.</summary>
+    public abstract string Kind { get; }
+
+    /// <summary>Output shape [C, H, W] for an input of shape [C, H, W].</summary>
+    public abstract (long C, long H, long W) OutputShape((long C, long H, long W) input);
+
+    /// <summary>Multiply-accumulate count for one image with the given input shape.</summary>
+    public virtual long MultiplyAccumulates((long C, long H, long W) input) => 0;
+
+    /// <summary>Number of weights and biases.</summary>
+    public virtual long ParameterCount => 0;
+
+    /// <summary>Output length of a window op along one axis.</summary>
+    protected static long WindowOutput(long size, int kernel, int stride, int padBegin, int padEnd)
+        => (size + padBegin + padEnd - kernel) / stride + 1;
+}
+
+/// <summary>2-D convolution with bias. Weight [out, in/groups, kh, kw], float32.</summary>
+public sealed record ConvLayer(Tensor Weight, Tensor Bias, int StrideH, int StrideW, Padding2d Padding, int Groups) : PlainLayer
+{
+    /// <inheritdoc />
+    public override string Kind => "conv";
+    /// <summary>Output channels.</summary>
+    public long OutChannels => Weight.shape[0];
+    /// <summary>Input channels.</summary>
+    public long InChannels => Weight.shape[1] * Groups;
+    /// <summary>Kernel height.</summary>
+    public int KernelH => (int)Weight.shape[2];
+    /// <summary>Kernel width.</summary>
+    public int KernelW => (int)Weight.shape[3];
+
+    /// <inheritdoc />
+    public override (long C, long H, long W) OutputShape((long C, long H, long W) input)
+    {
+        if (input.C != InChannels)
+            throw new InvalidOperationException($"conv expects {InChannels} input channels, got {input.C}");
+        return (OutChannels, WindowOutput(input.H, KernelH, StrideH, Padding.Top, Padding.Bottom),
+            WindowOutput(input.W, KernelW, StrideW, Padding.Left, Padding.Right));
+    }
+
+    /// <inheritdoc />
+    public override long MultiplyAccumulates((long C, long H, long W) input)
+    {
+        var o = OutputShape(input);
+        return o.C * o.H * o.W * Weight.shape[1] * KernelH * KernelW;
+    }
+
+    /// <inheritdoc />
+    public override long ParameterCount => Weight.numel() + Bias.numel();
+}
+
+/// <summary>Elementwise max(x, 0).</summary>
+public sealed record ReluLayer : PlainLayer
+{
+    /// <inheritdoc />
+    public override string Kind => "relu";
+    /// <inheritdoc />
+    public override (long C, long H, long W) OutputShape((long C, long H, long W) input) => input;
+}
+
+/// <summary>Max pooling with a square window (padding counts as minus infinity).</summary>
+public sealed record MaxPoolLayer(int Kernel, int Stride, Padding2d Padding) : PlainLayer
+{
+    /// <inheritdoc />
+    public override string Kind => "maxpool";
+    /// <inheritdoc />
+    public override (long C, long H, long W) OutputShape((long C, long H, long W) input)
+        => (input.C, WindowOutput(input.H, Kernel, Stride, Padding.Top, Padding.Bottom),
+            WindowOutput(input.W, Kernel, Stride, Padding.Left, Padding.Right));
+}
+
+/// <summary>Mean over the spatial axes, keeping them as 1x1.</summary>
+public sealed record GlobalAvgPoolLayer : PlainLayer
+{
+    /// <inheritdoc />
+    public override string Kind => "gap";
+    /// <inheritdoc />
+    public override (long C, long H, long W) OutputShape((long C, long H, long W) input) => (input.C, 1, 1);
+}
+
+/// <summary>Flattens [N, C, 1, 1] into [N, C].</summary>
+public sealed record FlattenLayer : PlainLayer
+{
+    /// <inheritdoc />
+    public override string Kind => "flatten";
+    /// <inheritdoc />
+    public override (long C, long H, long W) OutputShape((long C, long H, long W) input) => (input.C * input.H * input.W, 1, 1);
+}
+
+/// <summary>Fully connected layer y = x W^T + b. Weight [out, in].</summary>
+public sealed record LinearLayer(Tensor Weight, Tensor Bias) : PlainLayer
+{
+    /// <inheritdoc />
+    public override string Kind => "linear";
+    /// <inheritdoc />
+    public override (long C, long H, long W) OutputShape((long C, long H, long W) input)
+    {
+        if (input.C * input.H * input.W != Weight.shape[1])
+            throw new InvalidOperationException($"linear expects {Weight.shape[1]} inputs, got {input.C * input.H * input.W}");
+        return (Weight.shape[0], 1, 1);
+    }
+    /// <inheritdoc />
+    public override long MultiplyAccumulates((long C, long H, long W) input) => Weight.numel();
+    /// <inheritdoc />
+    public override long ParameterCount => Weight.numel() + Bias.numel();
+}

@@ -1,0 +1,49 @@
+using static TorchSharp.torch;
+
+namespace RMNet.Plain;
+
+/// <summary>
+/// A plain network: an ordered list of layers with no branches and no additions. Produced by the RM
+/// transform; runs as a TorchSharp module (<see cref="ToModule"/>), reports its cost, and is saved by the IO writers.
+/// </summary>
+/// <param name="Layers">The layers, in order.</param>
+/// <param name="InputChannels">Channels of the input image.</param>
+public sealed record PlainModel(IReadOnlyList<PlainLayer> Layers, int InputChannels = 3)
+{
+    /// <summary>Number of weights and biases.</summary>
+    public long ParameterCount => Layers.Sum(l => l.ParameterCount);
+
+    /// <summary>Multiply-accumulates for one image of the given size.</summary>
+    public long MultiplyAccumulates(int height, int width)
+    {
+        var shape = ((long)InputChannels, (long)height, (long)width);
+        long total = 0;
+        foreach (var layer in Layers)
+        {
+            total += layer.MultiplyAccumulates(shape);
+            shape = layer.OutputShape(shape);
+        }
+        return total;
+    }
+
+    /// <summary>Number of output values per image (classes).</summary>
+    public long OutputSize(int height, int width)
+    {
+        var shape = ((long)InputChannels, (long)height, (long)width);
+        foreach (var layer in Layers) shape = layer.OutputShape(shape);
+        return shape.Item1 * shape.Item2 * shape.Item3;
+    }
+
+    /// <summary>The convolution layers, in order.</summary>
+    public IEnumerable<ConvLayer> Convs => Layers.OfType<ConvLayer>();
+
+    /// <summary>A TorchSharp module that runs this network (eval mode, float32).</summary>
+    public PlainModule ToModule() => new(this);
+
+    /// <summary>Runs the network once, without autograd.</summary>
+    public Tensor Forward(Tensor input)
+    {
+        using var module = ToModule();
+        return module.forward(input);
+    }
+}

@@ -1,0 +1,65 @@
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace RMNet.Plain;
+
+/// <summary>Runs a <see cref="PlainModel"/> layer by layer with TorchSharp's functional ops.</summary>
+public sealed class PlainModule : nn.Module<Tensor, Tensor>
+{
+    readonly PlainModel _model;
+
+    /// <summary>Wraps a plain model; the model's tensors are used as they are, not copied.</summary>
+    public PlainModule(PlainModel model) : base("PlainModel")
+    {
+        _model = model;
+        eval();
+    }
+
+    /// <summary>The network's output for input [N, C, H, W].</summary>
+    public override Tensor forward(Tensor input)
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var x = input;
+        foreach (var layer in _model.Layers)
+            x = Apply(layer, x);
+        return x.MoveToOuterDisposeScope();
+    }
+
+    static Tensor Apply(PlainLayer layer, Tensor x) => layer switch
+    {
+        ConvLayer c => Conv(c, x),
+        ReluLayer => F.relu(x),
+        MaxPoolLayer p => MaxPool(p, x),
+        GlobalAvgPoolLayer => x.mean(new long[] { 2, 3 }, keepdim: true),
+        FlattenLayer => x.flatten(1),
+        LinearLayer l => F.linear(x, l.Weight, l.Bias),
+        _ => throw new NotSupportedException($"layer kind {layer.Kind}"),
+    };
+
+    static Tensor Conv(ConvLayer c, Tensor x)
+    {
+        var pad = c.Padding;
+        // torch's conv2d pads symmetrically only; asymmetric pads are applied explicitly first.
+        if (!pad.IsSymmetric)
+        {
+            x = F.pad(x, pad.ToTorchPad());
+            pad = Padding2d.All(0);
+        }
+        return F.conv2d(x, c.Weight, c.Bias, strides: new long[] { c.StrideH, c.StrideW },
+            padding: new long[] { pad.Top, pad.Left }, groups: c.Groups);
+    }
+
+    static Tensor MaxPool(MaxPoolLayer p, Tensor x)
+    {
+        var pad = p.Padding;
+        if (!pad.IsSymmetric)
+        {
+            x = F.pad(x, pad.ToTorchPad(), value: double.NegativeInfinity);
+            pad = Padding2d.All(0);
+        }
+        return F.max_pool2d(x, new long[] { p.Kernel, p.Kernel }, new long[] { p.Stride, p.Stride },
+            new long[] { pad.Top, pad.Left });
+    }
+}

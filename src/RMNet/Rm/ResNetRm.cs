@@ -1,0 +1,54 @@
+using RMNet.Models;
+using RMNet.Plain;
+using static TorchSharp.torch;
+
+namespace RMNet.Rm;
+
+/// <summary>
+/// Turns a torchvision-layout ResNet into an equivalent plain network: stem conv+BN fused, every residual
+/// block reserved and merged (<see cref="ResidualChainRm"/>), pooling and the classifier kept.
+/// Every block input is non-negative: it is the output of the stem's ReLU+maxpool or of the previous
+/// block's final ReLU.
+/// </summary>
+public static class ResNetRm
+{
+    /// <summary>The plain network equivalent to the ResNet with layout <paramref name="spec"/> and weights <paramref name="sd"/>.</summary>
+    public static PlainModel Transform(StateDict sd, ResNetSpec spec)
+    {
+        ResNetDetector.Validate(sd, spec);
+        var layers = new List<PlainLayer>();
+        layers.AddRange(Scoped(() => new PlainLayer[]
+        {
+            TorchvisionWeights.ConvBn(sd, "conv1", "bn1", 2, 3).ToLayer(),
+            new ReluLayer(),
+            new MaxPoolLayer(3, 2, Padding2d.All(1)),
+        }));
+        foreach (var block in spec.Blocks())
+        {
+            layers.AddRange(Scoped(() => ResidualChainRm
+                .Transform(TorchvisionWeights.Branch(sd, spec, block), TorchvisionWeights.Projection(sd, block))
+                .SelectMany(conv => new PlainLayer[] { conv, new ReluLayer() })
+                .ToList()));
+        }
+        layers.Add(new GlobalAvgPoolLayer());
+        layers.Add(new FlattenLayer());
+        layers.Add(new LinearLayer(sd.Require("fc.weight").to_type(ScalarType.Float32).clone(), sd.Require("fc.bias").to_type(ScalarType.Float32).clone()));
+        return new PlainModel(layers);
+    }
+
+    /// <summary>
+    /// Runs one step in its own dispose scope and keeps only the resulting layers' tensors, so the float64
+    /// intermediates of a block are freed before the next block is transformed (bounded peak memory).
+    /// </summary>
+    static IReadOnlyList<PlainLayer> Scoped(Func<IReadOnlyList<PlainLayer>> step)
+    {
+        using var scope = NewDisposeScope();
+        var result = step();
+        foreach (var layer in result)
+        {
+            if (layer is ConvLayer c) { c.Weight.MoveToOuterDisposeScope(); c.Bias.MoveToOuterDisposeScope(); }
+            if (layer is LinearLayer l) { l.Weight.MoveToOuterDisposeScope(); l.Bias.MoveToOuterDisposeScope(); }
+        }
+        return result;
+    }
+}

@@ -1,0 +1,40 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RMNet.Verification;
+
+/// <summary>Runs an original and a converted network on the same inputs and measures how far apart they are.</summary>
+public static class Equivalence
+{
+    /// <summary>Seeded standard-normal images [samples, channels, height, width] (the same for the same seed).</summary>
+    public static Tensor SeededInputs(int samples, int channels, int height, int width, long seed = 0)
+    {
+        var generator = new Generator((ulong)seed);
+        return randn(new long[] { samples, channels, height, width }, generator: generator);
+    }
+
+    /// <summary>Compares the two functions' outputs on <paramref name="inputs"/>.</summary>
+    public static VerificationReport Compare(Func<Tensor, Tensor> original, Func<Tensor, Tensor> converted, Tensor inputs, double tolerance)
+    {
+        using var scope = NewDisposeScope();
+        var a = original(inputs).to_type(ScalarType.Float64);
+        var b = converted(inputs).to_type(ScalarType.Float64);
+        return Measure(a, b, tolerance);
+    }
+
+    /// <summary>Measures <paramref name="actual"/> against <paramref name="reference"/> (both [N, ...]).</summary>
+    public static VerificationReport Measure(Tensor reference, Tensor actual, double tolerance)
+    {
+        using var scope = NewDisposeScope();
+        if (!reference.shape.SequenceEqual(actual.shape))
+            return new VerificationReport((int)reference.shape[0], double.PositiveInfinity, double.PositiveInfinity, 0, tolerance);
+        var r = reference.to_type(ScalarType.Float64).flatten(1);
+        var a = actual.to_type(ScalarType.Float64).flatten(1);
+        var diff = (a - r).abs();
+        double maxAbs = diff.max().item<double>();
+        var perImage = diff.amax(1) / r.abs().amax(1).clamp_min(1e-12);
+        double maxRel = perImage.max().item<double>();
+        double top1 = (r.argmax(1) == a.argmax(1)).to_type(ScalarType.Float64).mean().item<double>();
+        return new VerificationReport((int)r.shape[0], maxAbs, maxRel, top1, tolerance);
+    }
+}

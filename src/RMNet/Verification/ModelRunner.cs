@@ -1,0 +1,58 @@
+using RMNet.IO;
+using RMNet.Models;
+using RMNet.Onnx;
+using RMNet.Plain;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RMNet.Verification;
+
+/// <summary>Something that maps an input batch to outputs: a TorchSharp module or an ONNX Runtime session.</summary>
+public sealed class ModelRunner : IDisposable
+{
+    readonly Func<Tensor, Tensor> _run;
+    readonly IDisposable? _owned;
+
+    /// <summary>Wraps a function; <paramref name="owned"/> is disposed with the runner.</summary>
+    public ModelRunner(Func<Tensor, Tensor> run, IDisposable? owned = null) => (_run, _owned) = (run, owned);
+
+    /// <summary>Outputs for <paramref name="input"/>.</summary>
+    public Tensor Run(Tensor input) => _run(input);
+
+    /// <summary>A runner for a TorchSharp module.</summary>
+    public static ModelRunner ForModule(nn.Module<Tensor, Tensor> module) => new(module.forward, module);
+
+    /// <summary>
+    /// Opens a converted model: <c>.onnx</c> runs in ONNX Runtime; a plain <c>.safetensors</c> written by rmnet
+    /// runs with its own architecture; a <c>.pth</c> plain state dict takes its structure from converting
+    /// <paramref name="original"/> and its weights from the file.
+    /// </summary>
+    public static ModelRunner OpenConverted(string path, ResNetCheckpoint original)
+    {
+        var format = FileFormats.Detect(path);
+        if (format == FileFormat.Onnx)
+        {
+            var ort = new OnnxRuntimeRunner(path);
+            return new ModelRunner(ort.Run, ort);
+        }
+        if (format == FileFormat.Safetensors && PlainModelFile.IsPlainSafetensors(path))
+            return ForModule(PlainModelFile.Load(path).ToModule());
+        var sd = CheckpointReader.Read(path);
+        var structure = original.ToPlain();
+        var model = PlainArchitecture.FromJson(PlainArchitecture.ToJson(structure), sd, path);
+        CheckShapes(structure, model, path);
+        return ForModule(model.ToModule());
+    }
+
+    static void CheckShapes(PlainModel expected, PlainModel actual, string path)
+    {
+        var e = PlainArchitecture.Tensors(expected);
+        var a = PlainArchitecture.Tensors(actual);
+        for (int i = 0; i < e.Count; i++)
+            if (!e[i].Tensor.shape.SequenceEqual(a[i].Tensor.shape))
+                throw new ModelInputException(path, $"tensor '{a[i].Name}' has shape [{string.Join(", ", a[i].Tensor.shape)}], the conversion of the original gives [{string.Join(", ", e[i].Tensor.shape)}]");
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => _owned?.Dispose();
+}

@@ -1,0 +1,60 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RMNet.Weights;
+
+/// <summary>Kernel building blocks of the RM transform (float64, no modules).</summary>
+public static class Kernels
+{
+    /// <summary>
+    /// The Dirac (identity) kernel of a conv with <paramref name="channels"/> outputs and inputs, groups 1:
+    /// W[o, o, tapH, tapW] = 1. With stride s and begin pads (tapH, tapW), output position i reads input i*s
+    /// at that tap (rm-math.md section 6).
+    /// </summary>
+    public static Tensor Dirac(long channels, long kernelH, long kernelW, long tapH, long tapW)
+    {
+        CheckTap(kernelH, kernelW, tapH, tapW);
+        var w = zeros(new[] { channels, channels, kernelH, kernelW }, dtype: ScalarType.Float64);
+        var idx = arange(channels, dtype: ScalarType.Int64);
+        w.index_put_(ones(channels, dtype: ScalarType.Float64), idx, idx, tensor(tapH), tensor(tapW));
+        return w;
+    }
+
+    /// <summary>Places a 1x1 kernel [out, in, 1, 1] at tap (tapH, tapW) of a zero kh x kw kernel.</summary>
+    public static Tensor PadOneByOne(Tensor kernel1x1, long kernelH, long kernelW, long tapH, long tapW)
+    {
+        CheckTap(kernelH, kernelW, tapH, tapW);
+        if (kernel1x1.shape[2] != 1 || kernel1x1.shape[3] != 1)
+            throw new ArgumentException($"expected a 1x1 kernel, got {kernel1x1.shape[2]}x{kernel1x1.shape[3]}");
+        return nn.functional.pad(kernel1x1, new[] { tapW, kernelW - 1 - tapW, tapH, kernelH - 1 - tapH });
+    }
+
+    /// <summary>Expands a grouped kernel [out, in/groups, kh, kw] into the equivalent dense one [out, in, kh, kw].</summary>
+    public static Tensor Ungroup(Tensor kernel, long groups)
+    {
+        if (groups == 1) return kernel;
+        long outC = kernel.shape[0], inPerGroup = kernel.shape[1], outPerGroup = outC / groups;
+        var dense = zeros(new[] { outC, inPerGroup * groups, kernel.shape[2], kernel.shape[3] }, dtype: kernel.dtype);
+        for (long g = 0; g < groups; g++)
+        {
+            var rows = TensorIndex.Slice(g * outPerGroup, (g + 1) * outPerGroup);
+            var cols = TensorIndex.Slice(g * inPerGroup, (g + 1) * inPerGroup);
+            dense[rows, cols] = kernel[rows];
+        }
+        return dense;
+    }
+
+    /// <summary>Block-diagonal kernel [[a, 0], [0, b]] of two dense kernels with the same kh x kw.</summary>
+    public static Tensor BlockDiagonal(Tensor a, Tensor b)
+    {
+        var top = cat(new[] { a, zeros(new[] { a.shape[0], b.shape[1], a.shape[2], a.shape[3] }, dtype: a.dtype) }, 1);
+        var bottom = cat(new[] { zeros(new[] { b.shape[0], a.shape[1], b.shape[2], b.shape[3] }, dtype: b.dtype), b }, 1);
+        return cat(new[] { top, bottom }, 0);
+    }
+
+    static void CheckTap(long kernelH, long kernelW, long tapH, long tapW)
+    {
+        if (tapH < 0 || tapW < 0 || tapH >= kernelH || tapW >= kernelW)
+            throw new RmException($"a {kernelH}x{kernelW} kernel has no tap ({tapH},{tapW}): its begin padding is too large to carry the input through");
+    }
+}

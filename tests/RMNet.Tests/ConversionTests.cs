@@ -1,0 +1,43 @@
+using RMNet.Models;
+using RMNet.Plain;
+using RMNet.Verification;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace RMNet.Tests;
+
+public class ConversionTests(ITestOutputHelper output)
+{
+    [Theory]
+    [MemberData(nameof(Nets))]
+    public void OriginalForwardMatchesPyTorch(string name)
+    {
+        using var ckpt = ResNetCheckpoint.Load(Fixture.Path_($"{name}.pth"));
+        using var module = ckpt.CreateModule();
+        var io = Fixture.Io(name);
+        foreach (var (x, y) in new[] { ("input", "output"), ("input_odd", "output_odd") })
+        {
+            var report = Equivalence.Measure(io[y], module.forward(io[x]), 1e-5);
+            output.WriteLine($"{name} {x}: abs {report.MaxAbsError:E2} rel {report.MaxRelError:E2}");
+            Assert.True(report.MaxAbsError < 1e-5, $"{name}/{x}: max abs error {report.MaxAbsError}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Nets))]
+    public void PlainMatchesPyTorch(string name)
+    {
+        using var ckpt = ResNetCheckpoint.Load(Fixture.Path_($"{name}.pth"));
+        var plain = ckpt.ToPlain();
+        var io = Fixture.Io(name);
+        foreach (var (x, y) in new[] { ("input", "output"), ("input_odd", "output_odd") })
+        {
+            var report = Equivalence.Measure(io[y], plain.Forward(io[x]), 1e-4);
+            output.WriteLine($"{name} {x}: abs {report.MaxAbsError:E2} rel {report.MaxRelError:E2} top1 {report.Top1Agreement}");
+            Assert.True(report.Passed, $"{name}/{x}: max rel error {report.MaxRelError}");
+            Assert.Equal(1.0, report.Top1Agreement);
+        }
+    }
+
+    public static IEnumerable<object[]> Nets() => Fixture.SmallNets.Select(n => new object[] { n });
+}

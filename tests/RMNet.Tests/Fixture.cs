@@ -1,0 +1,34 @@
+using System.Collections;
+using RMNet.IO;
+using TorchSharp.PyBridge;
+using static TorchSharp.torch;
+
+namespace RMNet.Tests;
+
+/// <summary>Paths and reference data made by tools/fixtures/make_fixtures.py with Debian's PyTorch.</summary>
+public static class Fixture
+{
+    public static string Dir => Path.Combine(AppContext.BaseDirectory, "Fixtures");
+
+    public static string Path_(string name) => Path.Combine(Dir, name);
+
+    public static readonly string[] SmallNets = { "basic_narrow", "bottleneck_narrow", "resnext_narrow", "wide_narrow" };
+
+    /// <summary>PyTorch's inputs and outputs for a fixture net (keys input, output, input_odd, output_odd).</summary>
+    public static Dictionary<string, Tensor> Io(string name)
+    {
+        using var f = File.OpenRead(Path_($"{name}.io.pth"));
+        Hashtable table = PyTorchUnpickler.UnpickleStateDict(f);
+        return table.Keys.Cast<string>().ToDictionary(k => k, k => (Tensor)table[k]!);
+    }
+
+    /// <summary>A fresh temporary directory, removed by the caller's using.</summary>
+    public static TempDir Temp() => new();
+}
+
+public sealed class TempDir : IDisposable
+{
+    public string Path { get; } = Directory.CreateTempSubdirectory("rmnet-test-").FullName;
+    public string File(string name) => System.IO.Path.Combine(Path, name);
+    public void Dispose() { try { Directory.Delete(Path, true); } catch (IOException) { } }
+}
