@@ -1,0 +1,79 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace RMNet.Cli;
+
+/// <summary>Exit codes of every rmnet command (documented in the README).</summary>
+public static class ExitCodes
+{
+    /// <summary>Success (and, for verify, equivalent within the tolerance).</summary>
+    public const int Success = 0;
+    /// <summary>The converted model is not equivalent to the original within the tolerance.</summary>
+    public const int NotEquivalent = 1;
+    /// <summary>Bad input or usage: missing/unreadable/malformed file, wrong option, unconvertible model.</summary>
+    public const int BadInput = 2;
+    /// <summary>An internal error (a bug in rmnet): please report it with the --verbose output.</summary>
+    public const int InternalError = 3;
+}
+
+/// <summary>Where a command writes: stdout for results, stderr for errors; JSON or text.</summary>
+public sealed class CliContext(TextWriter stdout, TextWriter stderr, bool json, bool verbose)
+{
+    /// <summary>Serializer settings of every --json document.</summary>
+    public static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    public TextWriter Out { get; } = stdout;
+    public TextWriter Err { get; } = stderr;
+    public bool Json { get; } = json;
+    public bool Verbose { get; } = verbose;
+
+    /// <summary>Writes a line of human-readable output (suppressed under --json).</summary>
+    public void Line(string text = "")
+    {
+        if (!Json) Out.WriteLine(text);
+    }
+
+    /// <summary>Writes the command's JSON document (under --json only).</summary>
+    public void Document(object value)
+    {
+        if (Json) Out.WriteLine(JsonSerializer.Serialize(value, value.GetType(), JsonOptions));
+    }
+
+    /// <summary>
+    /// Runs a command body, turning known failures into one line on stderr and an exit code; the stack trace
+    /// is printed only with --verbose.
+    /// </summary>
+    public int Run(Func<int> body)
+    {
+        try
+        {
+            return body();
+        }
+        catch (ModelInputException e)
+        {
+            return Fail(ExitCodes.BadInput, e.Message, e);
+        }
+        catch (RmException e)
+        {
+            return Fail(ExitCodes.BadInput, $"cannot remove residual connections exactly: {e.Message}", e);
+        }
+        catch (Exception e)
+        {
+            return Fail(ExitCodes.InternalError, $"internal error: {e.GetType().Name}: {e.Message}", e);
+        }
+    }
+
+    int Fail(int code, string message, Exception e)
+    {
+        Err.WriteLine($"rmnet: error: {message.ReplaceLineEndings(" ")}");
+        if (Json) Out.WriteLine(JsonSerializer.Serialize(new { error = message, exit_code = code }, JsonOptions));
+        if (Verbose) Err.WriteLine(e.ToString());
+        return code;
+    }
+}

@@ -1,0 +1,74 @@
+using System.CommandLine;
+using RMNet.IO;
+using RMNet.Models;
+using RMNet.Onnx;
+
+namespace RMNet.Cli.Commands;
+
+/// <summary><c>rmnet inspect</c>: what a checkpoint, plain model or ONNX file holds, and what it costs.</summary>
+public static class InspectCommand
+{
+    public sealed record BlockJson(string Name, int InChannels, int Width, int OutChannels, int Stride, int Groups, string Shortcut);
+
+    public sealed record Result(string File, string Format, string Form, string? Architecture, int? NumClasses, IReadOnlyList<BlockJson>? Blocks,
+        CostReport? Cost, int? Layers, IReadOnlyDictionary<string, int>? Operators, long? Opset, string? Producer);
+
+    public static Command Create(Option<bool> verbose)
+    {
+        var file = new Argument<string>("file") { Description = "A checkpoint, a plain .safetensors written by rmnet, or an .onnx model" };
+        var size = CommonOptions.InputSize();
+        var json = CommonOptions.Json();
+        var cmd = new Command("inspect", "Show the architecture, blocks, parameters and MACs of a model, and whether it is residual or plain")
+        {
+            file, size, json,
+        };
+        cmd.SetAction(p =>
+        {
+            var ctx = new CliContext(Console.Out, Console.Error, p.GetValue(json), p.GetValue(verbose));
+            return ctx.Run(() => Run(ctx, p.GetValue(file)!, p.GetValue(size)));
+        });
+        return cmd;
+    }
+
+    static int Run(CliContext ctx, string path, int size)
+    {
+        var format = FileFormats.Detect(path);
+        Result result;
+        if (format == FileFormat.Onnx)
+        {
+            var s = OnnxSummary.Read(path);
+            result = new Result(path, "onnx", s.HasAdditions ? "residual" : "plain", null, null, null, new CostReport(s.Parameters, 0, 0, 0, new FileInfo(path).Length),
+                s.OpCounts.Values.Sum(), s.OpCounts, s.Opset, s.Producer);
+            ctx.Document(result);
+            ctx.Line($"{path}: ONNX opset {s.Opset}, producer '{s.Producer}', {result.Form} ({(s.HasAdditions ? "Add/Sum nodes present" : "no Add or Sum")})");
+            ctx.Line($"  inputs: {string.Join("; ", s.Inputs)}   outputs: {string.Join("; ", s.Outputs)}");
+            ctx.Line($"  parameters: {Format.Count(s.Parameters)}   nodes: {string.Join(", ", s.OpCounts.Select(kv => $"{kv.Key} {kv.Value}"))}");
+        }
+        else if (format == FileFormat.Safetensors && PlainModelFile.IsPlainSafetensors(path))
+        {
+            var plain = PlainModelFile.Load(path);
+            var ops = plain.Layers.GroupBy(l => l.Kind).ToDictionary(g => g.Key, g => g.Count());
+            result = new Result(path, "safetensors", "plain", null, (int)plain.OutputSize(size, size), null,
+                CostReport.Of(plain, size, new FileInfo(path).Length), plain.Layers.Count, ops, null, "rmnet");
+            ctx.Document(result);
+            ctx.Line($"{path}: plain network written by rmnet, {plain.Layers.Count} layers ({string.Join(", ", ops.Select(kv => $"{kv.Key} {kv.Value}"))})");
+            ctx.Line($"  parameters: {Format.Count(result.Cost!.Parameters)}   MACs @{size}: {Format.Count(result.Cost.Macs)}");
+        }
+        else
+        {
+            using var ckpt = ResNetCheckpoint.Load(path);
+            var spec = ckpt.Spec;
+            var blocks = spec.Blocks().Select(b => new BlockJson(b.Prefix, b.InChannels, b.Width, b.OutChannels, b.Stride, b.Groups,
+                b.HasProjection ? "projection" : "identity")).ToList();
+            result = new Result(path, format == FileFormat.Safetensors ? "safetensors" : "pytorch", "residual", spec.DisplayName, spec.NumClasses, blocks,
+                CostReport.Of(spec, size, new FileInfo(path).Length), null, null, null, null);
+            ctx.Document(result);
+            ctx.Line($"{path}: {ReportText.Describe(spec)}, residual");
+            ctx.Line($"  parameters: {Format.Count(result.Cost!.Parameters)}   MACs @{size}: {Format.Count(result.Cost.Macs)}   depth {spec.Depth}");
+            var rows = new List<string[]> { new[] { "block", "in", "width", "out", "stride", "groups", "shortcut" } };
+            rows.AddRange(blocks.Select(b => new[] { b.Name, b.InChannels.ToString(), b.Width.ToString(), b.OutChannels.ToString(), b.Stride.ToString(), b.Groups.ToString(), b.Shortcut }));
+            foreach (var line in Format.Table(rows)) ctx.Line("  " + line);
+        }
+        return ExitCodes.Success;
+    }
+}

@@ -1,0 +1,59 @@
+using System.CommandLine;
+using RMNet.IO;
+using RMNet.Models;
+using RMNet.Verification;
+using static TorchSharp.torch;
+
+namespace RMNet.Cli.Commands;
+
+/// <summary><c>rmnet verify</c>: runs the original checkpoint and a converted file on the same inputs.</summary>
+public static class VerifyCommand
+{
+    public sealed record Result(string Original, string Converted, string Architecture, int InputSize, long Seed, VerificationJson Verification);
+
+    public static Command Create(Option<bool> verbose)
+    {
+        var original = new Argument<string>("checkpoint") { Description = "The original checkpoint (.pth, .pt, .pth.tar, .safetensors)" };
+        var converted = new Argument<string>("converted") { Description = "The converted model (.onnx, .safetensors or .pth written by rmnet)" };
+        var arch = CommonOptions.Arch();
+        var numClasses = CommonOptions.NumClasses();
+        var samples = CommonOptions.Samples();
+        var size = CommonOptions.InputSize();
+        var tolerance = CommonOptions.Tolerance();
+        var seed = CommonOptions.Seed();
+        var userInput = new Option<string?>("--input") { Description = "Also run this tensor [N, 3, H, W] (.pth or .safetensors; the entry named 'input' or the only one)" };
+        var json = CommonOptions.Json();
+        var cmd = new Command("verify", "Check that a converted model computes the same as the original checkpoint (exit 0 equal, 1 different, 2 bad input)")
+        {
+            original, converted, arch, numClasses, samples, size, tolerance, seed, userInput, json,
+        };
+        cmd.SetAction(p =>
+        {
+            var ctx = new CliContext(Console.Out, Console.Error, p.GetValue(json), p.GetValue(verbose));
+            return ctx.Run(() =>
+            {
+                string orig = p.GetValue(original)!, conv = p.GetValue(converted)!;
+                using var ckpt = ResNetCheckpoint.Load(orig, p.GetValue(arch)!, p.GetValue(numClasses));
+                Tensor? extra = p.GetValue(userInput) is string path ? ReadInput(path) : null;
+                var options = new VerifyOptions(p.GetValue(samples), p.GetValue(size), p.GetValue(tolerance), p.GetValue(seed), extra);
+                using var runner = ModelRunner.OpenConverted(conv, ckpt);
+                var report = Verifier.Verify(ckpt, runner, options);
+                ctx.Document(new Result(orig, conv, ckpt.Spec.DisplayName, options.InputSize, options.Seed, VerificationJson.Of(report)));
+                ctx.Line($"{conv} against {orig} ({ReportText.Describe(ckpt.Spec)})");
+                ctx.Line(ReportText.Verification(report));
+                return report.Passed ? ExitCodes.Success : ExitCodes.NotEquivalent;
+            });
+        });
+        return cmd;
+    }
+
+    static Tensor ReadInput(string path)
+    {
+        var sd = CheckpointReader.Read(path);
+        var t = sd.TryGetValue("input", out var named) ? named
+            : sd.Count == 1 ? sd.Values.First() : throw new ModelInputException(path, "holds several tensors and none is named 'input'");
+        if (t.dim() != 4 || t.shape[1] != 3)
+            throw new ModelInputException(path, $"input tensor has shape [{string.Join(", ", t.shape)}], expected [N, 3, H, W]");
+        return t.to_type(ScalarType.Float32);
+    }
+}
