@@ -12,7 +12,7 @@ public static class ConvertCommand
     public sealed record Result(string Input, string Output, string Architecture, int Blocks, CostReport Original, CostReport Converted,
         double ConvertSeconds, VerificationJson? Verification);
 
-    public static Command Create(Option<bool> verbose)
+    public static Command Create(CommandIO io)
     {
         var input = new Argument<string>("checkpoint") { Description = "PyTorch checkpoint (.pth, .pt, .pth.tar) or .safetensors" };
         var output = new Option<string>("--output", "-o") { Description = "Output file: .onnx, .safetensors or .pth", Required = true };
@@ -30,7 +30,7 @@ public static class ConvertCommand
         };
         cmd.SetAction(p =>
         {
-            var ctx = new CliContext(Console.Out, Console.Error, p.GetValue(json), p.GetValue(verbose));
+            var ctx = io.Context(p, json);
             return ctx.Run(() => Run(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(arch)!, p.GetValue(numClasses),
                 p.GetValue(verify), new VerifyOptions(p.GetValue(samples), p.GetValue(size), p.GetValue(tolerance)), p.GetValue(force)));
         });

@@ -11,7 +11,7 @@ public static class DemoCommand
     public sealed record Result(string Architecture, string Output, CostReport Original, CostReport Converted,
         VerificationJson TorchSharp, VerificationJson OnnxRuntime);
 
-    public static Command Create(Option<bool> verbose)
+    public static Command Create(CommandIO io)
     {
         var output = new Option<string>("--output", "-o") { Description = "Where to write the plain ONNX model (overwritten)", DefaultValueFactory = _ => "rmnet-demo.onnx" };
         var size = CommonOptions.InputSize();
@@ -22,7 +22,7 @@ public static class DemoCommand
         };
         cmd.SetAction(p =>
         {
-            var ctx = new CliContext(Console.Out, Console.Error, p.GetValue(json), p.GetValue(verbose));
+            var ctx = io.Context(p, json);
             return ctx.Run(() => Run(ctx, p.GetValue(output)!, p.GetValue(size)));
         });
         return cmd;

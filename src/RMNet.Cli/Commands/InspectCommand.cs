@@ -13,7 +13,7 @@ public static class InspectCommand
     public sealed record Result(string File, string Format, string Form, string? Architecture, int? NumClasses, IReadOnlyList<BlockJson>? Blocks,
         CostReport? Cost, int? Layers, IReadOnlyDictionary<string, int>? Operators, long? Opset, string? Producer);
 
-    public static Command Create(Option<bool> verbose)
+    public static Command Create(CommandIO io)
     {
         var file = new Argument<string>("file") { Description = "A checkpoint, a plain .safetensors written by rmnet, or an .onnx model" };
         var size = CommonOptions.InputSize();
@@ -24,7 +24,7 @@ public static class InspectCommand
         };
         cmd.SetAction(p =>
         {
-            var ctx = new CliContext(Console.Out, Console.Error, p.GetValue(json), p.GetValue(verbose));
+            var ctx = io.Context(p, json);
             return ctx.Run(() => Run(ctx, p.GetValue(file)!, p.GetValue(size)));
         });
         return cmd;

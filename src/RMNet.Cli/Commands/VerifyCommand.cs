@@ -11,7 +11,7 @@ public static class VerifyCommand
 {
     public sealed record Result(string Original, string Converted, string Architecture, int InputSize, long Seed, VerificationJson Verification);
 
-    public static Command Create(Option<bool> verbose)
+    public static Command Create(CommandIO io)
     {
         var original = new Argument<string>("checkpoint") { Description = "The original checkpoint (.pth, .pt, .pth.tar, .safetensors)" };
         var converted = new Argument<string>("converted") { Description = "The converted model (.onnx, .safetensors or .pth written by rmnet)" };
@@ -29,7 +29,7 @@ public static class VerifyCommand
         };
         cmd.SetAction(p =>
         {
-            var ctx = new CliContext(Console.Out, Console.Error, p.GetValue(json), p.GetValue(verbose));
+            var ctx = io.Context(p, json);
             return ctx.Run(() =>
             {
                 string orig = p.GetValue(original)!, conv = p.GetValue(converted)!;

@@ -1,0 +1,39 @@
+using System.CommandLine;
+using RMNet.Cli.Commands;
+
+namespace RMNet.Cli;
+
+/// <summary>The rmnet command line: parses arguments, runs a command, returns its exit code.</summary>
+public static class CliApp
+{
+    /// <summary>Runs rmnet with <paramref name="args"/>, writing results to <paramref name="stdout"/> and errors to <paramref name="stderr"/>.</summary>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        var verbose = new Option<bool>("--verbose", "-v") { Description = "Print stack traces of errors", Recursive = true };
+        var io = new CommandIO(stdout, stderr, verbose);
+        var root = new RootCommand("rmnet: remove residual connections from trained ResNets, exactly (RM operation, Meng et al. 2021)")
+        {
+            verbose,
+            ConvertCommand.Create(io),
+            VerifyCommand.Create(io),
+            InspectCommand.Create(io),
+            DemoCommand.Create(io),
+        };
+        var parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            foreach (var error in parsed.Errors)
+                stderr.WriteLine($"rmnet: error: {error.Message}");
+            stderr.WriteLine("Run 'rmnet --help' or 'rmnet <command> --help' for usage.");
+            return ExitCodes.BadInput;
+        }
+        return parsed.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr });
+    }
+}
+
+/// <summary>The writers and global options every command gets.</summary>
+public sealed record CommandIO(TextWriter Out, TextWriter Err, Option<bool> Verbose)
+{
+    /// <summary>The context of one invocation.</summary>
+    public CliContext Context(ParseResult p, Option<bool> json) => new(Out, Err, p.GetValue(json), p.GetValue(Verbose));
+}
