@@ -1,0 +1,102 @@
+using RMNet.Plain;
+using RMNet.Rm;
+using RMNet.Weights;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace RMNet.Tests;
+
+/// <summary>
+/// Random block configurations (channels, stride, groups, width, shortcut kind, kernel, asymmetric "same"
+/// padding): the plain convs must compute relu(branch(x) + shortcut(x)) for non-negative x, computed here
+/// directly in float64 with torch's own conv2d.
+/// </summary>
+public class RmPropertyTests
+{
+    public static IEnumerable<object[]> Seeds() => Enumerable.Range(0, 40).Select(i => new object[] { i });
+
+    [Theory]
+    [MemberData(nameof(Seeds))]
+    public void ReserveAndMergeIsExact(int seed)
+    {
+        var rng = new Random(seed);
+        var g = new Generator((ulong)seed + 1);
+        bool bottleneck = rng.Next(2) == 0;
+        int c = rng.Next(1, 9), groups = bottleneck ? new[] { 1, 2, 4 }[rng.Next(3)] : 1;
+        int width = groups * rng.Next(1, 5), stride = rng.Next(1, 3);
+        bool projection = stride != 1 || rng.Next(2) == 0;
+        int outC = projection ? rng.Next(1, 9) : c;
+        int k = new[] { 3, 3, 5, 2 }[rng.Next(4)];
+        // "same" padding split as the kernel allows, sometimes asymmetric (k even, or on purpose).
+        Padding2d Same(int kk) { int begin = rng.Next(0, kk); return new Padding2d(begin, begin, kk - 1 - begin, kk - 1 - begin); }
+
+        FusedConv Conv(long o, long i, int kk, int s, Padding2d p, int grp = 1) =>
+            new(new ConvWeights(randn(new[] { o, i / grp, kk, kk }, ScalarType.Float64, generator: g) * 0.5,
+                randn(new[] { o }, ScalarType.Float64, generator: g) * 0.2), s, p, grp);
+
+        var chain = bottleneck
+            ? new[] { Conv(width, c, 1, 1, Padding2d.All(0)), Conv(width, width, k, stride, Same(k), groups), Conv(outC, width, 1, 1, Padding2d.All(0)) }
+            : new[] { Conv(width, c, k, stride, Same(k)), Conv(outC, width, k, 1, Same(k)) };
+        var shortcut = projection ? Conv(outC, c, 1, stride, Padding2d.All(0)) : null;
+
+        var x = rand(new long[] { 2, c, rng.Next(5, 12), rng.Next(5, 12) }, ScalarType.Float64, generator: g); // x >= 0
+        var expected = Reference(chain, shortcut, x);
+
+        var convs = ResidualChainRm.Transform(chain, shortcut);
+        Assert.Equal(chain.Length, convs.Count);
+        Assert.Equal(c + width, convs[0].OutChannels);
+        var layers = convs.SelectMany(cv => new PlainLayer[] { cv, new ReluLayer() }).ToList();
+        var actual = new PlainModel(layers, c).Forward(x.to_type(ScalarType.Float32)).to_type(ScalarType.Float64);
+
+        Assert.Equal(expected.shape, actual.shape);
+        double err = (actual - expected).abs().max().item<double>() / expected.abs().max().clamp_min(1e-9).item<double>();
+        Assert.True(err < 1e-5, $"seed {seed}: bottleneck={bottleneck} c={c} w={width} g={groups} s={stride} k={k} proj={projection}: rel error {err}");
+    }
+
+    static Tensor Reference(IReadOnlyList<FusedConv> chain, FusedConv? shortcut, Tensor x)
+    {
+        Tensor Apply(FusedConv cv, Tensor t) => F.conv2d(F.pad(t, cv.Padding.ToTorchPad()), cv.Weights.Weight, cv.Weights.Bias,
+            strides: new long[] { cv.Stride, cv.Stride }, groups: cv.Groups);
+        var y = x;
+        for (int i = 0; i < chain.Count; i++)
+        {
+            y = Apply(chain[i], y);
+            if (i < chain.Count - 1) y = F.relu(y);
+        }
+        return F.relu(y + (shortcut is null ? x : Apply(shortcut, x)));
+    }
+
+    [Fact]
+    public void TapOutsideKernelIsRefused()
+    {
+        var w = new ConvWeights(ones(4, 4, 3, 3, dtype: ScalarType.Float64), zeros(4, dtype: ScalarType.Float64));
+        var chain = new[] { new FusedConv(w, 1, new Padding2d(3, 3, -1, -1)), new FusedConv(w, 1, Padding2d.All(1)) };
+        Assert.Throws<RmException>(() => ResidualChainRm.Transform(chain, null));
+    }
+
+    [Fact]
+    public void IdentityShortcutWithStrideIsRefused()
+    {
+        var w = new ConvWeights(ones(4, 4, 3, 3, dtype: ScalarType.Float64), zeros(4, dtype: ScalarType.Float64));
+        var chain = new[] { new FusedConv(w, 2, Padding2d.All(1)), new FusedConv(w, 1, Padding2d.All(1)) };
+        var e = Assert.Throws<RmException>(() => ResidualChainRm.Transform(chain, null));
+        Assert.Contains("stride 2", e.Message);
+    }
+
+    [Fact]
+    public void BatchNormFusionMatchesConvThenBatchNorm()
+    {
+        var g = new Generator(7);
+        var conv = new ConvWeights(randn(new long[] { 5, 3, 3, 3 }, ScalarType.Float64, generator: g), randn(new long[] { 5 }, ScalarType.Float64, generator: g));
+        var bn = new BatchNormWeights(rand(5, ScalarType.Float64, generator: g) + 0.5, randn(5, ScalarType.Float64, generator: g),
+            randn(5, ScalarType.Float64, generator: g), rand(5, ScalarType.Float64, generator: g) + 0.1, 1e-3);
+        var x = randn(new long[] { 2, 3, 6, 6 }, ScalarType.Float64, generator: g);
+        var expected = F.batch_norm(F.conv2d(x, conv.Weight, conv.Bias), bn.Mean, bn.Var, bn.Gamma, bn.Beta, false, 0.1, 1e-3);
+        var fused = BatchNormFusion.Fuse(conv, bn);
+        var actual = F.conv2d(x, fused.Weight, fused.Bias);
+        Assert.True((actual - expected).abs().max().item<double>() < 1e-12);
+        Assert.Equal(ScalarType.Float64, fused.Weight.dtype);
+    }
+}
