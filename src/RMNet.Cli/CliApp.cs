@@ -7,13 +7,19 @@ namespace RMNet.Cli;
 public static class CliApp
 {
     /// <summary>Runs rmnet with <paramref name="args"/>, writing results to <paramref name="stdout"/> and errors to <paramref name="stderr"/>.</summary>
-    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    /// <param name="args">Command-line arguments.</param>
+    /// <param name="stdout">Results and JSON.</param>
+    /// <param name="stderr">Errors and progress.</param>
+    /// <param name="interactive">True where stderr is a terminal (progress bar); false writes plain log lines.</param>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr, bool interactive = false)
     {
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Print stack traces of errors", Recursive = true };
-        var io = new CommandIO(stdout, stderr, verbose);
+        var quiet = new Option<bool>("--quiet", "-q") { Description = "No progress output (errors are still printed)", Recursive = true };
+        var io = new CommandIO(stdout, stderr, verbose, quiet, interactive);
         var root = new RootCommand("rmnet: remove residual connections from trained ResNets, exactly (RM operation, Meng et al. 2021)")
         {
             verbose,
+            quiet,
             ConvertCommand.Create(io),
             VerifyCommand.Create(io),
             InspectCommand.Create(io),
@@ -32,8 +38,9 @@ public static class CliApp
 }
 
 /// <summary>The writers and global options every command gets.</summary>
-public sealed record CommandIO(TextWriter Out, TextWriter Err, Option<bool> Verbose)
+public sealed record CommandIO(TextWriter Out, TextWriter Err, Option<bool> Verbose, Option<bool> Quiet, bool Interactive)
 {
     /// <summary>The context of one invocation.</summary>
-    public CliContext Context(ParseResult p, Option<bool> json) => new(Out, Err, p.GetValue(json), p.GetValue(Verbose));
+    public CliContext Context(ParseResult p, Option<bool> json) =>
+        new(Out, Err, p.GetValue(json), p.GetValue(Verbose), new ProgressDisplay(Err, Interactive, p.GetValue(Quiet)));
 }

@@ -17,7 +17,7 @@ public static class ExitCodes
 }
 
 /// <summary>Where a command writes: stdout for results, stderr for errors; JSON or text.</summary>
-public sealed class CliContext(TextWriter stdout, TextWriter stderr, bool json, bool verbose)
+public sealed class CliContext(TextWriter stdout, TextWriter stderr, bool json, bool verbose, ProgressDisplay progress)
 {
     /// <summary>Serializer settings of every --json document.</summary>
     public static readonly JsonSerializerOptions JsonOptions = new()
@@ -32,6 +32,7 @@ public sealed class CliContext(TextWriter stdout, TextWriter stderr, bool json, 
     public TextWriter Err { get; } = stderr;
     public bool Json { get; } = json;
     public bool Verbose { get; } = verbose;
+    public ProgressDisplay Progress { get; } = progress;
 
     /// <summary>Writes a line of human-readable output (suppressed under --json).</summary>
     public void Line(string text = "")

@@ -1,3 +1,3 @@
 using RMNet.Cli;
 
-return CliApp.Run(args, Console.Out, Console.Error);
+return CliApp.Run(args, Console.Out, Console.Error, interactive: !Console.IsErrorRedirected);

@@ -151,7 +151,7 @@ public class CliTests
             case "truncated-zip": File.WriteAllBytes(input, File.ReadAllBytes(Basic)[..5000]); break;
         }
         string output = dir.File("out.onnx");
-        var (code, _, stderr) = Rmnet("convert", input, "-o", output);
+        var (code, _, stderr) = Rmnet("convert", input, "-o", output, "--quiet");
         Assert.Equal(ExitCodes.BadInput, code);
         var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Single(lines);

@@ -25,5 +25,7 @@ public static class CommonOptions
 
     public static Option<int> InputSize() => new("--input-size") { Description = "Height and width of the random images", DefaultValueFactory = _ => 224 };
 
+    public static Option<bool> AllowNonFinite() => new("--allow-nonfinite") { Description = "Accept checkpoints with NaN or infinite weights" };
+
     public static Option<long> Seed() => new("--seed") { Description = "Seed of the random images", DefaultValueFactory = _ => 0 };
 }

@@ -23,32 +23,38 @@ public static class ConvertCommand
         var samples = CommonOptions.Samples();
         var size = CommonOptions.InputSize();
         var force = new Option<bool>("--force") { Description = "Overwrite an existing output file" };
+        var allowNonFinite = CommonOptions.AllowNonFinite();
         var json = CommonOptions.Json();
         var cmd = new Command("convert", "Remove the residual connections of a ResNet checkpoint and save the equivalent plain network")
         {
-            input, output, arch, numClasses, verify, tolerance, samples, size, force, json,
+            input, output, arch, numClasses, verify, tolerance, samples, size, force, allowNonFinite, json,
         };
         cmd.SetAction(p =>
         {
             var ctx = io.Context(p, json);
             return ctx.Run(() => Run(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(arch)!, p.GetValue(numClasses),
-                p.GetValue(verify), new VerifyOptions(p.GetValue(samples), p.GetValue(size), p.GetValue(tolerance)), p.GetValue(force)));
+                p.GetValue(verify), new VerifyOptions(p.GetValue(samples), p.GetValue(size), p.GetValue(tolerance)), p.GetValue(force),
+                p.GetValue(allowNonFinite)));
         });
         return cmd;
     }
 
-    public static int Run(CliContext ctx, string input, string output, string arch, int? numClasses, bool verify, VerifyOptions options, bool force)
+    public static int Run(CliContext ctx, string input, string output, string arch, int? numClasses, bool verify, VerifyOptions options,
+        bool force, bool allowNonFinite)
     {
         using var pending = new PendingOutput(output, force, input);
-        using var ckpt = ResNetCheckpoint.Load(input, arch, numClasses);
+        ctx.Progress.Stage($"loading {input}");
+        using var ckpt = ResNetCheckpoint.Load(input, arch, numClasses, allowNonFinite);
         var clock = Stopwatch.StartNew();
-        var plain = ckpt.ToPlain();
+        var plain = ckpt.ToPlain(ctx.Progress);
         double convertSeconds = clock.Elapsed.TotalSeconds;
+        ctx.Progress.Stage($"writing {output}");
         ModelWriter.Save(plain, pending.TempPath, $"rmnet: residual connections removed (RM, dense form) from {ckpt.Spec.DisplayName}, {Path.GetFileName(input)}");
 
         VerificationReport? report = null;
         if (verify)
         {
+            ctx.Progress.Stage($"verifying {output} on {options.Samples} images of {options.InputSize}x{options.InputSize}");
             using var runner = ModelRunner.OpenConverted(pending.TempPath, ckpt);
             report = Verifier.Verify(ckpt, runner, options);
         }

@@ -22,10 +22,11 @@ public static class VerifyCommand
         var tolerance = CommonOptions.Tolerance();
         var seed = CommonOptions.Seed();
         var userInput = new Option<string?>("--input") { Description = "Also run this tensor [N, 3, H, W] (.pth or .safetensors; the entry named 'input' or the only one)" };
+        var allowNonFinite = CommonOptions.AllowNonFinite();
         var json = CommonOptions.Json();
         var cmd = new Command("verify", "Check that a converted model computes the same as the original checkpoint (exit 0 equal, 1 different, 2 bad input)")
         {
-            original, converted, arch, numClasses, samples, size, tolerance, seed, userInput, json,
+            original, converted, arch, numClasses, samples, size, tolerance, seed, userInput, allowNonFinite, json,
         };
         cmd.SetAction(p =>
         {
@@ -33,9 +34,11 @@ public static class VerifyCommand
             return ctx.Run(() =>
             {
                 string orig = p.GetValue(original)!, conv = p.GetValue(converted)!;
-                using var ckpt = ResNetCheckpoint.Load(orig, p.GetValue(arch)!, p.GetValue(numClasses));
+                ctx.Progress.Stage($"loading {orig}");
+                using var ckpt = ResNetCheckpoint.Load(orig, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(allowNonFinite));
                 Tensor? extra = p.GetValue(userInput) is string path ? ReadInput(path) : null;
                 var options = new VerifyOptions(p.GetValue(samples), p.GetValue(size), p.GetValue(tolerance), p.GetValue(seed), extra);
+                ctx.Progress.Stage($"verifying {conv} on {options.Samples} images of {options.InputSize}x{options.InputSize}");
                 using var runner = ModelRunner.OpenConverted(conv, ckpt);
                 var report = Verifier.Verify(ckpt, runner, options);
                 ctx.Document(new Result(orig, conv, ckpt.Spec.DisplayName, options.InputSize, options.Seed, VerificationJson.Of(report)));

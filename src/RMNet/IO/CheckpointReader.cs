@@ -1,4 +1,5 @@
 using System.Collections;
+using System.IO.Compression;
 using TorchSharp.PyBridge;
 using static TorchSharp.torch;
 
@@ -40,6 +41,7 @@ public static class CheckpointReader
 
     static StateDict FromSafetensors(string path)
     {
+        SafetensorsFile.CheckHeader(path);
         var sd = new StateDict(path);
         foreach (var (key, tensor) in Safetensors.LoadStateDict(path))
             sd.Add(key, tensor);
@@ -48,6 +50,7 @@ public static class CheckpointReader
 
     static StateDict FromTorchZip(string path)
     {
+        CheckPickle(path);
         using var stream = File.OpenRead(path);
         var root = PyTorchUnpickler.UnpickleStateDict(stream);
         var table = Unwrap(root, path);
@@ -63,6 +66,23 @@ public static class CheckpointReader
         if (sd.Count == 0) throw new ModelInputException(path, "the checkpoint holds no tensors");
         return sd;
     }
+
+    /// <summary>Scans data.pkl (globals, storage sizes) before anything is unpickled; see <see cref="PickleScanner"/>.</summary>
+    static void CheckPickle(string path)
+    {
+        using var zip = new ZipArchive(File.OpenRead(path), ZipArchiveMode.Read);
+        var pkl = zip.Entries.Where(e => e.FullName.EndsWith("data.pkl", StringComparison.Ordinal)).ToList();
+        if (pkl.Count != 1) throw new ModelInputException(path, pkl.Count == 0 ? "zip archive has no data.pkl: not a torch.save file" : "zip archive has several data.pkl entries");
+        if (pkl[0].Length > MaxPickleBytes) throw new ModelInputException(path, $"data.pkl is {pkl[0].Length} bytes, over the {MaxPickleBytes} byte limit");
+        var bytes = new byte[pkl[0].Length];
+        using (var s = pkl[0].Open()) s.ReadExactly(bytes);
+        string prefix = pkl[0].FullName[..^"data.pkl".Length];
+        var sizes = zip.Entries.Where(e => e.FullName.StartsWith(prefix + "data/", StringComparison.Ordinal))
+            .ToDictionary(e => e.FullName[(prefix.Length + 5)..], e => e.Length);
+        PickleScanner.Check(bytes, key => sizes.TryGetValue(key, out var n) ? n : null, path);
+    }
+
+    const long MaxPickleBytes = 64L << 20;
 
     static IDictionary Unwrap(IDictionary table, string path)
     {

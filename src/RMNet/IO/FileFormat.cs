@@ -37,7 +37,7 @@ public static class FileFormats
         if (n == 0) throw new ModelInputException(path, "file is empty");
         if (n >= 4 && head[0] == 0x50 && head[1] == 0x4b && head[2] == 0x03 && head[3] == 0x04) return FileFormat.TorchZip;
         if (n >= 2 && head[0] == 0x80 && head[1] <= 5) return FileFormat.TorchLegacy;
-        if (n >= 9 && head[8] == (byte)'{' && BitConverter.ToUInt64(head, 0) < (ulong)new FileInfo(path).Length) return FileFormat.Safetensors;
+        if (n >= 9 && head[8] == (byte)'{') return FileFormat.Safetensors;
         if (path.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase)) return FileFormat.Onnx;
         return FileFormat.Unknown;
     }

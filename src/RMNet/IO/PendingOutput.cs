@@ -16,6 +16,15 @@ public sealed class PendingOutput : IDisposable
         FinalPath = Path.GetFullPath(path);
         Overwrite = overwrite;
         TempPath = Path.Combine(Path.GetDirectoryName(FinalPath)!, $".rmnet-{Environment.ProcessId}-{Path.GetFileName(FinalPath)}");
+        // Find out now, before minutes of work, whether the directory takes a file at all.
+        try
+        {
+            using (new FileStream(TempPath, FileMode.CreateNew, FileAccess.Write)) { }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ModelInputException(path, $"cannot write in {Path.GetDirectoryName(FinalPath)}: {e.Message}", e);
+        }
     }
 
     /// <summary>Where the output ends up.</summary>

@@ -22,14 +22,16 @@ public sealed class ResNetCheckpoint : IDisposable
     /// <summary>
     /// Reads <paramref name="path"/>. <paramref name="arch"/> is <c>auto</c> (detect from names and shapes) or a
     /// name from <see cref="ResNetSpec.KnownNames"/>; <paramref name="numClasses"/>, where given, must match the
-    /// checkpoint's classifier. Contradictions raise <see cref="ModelInputException"/> naming the key.
+    /// checkpoint's classifier. Contradictions, NaN/Inf weights (unless <paramref name="allowNonFinite"/>) and
+    /// invalid BN variances raise <see cref="ModelInputException"/> naming the key.
     /// </summary>
-    public static ResNetCheckpoint Load(string path, string arch = "auto", int? numClasses = null) =>
-        FromStateDict(CheckpointReader.Read(path), arch, numClasses);
+    public static ResNetCheckpoint Load(string path, string arch = "auto", int? numClasses = null, bool allowNonFinite = false) =>
+        FromStateDict(CheckpointReader.Read(path), arch, numClasses, allowNonFinite);
 
     /// <summary>As <see cref="Load"/>, for weights already in memory.</summary>
-    public static ResNetCheckpoint FromStateDict(StateDict sd, string arch = "auto", int? numClasses = null)
+    public static ResNetCheckpoint FromStateDict(StateDict sd, string arch = "auto", int? numClasses = null, bool allowNonFinite = false)
     {
+        WeightChecks.Check(sd, allowNonFinite);
         ResNetSpec spec;
         if (arch == "auto")
             spec = ResNetDetector.Detect(sd);
@@ -50,7 +52,8 @@ public sealed class ResNetCheckpoint : IDisposable
     public ResNet CreateModule() => ResNet.FromStateDict(Spec, Weights);
 
     /// <summary>The equivalent plain network (RM transform, dense form).</summary>
-    public PlainModel ToPlain() => ResNetRm.Transform(Weights, Spec);
+    /// <param name="progress">Told after each block; null for none.</param>
+    public PlainModel ToPlain(IProgress<ProgressStep>? progress = null) => ResNetRm.Transform(Weights, Spec, progress);
 
     /// <inheritdoc />
     public void Dispose() => Weights.Dispose();

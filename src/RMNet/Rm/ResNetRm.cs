@@ -13,7 +13,10 @@ namespace RMNet.Rm;
 public static class ResNetRm
 {
     /// <summary>The plain network equivalent to the ResNet with layout <paramref name="spec"/> and weights <paramref name="sd"/>.</summary>
-    public static PlainModel Transform(StateDict sd, ResNetSpec spec)
+    /// <param name="sd">The weights, torchvision names.</param>
+    /// <param name="spec">The layout.</param>
+    /// <param name="progress">Told after each block; null for none.</param>
+    public static PlainModel Transform(StateDict sd, ResNetSpec spec, IProgress<ProgressStep>? progress = null)
     {
         ResNetDetector.Validate(sd, spec);
         var layers = new List<PlainLayer>();
@@ -23,12 +26,15 @@ public static class ResNetRm
             new ReluLayer(),
             new MaxPoolLayer(3, 2, Padding2d.All(1)),
         }));
-        foreach (var block in spec.Blocks())
+        var blocks = spec.Blocks().ToList();
+        for (int i = 0; i < blocks.Count; i++)
         {
+            var block = blocks[i];
             layers.AddRange(Scoped(() => ResidualChainRm
                 .Transform(TorchvisionWeights.Branch(sd, spec, block), TorchvisionWeights.Projection(sd, block))
                 .SelectMany(conv => new PlainLayer[] { conv, new ReluLayer() })
                 .ToList()));
+            progress?.Report(new ProgressStep("converting", i + 1, blocks.Count));
         }
         layers.Add(new GlobalAvgPoolLayer());
         layers.Add(new FlattenLayer());
