@@ -1,9 +1,7 @@
 using System.Reflection;
-using Google.Protobuf;
 using Onnx;
-using RMNet.IO;
 using RMNet.Plain;
-using static TorchSharp.torch;
+using Tensor = TorchSharp.torch.Tensor;
 
 namespace RMNet.Onnx;
 
@@ -78,15 +76,8 @@ public static class OnnxExporter
         return proto;
     }
 
-    /// <summary>Writes <paramref name="model"/> to <paramref name="path"/> atomically.</summary>
-    public static void Save(PlainModel model, string path, string docString = "")
-    {
-        var proto = Build(model, docString);
-        long size = proto.CalculateSize();
-        if (size >= int.MaxValue)
-            throw new ModelInputException(path, $"the ONNX model would be {size / 1e9:F2} GB, over the 2 GB protobuf limit; ONNX external data is not written yet, save as .safetensors instead");
-        AtomicFile.Write(path, s => proto.WriteTo(s));
-    }
+    /// <summary>Writes <paramref name="model"/> to <paramref name="path"/> atomically (external data past 1 GiB of weights).</summary>
+    public static void Save(PlainModel model, string path, string docString = "") => OnnxModelFile.Save(Build(model, docString), path);
 
     /// <summary>This library's informational version.</summary>
     public static string Version { get; } =
@@ -105,10 +96,7 @@ public static class OnnxExporter
 
     static string AddInitializer(GraphProto graph, string name, Tensor t)
     {
-        var proto = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Float };
-        proto.Dims.AddRange(t.shape);
-        proto.RawData = ByteString.CopyFrom(t.to_type(ScalarType.Float32).contiguous().bytes);
-        graph.Initializer.Add(proto);
+        graph.Initializer.Add(OnnxTensors.FromTensor(name, t));
         return name;
     }
 

@@ -19,8 +19,32 @@ public static class Verifier
     {
         using var module = original.CreateModule();
         var batches = new List<Tensor> { Equivalence.SeededInputs(options.Samples, 3, options.InputSize, options.InputSize, options.Seed) };
+        return Compare(module.forward, converted.Run, batches, options);
+    }
+
+    /// <summary>
+    /// Runs two ONNX models in ONNX Runtime on seeded inputs of the original's own input shape: fixed dimensions
+    /// as declared, a dynamic batch as <see cref="VerifyOptions.Samples"/> and dynamic sizes as
+    /// <see cref="VerifyOptions.InputSize"/>. A fixed batch is filled with as many batches as the samples need.
+    /// </summary>
+    public static VerificationReport Verify(string originalOnnx, string convertedOnnx, VerifyOptions options)
+    {
+        using var a = new Onnx.OnnxRuntimeRunner(originalOnnx);
+        using var b = new Onnx.OnnxRuntimeRunner(convertedOnnx);
+        var dims = a.InputShape;
+        if (dims.Length == 0) throw new ModelInputException(originalOnnx, "the model's input has no shape");
+        int batch = dims[0] > 0 ? dims[0] : options.Samples;
+        var shape = dims.Select((d, i) => i == 0 ? batch : d > 0 ? d : (dims.Length == 4 && i == 1 ? 3 : options.InputSize)).Select(d => (long)d).ToArray();
+        var batches = new List<Tensor>();
+        for (int done = 0, k = 0; done < options.Samples; done += batch, k++)
+            batches.Add(randn(shape, generator: new Generator((ulong)(options.Seed + k))));
+        return Compare(a.Run, b.Run, batches, options);
+    }
+
+    static VerificationReport Compare(Func<Tensor, Tensor> original, Func<Tensor, Tensor> converted, List<Tensor> batches, VerifyOptions options)
+    {
         if (options.UserInput is not null) batches.Add(options.UserInput);
-        var reports = batches.Select(x => Equivalence.Compare(module.forward, converted.Run, x, options.Tolerance)).ToList();
+        var reports = batches.Select(x => Equivalence.Compare(original, converted, x, options.Tolerance)).ToList();
         int n = reports.Sum(r => r.Samples);
         return new VerificationReport(n, reports.Max(r => r.MaxAbsError), reports.Max(r => r.MaxRelError),
             reports.Sum(r => r.Top1Agreement * r.Samples) / n, options.Tolerance);

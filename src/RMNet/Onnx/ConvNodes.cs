@@ -1,0 +1,90 @@
+using Onnx;
+using RMNet.Plain;
+using RMNet.Weights;
+
+namespace RMNet.Onnx;
+
+/// <summary>
+/// A Conv node of an ONNX graph, optionally followed by a BatchNormalization folded into it, read as a
+/// <see cref="FusedConv"/>. The padding is null where it cannot be made explicit without knowing the
+/// input size (auto_pad SAME_* with stride above 1).
+/// </summary>
+/// <param name="Conv">The Conv node.</param>
+/// <param name="BatchNorm">The folded BatchNormalization node, or null.</param>
+/// <param name="Input">The value the conv reads.</param>
+/// <param name="Output">The value the unit produces (the BN's output where there is one).</param>
+/// <param name="Fused">Weights with the BN folded in (float64) and the conv's geometry.</param>
+/// <param name="Problem">Why the unit cannot take part in RM (dilation, auto_pad, non-square stride), or null.</param>
+public sealed record ConvUnit(NodeProto Conv, NodeProto? BatchNorm, string Input, string Output, FusedConv Fused, string? Problem)
+{
+    /// <summary>The nodes the unit replaces.</summary>
+    public IEnumerable<NodeProto> Nodes => BatchNorm is null ? new[] { Conv } : new[] { Conv, BatchNorm };
+}
+
+/// <summary>Reads Conv (+ BatchNormalization) units out of an <see cref="OnnxGraph"/>.</summary>
+public static class ConvNodes
+{
+    /// <summary>Every Conv with initializer weights, keyed by the value the unit outputs (after a foldable BN).</summary>
+    public static Dictionary<string, ConvUnit> Read(OnnxGraph g)
+    {
+        var units = new Dictionary<string, ConvUnit>();
+        foreach (var conv in g.Order.Where(n => n.OpType == "Conv"))
+        {
+            if (conv.Input.Count < 2 || !g.Initializers.TryGetValue(conv.Input[1], out var w)) continue;
+            var weight = OnnxTensors.ToTensor(w, g.File);
+            if (weight.dim() != 4) continue; // only 2-D convs take part
+            var bias = conv.Input.Count > 2 && conv.Input[2].Length > 0
+                ? g.Initializers.TryGetValue(conv.Input[2], out var b) ? OnnxTensors.ToTensor(b, g.File) : null
+                : null;
+            if (conv.Input.Count > 2 && conv.Input[2].Length > 0 && bias is null) continue; // computed bias: leave alone
+            var (stride, padding, groups, problem) = Geometry(conv, weight);
+            var weights = new ConvWeights(weight, bias);
+            NodeProto? bn = FoldableBatchNorm(g, conv);
+            if (bn is not null)
+            {
+                var p = bn.Input.Skip(1).Take(4).Select(i => OnnxTensors.ToTensor(g.Initializers[i], g.File).flatten()).ToArray();
+                double eps = bn.Attribute.FirstOrDefault(a => a.Name == "epsilon")?.F ?? 1e-5f;
+                weights = BatchNormFusion.Fuse(weights, new BatchNormWeights(p[0], p[1], p[2], p[3], eps));
+            }
+            var unit = new ConvUnit(conv, bn, conv.Input[0], bn?.Output[0] ?? conv.Output[0],
+                new FusedConv(weights.ToFloat64(), stride, padding ?? Padding2d.All(0), groups), problem);
+            units[unit.Output] = unit;
+        }
+        return units;
+    }
+
+    static NodeProto? FoldableBatchNorm(OnnxGraph g, NodeProto conv)
+    {
+        if (!g.HasSingleUse(conv.Output[0])) return null;
+        var bn = g.ConsumersOf(conv.Output[0])[0];
+        if (bn.OpType != "BatchNormalization" || bn.Input.Count < 5) return null;
+        if (bn.Output.Skip(1).Any(o => o.Length > 0 && g.ConsumersOf(o).Count > 0)) return null; // training outputs in use
+        if (bn.Attribute.FirstOrDefault(a => a.Name == "spatial") is { I: 0 }) return null;       // per-element BN (opset < 9)
+        if (bn.Attribute.FirstOrDefault(a => a.Name == "training_mode") is { I: 1 }) return null;
+        return bn.Input.Skip(1).Take(4).All(g.Initializers.ContainsKey) ? bn : null;
+    }
+
+    static (int Stride, Padding2d? Padding, int Groups, string? Problem) Geometry(NodeProto conv, TorchSharp.torch.Tensor weight)
+    {
+        long[] Ints(string name) => conv.Attribute.FirstOrDefault(a => a.Name == name)?.Ints.ToArray() ?? Array.Empty<long>();
+        int groups = (int)(conv.Attribute.FirstOrDefault(a => a.Name == "group")?.I ?? 1);
+        var strides = Ints("strides");
+        var dilations = Ints("dilations");
+        var pads = Ints("pads");
+        string autoPad = conv.Attribute.FirstOrDefault(a => a.Name == "auto_pad")?.S.ToStringUtf8() ?? "NOTSET";
+        int sh = strides.Length > 0 ? (int)strides[0] : 1, sw = strides.Length > 1 ? (int)strides[1] : sh;
+        int kh = (int)weight.shape[2], kw = (int)weight.shape[3];
+        if (dilations.Any(d => d != 1)) return (sh, null, groups, "dilated conv");
+        if (sh != sw) return (sh, null, groups, $"strides {sh}x{sw} differ per axis");
+        Padding2d? padding = autoPad switch
+        {
+            "NOTSET" or "" => pads.Length == 4 ? new Padding2d((int)pads[0], (int)pads[1], (int)pads[2], (int)pads[3]) : Padding2d.All(0),
+            "VALID" => Padding2d.All(0),
+            // With stride 1 SAME pads k-1 in total whatever the input size; UPPER puts the odd one at the end.
+            "SAME_UPPER" when sh == 1 => new Padding2d((kh - 1) / 2, (kw - 1) / 2, kh / 2, kw / 2),
+            "SAME_LOWER" when sh == 1 => new Padding2d(kh / 2, kw / 2, (kh - 1) / 2, (kw - 1) / 2),
+            _ => null,
+        };
+        return (sh, padding, groups, padding is null ? $"auto_pad {autoPad} with stride {sh} depends on the input size" : null);
+    }
+}

@@ -1,0 +1,215 @@
+using Google.Protobuf;
+using Onnx;
+using RMNet.Plain;
+using RMNet.Rm;
+using RMNet.Weights;
+
+namespace RMNet.Onnx;
+
+/// <summary>What happened to one residual block found in a graph.</summary>
+/// <param name="Name">The block's Add/Sum node.</param>
+/// <param name="Shortcut">"identity" or "projection".</param>
+/// <param name="Convs">Convs in the residual branch.</param>
+/// <param name="Plain">True where the block was made plain.</param>
+/// <param name="Reason">Why it was left as it is, or null.</param>
+public sealed record GraphBlockReport(string Name, string Shortcut, int Convs, bool Plain, string? Reason);
+
+/// <summary>The outcome of the graph-level RM pass.</summary>
+/// <param name="Model">The transformed model (a copy; the input is not modified).</param>
+/// <param name="Blocks">Every residual block found, in graph order.</param>
+/// <param name="FoldedBatchNorms">BatchNormalization nodes folded into convs.</param>
+public sealed record GraphRmResult(ModelProto Model, IReadOnlyList<GraphBlockReport> Blocks, int FoldedBatchNorms);
+
+/// <summary>
+/// RM at the ONNX graph level, for ResNets from any exporter. Finds blocks of the form
+/// Relu(Add|Sum(branch(x), shortcut(x))) where the branch is Conv(+BN) [Relu Conv(+BN)]+ and the shortcut is x
+/// or a 1x1 Conv(+BN) of x, with either operand order; folds every foldable BN into its conv; and replaces each
+/// block whose input is provably non-negative (the output of a Relu, possibly through MaxPool) with plain
+/// Conv/Relu nodes (<see cref="ResidualChainRm"/>). Blocks that cannot be made exactly plain are kept and
+/// reported with the reason. Every other node is kept as it is.
+/// </summary>
+public static class GraphRm
+{
+    sealed record Match(NodeProto Add, NodeProto Relu, string X, List<ConvUnit> Chain, List<NodeProto> InnerRelus, ConvUnit? Projection);
+
+    /// <summary>The residual blocks of <paramref name="model"/>, without changing anything.</summary>
+    public static IReadOnlyList<GraphBlockReport> FindBlocks(ModelProto model, string file) => Run(model.Clone(), file, rewrite: false).Blocks;
+
+    /// <summary>Transforms a copy of <paramref name="model"/>.</summary>
+    public static GraphRmResult Transform(ModelProto model, string file) => Run(model.Clone(), file, rewrite: true);
+
+    static GraphRmResult Run(ModelProto model, string file, bool rewrite)
+    {
+        var g = new OnnxGraph(model.Graph, file);
+        var units = ConvNodes.Read(g);
+        var matches = FindMatches(g, units);
+        var reports = new List<GraphBlockReport>();
+        var replacements = new Dictionary<NodeProto, List<NodeProto>>();   // emitted at the key node's place
+        var removed = new HashSet<NodeProto>();
+        var newInitializers = new List<TensorProto>();
+        var used = new HashSet<string>(g.Producers.Keys.Concat(g.Initializers.Keys).Concat(model.Graph.Input.Select(i => i.Name)));
+        string Fresh(string stem)
+        {
+            string name = stem;
+            for (int i = 1; !used.Add(name); i++) name = $"{stem}_{i}";
+            return name;
+        }
+
+        foreach (var m in matches)
+        {
+            string name = OnnxGraph.NodeName(m.Add);
+            string shortcut = m.Projection is null ? "identity" : "projection";
+            string? reason = m.Chain.Append(m.Projection).OfType<ConvUnit>().Select(u => u.Problem).FirstOrDefault(p => p is not null);
+            if (reason is null && !IsNonNegative(g, m.X))
+                reason = $"block input '{m.X}' may be negative (not produced by a Relu)";
+            IReadOnlyList<ConvLayer>? convs = null;
+            if (reason is null)
+            {
+                try { convs = ResidualChainRm.Transform(m.Chain.Select(u => u.Fused).ToList(), m.Projection?.Fused); }
+                catch (RmException e) { reason = e.Message; }
+            }
+            reports.Add(new GraphBlockReport(name, shortcut, m.Chain.Count, convs is not null, reason));
+            if (convs is null || !rewrite) continue;
+
+            var nodes = new List<NodeProto>();
+            string current = m.X;
+            for (int i = 0; i < convs.Count; i++)
+            {
+                string w = Fresh($"{name}_rm{i}_weight"), b = Fresh($"{name}_rm{i}_bias");
+                newInitializers.Add(OnnxTensors.FromTensor(w, convs[i].Weight));
+                newInitializers.Add(OnnxTensors.FromTensor(b, convs[i].Bias));
+                string convOut = Fresh($"{name}_rm{i}_conv");
+                nodes.Add(ConvNode($"{name}_rm{i}", current, w, b, convOut, convs[i]));
+                // The block's final Relu keeps its output name, so everything downstream is untouched.
+                string reluOut = i == convs.Count - 1 ? m.Relu.Output[0] : Fresh($"{name}_rm{i}_relu");
+                nodes.Add(new NodeProto { Name = $"{name}_rm{i}_relu", OpType = "Relu", Input = { convOut }, Output = { reluOut } });
+                current = reluOut;
+            }
+            replacements[m.Relu] = nodes;
+            foreach (var n in m.Chain.Append(m.Projection).OfType<ConvUnit>().SelectMany(u => u.Nodes).Concat(m.InnerRelus).Append(m.Add))
+                removed.Add(n);
+        }
+
+        // Fold every remaining Conv+BN pair (stem, blocks left as they are, other layers).
+        if (rewrite)
+        {
+            foreach (var u in units.Values.Where(u => u.BatchNorm is not null && !removed.Contains(u.Conv)))
+            {
+                string w = Fresh($"{OnnxGraph.NodeName(u.Conv)}_fused_weight"), b = Fresh($"{OnnxGraph.NodeName(u.Conv)}_fused_bias");
+                var layer = u.Fused.ToLayer();
+                newInitializers.Add(OnnxTensors.FromTensor(w, layer.Weight));
+                newInitializers.Add(OnnxTensors.FromTensor(b, layer.Bias));
+                var conv = u.Conv.Clone();
+                conv.Input.Clear();
+                conv.Input.Add(new[] { u.Input, w, b });
+                conv.Output.Clear();
+                conv.Output.Add(u.Output);
+                replacements[u.BatchNorm!] = new List<NodeProto> { conv };
+                removed.Add(u.Conv);
+                removed.Add(u.BatchNorm!);
+            }
+            Rebuild(model, g, replacements, removed, newInitializers);
+        }
+        return new GraphRmResult(model, reports, rewrite ? removed.Count(n => n.OpType == "BatchNormalization") : 0);
+    }
+
+    static List<Match> FindMatches(OnnxGraph g, Dictionary<string, ConvUnit> units)
+    {
+        var matches = new List<Match>();
+        foreach (var add in g.Order.Where(n => n.OpType is "Add" or "Sum" && n.Input.Count == 2 && n.Output.Count == 1))
+        {
+            if (!g.HasSingleUse(add.Output[0]) || g.ConsumersOf(add.Output[0])[0] is not { OpType: "Relu" } relu) continue;
+            foreach (var (branch, shortcut) in new[] { (add.Input[0], add.Input[1]), (add.Input[1], add.Input[0]) })
+            {
+                var chain = new List<ConvUnit>();
+                var relus = new List<NodeProto>();
+                string value = branch;
+                while (units.TryGetValue(value, out var unit) && g.HasSingleUse(unit.Output) && SingleUseInside(g, unit))
+                {
+                    chain.Insert(0, unit);
+                    var before = g.ProducerOf(unit.Input);
+                    if (before is { OpType: "Relu" } r && g.HasSingleUse(r.Output[0]) && units.ContainsKey(r.Input[0]))
+                    {
+                        relus.Insert(0, r);
+                        value = r.Input[0];
+                        continue;
+                    }
+                    break;
+                }
+                if (chain.Count < 2) continue;
+                string x = chain[0].Input;
+                ConvUnit? projection = null;
+                if (shortcut != x)
+                {
+                    if (!units.TryGetValue(shortcut, out projection) || projection.Input != x || !g.HasSingleUse(projection.Output)) continue;
+                }
+                matches.Add(new Match(add, relu, x, chain, relus, projection));
+                break;
+            }
+        }
+        return matches;
+    }
+
+    /// <summary>The conv's own output feeds only its BN (where folded), so removing the pair loses nothing.</summary>
+    static bool SingleUseInside(OnnxGraph g, ConvUnit u) => u.BatchNorm is null || g.HasSingleUse(u.Conv.Output[0]);
+
+    /// <summary>x is provably >= 0: a Relu's output, or a MaxPool of such a value.</summary>
+    static bool IsNonNegative(OnnxGraph g, string value)
+    {
+        for (int depth = 0; depth < 16; depth++)
+        {
+            var p = g.ProducerOf(value);
+            if (p is null) return false;
+            if (p.OpType == "Relu") return true;
+            if (p.OpType != "MaxPool") return false;
+            value = p.Input[0];
+        }
+        return false;
+    }
+
+    static NodeProto ConvNode(string name, string input, string weight, string bias, string output, ConvLayer c)
+    {
+        var node = new NodeProto { Name = name, OpType = "Conv", Input = { input, weight, bias }, Output = { output } };
+        AttributeProto Ints(string n, params long[] v)
+        {
+            var a = new AttributeProto { Name = n, Type = AttributeProto.Types.AttributeType.Ints };
+            a.Ints.AddRange(v);
+            return a;
+        }
+        node.Attribute.Add(Ints("kernel_shape", c.KernelH, c.KernelW));
+        node.Attribute.Add(Ints("strides", c.StrideH, c.StrideW));
+        node.Attribute.Add(Ints("pads", c.Padding.ToOnnx()));
+        node.Attribute.Add(Ints("dilations", 1, 1));
+        node.Attribute.Add(new AttributeProto { Name = "group", Type = AttributeProto.Types.AttributeType.Int, I = c.Groups });
+        return node;
+    }
+
+    /// <summary>Writes the new node list (topological, replacements in place) and drops unreferenced initializers.</summary>
+    static void Rebuild(ModelProto model, OnnxGraph g, Dictionary<NodeProto, List<NodeProto>> replacements, HashSet<NodeProto> removed,
+        List<TensorProto> newInitializers)
+    {
+        var nodes = new List<NodeProto>();
+        foreach (var n in g.Order)
+        {
+            if (replacements.TryGetValue(n, out var rep)) nodes.AddRange(rep);
+            else if (!removed.Contains(n)) nodes.Add(n);
+        }
+        var graph = model.Graph;
+        // Constant nodes that only fed removed weights go too.
+        var read = nodes.SelectMany(n => n.Input).Concat(graph.Output.Select(o => o.Name)).ToHashSet();
+        nodes.RemoveAll(n => n.OpType == "Constant" && n.Output.All(o => !read.Contains(o)));
+        graph.Node.Clear();
+        graph.Node.AddRange(nodes);
+        graph.Initializer.AddRange(newInitializers);
+        var referenced = nodes.SelectMany(n => n.Input).Concat(graph.Output.Select(o => o.Name)).ToHashSet();
+        var keep = graph.Initializer.Where(t => referenced.Contains(t.Name)).ToList();
+        graph.Initializer.Clear();
+        graph.Initializer.AddRange(keep);
+        // Old IR versions list initializers as graph inputs too: drop those whose initializer is gone.
+        var dropped = g.Initializers.Keys.Where(k => !referenced.Contains(k)).ToHashSet();
+        var inputs = graph.Input.Where(i => !dropped.Contains(i.Name)).ToList();
+        graph.Input.Clear();
+        graph.Input.AddRange(inputs);
+        graph.ValueInfo.Clear(); // shapes of removed values would be stale
+    }
+}

@@ -1,0 +1,28 @@
+using Onnx;
+
+namespace RMNet.Onnx;
+
+/// <summary>
+/// The ONNX-in, ONNX-out conversion: graph-level RM (<see cref="GraphRm"/>) plus the bookkeeping of a
+/// well-behaved converter: graph inputs, outputs, names, shapes, element types, opset, IR version and metadata
+/// are kept; the producer fields name rmnet and the transform is recorded in <c>doc_string</c>.
+/// </summary>
+public static class OnnxConversion
+{
+    /// <summary>Reads <paramref name="input"/>, converts it, and returns the result (not yet written).</summary>
+    public static GraphRmResult Convert(string input)
+    {
+        var model = OnnxModelFile.Load(input);
+        var result = GraphRm.Transform(model, input);
+        var m = result.Model;
+        int plain = result.Blocks.Count(b => b.Plain);
+        string note = $"rmnet {OnnxExporter.Version}: {plain} of {result.Blocks.Count} residual blocks made plain (RM, dense form), " +
+            $"{result.FoldedBatchNorms} BatchNormalization nodes folded; converted from '{Path.GetFileName(input)}' " +
+            $"(producer '{(model.ProducerName + " " + model.ProducerVersion).Trim()}')";
+        m.DocString = string.IsNullOrEmpty(m.DocString) ? note : m.DocString + "\n" + note;
+        m.ProducerName = "rmnet";
+        m.ProducerVersion = OnnxExporter.Version;
+        // Conv and Relu exist since opset 1: the model's own opset is never too old for what was added.
+        return result;
+    }
+}

@@ -1,0 +1,64 @@
+using Google.Protobuf;
+using Onnx;
+using TorchSharp;
+using static TorchSharp.torch;
+using DataType = Onnx.TensorProto.Types.DataType;
+
+namespace RMNet.Onnx;
+
+/// <summary>Conversions between ONNX <see cref="TensorProto"/> and TorchSharp tensors.</summary>
+public static class OnnxTensors
+{
+    /// <summary>
+    /// The tensor's values as float64 (float, double, float16 and integer types), from raw or typed data.
+    /// External data must already be loaded into <c>raw_data</c> (see <see cref="OnnxModelFile"/>).
+    /// </summary>
+    public static Tensor ToTensor(TensorProto t, string file)
+    {
+        var shape = t.Dims.ToArray();
+        long count = shape.Aggregate(1L, (a, b) => a * b);
+        if (shape.Any(d => d < 0)) throw new ModelInputException(file, $"initializer '{t.Name}' has a negative dimension");
+        var type = (DataType)t.DataType;
+        Tensor flat;
+        if (!t.RawData.IsEmpty)
+        {
+            var (dtype, size) = type switch
+            {
+                DataType.Float => (ScalarType.Float32, 4),
+                DataType.Double => (ScalarType.Float64, 8),
+                DataType.Float16 => (ScalarType.Float16, 2),
+                DataType.Int64 => (ScalarType.Int64, 8),
+                DataType.Int32 => (ScalarType.Int32, 4),
+                _ => throw new ModelInputException(file, $"initializer '{t.Name}' has unsupported type {type}"),
+            };
+            if (t.RawData.Length != count * size)
+                throw new ModelInputException(file, $"initializer '{t.Name}' holds {t.RawData.Length} bytes, its shape needs {count * size}");
+            flat = empty(count, dtype);
+            flat.bytes = t.RawData.ToByteArray();
+        }
+        else
+        {
+            flat = type switch
+            {
+                DataType.Float => tensor(t.FloatData.ToArray()),
+                DataType.Double => tensor(t.DoubleData.ToArray()),
+                DataType.Int64 => tensor(t.Int64Data.ToArray()),
+                DataType.Int32 => tensor(t.Int32Data.ToArray()),
+                _ => throw new ModelInputException(file, $"initializer '{t.Name}' has unsupported type {type}"),
+            };
+            if (flat.numel() != count)
+                throw new ModelInputException(file, $"initializer '{t.Name}' holds {flat.numel()} values, its shape needs {count}");
+        }
+        var result = flat.to_type(ScalarType.Float64).reshape(shape);
+        return result;
+    }
+
+    /// <summary>A float32 initializer named <paramref name="name"/> holding <paramref name="t"/>.</summary>
+    public static TensorProto FromTensor(string name, Tensor t)
+    {
+        var proto = new TensorProto { Name = name, DataType = (int)DataType.Float };
+        proto.Dims.AddRange(t.shape);
+        proto.RawData = ByteString.CopyFrom(t.to_type(ScalarType.Float32).contiguous().bytes);
+        return proto;
+    }
+}

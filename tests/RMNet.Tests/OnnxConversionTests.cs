@@ -1,0 +1,50 @@
+using Onnx;
+using RMNet.Onnx;
+using RMNet.Verification;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace RMNet.Tests;
+
+/// <summary>Graph-level RM on ONNX files: PyTorch exports at four opsets and hand-edited quirk graphs.</summary>
+public class OnnxConversionTests(ITestOutputHelper output)
+{
+    public static IEnumerable<object[]> Models() => new[]
+    {
+        "basic_narrow_opset9", "basic_narrow_opset11", "basic_narrow_opset13", "basic_narrow_opset17",
+        "resnext_narrow_opset9", "resnext_narrow_opset11", "resnext_narrow_opset13", "resnext_narrow_opset17",
+        "quirk_bn_opset7_inputs_list_initializers", "quirk_sum_swapped", "quirk_constants_fixed_batch_same_upper",
+        "quirk_reducemean_reshape_matmul", "external/basic_external",
+    }.Select(n => new object[] { n });
+
+    [Theory]
+    [MemberData(nameof(Models))]
+    public void EveryBlockBecomesPlainAndOutputsMatchInOnnxRuntime(string name)
+    {
+        string input = Fixture.Path_($"onnx/{name}.onnx");
+        var result = OnnxConversion.Convert(input);
+        Assert.Equal(5, result.Blocks.Count);
+        Assert.All(result.Blocks, b => Assert.True(b.Plain, $"{b.Name}: {b.Reason}"));
+        using var dir = Fixture.Temp();
+        string path = dir.File("plain.onnx");
+        OnnxModelFile.Save(result.Model, path);
+
+        var original = OnnxModelFile.Load(input);
+        var converted = OnnxModelFile.Load(path);
+        // Nothing that feeds a Relu is an addition any more; inputs, outputs and metadata are kept.
+        var g = new OnnxGraph(converted.Graph, path);
+        Assert.DoesNotContain(converted.Graph.Node, n => n.OpType is "Add" or "Sum" && g.ConsumersOf(n.Output[0]).Any(c => c.OpType == "Relu"));
+        Assert.DoesNotContain(converted.Graph.Node, n => n.OpType == "BatchNormalization");
+        Assert.Equal(original.Graph.Input.Where(i => i.Name == "input").Select(i => i.ToString()), converted.Graph.Input.Where(i => i.Name == "input").Select(i => i.ToString()));
+        Assert.Equal(original.Graph.Output.Select(o => o.ToString()), converted.Graph.Output.Select(o => o.ToString()));
+        Assert.Equal(original.MetadataProps, converted.MetadataProps);
+        Assert.Equal(original.OpsetImport.Single().Version, converted.OpsetImport.Single().Version);
+        Assert.Equal("rmnet", converted.ProducerName);
+        Assert.Contains("5 of 5 residual blocks made plain", converted.DocString);
+
+        var report = Verifier.Verify(input, path, new VerifyOptions(Samples: 3, InputSize: 64));
+        output.WriteLine($"{name}: rel {report.MaxRelError:E2} abs {report.MaxAbsError:E2} top1 {report.Top1Agreement}");
+        Assert.True(report.Passed, $"rel {report.MaxRelError}");
+        Assert.Equal(1.0, report.Top1Agreement);
+    }
+}
