@@ -12,9 +12,12 @@ public static class ConvertCommand
     public sealed record Result(string Input, string Output, string Architecture, int Blocks, CostReport Original, CostReport Converted,
         double ConvertSeconds, VerificationJson? Verification);
 
+    public sealed record OnnxResult(string Input, string Output, int BlocksFound, int BlocksPlain, int FoldedBatchNorms,
+        IReadOnlyList<RMNet.Onnx.GraphBlockReport> Blocks, CostReport Original, CostReport Converted, VerificationJson? Verification);
+
     public static Command Create(CommandIO io)
     {
-        var input = new Argument<string>("checkpoint") { Description = "PyTorch checkpoint (.pth, .pt, .pth.tar) or .safetensors" };
+        var input = new Argument<string>("model") { Description = "PyTorch checkpoint (.pth, .pt, .pth.tar), .safetensors, or an ONNX model (converted at the graph level)" };
         var output = new Option<string>("--output", "-o") { Description = "Output file: .onnx, .safetensors or .pth", Required = true };
         var arch = CommonOptions.Arch();
         var numClasses = CommonOptions.NumClasses();
@@ -24,17 +27,20 @@ public static class ConvertCommand
         var size = CommonOptions.InputSize();
         var force = new Option<bool>("--force") { Description = "Overwrite an existing output file" };
         var allowNonFinite = CommonOptions.AllowNonFinite();
+        var strict = new Option<bool>("--strict") { Description = "ONNX input: exit 1 (and write nothing) if any residual block cannot be made plain" };
         var json = CommonOptions.Json();
         var cmd = new Command("convert", "Remove the residual connections of a ResNet checkpoint and save the equivalent plain network")
         {
-            input, output, arch, numClasses, verify, tolerance, samples, size, force, allowNonFinite, json,
+            input, output, arch, numClasses, verify, tolerance, samples, size, force, allowNonFinite, strict, json,
         };
         cmd.SetAction(p =>
         {
             var ctx = io.Context(p, json);
-            return ctx.Run(() => Run(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(arch)!, p.GetValue(numClasses),
-                p.GetValue(verify), new VerifyOptions(p.GetValue(samples), p.GetValue(size), p.GetValue(tolerance)), p.GetValue(force),
-                p.GetValue(allowNonFinite)));
+            var options = new VerifyOptions(p.GetValue(samples), p.GetValue(size), p.GetValue(tolerance));
+            return ctx.Run(() => FileFormats.Detect(p.GetValue(input)!) == FileFormat.Onnx
+                ? RunOnnx(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(verify), options, p.GetValue(force), p.GetValue(strict))
+                : Run(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(arch)!, p.GetValue(numClasses),
+                    p.GetValue(verify), options, p.GetValue(force), p.GetValue(allowNonFinite)));
         });
         return cmd;
     }
@@ -76,6 +82,49 @@ public static class ConvertCommand
         foreach (var line in ReportText.CostTable(result.Original, result.Converted)) ctx.Line(line);
         if (report is not null) ctx.Line(ReportText.Verification(report));
         ctx.Line($"wrote {output} ({Format.Bytes(bytes)}); RM transform took {convertSeconds:F2} s");
+        return ExitCodes.Success;
+    }
+
+    /// <summary>ONNX in, ONNX out: graph-level RM, blocks reported one by one.</summary>
+    public static int RunOnnx(CliContext ctx, string input, string output, bool verify, VerifyOptions options, bool force, bool strict)
+    {
+        if (FileFormats.FromExtension(output) != FileFormat.Onnx)
+            throw new ModelInputException(output, "an ONNX model converts to .onnx only");
+        using var pending = new PendingOutput(output, force, input);
+        ctx.Progress.Stage($"loading {input}");
+        var result = RMNet.Onnx.OnnxConversion.Convert(input);
+        ctx.Progress.Stage($"writing {output}");
+        RMNet.Onnx.OnnxModelFile.Save(result.Model, pending.TempPath);
+        VerificationReport? report = null;
+        if (verify)
+        {
+            ctx.Progress.Stage($"verifying {output} in ONNX Runtime on {options.Samples} inputs");
+            report = Verifier.Verify(input, pending.TempPath, options);
+        }
+        var before = RMNet.Onnx.OnnxSummary.Read(input);
+        var after = RMNet.Onnx.OnnxSummary.Read(pending.TempPath);
+        int plain = result.Blocks.Count(b => b.Plain);
+        var json = new OnnxResult(input, output, result.Blocks.Count, plain, result.FoldedBatchNorms, result.Blocks,
+            new CostReport(before.Parameters, 0, 0, 0, new FileInfo(input).Length), new CostReport(after.Parameters, 0, 0, 0, new FileInfo(pending.TempPath).Length),
+            report is null ? null : VerificationJson.Of(report));
+        ctx.Document(json);
+        ctx.Line($"converted {input}: {plain} of {result.Blocks.Count} residual blocks made plain, {result.FoldedBatchNorms} BatchNormalization nodes folded");
+        foreach (var b in result.Blocks)
+            ctx.Line($"  {b.Name}: {b.Shortcut} shortcut, {b.Convs} convs: {(b.Plain ? "plain" : "kept: " + b.Reason)}");
+        ctx.Line($"  parameters {Format.Count(before.Parameters)} -> {Format.Count(after.Parameters)}");
+        if (report is not null) ctx.Line(ReportText.Verification(report));
+        if (report is { Passed: false })
+        {
+            ctx.Err.WriteLine($"rmnet: error: {output}: converted model differs from the original (max rel error {Format.Sci(report.MaxRelError)} > {Format.Sci(report.Tolerance)}); nothing written");
+            return ExitCodes.NotEquivalent;
+        }
+        if (strict && plain < result.Blocks.Count)
+        {
+            ctx.Err.WriteLine($"rmnet: error: {input}: {result.Blocks.Count - plain} residual block(s) could not be made plain (--strict); nothing written");
+            return ExitCodes.NotEquivalent;
+        }
+        pending.Commit();
+        ctx.Line($"wrote {output} ({Format.Bytes(new FileInfo(output).Length)})");
         return ExitCodes.Success;
     }
 }

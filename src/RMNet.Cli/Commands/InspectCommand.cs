@@ -11,7 +11,8 @@ public static class InspectCommand
     public sealed record BlockJson(string Name, int InChannels, int Width, int OutChannels, int Stride, int Groups, string Shortcut);
 
     public sealed record Result(string File, string Format, string Form, string? Architecture, int? NumClasses, IReadOnlyList<BlockJson>? Blocks,
-        CostReport? Cost, int? Layers, IReadOnlyDictionary<string, int>? Operators, long? Opset, string? Producer);
+        CostReport? Cost, int? Layers, IReadOnlyDictionary<string, int>? Operators, long? Opset, string? Producer,
+        IReadOnlyList<GraphBlockReport>? ResidualBlocks = null);
 
     public static Command Create(CommandIO io)
     {
@@ -37,12 +38,15 @@ public static class InspectCommand
         if (format == FileFormat.Onnx)
         {
             var s = OnnxSummary.Read(path);
-            result = new Result(path, "onnx", s.HasAdditions ? "residual" : "plain", null, null, null, new CostReport(s.Parameters, 0, 0, 0, new FileInfo(path).Length),
-                s.OpCounts.Values.Sum(), s.OpCounts, s.Opset, s.Producer);
+            var blocks = GraphRm.FindBlocks(OnnxModelFile.Load(path), path);
+            result = new Result(path, "onnx", blocks.Count > 0 ? "residual" : "plain", null, null, null, new CostReport(s.Parameters, 0, 0, 0, new FileInfo(path).Length),
+                s.OpCounts.Values.Sum(), s.OpCounts, s.Opset, s.Producer, blocks);
             ctx.Document(result);
-            ctx.Line($"{path}: ONNX opset {s.Opset}, producer '{s.Producer}', {result.Form} ({(s.HasAdditions ? "Add/Sum nodes present" : "no Add or Sum")})");
+            ctx.Line($"{path}: ONNX opset {s.Opset}, producer '{s.Producer}', {result.Form} ({blocks.Count} residual blocks)");
             ctx.Line($"  inputs: {string.Join("; ", s.Inputs)}   outputs: {string.Join("; ", s.Outputs)}");
             ctx.Line($"  parameters: {Format.Count(s.Parameters)}   nodes: {string.Join(", ", s.OpCounts.Select(kv => $"{kv.Key} {kv.Value}"))}");
+            foreach (var b in blocks)
+                ctx.Line($"  block {b.Name}: {b.Shortcut} shortcut, {b.Convs} convs, {(b.Plain ? "can be made plain" : "cannot be made plain: " + b.Reason)}");
         }
         else if (format == FileFormat.Safetensors && PlainModelFile.IsPlainSafetensors(path))
         {

@@ -13,7 +13,7 @@ public static class VerifyCommand
 
     public static Command Create(CommandIO io)
     {
-        var original = new Argument<string>("checkpoint") { Description = "The original checkpoint (.pth, .pt, .pth.tar, .safetensors)" };
+        var original = new Argument<string>("original") { Description = "The original: a checkpoint (.pth, .pt, .pth.tar, .safetensors) or an ONNX model" };
         var converted = new Argument<string>("converted") { Description = "The converted model (.onnx, .safetensors or .pth written by rmnet)" };
         var arch = CommonOptions.Arch();
         var numClasses = CommonOptions.NumClasses();
@@ -34,6 +34,17 @@ public static class VerifyCommand
             return ctx.Run(() =>
             {
                 string orig = p.GetValue(original)!, conv = p.GetValue(converted)!;
+                if (FileFormats.Detect(orig) == FileFormat.Onnx)
+                {
+                    var onnxOptions = new VerifyOptions(p.GetValue(samples), p.GetValue(size), p.GetValue(tolerance), p.GetValue(seed),
+                        p.GetValue(userInput) is string inputPath ? ReadInput(inputPath) : null);
+                    ctx.Progress.Stage($"verifying {conv} against {orig} in ONNX Runtime");
+                    var onnxReport = Verifier.Verify(orig, conv, onnxOptions);
+                    ctx.Document(new Result(orig, conv, "onnx", onnxOptions.InputSize, onnxOptions.Seed, VerificationJson.Of(onnxReport)));
+                    ctx.Line($"{conv} against {orig} (both in ONNX Runtime)");
+                    ctx.Line(ReportText.Verification(onnxReport));
+                    return onnxReport.Passed ? ExitCodes.Success : ExitCodes.NotEquivalent;
+                }
                 ctx.Progress.Stage($"loading {orig}");
                 using var ckpt = ResNetCheckpoint.Load(orig, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(allowNonFinite));
                 Tensor? extra = p.GetValue(userInput) is string path ? ReadInput(path) : null;

@@ -6,7 +6,7 @@ namespace RMNet.Onnx;
 /// An index over an ONNX graph: who produces and who consumes each value, the initializers (Constant nodes
 /// included), and a topological order. Construction validates the graph: every node input must be a graph
 /// input, an initializer or another node's output; every graph output must be produced; no value may be
-/// produced twice; no cycles. Errors name the node and value.
+/// produced twice; no cycles; no unknown operator in the standard domain. Errors name the node and value.
 /// </summary>
 public sealed class OnnxGraph
 {
@@ -22,6 +22,9 @@ public sealed class OnnxGraph
             if (value is not null && n.Output.Count == 1) Initializers[n.Output[0]] = value;
         }
         var inputs = graph.Input.Select(i => i.Name).ToHashSet();
+        foreach (var node in graph.Node)
+            if (node.Domain is "" or "ai.onnx" && !OnnxOperators.Standard.Contains(node.OpType))
+                throw new ModelInputException(file, $"node '{NodeName(node)}' has unknown operator '{node.OpType}' (not in the ONNX standard domain)");
         foreach (var node in graph.Node)
         {
             foreach (var o in node.Output.Where(o => o.Length > 0))

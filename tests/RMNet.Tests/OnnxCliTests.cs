@@ -1,0 +1,139 @@
+using System.Text.Json;
+using Google.Protobuf;
+using Onnx;
+using RMNet.Cli;
+using Xunit;
+
+namespace RMNet.Tests;
+
+/// <summary>The ONNX path through the CLI: convert, --strict, verify, inspect, and malformed graphs.</summary>
+public class OnnxCliTests
+{
+    static (int Code, string Out, string Err) Rmnet(params string[] args)
+    {
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        int code = CliApp.Run(args.Append("--quiet").ToArray(), stdout, stderr);
+        return (code, stdout.ToString(), stderr.ToString());
+    }
+
+    static string Opset13 => Fixture.Path_("onnx/basic_narrow_opset13.onnx");
+
+    static string Edited(TempDir dir, string name, Action<ModelProto> edit)
+    {
+        var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Opset13));
+        edit(model);
+        string path = dir.File(name);
+        File.WriteAllBytes(path, model.ToByteArray());
+        return path;
+    }
+
+    [Fact]
+    public void ConvertVerifyAndInspectAnOnnxModel()
+    {
+        using var dir = Fixture.Temp();
+        string output = dir.File("plain.onnx");
+        var (code, stdout, stderr) = Rmnet("convert", Fixture.Path_("onnx/quirk_sum_swapped.onnx"), "-o", output, "--verify", "--input-size", "48", "--json");
+        Assert.True(code == 0, stderr);
+        var root = JsonDocument.Parse(stdout).RootElement;
+        Assert.Equal(5, root.GetProperty("blocks_plain").GetInt32());
+        Assert.Equal(14, root.GetProperty("folded_batch_norms").GetInt32()); // stem + 5 blocks x 2 convs + 3 projections
+        Assert.True(root.GetProperty("verification").GetProperty("passed").GetBoolean());
+
+        Assert.Equal(0, Rmnet("verify", Fixture.Path_("onnx/quirk_sum_swapped.onnx"), output, "--samples", "2", "--input-size", "40").Code);
+
+        var (ic, io, _) = Rmnet("inspect", Fixture.Path_("onnx/quirk_sum_swapped.onnx"), "--json");
+        Assert.Equal(0, ic);
+        var blocks = JsonDocument.Parse(io).RootElement.GetProperty("residual_blocks");
+        Assert.Equal(5, blocks.GetArrayLength());
+        Assert.Equal(3, blocks.EnumerateArray().Count(b => b.GetProperty("shortcut").GetString() == "projection"));
+        var (pc, po, _) = Rmnet("inspect", output, "--json");
+        Assert.Equal(0, pc);
+        Assert.Equal("plain", JsonDocument.Parse(po).RootElement.GetProperty("form").GetString());
+    }
+
+    [Fact]
+    public void BlockWithPossiblyNegativeInputIsKeptReportedAndFailsStrict()
+    {
+        using var dir = Fixture.Temp();
+        // The stem's Relu becomes LeakyRelu: the first block's input may be negative, so it cannot be reserved.
+        string input = Edited(dir, "leaky.onnx", m => m.Graph.Node.First(n => n.OpType == "Relu").OpType = "LeakyRelu");
+        string output = dir.File("out.onnx");
+        var (code, stdout, _) = Rmnet("convert", input, "-o", output, "--verify", "--input-size", "40");
+        Assert.Equal(0, code);
+        Assert.Contains("4 of 5 residual blocks made plain", stdout);
+        Assert.Contains("may be negative", stdout);
+        File.Delete(output);
+        var (strict, _, err) = Rmnet("convert", input, "-o", output, "--strict");
+        Assert.Equal(ExitCodes.NotEquivalent, strict);
+        Assert.Contains("--strict", err);
+        Assert.False(File.Exists(output));
+    }
+
+    [Fact]
+    public void VerifyDetectsATamperedOnnxModel()
+    {
+        using var dir = Fixture.Temp();
+        string output = dir.File("plain.onnx");
+        Assert.Equal(0, Rmnet("convert", Opset13, "-o", output).Code);
+        var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(output));
+        var bias = model.Graph.Initializer.First(t => t.Name.EndsWith("_rm1_bias"));
+        var bytes = bias.RawData.ToByteArray();
+        BitConverter.GetBytes(BitConverter.ToSingle(bytes, 0) + 0.5f).CopyTo(bytes, 0);
+        bias.RawData = ByteString.CopyFrom(bytes);
+        File.WriteAllBytes(output, model.ToByteArray());
+        Assert.Equal(ExitCodes.NotEquivalent, Rmnet("verify", Opset13, output, "--input-size", "40").Code);
+    }
+
+    public static IEnumerable<object[]> Malformed() => new[]
+    {
+        new object[] { "missing-initializer", "which no node, graph input or initializer provides" },
+        new object[] { "cycle", "cycle through node" },
+        new object[] { "unknown-op", "unknown operator 'FancyRelu'" },
+        new object[] { "dangling-output", "is produced by no node" },
+        new object[] { "empty-external", "is empty" },
+        new object[] { "not-protobuf", "not a valid ONNX protobuf" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Malformed))]
+    public void MalformedGraphsExitTwoWithAClearMessage(string kind, string expected)
+    {
+        using var dir = Fixture.Temp();
+        string input = kind switch
+        {
+            "missing-initializer" => Edited(dir, "m.onnx", m => m.Graph.Initializer.RemoveAt(3)),
+            "cycle" => Edited(dir, "m.onnx", m =>
+            {
+                var relus = m.Graph.Node.Where(n => n.OpType == "Relu").ToList();
+                relus[1].Input[0] = relus[3].Output[0];   // an earlier node reads a later node's output
+            }),
+            "unknown-op" => Edited(dir, "m.onnx", m => m.Graph.Node.Where(n => n.OpType == "Relu").ElementAt(1).OpType = "FancyRelu"),
+            "dangling-output" => Edited(dir, "m.onnx", m => m.Graph.Output[0].Name = "nowhere"),
+            "empty-external" => ExternalWithEmptyData(dir),
+            _ => WriteText(dir),
+        };
+        foreach (var command in new[] { new[] { "convert", input, "-o", dir.File("out.onnx") }, new[] { "inspect", input } })
+        {
+            var (code, _, stderr) = Rmnet(command);
+            Assert.Equal(ExitCodes.BadInput, code);
+            var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+            Assert.Contains(input, line);
+            Assert.Contains(expected, line);
+        }
+        Assert.False(File.Exists(dir.File("out.onnx")));
+    }
+
+    static string ExternalWithEmptyData(TempDir dir)
+    {
+        File.Copy(Fixture.Path_("onnx/external/basic_external.onnx"), dir.File("e.onnx"));
+        File.WriteAllBytes(dir.File("basic_external.weights"), Array.Empty<byte>());
+        return dir.File("e.onnx");
+    }
+
+    static string WriteText(TempDir dir)
+    {
+        File.WriteAllText(dir.File("t.onnx"), "definitely not protobuf \u0001\u0002\u00ff");
+        return dir.File("t.onnx");
+    }
+}
