@@ -34,7 +34,7 @@ public class CliTests
         Assert.True(v.GetProperty("passed").GetBoolean());
         Assert.True(v.GetProperty("max_rel_error").GetDouble() < 1e-5);
         Assert.Equal(1.0, v.GetProperty("top1_agreement").GetDouble());
-        Assert.Empty(Directory.GetFiles(dir.Path, ".rmnet-*"));
+        Assert.Empty(Directory.GetFileSystemEntries(dir.Path, ".rmnet-*"));
     }
 
     [Fact]
@@ -45,7 +45,7 @@ public class CliTests
         var (code, _, stderr) = Rmnet("convert", Basic, "-o", output, "--verify", "--tolerance", "1e-15", "--input-size", "64");
         Assert.Equal(ExitCodes.NotEquivalent, code);
         Assert.False(File.Exists(output));
-        Assert.Empty(Directory.GetFiles(dir.Path));
+        Assert.Empty(Directory.GetFileSystemEntries(dir.Path));
         Assert.Contains("differs from the original", stderr);
     }
 
@@ -182,7 +182,7 @@ public class CliTests
         Assert.NotEqual("keep me", File.ReadAllText(existing));
 
         Assert.Equal(before, File.ReadAllBytes(input));
-        Assert.Empty(Directory.GetFiles(dir.Path, ".rmnet-*"));
+        Assert.Empty(Directory.GetFileSystemEntries(dir.Path, ".rmnet-*"));
     }
 
     [Fact]

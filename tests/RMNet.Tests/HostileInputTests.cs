@@ -27,7 +27,7 @@ public class HostileInputTests
         var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Assert.StartsWith($"rmnet: error: {input}: ", line);
         Assert.Contains(expected, line);
-        Assert.Empty(Directory.GetFiles(dir.Path));
+        Assert.Empty(Directory.GetFileSystemEntries(dir.Path));
     }
 
     [Theory]

@@ -14,7 +14,7 @@ public class OnnxConversionTests(ITestOutputHelper output)
         "basic_narrow_opset9", "basic_narrow_opset11", "basic_narrow_opset13", "basic_narrow_opset17",
         "resnext_narrow_opset9", "resnext_narrow_opset11", "resnext_narrow_opset13", "resnext_narrow_opset17",
         "quirk_bn_opset7_inputs_list_initializers", "quirk_sum_swapped", "quirk_constants_fixed_batch_same_upper",
-        "quirk_reducemean_reshape_matmul", "external/basic_external",
+        "quirk_reducemean_reshape_matmul", "quirk_same_lower_valid", "external/basic_external",
     }.Select(n => new object[] { n });
 
     [Theory]
@@ -46,5 +46,40 @@ public class OnnxConversionTests(ITestOutputHelper output)
         output.WriteLine($"{name}: rel {report.MaxRelError:E2} abs {report.MaxAbsError:E2} top1 {report.Top1Agreement}");
         Assert.True(report.Passed, $"rel {report.MaxRelError}");
         Assert.Equal(1.0, report.Top1Agreement);
+    }
+}
+
+public class OnnxExternalDataTests
+{
+    [Fact]
+    public void ExternalDataIsWrittenReadBackAndRunsInOnnxRuntime()
+    {
+        var result = OnnxConversion.Convert(Fixture.Path_("onnx/basic_narrow_opset13.onnx"));
+        using var dir = Fixture.Temp();
+        string path = dir.File("plain.onnx");
+        OnnxModelFile.Save(result.Model, path, externalDataThreshold: 1000);   // force external data
+        Assert.True(File.Exists(path + ".data"));
+        Assert.True(new FileInfo(path).Length < 50_000);
+        var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(path));
+        Assert.Contains(model.Graph.Initializer, t => t.DataLocation == TensorProto.Types.DataLocation.External);
+        var report = Verifier.Verify(Fixture.Path_("onnx/basic_narrow_opset13.onnx"), path, new VerifyOptions(2, 40));
+        Assert.True(report.Passed, $"rel {report.MaxRelError}");
+        // And rmnet reads its own external data back.
+        Assert.Equal(result.Model.Graph.Initializer.Count, OnnxModelFile.Load(path).Graph.Initializer.Count);
+    }
+
+    [Fact]
+    public void ExternalDataOutsideTheModelDirectoryIsRefused()
+    {
+        using var dir = Fixture.Temp();
+        var model = OnnxModelFile.Load(Fixture.Path_("onnx/basic_narrow_opset13.onnx"));
+        var t = model.Graph.Initializer[0];
+        t.RawData = Google.Protobuf.ByteString.Empty;
+        t.DataLocation = TensorProto.Types.DataLocation.External;
+        t.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = "../../etc/passwd" });
+        string path = dir.File("escape.onnx");
+        File.WriteAllBytes(path, Google.Protobuf.MessageExtensions.ToByteArray(model));
+        var e = Assert.Throws<ModelInputException>(() => OnnxModelFile.Load(path));
+        Assert.Contains("outside the model's directory", e.Message);
     }
 }

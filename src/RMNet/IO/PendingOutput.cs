@@ -1,58 +1,63 @@
 namespace RMNet.IO;
 
 /// <summary>
-/// An output written first under a temporary name in the target directory (same extension, so readers that
-/// go by extension work on it), checked, and only then renamed into place. Disposing without
-/// <see cref="Commit"/> deletes the temporary file, so a failed or rejected conversion leaves nothing behind.
+/// An output written first into a private temporary directory beside the target (under its final file name,
+/// so side files such as ONNX external data can refer to it by name), checked, and only then moved into
+/// place. Disposing without <see cref="Commit"/> deletes everything written, so a failed or rejected
+/// conversion leaves nothing behind.
 /// </summary>
 public sealed class PendingOutput : IDisposable
 {
-    bool _committed;
+    readonly string _tempDir;
+    readonly bool _overwrite;
 
-    /// <summary>Checks that <paramref name="path"/> may be written (see <see cref="AtomicFile.CheckWritable"/>) and reserves a temporary name.</summary>
+    /// <summary>Checks that <paramref name="path"/> may be written (see <see cref="AtomicFile.CheckWritable"/>) and makes the temporary directory.</summary>
     public PendingOutput(string path, bool overwrite, params string[] inputs)
     {
         AtomicFile.CheckWritable(path, overwrite, inputs);
         FinalPath = Path.GetFullPath(path);
-        Overwrite = overwrite;
-        TempPath = Path.Combine(Path.GetDirectoryName(FinalPath)!, $".rmnet-{Environment.ProcessId}-{Path.GetFileName(FinalPath)}");
+        _overwrite = overwrite;
+        string dir = Path.GetDirectoryName(FinalPath)!;
+        _tempDir = Path.Combine(dir, $".rmnet-{Environment.ProcessId}-{Guid.NewGuid():N}");
         // Find out now, before minutes of work, whether the directory takes a file at all.
         try
         {
-            using (new FileStream(TempPath, FileMode.CreateNew, FileAccess.Write)) { }
+            Directory.CreateDirectory(_tempDir);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new ModelInputException(path, $"cannot write in {Path.GetDirectoryName(FinalPath)}: {e.Message}", e);
+            throw new ModelInputException(path, $"cannot write in {dir}: {e.Message}", e);
         }
+        TempPath = Path.Combine(_tempDir, Path.GetFileName(FinalPath));
     }
 
     /// <summary>Where the output ends up.</summary>
     public string FinalPath { get; }
 
-    /// <summary>Where to write it first.</summary>
+    /// <summary>Where to write it first (same file name, private directory).</summary>
     public string TempPath { get; }
 
-    bool Overwrite { get; }
-
-    /// <summary>Renames the temporary file into place.</summary>
+    /// <summary>Moves the written file, and any side files written beside it, into place.</summary>
     public void Commit()
     {
+        string dir = Path.GetDirectoryName(FinalPath)!;
         try
         {
-            File.Move(TempPath, FinalPath, Overwrite);
+            // Side files first, the main file last: a reader never sees the model without its data.
+            foreach (var file in Directory.GetFiles(_tempDir).Where(f => f != TempPath))
+                File.Move(file, Path.Combine(dir, Path.GetFileName(file)), _overwrite);
+            File.Move(TempPath, FinalPath, _overwrite);
         }
         catch (IOException e)
         {
             throw new ModelInputException(FinalPath, $"cannot write: {e.Message}", e);
         }
-        _committed = true;
+        Dispose();
     }
 
     /// <inheritdoc />
     public void Dispose()
     {
-        if (_committed) return;
-        try { File.Delete(TempPath); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        try { Directory.Delete(_tempDir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 }

@@ -77,7 +77,8 @@ public static class OnnxExporter
     }
 
     /// <summary>Writes <paramref name="model"/> to <paramref name="path"/> atomically (external data past 1 GiB of weights).</summary>
-    public static void Save(PlainModel model, string path, string docString = "") => OnnxModelFile.Save(Build(model, docString), path);
+    public static void Save(PlainModel model, string path, string docString = "", long externalDataThreshold = OnnxModelFile.ExternalDataThreshold) =>
+        OnnxModelFile.Save(Build(model, docString), path, externalDataThreshold);
 
     /// <summary>This library's informational version.</summary>
     public static string Version { get; } =

@@ -12,8 +12,8 @@ namespace RMNet.Onnx;
 /// </summary>
 public static class OnnxModelFile
 {
-    /// <summary>Initializer bytes above which the writer moves tensors to external data.</summary>
-    public static long ExternalDataThreshold { get; set; } = 1L << 30;
+    /// <summary>Initializer bytes above which the writer moves tensors to external data by default (1 GiB).</summary>
+    public const long ExternalDataThreshold = 1L << 30;
 
     /// <summary>Reads <paramref name="path"/> and its external data; malformed files raise <see cref="ModelInputException"/>.</summary>
     public static ModelProto Load(string path)
@@ -69,13 +69,14 @@ public static class OnnxModelFile
     }
 
     /// <summary>
-    /// Writes <paramref name="model"/> atomically; past <see cref="ExternalDataThreshold"/> initializer bytes the
-    /// tensors go to <c>&lt;file name&gt;.data</c> beside it (written first, also atomically).
+    /// Writes <paramref name="model"/> atomically; past <paramref name="externalDataThreshold"/> initializer bytes
+    /// (default <see cref="ExternalDataThreshold"/>) the tensors go to <c>&lt;file name&gt;.data</c> beside it
+    /// (written first, also atomically).
     /// </summary>
-    public static void Save(ModelProto model, string path)
+    public static void Save(ModelProto model, string path, long externalDataThreshold = ExternalDataThreshold)
     {
         long bytes = model.Graph.Initializer.Sum(t => (long)t.RawData.Length);
-        if (bytes > ExternalDataThreshold)
+        if (bytes > externalDataThreshold)
         {
             string dataName = Path.GetFileName(path) + ".data";
             var external = model.Clone();
