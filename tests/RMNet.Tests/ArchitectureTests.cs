@@ -1,5 +1,6 @@
 using RMNet.Blocks;
 using RMNet.Models;
+using RMNet.Rm;
 using Xunit;
 
 namespace RMNet.Tests;
@@ -33,14 +34,17 @@ public class ArchitectureTests
         Assert.Equal(count, ResNetCost.Parameters(ResNetSpec.Named(name)));
 
     [Theory]
-    [InlineData("resnet18", 20.2)]   // rm-math.md section 9, dense RM
-    [InlineData("resnet34", 40.4)]
-    [InlineData("resnet50", 277.3)]
-    public void PlainParameterCountsMatchTheMathNotes(string name, double millions)
+    [InlineData("resnet18", RmMode.Dense, 20.2)]   // rm-math.md section 9
+    [InlineData("resnet18", RmMode.Grouped, 20.2)]
+    [InlineData("resnet34", RmMode.Dense, 40.4)]
+    [InlineData("resnet50", RmMode.Dense, 277.3)]
+    [InlineData("resnet50", RmMode.Grouped, 95.0)]
+    [InlineData("resnext50_32x4d", RmMode.Grouped, 57.9)]
+    public void PlainParameterCountsMatchTheMathNotes(string name, RmMode mode, double millions)
     {
         using var sd = RandomResNet.Create(ResNetSpec.Named(name), 5);
         using var ckpt = ResNetCheckpoint.FromStateDict(sd);
-        Assert.Equal(millions, Math.Round(ckpt.ToPlain().ParameterCount / 1e6, 1));
+        Assert.Equal(millions, Math.Round(ckpt.ToPlain(mode).ParameterCount / 1e6, 1));
     }
 
     [Fact]

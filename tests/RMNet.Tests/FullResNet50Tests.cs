@@ -1,6 +1,7 @@
 using RMNet.IO;
 using RMNet.Models;
 using RMNet.Onnx;
+using RMNet.Rm;
 using RMNet.Verification;
 using Xunit;
 using Xunit.Abstractions;
@@ -13,8 +14,10 @@ namespace RMNet.Tests;
 /// </summary>
 public class FullResNet50Tests(ITestOutputHelper output)
 {
-    [Fact]
-    public void Resnet50OnnxEqualsPyTorch()
+    [Theory]
+    [InlineData(RmMode.Dense, 277_000_000, 277_700_000)]    // rm-math.md section 9: 277.3M
+    [InlineData(RmMode.Grouped, 94_900_000, 95_100_000)]    // 95.0M
+    public void Resnet50OnnxEqualsPyTorch(RmMode mode, long minParams, long maxParams)
     {
         using var ckpt = ResNetCheckpoint.FromStateDict(FormulaCheckpoint.Create(ResNetSpec.Named("resnet50")));
         Assert.Equal("resnet50", ckpt.Spec.Name);
@@ -28,8 +31,8 @@ public class FullResNet50Tests(ITestOutputHelper output)
             Assert.True(ours.Passed, $"original forward differs from PyTorch: rel {ours.MaxRelError}");
         }
 
-        var plain = ckpt.ToPlain();
-        Assert.InRange(plain.ParameterCount, 277_000_000, 277_700_000); // rm-math.md section 9: 277.3M dense
+        var plain = ckpt.ToPlain(mode);
+        Assert.InRange(plain.ParameterCount, minParams, maxParams);
         using var dir = Fixture.Temp();
         string path = dir.File("resnet50-plain.onnx");
         ModelWriter.Save(plain, path);
@@ -37,7 +40,7 @@ public class FullResNet50Tests(ITestOutputHelper output)
         Assert.False(summary.HasAdditions);
         using var ort = new OnnxRuntimeRunner(path);
         var report = Equivalence.Measure(pytorch, ort.Run(x), 1e-4);
-        output.WriteLine($"ONNX Runtime plain vs PyTorch original: abs {report.MaxAbsError:E2} rel {report.MaxRelError:E2} top1 {report.Top1Agreement}");
+        output.WriteLine($"{mode}: {plain.ParameterCount} params; ONNX Runtime plain vs PyTorch original: abs {report.MaxAbsError:E2} rel {report.MaxRelError:E2} top1 {report.Top1Agreement}");
         Assert.True(report.Passed, $"rel error {report.MaxRelError}");
         Assert.Equal(1.0, report.Top1Agreement);
     }

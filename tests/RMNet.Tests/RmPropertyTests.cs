@@ -15,11 +15,14 @@ namespace RMNet.Tests;
 /// </summary>
 public class RmPropertyTests
 {
-    public static IEnumerable<object[]> Seeds() => Enumerable.Range(0, 40).Select(i => new object[] { i });
+    public static IEnumerable<object[]> Seeds() => Enumerable.Range(0, 40).SelectMany(i => new[]
+    {
+        new object[] { i, RmMode.Grouped }, new object[] { i, RmMode.Dense },
+    });
 
     [Theory]
     [MemberData(nameof(Seeds))]
-    public void ReserveAndMergeIsExact(int seed)
+    public void ReserveAndMergeIsExact(int seed, RmMode mode)
     {
         var rng = new Random(seed);
         var g = new Generator((ulong)seed + 1);
@@ -44,15 +47,22 @@ public class RmPropertyTests
         var x = rand(new long[] { 2, c, rng.Next(5, 12), rng.Next(5, 12) }, ScalarType.Float64, generator: g); // x >= 0
         var expected = Reference(chain, shortcut, x);
 
-        var convs = ResidualChainRm.Transform(chain, shortcut);
+        var rm = ResidualChainRm.Transform(chain, shortcut, mode);
+        var convs = rm.Convs;
         Assert.Equal(chain.Length, convs.Count);
-        Assert.Equal(c + width, convs[0].OutChannels);
+        Assert.Equal(c + rm.ZeroChannels + width, convs[0].OutChannels);
+        if (mode == RmMode.Grouped && bottleneck)
+        {
+            int q = width / groups;
+            Assert.Equal(0, (c + rm.ZeroChannels) % q);                     // reserved channels fill whole groups
+            Assert.Equal((c + rm.ZeroChannels) / q + groups, convs[1].Groups);
+        }
         var layers = convs.SelectMany(cv => new PlainLayer[] { cv, new ReluLayer() }).ToList();
         var actual = new PlainModel(layers, c).Forward(x.to_type(ScalarType.Float32)).to_type(ScalarType.Float64);
 
         Assert.Equal(expected.shape, actual.shape);
         double err = (actual - expected).abs().max().item<double>() / expected.abs().max().clamp_min(1e-9).item<double>();
-        Assert.True(err < 1e-5, $"seed {seed}: bottleneck={bottleneck} c={c} w={width} g={groups} s={stride} k={k} proj={projection}: rel error {err}");
+        Assert.True(err < 1e-5, $"seed {seed} {mode}: bottleneck={bottleneck} c={c} w={width} g={groups} s={stride} k={k} proj={projection}: rel error {err}");
     }
 
     static Tensor Reference(IReadOnlyList<FusedConv> chain, FusedConv? shortcut, Tensor x)
@@ -73,7 +83,8 @@ public class RmPropertyTests
     {
         var w = new ConvWeights(ones(4, 4, 3, 3, dtype: ScalarType.Float64), zeros(4, dtype: ScalarType.Float64));
         var chain = new[] { new FusedConv(w, 1, new Padding2d(3, 3, -1, -1)), new FusedConv(w, 1, Padding2d.All(1)) };
-        Assert.Throws<RmException>(() => ResidualChainRm.Transform(chain, null));
+        var e = Assert.Throws<RmException>(() => ResidualChainRm.Transform(chain, null));
+        Assert.Contains("no tap (3,3)", e.Message);
     }
 
     [Fact]

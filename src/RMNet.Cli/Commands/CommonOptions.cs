@@ -27,5 +27,11 @@ public static class CommonOptions
 
     public static Option<bool> AllowNonFinite() => new("--allow-nonfinite") { Description = "Accept checkpoints with NaN or infinite weights" };
 
+    public static Option<RMNet.Rm.RmMode> RmMode() => new("--rm-mode")
+    {
+        Description = "Form of the Bottleneck middle convs: grouped (cheapest exact form) or dense (the paper's)",
+        DefaultValueFactory = _ => RMNet.Rm.RmMode.Grouped,
+    };
+
     public static Option<long> Seed() => new("--seed") { Description = "Seed of the random images", DefaultValueFactory = _ => 0 };
 }

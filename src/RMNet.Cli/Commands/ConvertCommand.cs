@@ -27,35 +27,36 @@ public static class ConvertCommand
         var size = CommonOptions.InputSize();
         var force = new Option<bool>("--force") { Description = "Overwrite an existing output file" };
         var allowNonFinite = CommonOptions.AllowNonFinite();
+        var rmMode = CommonOptions.RmMode();
         var strict = new Option<bool>("--strict") { Description = "ONNX input: exit 1 (and write nothing) if any residual block cannot be made plain" };
         var json = CommonOptions.Json();
         var cmd = new Command("convert", "Remove the residual connections of a ResNet checkpoint and save the equivalent plain network")
         {
-            input, output, arch, numClasses, verify, tolerance, samples, size, force, allowNonFinite, strict, json,
+            input, output, arch, numClasses, rmMode, verify, tolerance, samples, size, force, allowNonFinite, strict, json,
         };
         cmd.SetAction(p =>
         {
             var ctx = io.Context(p, json);
             var options = new VerifyOptions(p.GetValue(samples), p.GetValue(size), p.GetValue(tolerance));
             return ctx.Run(() => FileFormats.Detect(p.GetValue(input)!) == FileFormat.Onnx
-                ? RunOnnx(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(verify), options, p.GetValue(force), p.GetValue(strict))
-                : Run(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(arch)!, p.GetValue(numClasses),
+                ? RunOnnx(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(rmMode), p.GetValue(verify), options, p.GetValue(force), p.GetValue(strict))
+                : Run(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(rmMode),
                     p.GetValue(verify), options, p.GetValue(force), p.GetValue(allowNonFinite)));
         });
         return cmd;
     }
 
-    public static int Run(CliContext ctx, string input, string output, string arch, int? numClasses, bool verify, VerifyOptions options,
-        bool force, bool allowNonFinite)
+    public static int Run(CliContext ctx, string input, string output, string arch, int? numClasses, RMNet.Rm.RmMode mode, bool verify,
+        VerifyOptions options, bool force, bool allowNonFinite)
     {
         using var pending = new PendingOutput(output, force, input);
         ctx.Progress.Stage($"loading {input}");
         using var ckpt = ResNetCheckpoint.Load(input, arch, numClasses, allowNonFinite);
         var clock = Stopwatch.StartNew();
-        var plain = ckpt.ToPlain(ctx.Progress);
+        var plain = ckpt.ToPlain(mode, ctx.Progress);
         double convertSeconds = clock.Elapsed.TotalSeconds;
         ctx.Progress.Stage($"writing {output}");
-        ModelWriter.Save(plain, pending.TempPath, $"rmnet: residual connections removed (RM, dense form) from {ckpt.Spec.DisplayName}, {Path.GetFileName(input)}");
+        ModelWriter.Save(plain, pending.TempPath, $"rmnet: residual connections removed (RM, {mode.ToString().ToLowerInvariant()} form) from {ckpt.Spec.DisplayName}, {Path.GetFileName(input)}");
 
         VerificationReport? report = null;
         if (verify)
@@ -86,13 +87,13 @@ public static class ConvertCommand
     }
 
     /// <summary>ONNX in, ONNX out: graph-level RM, blocks reported one by one.</summary>
-    public static int RunOnnx(CliContext ctx, string input, string output, bool verify, VerifyOptions options, bool force, bool strict)
+    public static int RunOnnx(CliContext ctx, string input, string output, RMNet.Rm.RmMode mode, bool verify, VerifyOptions options, bool force, bool strict)
     {
         if (FileFormats.FromExtension(output) != FileFormat.Onnx)
             throw new ModelInputException(output, "an ONNX model converts to .onnx only");
         using var pending = new PendingOutput(output, force, input);
         ctx.Progress.Stage($"loading {input}");
-        var result = RMNet.Onnx.OnnxConversion.Convert(input);
+        var result = RMNet.Onnx.OnnxConversion.Convert(input, mode);
         ctx.Progress.Stage($"writing {output}");
         RMNet.Onnx.OnnxModelFile.Save(result.Model, pending.TempPath);
         VerificationReport? report = null;

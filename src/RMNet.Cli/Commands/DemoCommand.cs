@@ -32,7 +32,7 @@ public static class DemoCommand
     {
         var spec = ResNetSpec.Named("resnet18");
         using var ckpt = ResNetCheckpoint.FromStateDict(RandomResNet.Create(spec, seed: 2021, source: "demo resnet18"));
-        var plain = ckpt.ToPlain(ctx.Progress);
+        var plain = ckpt.ToPlain(progress: ctx.Progress);
         var options = new VerifyOptions(Samples: 2, InputSize: size);
 
         using var plainRunner = ModelRunner.ForModule(plain.ToModule());

@@ -51,9 +51,10 @@ public sealed class ResNetCheckpoint : IDisposable
     /// <summary>The original, residual network as a TorchSharp module (eval mode).</summary>
     public ResNet CreateModule() => ResNet.FromStateDict(Spec, Weights);
 
-    /// <summary>The equivalent plain network (RM transform, dense form).</summary>
+    /// <summary>The equivalent plain network.</summary>
+    /// <param name="mode">Grouped (default) or the paper's dense form for Bottleneck blocks.</param>
     /// <param name="progress">Told after each block; null for none.</param>
-    public PlainModel ToPlain(IProgress<ProgressStep>? progress = null) => ResNetRm.Transform(Weights, Spec, progress);
+    public PlainModel ToPlain(RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null) => ResNetRm.Transform(Weights, Spec, mode, progress);
 
     /// <inheritdoc />
     public void Dispose() => Weights.Dispose();

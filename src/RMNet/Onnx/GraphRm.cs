@@ -33,12 +33,12 @@ public static class GraphRm
     sealed record Match(NodeProto Add, NodeProto Relu, string X, List<ConvUnit> Chain, List<NodeProto> InnerRelus, ConvUnit? Projection);
 
     /// <summary>The residual blocks of <paramref name="model"/>, without changing anything.</summary>
-    public static IReadOnlyList<GraphBlockReport> FindBlocks(ModelProto model, string file) => Run(model.Clone(), file, rewrite: false).Blocks;
+    public static IReadOnlyList<GraphBlockReport> FindBlocks(ModelProto model, string file) => Run(model.Clone(), file, rewrite: false, RmMode.Grouped).Blocks;
 
-    /// <summary>Transforms a copy of <paramref name="model"/>.</summary>
-    public static GraphRmResult Transform(ModelProto model, string file) => Run(model.Clone(), file, rewrite: true);
+    /// <summary>Transforms a copy of <paramref name="model"/>, middle convs in the given form.</summary>
+    public static GraphRmResult Transform(ModelProto model, string file, RmMode mode = RmMode.Grouped) => Run(model.Clone(), file, rewrite: true, mode);
 
-    static GraphRmResult Run(ModelProto model, string file, bool rewrite)
+    static GraphRmResult Run(ModelProto model, string file, bool rewrite, RmMode mode)
     {
         var g = new OnnxGraph(model.Graph, file);
         var units = ConvNodes.Read(g);
@@ -65,7 +65,7 @@ public static class GraphRm
             IReadOnlyList<ConvLayer>? convs = null;
             if (reason is null)
             {
-                try { convs = ResidualChainRm.Transform(m.Chain.Select(u => u.Fused).ToList(), m.Projection?.Fused); }
+                try { convs = ResidualChainRm.Transform(m.Chain.Select(u => u.Fused).ToList(), m.Projection?.Fused, mode).Convs; }
                 catch (RmException e) { reason = e.Message; }
             }
             reports.Add(new GraphBlockReport(name, shortcut, m.Chain.Count, convs is not null, reason));

@@ -10,13 +10,13 @@ namespace RMNet.Onnx;
 public static class OnnxConversion
 {
     /// <summary>Reads <paramref name="input"/>, converts it, and returns the result (not yet written).</summary>
-    public static GraphRmResult Convert(string input)
+    public static GraphRmResult Convert(string input, Rm.RmMode mode = Rm.RmMode.Grouped)
     {
         var model = OnnxModelFile.Load(input);
-        var result = GraphRm.Transform(model, input);
+        var result = GraphRm.Transform(model, input, mode);
         var m = result.Model;
         int plain = result.Blocks.Count(b => b.Plain);
-        string note = $"rmnet {OnnxExporter.Version}: {plain} of {result.Blocks.Count} residual blocks made plain (RM, dense form), " +
+        string note = $"rmnet {OnnxExporter.Version}: {plain} of {result.Blocks.Count} residual blocks made plain (RM, {mode.ToString().ToLowerInvariant()} form), " +
             $"{result.FoldedBatchNorms} BatchNormalization nodes folded; converted from '{Path.GetFileName(input)}' " +
             $"(producer '{(model.ProducerName + " " + model.ProducerVersion).Trim()}')";
         m.DocString = string.IsNullOrEmpty(m.DocString) ? note : m.DocString + "\n" + note;

@@ -10,6 +10,9 @@ namespace RMNet.Plain;
 /// <param name="InputChannels">Channels of the input image.</param>
 public sealed record PlainModel(IReadOnlyList<PlainLayer> Layers, int InputChannels = 3)
 {
+    /// <summary>Zero channels the grouped RM form added so that reserved channels fill whole groups.</summary>
+    public int ZeroChannels { get; init; }
+
     /// <summary>Number of weights and biases.</summary>
     public long ParameterCount => Layers.Sum(l => l.ParameterCount);
 

@@ -15,8 +15,9 @@ public static class ResNetRm
     /// <summary>The plain network equivalent to the ResNet with layout <paramref name="spec"/> and weights <paramref name="sd"/>.</summary>
     /// <param name="sd">The weights, torchvision names.</param>
     /// <param name="spec">The layout.</param>
+    /// <param name="mode">Grouped (default, cheapest exact form) or the paper's dense form for Bottleneck blocks.</param>
     /// <param name="progress">Told after each block; null for none.</param>
-    public static PlainModel Transform(StateDict sd, ResNetSpec spec, IProgress<ProgressStep>? progress = null)
+    public static PlainModel Transform(StateDict sd, ResNetSpec spec, RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null)
     {
         ResNetDetector.Validate(sd, spec);
         var layers = new List<PlainLayer>();
@@ -27,19 +28,22 @@ public static class ResNetRm
             new MaxPoolLayer(3, 2, Padding2d.All(1)),
         }));
         var blocks = spec.Blocks().ToList();
+        int zeroChannels = 0;
         for (int i = 0; i < blocks.Count; i++)
         {
             var block = blocks[i];
-            layers.AddRange(Scoped(() => ResidualChainRm
-                .Transform(TorchvisionWeights.Branch(sd, spec, block), TorchvisionWeights.Projection(sd, block))
-                .SelectMany(conv => new PlainLayer[] { conv, new ReluLayer() })
-                .ToList()));
+            layers.AddRange(Scoped(() =>
+            {
+                var rm = ResidualChainRm.Transform(TorchvisionWeights.Branch(sd, spec, block), TorchvisionWeights.Projection(sd, block), mode);
+                zeroChannels += rm.ZeroChannels;
+                return rm.Convs.SelectMany(conv => new PlainLayer[] { conv, new ReluLayer() }).ToList();
+            }));
             progress?.Report(new ProgressStep("converting", i + 1, blocks.Count));
         }
         layers.Add(new GlobalAvgPoolLayer());
         layers.Add(new FlattenLayer());
         layers.Add(new LinearLayer(sd.Require("fc.weight").to_type(ScalarType.Float32).clone(), sd.Require("fc.bias").to_type(ScalarType.Float32).clone()));
-        return new PlainModel(layers);
+        return new PlainModel(layers) { ZeroChannels = zeroChannels };
     }
 
     /// <summary>

@@ -1,8 +1,26 @@
 using RMNet.Plain;
 using RMNet.Weights;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace RMNet.Rm;
+
+/// <summary>How the middle convs of a block carry the reserved channels (rm-math.md sections 4 and 5).</summary>
+public enum RmMode
+{
+    /// <summary>
+    /// One grouped conv: the original groups plus groups of the same width that pass the reserved channels
+    /// through with Dirac kernels. Exact, and far cheaper for Bottleneck/ResNeXt blocks. The default.
+    /// </summary>
+    Grouped,
+    /// <summary>The paper's form: one dense conv, block-diagonal [[Dirac, 0], [0, W]] over C + width channels.</summary>
+    Dense,
+}
+
+/// <summary>The plain convs of one block, and how many zero channels grouped RM added to make groups divide.</summary>
+/// <param name="Convs">The plain convs; a ReLU follows each of them in the plain network.</param>
+/// <param name="ZeroChannels">Reserved channels added as zeros (grouped form, where C is not a multiple of the group width).</param>
+public sealed record RmBlock(IReadOnlyList<ConvLayer> Convs, int ZeroChannels);
 
 /// <summary>
 /// The RM operation on one residual block whose residual branch is a chain of convs with ReLUs between them
@@ -16,52 +34,101 @@ namespace RMNet.Rm;
 /// <item>Identity shortcut: overall stride 1, same channels. Projection: a 1x1 conv, no padding, stride equal to
 ///   the product of the chain's strides.</item>
 /// </list>
-/// Dense form (the paper's): middle convs become one dense conv, block-diagonal [[Dirac, 0], [0, W]].
+/// Weight arithmetic (BN fusion, shortcut biases) is float64 in the inputs; kernels are assembled directly in
+/// float32, each value cast once, so no float64 copy of the large plain kernels is ever made.
 /// </summary>
 public static class ResidualChainRm
 {
-    /// <summary>Reserve-and-merge: returns the plain convs; a ReLU follows each of them in the plain network.</summary>
+    /// <summary>Reserve-and-merge in the given form.</summary>
     /// <param name="chain">The residual branch, BN folded in, in order (at least two convs).</param>
     /// <param name="projection">The fused 1x1 projection shortcut, or null for the identity.</param>
-    public static IReadOnlyList<ConvLayer> Transform(IReadOnlyList<FusedConv> chain, FusedConv? projection)
+    /// <param name="mode">Dense or grouped middle convs.</param>
+    public static RmBlock Transform(IReadOnlyList<FusedConv> chain, FusedConv? projection, RmMode mode = RmMode.Grouped)
     {
         if (chain.Count < 2) throw new RmException("a residual branch needs at least two convs to reserve and merge");
         long c = chain[0].InChannels;
         CheckShortcut(chain, projection, c);
+        foreach (var (conv, i) in chain.Select((conv, i) => (conv, i))) CheckSamePadding(conv, i);
+
+        // Grouped middle convs need the reserved channels in whole groups of the middle convs' group width.
+        long reserved = c;
+        if (mode == RmMode.Grouped && chain.Count > 2)
+        {
+            long q = chain.Skip(1).Take(chain.Count - 2).Select(m => m.InChannels / m.Groups).Aggregate(1L, Lcm);
+            reserved = (c + q - 1) / q * q;
+        }
 
         var layers = new List<ConvLayer>(chain.Count);
         for (int i = 0; i < chain.Count; i++)
         {
             var conv = chain[i];
-            CheckSamePadding(conv, i);
-            var (tapH, tapW) = (conv.Padding.Top, conv.Padding.Left);
-            var w = conv.DenseKernel();
+            var w = conv.Weights.Weight.to_type(ScalarType.Float32);
             var b = conv.Weights.BiasOrZeros();
-            Tensor weight, bias;
+            long k1 = conv.KernelH, k2 = conv.KernelW;
+            long tapH = conv.Padding.Top, tapW = conv.Padding.Left;
+            ConvLayer layer;
             if (i == 0)
             {
-                // Reserve: C extra output channels carry x (Dirac at the tap that reads x[i*s]).
-                weight = cat(new[] { Kernels.Dirac(c, conv.KernelH, conv.KernelW, tapH, tapW), w }, 0);
-                bias = cat(new[] { zeros(c, dtype: ScalarType.Float64), b }, 0);
+                // Reserve: the first C outputs carry x (Dirac at the tap that reads x[i*s]); padding rows stay zero.
+                var weight = zeros(new[] { reserved + conv.OutChannels, c, k1, k2 });
+                PutDirac(weight, c, 0, tapH, tapW, groupWidth: c);
+                weight[TensorIndex.Slice(reserved)] = Kernels.Ungroup(w, conv.Groups);
+                layer = Layer(weight, Concat(reserved, b), conv, 1);
+            }
+            else if (i < chain.Count - 1 && (mode == RmMode.Dense || conv.OutChannels != conv.InChannels))
+            {
+                // Dense (also where a middle conv changes the width: its groups would not all be q wide).
+                var weight = zeros(new[] { reserved + conv.OutChannels, reserved + conv.InChannels, k1, k2 });
+                PutDirac(weight, c, 0, tapH, tapW, groupWidth: reserved);
+                weight[TensorIndex.Slice(reserved), TensorIndex.Slice(reserved)] = Kernels.Ungroup(w, conv.Groups);
+                layer = Layer(weight, Concat(reserved, b), conv, 1);
             }
             else if (i < chain.Count - 1)
             {
-                // Pass the reserved channels through: block-diagonal with a Dirac.
-                weight = Kernels.BlockDiagonal(Kernels.Dirac(c, conv.KernelH, conv.KernelW, tapH, tapW), w);
-                bias = cat(new[] { zeros(c, dtype: ScalarType.Float64), b }, 0);
+                // Grouped: reserved channels in groups of width q with a Dirac each, then the original groups.
+                long q = conv.InChannels / conv.Groups;
+                var weight = zeros(new[] { reserved + conv.OutChannels, q, k1, k2 });
+                PutDirac(weight, c, 0, tapH, tapW, groupWidth: q);
+                weight[TensorIndex.Slice(reserved)] = w;
+                layer = Layer(weight, Concat(reserved, b), conv, (int)(reserved / q) + conv.Groups);
             }
             else
             {
                 // Merge: the shortcut becomes the columns that read the reserved channels.
-                var shortcut = projection is null
-                    ? Kernels.Dirac(c, conv.KernelH, conv.KernelW, tapH, tapW)
-                    : Kernels.PadOneByOne(projection.DenseKernel(), conv.KernelH, conv.KernelW, tapH, tapW);
-                weight = cat(new[] { shortcut, w }, 1);
-                bias = projection is null ? b : b + projection.Weights.BiasOrZeros();
+                var weight = zeros(new[] { conv.OutChannels, reserved + conv.InChannels, k1, k2 });
+                if (projection is null)
+                    PutDirac(weight, c, 0, tapH, tapW, groupWidth: reserved);
+                else
+                    weight[TensorIndex.Colon, TensorIndex.Slice(0, c)] = Kernels.PadOneByOne(projection.DenseKernel(), k1, k2, tapH, tapW).to_type(ScalarType.Float32);
+                weight[TensorIndex.Colon, TensorIndex.Slice(reserved)] = Kernels.Ungroup(w, conv.Groups);
+                var bias = projection is null ? b : b + projection.Weights.BiasOrZeros();
+                layer = Layer(weight, bias.to_type(ScalarType.Float32), conv, 1);
             }
-            layers.Add(new FusedConv(new ConvWeights(weight, bias), conv.Stride, conv.Padding).ToLayer());
+            layers.Add(layer);
         }
-        return layers;
+        return new RmBlock(layers, (int)(reserved - c));
+    }
+
+    /// <summary>W[o, o mod groupWidth, tapH, tapW] = 1 for the first <paramref name="channels"/> rows (rm-math.md 2).</summary>
+    static void PutDirac(Tensor weight, long channels, long firstRow, long tapH, long tapW, long groupWidth)
+    {
+        if (tapH >= weight.shape[2] || tapW >= weight.shape[3] || tapH < 0 || tapW < 0)
+            throw new RmException($"a {weight.shape[2]}x{weight.shape[3]} kernel has no tap ({tapH},{tapW}): its begin padding is too large to carry the input through");
+        var rows = arange(firstRow, firstRow + channels, dtype: ScalarType.Int64);
+        weight.index_put_(ones(channels), rows, rows.remainder(groupWidth), tensor(tapH), tensor(tapW));
+    }
+
+    static Tensor Concat(long zeroCount, Tensor bias) =>
+        cat(new[] { zeros(zeroCount, dtype: ScalarType.Float64), bias }, 0).to_type(ScalarType.Float32);
+
+    static ConvLayer Layer(Tensor weight, Tensor bias, FusedConv conv, int groups) =>
+        new(weight, bias, conv.Stride, conv.Stride, conv.Padding, groups);
+
+    static long Lcm(long a, long b)
+    {
+        long x = a, y = b;
+        while (y != 0) (x, y) = (y, x % y);
+        return a / x * b;
     }
 
     static void CheckSamePadding(FusedConv conv, int index)
@@ -69,6 +136,8 @@ public static class ResidualChainRm
         var p = conv.Padding;
         if (p.Top + p.Bottom != conv.KernelH - 1 || p.Left + p.Right != conv.KernelW - 1)
             throw new RmException($"conv {index + 1} of the block pads {p} with a {conv.KernelH}x{conv.KernelW} kernel: the reserved input would not line up with the shortcut");
+        if (p.Top >= conv.KernelH || p.Left >= conv.KernelW)
+            throw new RmException($"conv {index + 1} of the block: a {conv.KernelH}x{conv.KernelW} kernel has no tap ({p.Top},{p.Left}): its begin padding is too large to carry the input through");
     }
 
     static void CheckShortcut(IReadOnlyList<FusedConv> chain, FusedConv? projection, long c)

@@ -6,20 +6,6 @@ namespace RMNet.Weights;
 /// <summary>Kernel building blocks of the RM transform (float64, no modules).</summary>
 public static class Kernels
 {
-    /// <summary>
-    /// The Dirac (identity) kernel of a conv with <paramref name="channels"/> outputs and inputs, groups 1:
-    /// W[o, o, tapH, tapW] = 1. With stride s and begin pads (tapH, tapW), output position i reads input i*s
-    /// at that tap (rm-math.md section 6).
-    /// </summary>
-    public static Tensor Dirac(long channels, long kernelH, long kernelW, long tapH, long tapW)
-    {
-        CheckTap(kernelH, kernelW, tapH, tapW);
-        var w = zeros(new[] { channels, channels, kernelH, kernelW }, dtype: ScalarType.Float64);
-        var idx = arange(channels, dtype: ScalarType.Int64);
-        w.index_put_(ones(channels, dtype: ScalarType.Float64), idx, idx, tensor(tapH), tensor(tapW));
-        return w;
-    }
-
     /// <summary>Places a 1x1 kernel [out, in, 1, 1] at tap (tapH, tapW) of a zero kh x kw kernel.</summary>
     public static Tensor PadOneByOne(Tensor kernel1x1, long kernelH, long kernelW, long tapH, long tapW)
     {
@@ -42,14 +28,6 @@ public static class Kernels
             dense[rows, cols] = kernel[rows];
         }
         return dense;
-    }
-
-    /// <summary>Block-diagonal kernel [[a, 0], [0, b]] of two dense kernels with the same kh x kw.</summary>
-    public static Tensor BlockDiagonal(Tensor a, Tensor b)
-    {
-        var top = cat(new[] { a, zeros(new[] { a.shape[0], b.shape[1], a.shape[2], a.shape[3] }, dtype: a.dtype) }, 1);
-        var bottom = cat(new[] { zeros(new[] { b.shape[0], a.shape[1], b.shape[2], b.shape[3] }, dtype: b.dtype), b }, 1);
-        return cat(new[] { top, bottom }, 0);
     }
 
     static void CheckTap(long kernelH, long kernelW, long tapH, long tapW)
