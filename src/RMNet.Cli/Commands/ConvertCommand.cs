@@ -65,9 +65,9 @@ public static class ConvertCommand
             using var runner = ModelRunner.OpenConverted(pending.TempPath, ckpt);
             report = Verifier.Verify(ckpt, runner, options);
         }
-        long bytes = new FileInfo(pending.TempPath).Length;
+        long bytes = FileFormats.ModelBytes(pending.TempPath);
         var result = new Result(input, output, ckpt.Spec.DisplayName, ckpt.Spec.Blocks().Count(),
-            CostReport.Of(ckpt.Spec, options.InputSize, new FileInfo(input).Length), CostReport.Of(plain, options.InputSize, bytes),
+            CostReport.Of(ckpt.Spec, options.InputSize, FileFormats.ModelBytes(input)), CostReport.Of(plain, options.InputSize, bytes),
             convertSeconds, report is null ? null : VerificationJson.Of(report));
 
         if (report is { Passed: false })
@@ -106,7 +106,7 @@ public static class ConvertCommand
         var after = RMNet.Onnx.OnnxSummary.Read(pending.TempPath);
         int plain = result.Blocks.Count(b => b.Plain);
         var json = new OnnxResult(input, output, result.Blocks.Count, plain, result.FoldedBatchNorms, result.Blocks,
-            new CostReport(before.Parameters, 0, 0, 0, new FileInfo(input).Length), new CostReport(after.Parameters, 0, 0, 0, new FileInfo(pending.TempPath).Length),
+            new CostReport(before.Parameters, 0, 0, 0, FileFormats.ModelBytes(input)), new CostReport(after.Parameters, 0, 0, 0, FileFormats.ModelBytes(pending.TempPath)),
             report is null ? null : VerificationJson.Of(report));
         ctx.Document(json);
         ctx.Line($"converted {input}: {plain} of {result.Blocks.Count} residual blocks made plain, {result.FoldedBatchNorms} BatchNormalization nodes folded");
@@ -125,7 +125,7 @@ public static class ConvertCommand
             return ExitCodes.NotEquivalent;
         }
         pending.Commit();
-        ctx.Line($"wrote {output} ({Format.Bytes(new FileInfo(output).Length)})");
+        ctx.Line($"wrote {output} ({Format.Bytes(FileFormats.ModelBytes(output))})");
         return ExitCodes.Success;
     }
 }

@@ -43,7 +43,7 @@ public static class DemoCommand
         VerificationReport ortReport;
         using (var onnxRunner = ModelRunner.OpenConverted(pending.TempPath, ckpt))
             ortReport = Verifier.Verify(ckpt, onnxRunner, options);
-        long bytes = new FileInfo(pending.TempPath).Length;
+        long bytes = FileFormats.ModelBytes(pending.TempPath);
         bool passed = torchReport.Passed && ortReport.Passed;
         if (passed) pending.Commit();
 

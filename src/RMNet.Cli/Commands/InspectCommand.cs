@@ -39,7 +39,7 @@ public static class InspectCommand
         {
             var s = OnnxSummary.Read(path);
             var blocks = GraphRm.FindBlocks(OnnxModelFile.Load(path), path);
-            result = new Result(path, "onnx", blocks.Count > 0 ? "residual" : "plain", null, null, null, new CostReport(s.Parameters, 0, 0, 0, new FileInfo(path).Length),
+            result = new Result(path, "onnx", blocks.Count > 0 ? "residual" : "plain", null, null, null, new CostReport(s.Parameters, 0, 0, 0, FileFormats.ModelBytes(path)),
                 s.OpCounts.Values.Sum(), s.OpCounts, s.Opset, s.Producer, blocks);
             ctx.Document(result);
             ctx.Line($"{path}: ONNX opset {s.Opset}, producer '{s.Producer}', {result.Form} ({blocks.Count} residual blocks)");
@@ -53,7 +53,7 @@ public static class InspectCommand
             var plain = PlainModelFile.Load(path);
             var ops = plain.Layers.GroupBy(l => l.Kind).ToDictionary(g => g.Key, g => g.Count());
             result = new Result(path, "safetensors", "plain", null, (int)plain.OutputSize(size, size), null,
-                CostReport.Of(plain, size, new FileInfo(path).Length), plain.Layers.Count, ops, null, "rmnet");
+                CostReport.Of(plain, size, FileFormats.ModelBytes(path)), plain.Layers.Count, ops, null, "rmnet");
             ctx.Document(result);
             ctx.Line($"{path}: plain network written by rmnet, {plain.Layers.Count} layers ({string.Join(", ", ops.Select(kv => $"{kv.Key} {kv.Value}"))})");
             ctx.Line($"  parameters: {Format.Count(result.Cost!.Parameters)}   MACs @{size}: {Format.Count(result.Cost.Macs)}");
@@ -65,7 +65,7 @@ public static class InspectCommand
             var blocks = spec.Blocks().Select(b => new BlockJson(b.Prefix, b.InChannels, b.Width, b.OutChannels, b.Stride, b.Groups,
                 b.HasProjection ? "projection" : "identity")).ToList();
             result = new Result(path, format == FileFormat.Safetensors ? "safetensors" : "pytorch", "residual", spec.DisplayName, spec.NumClasses, blocks,
-                CostReport.Of(spec, size, new FileInfo(path).Length), null, null, null, null);
+                CostReport.Of(spec, size, FileFormats.ModelBytes(path)), null, null, null, null);
             ctx.Document(result);
             ctx.Line($"{path}: {ReportText.Describe(spec)}, residual");
             ctx.Line($"  parameters: {Format.Count(result.Cost!.Parameters)}   MACs @{size}: {Format.Count(result.Cost.Macs)}   depth {spec.Depth}");

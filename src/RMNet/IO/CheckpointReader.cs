@@ -64,6 +64,8 @@ public static class CheckpointReader
             sd.Add(dataParallel ? key["module.".Length..] : key, t);
         }
         if (sd.Count == 0) throw new ModelInputException(path, "the checkpoint holds no tensors");
+        // The unpickler's byte buffers (as large as the checkpoint) are garbage now: free them before conversion.
+        GC.Collect();
         return sd;
     }
 

@@ -42,6 +42,10 @@ public static class FileFormats
         return FileFormat.Unknown;
     }
 
+    /// <summary>Bytes of a model file plus its ONNX external data side file (<c>&lt;path&gt;.data</c>) where there is one.</summary>
+    public static long ModelBytes(string path) =>
+        new FileInfo(path).Length + (File.Exists(path + ".data") ? new FileInfo(path + ".data").Length : 0);
+
     /// <summary>The output format chosen by the file extension, or Unknown.</summary>
     public static FileFormat FromExtension(string path)
     {

@@ -23,6 +23,15 @@ public static class OnnxExporter
     /// <summary>The ONNX model of <paramref name="model"/>; <paramref name="docString"/> records what produced it.</summary>
     public static ModelProto Build(PlainModel model, string docString = "")
     {
+        var (proto, initializers) = Skeleton(model, docString);
+        proto.Graph.Initializer.AddRange(initializers.Select(i => OnnxTensors.FromTensor(i.Name, i.Tensor)));
+        return proto;
+    }
+
+    /// <summary>The model without initializers, and the initializers as (name, tensor) in graph order.</summary>
+    static (ModelProto Proto, List<(string Name, Tensor Tensor)> Initializers) Skeleton(PlainModel model, string docString)
+    {
+        var initializers = new List<(string Name, Tensor Tensor)>();
         var graph = new GraphProto { Name = "rmnet_plain" };
         string current = InputName;
         for (int i = 0; i < model.Layers.Count; i++)
@@ -35,8 +44,8 @@ public static class OnnxExporter
             switch (layer)
             {
                 case ConvLayer c:
-                    node.Input.Add(AddInitializer(graph, $"layers.{i}.weight", c.Weight));
-                    node.Input.Add(AddInitializer(graph, $"layers.{i}.bias", c.Bias));
+                    node.Input.Add(Initializer(initializers, $"layers.{i}.weight", c.Weight));
+                    node.Input.Add(Initializer(initializers, $"layers.{i}.bias", c.Bias));
                     node.Attribute.Add(Ints("kernel_shape", c.KernelH, c.KernelW));
                     node.Attribute.Add(Ints("strides", c.StrideH, c.StrideW));
                     node.Attribute.Add(Ints("pads", c.Padding.ToOnnx()));
@@ -52,8 +61,8 @@ public static class OnnxExporter
                     node.Attribute.Add(Int("axis", 1));
                     break;
                 case LinearLayer l:
-                    node.Input.Add(AddInitializer(graph, $"layers.{i}.weight", l.Weight));
-                    node.Input.Add(AddInitializer(graph, $"layers.{i}.bias", l.Bias));
+                    node.Input.Add(Initializer(initializers, $"layers.{i}.weight", l.Weight));
+                    node.Input.Add(Initializer(initializers, $"layers.{i}.bias", l.Bias));
                     node.Attribute.Add(Int("transB", 1));
                     break;
             }
@@ -73,12 +82,15 @@ public static class OnnxExporter
             Graph = graph,
         };
         proto.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = Opset });
-        return proto;
+        return (proto, initializers);
     }
 
-    /// <summary>Writes <paramref name="model"/> to <paramref name="path"/> atomically (external data past 1 GiB of weights).</summary>
-    public static void Save(PlainModel model, string path, string docString = "", long externalDataThreshold = OnnxModelFile.ExternalDataThreshold) =>
-        OnnxModelFile.Save(Build(model, docString), path, externalDataThreshold);
+    /// <summary>Writes <paramref name="model"/> to <paramref name="path"/> atomically, one tensor in memory at a time (external data past 1.75 GiB of weights).</summary>
+    public static void Save(PlainModel model, string path, string docString = "", long externalDataThreshold = OnnxModelFile.ExternalDataThreshold)
+    {
+        var (proto, initializers) = Skeleton(model, docString);
+        OnnxModelFile.Save(proto, initializers, path, externalDataThreshold);
+    }
 
     /// <summary>This library's informational version.</summary>
     public static string Version { get; } =
@@ -95,9 +107,9 @@ public static class OnnxExporter
         _ => throw new NotSupportedException($"no ONNX op for layer kind {layer.Kind}"),
     };
 
-    static string AddInitializer(GraphProto graph, string name, Tensor t)
+    static string Initializer(List<(string Name, Tensor Tensor)> initializers, string name, Tensor t)
     {
-        graph.Initializer.Add(OnnxTensors.FromTensor(name, t));
+        initializers.Add((name, t));
         return name;
     }
 

@@ -12,8 +12,11 @@ namespace RMNet.Onnx;
 /// </summary>
 public static class OnnxModelFile
 {
-    /// <summary>Initializer bytes above which the writer moves tensors to external data by default (1 GiB).</summary>
-    public const long ExternalDataThreshold = 1L << 30;
+    /// <summary>
+    /// Initializer bytes above which the writer moves tensors to external data by default: 1.75 GiB, leaving
+    /// room under protobuf's 2 GB message limit for the rest of the model.
+    /// </summary>
+    public const long ExternalDataThreshold = 7L << 28;
 
     /// <summary>Reads <paramref name="path"/> and its external data; malformed files raise <see cref="ModelInputException"/>.</summary>
     public static ModelProto Load(string path)
@@ -67,6 +70,51 @@ public static class OnnxModelFile
         t.DataLocation = DataLocation.Default;
         t.ExternalData.Clear();
     }
+
+    /// <summary>
+    /// Writes a model whose initializers are given as tensors, one tensor in memory at a time: the graph is
+    /// written as the protobuf fields of <paramref name="skeleton"/> (no initializers) followed by one
+    /// initializer field per tensor, which protobuf reads as the same message. Past
+    /// <paramref name="externalDataThreshold"/> bytes the tensors go to external data instead.
+    /// </summary>
+    public static void Save(ModelProto skeleton, IReadOnlyList<(string Name, TorchSharp.torch.Tensor Tensor)> initializers, string path,
+        long externalDataThreshold = ExternalDataThreshold)
+    {
+        long bytes = initializers.Sum(i => i.Tensor.numel() * 4);
+        if (bytes > externalDataThreshold)
+        {
+            // External data holds the bulk; the remaining protobuf is small and is built in memory.
+            var model = skeleton.Clone();
+            model.Graph.Initializer.AddRange(initializers.Select(i => OnnxTensors.FromTensor(i.Name, i.Tensor)));
+            Save(model, path, externalDataThreshold);
+            return;
+        }
+        long graphLength = skeleton.Graph.CalculateSize() + initializers.Sum(i => FieldSize(OnnxTensors.FromTensor(i.Name, i.Tensor).CalculateSize()));
+        var rest = skeleton.Clone();
+        rest.Graph = null;
+        AtomicFile.Write(path, s =>
+        {
+            var output = new CodedOutputStream(s, leaveOpen: true);
+            rest.WriteTo(output);
+            output.WriteTag(GraphField, WireFormat.WireType.LengthDelimited);
+            output.WriteLength(checked((int)graphLength));
+            skeleton.Graph.WriteTo(output);
+            foreach (var (name, tensor) in initializers)
+            {
+                var t = OnnxTensors.FromTensor(name, tensor);
+                output.WriteTag(InitializerField, WireFormat.WireType.LengthDelimited);
+                output.WriteLength(t.CalculateSize());
+                t.WriteTo(output);
+            }
+            output.Flush();
+        });
+    }
+
+    const int GraphField = 7;        // ModelProto.graph
+    const int InitializerField = 5;  // GraphProto.initializer
+
+    /// <summary>Bytes of a length-delimited field with a one-byte tag.</summary>
+    static long FieldSize(int length) => 1 + CodedOutputStream.ComputeLengthSize(length) + length;
 
     /// <summary>
     /// Writes <paramref name="model"/> atomically; past <paramref name="externalDataThreshold"/> initializer bytes

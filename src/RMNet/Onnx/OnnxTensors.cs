@@ -58,7 +58,8 @@ public static class OnnxTensors
     {
         var proto = new TensorProto { Name = name, DataType = (int)DataType.Float };
         proto.Dims.AddRange(t.shape);
-        proto.RawData = ByteString.CopyFrom(t.to_type(ScalarType.Float32).contiguous().bytes);
+        // One managed copy of the values, wrapped rather than copied again: plain models run to gigabytes.
+        proto.RawData = UnsafeByteOperations.UnsafeWrap(t.to_type(ScalarType.Float32).contiguous().bytes.ToArray());
         return proto;
     }
 }
