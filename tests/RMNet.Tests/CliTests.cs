@@ -214,3 +214,27 @@ public class CliTests
         Assert.Contains("file not found", root.GetProperty("error").GetString());
     }
 }
+
+public class CostReportTests
+{
+    [Fact]
+    public void ConvertReportsCostPerStageThatAddsUp()
+    {
+        using var dir = Fixture.Temp();
+        var stdout = new StringWriter();
+        int code = CliApp.Run(new[] { "convert", Fixture.Path_("bottleneck_narrow.pth"), "-o", dir.File("p.onnx"), "--json", "--quiet", "--input-size", "64" }, stdout, TextWriter.Null);
+        Assert.Equal(0, code);
+        var root = JsonDocument.Parse(stdout.ToString()).RootElement;
+        var stages = root.GetProperty("stages").EnumerateArray().ToList();
+        Assert.Equal(new[] { "stem", "layer1", "layer2", "layer3", "layer4", "head", "total" }, stages.Select(s => s.GetProperty("stage").GetString()));
+        var total = stages[^1];
+        Assert.Equal(stages.Take(6).Sum(s => s.GetProperty("converted_parameters").GetInt64()), total.GetProperty("converted_parameters").GetInt64());
+        Assert.Equal(root.GetProperty("converted").GetProperty("parameters").GetInt64(), total.GetProperty("converted_parameters").GetInt64());
+        Assert.Equal(root.GetProperty("original").GetProperty("parameters").GetInt64(), total.GetProperty("original_parameters").GetInt64());
+        Assert.Equal(root.GetProperty("converted").GetProperty("macs").GetInt64(), total.GetProperty("converted_macs").GetInt64());
+        // The stem and head are unchanged by RM apart from the folded BN (stem loses BN affine params, gains a conv bias).
+        Assert.Equal(stages[5].GetProperty("original_macs").GetInt64(), stages[5].GetProperty("converted_macs").GetInt64());
+        Assert.Equal(stages[0].GetProperty("original_macs").GetInt64(), stages[0].GetProperty("converted_macs").GetInt64());
+        Assert.Equal("grouped", root.GetProperty("rm_mode").GetString());
+    }
+}

@@ -9,8 +9,8 @@ namespace RMNet.Cli.Commands;
 /// <summary><c>rmnet convert</c>: checkpoint in, plain model out (format by extension), optionally verified before it lands.</summary>
 public static class ConvertCommand
 {
-    public sealed record Result(string Input, string Output, string Architecture, int Blocks, CostReport Original, CostReport Converted,
-        double ConvertSeconds, VerificationJson? Verification);
+    public sealed record Result(string Input, string Output, string Architecture, string RmMode, int Blocks, int ZeroChannels,
+        CostReport Original, CostReport Converted, IReadOnlyList<StageRow> Stages, double ConvertSeconds, VerificationJson? Verification);
 
     public sealed record OnnxResult(string Input, string Output, int BlocksFound, int BlocksPlain, int FoldedBatchNorms,
         IReadOnlyList<RMNet.Onnx.GraphBlockReport> Blocks, CostReport Original, CostReport Converted, VerificationJson? Verification);
@@ -66,9 +66,10 @@ public static class ConvertCommand
             report = Verifier.Verify(ckpt, runner, options);
         }
         long bytes = FileFormats.ModelBytes(pending.TempPath);
-        var result = new Result(input, output, ckpt.Spec.DisplayName, ckpt.Spec.Blocks().Count(),
+        var stages = StageRow.Compare(ResNetCost.ByStage(ckpt.Spec, options.InputSize, options.InputSize), plain.CostByStage(options.InputSize, options.InputSize));
+        var result = new Result(input, output, ckpt.Spec.DisplayName, mode.ToString().ToLowerInvariant(), ckpt.Spec.Blocks().Count(), plain.ZeroChannels,
             CostReport.Of(ckpt.Spec, options.InputSize, FileFormats.ModelBytes(input)), CostReport.Of(plain, options.InputSize, bytes),
-            convertSeconds, report is null ? null : VerificationJson.Of(report));
+            stages, convertSeconds, report is null ? null : VerificationJson.Of(report));
 
         if (report is { Passed: false })
         {
@@ -79,8 +80,10 @@ public static class ConvertCommand
         }
         pending.Commit();
         ctx.Document(result);
-        ctx.Line($"converted {input}: {ReportText.Describe(ckpt.Spec)}");
+        ctx.Line($"converted {input}: {ReportText.Describe(ckpt.Spec)}, {result.RmMode} RM");
         foreach (var line in ReportText.CostTable(result.Original, result.Converted)) ctx.Line(line);
+        foreach (var line in ReportText.StageTable(stages, options.InputSize)) ctx.Line(line);
+        if (plain.ZeroChannels > 0) ctx.Line($"  grouped RM padded the reserved channels with {plain.ZeroChannels} zero channels in all, so they fill whole groups");
         if (report is not null) ctx.Line(ReportText.Verification(report));
         ctx.Line($"wrote {output} ({Format.Bytes(bytes)}); RM transform took {convertSeconds:F2} s");
         return ExitCodes.Success;

@@ -12,7 +12,7 @@ public static class InspectCommand
 
     public sealed record Result(string File, string Format, string Form, string? Architecture, int? NumClasses, IReadOnlyList<BlockJson>? Blocks,
         CostReport? Cost, int? Layers, IReadOnlyDictionary<string, int>? Operators, long? Opset, string? Producer,
-        IReadOnlyList<GraphBlockReport>? ResidualBlocks = null);
+        IReadOnlyList<GraphBlockReport>? ResidualBlocks = null, IReadOnlyList<StageCost>? Stages = null);
 
     public static Command Create(CommandIO io)
     {
@@ -53,10 +53,11 @@ public static class InspectCommand
             var plain = PlainModelFile.Load(path);
             var ops = plain.Layers.GroupBy(l => l.Kind).ToDictionary(g => g.Key, g => g.Count());
             result = new Result(path, "safetensors", "plain", null, (int)plain.OutputSize(size, size), null,
-                CostReport.Of(plain, size, FileFormats.ModelBytes(path)), plain.Layers.Count, ops, null, "rmnet");
+                CostReport.Of(plain, size, FileFormats.ModelBytes(path)), plain.Layers.Count, ops, null, "rmnet", Stages: plain.CostByStage(size, size));
             ctx.Document(result);
             ctx.Line($"{path}: plain network written by rmnet, {plain.Layers.Count} layers ({string.Join(", ", ops.Select(kv => $"{kv.Key} {kv.Value}"))})");
             ctx.Line($"  parameters: {Format.Count(result.Cost!.Parameters)}   MACs @{size}: {Format.Count(result.Cost.Macs)}");
+            foreach (var st in result.Stages!) ctx.Line($"    {st.Stage,-7} parameters {Format.Count(st.Parameters),8}   MACs {Format.Count(st.Macs),8}");
         }
         else
         {
@@ -65,10 +66,11 @@ public static class InspectCommand
             var blocks = spec.Blocks().Select(b => new BlockJson(b.Prefix, b.InChannels, b.Width, b.OutChannels, b.Stride, b.Groups,
                 b.HasProjection ? "projection" : "identity")).ToList();
             result = new Result(path, format == FileFormat.Safetensors ? "safetensors" : "pytorch", "residual", spec.DisplayName, spec.NumClasses, blocks,
-                CostReport.Of(spec, size, FileFormats.ModelBytes(path)), null, null, null, null);
+                CostReport.Of(spec, size, FileFormats.ModelBytes(path)), null, null, null, null, Stages: ResNetCost.ByStage(spec, size, size));
             ctx.Document(result);
             ctx.Line($"{path}: {ReportText.Describe(spec)}, residual");
             ctx.Line($"  parameters: {Format.Count(result.Cost!.Parameters)}   MACs @{size}: {Format.Count(result.Cost.Macs)}   depth {spec.Depth}");
+            foreach (var st in result.Stages!) ctx.Line($"    {st.Stage,-7} parameters {Format.Count(st.Parameters),8}   MACs {Format.Count(st.Macs),8}");
             var rows = new List<string[]> { new[] { "block", "in", "width", "out", "stride", "groups", "shortcut" } };
             rows.AddRange(blocks.Select(b => new[] { b.Name, b.InChannels.ToString(), b.Width.ToString(), b.OutChannels.ToString(), b.Stride.ToString(), b.Groups.ToString(), b.Shortcut }));
             foreach (var line in Format.Table(rows)) ctx.Line("  " + line);

@@ -20,6 +20,18 @@ public sealed record CostReport(long Parameters, long Macs, long Flops, int Inpu
     }
 }
 
+/// <summary>One stage of a cost comparison.</summary>
+public sealed record StageRow(string Stage, long OriginalParameters, long ConvertedParameters, long OriginalMacs, long ConvertedMacs)
+{
+    public static IReadOnlyList<StageRow> Compare(IReadOnlyList<StageCost> original, IReadOnlyList<StageCost> converted)
+    {
+        var rows = original.Select(o => converted.FirstOrDefault(c => c.Stage == o.Stage) is { } c
+            ? new StageRow(o.Stage, o.Parameters, c.Parameters, o.Macs, c.Macs) : null).OfType<StageRow>().ToList();
+        rows.Add(new StageRow("total", original.Sum(o => o.Parameters), converted.Sum(c => c.Parameters), original.Sum(o => o.Macs), converted.Sum(c => c.Macs)));
+        return rows;
+    }
+}
+
 /// <summary>The verification part of a JSON document.</summary>
 public sealed record VerificationJson(int Samples, double MaxAbsError, double MaxRelError, double Top1Agreement, double Tolerance, bool Passed)
 {
@@ -40,6 +52,17 @@ public static class ReportText
         if (converted.FileBytes is long bytes)
             rows.Add(new[] { "file size", original.FileBytes is long o ? Format.Bytes(o) : "-", Format.Bytes(bytes), original.FileBytes is long o2 ? Format.Ratio(bytes / (double)o2) : "" });
         return Format.Table(rows).Select(l => "  " + l);
+    }
+
+    public static IEnumerable<string> StageTable(IReadOnlyList<StageRow> rows, int size)
+    {
+        var table = new List<string[]> { new[] { "stage", "params", "plain params", "ratio", $"MACs @{size}", "plain MACs", "ratio" } };
+        table.AddRange(rows.Select(r => new[]
+        {
+            r.Stage, Format.Count(r.OriginalParameters), Format.Count(r.ConvertedParameters), Format.Ratio(r.ConvertedParameters / (double)Math.Max(1, r.OriginalParameters)),
+            Format.Count(r.OriginalMacs), Format.Count(r.ConvertedMacs), Format.Ratio(r.ConvertedMacs / (double)Math.Max(1, r.OriginalMacs)),
+        }));
+        return Format.Table(table).Select(l => "  " + l);
     }
 
     public static string Verification(VerificationReport r) =>

@@ -1,31 +1,52 @@
 namespace RMNet.Models;
 
+/// <summary>Cost of one part of a network.</summary>
+/// <param name="Stage">"stem", "layer1".."layer4", "head", or "total".</param>
+/// <param name="Parameters">Weights and biases.</param>
+/// <param name="Macs">Multiply-accumulates for one image.</param>
+public sealed record StageCost(string Stage, long Parameters, long Macs);
+
 /// <summary>Parameter and multiply-accumulate counts of the original (residual) network, from its layout.</summary>
 public static class ResNetCost
 {
     /// <summary>Parameters as torchvision counts them (conv, BN affine and fc weights; no BN running statistics).</summary>
-    public static long Parameters(ResNetSpec spec) => spec.ExpectedParameters()
-        .Where(p => !p.Key.EndsWith("running_mean", StringComparison.Ordinal) && !p.Key.EndsWith("running_var", StringComparison.Ordinal))
-        .Sum(p => p.Shape.Aggregate(1L, (a, b) => a * b));
+    public static long Parameters(ResNetSpec spec) => ByStage(spec, 224, 224).Sum(s => s.Parameters);
 
     /// <summary>Multiply-accumulates of convs and fc for one image of <paramref name="height"/> x <paramref name="width"/>.</summary>
-    public static long MultiplyAccumulates(ResNetSpec spec, int height, int width)
+    public static long MultiplyAccumulates(ResNetSpec spec, int height, int width) => ByStage(spec, height, width).Sum(s => s.Macs);
+
+    /// <summary>Parameters and MACs of the stem, each stage and the head.</summary>
+    public static IReadOnlyList<StageCost> ByStage(ResNetSpec spec, int height, int width)
     {
+        var parameters = spec.ExpectedParameters()
+            .Where(p => !p.Key.EndsWith("running_mean", StringComparison.Ordinal) && !p.Key.EndsWith("running_var", StringComparison.Ordinal))
+            .GroupBy(p => StageOf(p.Key))
+            .ToDictionary(g => g.Key, g => g.Sum(p => p.Shape.Aggregate(1L, (a, b) => a * b)));
+        var macs = new Dictionary<string, long>();
         long h = Out(height, 7, 2, 3), w = Out(width, 7, 2, 3);
-        long total = h * w * spec.StemWidth * 3 * 49;
+        macs["stem"] = h * w * spec.StemWidth * 3 * 49;
         h = Out(h, 3, 2, 1); w = Out(w, 3, 2, 1);
         foreach (var b in spec.Blocks())
         {
             long ho = Out(h, 3, b.Stride, 1), wo = Out(w, 3, b.Stride, 1);
-            if (spec.Block == BlockKind.Basic)
-                total += ho * wo * b.Width * b.InChannels * 9 + ho * wo * b.OutChannels * b.Width * 9;
-            else
-                total += h * w * b.Width * b.InChannels + ho * wo * b.Width * (b.Width / b.Groups) * 9 + ho * wo * b.OutChannels * b.Width;
-            if (b.HasProjection) total += ho * wo * b.OutChannels * b.InChannels;
+            long m = spec.Block == BlockKind.Basic
+                ? ho * wo * b.Width * b.InChannels * 9 + ho * wo * b.OutChannels * b.Width * 9
+                : h * w * b.Width * b.InChannels + ho * wo * b.Width * (b.Width / b.Groups) * 9 + ho * wo * b.OutChannels * b.Width;
+            if (b.HasProjection) m += ho * wo * b.OutChannels * b.InChannels;
+            string stage = $"layer{b.Stage + 1}";
+            macs[stage] = macs.GetValueOrDefault(stage) + m;
             (h, w) = (ho, wo);
         }
-        return total + (long)spec.FeatureChannels * spec.NumClasses;
+        macs["head"] = (long)spec.FeatureChannels * spec.NumClasses;
+        return Stages.Select(s => new StageCost(s, parameters.GetValueOrDefault(s), macs.GetValueOrDefault(s))).ToList();
     }
+
+    /// <summary>The stages in network order.</summary>
+    public static IReadOnlyList<string> Stages { get; } = new[] { "stem", "layer1", "layer2", "layer3", "layer4", "head" };
+
+    /// <summary>The stage a torchvision state-dict key belongs to.</summary>
+    public static string StageOf(string key) =>
+        key.StartsWith("layer", StringComparison.Ordinal) ? key[..6] : key.StartsWith("fc.", StringComparison.Ordinal) ? "head" : "stem";
 
     static long Out(long size, int k, int s, int p) => (size + 2 * p - k) / s + 1;
 }

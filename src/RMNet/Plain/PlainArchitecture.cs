@@ -20,9 +20,11 @@ public static class PlainArchitecture
     public static string ToJson(PlainModel model)
     {
         var layers = new JsonArray();
-        foreach (var layer in model.Layers)
+        for (int i = 0; i < model.Layers.Count; i++)
         {
+            var layer = model.Layers[i];
             var o = new JsonObject { ["kind"] = layer.Kind };
+            if (model.LayerStages is { } stages) o["stage"] = stages[i];
             switch (layer)
             {
                 case ConvLayer c:
@@ -65,11 +67,13 @@ public static class PlainArchitecture
             if ((string?)root["format"] != FormatTag)
                 throw new ModelInputException(source, $"architecture format '{root["format"]}' is not {FormatTag}");
             var layers = new List<PlainLayer>();
+            var stages = new List<string>();
             var array = root["layers"]!.AsArray();
             for (int i = 0; i < array.Count; i++)
             {
                 var o = array[i]!.AsObject();
                 string kind = (string)o["kind"]!;
+                if ((string?)o["stage"] is string stage) stages.Add(stage);
                 Tensor T(string part) => tensors.TryGetValue($"layers.{i}.{part}", out var t) ? t.to_type(ScalarType.Float32)
                     : throw new ModelInputException(source, $"missing tensor 'layers.{i}.{part}' for layer {i} ({kind})");
                 layers.Add(kind switch
@@ -83,7 +87,7 @@ public static class PlainArchitecture
                     _ => throw new ModelInputException(source, $"unknown layer kind '{kind}' at layer {i}"),
                 });
             }
-            return new PlainModel(layers, (int)root["input_channels"]!);
+            return new PlainModel(layers, (int)root["input_channels"]!) { LayerStages = stages.Count == layers.Count ? stages : null };
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or NullReferenceException or FormatException)
         {

@@ -29,6 +29,26 @@ public sealed record PlainModel(IReadOnlyList<PlainLayer> Layers, int InputChann
         return total;
     }
 
+    /// <summary>The stage each layer belongs to ("stem", "layer1", ..., "head"), where the producer knows it; else null.</summary>
+    public IReadOnlyList<string>? LayerStages { get; init; }
+
+    /// <summary>Parameters and MACs per stage (in order of first appearance) for one image of the given size.</summary>
+    public IReadOnlyList<Models.StageCost> CostByStage(int height, int width)
+    {
+        var shape = ((long)InputChannels, (long)height, (long)width);
+        var order = new List<string>();
+        var cost = new Dictionary<string, (long Params, long Macs)>();
+        for (int i = 0; i < Layers.Count; i++)
+        {
+            string stage = LayerStages?[i] ?? "all";
+            if (!cost.ContainsKey(stage)) { order.Add(stage); cost[stage] = (0, 0); }
+            var (p, m) = cost[stage];
+            cost[stage] = (p + Layers[i].ParameterCount, m + Layers[i].MultiplyAccumulates(shape));
+            shape = Layers[i].OutputShape(shape);
+        }
+        return order.Select(s => new Models.StageCost(s, cost[s].Params, cost[s].Macs)).ToList();
+    }
+
     /// <summary>Number of output values per image (classes).</summary>
     public long OutputSize(int height, int width)
     {

@@ -21,12 +21,15 @@ public static class ResNetRm
     {
         ResNetDetector.Validate(sd, spec);
         var layers = new List<PlainLayer>();
+        var stages = new List<string>();
+        void Tag(string stage) { while (stages.Count < layers.Count) stages.Add(stage); }
         layers.AddRange(Scoped(() => new PlainLayer[]
         {
             TorchvisionWeights.ConvBn(sd, "conv1", "bn1", 2, 3).ToLayer(),
             new ReluLayer(),
             new MaxPoolLayer(3, 2, Padding2d.All(1)),
         }));
+        Tag("stem");
         var blocks = spec.Blocks().ToList();
         int zeroChannels = 0;
         for (int i = 0; i < blocks.Count; i++)
@@ -38,12 +41,14 @@ public static class ResNetRm
                 zeroChannels += rm.ZeroChannels;
                 return rm.Convs.SelectMany(conv => new PlainLayer[] { conv, new ReluLayer() }).ToList();
             }));
+            Tag($"layer{block.Stage + 1}");
             progress?.Report(new ProgressStep("converting", i + 1, blocks.Count));
         }
         layers.Add(new GlobalAvgPoolLayer());
         layers.Add(new FlattenLayer());
         layers.Add(new LinearLayer(sd.Require("fc.weight").to_type(ScalarType.Float32).clone(), sd.Require("fc.bias").to_type(ScalarType.Float32).clone()));
-        return new PlainModel(layers) { ZeroChannels = zeroChannels };
+        Tag("head");
+        return new PlainModel(layers) { ZeroChannels = zeroChannels, LayerStages = stages };
     }
 
     /// <summary>
