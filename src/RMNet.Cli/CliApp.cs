@@ -24,6 +24,7 @@ public static class CliApp
             VerifyCommand.Create(io),
             InspectCommand.Create(io),
             DemoCommand.Create(io),
+            BenchCommand.Create(io),
         };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)

@@ -238,3 +238,38 @@ public class CostReportTests
         Assert.Equal("grouped", root.GetProperty("rm_mode").GetString());
     }
 }
+
+public class BenchCommandTests
+{
+    [Theory]
+    [InlineData("onnxruntime", "basic_narrow.pth")]
+    [InlineData("torchsharp", "bottleneck_narrow.pth")]
+    [InlineData("onnxruntime", "onnx/resnext_narrow_opset13.onnx")]
+    public void BenchReportsBothModelsInOneRun(string runtime, string model)
+    {
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        int code = CliApp.Run(new[] { "bench", Fixture.Path_(model), "--runtime", runtime, "--batch", "2", "--size", "48", "--runs", "3", "--warmup", "1", "--json" }, stdout, stderr);
+        Assert.True(code == 0, stderr.ToString());
+        var root = JsonDocument.Parse(stdout.ToString()).RootElement;
+        foreach (var side in new[] { "original", "converted" })
+        {
+            var s = root.GetProperty(side);
+            Assert.True(s.GetProperty("min_ms").GetDouble() > 0);
+            Assert.True(s.GetProperty("median_ms").GetDouble() >= s.GetProperty("min_ms").GetDouble());
+            Assert.True(s.GetProperty("p90_ms").GetDouble() >= s.GetProperty("median_ms").GetDouble());
+            Assert.Equal(2 * 1000.0 / s.GetProperty("median_ms").GetDouble(), s.GetProperty("images_per_second").GetDouble(), 6);
+        }
+        Assert.Equal(root.GetProperty("converted").GetProperty("median_ms").GetDouble() / root.GetProperty("original").GetProperty("median_ms").GetDouble(),
+            root.GetProperty("latency_ratio").GetDouble(), 6);
+        Assert.Contains("benchmarking: 3/3 done", stderr.ToString());
+    }
+
+    [Fact]
+    public void OnnxModelWithTorchSharpRuntimeIsRefused()
+    {
+        var stderr = new StringWriter();
+        Assert.Equal(2, CliApp.Run(new[] { "bench", Fixture.Path_("onnx/basic_narrow_opset13.onnx"), "--runtime", "torchsharp" }, TextWriter.Null, stderr));
+        Assert.Contains("--runtime onnxruntime", stderr.ToString());
+    }
+}

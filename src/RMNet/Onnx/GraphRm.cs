@@ -79,10 +79,10 @@ public static class GraphRm
                 newInitializers.Add(OnnxTensors.FromTensor(w, convs[i].Weight));
                 newInitializers.Add(OnnxTensors.FromTensor(b, convs[i].Bias));
                 string convOut = Fresh($"{name}_rm{i}_conv");
-                nodes.Add(ConvNode($"{name}_rm{i}", current, w, b, convOut, convs[i]));
+                nodes.Add(OnnxNodes.Conv($"{name}_rm{i}", current, w, b, convOut, convs[i]));
                 // The block's final Relu keeps its output name, so everything downstream is untouched.
                 string reluOut = i == convs.Count - 1 ? m.Relu.Output[0] : Fresh($"{name}_rm{i}_relu");
-                nodes.Add(new NodeProto { Name = $"{name}_rm{i}_relu", OpType = "Relu", Input = { convOut }, Output = { reluOut } });
+                nodes.Add(OnnxNodes.Unary("Relu", $"{name}_rm{i}_relu", convOut, reluOut));
                 current = reluOut;
             }
             replacements[m.Relu] = nodes;
@@ -165,23 +165,6 @@ public static class GraphRm
             value = p.Input[0];
         }
         return false;
-    }
-
-    static NodeProto ConvNode(string name, string input, string weight, string bias, string output, ConvLayer c)
-    {
-        var node = new NodeProto { Name = name, OpType = "Conv", Input = { input, weight, bias }, Output = { output } };
-        AttributeProto Ints(string n, params long[] v)
-        {
-            var a = new AttributeProto { Name = n, Type = AttributeProto.Types.AttributeType.Ints };
-            a.Ints.AddRange(v);
-            return a;
-        }
-        node.Attribute.Add(Ints("kernel_shape", c.KernelH, c.KernelW));
-        node.Attribute.Add(Ints("strides", c.StrideH, c.StrideW));
-        node.Attribute.Add(Ints("pads", c.Padding.ToOnnx()));
-        node.Attribute.Add(Ints("dilations", 1, 1));
-        node.Attribute.Add(new AttributeProto { Name = "group", Type = AttributeProto.Types.AttributeType.Int, I = c.Groups });
-        return node;
     }
 
     /// <summary>Writes the new node list (topological, replacements in place) and drops unreferenced initializers.</summary>

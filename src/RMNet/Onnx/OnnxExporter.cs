@@ -38,40 +38,33 @@ public static class OnnxExporter
         {
             var layer = model.Layers[i];
             string output = i == model.Layers.Count - 1 ? OutputName : $"x{i}";
-            var node = new NodeProto { Name = $"{layer.Kind}_{i}", OpType = OpType(layer) };
-            node.Input.Add(current);
-            node.Output.Add(output);
-            switch (layer)
+            string name = $"{layer.Kind}_{i}";
+            graph.Node.Add(layer switch
             {
-                case ConvLayer c:
-                    node.Input.Add(Initializer(initializers, $"layers.{i}.weight", c.Weight));
-                    node.Input.Add(Initializer(initializers, $"layers.{i}.bias", c.Bias));
-                    node.Attribute.Add(Ints("kernel_shape", c.KernelH, c.KernelW));
-                    node.Attribute.Add(Ints("strides", c.StrideH, c.StrideW));
-                    node.Attribute.Add(Ints("pads", c.Padding.ToOnnx()));
-                    node.Attribute.Add(Ints("dilations", 1, 1));
-                    node.Attribute.Add(Int("group", c.Groups));
-                    break;
-                case MaxPoolLayer p:
-                    node.Attribute.Add(Ints("kernel_shape", p.Kernel, p.Kernel));
-                    node.Attribute.Add(Ints("strides", p.Stride, p.Stride));
-                    node.Attribute.Add(Ints("pads", p.Padding.ToOnnx()));
-                    break;
-                case FlattenLayer:
-                    node.Attribute.Add(Int("axis", 1));
-                    break;
-                case LinearLayer l:
-                    node.Input.Add(Initializer(initializers, $"layers.{i}.weight", l.Weight));
-                    node.Input.Add(Initializer(initializers, $"layers.{i}.bias", l.Bias));
-                    node.Attribute.Add(Int("transB", 1));
-                    break;
-            }
-            graph.Node.Add(node);
+                ConvLayer c => OnnxNodes.Conv(name, current, Initializer(initializers, $"layers.{i}.weight", c.Weight),
+                    Initializer(initializers, $"layers.{i}.bias", c.Bias), output, c),
+                ReluLayer => OnnxNodes.Unary("Relu", name, current, output),
+                MaxPoolLayer p => OnnxNodes.Unary("MaxPool", name, current, output, OnnxNodes.Ints("kernel_shape", p.Kernel, p.Kernel),
+                    OnnxNodes.Ints("strides", p.Stride, p.Stride), OnnxNodes.Ints("pads", p.Padding.ToOnnx())),
+                GlobalAvgPoolLayer => OnnxNodes.Unary("GlobalAveragePool", name, current, output),
+                FlattenLayer => OnnxNodes.Unary("Flatten", name, current, output, OnnxNodes.Int("axis", 1)),
+                LinearLayer l => OnnxNodes.Gemm(name, current, Initializer(initializers, $"layers.{i}.weight", l.Weight),
+                    Initializer(initializers, $"layers.{i}.bias", l.Bias), output),
+                _ => throw new NotSupportedException($"no ONNX op for layer kind {layer.Kind}"),
+            });
             current = output;
         }
-        graph.Input.Add(TensorValue(InputName, Dim("N"), Dim(model.InputChannels), Dim("H"), Dim("W")));
-        graph.Output.Add(TensorValue(OutputName, Dim("N"), Dim(model.OutputSize(224, 224))));
+        return (Model(graph, model.InputChannels, model.OutputSize(224, 224), docString), initializers);
+    }
 
+    /// <summary>
+    /// Wraps <paramref name="graph"/> into a model: input <c>input</c> [N, C, H, W] (N, H, W dynamic), output
+    /// <c>output</c> [N, classes], opset <see cref="Opset"/>, producer rmnet.
+    /// </summary>
+    internal static ModelProto Model(GraphProto graph, long inputChannels, long outputs, string docString)
+    {
+        graph.Input.Add(TensorValue(InputName, Dim("N"), Dim(inputChannels), Dim("H"), Dim("W")));
+        graph.Output.Add(TensorValue(OutputName, Dim("N"), Dim(outputs)));
         var proto = new ModelProto
         {
             IrVersion = 7,
@@ -82,7 +75,7 @@ public static class OnnxExporter
             Graph = graph,
         };
         proto.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = Opset });
-        return (proto, initializers);
+        return proto;
     }
 
     /// <summary>Writes <paramref name="model"/> to <paramref name="path"/> atomically, one tensor in memory at a time (external data past 1.75 GiB of weights).</summary>
@@ -96,32 +89,11 @@ public static class OnnxExporter
     public static string Version { get; } =
         typeof(OnnxExporter).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0";
 
-    static string OpType(PlainLayer layer) => layer switch
-    {
-        ConvLayer => "Conv",
-        ReluLayer => "Relu",
-        MaxPoolLayer => "MaxPool",
-        GlobalAvgPoolLayer => "GlobalAveragePool",
-        FlattenLayer => "Flatten",
-        LinearLayer => "Gemm",
-        _ => throw new NotSupportedException($"no ONNX op for layer kind {layer.Kind}"),
-    };
-
-    static string Initializer(List<(string Name, Tensor Tensor)> initializers, string name, Tensor t)
+    internal static string Initializer(List<(string Name, Tensor Tensor)> initializers, string name, Tensor t)
     {
         initializers.Add((name, t));
         return name;
     }
-
-    static AttributeProto Ints(string name, params long[] values)
-    {
-        var a = new AttributeProto { Name = name, Type = AttributeProto.Types.AttributeType.Ints };
-        a.Ints.AddRange(values);
-        return a;
-    }
-
-    static AttributeProto Int(string name, long value) =>
-        new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };
 
     static TensorShapeProto.Types.Dimension Dim(string param) => new() { DimParam = param };
 
