@@ -3,19 +3,12 @@ using RMNet.Cli;
 using RMNet.IO;
 using RMNet.Plain;
 using Xunit;
+using static RMNet.Tests.CliHarness;
 
 namespace RMNet.Tests;
 
 public class CliTests
 {
-    static (int Code, string Out, string Err) Rmnet(params string[] args)
-    {
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = CliApp.Run(args, stdout, stderr);
-        return (code, stdout.ToString(), stderr.ToString());
-    }
-
     static string Basic => Fixture.Path_("basic_narrow.pth");
 
     [Fact]

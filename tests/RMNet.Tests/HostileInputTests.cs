@@ -3,6 +3,7 @@ using RMNet.Cli;
 using RMNet.IO;
 using RMNet.Models;
 using Xunit;
+using static RMNet.Tests.CliHarness;
 using static TorchSharp.torch;
 
 namespace RMNet.Tests;
@@ -10,14 +11,6 @@ namespace RMNet.Tests;
 /// <summary>Bad and hostile inputs: each ends in exit 2 with one error line naming the file, and writes nothing.</summary>
 public class HostileInputTests
 {
-    static (int Code, string Out, string Err) Rmnet(params string[] args)
-    {
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = CliApp.Run(args, stdout, stderr);
-        return (code, stdout.ToString(), stderr.ToString());
-    }
-
     static void AssertRefused(string input, string expected, params string[] extra)
     {
         using var dir = Fixture.Temp();

@@ -9,13 +9,7 @@ namespace RMNet.Tests;
 /// <summary>The ONNX path through the CLI: convert, --strict, verify, inspect, and malformed graphs.</summary>
 public class OnnxCliTests
 {
-    static (int Code, string Out, string Err) Rmnet(params string[] args)
-    {
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = CliApp.Run(args.Append("--quiet").ToArray(), stdout, stderr);
-        return (code, stdout.ToString(), stderr.ToString());
-    }
+    static (int Code, string Out, string Err) Rmnet(params string[] args) => CliHarness.Rmnet(args.Append("--quiet").ToArray());
 
     static string Opset13 => Fixture.Path_("onnx/basic_narrow_opset13.onnx");
 
