@@ -57,7 +57,7 @@ public static class BenchCommand
             if (runtime == "torchsharp")
             {
                 set_num_threads(threads);
-                using var ckpt = ResNetCheckpoint.Load(path);
+                using var ckpt = SourceModels.Load(path);
                 var module = ckpt.CreateModule();
                 var plain = ckpt.ToPlain(mode).ToModule();
                 disposables.Add(module);
@@ -72,7 +72,9 @@ public static class BenchCommand
                     OnnxModelFile.Save(OnnxConversion.Convert(path, mode).Model, convertedOnnx);
                 else
                 {
-                    using var ckpt = ResNetCheckpoint.Load(path);
+                    using var source = SourceModels.Load(path);
+                    if (source is not ResNetCheckpoint ckpt)
+                        throw new ModelInputException(path, $"{source.DisplayName} is benchmarked with --runtime torchsharp (its original has no ONNX export yet)");
                     originalOnnx = temp.File("original.onnx");
                     ResNetOnnxExporter.Save(ckpt, originalOnnx);
                     OnnxExporter.Save(ckpt.ToPlain(mode), convertedOnnx);

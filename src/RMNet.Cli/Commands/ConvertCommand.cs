@@ -51,12 +51,12 @@ public static class ConvertCommand
     {
         using var pending = new PendingOutput(output, force, input);
         ctx.Progress.Stage($"loading {input}");
-        using var ckpt = ResNetCheckpoint.Load(input, arch, numClasses, allowNonFinite);
+        using var ckpt = SourceModels.Load(input, arch, numClasses, allowNonFinite);
         var clock = Stopwatch.StartNew();
         var plain = ckpt.ToPlain(mode, ctx.Progress);
         double convertSeconds = clock.Elapsed.TotalSeconds;
         ctx.Progress.Stage($"writing {output}");
-        ModelWriter.Save(plain, pending.TempPath, $"rmnet: residual connections removed (RM, {mode.ToString().ToLowerInvariant()} form) from {ckpt.Spec.DisplayName}, {Path.GetFileName(input)}");
+        ModelWriter.Save(plain, pending.TempPath, $"rmnet: residual connections removed (RM, {mode.ToString().ToLowerInvariant()} form) from {ckpt.DisplayName}, {Path.GetFileName(input)}");
 
         VerificationReport? report = null;
         if (verify)
@@ -66,9 +66,9 @@ public static class ConvertCommand
             report = Verifier.Verify(ckpt, runner, options);
         }
         long bytes = FileFormats.ModelBytes(pending.TempPath);
-        var stages = StageRow.Compare(ResNetCost.ByStage(ckpt.Spec, options.InputSize, options.InputSize), plain.CostByStage(options.InputSize, options.InputSize));
-        var result = new Result(input, output, ckpt.Spec.DisplayName, mode.ToString().ToLowerInvariant(), ckpt.Spec.Blocks().Count(), plain.ZeroChannels,
-            CostReport.Of(ckpt.Spec, options.InputSize, FileFormats.ModelBytes(input)), CostReport.Of(plain, options.InputSize, bytes),
+        var stages = StageRow.Compare(ckpt.CostByStage(options.InputSize, options.InputSize), plain.CostByStage(options.InputSize, options.InputSize));
+        var result = new Result(input, output, ckpt.DisplayName, mode.ToString().ToLowerInvariant(), ckpt.BlockCount, plain.ZeroChannels,
+            CostReport.Of(ckpt, options.InputSize, FileFormats.ModelBytes(input)), CostReport.Of(plain, options.InputSize, bytes),
             stages, convertSeconds, report is null ? null : VerificationJson.Of(report));
 
         if (report is { Passed: false })
@@ -80,7 +80,7 @@ public static class ConvertCommand
         }
         pending.Commit();
         ctx.Document(result);
-        ctx.Line($"converted {input}: {ReportText.Describe(ckpt.Spec)}, {result.RmMode} RM");
+        ctx.Line($"converted {input}: {ckpt.Description}{(ckpt.Family == "resnet" ? $", {result.RmMode} RM" : "")}");
         foreach (var line in ReportText.CostTable(result.Original, result.Converted)) ctx.Line(line);
         foreach (var line in ReportText.StageTable(stages, options.InputSize)) ctx.Line(line);
         if (plain.ZeroChannels > 0) ctx.Line($"  grouped RM padded the reserved channels with {plain.ZeroChannels} zero channels in all, so they fill whole groups");

@@ -12,7 +12,7 @@ public static class InspectCommand
 
     public sealed record Result(string File, string Format, string Form, string? Architecture, int? NumClasses, IReadOnlyList<BlockJson>? Blocks,
         CostReport? Cost, int? Layers, IReadOnlyDictionary<string, int>? Operators, long? Opset, string? Producer,
-        IReadOnlyList<GraphBlockReport>? ResidualBlocks = null, IReadOnlyList<StageCost>? Stages = null);
+        IReadOnlyList<GraphBlockReport>? ResidualBlocks = null, IReadOnlyList<StageCost>? Stages = null, string? Family = null);
 
     public static Command Create(CommandIO io)
     {
@@ -61,17 +61,22 @@ public static class InspectCommand
         }
         else
         {
-            using var ckpt = ResNetCheckpoint.Load(path);
-            var spec = ckpt.Spec;
-            var blocks = spec.Blocks().Select(b => new BlockJson(b.Prefix, b.InChannels, b.Width, b.OutChannels, b.Stride, b.Groups,
-                b.HasProjection ? "projection" : "identity")).ToList();
-            result = new Result(path, format == FileFormat.Safetensors ? "safetensors" : "pytorch", "residual", spec.DisplayName, spec.NumClasses, blocks,
-                CostReport.Of(spec, size, FileFormats.ModelBytes(path)), null, null, null, null, Stages: ResNetCost.ByStage(spec, size, size));
+            using var ckpt = SourceModels.Load(path);
+            var (form, blocks) = ckpt switch
+            {
+                ResNetCheckpoint r => ("residual", r.Spec.Blocks().Select(b => new BlockJson(b.Prefix, b.InChannels, b.Width, b.OutChannels, b.Stride, b.Groups,
+                    b.HasProjection ? "projection" : "identity")).ToList()),
+                RepVggCheckpoint v => (v.Spec.Blocks.All(b => b.Deploy) ? "plain" : "multi-branch", v.Spec.Blocks.Select(b => new BlockJson(b.Prefix, b.InChannels,
+                    b.OutChannels, b.OutChannels, b.Stride, b.Groups, b.Deploy ? "none (deploy form)" : b.HasIdentity ? "3x3 + 1x1 + identity" : "3x3 + 1x1")).ToList()),
+                _ => throw new NotSupportedException(ckpt.Family),
+            };
+            result = new Result(path, format == FileFormat.Safetensors ? "safetensors" : "pytorch", form, ckpt.DisplayName, ckpt.NumClasses, blocks,
+                CostReport.Of(ckpt, size, FileFormats.ModelBytes(path)), null, null, null, null, Stages: ckpt.CostByStage(size, size), Family: ckpt.Family);
             ctx.Document(result);
-            ctx.Line($"{path}: {ReportText.Describe(spec)}, residual");
-            ctx.Line($"  parameters: {Format.Count(result.Cost!.Parameters)}   MACs @{size}: {Format.Count(result.Cost.Macs)}   depth {spec.Depth}");
+            ctx.Line($"{path}: {ckpt.Family} {ckpt.Description}, {form}");
+            ctx.Line($"  parameters: {Format.Count(result.Cost!.Parameters)}   MACs @{size}: {Format.Count(result.Cost.Macs)}");
             foreach (var st in result.Stages!) ctx.Line($"    {st.Stage,-7} parameters {Format.Count(st.Parameters),8}   MACs {Format.Count(st.Macs),8}");
-            var rows = new List<string[]> { new[] { "block", "in", "width", "out", "stride", "groups", "shortcut" } };
+            var rows = new List<string[]> { new[] { "block", "in", "width", "out", "stride", "groups", ckpt.Family == "resnet" ? "shortcut" : "branches" } };
             rows.AddRange(blocks.Select(b => new[] { b.Name, b.InChannels.ToString(), b.Width.ToString(), b.OutChannels.ToString(), b.Stride.ToString(), b.Groups.ToString(), b.Shortcut }));
             foreach (var line in Format.Table(rows)) ctx.Line("  " + line);
         }

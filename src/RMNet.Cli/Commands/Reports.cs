@@ -13,6 +13,13 @@ public sealed record CostReport(long Parameters, long Macs, long Flops, int Inpu
         return new(ResNetCost.Parameters(spec), macs, 2 * macs, size, fileBytes);
     }
 
+    public static CostReport Of(ISourceModel model, int size, long? fileBytes = null)
+    {
+        var stages = model.CostByStage(size, size);
+        long macs = stages.Sum(s => s.Macs);
+        return new(stages.Sum(s => s.Parameters), macs, 2 * macs, size, fileBytes);
+    }
+
     public static CostReport Of(PlainModel model, int size, long? fileBytes = null)
     {
         long macs = model.MultiplyAccumulates(size, size);

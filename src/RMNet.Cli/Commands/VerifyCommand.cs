@@ -46,14 +46,14 @@ public static class VerifyCommand
                     return onnxReport.Passed ? ExitCodes.Success : ExitCodes.NotEquivalent;
                 }
                 ctx.Progress.Stage($"loading {orig}");
-                using var ckpt = ResNetCheckpoint.Load(orig, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(allowNonFinite));
+                using var ckpt = SourceModels.Load(orig, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(allowNonFinite));
                 Tensor? extra = p.GetValue(userInput) is string path ? ReadInput(path) : null;
                 var options = new VerifyOptions(p.GetValue(samples), p.GetValue(size), p.GetValue(tolerance), p.GetValue(seed), extra);
                 ctx.Progress.Stage($"verifying {conv} on {options.Samples} images of {options.InputSize}x{options.InputSize}");
                 using var runner = ModelRunner.OpenConverted(conv, ckpt);
                 var report = Verifier.Verify(ckpt, runner, options);
-                ctx.Document(new Result(orig, conv, ckpt.Spec.DisplayName, options.InputSize, options.Seed, VerificationJson.Of(report)));
-                ctx.Line($"{conv} against {orig} ({ReportText.Describe(ckpt.Spec)})");
+                ctx.Document(new Result(orig, conv, ckpt.DisplayName, options.InputSize, options.Seed, VerificationJson.Of(report)));
+                ctx.Line($"{conv} against {orig} ({ckpt.Description})");
                 ctx.Line(ReportText.Verification(report));
                 return report.Passed ? ExitCodes.Success : ExitCodes.NotEquivalent;
             });

@@ -6,7 +6,7 @@ using RMNet.Rm;
 namespace RMNet.Models;
 
 /// <summary>A ResNet checkpoint read from a file, with its layout detected or given, ready to run or convert.</summary>
-public sealed class ResNetCheckpoint : IDisposable
+public sealed class ResNetCheckpoint : ISourceModel
 {
     ResNetCheckpoint(StateDict weights, ResNetSpec spec) => (Weights, Spec) = (weights, spec);
 
@@ -16,8 +16,26 @@ public sealed class ResNetCheckpoint : IDisposable
     /// <summary>The layout.</summary>
     public ResNetSpec Spec { get; }
 
-    /// <summary>The file the checkpoint came from.</summary>
+    /// <inheritdoc />
     public string Source => Weights.Source;
+
+    /// <inheritdoc />
+    public string Family => "resnet";
+
+    /// <inheritdoc />
+    public string DisplayName => Spec.DisplayName;
+
+    /// <inheritdoc />
+    public string Description => $"{Spec.DisplayName} ({Spec.Block} blocks {string.Join("-", Spec.Layers)}, {Spec.NumClasses} classes)";
+
+    /// <inheritdoc />
+    public int BlockCount => Spec.Blocks().Count();
+
+    /// <inheritdoc />
+    public int NumClasses => Spec.NumClasses;
+
+    /// <inheritdoc />
+    public IReadOnlyList<StageCost> CostByStage(int height, int width) => ResNetCost.ByStage(Spec, height, width);
 
     /// <summary>
     /// Reads <paramref name="path"/>. <paramref name="arch"/> is <c>auto</c> (detect from names and shapes) or a
@@ -50,6 +68,8 @@ public sealed class ResNetCheckpoint : IDisposable
 
     /// <summary>The original, residual network as a TorchSharp module (eval mode).</summary>
     public ResNet CreateModule() => ResNet.FromStateDict(Spec, Weights);
+
+    TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> ISourceModel.CreateModule() => CreateModule();
 
     /// <summary>The equivalent plain network.</summary>
     /// <param name="mode">Grouped (default) or the paper's dense form for Bottleneck blocks.</param>

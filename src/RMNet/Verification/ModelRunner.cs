@@ -25,9 +25,9 @@ public sealed class ModelRunner : IDisposable
     /// <summary>
     /// Opens a converted model: <c>.onnx</c> runs in ONNX Runtime; a plain <c>.safetensors</c> written by rmnet
     /// runs with its own architecture; a <c>.pth</c> plain state dict takes its structure from converting
-    /// <paramref name="original"/> and its weights from the file.
+    /// <paramref name="original"/> (in whichever RM form matches the file's shapes) and its weights from the file.
     /// </summary>
-    public static ModelRunner OpenConverted(string path, ResNetCheckpoint original)
+    public static ModelRunner OpenConverted(string path, ISourceModel original)
     {
         var format = FileFormats.Detect(path);
         if (format == FileFormat.Onnx)
@@ -38,19 +38,25 @@ public sealed class ModelRunner : IDisposable
         if (format == FileFormat.Safetensors && PlainModelFile.IsPlainSafetensors(path))
             return ForModule(PlainModelFile.Load(path).ToModule());
         var sd = CheckpointReader.Read(path);
-        var structure = original.ToPlain();
-        var model = PlainArchitecture.FromJson(PlainArchitecture.ToJson(structure), sd, path);
-        CheckShapes(structure, model, path);
-        return ForModule(model.ToModule());
+        string? mismatch = null;
+        foreach (var mode in Enum.GetValues<Rm.RmMode>())
+        {
+            var structure = original.ToPlain(mode);
+            var model = PlainArchitecture.FromJson(PlainArchitecture.ToJson(structure), sd, path);
+            mismatch = ShapeMismatch(structure, model);
+            if (mismatch is null) return ForModule(model.ToModule());
+        }
+        throw new ModelInputException(path, mismatch!);
     }
 
-    static void CheckShapes(PlainModel expected, PlainModel actual, string path)
+    static string? ShapeMismatch(PlainModel expected, PlainModel actual)
     {
         var e = PlainArchitecture.Tensors(expected);
         var a = PlainArchitecture.Tensors(actual);
         for (int i = 0; i < e.Count; i++)
             if (!e[i].Tensor.shape.SequenceEqual(a[i].Tensor.shape))
-                throw new ModelInputException(path, $"tensor '{a[i].Name}' has shape [{string.Join(", ", a[i].Tensor.shape)}], the conversion of the original gives [{string.Join(", ", e[i].Tensor.shape)}]");
+                return $"tensor '{a[i].Name}' has shape [{string.Join(", ", a[i].Tensor.shape)}], the conversion of the original gives [{string.Join(", ", e[i].Tensor.shape)}]";
+        return null;
     }
 
     /// <inheritdoc />

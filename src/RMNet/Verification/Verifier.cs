@@ -15,7 +15,7 @@ public sealed record VerifyOptions(int Samples = 4, int InputSize = 224, double 
 public static class Verifier
 {
     /// <summary>Runs the original checkpoint and <paramref name="converted"/> on the same inputs and reports the errors.</summary>
-    public static VerificationReport Verify(ResNetCheckpoint original, ModelRunner converted, VerifyOptions options)
+    public static VerificationReport Verify(ISourceModel original, ModelRunner converted, VerifyOptions options)
     {
         using var module = original.CreateModule();
         var batches = new List<Tensor> { Equivalence.SeededInputs(options.Samples, 3, options.InputSize, options.InputSize, options.Seed) };

@@ -6,6 +6,20 @@ namespace RMNet.Weights;
 /// <summary>Kernel building blocks of the RM transform (float64, no modules).</summary>
 public static class Kernels
 {
+    /// <summary>
+    /// The identity as a kxk conv with <paramref name="groups"/> groups: W[o, o mod (C/groups), tapH, tapW] = 1
+    /// (rm-math.md section 2), float64.
+    /// </summary>
+    public static Tensor GroupedDirac(long channels, long groups, long kernelH, long kernelW, long tapH, long tapW)
+    {
+        CheckTap(kernelH, kernelW, tapH, tapW);
+        long perGroup = channels / groups;
+        var w = zeros(new[] { channels, perGroup, kernelH, kernelW }, dtype: ScalarType.Float64);
+        var rows = arange(channels, dtype: ScalarType.Int64);
+        w.index_put_(ones(channels, dtype: ScalarType.Float64), rows, rows.remainder(perGroup), tensor(tapH), tensor(tapW));
+        return w;
+    }
+
     /// <summary>Places a 1x1 kernel [out, in, 1, 1] at tap (tapH, tapW) of a zero kh x kw kernel.</summary>
     public static Tensor PadOneByOne(Tensor kernel1x1, long kernelH, long kernelW, long tapH, long tapW)
     {

@@ -1,0 +1,116 @@
+using RMNet.Blocks;
+using RMNet.Plain;
+using RMNet.Rm;
+using RMNet.Weights;
+using static TorchSharp.torch;
+
+namespace RMNet.Models;
+
+/// <summary>
+/// A RepVGG checkpoint (official names, train-time or deploy form). Its plain form is RepVGG's own deploy
+/// form: each block's branches merged into one 3x3 conv (<see cref="BranchFusion"/>), followed by ReLU.
+/// </summary>
+public sealed class RepVggCheckpoint : ISourceModel
+{
+    RepVggCheckpoint(StateDict weights, RepVggSpec spec) => (Weights, Spec) = (weights, spec);
+
+    /// <summary>The weights.</summary>
+    public StateDict Weights { get; }
+
+    /// <summary>The layout.</summary>
+    public RepVggSpec Spec { get; }
+
+    /// <summary>Reads the layout from <paramref name="sd"/>; <paramref name="numClasses"/>, where given, must match <c>linear</c>.</summary>
+    public static RepVggCheckpoint FromStateDict(StateDict sd, int? numClasses = null, bool allowNonFinite = false)
+    {
+        WeightChecks.Check(sd, allowNonFinite);
+        var spec = RepVggSpec.Detect(sd);
+        if (numClasses is int n && n != spec.NumClasses)
+            throw new ModelInputException(sd.Source, $"--num-classes {n} contradicts the checkpoint: 'linear.weight' has {spec.NumClasses} outputs");
+        return new RepVggCheckpoint(sd, spec);
+    }
+
+    /// <inheritdoc />
+    public string Source => Weights.Source;
+    /// <inheritdoc />
+    public string Family => "repvgg";
+    /// <inheritdoc />
+    public string DisplayName => Spec.DisplayName;
+    /// <inheritdoc />
+    public string Description => $"{Spec.DisplayName} ({Spec.Blocks.Count} RepVGG blocks{(Spec.Blocks.Any(b => b.Groups > 1) ? ", grouped" : "")}" +
+        $"{(Spec.Blocks.All(b => b.Deploy) ? ", deploy form" : "")}, {Spec.NumClasses} classes)";
+    /// <inheritdoc />
+    public int BlockCount => Spec.Blocks.Count;
+    /// <inheritdoc />
+    public int NumClasses => Spec.NumClasses;
+
+    /// <inheritdoc />
+    public IReadOnlyList<StageCost> CostByStage(int height, int width)
+    {
+        var stages = new List<StageCost>();
+        long h = height, w = width;
+        foreach (var group in Spec.Blocks.GroupBy(b => b.Stage))
+        {
+            long parameters = 0, macs = 0;
+            foreach (var b in group)
+            {
+                parameters += Weights.Where(kv => kv.Key.StartsWith(b.Prefix + ".", StringComparison.Ordinal) && IsParameter(kv.Key)).Sum(kv => kv.Value.numel());
+                (h, w) = ((h + 2 - 3) / b.Stride + 1, (w + 2 - 3) / b.Stride + 1);
+                long perGroupIn = b.InChannels / b.Groups;
+                macs += h * w * b.OutChannels * perGroupIn * (b.Deploy ? 9 : 10);
+            }
+            stages.Add(new StageCost($"stage{group.Key}", parameters, macs));
+        }
+        var fc = Weights.Require("linear.weight");
+        stages.Add(new StageCost("head", fc.numel() + Weights.Require("linear.bias").numel(), fc.numel()));
+        return stages;
+    }
+
+    static bool IsParameter(string key) => !key.EndsWith("running_mean", StringComparison.Ordinal) &&
+        !key.EndsWith("running_var", StringComparison.Ordinal) && !key.EndsWith("num_batches_tracked", StringComparison.Ordinal);
+
+    /// <inheritdoc />
+    public nn.Module<Tensor, Tensor> CreateModule() => RepVgg.FromStateDict(Spec, Weights);
+
+    /// <summary>The deploy form. <paramref name="mode"/> does not apply (RepVGG has no residual chain to reserve).</summary>
+    public PlainModel ToPlain(RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null)
+    {
+        var layers = new List<PlainLayer>();
+        var stages = new List<string>();
+        for (int i = 0; i < Spec.Blocks.Count; i++)
+        {
+            var b = Spec.Blocks[i];
+            using (var scope = NewDisposeScope())
+            {
+                var conv = BlockConv(b).ToLayer();
+                conv.Weight.MoveToOuterDisposeScope();
+                conv.Bias.MoveToOuterDisposeScope();
+                layers.Add(conv);
+            }
+            layers.Add(new ReluLayer());
+            stages.AddRange(new[] { $"stage{b.Stage}", $"stage{b.Stage}" });
+            progress?.Report(new ProgressStep("converting", i + 1, Spec.Blocks.Count));
+        }
+        layers.Add(new GlobalAvgPoolLayer());
+        layers.Add(new FlattenLayer());
+        layers.Add(new LinearLayer(Weights.Require("linear.weight").to_type(ScalarType.Float32).clone(), Weights.Require("linear.bias").to_type(ScalarType.Float32).clone()));
+        stages.AddRange(new[] { "head", "head", "head" });
+        return new PlainModel(layers) { LayerStages = stages };
+    }
+
+    FusedConv BlockConv(RepVggBlockSpec b)
+    {
+        var pad = Padding2d.All(1);
+        if (b.Deploy)
+            return new FusedConv(new ConvWeights(Weights.Require($"{b.Prefix}.rbr_reparam.weight"), Weights.Require($"{b.Prefix}.rbr_reparam.bias")).ToFloat64(), b.Stride, pad, b.Groups);
+        (ConvWeights, BatchNormWeights) Branch(string name) =>
+            (new ConvWeights(Weights.Require($"{b.Prefix}.{name}.conv.weight"), null), Bn($"{b.Prefix}.{name}.bn"));
+        return BranchFusion.Merge(Branch("rbr_dense"), Branch("rbr_1x1"), b.HasIdentity ? Bn($"{b.Prefix}.rbr_identity") : null, b.Stride, pad, b.Groups);
+    }
+
+    BatchNormWeights Bn(string prefix) => new(Weights.Require($"{prefix}.weight"), Weights.Require($"{prefix}.bias"),
+        Weights.Require($"{prefix}.running_mean"), Weights.Require($"{prefix}.running_var"), TorchvisionWeights.BatchNormEps);
+
+    /// <inheritdoc />
+    public void Dispose() => Weights.Dispose();
+}

@@ -1,0 +1,31 @@
+using RMNet.IO;
+
+namespace RMNet.Models;
+
+/// <summary>Opens a checkpoint as the family its names say it is: RepVGG's official names, else a torchvision ResNet.</summary>
+public static class SourceModels
+{
+    /// <summary>Every name <c>--arch</c> accepts besides <c>auto</c>.</summary>
+    public static IEnumerable<string> KnownNames => ResNetSpec.KnownNames.Concat(RepVggSpec.Variants.Keys);
+
+    /// <summary>Reads <paramref name="path"/> and recognises its family and layout.</summary>
+    public static ISourceModel Load(string path, string arch = "auto", int? numClasses = null, bool allowNonFinite = false) =>
+        FromStateDict(CheckpointReader.Read(path), arch, numClasses, allowNonFinite);
+
+    /// <summary>As <see cref="Load"/>, for weights in memory.</summary>
+    public static ISourceModel FromStateDict(StateDict sd, string arch = "auto", int? numClasses = null, bool allowNonFinite = false)
+    {
+        if (RepVggSpec.Matches(sd))
+        {
+            var repvgg = RepVggCheckpoint.FromStateDict(sd, numClasses, allowNonFinite);
+            if (arch != "auto" && arch != repvgg.Spec.Name)
+                throw new ModelInputException(sd.Source, ResNetSpec.KnownNames.Contains(arch) || RepVggSpec.Variants.ContainsKey(arch)
+                    ? $"--arch {arch} contradicts the checkpoint, which is {repvgg.DisplayName}"
+                    : $"unknown --arch '{arch}'; known: auto, {string.Join(", ", KnownNames)}");
+            return repvgg;
+        }
+        if (RepVggSpec.Variants.ContainsKey(arch))
+            throw new ModelInputException(sd.Source, $"--arch {arch} contradicts the checkpoint: no 'stage0.rbr_dense.conv.weight'");
+        return ResNetCheckpoint.FromStateDict(sd, arch, numClasses, allowNonFinite);
+    }
+}
