@@ -46,14 +46,14 @@ public sealed partial record RepVggSpec(IReadOnlyList<RepVggBlockSpec> Blocks, i
     /// <summary>Reads the layout from names and shapes; throws <see cref="ModelInputException"/> naming what does not fit.</summary>
     public static RepVggSpec Detect(StateDict sd)
     {
+        // Checkpoint key order is not reliable (pickled dicts load unordered): order blocks by stage and index.
+        var found = sd.Keys.Select(k => (Key: k, Match: BlockWeight().Match(k))).Where(m => m.Match.Success)
+            .Select(m => (m.Key, m.Match, Stage: m.Match.Groups[1].Value[^1] - '0', Index: m.Match.Groups[2].Success ? int.Parse(m.Match.Groups[2].Value) : 0))
+            .OrderBy(m => m.Stage).ThenBy(m => m.Index).ToList();
         var blocks = new List<RepVggBlockSpec>();
-        foreach (var key in sd.Keys)
+        foreach (var (key, m, stage, index) in found)
         {
-            var m = BlockWeight().Match(key);
-            if (!m.Success) continue;
             string prefix = m.Groups[2].Success ? $"{m.Groups[1].Value}.{m.Groups[2].Value}" : m.Groups[1].Value;
-            int stage = m.Groups[1].Value[^1] - '0';
-            int index = m.Groups[2].Success ? int.Parse(m.Groups[2].Value) : 0;
             var w = sd[key];
             if (w.dim() != 4 || w.shape[2] != 3 || w.shape[3] != 3)
                 throw new ModelInputException(sd.Source, $"key '{key}' has shape [{string.Join(", ", w.shape)}], expected a 3x3 kernel");
@@ -91,7 +91,7 @@ public sealed partial record RepVggSpec(IReadOnlyList<RepVggBlockSpec> Blocks, i
             {
                 layer++;
                 // Official grouped variants use groups on the even-numbered layers 2..26.
-                int groups = g > 1 && layer % 2 == 0 && layer <= 26 ? g : 1;
+                int groups = g > 1 && layer % 2 == 0 && layer >= 2 && layer <= 26 ? g : 1;
                 int stride = i == 0 ? 2 : 1;
                 int outC = widths[stage];
                 blocks.Add(new RepVggBlockSpec(stage == 0 ? "stage0" : $"stage{stage}.{i}", stage, inC, outC, stride, groups,

@@ -1,0 +1,87 @@
+using System.Text.Json;
+using RMNet.Blocks;
+using RMNet.IO;
+using RMNet.Models;
+using RMNet.Onnx;
+using RMNet.Verification;
+using Xunit;
+using Xunit.Abstractions;
+using static RMNet.Tests.CliHarness;
+
+namespace RMNet.Tests;
+
+/// <summary>RepVGG: train-time checkpoints (official names) to the deploy form, against PyTorch's outputs.</summary>
+public class RepVggTests(ITestOutputHelper output)
+{
+    [Theory]
+    [InlineData("repvgg_narrow.pth")]
+    [InlineData("repvgg_narrow_deploy.pth")]   // re-parameterised in PyTorch by the fixture script
+    public void OriginalAndDeployFormMatchPyTorch(string file)
+    {
+        using var model = SourceModels.Load(Fixture.Path_(file));
+        var repvgg = Assert.IsType<RepVggCheckpoint>(model);
+        Assert.Equal("repvgg", model.Family);
+        Assert.Equal(8, model.BlockCount);
+        Assert.Equal(new[] { 1, 1, 2, 1, 2, 1, 1, 1 }, repvgg.Spec.Blocks.Select(b => b.Groups));  // official layer numbering: 2 and 4 grouped
+        var io = Fixture.Io("repvgg_narrow");
+        using var module = model.CreateModule();
+        var plain = model.ToPlain();
+        Assert.Equal(8, plain.Convs.Count());
+        foreach (var (x, y) in new[] { ("input", "output"), ("input_odd", "output_odd") })
+        {
+            var original = Equivalence.Measure(io[y], module.forward(io[x]), 1e-5);
+            var converted = Equivalence.Measure(io[y], plain.Forward(io[x]), 1e-4);
+            output.WriteLine($"{file} {x}: original rel {original.MaxRelError:E2}, plain rel {converted.MaxRelError:E2}");
+            Assert.True(original.Passed, $"original rel {original.MaxRelError}");
+            Assert.True(converted.Passed, $"plain rel {converted.MaxRelError}");
+            Assert.Equal(1.0, converted.Top1Agreement);
+        }
+    }
+
+    [Fact]
+    public void OnnxExportRunsInOnnxRuntimeAndEqualsPyTorch()
+    {
+        using var model = SourceModels.Load(Fixture.Path_("repvgg_narrow.pth"));
+        using var dir = Fixture.Temp();
+        string path = dir.File("deploy.onnx");
+        ModelWriter.Save(model.ToPlain(), path);
+        using var ort = new OnnxRuntimeRunner(path);
+        var io = Fixture.Io("repvgg_narrow");
+        var report = Equivalence.Measure(io["output"], ort.Run(io["input"]), 1e-4);
+        output.WriteLine($"ONNX Runtime vs PyTorch: rel {report.MaxRelError:E2}");
+        Assert.True(report.Passed);
+        Assert.False(OnnxSummary.Read(path).HasAdditions);
+    }
+
+    [Theory]
+    [InlineData("RepVGG-A0", 8.30)]     // deploy-form parameter counts in millions, truncated as the RepVGG paper lists them
+    [InlineData("RepVGG-B1g2", 41.36)]
+    [InlineData("RepVGG-B3", 110.96)]
+    public void NamedVariantsAreRecognisedFromShapes(string name, double deployMillions)
+    {
+        using var module = new RepVgg(RepVggSpec.Named(name, 1000));
+        var sd = new StateDict("random " + name);
+        foreach (var (k, v) in module.state_dict()) sd.Add(k, v);
+        var detected = RepVggSpec.Detect(sd);
+        Assert.Equal(name, detected.Name);
+        using var model = RepVggCheckpoint.FromStateDict(sd);
+        Assert.Equal(deployMillions, Math.Floor(model.ToPlain().ParameterCount / 1e4) / 100);
+    }
+
+    [Fact]
+    public void CliConvertsAndInspectsRepVgg()
+    {
+        using var dir = Fixture.Temp();
+        var (code, stdout, stderr) = Rmnet("convert", Fixture.Path_("repvgg_narrow.pth"), "-o", dir.File("d.onnx"), "--verify", "--input-size", "64", "--json", "--quiet");
+        Assert.True(code == 0, stderr);
+        var root = JsonDocument.Parse(stdout).RootElement;
+        Assert.True(root.GetProperty("verification").GetProperty("passed").GetBoolean());
+        Assert.Equal(8, root.GetProperty("blocks").GetInt32());
+        var (ic, io, _) = Rmnet("inspect", Fixture.Path_("repvgg_narrow.pth"), "--json", "--quiet");
+        Assert.Equal(0, ic);
+        var r = JsonDocument.Parse(io).RootElement;
+        Assert.Equal("repvgg", r.GetProperty("family").GetString());
+        Assert.Equal("multi-branch", r.GetProperty("form").GetString());
+        Assert.Equal(2, Rmnet("convert", Fixture.Path_("repvgg_narrow.pth"), "-o", dir.File("e.onnx"), "--arch", "resnet18", "--quiet").Code);
+    }
+}
