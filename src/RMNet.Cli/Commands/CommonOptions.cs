@@ -33,5 +33,11 @@ public static class CommonOptions
         DefaultValueFactory = _ => RMNet.Rm.RmMode.Grouped,
     };
 
+    public static Option<RMNet.Rm.NegativeInputMode> NegativeInput() => new("--negative-input")
+    {
+        Description = "Block inputs that may be negative (pre-activation ResNets): prelu (per-channel activation) or split (relu(x), relu(-x))",
+        DefaultValueFactory = _ => RMNet.Rm.NegativeInputMode.PRelu,
+    };
+
     public static Option<long> Seed() => new("--seed") { Description = "Seed of the random images", DefaultValueFactory = _ => 0 };
 }

@@ -28,11 +28,12 @@ public static class ConvertCommand
         var force = new Option<bool>("--force") { Description = "Overwrite an existing output file" };
         var allowNonFinite = CommonOptions.AllowNonFinite();
         var rmMode = CommonOptions.RmMode();
+        var negative = CommonOptions.NegativeInput();
         var strict = new Option<bool>("--strict") { Description = "ONNX input: exit 1 (and write nothing) if any residual block cannot be made plain" };
         var json = CommonOptions.Json();
         var cmd = new Command("convert", "Remove the residual connections of a ResNet checkpoint and save the equivalent plain network")
         {
-            input, output, arch, numClasses, rmMode, verify, tolerance, samples, size, force, allowNonFinite, strict, json,
+            input, output, arch, numClasses, rmMode, negative, verify, tolerance, samples, size, force, allowNonFinite, strict, json,
         };
         cmd.SetAction(p =>
         {
@@ -41,17 +42,17 @@ public static class ConvertCommand
             return ctx.Run(() => FileFormats.Detect(p.GetValue(input)!) == FileFormat.Onnx
                 ? RunOnnx(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(rmMode), p.GetValue(verify), options, p.GetValue(force), p.GetValue(strict))
                 : Run(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(rmMode),
-                    p.GetValue(verify), options, p.GetValue(force), p.GetValue(allowNonFinite)));
+                    p.GetValue(verify), options, p.GetValue(force), p.GetValue(allowNonFinite), p.GetValue(negative)));
         });
         return cmd;
     }
 
     public static int Run(CliContext ctx, string input, string output, string arch, int? numClasses, RMNet.Rm.RmMode mode, bool verify,
-        VerifyOptions options, bool force, bool allowNonFinite)
+        VerifyOptions options, bool force, bool allowNonFinite, RMNet.Rm.NegativeInputMode negative = RMNet.Rm.NegativeInputMode.PRelu)
     {
         using var pending = new PendingOutput(output, force, input);
         ctx.Progress.Stage($"loading {input}");
-        using var ckpt = SourceModels.Load(input, arch, numClasses, allowNonFinite);
+        using var ckpt = SourceModels.Load(input, arch, numClasses, allowNonFinite, negative);
         var clock = Stopwatch.StartNew();
         var plain = ckpt.ToPlain(mode, ctx.Progress);
         double convertSeconds = clock.Elapsed.TotalSeconds;

@@ -23,10 +23,11 @@ public static class VerifyCommand
         var seed = CommonOptions.Seed();
         var userInput = new Option<string?>("--input") { Description = "Also run this tensor [N, 3, H, W] (.pth or .safetensors; the entry named 'input' or the only one)" };
         var allowNonFinite = CommonOptions.AllowNonFinite();
+        var negative = CommonOptions.NegativeInput();
         var json = CommonOptions.Json();
         var cmd = new Command("verify", "Check that a converted model computes the same as the original checkpoint (exit 0 equal, 1 different, 2 bad input)")
         {
-            original, converted, arch, numClasses, samples, size, tolerance, seed, userInput, allowNonFinite, json,
+            original, converted, arch, numClasses, samples, size, tolerance, seed, userInput, allowNonFinite, negative, json,
         };
         cmd.SetAction(p =>
         {
@@ -46,7 +47,7 @@ public static class VerifyCommand
                     return onnxReport.Passed ? ExitCodes.Success : ExitCodes.NotEquivalent;
                 }
                 ctx.Progress.Stage($"loading {orig}");
-                using var ckpt = SourceModels.Load(orig, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(allowNonFinite));
+                using var ckpt = SourceModels.Load(orig, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(allowNonFinite), p.GetValue(negative));
                 Tensor? extra = p.GetValue(userInput) is string path ? ReadInput(path) : null;
                 var options = new VerifyOptions(p.GetValue(samples), p.GetValue(size), p.GetValue(tolerance), p.GetValue(seed), extra);
                 ctx.Progress.Stage($"verifying {conv} on {options.Samples} images of {options.InputSize}x{options.InputSize}");

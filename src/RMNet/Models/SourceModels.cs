@@ -6,15 +6,30 @@ namespace RMNet.Models;
 public static class SourceModels
 {
     /// <summary>Every name <c>--arch</c> accepts besides <c>auto</c>.</summary>
-    public static IEnumerable<string> KnownNames => ResNetSpec.KnownNames.Concat(RepVggSpec.Variants.Keys);
+    public static IEnumerable<string> KnownNames => ResNetSpec.KnownNames.Concat(RepVggSpec.Variants.Keys)
+        .Concat(new[] { "preact_resnet18", "preact_resnet34", "preact_resnet50" });
 
     /// <summary>Reads <paramref name="path"/> and recognises its family and layout.</summary>
-    public static ISourceModel Load(string path, string arch = "auto", int? numClasses = null, bool allowNonFinite = false) =>
-        FromStateDict(CheckpointReader.Read(path), arch, numClasses, allowNonFinite);
+    /// <param name="path">The checkpoint.</param>
+    /// <param name="arch"><c>auto</c> or a layout name.</param>
+    /// <param name="numClasses">Expected classifier outputs, or null.</param>
+    /// <param name="allowNonFinite">Accept NaN/Inf weights.</param>
+    /// <param name="negative">How families whose block inputs can be negative carry them.</param>
+    public static ISourceModel Load(string path, string arch = "auto", int? numClasses = null, bool allowNonFinite = false,
+        Rm.NegativeInputMode negative = Rm.NegativeInputMode.PRelu) =>
+        FromStateDict(CheckpointReader.Read(path), arch, numClasses, allowNonFinite, negative);
 
     /// <summary>As <see cref="Load"/>, for weights in memory.</summary>
-    public static ISourceModel FromStateDict(StateDict sd, string arch = "auto", int? numClasses = null, bool allowNonFinite = false)
+    public static ISourceModel FromStateDict(StateDict sd, string arch = "auto", int? numClasses = null, bool allowNonFinite = false,
+        Rm.NegativeInputMode negative = Rm.NegativeInputMode.PRelu)
     {
+        if (PreActResNetSpec.Matches(sd))
+        {
+            var preact = PreActCheckpoint.FromStateDict(sd, numClasses, allowNonFinite, negative);
+            if (arch != "auto" && arch != preact.Spec.Name)
+                throw new ModelInputException(sd.Source, $"--arch {arch} contradicts the checkpoint, which is {preact.DisplayName}");
+            return preact;
+        }
         if (RepVggSpec.Matches(sd))
         {
             var repvgg = RepVggCheckpoint.FromStateDict(sd, numClasses, allowNonFinite);

@@ -44,6 +44,12 @@ public static class OnnxExporter
                 ConvLayer c => OnnxNodes.Conv(name, current, Initializer(initializers, $"layers.{i}.weight", c.Weight),
                     Initializer(initializers, $"layers.{i}.bias", c.Bias), output, c),
                 ReluLayer => OnnxNodes.Unary("Relu", name, current, output),
+                PReluLayer p => new NodeProto
+                {
+                    Name = name, OpType = "PRelu", Output = { output },
+                    // Slopes [C, 1, 1] broadcast over N, H, W (unidirectional broadcasting, opset 7+).
+                    Input = { current, Initializer(initializers, $"layers.{i}.weight", p.Slope.reshape(-1, 1, 1)) },
+                },
                 MaxPoolLayer p => OnnxNodes.Unary("MaxPool", name, current, output, OnnxNodes.Ints("kernel_shape", p.Kernel, p.Kernel),
                     OnnxNodes.Ints("strides", p.Stride, p.Stride), OnnxNodes.Ints("pads", p.Padding.ToOnnx())),
                 GlobalAvgPoolLayer => OnnxNodes.Unary("GlobalAveragePool", name, current, output),

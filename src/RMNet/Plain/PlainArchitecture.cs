@@ -53,6 +53,7 @@ public static class PlainArchitecture
             {
                 case ConvLayer c: list.Add(($"layers.{i}.weight", c.Weight)); list.Add(($"layers.{i}.bias", c.Bias)); break;
                 case LinearLayer l: list.Add(($"layers.{i}.weight", l.Weight)); list.Add(($"layers.{i}.bias", l.Bias)); break;
+                case PReluLayer p: list.Add(($"layers.{i}.weight", p.Slope)); break;
             }
         }
         return list;
@@ -80,6 +81,7 @@ public static class PlainArchitecture
                 {
                     "conv" => new ConvLayer(T("weight"), T("bias"), (int)o["stride"]![0]!, (int)o["stride"]![1]!, Pads(o), (int)o["groups"]!),
                     "relu" => new ReluLayer(),
+                    "prelu" => new PReluLayer(T("weight")),
                     "maxpool" => new MaxPoolLayer((int)o["kernel"]!, (int)o["stride"]!, Pads(o)),
                     "gap" => new GlobalAvgPoolLayer(),
                     "flatten" => new FlattenLayer(),

@@ -65,6 +65,25 @@ public sealed record ReluLayer : PlainLayer
     public override (long C, long H, long W) OutputShape((long C, long H, long W) input) => input;
 }
 
+/// <summary>
+/// Per-channel PReLU: y = x where x &gt;= 0, slope[c] * x elsewhere. With slopes 1 and 0 it is the identity on
+/// some channels and ReLU on the others: how RM carries a possibly negative input through an activation.
+/// </summary>
+public sealed record PReluLayer(Tensor Slope) : PlainLayer
+{
+    /// <inheritdoc />
+    public override string Kind => "prelu";
+    /// <inheritdoc />
+    public override (long C, long H, long W) OutputShape((long C, long H, long W) input)
+    {
+        if (input.C != Slope.shape[0])
+            throw new InvalidOperationException($"prelu has {Slope.shape[0]} slopes for {input.C} channels");
+        return input;
+    }
+    /// <inheritdoc />
+    public override long ParameterCount => Slope.numel();
+}
+
 /// <summary>Max pooling with a square window (padding counts as minus infinity).</summary>
 public sealed record MaxPoolLayer(int Kernel, int Stride, Padding2d Padding) : PlainLayer
 {

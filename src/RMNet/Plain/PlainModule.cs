@@ -31,6 +31,7 @@ public sealed class PlainModule : nn.Module<Tensor, Tensor>
     {
         ConvLayer c => Conv(c, x),
         ReluLayer => F.relu(x),
+        PReluLayer p => F.prelu(x, p.Slope),
         MaxPoolLayer p => MaxPool(p, x),
         GlobalAvgPoolLayer => x.mean(new long[] { 2, 3 }, keepdim: true),
         FlattenLayer => x.flatten(1),

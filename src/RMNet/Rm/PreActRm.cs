@@ -1,0 +1,158 @@
+using RMNet.Models;
+using RMNet.Plain;
+using RMNet.Weights;
+using static TorchSharp.torch;
+
+namespace RMNet.Rm;
+
+/// <summary>How a block input that may be negative is carried through the activations (rm-math.md section 7).</summary>
+public enum NegativeInputMode
+{
+    /// <summary>Per-channel activation: PReLU with slope 1 on the carried channels, 0 (ReLU) on the others.</summary>
+    PRelu,
+    /// <summary>Sign split: carry relu(x) and relu(-x), merge with +I and -I; plain ReLU only, twice the carried channels.</summary>
+    Split,
+}
+
+/// <summary>
+/// RM for pre-activation ResNets. Block: a = relu(bn1(x)); y = branch(a) + (shortcut(a) or x), no activation
+/// after the sum. x is the output of a linear conv and may be negative.
+/// <list type="bullet">
+/// <item>bn1 follows the previous linear conv directly, so it folds into that conv's output rows; where the block
+///   also needs x itself (identity shortcut) that conv emits both x (carried) and bn1(x).</item>
+/// <item>Identity shortcut: x is carried through the activations as PReLU slope-1 channels, or as relu(x) and
+///   relu(-x) under the sign split, and merged into the last conv with +I (and -I).</item>
+/// <item>Projection shortcut: it reads a = relu(bn1(x)) >= 0, so a is reserved exactly as in a ResNet block.</item>
+/// <item>bn2 (and bn3) follow conv1 (conv2) directly and fold into them; the final bn folds into the last block's conv.</item>
+/// </list>
+/// All weight arithmetic is float64; each plain kernel is cast to float32 once.
+/// </summary>
+public static class PreActRm
+{
+    sealed record Pending(Tensor Weight, Tensor Bias, int Stride, Padding2d Padding);
+
+    /// <summary>The plain network equivalent to the pre-activation ResNet.</summary>
+    public static PlainModel Transform(StateDict sd, PreActResNetSpec spec, NegativeInputMode negative, IProgress<ProgressStep>? progress = null)
+    {
+        var layers = new List<PlainLayer>();
+        var stages = new List<string>();
+        void Emit(PlainLayer layer, string stage) { layers.Add(layer); stages.Add(stage); }
+
+        var stem = F64(sd.Require("conv1.weight"));
+        var pending = new Pending(stem, zeros(stem.shape[0], dtype: ScalarType.Float64), 1, Padding2d.All(spec.StemKernel / 2));
+        string pendingStage = "stem";
+        for (int i = 0; i < spec.Blocks.Count; i++)
+        {
+            var b = spec.Blocks[i];
+            string stage = $"layer{b.Stage + 1}";
+            var bn1 = Bn(sd, $"{b.Prefix}.bn1");
+            long c = b.InChannels;
+
+            // Entry: the previous linear conv emits [carried x ; bn1(x)] (identity) or [bn1(x)] (projection).
+            long carried = b.HasProjection ? 0 : negative == NegativeInputMode.Split ? 2 * c : c;
+            var rows = new List<(Tensor W, Tensor B)>();
+            if (!b.HasProjection)
+            {
+                rows.Add((pending.Weight, pending.Bias));
+                if (negative == NegativeInputMode.Split) rows.Add((-pending.Weight, -pending.Bias));
+            }
+            var bnRows = BatchNormFusion.Fuse(new ConvWeights(pending.Weight, pending.Bias), bn1);
+            rows.Add((bnRows.Weight, bnRows.BiasOrZeros()));
+            Emit(Layer(cat(rows.Select(r => r.W).ToArray(), 0), cat(rows.Select(r => r.B).ToArray(), 0), pending.Stride, pending.Padding), pendingStage);
+            Emit(Activation(carried, c, negative), pendingStage);
+
+            // Reserved rows at the front of every inner conv: the carried x, or a itself for a projection.
+            long reserved = b.HasProjection ? c : carried;
+            var convs = Branch(sd, spec, b);
+            long inputOffset = carried;  // the branch reads a, which sits after the carried rows
+            for (int k = 0; k < convs.Count; k++)
+            {
+                var conv = convs[k];
+                long kh = conv.Weights.Weight.shape[2], kw = conv.Weights.Weight.shape[3];
+                long tapH = conv.Padding.Top, tapW = conv.Padding.Left;
+                var w = conv.Weights.Weight;
+                long inTotal = k == 0 ? carried + c : reserved + w.shape[1];
+                long featureOffset = k == 0 ? inputOffset : reserved;
+                bool last = k == convs.Count - 1;
+                var weight = zeros(new[] { (last ? 0 : reserved) + w.shape[0], inTotal, kh, kw }, dtype: ScalarType.Float64);
+                long outOffset = last ? 0 : reserved;
+                weight[TensorIndex.Slice(outOffset), TensorIndex.Slice(featureOffset, featureOffset + w.shape[1])] = w;
+                if (!last)
+                {
+                    // Pass the reserved rows on: from the carried rows, or (first conv, projection) from a.
+                    long source = k == 0 && b.HasProjection ? inputOffset : 0;
+                    PutDirac(weight, 0, source, reserved, tapH, tapW, 1.0);
+                }
+                else if (b.HasProjection)
+                {
+                    var shortcut = F64(sd.Require($"{b.Prefix}.shortcut.0.weight"));
+                    weight[TensorIndex.Colon, TensorIndex.Slice(0, c)] += Kernels.PadOneByOne(shortcut, kh, kw, tapH, tapW);
+                }
+                else
+                {
+                    PutDirac(weight, 0, 0, c, tapH, tapW, 1.0);
+                    if (negative == NegativeInputMode.Split) PutDirac(weight, 0, c, c, tapH, tapW, -1.0);
+                }
+                var bias = last ? conv.Weights.BiasOrZeros() : cat(new[] { zeros(reserved, dtype: ScalarType.Float64), conv.Weights.BiasOrZeros() }, 0);
+                if (last)
+                {
+                    pending = new Pending(weight, bias, conv.Stride, conv.Padding);
+                    pendingStage = stage;
+                }
+                else
+                {
+                    Emit(Layer(weight, bias, conv.Stride, conv.Padding), stage);
+                    Emit(Activation(b.HasProjection ? 0 : reserved, w.shape[0], negative), stage);
+                }
+            }
+            progress?.Report(new ProgressStep("converting", i + 1, spec.Blocks.Count));
+        }
+
+        // Head: relu(bn(last block output)), pooled, linear.
+        var head = BatchNormFusion.Fuse(new ConvWeights(pending.Weight, pending.Bias), Bn(sd, "bn"));
+        Emit(Layer(head.Weight, head.BiasOrZeros(), pending.Stride, pending.Padding), pendingStage);
+        Emit(new ReluLayer(), "head");
+        Emit(new GlobalAvgPoolLayer(), "head");
+        Emit(new FlattenLayer(), "head");
+        Emit(new LinearLayer(sd.Require("linear.weight").to_type(ScalarType.Float32).clone(), sd.Require("linear.bias").to_type(ScalarType.Float32).clone()), "head");
+        return new PlainModel(layers) { LayerStages = stages };
+    }
+
+    /// <summary>The branch convs in order, each with the BN that follows it folded in (bn2 into conv1, bn3 into conv2).</summary>
+    static List<FusedConv> Branch(StateDict sd, PreActResNetSpec spec, PreActBlockSpec b)
+    {
+        var list = new List<FusedConv>();
+        for (int k = 1; k <= spec.ConvsPerBlock; k++)
+        {
+            var w = sd.Require($"{b.Prefix}.conv{k}.weight");
+            int stride = (spec.Bottleneck ? k == 2 : k == 1) ? b.Stride : 1;
+            var pad = Padding2d.All((int)w.shape[2] / 2);
+            var weights = new ConvWeights(F64(w), null);
+            if (k < spec.ConvsPerBlock) weights = BatchNormFusion.Fuse(weights, Bn(sd, $"{b.Prefix}.bn{k + 1}"));
+            list.Add(new FusedConv(weights.ToFloat64(), stride, pad));
+        }
+        return list;
+    }
+
+    /// <summary>W[firstRow + r, firstCol + r, tap] = value for r in [0, count).</summary>
+    static void PutDirac(Tensor weight, long firstRow, long firstCol, long count, long tapH, long tapW, double value)
+    {
+        if (count == 0) return;
+        var r = arange(count, dtype: ScalarType.Int64);
+        weight.index_put_(full(count, value, dtype: ScalarType.Float64), r + firstRow, r + firstCol, tensor(tapH), tensor(tapW));
+    }
+
+    /// <summary>PReLU slope 1 on the first <paramref name="carried"/> channels and 0 after; plain ReLU where nothing negative is carried.</summary>
+    static PlainLayer Activation(long carried, long others, NegativeInputMode negative) =>
+        carried == 0 || negative == NegativeInputMode.Split
+            ? new ReluLayer()
+            : new PReluLayer(cat(new[] { ones(carried), zeros(others) }, 0));
+
+    static ConvLayer Layer(Tensor weight, Tensor bias, int stride, Padding2d padding) =>
+        new(weight.to_type(ScalarType.Float32), bias.to_type(ScalarType.Float32), stride, stride, padding, 1);
+
+    static BatchNormWeights Bn(StateDict sd, string prefix) => new(sd.Require($"{prefix}.weight"), sd.Require($"{prefix}.bias"),
+        sd.Require($"{prefix}.running_mean"), sd.Require($"{prefix}.running_var"), TorchvisionWeights.BatchNormEps);
+
+    static Tensor F64(Tensor t) => t.to_type(ScalarType.Float64);
+}
