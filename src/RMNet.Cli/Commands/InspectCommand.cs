@@ -70,6 +70,8 @@ public static class InspectCommand
                     b.OutChannels, b.OutChannels, b.Stride, b.Groups, b.Deploy ? "none (deploy form)" : b.HasIdentity ? "3x3 + 1x1 + identity" : "3x3 + 1x1")).ToList()),
                 PreActCheckpoint a => ("residual (pre-activation)", a.Spec.Blocks.Select(b => new BlockJson(b.Prefix, b.InChannels, b.Width, b.OutChannels,
                     b.Stride, 1, b.HasProjection ? "projection" : "identity")).ToList()),
+                MobileNetV2Checkpoint m => ("residual (inverted)", m.Spec.Blocks.Select(b => new BlockJson($"features.{b.Index}", b.InChannels, b.Hidden,
+                    b.OutChannels, b.Stride, b.Hidden, b.Residual ? "identity" : "none")).ToList()),
                 _ => throw new NotSupportedException(ckpt.Family),
             };
             result = new Result(path, format == FileFormat.Safetensors ? "safetensors" : "pytorch", form, ckpt.DisplayName, ckpt.NumClasses, blocks,

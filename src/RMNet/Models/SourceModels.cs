@@ -7,7 +7,7 @@ public static class SourceModels
 {
     /// <summary>Every name <c>--arch</c> accepts besides <c>auto</c>.</summary>
     public static IEnumerable<string> KnownNames => ResNetSpec.KnownNames.Concat(RepVggSpec.Variants.Keys)
-        .Concat(new[] { "preact_resnet18", "preact_resnet34", "preact_resnet50" });
+        .Concat(new[] { "preact_resnet18", "preact_resnet34", "preact_resnet50", "mobilenet_v2" });
 
     /// <summary>Reads <paramref name="path"/> and recognises its family and layout.</summary>
     /// <param name="path">The checkpoint.</param>
@@ -23,6 +23,12 @@ public static class SourceModels
     public static ISourceModel FromStateDict(StateDict sd, string arch = "auto", int? numClasses = null, bool allowNonFinite = false,
         Rm.NegativeInputMode negative = Rm.NegativeInputMode.PRelu)
     {
+        if (MobileNetV2Spec.Matches(sd))
+        {
+            if (arch is not ("auto" or "mobilenet_v2"))
+                throw new ModelInputException(sd.Source, $"--arch {arch} contradicts the checkpoint, which is a MobileNetV2");
+            return MobileNetV2Checkpoint.FromStateDict(sd, numClasses, allowNonFinite);
+        }
         if (PreActResNetSpec.Matches(sd))
         {
             var preact = PreActCheckpoint.FromStateDict(sd, numClasses, allowNonFinite, negative);

@@ -39,6 +39,17 @@ public static class OnnxExporter
             var layer = model.Layers[i];
             string output = i == model.Layers.Count - 1 ? OutputName : $"x{i}";
             string name = $"{layer.Kind}_{i}";
+            if (layer is ClampLayer clamp)
+            {
+                // Per-channel bounds as Max then Min against [C, 1, 1] constants (infinite bounds are valid floats).
+                string lowered = $"x{i}_lower";
+                graph.Node.Add(new NodeProto { Name = $"{name}_max", OpType = "Max", Output = { lowered },
+                    Input = { current, Initializer(initializers, $"layers.{i}.lower", clamp.Lower.reshape(-1, 1, 1)) } });
+                graph.Node.Add(new NodeProto { Name = $"{name}_min", OpType = "Min", Output = { output },
+                    Input = { lowered, Initializer(initializers, $"layers.{i}.upper", clamp.Upper.reshape(-1, 1, 1)) } });
+                current = output;
+                continue;
+            }
             graph.Node.Add(layer switch
             {
                 ConvLayer c => OnnxNodes.Conv(name, current, Initializer(initializers, $"layers.{i}.weight", c.Weight),

@@ -54,6 +54,7 @@ public static class PlainArchitecture
                 case ConvLayer c: list.Add(($"layers.{i}.weight", c.Weight)); list.Add(($"layers.{i}.bias", c.Bias)); break;
                 case LinearLayer l: list.Add(($"layers.{i}.weight", l.Weight)); list.Add(($"layers.{i}.bias", l.Bias)); break;
                 case PReluLayer p: list.Add(($"layers.{i}.weight", p.Slope)); break;
+                case ClampLayer c: list.Add(($"layers.{i}.lower", c.Lower)); list.Add(($"layers.{i}.upper", c.Upper)); break;
             }
         }
         return list;
@@ -82,6 +83,7 @@ public static class PlainArchitecture
                     "conv" => new ConvLayer(T("weight"), T("bias"), (int)o["stride"]![0]!, (int)o["stride"]![1]!, Pads(o), (int)o["groups"]!),
                     "relu" => new ReluLayer(),
                     "prelu" => new PReluLayer(T("weight")),
+                    "clamp" => new ClampLayer(T("lower"), T("upper")),
                     "maxpool" => new MaxPoolLayer((int)o["kernel"]!, (int)o["stride"]!, Pads(o)),
                     "gap" => new GlobalAvgPoolLayer(),
                     "flatten" => new FlattenLayer(),

@@ -84,6 +84,23 @@ public sealed record PReluLayer(Tensor Slope) : PlainLayer
     public override long ParameterCount => Slope.numel();
 }
 
+/// <summary>
+/// Per-channel clamp: y = min(max(x, lower[c]), upper[c]). ReLU6 is [0, 6]; a carried channel is
+/// (-inf, inf), so the reserved copy of a MobileNetV2 block input passes unclipped (rm-math.md section 7).
+/// </summary>
+public sealed record ClampLayer(Tensor Lower, Tensor Upper) : PlainLayer
+{
+    /// <inheritdoc />
+    public override string Kind => "clamp";
+    /// <inheritdoc />
+    public override (long C, long H, long W) OutputShape((long C, long H, long W) input)
+    {
+        if (input.C != Lower.shape[0])
+            throw new InvalidOperationException($"clamp has {Lower.shape[0]} bounds for {input.C} channels");
+        return input;
+    }
+}
+
 /// <summary>Max pooling with a square window (padding counts as minus infinity).</summary>
 public sealed record MaxPoolLayer(int Kernel, int Stride, Padding2d Padding) : PlainLayer
 {

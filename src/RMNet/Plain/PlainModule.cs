@@ -32,6 +32,7 @@ public sealed class PlainModule : nn.Module<Tensor, Tensor>
         ConvLayer c => Conv(c, x),
         ReluLayer => F.relu(x),
         PReluLayer p => F.prelu(x, p.Slope),
+        ClampLayer c => minimum(maximum(x, c.Lower.reshape(-1, 1, 1)), c.Upper.reshape(-1, 1, 1)),
         MaxPoolLayer p => MaxPool(p, x),
         GlobalAvgPoolLayer => x.mean(new long[] { 2, 3 }, keepdim: true),
         FlattenLayer => x.flatten(1),

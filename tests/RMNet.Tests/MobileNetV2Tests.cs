@@ -1,0 +1,100 @@
+using RMNet.IO;
+using RMNet.Models;
+using RMNet.Onnx;
+using RMNet.Plain;
+using RMNet.Verification;
+using Xunit;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace RMNet.Tests;
+
+/// <summary>torchvision's MobileNetV2 made plain: exact including ReLU6, 1x1 convs merged.</summary>
+public class MobileNetV2Tests(ITestOutputHelper output)
+{
+    static MobileNetV2Checkpoint Load() => Assert.IsType<MobileNetV2Checkpoint>(SourceModels.Load(Fixture.Path_("mobilenet_v2_narrow.pth")));
+
+    [Fact]
+    public void PlainMatchesPyTorchInTorchSharpAndOnnxRuntime()
+    {
+        using var model = Load();
+        Assert.Equal(17, model.BlockCount);
+        // torchvision at width 0.25: blocks 1, 3, 5, 6, 8, 9, 10, 12, 13, 15, 16 add their input (block 1: 8 -> 8 channels).
+        Assert.Equal(new[] { 1, 3, 5, 6, 8, 9, 10, 12, 13, 15, 16 }, model.Spec.Blocks.Where(b => b.Residual).Select(b => b.Index));
+        var io = Fixture.Io("mobilenet_v2_narrow");
+        using var module = model.CreateModule();
+        var plain = model.ToPlain();
+        using var dir = Fixture.Temp();
+        string path = dir.File("plain.onnx");
+        ModelWriter.Save(plain, path);
+        Assert.False(OnnxSummary.Read(path).HasAdditions);
+        using var ort = new OnnxRuntimeRunner(path);
+        foreach (var (x, y) in new[] { ("input", "output"), ("input_odd", "output_odd") })
+        {
+            var original = Equivalence.Measure(io[y], module.forward(io[x]), 1e-5);
+            var torch = Equivalence.Measure(io[y], plain.Forward(io[x]), 1e-4);
+            var onnx = Equivalence.Measure(io[y], ort.Run(io[x]), 1e-4);
+            output.WriteLine($"{x}: original {original.MaxRelError:E2}, plain {torch.MaxRelError:E2}, onnx {onnx.MaxRelError:E2}");
+            Assert.True(original.Passed && torch.Passed && onnx.Passed, $"{original.MaxRelError} {torch.MaxRelError} {onnx.MaxRelError}");
+        }
+    }
+
+    [Fact]
+    public void ConsecutiveOneByOneConvsAreMerged()
+    {
+        using var model = Load();
+        var plain = model.ToPlain();
+        // stem + block 1 depthwise + 16 x (projection-merged expansion, depthwise) + projection-merged last conv
+        Assert.Equal(1 + 1 + 16 * 2 + 1, plain.Convs.Count());
+        Assert.Equal(52, model.Weights.Keys.Count(k => k.EndsWith(".weight") && model.Weights[k].dim() == 4));
+        for (int i = 1; i < plain.Layers.Count; i++)
+            Assert.False(plain.Layers[i] is ConvLayer && plain.Layers[i - 1] is ConvLayer, $"two convs in a row at layer {i}");
+    }
+
+    [Fact]
+    public void CarriedActivationsAboveSixPassUnclippedAndReluSixThereWouldBeWrong()
+    {
+        using var model = Load();
+        var plain = model.ToPlain();
+        var x = Fixture.Io("mobilenet_v2_narrow")["input"];
+        // Run the plain layers one by one; after every clamp that carries a block input, look at the carried channels.
+        float peak = float.NegativeInfinity;
+        var h = x;
+        foreach (var layer in plain.Layers)
+        {
+            h = new PlainModel(new[] { layer }, (int)h.shape[1]).Forward(h);
+            if (layer is ClampLayer c && c.Lower.isinf().any().item<bool>())
+                peak = Math.Max(peak, h[TensorIndex.Colon, TensorIndex.Slice(0, c.Lower.isinf().sum().item<long>())].max().item<float>());
+        }
+        output.WriteLine($"carried channels after the clamps: max {peak:F2} (> 6 passes unclipped)");
+        Assert.True(peak > 6f);
+
+        // The simplified approach (ReLU6 on every channel, reserved ones included) is not equivalent here.
+        var relu6Everywhere = plain with
+        {
+            Layers = plain.Layers.Select(l => l is ClampLayer c ? new ClampLayer(zeros_like(c.Lower), full_like(c.Upper, 6f)) : l).ToList(),
+        };
+        var io = Fixture.Io("mobilenet_v2_narrow");
+        var wrong = Equivalence.Measure(io["output"], relu6Everywhere.Forward(x), 1e-4);
+        output.WriteLine($"ReLU6 on reserved channels: rel error {wrong.MaxRelError:E2}");
+        Assert.False(wrong.Passed);
+        Assert.True(wrong.MaxRelError > 1e-3, $"{wrong.MaxRelError}");   // tens of times the tolerance
+    }
+}
+
+public class MobileNetV2CliTests
+{
+    [Fact]
+    public void CliConvertsVerifiesAndInspects()
+    {
+        using var dir = Fixture.Temp();
+        var (code, stdout, stderr) = CliHarness.Rmnet("convert", Fixture.Path_("mobilenet_v2_narrow.pth"), "-o", dir.File("m.onnx"), "--verify", "--input-size", "64", "--json", "--quiet");
+        Assert.True(code == 0, stderr);
+        Assert.True(System.Text.Json.JsonDocument.Parse(stdout).RootElement.GetProperty("verification").GetProperty("passed").GetBoolean());
+        var ops = OnnxSummary.Read(dir.File("m.onnx")).OpCounts;
+        Assert.True(ops.ContainsKey("Max") && ops.ContainsKey("Min"));
+        var (ic, io, _) = CliHarness.Rmnet("inspect", Fixture.Path_("mobilenet_v2_narrow.pth"), "--json", "--quiet");
+        Assert.Equal(0, ic);
+        Assert.Equal("mobilenet_v2", System.Text.Json.JsonDocument.Parse(io).RootElement.GetProperty("family").GetString());
+    }
+}
