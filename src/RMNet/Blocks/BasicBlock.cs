@@ -17,11 +17,13 @@ public sealed class BasicBlock : Module<Tensor, Tensor>
     private readonly Conv2d conv2;
     private readonly BatchNorm2d bn2;
     private readonly Sequential? downsample;
+    private readonly SqueezeExcite? se;
 #pragma warning restore IDE1006
 
-    /// <summary>A block from <paramref name="inChannels"/> to <paramref name="planes"/> channels.</summary>
-    public BasicBlock(long inChannels, long planes, long stride = 1) : base(nameof(BasicBlock))
+    /// <summary>A block from <paramref name="inChannels"/> to <paramref name="planes"/> channels; <paramref name="seChannels"/> adds SE.</summary>
+    public BasicBlock(long inChannels, long planes, long stride = 1, long? seChannels = null) : base(nameof(BasicBlock))
     {
+        if (seChannels is long rd) se = new SqueezeExcite(planes, rd);
         conv1 = Conv2d(inChannels, planes, 3, stride: stride, padding: 1, bias: false);
         bn1 = BatchNorm2d(planes);
         conv2 = Conv2d(planes, planes, 3, padding: 1, bias: false);
@@ -36,6 +38,7 @@ public sealed class BasicBlock : Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         var y = functional.relu(bn1.forward(conv1.forward(x)));
         y = bn2.forward(conv2.forward(y));
+        if (se is not null) y = se.forward(y);
         var identity = downsample is null ? x : downsample.forward(x);
         return functional.relu(y + identity).MoveToOuterDisposeScope();
     }

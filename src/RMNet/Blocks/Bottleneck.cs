@@ -19,11 +19,13 @@ public sealed class Bottleneck : Module<Tensor, Tensor>
     private readonly Conv2d conv3;
     private readonly BatchNorm2d bn3;
     private readonly Sequential? downsample;
+    private readonly SqueezeExcite? se;
 #pragma warning restore IDE1006
 
-    /// <summary>A block with inner <paramref name="width"/> and <paramref name="outChannels"/> outputs.</summary>
-    public Bottleneck(long inChannels, long width, long outChannels, long stride = 1, long groups = 1) : base(nameof(Bottleneck))
+    /// <summary>A block with inner <paramref name="width"/> and <paramref name="outChannels"/> outputs; <paramref name="seChannels"/> adds SE.</summary>
+    public Bottleneck(long inChannels, long width, long outChannels, long stride = 1, long groups = 1, long? seChannels = null) : base(nameof(Bottleneck))
     {
+        if (seChannels is long rd) se = new SqueezeExcite(outChannels, rd);
         conv1 = Conv2d(inChannels, width, 1, bias: false);
         bn1 = BatchNorm2d(width);
         conv2 = Conv2d(width, width, 3, stride: stride, padding: 1, groups: groups, bias: false);
@@ -41,6 +43,7 @@ public sealed class Bottleneck : Module<Tensor, Tensor>
         var y = functional.relu(bn1.forward(conv1.forward(x)));
         y = functional.relu(bn2.forward(conv2.forward(y)));
         y = bn3.forward(conv3.forward(y));
+        if (se is not null) y = se.forward(y);
         var identity = downsample is null ? x : downsample.forward(x);
         return functional.relu(y + identity).MoveToOuterDisposeScope();
     }

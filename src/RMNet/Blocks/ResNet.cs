@@ -54,8 +54,8 @@ public sealed class ResNet : Module<Tensor, Tensor>
     }
 
     static Module<Tensor, Tensor> MakeBlock(ResNetSpec spec, BlockSpec b) => spec.Block == BlockKind.Basic
-        ? new BasicBlock(b.InChannels, b.OutChannels, b.Stride)
-        : new Bottleneck(b.InChannels, b.Width, b.OutChannels, b.Stride, b.Groups);
+        ? new BasicBlock(b.InChannels, b.OutChannels, b.Stride, spec.SeChannels?[b.Stage])
+        : new Bottleneck(b.InChannels, b.Width, b.OutChannels, b.Stride, b.Groups, spec.SeChannels?[b.Stage]);
 
     /// <inheritdoc />
     public override Tensor forward(Tensor x)

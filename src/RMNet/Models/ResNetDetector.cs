@@ -65,9 +65,11 @@ public static partial class ResNetDetector
             }
         }
         int numClasses = (int)Dim(sd, "fc.weight", 0);
-        var spec = new ResNetSpec(block, layers, (int)stem.shape[0], planes, widths, groups, numClasses);
-        var named = ResNetSpec.KnownNames.Select(n => ResNetSpec.Named(n, numClasses)).FirstOrDefault(n => n.SameLayout(spec));
-        spec = named ?? spec;
+        int[]? se = sd.ContainsKey("layer1.0.se.fc1.weight")
+            ? Enumerable.Range(1, 4).Select(s => (int)Dim(sd, $"layer{s}.0.se.fc1.weight", 0)).ToArray() : null;
+        var spec = new ResNetSpec(block, layers, (int)stem.shape[0], planes, widths, groups, numClasses) { SeChannels = se };
+        var named = ResNetSpec.KnownNames.Select(n => ResNetSpec.Named(n, numClasses) with { SeChannels = se }).FirstOrDefault(n => n.SameLayout(spec));
+        spec = named is null ? spec : named with { Name = (se is null ? "" : "se") + named.Name };
         Validate(sd, spec);
         return spec;
     }

@@ -38,6 +38,12 @@ public sealed record BlockSpec(string Prefix, int Stage, int InChannels, int Wid
 /// <param name="Name">torchvision name where the layout is a named one.</param>
 public sealed record ResNetSpec(BlockKind Block, int[] Layers, int StemWidth, int[] Planes, int[] Widths, int Groups, int NumClasses, string? Name = null)
 {
+    /// <summary>
+    /// Squeeze-and-excitation reduced channels per stage (timm's SE-ResNet names <c>layerN.M.se.fc1</c> /
+    /// <c>.se.fc2</c>, 1x1 convs with bias), or null for a plain ResNet.
+    /// </summary>
+    public int[]? SeChannels { get; init; }
+
     /// <summary>Channel expansion of the block's last conv.</summary>
     public int Expansion => Block == BlockKind.Basic ? 1 : 4;
 
@@ -98,7 +104,7 @@ public sealed record ResNetSpec(BlockKind Block, int[] Layers, int StemWidth, in
     public int FeatureChannels => Planes[3] * Expansion;
 
     /// <summary>A readable name: the torchvision name, or a description of the layout.</summary>
-    public string DisplayName => Name ?? $"{(Block == BlockKind.Basic ? "basic" : "bottleneck")}-resnet[{string.Join(",", Layers)}] stem {StemWidth}, widths [{string.Join(",", Widths)}]{(Groups > 1 ? $", groups {Groups}" : "")}";
+    public string DisplayName => Name ?? $"{(SeChannels is null ? "" : "se-")}{(Block == BlockKind.Basic ? "basic" : "bottleneck")}-resnet[{string.Join(",", Layers)}] stem {StemWidth}, widths [{string.Join(",", Widths)}]{(Groups > 1 ? $", groups {Groups}" : "")}";
 
     /// <summary>Depth counted as torchvision does (weighted layers).</summary>
     public int Depth => Layers.Sum() * (Block == BlockKind.Basic ? 2 : 3) + 2;
@@ -107,7 +113,7 @@ public sealed record ResNetSpec(BlockKind Block, int[] Layers, int StemWidth, in
     public bool SameLayout(ResNetSpec other) =>
         Block == other.Block && Layers.SequenceEqual(other.Layers) && StemWidth == other.StemWidth
         && Planes.SequenceEqual(other.Planes) && Widths.SequenceEqual(other.Widths) && Groups == other.Groups
-        && NumClasses == other.NumClasses;
+        && NumClasses == other.NumClasses && (SeChannels ?? Array.Empty<int>()).SequenceEqual(other.SeChannels ?? Array.Empty<int>());
 
     /// <summary>Every state-dict key of this layout with its shape, in torchvision's order.</summary>
     public IEnumerable<(string Key, long[] Shape)> ExpectedParameters()
@@ -122,6 +128,13 @@ public sealed record ResNetSpec(BlockKind Block, int[] Layers, int StemWidth, in
             {
                 var (o, i, k, g) = kernels[c];
                 foreach (var p in ConvBn($"{b.Prefix}.conv{c + 1}", $"{b.Prefix}.bn{c + 1}", o, i / g, k)) yield return p;
+            }
+            if (SeChannels is { } se)
+            {
+                yield return ($"{b.Prefix}.se.fc1.weight", new long[] { se[b.Stage], b.OutChannels, 1, 1 });
+                yield return ($"{b.Prefix}.se.fc1.bias", new long[] { se[b.Stage] });
+                yield return ($"{b.Prefix}.se.fc2.weight", new long[] { b.OutChannels, se[b.Stage], 1, 1 });
+                yield return ($"{b.Prefix}.se.fc2.bias", new long[] { b.OutChannels });
             }
             if (b.HasProjection)
                 foreach (var p in ConvBn($"{b.Prefix}.downsample.0", $"{b.Prefix}.downsample.1", b.OutChannels, b.InChannels, 1))

@@ -80,7 +80,7 @@ public static class OnnxModelFile
     public static void Save(ModelProto skeleton, IReadOnlyList<(string Name, TorchSharp.torch.Tensor Tensor)> initializers, string path,
         long externalDataThreshold = ExternalDataThreshold)
     {
-        long bytes = initializers.Sum(i => i.Tensor.numel() * 4);
+        long bytes = initializers.Sum(i => i.Tensor.numel() * i.Tensor.ElementSize);
         if (bytes > externalDataThreshold)
         {
             // External data holds the bulk; the remaining protobuf is small and is built in memory.

@@ -53,9 +53,16 @@ public static class OnnxTensors
         return result;
     }
 
-    /// <summary>A float32 initializer named <paramref name="name"/> holding <paramref name="t"/>.</summary>
+    /// <summary>An initializer named <paramref name="name"/> holding <paramref name="t"/>: int64 as int64, anything else as float32.</summary>
     public static TensorProto FromTensor(string name, Tensor t)
     {
+        if (t.dtype == ScalarType.Int64)
+        {
+            var ints = new TensorProto { Name = name, DataType = (int)DataType.Int64 };
+            ints.Dims.AddRange(t.shape);
+            ints.RawData = ByteString.CopyFrom(t.contiguous().bytes);
+            return ints;
+        }
         var proto = new TensorProto { Name = name, DataType = (int)DataType.Float };
         proto.Dims.AddRange(t.shape);
         // One managed copy of the values, wrapped rather than copied again: plain models run to gigabytes.

@@ -32,6 +32,10 @@ public static class PlainArchitecture
                     o["pads"] = new JsonArray(c.Padding.Top, c.Padding.Left, c.Padding.Bottom, c.Padding.Right);
                     o["groups"] = c.Groups;
                     break;
+                case SeLayer se:
+                    o["offset"] = se.Offset;
+                    o["count"] = se.Count;
+                    break;
                 case MaxPoolLayer p:
                     o["kernel"] = p.Kernel;
                     o["stride"] = p.Stride;
@@ -54,6 +58,10 @@ public static class PlainArchitecture
                 case ConvLayer c: list.Add(($"layers.{i}.weight", c.Weight)); list.Add(($"layers.{i}.bias", c.Bias)); break;
                 case LinearLayer l: list.Add(($"layers.{i}.weight", l.Weight)); list.Add(($"layers.{i}.bias", l.Bias)); break;
                 case PReluLayer p: list.Add(($"layers.{i}.weight", p.Slope)); break;
+                case SeLayer s:
+                    list.Add(($"layers.{i}.fc1.weight", s.Fc1Weight)); list.Add(($"layers.{i}.fc1.bias", s.Fc1Bias));
+                    list.Add(($"layers.{i}.fc2.weight", s.Fc2Weight)); list.Add(($"layers.{i}.fc2.bias", s.Fc2Bias));
+                    break;
                 case ClampLayer c: list.Add(($"layers.{i}.lower", c.Lower)); list.Add(($"layers.{i}.upper", c.Upper)); break;
             }
         }
@@ -84,6 +92,7 @@ public static class PlainArchitecture
                     "relu" => new ReluLayer(),
                     "prelu" => new PReluLayer(T("weight")),
                     "clamp" => new ClampLayer(T("lower"), T("upper")),
+                    "se" => new SeLayer((long)o["offset"]!, (long)o["count"]!, T("fc1.weight"), T("fc1.bias"), T("fc2.weight"), T("fc2.bias")),
                     "maxpool" => new MaxPoolLayer((int)o["kernel"]!, (int)o["stride"]!, Pads(o)),
                     "gap" => new GlobalAvgPoolLayer(),
                     "flatten" => new FlattenLayer(),

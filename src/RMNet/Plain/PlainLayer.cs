@@ -101,6 +101,28 @@ public sealed record ClampLayer(Tensor Lower, Tensor Upper) : PlainLayer
     }
 }
 
+/// <summary>
+/// Squeeze-and-excitation on a channel range: channels [Offset, Offset + Count) are multiplied by
+/// sigmoid(fc2(relu(fc1(mean over H, W)))); the channels before Offset (the reserved block input) pass unchanged.
+/// The one layer of a plain network that keeps a (gating) branch.
+/// </summary>
+public sealed record SeLayer(long Offset, long Count, Tensor Fc1Weight, Tensor Fc1Bias, Tensor Fc2Weight, Tensor Fc2Bias) : PlainLayer
+{
+    /// <inheritdoc />
+    public override string Kind => "se";
+    /// <inheritdoc />
+    public override (long C, long H, long W) OutputShape((long C, long H, long W) input)
+    {
+        if (input.C != Offset + Count)
+            throw new InvalidOperationException($"se expects {Offset + Count} channels, got {input.C}");
+        return input;
+    }
+    /// <inheritdoc />
+    public override long MultiplyAccumulates((long C, long H, long W) input) => Fc1Weight.numel() + Fc2Weight.numel() + Count * input.H * input.W;
+    /// <inheritdoc />
+    public override long ParameterCount => Fc1Weight.numel() + Fc1Bias.numel() + Fc2Weight.numel() + Fc2Bias.numel();
+}
+
 /// <summary>Max pooling with a square window (padding counts as minus infinity).</summary>
 public sealed record MaxPoolLayer(int Kernel, int Stride, Padding2d Padding) : PlainLayer
 {

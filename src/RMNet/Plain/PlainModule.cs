@@ -32,6 +32,7 @@ public sealed class PlainModule : nn.Module<Tensor, Tensor>
         ConvLayer c => Conv(c, x),
         ReluLayer => F.relu(x),
         PReluLayer p => F.prelu(x, p.Slope),
+        SeLayer s => SqueezeExcite(s, x),
         ClampLayer c => minimum(maximum(x, c.Lower.reshape(-1, 1, 1)), c.Upper.reshape(-1, 1, 1)),
         MaxPoolLayer p => MaxPool(p, x),
         GlobalAvgPoolLayer => x.mean(new long[] { 2, 3 }, keepdim: true),
@@ -51,6 +52,13 @@ public sealed class PlainModule : nn.Module<Tensor, Tensor>
         }
         return F.conv2d(x, c.Weight, c.Bias, strides: new long[] { c.StrideH, c.StrideW },
             padding: new long[] { pad.Top, pad.Left }, groups: c.Groups);
+    }
+
+    static Tensor SqueezeExcite(SeLayer s, Tensor x)
+    {
+        var branch = x.narrow(1, s.Offset, s.Count);
+        var gate = F.sigmoid(F.conv2d(F.relu(F.conv2d(branch.mean(new long[] { 2, 3 }, keepdim: true), s.Fc1Weight, s.Fc1Bias)), s.Fc2Weight, s.Fc2Bias));
+        return s.Offset == 0 ? branch * gate : cat(new[] { x.narrow(1, 0, s.Offset), branch * gate }, 1);
     }
 
     static Tensor MaxPool(MaxPoolLayer p, Tensor x)

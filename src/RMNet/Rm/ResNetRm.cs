@@ -37,9 +37,13 @@ public static class ResNetRm
             var block = blocks[i];
             layers.AddRange(Scoped(() =>
             {
-                var rm = ResidualChainRm.Transform(TorchvisionWeights.Branch(sd, spec, block), TorchvisionWeights.Projection(sd, block), mode);
+                var projection = TorchvisionWeights.Projection(sd, block);
+                bool se = spec.SeChannels is not null;
+                var rm = ResidualChainRm.Transform(TorchvisionWeights.Branch(sd, spec, block), projection, mode, mergeShortcut: !se);
                 zeroChannels += rm.ZeroChannels;
-                return rm.Convs.SelectMany(conv => new PlainLayer[] { conv, new ReluLayer() }).ToList();
+                var result = rm.Convs.SelectMany(conv => new PlainLayer[] { conv, new ReluLayer() }).ToList();
+                if (se) result = SqueezeExciteMerge(sd, block, result, projection);
+                return result;
             }));
             Tag($"layer{block.Stage + 1}");
             progress?.Report(new ProgressStep("converting", i + 1, blocks.Count));
@@ -49,6 +53,38 @@ public static class ResNetRm
         layers.Add(new LinearLayer(sd.Require("fc.weight").to_type(ScalarType.Float32).clone(), sd.Require("fc.bias").to_type(ScalarType.Float32).clone()));
         Tag("head");
         return new PlainModel(layers) { ZeroChannels = zeroChannels, LayerStages = stages };
+    }
+
+    /// <summary>
+    /// An SE block: the last conv passed the reserved input through (no ReLU may follow it), SE gates the branch
+    /// channels only, then a 1x1 conv adds the shortcut (identity, or the projection applied to the already
+    /// strided reserved channels) and the block's ReLU follows. SE keeps its gating branch in the plain network.
+    /// </summary>
+    static List<PlainLayer> SqueezeExciteMerge(StateDict sd, BlockSpec block, List<PlainLayer> layers, Weights.FusedConv? projection)
+    {
+        layers.RemoveAt(layers.Count - 1);   // no ReLU between the last conv and SE
+        var last = (ConvLayer)layers[^1];
+        long reserved = last.OutChannels - block.OutChannels;
+        string p = $"{block.Prefix}.se";
+        Tensor W(string key) => sd.Require(key).to_type(ScalarType.Float32).clone();
+        layers.Add(new SeLayer(reserved, block.OutChannels, W($"{p}.fc1.weight"), W($"{p}.fc1.bias"), W($"{p}.fc2.weight"), W($"{p}.fc2.bias")));
+        var merge = zeros(new long[] { block.OutChannels, reserved + block.OutChannels, 1, 1 }, dtype: ScalarType.Float64);
+        var rows = arange(block.OutChannels, dtype: ScalarType.Int64);
+        merge.index_put_(ones(block.OutChannels, dtype: ScalarType.Float64), rows, rows + reserved, tensor(0L), tensor(0L));
+        Tensor bias;
+        if (projection is null)
+        {
+            merge.index_put_(ones(block.OutChannels, dtype: ScalarType.Float64), rows, rows, tensor(0L), tensor(0L));
+            bias = zeros(block.OutChannels, dtype: ScalarType.Float64);
+        }
+        else
+        {
+            merge[TensorIndex.Colon, TensorIndex.Slice(0, block.InChannels)] = projection.Weights.Weight;
+            bias = projection.Weights.BiasOrZeros();
+        }
+        layers.Add(new ConvLayer(merge.to_type(ScalarType.Float32), bias.to_type(ScalarType.Float32), 1, 1, Padding2d.All(0), 1));
+        layers.Add(new ReluLayer());
+        return layers;
     }
 
     /// <summary>
@@ -63,6 +99,7 @@ public static class ResNetRm
         {
             if (layer is ConvLayer c) { c.Weight.MoveToOuterDisposeScope(); c.Bias.MoveToOuterDisposeScope(); }
             if (layer is LinearLayer l) { l.Weight.MoveToOuterDisposeScope(); l.Bias.MoveToOuterDisposeScope(); }
+            if (layer is SeLayer s) { s.Fc1Weight.MoveToOuterDisposeScope(); s.Fc1Bias.MoveToOuterDisposeScope(); s.Fc2Weight.MoveToOuterDisposeScope(); s.Fc2Bias.MoveToOuterDisposeScope(); }
         }
         return result;
     }

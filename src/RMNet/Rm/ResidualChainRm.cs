@@ -43,7 +43,11 @@ public static class ResidualChainRm
     /// <param name="chain">The residual branch, BN folded in, in order (at least two convs).</param>
     /// <param name="projection">The fused 1x1 projection shortcut, or null for the identity.</param>
     /// <param name="mode">Dense or grouped middle convs.</param>
-    public static RmBlock Transform(IReadOnlyList<FusedConv> chain, FusedConv? projection, RmMode mode = RmMode.Grouped)
+    /// <param name="mergeShortcut">
+    /// False leaves the merge to the caller: the last conv then passes the reserved channels through like a middle
+    /// conv (output [reserved ; branch]), so something can act on the branch alone first (squeeze-and-excitation).
+    /// </param>
+    public static RmBlock Transform(IReadOnlyList<FusedConv> chain, FusedConv? projection, RmMode mode = RmMode.Grouped, bool mergeShortcut = true)
     {
         if (chain.Count < 2) throw new RmException("a residual branch needs at least two convs to reserve and merge");
         long c = chain[0].InChannels;
@@ -75,7 +79,7 @@ public static class ResidualChainRm
                 weight[TensorIndex.Slice(reserved)] = Kernels.Ungroup(w, conv.Groups);
                 layer = Layer(weight, Concat(reserved, b), conv, 1);
             }
-            else if (i < chain.Count - 1 && (mode == RmMode.Dense || conv.OutChannels != conv.InChannels))
+            else if ((i < chain.Count - 1 || !mergeShortcut) && (mode == RmMode.Dense || conv.OutChannels != conv.InChannels || i == chain.Count - 1))
             {
                 // Dense (also where a middle conv changes the width: its groups would not all be q wide).
                 var weight = zeros(new[] { reserved + conv.OutChannels, reserved + conv.InChannels, k1, k2 });
@@ -83,7 +87,7 @@ public static class ResidualChainRm
                 weight[TensorIndex.Slice(reserved), TensorIndex.Slice(reserved)] = Kernels.Ungroup(w, conv.Groups);
                 layer = Layer(weight, Concat(reserved, b), conv, 1);
             }
-            else if (i < chain.Count - 1)
+            else if (i < chain.Count - 1 || !mergeShortcut)
             {
                 // Grouped: reserved channels in groups of width q with a Dirac each, then the original groups.
                 long q = conv.InChannels / conv.Groups;

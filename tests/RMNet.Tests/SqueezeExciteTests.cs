@@ -1,0 +1,57 @@
+using RMNet.IO;
+using RMNet.Models;
+using RMNet.Onnx;
+using RMNet.Plain;
+using RMNet.Rm;
+using RMNet.Verification;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace RMNet.Tests;
+
+/// <summary>SE-ResNets (timm names): the addition removed, the SE gate applied to the block's own channels only.</summary>
+public class SqueezeExciteTests(ITestOutputHelper output)
+{
+    public static IEnumerable<object[]> Cases() =>
+        from net in new[] { "se_basic_narrow", "se_bottleneck_narrow" }
+        from mode in new[] { RmMode.Grouped, RmMode.Dense }
+        select new object[] { net, mode };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void PlainMatchesPyTorchInTorchSharpAndOnnxRuntime(string name, RmMode mode)
+    {
+        using var model = Assert.IsType<ResNetCheckpoint>(SourceModels.Load(Fixture.Path_($"{name}.pth")));
+        Assert.NotNull(model.Spec.SeChannels);
+        var io = Fixture.Io(name);
+        using var module = model.CreateModule();
+        var plain = model.ToPlain(mode);
+        Assert.Equal(model.BlockCount, plain.Layers.OfType<SeLayer>().Count());
+        // The gate covers exactly the block's own channels; the reserved input before them passes untouched.
+        Assert.All(plain.Layers.OfType<SeLayer>(), s => Assert.True(s.Offset > 0));
+        using var dir = Fixture.Temp();
+        string path = dir.File("plain.onnx");
+        ModelWriter.Save(plain, path);
+        Assert.False(OnnxSummary.Read(path).HasAdditions);
+        using var ort = new OnnxRuntimeRunner(path);
+        foreach (var (x, y) in new[] { ("input", "output"), ("input_odd", "output_odd") })
+        {
+            var original = Equivalence.Measure(io[y], module.forward(io[x]), 1e-5);
+            var torch = Equivalence.Measure(io[y], plain.Forward(io[x]), 1e-4);
+            var onnx = Equivalence.Measure(io[y], ort.Run(io[x]), 1e-4);
+            output.WriteLine($"{name} {mode} {x}: original {original.MaxRelError:E2}, plain {torch.MaxRelError:E2}, onnx {onnx.MaxRelError:E2}");
+            Assert.True(original.Passed && torch.Passed && onnx.Passed, $"{original.MaxRelError} {torch.MaxRelError} {onnx.MaxRelError}");
+        }
+    }
+
+    [Fact]
+    public void SafetensorsRoundTripKeepsTheSeLayers()
+    {
+        using var model = SourceModels.Load(Fixture.Path_("se_bottleneck_narrow.pth"));
+        using var dir = Fixture.Temp();
+        ModelWriter.Save(model.ToPlain(), dir.File("p.safetensors"));
+        var loaded = PlainModelFile.Load(dir.File("p.safetensors"));
+        var io = Fixture.Io("se_bottleneck_narrow");
+        Assert.True(Equivalence.Measure(io["output"], loaded.Forward(io["input"]), 1e-4).Passed);
+    }
+}
