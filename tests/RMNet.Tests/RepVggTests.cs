@@ -85,3 +85,35 @@ public class RepVggTests(ITestOutputHelper output)
         Assert.Equal(2, Rmnet("convert", Fixture.Path_("repvgg_narrow.pth"), "-o", dir.File("e.onnx"), "--arch", "resnet18", "--quiet").Code);
     }
 }
+
+public class RepVggOnnxTests(ITestOutputHelper output)
+{
+    [Fact]
+    public void TrainTimeRepVggExportBecomesTheDeployFormInTheGraph()
+    {
+        string input = Fixture.Path_("onnx/repvgg_narrow_opset13.onnx");
+        var result = OnnxConversion.Convert(input);
+        Assert.Equal(8, result.MergedBranches);   // every block's three (or two) branches, one conv each
+        Assert.Empty(result.Blocks);               // no residual blocks in RepVGG
+        using var dir = Fixture.Temp();
+        string path = dir.File("deploy.onnx");
+        OnnxModelFile.Save(result.Model, path);
+        var ops = OnnxSummary.Read(path).OpCounts;
+        Assert.False(ops.ContainsKey("Add") || ops.ContainsKey("BatchNormalization"));
+        Assert.Equal(8, ops["Conv"]);
+        var report = Verifier.Verify(input, path, new VerifyOptions(Samples: 3, InputSize: 64));
+        output.WriteLine($"ONNX Runtime train-time graph vs merged graph: rel {report.MaxRelError:E2}");
+        Assert.True(report.Passed, $"rel {report.MaxRelError}");
+        // And against PyTorch's own output.
+        using var ort = new OnnxRuntimeRunner(path);
+        var io = Fixture.Io("repvgg_narrow");
+        Assert.True(Equivalence.Measure(io["output"], ort.Run(io["input"]), 1e-4).Passed);
+    }
+
+    [Fact]
+    public void ResNetGraphsAreNotMistakenForBranchSums()
+    {
+        var (_, merged) = GraphBranchMerge.Run(OnnxModelFile.Load(Fixture.Path_("onnx/resnext_narrow_opset13.onnx")), "resnext");
+        Assert.Equal(0, merged);
+    }
+}

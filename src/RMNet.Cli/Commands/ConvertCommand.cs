@@ -12,7 +12,7 @@ public static class ConvertCommand
     public sealed record Result(string Input, string Output, string Architecture, string RmMode, int Blocks, int ZeroChannels,
         CostReport Original, CostReport Converted, IReadOnlyList<StageRow> Stages, double ConvertSeconds, VerificationJson? Verification);
 
-    public sealed record OnnxResult(string Input, string Output, int BlocksFound, int BlocksPlain, int FoldedBatchNorms,
+    public sealed record OnnxResult(string Input, string Output, int BlocksFound, int BlocksPlain, int FoldedBatchNorms, int MergedBranches,
         IReadOnlyList<RMNet.Onnx.GraphBlockReport> Blocks, CostReport Original, CostReport Converted, VerificationJson? Verification);
 
     public static Command Create(CommandIO io)
@@ -109,11 +109,11 @@ public static class ConvertCommand
         var before = RMNet.Onnx.OnnxSummary.Read(input);
         var after = RMNet.Onnx.OnnxSummary.Read(pending.TempPath);
         int plain = result.Blocks.Count(b => b.Plain);
-        var json = new OnnxResult(input, output, result.Blocks.Count, plain, result.FoldedBatchNorms, result.Blocks,
+        var json = new OnnxResult(input, output, result.Blocks.Count, plain, result.FoldedBatchNorms, result.MergedBranches, result.Blocks,
             new CostReport(before.Parameters, 0, 0, 0, FileFormats.ModelBytes(input)), new CostReport(after.Parameters, 0, 0, 0, FileFormats.ModelBytes(pending.TempPath)),
             report is null ? null : VerificationJson.Of(report));
         ctx.Document(json);
-        ctx.Line($"converted {input}: {plain} of {result.Blocks.Count} residual blocks made plain, {result.FoldedBatchNorms} BatchNormalization nodes folded");
+        ctx.Line($"converted {input}: {plain} of {result.Blocks.Count} residual blocks made plain, {result.FoldedBatchNorms} BatchNormalization nodes folded, {result.MergedBranches} parallel-branch sums merged into one conv");
         foreach (var b in result.Blocks)
             ctx.Line($"  {b.Name}: {b.Shortcut} shortcut, {b.Convs} convs: {(b.Plain ? "plain" : "kept: " + b.Reason)}");
         ctx.Line($"  parameters {Format.Count(before.Parameters)} -> {Format.Count(after.Parameters)}");

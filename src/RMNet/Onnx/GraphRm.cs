@@ -18,7 +18,11 @@ public sealed record GraphBlockReport(string Name, string Shortcut, int Convs, b
 /// <param name="Model">The transformed model (a copy; the input is not modified).</param>
 /// <param name="Blocks">Every residual block found, in graph order.</param>
 /// <param name="FoldedBatchNorms">BatchNormalization nodes folded into convs.</param>
-public sealed record GraphRmResult(ModelProto Model, IReadOnlyList<GraphBlockReport> Blocks, int FoldedBatchNorms);
+public sealed record GraphRmResult(ModelProto Model, IReadOnlyList<GraphBlockReport> Blocks, int FoldedBatchNorms)
+{
+    /// <summary>Sums of parallel branches merged into one conv first (RepVGG style; see <see cref="GraphBranchMerge"/>).</summary>
+    public int MergedBranches { get; init; }
+}
 
 /// <summary>
 /// RM at the ONNX graph level, for ResNets from any exporter. Finds blocks of the form

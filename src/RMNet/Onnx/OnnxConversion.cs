@@ -13,11 +13,12 @@ public static class OnnxConversion
     public static GraphRmResult Convert(string input, Rm.RmMode mode = Rm.RmMode.Grouped)
     {
         var model = OnnxModelFile.Load(input);
-        var result = GraphRm.Transform(model, input, mode);
+        var (branchesMerged, merged) = GraphBranchMerge.Run(model, input);
+        var result = GraphRm.Transform(branchesMerged, input, mode) with { MergedBranches = merged };
         var m = result.Model;
         int plain = result.Blocks.Count(b => b.Plain);
         string note = $"rmnet {OnnxExporter.Version}: {plain} of {result.Blocks.Count} residual blocks made plain (RM, {mode.ToString().ToLowerInvariant()} form), " +
-            $"{result.FoldedBatchNorms} BatchNormalization nodes folded; converted from '{Path.GetFileName(input)}' " +
+            $"{result.FoldedBatchNorms} BatchNormalization nodes folded, {merged} parallel-branch sums merged; converted from '{Path.GetFileName(input)}' " +
             $"(producer '{(model.ProducerName + " " + model.ProducerVersion).Trim()}')";
         m.DocString = string.IsNullOrEmpty(m.DocString) ? note : m.DocString + "\n" + note;
         m.ProducerName = "rmnet";

@@ -1,0 +1,129 @@
+using Onnx;
+using RMNet.Plain;
+using RMNet.Weights;
+using static TorchSharp.torch;
+
+namespace RMNet.Onnx;
+
+/// <summary>
+/// RepVGG-style branch merging at the graph level: a sum (Add/Sum nodes, nested) whose terms are convs (with
+/// their BN) reading the same value x, an identity BatchNormalization of x, or x itself, becomes one conv.
+/// A kxk conv with "same" padding, 1x1 convs without padding, the same stride and groups. This turns a
+/// train-time RepVGG export into its deploy form; the math is <see cref="BranchFusion"/>'s, float64.
+/// </summary>
+public static class GraphBranchMerge
+{
+    /// <summary>The merged copy of <paramref name="model"/> and how many sums were merged.</summary>
+    public static (ModelProto Model, int Merged) Run(ModelProto model, string file)
+    {
+        model = model.Clone();
+        var g = new OnnxGraph(model.Graph, file);
+        var units = ConvNodes.Read(g);
+        var replacements = new Dictionary<NodeProto, NodeProto>();
+        var removed = new HashSet<NodeProto>();
+        var initializers = new List<TensorProto>();
+        int merged = 0;
+        foreach (var root in g.Order.Where(IsSum))
+        {
+            if (removed.Contains(root) || (g.ConsumersOf(root.Output[0]).Count == 1 && IsSum(g.ConsumersOf(root.Output[0])[0]))) continue;
+            var terms = new List<string>();
+            var sums = new List<NodeProto>();
+            if (!Flatten(g, root, terms, sums)) continue;
+            var convs = terms.Select(t => units.GetValueOrDefault(t)).ToList();
+            var first = convs.FirstOrDefault(c => c is not null);
+            if (first is null) continue;
+            string x = first.Input;
+            var identityBn = new List<NodeProto>();
+            bool identityX = false, ok = true;
+            for (int i = 0; i < terms.Count && ok; i++)
+            {
+                if (convs[i] is { } c) ok = c.Input == x && c.Problem is null && g.HasSingleUse(c.Output);
+                else if (terms[i] == x) ok = !identityX && (identityX = true);
+                else if (g.ProducerOf(terms[i]) is { OpType: "BatchNormalization" } bn && bn.Input[0] == x && g.HasSingleUse(terms[i])
+                         && bn.Input.Skip(1).Take(4).All(g.Initializers.ContainsKey) && identityBn.Count == 0) identityBn.Add(bn);
+                else ok = false;
+            }
+            var unitsHere = convs.OfType<ConvUnit>().ToList();
+            if (!ok || unitsHere.Count + identityBn.Count + (identityX ? 1 : 0) < 2) continue;
+            var fusedConv = Merge(unitsHere, identityBn.FirstOrDefault(), identityX, g);
+            if (fusedConv is null) continue;
+
+            string name = OnnxGraph.NodeName(root);
+            var layer = fusedConv.ToLayer();
+            var w = OnnxTensors.FromTensor($"{name}_merged_weight", layer.Weight);
+            var b = OnnxTensors.FromTensor($"{name}_merged_bias", layer.Bias);
+            initializers.Add(w);
+            initializers.Add(b);
+            replacements[root] = OnnxNodes.Conv($"{name}_merged", x, w.Name, b.Name, root.Output[0], layer);
+            foreach (var n in sums.Concat(unitsHere.SelectMany(u => u.Nodes)).Concat(identityBn)) removed.Add(n);
+            merged++;
+        }
+        if (merged == 0) return (model, 0);
+        var nodes = g.Order.Select(n => replacements.GetValueOrDefault(n) ?? (removed.Contains(n) ? null : n)).OfType<NodeProto>().ToList();
+        model.Graph.Node.Clear();
+        model.Graph.Node.AddRange(nodes);
+        model.Graph.Initializer.AddRange(initializers);
+        var read = nodes.SelectMany(n => n.Input).Concat(model.Graph.Output.Select(o => o.Name)).ToHashSet();
+        var keep = model.Graph.Initializer.Where(t => read.Contains(t.Name)).ToList();
+        model.Graph.Initializer.Clear();
+        model.Graph.Initializer.AddRange(keep);
+        var inputs = model.Graph.Input.Where(i => read.Contains(i.Name) || !g.Initializers.ContainsKey(i.Name)).ToList();
+        model.Graph.Input.Clear();
+        model.Graph.Input.AddRange(inputs);
+        model.Graph.ValueInfo.Clear();
+        return (model, merged);
+    }
+
+    static bool IsSum(NodeProto n) => n.OpType is "Add" or "Sum" && n.Output.Count == 1;
+
+    /// <summary>The terms of a tree of single-use Add/Sum nodes.</summary>
+    static bool Flatten(OnnxGraph g, NodeProto sum, List<string> terms, List<NodeProto> sums)
+    {
+        sums.Add(sum);
+        foreach (var input in sum.Input)
+        {
+            if (g.ProducerOf(input) is { } p && IsSum(p) && g.HasSingleUse(input))
+            {
+                if (!Flatten(g, p, terms, sums)) return false;
+            }
+            else terms.Add(input);
+        }
+        return terms.Count <= 16;
+    }
+
+    /// <summary>One conv equal to the sum, or null where the geometry does not allow it.</summary>
+    static FusedConv? Merge(List<ConvUnit> convs, NodeProto? identityBn, bool identityX, OnnxGraph g)
+    {
+        var main = convs.OrderByDescending(c => c.Fused.KernelH).First().Fused;
+        int kh = main.KernelH, kw = main.KernelW;
+        var pad = main.Padding;
+        if (kh != kw || pad != Padding2d.All((kh - 1) / 2) || kh % 2 == 0) return null;
+        if (convs.Any(c => c.Fused.Stride != main.Stride || c.Fused.Groups != main.Groups || c.Fused.OutChannels != main.OutChannels || c.Fused.InChannels != main.InChannels))
+            return null;
+        var weight = zeros(main.Weights.Weight.shape, dtype: ScalarType.Float64);
+        var bias = zeros(main.OutChannels, dtype: ScalarType.Float64);
+        foreach (var c in convs.Select(u => u.Fused))
+        {
+            if (c.KernelH == kh && c.Padding == pad) weight += c.Weights.Weight;
+            else if (c.KernelH == 1 && c.KernelW == 1 && c.Padding == Padding2d.All(0)) weight += Kernels.PadOneByOne(c.Weights.Weight, kh, kw, pad.Top, pad.Left);
+            else return null;
+            bias += c.Weights.BiasOrZeros();
+        }
+        if (identityBn is not null || identityX)
+        {
+            if (main.Stride != 1 || main.OutChannels != main.InChannels) return null;
+            var dirac = new ConvWeights(Kernels.GroupedDirac(main.OutChannels, main.Groups, kh, kw, pad.Top, pad.Left), null);
+            var id = dirac.ToFloat64();
+            if (identityBn is not null)
+            {
+                var p = identityBn.Input.Skip(1).Take(4).Select(i => OnnxTensors.ToTensor(g.Initializers[i], g.File).flatten()).ToArray();
+                double eps = identityBn.Attribute.FirstOrDefault(a => a.Name == "epsilon")?.F ?? 1e-5f;
+                id = BatchNormFusion.Fuse(dirac, new BatchNormWeights(p[0], p[1], p[2], p[3], eps));
+            }
+            if (identityBn is not null && identityX) return null; // two identity terms: not a RepVGG block
+            weight += id.Weight;
+            bias += id.BiasOrZeros();
+        }
+        return new FusedConv(new ConvWeights(weight, bias), main.Stride, pad, main.Groups);
+    }
+}
