@@ -72,6 +72,8 @@ public static class InspectCommand
                     b.Stride, 1, b.HasProjection ? "projection" : "identity")).ToList()),
                 MobileNetV2Checkpoint m => ("residual (inverted)", m.Spec.Blocks.Select(b => new BlockJson($"features.{b.Index}", b.InChannels, b.Hidden,
                     b.OutChannels, b.Stride, b.Hidden, b.Residual ? "identity" : "none")).ToList()),
+                IResNetCheckpoint ir => ("residual (no activation after the sum)", ir.Spec.Blocks.Select(b => new BlockJson(b.Prefix, b.InChannels, b.Planes,
+                    b.Planes, b.Stride, 1, b.HasProjection ? "projection" : "identity")).ToList()),
                 _ => throw new NotSupportedException(ckpt.Family),
             };
             result = new Result(path, format == FileFormat.Safetensors ? "safetensors" : "pytorch", form, ckpt.DisplayName, ckpt.NumClasses, blocks,

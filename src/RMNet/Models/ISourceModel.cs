@@ -29,6 +29,9 @@ public interface ISourceModel : IDisposable
     /// <summary>Classifier outputs.</summary>
     int NumClasses { get; }
 
+    /// <summary>The input height and width the network requires, or null where any size works.</summary>
+    int? FixedInputSize => null;
+
     /// <summary>Parameters and multiply-accumulates of the original, per stage, for one image.</summary>
     IReadOnlyList<StageCost> CostByStage(int height, int width);
 

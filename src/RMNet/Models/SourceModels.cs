@@ -7,7 +7,7 @@ public static class SourceModels
 {
     /// <summary>Every name <c>--arch</c> accepts besides <c>auto</c>.</summary>
     public static IEnumerable<string> KnownNames => ResNetSpec.KnownNames.Concat(RepVggSpec.Variants.Keys)
-        .Concat(new[] { "preact_resnet18", "preact_resnet34", "preact_resnet50", "mobilenet_v2" });
+        .Concat(new[] { "preact_resnet18", "preact_resnet34", "preact_resnet50", "mobilenet_v2", "iresnet18", "iresnet34", "iresnet50", "iresnet100", "iresnet200", "iresnet2060" });
 
     /// <summary>Reads <paramref name="path"/> and recognises its family and layout.</summary>
     /// <param name="path">The checkpoint.</param>
@@ -23,6 +23,13 @@ public static class SourceModels
     public static ISourceModel FromStateDict(StateDict sd, string arch = "auto", int? numClasses = null, bool allowNonFinite = false,
         Rm.NegativeInputMode negative = Rm.NegativeInputMode.PRelu)
     {
+        if (IResNetSpec.Matches(sd))
+        {
+            var iresnet = IResNetCheckpoint.FromStateDict(sd, numClasses, allowNonFinite, negative);
+            if (arch != "auto" && !(iresnet.Spec.Name ?? "").StartsWith(arch, StringComparison.Ordinal))
+                throw new ModelInputException(sd.Source, $"--arch {arch} contradicts the checkpoint, which is {iresnet.DisplayName}");
+            return iresnet;
+        }
         if (MobileNetV2Spec.Matches(sd))
         {
             if (arch is not ("auto" or "mobilenet_v2"))

@@ -98,16 +98,18 @@ public static class OnnxExporter
             });
             current = output;
         }
-        return (Model(graph, model.InputChannels, model.OutputSize(224, 224), docString), initializers);
+        return (Model(graph, model.InputChannels, model.OutputSize(224, 224), docString, model.FixedInputSize), initializers);
     }
 
     /// <summary>
     /// Wraps <paramref name="graph"/> into a model: input <c>input</c> [N, C, H, W] (N, H, W dynamic), output
     /// <c>output</c> [N, classes], opset <see cref="Opset"/>, producer rmnet.
     /// </summary>
-    internal static ModelProto Model(GraphProto graph, long inputChannels, long outputs, string docString)
+    internal static ModelProto Model(GraphProto graph, long inputChannels, long outputs, string docString, int? fixedSize = null)
     {
-        graph.Input.Add(TensorValue(InputName, Dim("N"), Dim(inputChannels), Dim("H"), Dim("W")));
+        graph.Input.Add(fixedSize is int size
+            ? TensorValue(InputName, Dim("N"), Dim(inputChannels), Dim(size), Dim(size))
+            : TensorValue(InputName, Dim("N"), Dim(inputChannels), Dim("H"), Dim("W")));
         graph.Output.Add(TensorValue(OutputName, Dim("N"), Dim(outputs)));
         var proto = new ModelProto
         {

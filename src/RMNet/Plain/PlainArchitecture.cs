@@ -44,7 +44,9 @@ public static class PlainArchitecture
             }
             layers.Add(o);
         }
-        return new JsonObject { ["format"] = FormatTag, ["input_channels"] = model.InputChannels, ["layers"] = layers }.ToJsonString();
+        var root = new JsonObject { ["format"] = FormatTag, ["input_channels"] = model.InputChannels, ["layers"] = layers };
+        if (model.FixedInputSize is int size) root["input_size"] = size;
+        return root.ToJsonString();
     }
 
     /// <summary>The named tensors of <paramref name="model"/>, in layer order.</summary>
@@ -100,7 +102,11 @@ public static class PlainArchitecture
                     _ => throw new ModelInputException(source, $"unknown layer kind '{kind}' at layer {i}"),
                 });
             }
-            return new PlainModel(layers, (int)root["input_channels"]!) { LayerStages = stages.Count == layers.Count ? stages : null };
+            return new PlainModel(layers, (int)root["input_channels"]!)
+            {
+                LayerStages = stages.Count == layers.Count ? stages : null,
+                FixedInputSize = (int?)root["input_size"],
+            };
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or NullReferenceException or FormatException)
         {

@@ -10,6 +10,12 @@ namespace RMNet.Plain;
 /// <param name="InputChannels">Channels of the input image.</param>
 public sealed record PlainModel(IReadOnlyList<PlainLayer> Layers, int InputChannels = 3)
 {
+    /// <summary>
+    /// The input height and width the network requires (a flatten + linear head fixes it, as in IResNet), or null
+    /// where any size works. Costs are then computed at this size and ONNX declares it.
+    /// </summary>
+    public int? FixedInputSize { get; init; }
+
     /// <summary>Zero channels the grouped RM form added so that reserved channels fill whole groups.</summary>
     public int ZeroChannels { get; init; }
 
@@ -19,6 +25,7 @@ public sealed record PlainModel(IReadOnlyList<PlainLayer> Layers, int InputChann
     /// <summary>Multiply-accumulates for one image of the given size.</summary>
     public long MultiplyAccumulates(int height, int width)
     {
+        (height, width) = (FixedInputSize ?? height, FixedInputSize ?? width);
         var shape = ((long)InputChannels, (long)height, (long)width);
         long total = 0;
         foreach (var layer in Layers)
@@ -35,6 +42,7 @@ public sealed record PlainModel(IReadOnlyList<PlainLayer> Layers, int InputChann
     /// <summary>Parameters and MACs per stage (in order of first appearance) for one image of the given size.</summary>
     public IReadOnlyList<Models.StageCost> CostByStage(int height, int width)
     {
+        (height, width) = (FixedInputSize ?? height, FixedInputSize ?? width);
         var shape = ((long)InputChannels, (long)height, (long)width);
         var order = new List<string>();
         var cost = new Dictionary<string, (long Params, long Macs)>();
@@ -52,6 +60,7 @@ public sealed record PlainModel(IReadOnlyList<PlainLayer> Layers, int InputChann
     /// <summary>Number of output values per image (classes).</summary>
     public long OutputSize(int height, int width)
     {
+        (height, width) = (FixedInputSize ?? height, FixedInputSize ?? width);
         var shape = ((long)InputChannels, (long)height, (long)width);
         foreach (var layer in Layers) shape = layer.OutputShape(shape);
         return shape.Item1 * shape.Item2 * shape.Item3;

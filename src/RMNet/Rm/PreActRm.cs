@@ -45,7 +45,7 @@ public static class PreActRm
         {
             var b = spec.Blocks[i];
             string stage = $"layer{b.Stage + 1}";
-            var bn1 = Bn(sd, $"{b.Prefix}.bn1");
+            var bn1 = CarryKernels.Bn(sd, $"{b.Prefix}.bn1");
             long c = b.InChannels;
 
             // Entry: the previous linear conv emits [carried x ; bn1(x)] (identity) or [bn1(x)] (projection).
@@ -58,7 +58,7 @@ public static class PreActRm
             }
             var bnRows = BatchNormFusion.Fuse(new ConvWeights(pending.Weight, pending.Bias), bn1);
             rows.Add((bnRows.Weight, bnRows.BiasOrZeros()));
-            Emit(Layer(cat(rows.Select(r => r.W).ToArray(), 0), cat(rows.Select(r => r.B).ToArray(), 0), pending.Stride, pending.Padding), pendingStage);
+            Emit(CarryKernels.Layer(cat(rows.Select(r => r.W).ToArray(), 0), cat(rows.Select(r => r.B).ToArray(), 0), pending.Stride, pending.Padding), pendingStage);
             Emit(Activation(carried, c, negative), pendingStage);
 
             // Reserved rows at the front of every inner conv: the carried x, or a itself for a projection.
@@ -81,7 +81,7 @@ public static class PreActRm
                 {
                     // Pass the reserved rows on: from the carried rows, or (first conv, projection) from a.
                     long source = k == 0 && b.HasProjection ? inputOffset : 0;
-                    PutDirac(weight, 0, source, reserved, tapH, tapW, 1.0);
+                    CarryKernels.PutDirac(weight, 0, source, reserved, tapH, tapW, 1.0);
                 }
                 else if (b.HasProjection)
                 {
@@ -90,8 +90,8 @@ public static class PreActRm
                 }
                 else
                 {
-                    PutDirac(weight, 0, 0, c, tapH, tapW, 1.0);
-                    if (negative == NegativeInputMode.Split) PutDirac(weight, 0, c, c, tapH, tapW, -1.0);
+                    CarryKernels.PutDirac(weight, 0, 0, c, tapH, tapW, 1.0);
+                    if (negative == NegativeInputMode.Split) CarryKernels.PutDirac(weight, 0, c, c, tapH, tapW, -1.0);
                 }
                 var bias = last ? conv.Weights.BiasOrZeros() : cat(new[] { zeros(reserved, dtype: ScalarType.Float64), conv.Weights.BiasOrZeros() }, 0);
                 if (last)
@@ -101,7 +101,7 @@ public static class PreActRm
                 }
                 else
                 {
-                    Emit(Layer(weight, bias, conv.Stride, conv.Padding), stage);
+                    Emit(CarryKernels.Layer(weight, bias, conv.Stride, conv.Padding), stage);
                     Emit(Activation(b.HasProjection ? 0 : reserved, w.shape[0], negative), stage);
                 }
             }
@@ -109,8 +109,8 @@ public static class PreActRm
         }
 
         // Head: relu(bn(last block output)), pooled, linear.
-        var head = BatchNormFusion.Fuse(new ConvWeights(pending.Weight, pending.Bias), Bn(sd, "bn"));
-        Emit(Layer(head.Weight, head.BiasOrZeros(), pending.Stride, pending.Padding), pendingStage);
+        var head = BatchNormFusion.Fuse(new ConvWeights(pending.Weight, pending.Bias), CarryKernels.Bn(sd, "bn"));
+        Emit(CarryKernels.Layer(head.Weight, head.BiasOrZeros(), pending.Stride, pending.Padding), pendingStage);
         Emit(new ReluLayer(), "head");
         Emit(new GlobalAvgPoolLayer(), "head");
         Emit(new FlattenLayer(), "head");
@@ -128,18 +128,10 @@ public static class PreActRm
             int stride = (spec.Bottleneck ? k == 2 : k == 1) ? b.Stride : 1;
             var pad = Padding2d.All((int)w.shape[2] / 2);
             var weights = new ConvWeights(F64(w), null);
-            if (k < spec.ConvsPerBlock) weights = BatchNormFusion.Fuse(weights, Bn(sd, $"{b.Prefix}.bn{k + 1}"));
+            if (k < spec.ConvsPerBlock) weights = BatchNormFusion.Fuse(weights, CarryKernels.Bn(sd, $"{b.Prefix}.bn{k + 1}"));
             list.Add(new FusedConv(weights.ToFloat64(), stride, pad));
         }
         return list;
-    }
-
-    /// <summary>W[firstRow + r, firstCol + r, tap] = value for r in [0, count).</summary>
-    static void PutDirac(Tensor weight, long firstRow, long firstCol, long count, long tapH, long tapW, double value)
-    {
-        if (count == 0) return;
-        var r = arange(count, dtype: ScalarType.Int64);
-        weight.index_put_(full(count, value, dtype: ScalarType.Float64), r + firstRow, r + firstCol, tensor(tapH), tensor(tapW));
     }
 
     /// <summary>PReLU slope 1 on the first <paramref name="carried"/> channels and 0 after; plain ReLU where nothing negative is carried.</summary>
@@ -147,12 +139,6 @@ public static class PreActRm
         carried == 0 || negative == NegativeInputMode.Split
             ? new ReluLayer()
             : new PReluLayer(cat(new[] { ones(carried), zeros(others) }, 0));
-
-    static ConvLayer Layer(Tensor weight, Tensor bias, int stride, Padding2d padding) =>
-        new(weight.to_type(ScalarType.Float32), bias.to_type(ScalarType.Float32), stride, stride, padding, 1);
-
-    static BatchNormWeights Bn(StateDict sd, string prefix) => new(sd.Require($"{prefix}.weight"), sd.Require($"{prefix}.bias"),
-        sd.Require($"{prefix}.running_mean"), sd.Require($"{prefix}.running_var"), TorchvisionWeights.BatchNormEps);
 
     static Tensor F64(Tensor t) => t.to_type(ScalarType.Float64);
 }

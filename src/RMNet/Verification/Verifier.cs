@@ -18,7 +18,8 @@ public static class Verifier
     public static VerificationReport Verify(ISourceModel original, ModelRunner converted, VerifyOptions options)
     {
         using var module = original.CreateModule();
-        var batches = new List<Tensor> { Equivalence.SeededInputs(options.Samples, 3, options.InputSize, options.InputSize, options.Seed) };
+        int size = original.FixedInputSize ?? options.InputSize;   // a flatten + fc head accepts one size only
+        var batches = new List<Tensor> { Equivalence.SeededInputs(options.Samples, 3, size, size, options.Seed) };
         return Compare(module.forward, converted.Run, batches, options);
     }
 

@@ -1,0 +1,73 @@
+using System.Text.Json;
+using RMNet.IO;
+using RMNet.Models;
+using RMNet.Onnx;
+using RMNet.Plain;
+using RMNet.Rm;
+using RMNet.Verification;
+using Xunit;
+using Xunit.Abstractions;
+using static RMNet.Tests.CliHarness;
+using static TorchSharp.torch;
+
+namespace RMNet.Tests;
+
+/// <summary>InsightFace IResNet (arcface_torch names): exact on the embedding, block inputs strongly negative.</summary>
+public class IResNetTests(ITestOutputHelper output)
+{
+    public static IEnumerable<object[]> Cases() =>
+        from net in new[] { "iresnet18_narrow", "iresnet50_narrow" }
+        from mode in new[] { NegativeInputMode.PRelu, NegativeInputMode.Split }
+        select new object[] { net, mode };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void EmbeddingMatchesPyTorchInTorchSharpAndOnnxRuntime(string name, NegativeInputMode mode)
+    {
+        using var model = Assert.IsType<IResNetCheckpoint>(SourceModels.Load(Fixture.Path_($"{name}.pth"), negative: mode));
+        Assert.Equal(32, model.NumClasses);
+        Assert.Equal(112, model.Spec.InputSize);
+        var io = Fixture.Io(name);
+        using var module = model.CreateModule();
+        var plain = model.ToPlain();
+        using var dir = Fixture.Temp();
+        string path = dir.File("plain.onnx");
+        ModelWriter.Save(plain, path);
+        Assert.False(OnnxSummary.Read(path).HasAdditions);
+        using var ort = new OnnxRuntimeRunner(path);
+        var original = Equivalence.Measure(io["output"], module.forward(io["input"]), 1e-5);
+        var torch = Equivalence.Measure(io["output"], plain.Forward(io["input"]), 1e-4);
+        var onnx = Equivalence.Measure(io["output"], ort.Run(io["input"]), 1e-4);
+        output.WriteLine($"{name} {mode}: original {original.MaxRelError:E2}, plain {torch.MaxRelError:E2} (abs {torch.MaxAbsError:E2}), onnx {onnx.MaxRelError:E2}; params {plain.ParameterCount}");
+        Assert.True(original.Passed && torch.Passed && onnx.Passed, $"{original.MaxRelError} {torch.MaxRelError} {onnx.MaxRelError}");
+    }
+
+    [Fact]
+    public void BlockInputsAreStronglyNegativeAndCarriedExactly()
+    {
+        using var model = Assert.IsType<IResNetCheckpoint>(SourceModels.Load(Fixture.Path_("iresnet18_narrow.pth")));
+        var plain = model.ToPlain();
+        // Layers: stem conv, PReLU, entry (1x1), conv1', PReLU, then block 1's conv2' emitting [x ; bn1(x)] for block 2.
+        var h = new PlainModel(plain.Layers.Take(6).ToList()).Forward(Fixture.Io("iresnet18_narrow")["input"]);
+        long c = model.Spec.Blocks[1].InChannels;
+        float min = h[TensorIndex.Colon, TensorIndex.Slice(0, c)].min().item<float>();
+        output.WriteLine($"layer1.1 input carried in the plain network: min {min:F2}");
+        Assert.True(min < -2f);
+    }
+
+    [Fact]
+    public void CliRecognisesConvertsAndVerifiesTheEmbedding()
+    {
+        using var dir = Fixture.Temp();
+        var (code, stdout, stderr) = Rmnet("convert", Fixture.Path_("iresnet50_narrow.pth"), "-o", dir.File("face.onnx"), "--verify", "--input-size", "112", "--json", "--quiet");
+        Assert.True(code == 0, stderr);
+        var root = JsonDocument.Parse(stdout).RootElement;
+        Assert.True(root.GetProperty("verification").GetProperty("passed").GetBoolean());
+        Assert.Equal(24, root.GetProperty("blocks").GetInt32());
+        var (ic, io, _) = Rmnet("inspect", Fixture.Path_("iresnet50_narrow.pth"), "--json", "--quiet");
+        Assert.Equal(0, ic);
+        var r = JsonDocument.Parse(io).RootElement;
+        Assert.Equal("iresnet", r.GetProperty("family").GetString());
+        Assert.StartsWith("iresnet50", r.GetProperty("architecture").GetString());
+    }
+}
