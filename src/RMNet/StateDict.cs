@@ -43,6 +43,19 @@ public sealed class StateDict : IReadOnlyDictionary<string, Tensor>, IDisposable
         _order.Select(k => new KeyValuePair<string, Tensor>(k, _tensors[k])).GetEnumerator();
     IEnumerator IEnumerable.GetEnumerator() => GetEnumerator();
 
+    /// <summary>
+    /// The tensors for a TorchSharp module's <c>load_state_dict</c>: floating-point values as float32 (checkpoints
+    /// may hold float16 or float64), BN step counters as they are.
+    /// </summary>
+    public Dictionary<string, Tensor> ToModuleWeights() => _order.ToDictionary(k => k, k =>
+        k.EndsWith("num_batches_tracked", StringComparison.Ordinal) ? _tensors[k] : _tensors[k].to_type(ScalarType.Float32));
+
+    /// <summary>Learnable parameters under <paramref name="prefix"/> (BN running statistics and step counters excluded).</summary>
+    public long ParameterCount(string prefix) => _order
+        .Where(k => k.StartsWith(prefix, StringComparison.Ordinal) && !k.EndsWith("running_mean", StringComparison.Ordinal)
+            && !k.EndsWith("running_var", StringComparison.Ordinal) && !k.EndsWith("num_batches_tracked", StringComparison.Ordinal))
+        .Sum(k => _tensors[k].numel());
+
     /// <summary>Disposes every tensor.</summary>
     public void Dispose()
     {

@@ -27,19 +27,8 @@ public class IResNetTests(ITestOutputHelper output)
         using var model = Assert.IsType<IResNetCheckpoint>(SourceModels.Load(Fixture.Path_($"{name}.pth"), negative: mode));
         Assert.Equal(32, model.NumClasses);
         Assert.Equal(112, model.Spec.InputSize);
-        var io = Fixture.Io(name);
-        using var module = model.CreateModule();
-        var plain = model.ToPlain();
-        using var dir = Fixture.Temp();
-        string path = dir.File("plain.onnx");
-        ModelWriter.Save(plain, path);
-        Assert.False(OnnxSummary.Read(path).HasAdditions);
-        using var ort = new OnnxRuntimeRunner(path);
-        var original = Equivalence.Measure(io["output"], module.forward(io["input"]), 1e-5);
-        var torch = Equivalence.Measure(io["output"], plain.Forward(io["input"]), 1e-4);
-        var onnx = Equivalence.Measure(io["output"], ort.Run(io["input"]), 1e-4);
-        output.WriteLine($"{name} {mode}: original {original.MaxRelError:E2}, plain {torch.MaxRelError:E2} (abs {torch.MaxAbsError:E2}), onnx {onnx.MaxRelError:E2}; params {plain.ParameterCount}");
-        Assert.True(original.Passed && torch.Passed && onnx.Passed, $"{original.MaxRelError} {torch.MaxRelError} {onnx.MaxRelError}");
+        var plain = FamilyChecks.AssertMatchesPyTorch(model, name, output, $"{name} {mode}");
+        output.WriteLine($"plain parameters {plain.ParameterCount}");
     }
 
     [Fact]

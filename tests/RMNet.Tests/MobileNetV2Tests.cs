@@ -21,22 +21,7 @@ public class MobileNetV2Tests(ITestOutputHelper output)
         Assert.Equal(17, model.BlockCount);
         // torchvision at width 0.25: blocks 1, 3, 5, 6, 8, 9, 10, 12, 13, 15, 16 add their input (block 1: 8 -> 8 channels).
         Assert.Equal(new[] { 1, 3, 5, 6, 8, 9, 10, 12, 13, 15, 16 }, model.Spec.Blocks.Where(b => b.Residual).Select(b => b.Index));
-        var io = Fixture.Io("mobilenet_v2_narrow");
-        using var module = model.CreateModule();
-        var plain = model.ToPlain();
-        using var dir = Fixture.Temp();
-        string path = dir.File("plain.onnx");
-        ModelWriter.Save(plain, path);
-        Assert.False(OnnxSummary.Read(path).HasAdditions);
-        using var ort = new OnnxRuntimeRunner(path);
-        foreach (var (x, y) in new[] { ("input", "output"), ("input_odd", "output_odd") })
-        {
-            var original = Equivalence.Measure(io[y], module.forward(io[x]), 1e-5);
-            var torch = Equivalence.Measure(io[y], plain.Forward(io[x]), 1e-4);
-            var onnx = Equivalence.Measure(io[y], ort.Run(io[x]), 1e-4);
-            output.WriteLine($"{x}: original {original.MaxRelError:E2}, plain {torch.MaxRelError:E2}, onnx {onnx.MaxRelError:E2}");
-            Assert.True(original.Passed && torch.Passed && onnx.Passed, $"{original.MaxRelError} {torch.MaxRelError} {onnx.MaxRelError}");
-        }
+        FamilyChecks.AssertMatchesPyTorch(model, "mobilenet_v2_narrow", output, "mobilenet_v2");
     }
 
     [Fact]

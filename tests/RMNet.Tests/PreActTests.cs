@@ -25,26 +25,9 @@ public class PreActTests(ITestOutputHelper output)
     {
         using var model = SourceModels.Load(Fixture.Path_($"{name}.pth"), negative: mode);
         Assert.Equal("preact-resnet", model.Family);
-        var io = Fixture.Io(name);
-        using var module = model.CreateModule();
-        var plain = model.ToPlain();
-        // No additions; the sign split needs no PReLU at all.
+        var plain = FamilyChecks.AssertMatchesPyTorch(model, name, output, $"{name} {mode}");
+        // The sign split needs no PReLU at all.
         Assert.Equal(mode == NegativeInputMode.Split, !plain.Layers.OfType<PReluLayer>().Any());
-        using var dir = Fixture.Temp();
-        string path = dir.File("plain.onnx");
-        ModelWriter.Save(plain, path);
-        Assert.False(OnnxSummary.Read(path).HasAdditions);
-        using var ort = new OnnxRuntimeRunner(path);
-        foreach (var (x, y) in new[] { ("input", "output"), ("input_odd", "output_odd") })
-        {
-            var original = Equivalence.Measure(io[y], module.forward(io[x]), 1e-5);
-            var torch = Equivalence.Measure(io[y], plain.Forward(io[x]), 1e-4);
-            var onnx = Equivalence.Measure(io[y], ort.Run(io[x]), 1e-4);
-            output.WriteLine($"{name} {mode} {x}: original {original.MaxRelError:E2}, plain {torch.MaxRelError:E2}, onnx {onnx.MaxRelError:E2}");
-            Assert.True(original.Passed, $"original {original.MaxRelError}");
-            Assert.True(torch.Passed, $"plain {torch.MaxRelError}");
-            Assert.True(onnx.Passed, $"onnx {onnx.MaxRelError}");
-        }
     }
 
     [Fact]

@@ -23,25 +23,10 @@ public class SqueezeExciteTests(ITestOutputHelper output)
     {
         using var model = Assert.IsType<ResNetCheckpoint>(SourceModels.Load(Fixture.Path_($"{name}.pth")));
         Assert.NotNull(model.Spec.SeChannels);
-        var io = Fixture.Io(name);
-        using var module = model.CreateModule();
-        var plain = model.ToPlain(mode);
+        var plain = FamilyChecks.AssertMatchesPyTorch(model, name, output, $"{name} {mode}", mode);
         Assert.Equal(model.BlockCount, plain.Layers.OfType<SeLayer>().Count());
         // The gate covers exactly the block's own channels; the reserved input before them passes untouched.
         Assert.All(plain.Layers.OfType<SeLayer>(), s => Assert.True(s.Offset > 0));
-        using var dir = Fixture.Temp();
-        string path = dir.File("plain.onnx");
-        ModelWriter.Save(plain, path);
-        Assert.False(OnnxSummary.Read(path).HasAdditions);
-        using var ort = new OnnxRuntimeRunner(path);
-        foreach (var (x, y) in new[] { ("input", "output"), ("input_odd", "output_odd") })
-        {
-            var original = Equivalence.Measure(io[y], module.forward(io[x]), 1e-5);
-            var torch = Equivalence.Measure(io[y], plain.Forward(io[x]), 1e-4);
-            var onnx = Equivalence.Measure(io[y], ort.Run(io[x]), 1e-4);
-            output.WriteLine($"{name} {mode} {x}: original {original.MaxRelError:E2}, plain {torch.MaxRelError:E2}, onnx {onnx.MaxRelError:E2}");
-            Assert.True(original.Passed && torch.Passed && onnx.Passed, $"{original.MaxRelError} {torch.MaxRelError} {onnx.MaxRelError}");
-        }
     }
 
     [Fact]

@@ -73,7 +73,7 @@ public sealed class RepVgg : Module<Tensor, Tensor>
         var expected = model.state_dict().Keys.Where(k => !k.EndsWith("num_batches_tracked", StringComparison.Ordinal)).ToList();
         foreach (var key in expected)
             if (!sd.ContainsKey(key)) throw new ModelInputException(sd.Source, $"missing key '{key}' expected for {spec.DisplayName}");
-        model.load_state_dict(sd.ToDictionary(kv => kv.Key, kv => kv.Key.EndsWith("num_batches_tracked", StringComparison.Ordinal) ? kv.Value : kv.Value.to_type(ScalarType.Float32)), strict: false);
+        model.load_state_dict(sd.ToModuleWeights(), strict: false);
         return model;
     }
 

@@ -48,8 +48,7 @@ public sealed class ResNet : Module<Tensor, Tensor>
     {
         ResNetDetector.Validate(sd, spec);
         var model = new ResNet(spec);
-        var weights = sd.ToDictionary(kv => kv.Key, kv => kv.Key.EndsWith("num_batches_tracked", StringComparison.Ordinal) ? kv.Value : kv.Value.to_type(ScalarType.Float32));
-        model.load_state_dict(weights, strict: false);
+        model.load_state_dict(sd.ToModuleWeights(), strict: false);
         return model;
     }
 

@@ -47,7 +47,7 @@ public sealed class IResNetCheckpoint : ISourceModel
     {
         // IResNet's head fixes the input size (flatten + fc); costs are given for that size.
         long h = Spec.InputSize, w = Spec.InputSize;
-        long Params(string prefix) => Weights.Where(kv => kv.Key.StartsWith(prefix, StringComparison.Ordinal) && !kv.Key.Contains("running_") && !kv.Key.EndsWith("num_batches_tracked")).Sum(kv => kv.Value.numel());
+        long Params(string prefix) => Weights.ParameterCount(prefix);
         var stages = new List<StageCost> { new("stem", Params("conv1.") + Params("bn1.") + Params("prelu."), h * w * Weights.Require("conv1.weight").numel()) };
         for (int s = 0; s < 4; s++)
         {
@@ -68,7 +68,7 @@ public sealed class IResNetCheckpoint : ISourceModel
     public nn.Module<Tensor, Tensor> CreateModule()
     {
         var model = new IResNet(Spec);
-        model.load_state_dict(Weights.ToDictionary(kv => kv.Key, kv => kv.Key.EndsWith("num_batches_tracked", StringComparison.Ordinal) ? kv.Value : kv.Value.to_type(ScalarType.Float32)), strict: true);
+        model.load_state_dict(Weights.ToModuleWeights(), strict: true);
         return model;
     }
 

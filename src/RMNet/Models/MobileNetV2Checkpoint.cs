@@ -41,7 +41,8 @@ public sealed class MobileNetV2Checkpoint : ISourceModel
     /// <inheritdoc />
     public IReadOnlyList<StageCost> CostByStage(int height, int width)
     {
-        long Params(Func<string, bool> f) => Weights.Where(kv => f(kv.Key) && !kv.Key.Contains("running_") && !kv.Key.EndsWith("num_batches_tracked")).Sum(kv => kv.Value.numel());
+        string lastPrefix = $"features.{Spec.LastIndex}.";
+        long all = Weights.ParameterCount(""), stem = Weights.ParameterCount("features.0."), head = Weights.ParameterCount(lastPrefix) + Weights.ParameterCount("classifier.");
         long h = (height + 2 - 3) / 2 + 1, w = (width + 2 - 3) / 2 + 1;
         long stemMacs = h * w * Weights.Require("features.0.0.weight").numel();
         long blockMacs = 0;
@@ -51,12 +52,11 @@ public sealed class MobileNetV2Checkpoint : ISourceModel
             blockMacs += (b.Expand ? h * w * b.Hidden * b.InChannels : 0) + ho * wo * b.Hidden * 9 + ho * wo * b.OutChannels * b.Hidden;
             (h, w) = (ho, wo);
         }
-        string lastPrefix = $"features.{Spec.LastIndex}.";
         return new[]
         {
-            new StageCost("stem", Params(k => k.StartsWith("features.0.")), stemMacs),
-            new StageCost("blocks", Params(k => k.StartsWith("features.") && !k.StartsWith("features.0.") && !k.StartsWith(lastPrefix)), blockMacs),
-            new StageCost("head", Params(k => k.StartsWith(lastPrefix) || k.StartsWith("classifier.")),
+            new StageCost("stem", stem, stemMacs),
+            new StageCost("blocks", all - stem - head, blockMacs),
+            new StageCost("head", head,
                 h * w * Spec.LastWidth * Spec.Blocks[^1].OutChannels + Weights.Require("classifier.1.weight").numel()),
         };
     }
@@ -65,7 +65,7 @@ public sealed class MobileNetV2Checkpoint : ISourceModel
     public nn.Module<Tensor, Tensor> CreateModule()
     {
         var model = new MobileNetV2(Spec);
-        model.load_state_dict(Weights.ToDictionary(kv => kv.Key, kv => kv.Key.EndsWith("num_batches_tracked", StringComparison.Ordinal) ? kv.Value : kv.Value.to_type(ScalarType.Float32)), strict: true);
+        model.load_state_dict(Weights.ToModuleWeights(), strict: true);
         return model;
     }
 

@@ -51,7 +51,7 @@ public sealed class PreActCheckpoint : ISourceModel
         for (int s = 0; s < 4; s++)
         {
             string prefix = $"layer{s + 1}.";
-            long parameters = Weights.Where(kv => kv.Key.StartsWith(prefix, StringComparison.Ordinal) && IsParameter(kv.Key)).Sum(kv => kv.Value.numel());
+            long parameters = Weights.ParameterCount(prefix);
             long macs = 0;
             foreach (var b in Spec.Blocks.Where(b => b.Stage == s))
             {
@@ -67,14 +67,11 @@ public sealed class PreActCheckpoint : ISourceModel
         return stages;
     }
 
-    static bool IsParameter(string key) => !key.EndsWith("running_mean", StringComparison.Ordinal) &&
-        !key.EndsWith("running_var", StringComparison.Ordinal) && !key.EndsWith("num_batches_tracked", StringComparison.Ordinal);
-
     /// <inheritdoc />
     public nn.Module<Tensor, Tensor> CreateModule()
     {
         var model = new PreActResNet(Spec, b => (Weights.Require($"{b.Prefix}.conv1.weight").shape[2], Weights.Require($"{b.Prefix}.conv2.weight").shape[2]));
-        model.load_state_dict(Weights.ToDictionary(kv => kv.Key, kv => kv.Key.EndsWith("num_batches_tracked", StringComparison.Ordinal) ? kv.Value : kv.Value.to_type(ScalarType.Float32)), strict: true);
+        model.load_state_dict(Weights.ToModuleWeights(), strict: true);
         return model;
     }
 

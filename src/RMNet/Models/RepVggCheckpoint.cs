@@ -54,7 +54,7 @@ public sealed class RepVggCheckpoint : ISourceModel
             long parameters = 0, macs = 0;
             foreach (var b in group)
             {
-                parameters += Weights.Where(kv => kv.Key.StartsWith(b.Prefix + ".", StringComparison.Ordinal) && IsParameter(kv.Key)).Sum(kv => kv.Value.numel());
+                parameters += Weights.ParameterCount(b.Prefix + ".");
                 (h, w) = ((h + 2 - 3) / b.Stride + 1, (w + 2 - 3) / b.Stride + 1);
                 long perGroupIn = b.InChannels / b.Groups;
                 macs += h * w * b.OutChannels * perGroupIn * (b.Deploy ? 9 : 10);
@@ -65,9 +65,6 @@ public sealed class RepVggCheckpoint : ISourceModel
         stages.Add(new StageCost("head", fc.numel() + Weights.Require("linear.bias").numel(), fc.numel()));
         return stages;
     }
-
-    static bool IsParameter(string key) => !key.EndsWith("running_mean", StringComparison.Ordinal) &&
-        !key.EndsWith("running_var", StringComparison.Ordinal) && !key.EndsWith("num_batches_tracked", StringComparison.Ordinal);
 
     /// <inheritdoc />
     public nn.Module<Tensor, Tensor> CreateModule() => RepVgg.FromStateDict(Spec, Weights);
