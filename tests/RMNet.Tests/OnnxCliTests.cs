@@ -47,16 +47,37 @@ public class OnnxCliTests
     }
 
     [Fact]
-    public void BlockWithPossiblyNegativeInputIsKeptReportedAndFailsStrict()
+    public void BlockWithPossiblyNegativeInputIsCarriedWithPRelu()
     {
         using var dir = Fixture.Temp();
-        // The stem's Relu becomes LeakyRelu: the first block's input may be negative, so it cannot be reserved.
+        // The stem's Relu becomes LeakyRelu: the first block's input may be negative; it is carried exactly.
         string input = Edited(dir, "leaky.onnx", m => m.Graph.Node.First(n => n.OpType == "Relu").OpType = "LeakyRelu");
+        string output = dir.File("out.onnx");
+        var (code, stdout, stderr) = Rmnet("convert", input, "-o", output, "--verify", "--input-size", "40", "--strict");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("5 of 5 residual blocks made plain", stdout);
+        Assert.Contains("EQUIVALENT", stdout);
+        Assert.True(RMNet.Onnx.OnnxSummary.Read(output).OpCounts.ContainsKey("PRelu"));
+    }
+
+    [Fact]
+    public void BlockThatCannotBeMadePlainIsKeptReportedAndFailsStrict()
+    {
+        using var dir = Fixture.Temp();
+        // A dilated 3x3 conv (dilation 2, pads 2) inside the first block: no exact Dirac carry through it here.
+        string input = Edited(dir, "dilated.onnx", m =>
+        {
+            var conv = m.Graph.Node.Where(n => n.OpType == "Conv").ElementAt(1);
+            conv.Attribute.First(a => a.Name == "dilations").Ints[0] = 2;
+            conv.Attribute.First(a => a.Name == "dilations").Ints[1] = 2;
+            var pads = conv.Attribute.First(a => a.Name == "pads").Ints;
+            for (int i = 0; i < 4; i++) pads[i] = 2;
+        });
         string output = dir.File("out.onnx");
         var (code, stdout, _) = Rmnet("convert", input, "-o", output, "--verify", "--input-size", "40");
         Assert.Equal(0, code);
         Assert.Contains("4 of 5 residual blocks made plain", stdout);
-        Assert.Contains("may be negative", stdout);
+        Assert.Contains("dilated conv", stdout);
         File.Delete(output);
         var (strict, _, err) = Rmnet("convert", input, "-o", output, "--strict");
         Assert.Equal(ExitCodes.NotEquivalent, strict);

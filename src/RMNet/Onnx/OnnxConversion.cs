@@ -14,7 +14,12 @@ public static class OnnxConversion
     {
         var model = OnnxModelFile.Load(input);
         var (branchesMerged, merged) = GraphBranchMerge.Run(model, input);
-        var result = GraphRm.Transform(branchesMerged, input, mode) with { MergedBranches = merged };
+        var rm = GraphRm.Transform(branchesMerged, input, mode);
+        // Blocks the ReLU-only pass cannot take (negative inputs, BN or other activations in the branch) go to the carry pass.
+        var (carried, carryBlocks) = GraphCarryRm.Run(rm.Model, input);
+        var carriedNames = carryBlocks.Select(b => b.Name).ToHashSet();
+        var blocks = rm.Blocks.Where(b => !carriedNames.Contains(b.Name)).Concat(carryBlocks).ToList();
+        var result = rm with { Model = carried, Blocks = blocks, MergedBranches = merged };
         var m = result.Model;
         int plain = result.Blocks.Count(b => b.Plain);
         string note = $"rmnet {OnnxExporter.Version}: {plain} of {result.Blocks.Count} residual blocks made plain (RM, {mode.ToString().ToLowerInvariant()} form), " +

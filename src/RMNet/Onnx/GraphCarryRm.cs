@@ -1,0 +1,315 @@
+using Onnx;
+using RMNet.Plain;
+using RMNet.Weights;
+using static TorchSharp.torch;
+
+namespace RMNet.Onnx;
+
+/// <summary>
+/// Graph-level RM for residual blocks whose input may be negative or whose branch does not start with a conv:
+/// pre-activation ResNets (BN, ReLU, conv ...), InsightFace IResNet (BN, conv, PReLU, conv), MobileNetV2
+/// (conv, Clip, depthwise conv, Clip, conv), and ResNet-style blocks after a non-ReLU activation.
+/// <para>
+/// A block is Add|Sum(branch(x), shortcut) where the branch, read from x, is an optional BatchNormalization and
+/// an optional activation, then convs (BN folded) with at most one activation (Relu, PRelu, LeakyRelu, Clip)
+/// between them, ending in a conv; the shortcut is x, or a 1x1 conv of x. Whatever follows the sum is kept.
+/// </para>
+/// The block input is carried in extra channels: a 1x1 conv first emits [x ; BN(x)] where the branch starts
+/// with BN or a grouped conv; every conv passes the carried channels on with Dirac kernels (one-channel groups in
+/// depthwise convs); every activation becomes per-channel with the identity on them (PRelu slope 1, or Max/Min
+/// with infinite bounds for Clip); the last conv adds the shortcut. Exact for any sign of x, float64 math.
+/// </summary>
+public static class GraphCarryRm
+{
+    static readonly HashSet<string> Activations = new() { "Relu", "PRelu", "LeakyRelu", "Clip" };
+
+    sealed record Op(ConvUnit? Conv, NodeProto? Node);
+
+    /// <summary>Transforms a copy of <paramref name="model"/>; returns it and a report per block found.</summary>
+    public static (ModelProto Model, List<GraphBlockReport> Blocks) Run(ModelProto model, string file)
+    {
+        model = model.Clone();
+        var g = new OnnxGraph(model.Graph, file);
+        var units = ConvNodes.Read(g);
+        var reports = new List<GraphBlockReport>();
+        var replacements = new Dictionary<NodeProto, List<NodeProto>>();
+        var removed = new HashSet<NodeProto>();
+        var initializers = new List<TensorProto>();
+        var used = new HashSet<string>(g.Producers.Keys.Concat(g.Initializers.Keys).Concat(model.Graph.Input.Select(i => i.Name)));
+        string Fresh(string stem)
+        {
+            string name = stem;
+            for (int i = 1; !used.Add(name); i++) name = $"{stem}_{i}";
+            return name;
+        }
+        string Init(string stem, Tensor t)
+        {
+            var proto = OnnxTensors.FromTensor(Fresh(stem), t);
+            initializers.Add(proto);
+            return proto.Name;
+        }
+
+        foreach (var add in g.Order.Where(n => n.OpType is "Add" or "Sum" && n.Input.Count == 2 && n.Output.Count == 1))
+        {
+            foreach (var (branch, shortcut) in new[] { (add.Input[0], add.Input[1]), (add.Input[1], add.Input[0]) })
+            {
+                var ops = Walk(g, units, branch, out string x);
+                if (ops.Count(o => o.Conv is not null) < 1 || ops[^1].Conv is null) continue;
+                ConvUnit? projection = null;
+                if (shortcut != x && (!units.TryGetValue(shortcut, out projection) || projection.Input != x || !g.HasSingleUse(shortcut))) continue;
+                string name = OnnxGraph.NodeName(add);
+                string? reason = Check(ops, projection);
+                var convCount = ops.Count(o => o.Conv is not null);
+                if (reason is not null)
+                {
+                    reports.Add(new GraphBlockReport(name, projection is null ? "identity" : "projection", convCount, false, reason));
+                    break;
+                }
+                var nodes = Build(g, ops, projection, x, add.Output[0], name, Fresh, Init);
+                if (nodes is null)
+                {
+                    reports.Add(new GraphBlockReport(name, projection is null ? "identity" : "projection", convCount, false, "branch layout not supported"));
+                    break;
+                }
+                replacements[add] = nodes;
+                foreach (var o in ops)
+                {
+                    if (o.Conv is not null) foreach (var n in o.Conv.Nodes) removed.Add(n);
+                    if (o.Node is not null) removed.Add(o.Node);
+                }
+                if (projection is not null) foreach (var n in projection.Nodes) removed.Add(n);
+                reports.Add(new GraphBlockReport(name, projection is null ? "identity" : "projection", convCount, true, null));
+                break;
+            }
+        }
+        if (replacements.Count == 0) return (model, reports);
+        var list = new List<NodeProto>();
+        foreach (var n in g.Order)
+        {
+            if (replacements.TryGetValue(n, out var rep)) list.AddRange(rep);
+            else if (!removed.Contains(n)) list.Add(n);
+        }
+        var read = list.SelectMany(n => n.Input).Concat(model.Graph.Output.Select(o => o.Name)).ToHashSet();
+        list.RemoveAll(n => n.OpType == "Constant" && n.Output.All(o => !read.Contains(o)));
+        model.Graph.Node.Clear();
+        model.Graph.Node.AddRange(list);
+        model.Graph.Initializer.AddRange(initializers);
+        var keep = model.Graph.Initializer.Where(t => read.Contains(t.Name)).ToList();
+        model.Graph.Initializer.Clear();
+        model.Graph.Initializer.AddRange(keep);
+        var inputs = model.Graph.Input.Where(i => read.Contains(i.Name) || !g.Initializers.ContainsKey(i.Name)).ToList();
+        model.Graph.Input.Clear();
+        model.Graph.Input.AddRange(inputs);
+        model.Graph.ValueInfo.Clear();
+        return (model, reports);
+    }
+
+    /// <summary>The branch's ops from the block input forward; <paramref name="x"/> is where the walk stopped.</summary>
+    static List<Op> Walk(OnnxGraph g, Dictionary<string, ConvUnit> units, string value, out string x)
+    {
+        var ops = new List<Op>();
+        while (g.HasSingleUse(value))
+        {
+            if (units.TryGetValue(value, out var unit) && (unit.BatchNorm is null || g.HasSingleUse(unit.Conv.Output[0])))
+            {
+                ops.Insert(0, new Op(unit, null));
+                value = unit.Input;
+                continue;
+            }
+            var p = g.ProducerOf(value);
+            if (p is not null && (Activations.Contains(p.OpType) || p.OpType == "BatchNormalization") && p.Output.Count(o => o.Length > 0) == 1)
+            {
+                ops.Insert(0, new Op(null, p));
+                value = p.Input[0];
+                continue;
+            }
+            break;
+        }
+        x = value;
+        return ops;
+    }
+
+    static string? Check(List<Op> ops, ConvUnit? projection)
+    {
+        int firstConv = ops.FindIndex(o => o.Conv is not null);
+        var pre = ops.Take(firstConv).Select(o => o.Node!.OpType).ToList();
+        bool preOk = pre.Count == 0 || pre.SequenceEqual(new[] { "BatchNormalization" }) || (pre.Count == 1 && Activations.Contains(pre[0]))
+            || (pre.Count == 2 && pre[0] == "BatchNormalization" && Activations.Contains(pre[1]));
+        if (!preOk) return $"ops before the first conv ({string.Join(", ", pre)}) are not BN and/or one activation";
+        for (int i = firstConv; i < ops.Count - 1; i++)
+            if (ops[i].Node is not null && (ops[i + 1].Node is not null || !Activations.Contains(ops[i].Node!.OpType)))
+                return $"'{ops[i].Node!.OpType}' between convs: only one activation is supported there";
+        foreach (var c in ops.Where(o => o.Conv is not null).Select(o => o.Conv!).Append(projection).OfType<ConvUnit>())
+        {
+            if (c.Problem is not null) return c.Problem;
+            var p = c.Fused.Padding;
+            if (p.Top + p.Bottom != c.Fused.KernelH - 1 || p.Left + p.Right != c.Fused.KernelW - 1 || p.Top >= c.Fused.KernelH || p.Left >= c.Fused.KernelW)
+                return $"conv '{OnnxGraph.NodeName(c.Conv)}' pads {p}: the carried input would not line up";
+        }
+        int stride = ops.Where(o => o.Conv is not null).Aggregate(1, (s, o) => s * o.Conv!.Fused.Stride);
+        if (projection is null)
+        {
+            if (stride != 1) return $"identity shortcut around a branch of stride {stride}";
+        }
+        else if (projection.Fused.KernelH != 1 || projection.Fused.KernelW != 1 || projection.Fused.Stride != stride)
+            return "projection shortcut is not a 1x1 conv with the branch's stride";
+        return null;
+    }
+
+    /// <summary>The plain nodes, or null where shapes do not fit.</summary>
+    static List<NodeProto>? Build(OnnxGraph g, List<Op> ops, ConvUnit? projection, string x, string output, string name,
+        Func<string, string> fresh, Func<string, Tensor, string> init)
+    {
+        var nodes = new List<NodeProto>();
+        int firstConv = ops.FindIndex(o => o.Conv is not null);
+        var first = ops[firstConv].Conv!.Fused;
+        long c = first.InChannels;                      // carried channels: the block input
+        if (projection is not null && projection.Fused.InChannels != c) return null;
+        string current = x;
+        long features = c;                              // feature channels after the carried ones
+        bool shared = true;                              // carried and feature channels are the same tensor (no entry conv)
+
+        // Entry: [x ; BN(x)] as one 1x1 conv, where the branch starts with BN or a grouped conv.
+        var pre = ops.Take(firstConv).Select(o => o.Node!).ToList();
+        if (pre.Count > 0 || first.Groups > 1)
+        {
+            var eye2 = cat(new[] { eye(c, dtype: ScalarType.Float64), eye(c, dtype: ScalarType.Float64) }, 0).reshape(2 * c, c, 1, 1);
+            var bias = zeros(2 * c, dtype: ScalarType.Float64);
+            if (pre.FirstOrDefault(n => n.OpType == "BatchNormalization") is { } bn)
+            {
+                var p = bn.Input.Skip(1).Take(4).Select(i => g.Initializers.TryGetValue(i, out var t) ? OnnxTensors.ToTensor(t, g.File).flatten() : null).ToArray();
+                if (p.Any(t => t is null)) return null;
+                double eps = bn.Attribute.FirstOrDefault(a => a.Name == "epsilon")?.F ?? 1e-5f;
+                var scale = p[0]! / (p[3]! + eps).sqrt();
+                eye2[TensorIndex.Slice(c)] = eye2[TensorIndex.Slice(c)] * scale.reshape(-1, 1, 1, 1);
+                bias[TensorIndex.Slice(c)] = p[1]! - p[2]! * scale;
+            }
+            current = EmitConv(nodes, current, eye2, bias, 1, Padding2d.All(0), 1, $"{name}_carry_entry", fresh, init);
+            shared = false;
+            var act = pre.FirstOrDefault(n => Activations.Contains(n.OpType));
+            if (act is not null)
+            {
+                if (EmitActivation(g, nodes, act, current, c, c, $"{name}_carry_entry_act", fresh, init) is not string activated) return null;
+                current = activated;
+            }
+        }
+
+        var convOps = ops.Skip(firstConv).ToList();
+        for (int k = 0; k < convOps.Count; k++)
+        {
+            var op = convOps[k];
+            if (op.Node is not null)
+            {
+                if (EmitActivation(g, nodes, op.Node, current, c, features, $"{name}_carry_act{k}", fresh, init) is not string activated) return null;
+                current = activated;
+                continue;
+            }
+            var conv = op.Conv!.Fused;
+            bool last = k == convOps.Count - 1;
+            long kh = conv.KernelH, kw = conv.KernelW, tapH = conv.Padding.Top, tapW = conv.Padding.Left;
+            long inCarried = shared ? 0 : c;               // where the conv's own input starts
+            bool depthwise = conv.Groups > 1 && conv.Groups == conv.InChannels && conv.OutChannels == conv.InChannels && !shared;
+            Tensor weight, bias;
+            int groups = 1;
+            if (last)
+            {
+                weight = zeros(new[] { conv.OutChannels, inCarried + conv.InChannels, kh, kw }, dtype: ScalarType.Float64);
+                weight[TensorIndex.Colon, TensorIndex.Slice(inCarried)] = conv.DenseKernel();
+                bias = conv.Weights.BiasOrZeros();
+                if (projection is null)
+                {
+                    if (conv.OutChannels != c) return null;
+                    PutDirac(weight, 0, 0, c, tapH, tapW);
+                }
+                else
+                {
+                    weight[TensorIndex.Colon, TensorIndex.Slice(0, c)] += Kernels.PadOneByOne(projection.Fused.DenseKernel(), kh, kw, tapH, tapW);
+                    bias = bias + projection.Fused.Weights.BiasOrZeros();
+                }
+                EmitConv(nodes, current, weight, bias, conv.Stride, conv.Padding, 1, $"{name}_carry_merge", _ => output, init);
+                return nodes;
+            }
+            if (depthwise)
+            {
+                weight = zeros(new[] { c + conv.OutChannels, 1, kh, kw }, dtype: ScalarType.Float64);
+                weight[TensorIndex.Slice(0, c), 0, tapH, tapW] = ones(c, dtype: ScalarType.Float64);
+                weight[TensorIndex.Slice(c)] = conv.Weights.Weight;
+                groups = (int)(c + conv.OutChannels);
+            }
+            else
+            {
+                weight = zeros(new[] { c + conv.OutChannels, inCarried + conv.InChannels, kh, kw }, dtype: ScalarType.Float64);
+                PutDirac(weight, 0, 0, c, tapH, tapW);
+                weight[TensorIndex.Slice(c), TensorIndex.Slice(inCarried)] = conv.DenseKernel();
+            }
+            bias = cat(new[] { zeros(c, dtype: ScalarType.Float64), conv.Weights.BiasOrZeros() }, 0);
+            current = EmitConv(nodes, current, weight, bias, conv.Stride, conv.Padding, groups, $"{name}_carry_conv{k}", fresh, init);
+            features = conv.OutChannels;
+            shared = false;
+        }
+        return null;
+    }
+
+    static void PutDirac(Tensor weight, long firstRow, long firstCol, long count, long tapH, long tapW)
+    {
+        var r = arange(count, dtype: ScalarType.Int64);
+        weight.index_put_(ones(count, dtype: ScalarType.Float64), r + firstRow, r + firstCol, tensor(tapH), tensor(tapW));
+    }
+
+    static string EmitConv(List<NodeProto> nodes, string input, Tensor weight, Tensor bias, int stride, Padding2d padding, int groups, string name,
+        Func<string, string> fresh, Func<string, Tensor, string> init)
+    {
+        var layer = new ConvLayer(weight.to_type(ScalarType.Float32), bias.to_type(ScalarType.Float32), stride, stride, padding, groups);
+        string output = fresh(name);
+        nodes.Add(OnnxNodes.Conv(name, input, init($"{name}_weight", layer.Weight), init($"{name}_bias", layer.Bias), output, layer));
+        return output;
+    }
+
+    /// <summary>The activation applied per channel: identity on the <paramref name="carried"/> first channels.</summary>
+    static string? EmitActivation(OnnxGraph g, List<NodeProto> nodes, NodeProto act, string input, long carried, long features, string name,
+        Func<string, string> fresh, Func<string, Tensor, string> init)
+    {
+        string output = fresh(name);
+        Tensor Slopes(Tensor own) => cat(new[] { ones(carried), own.to_type(ScalarType.Float32).flatten().expand(features) }, 0).reshape(-1, 1, 1);
+        switch (act.OpType)
+        {
+            case "Relu":
+                nodes.Add(new NodeProto { Name = name, OpType = "PRelu", Input = { input, init($"{name}_slope", Slopes(zeros(1))) }, Output = { output } });
+                return output;
+            case "LeakyRelu":
+                float alpha = act.Attribute.FirstOrDefault(a => a.Name == "alpha")?.F ?? 0.01f;
+                nodes.Add(new NodeProto { Name = name, OpType = "PRelu", Input = { input, init($"{name}_slope", Slopes(full(1, alpha))) }, Output = { output } });
+                return output;
+            case "PRelu":
+                if (!g.Initializers.TryGetValue(act.Input[1], out var slope)) return null;
+                var own = OnnxTensors.ToTensor(slope, g.File).flatten();
+                if (own.numel() != 1 && own.numel() != features) return null;
+                nodes.Add(new NodeProto { Name = name, OpType = "PRelu", Input = { input, init($"{name}_slope", Slopes(own)) }, Output = { output } });
+                return output;
+            case "Clip":
+                var (lo, hi) = ClipBounds(g, act);
+                if (lo is null || hi is null) return null;
+                var lower = cat(new[] { full(carried, float.NegativeInfinity), full(features, lo.Value) }, 0).reshape(-1, 1, 1);
+                var upper = cat(new[] { full(carried, float.PositiveInfinity), full(features, hi.Value) }, 0).reshape(-1, 1, 1);
+                string lowered = fresh($"{name}_max");
+                nodes.Add(new NodeProto { Name = $"{name}_max", OpType = "Max", Input = { input, init($"{name}_lower", lower) }, Output = { lowered } });
+                nodes.Add(new NodeProto { Name = $"{name}_min", OpType = "Min", Input = { lowered, init($"{name}_upper", upper) }, Output = { output } });
+                return output;
+            default:
+                return null;
+        }
+    }
+
+    /// <summary>Clip's bounds from attributes (opset &lt; 11) or constant inputs; infinite where absent.</summary>
+    static (float? Lo, float? Hi) ClipBounds(OnnxGraph g, NodeProto clip)
+    {
+        float? Input(int i, float absent)
+        {
+            if (clip.Input.Count <= i || clip.Input[i].Length == 0) return absent;
+            return g.Initializers.TryGetValue(clip.Input[i], out var t) ? OnnxTensors.ToTensor(t, g.File).flatten()[0].item<double>() is var v ? (float)v : null : null;
+        }
+        var minAttr = clip.Attribute.FirstOrDefault(a => a.Name == "min");
+        var maxAttr = clip.Attribute.FirstOrDefault(a => a.Name == "max");
+        return (minAttr is not null ? minAttr.F : Input(1, float.NegativeInfinity), maxAttr is not null ? maxAttr.F : Input(2, float.PositiveInfinity));
+    }
+}

@@ -1,0 +1,39 @@
+using RMNet.Onnx;
+using RMNet.Verification;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace RMNet.Tests;
+
+/// <summary>
+/// The graph-level path for families whose block inputs can be negative or whose branches start with BN:
+/// PyTorch's own ONNX exports of the pre-activation ResNet, MobileNetV2 and IResNet fixtures.
+/// </summary>
+public class OnnxFamilyTests(ITestOutputHelper output)
+{
+    [Theory]
+    [InlineData("preact_basic_narrow", 8, 64)]
+    [InlineData("preact_bottleneck_narrow", 5, 32)]
+    [InlineData("mobilenet_v2_narrow", 11, 64)]
+    [InlineData("iresnet18_narrow", 8, 112)]
+    public void EveryBlockBecomesPlainAndEqualsPyTorch(string name, int blocks, int size)
+    {
+        string input = Fixture.Path_($"onnx/{name}_opset13.onnx");
+        var result = OnnxConversion.Convert(input);
+        Assert.Equal(blocks, result.Blocks.Count);
+        Assert.All(result.Blocks, b => Assert.True(b.Plain, $"{b.Name}: {b.Reason}"));
+        using var dir = Fixture.Temp();
+        string path = dir.File("plain.onnx");
+        OnnxModelFile.Save(result.Model, path);
+        var g = new OnnxGraph(OnnxModelFile.Load(path).Graph, path);
+        // No addition of two computed tensors remains (a bias Add of a MatMul classifier would read an initializer).
+        Assert.DoesNotContain(g.Graph.Node, n => n.OpType is "Add" or "Sum" && n.Input.All(i => g.Producers.ContainsKey(i)));
+        var vsOriginal = Verifier.Verify(input, path, new VerifyOptions(Samples: 2, InputSize: size));
+        using var ort = new OnnxRuntimeRunner(path);
+        var io = Fixture.Io(name);
+        var vsPyTorch = Equivalence.Measure(io["output"], ort.Run(io["input"]), 1e-4);
+        output.WriteLine($"{name}: {blocks} blocks plain; vs original graph rel {vsOriginal.MaxRelError:E2}, vs PyTorch rel {vsPyTorch.MaxRelError:E2}");
+        Assert.True(vsOriginal.Passed, $"{vsOriginal.MaxRelError}");
+        Assert.True(vsPyTorch.Passed, $"{vsPyTorch.MaxRelError}");
+    }
+}
