@@ -16,6 +16,8 @@ public class OnnxFamilyTests(ITestOutputHelper output)
     [InlineData("preact_bottleneck_narrow", 5, 32)]
     [InlineData("mobilenet_v2_narrow", 11, 64)]
     [InlineData("iresnet18_narrow", 8, 112)]
+    [InlineData("se_basic_narrow", 5, 64)]
+    [InlineData("se_bottleneck_narrow", 5, 64)]
     public void EveryBlockBecomesPlainAndEqualsPyTorch(string name, int blocks, int size)
     {
         string input = Fixture.Path_($"onnx/{name}_opset13.onnx");

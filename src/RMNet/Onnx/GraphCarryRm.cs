@@ -25,6 +25,9 @@ public static class GraphCarryRm
 
     sealed record Op(ConvUnit? Conv, NodeProto? Node);
 
+    /// <summary>A squeeze-and-excitation gate on the branch's last conv output: its nodes and the two 1x1 convs.</summary>
+    sealed record SqueezeExcite(List<NodeProto> Nodes, ConvUnit Fc1, ConvUnit Fc2);
+
     /// <summary>Transforms a copy of <paramref name="model"/>; returns it and a report per block found.</summary>
     public static (ModelProto Model, List<GraphBlockReport> Blocks) Run(ModelProto model, string file)
     {
@@ -51,9 +54,10 @@ public static class GraphCarryRm
 
         foreach (var add in g.Order.Where(n => n.OpType is "Add" or "Sum" && n.Input.Count == 2 && n.Output.Count == 1))
         {
-            foreach (var (branch, shortcut) in new[] { (add.Input[0], add.Input[1]), (add.Input[1], add.Input[0]) })
+            foreach (var (operand, shortcut) in new[] { (add.Input[0], add.Input[1]), (add.Input[1], add.Input[0]) })
             {
-                var ops = Walk(g, units, branch, out string x);
+                var se = MatchSqueezeExcite(g, units, operand, out string branch);
+                var ops = Walk(g, units, branch, out string x, start: se is not null);
                 if (ops.Count(o => o.Conv is not null) < 1 || ops[^1].Conv is null) continue;
                 ConvUnit? projection = null;
                 if (shortcut != x && (!units.TryGetValue(shortcut, out projection) || projection.Input != x || !g.HasSingleUse(shortcut))) continue;
@@ -65,7 +69,7 @@ public static class GraphCarryRm
                     reports.Add(new GraphBlockReport(name, projection is null ? "identity" : "projection", convCount, false, reason));
                     break;
                 }
-                var nodes = Build(g, ops, projection, x, add.Output[0], name, Fresh, Init);
+                var nodes = Build(g, ops, projection, se, x, add.Output[0], name, Fresh, Init);
                 if (nodes is null)
                 {
                     reports.Add(new GraphBlockReport(name, projection is null ? "identity" : "projection", convCount, false, "branch layout not supported"));
@@ -78,6 +82,7 @@ public static class GraphCarryRm
                     if (o.Node is not null) removed.Add(o.Node);
                 }
                 if (projection is not null) foreach (var n in projection.Nodes) removed.Add(n);
+                if (se is not null) foreach (var n in se.Nodes) removed.Add(n);
                 reports.Add(new GraphBlockReport(name, projection is null ? "identity" : "projection", convCount, true, null));
                 break;
             }
@@ -104,12 +109,40 @@ public static class GraphCarryRm
         return (model, reports);
     }
 
-    /// <summary>The branch's ops from the block input forward; <paramref name="x"/> is where the walk stopped.</summary>
-    static List<Op> Walk(OnnxGraph g, Dictionary<string, ConvUnit> units, string value, out string x)
+    /// <summary>
+    /// Mul(h, Sigmoid(fc2(Relu(fc1(GlobalAveragePool|ReduceMean(h)))))) at <paramref name="value"/>, fc1/fc2 1x1 convs
+    /// with constant weights; <paramref name="h"/> is the gated value (or <paramref name="value"/> where there is no SE).
+    /// </summary>
+    static SqueezeExcite? MatchSqueezeExcite(OnnxGraph g, Dictionary<string, ConvUnit> units, string value, out string h)
+    {
+        h = value;
+        if (!g.HasSingleUse(value) || g.ProducerOf(value) is not { OpType: "Mul" } mul || mul.Input.Count != 2) return null;
+        foreach (var (gated, gate) in new[] { (mul.Input[0], mul.Input[1]), (mul.Input[1], mul.Input[0]) })
+        {
+            if (g.ProducerOf(gate) is not { OpType: "Sigmoid" } sigmoid || !g.HasSingleUse(gate)) continue;
+            if (!units.TryGetValue(sigmoid.Input[0], out var fc2) || fc2.BatchNorm is not null) continue;
+            if (g.ProducerOf(fc2.Input) is not { OpType: "Relu" } relu || !units.TryGetValue(relu.Input[0], out var fc1) || fc1.BatchNorm is not null) continue;
+            if (g.ProducerOf(fc1.Input) is not { OpType: "GlobalAveragePool" or "ReduceMean" } pool || pool.Input[0] != gated) continue;
+            if (pool.OpType == "ReduceMean" && (pool.Attribute.FirstOrDefault(a => a.Name == "keepdims") is { I: 0 }
+                || pool.Attribute.FirstOrDefault(a => a.Name == "axes") is not { } axes || !axes.Ints.SequenceEqual(new long[] { 2, 3 }))) continue;
+            // The gated value feeds exactly the pool and the Mul.
+            if (g.ConsumersOf(gated).Count != 2 || g.Graph.Output.Any(o => o.Name == gated)) continue;
+            h = gated;
+            return new SqueezeExcite(new List<NodeProto> { mul, sigmoid, relu, pool, fc1.Conv, fc2.Conv }, fc1, fc2);
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// The branch's ops from the block input forward; <paramref name="x"/> is where the walk stopped. With
+    /// <paramref name="start"/> the first value is known to belong to the branch (an SE gate reads it too).
+    /// </summary>
+    static List<Op> Walk(OnnxGraph g, Dictionary<string, ConvUnit> units, string value, out string x, bool start = false)
     {
         var ops = new List<Op>();
-        while (g.HasSingleUse(value))
+        while (start || g.HasSingleUse(value))
         {
+            start = false;
             if (units.TryGetValue(value, out var unit) && (unit.BatchNorm is null || g.HasSingleUse(unit.Conv.Output[0])))
             {
                 ops.Insert(0, new Op(unit, null));
@@ -157,7 +190,7 @@ public static class GraphCarryRm
     }
 
     /// <summary>The plain nodes, or null where shapes do not fit.</summary>
-    static List<NodeProto>? Build(OnnxGraph g, List<Op> ops, ConvUnit? projection, string x, string output, string name,
+    static List<NodeProto>? Build(OnnxGraph g, List<Op> ops, ConvUnit? projection, SqueezeExcite? se, string x, string output, string name,
         Func<string, string> fresh, Func<string, Tensor, string> init)
     {
         var nodes = new List<NodeProto>();
@@ -205,7 +238,7 @@ public static class GraphCarryRm
                 continue;
             }
             var conv = op.Conv!.Fused;
-            bool last = k == convOps.Count - 1;
+            bool last = k == convOps.Count - 1 && se is null;
             long kh = conv.KernelH, kw = conv.KernelW, tapH = conv.Padding.Top, tapW = conv.Padding.Left;
             long inCarried = shared ? 0 : c;               // where the conv's own input starts
             bool depthwise = conv.Groups > 1 && conv.Groups == conv.InChannels && conv.OutChannels == conv.InChannels && !shared;
@@ -247,7 +280,29 @@ public static class GraphCarryRm
             features = conv.OutChannels;
             shared = false;
         }
-        return null;
+        if (se is null) return null;
+
+        // SE gates the branch channels only; then a 1x1 conv adds the shortcut to them. SE keeps its gating branch.
+        string gated = fresh($"{name}_carry_se");
+        OnnxNodes.SqueezeExcite(nodes, $"{name}_carry_se", current, gated, c, features,
+            (init($"{name}_se_fc1_weight", se.Fc1.Fused.Weights.Weight.to_type(ScalarType.Float32)), init($"{name}_se_fc1_bias", se.Fc1.Fused.Weights.BiasOrZeros().to_type(ScalarType.Float32))),
+            (init($"{name}_se_fc2_weight", se.Fc2.Fused.Weights.Weight.to_type(ScalarType.Float32)), init($"{name}_se_fc2_bias", se.Fc2.Fused.Weights.BiasOrZeros().to_type(ScalarType.Float32))),
+            (n, v) => init($"{name}_se_{n}", tensor(v)));
+        var merge = zeros(new[] { features, c + features, 1, 1 }, dtype: ScalarType.Float64);
+        PutDirac(merge, 0, c, features, 0, 0);
+        var mergeBias = zeros(features, dtype: ScalarType.Float64);
+        if (projection is null)
+        {
+            if (features != c) return null;
+            PutDirac(merge, 0, 0, c, 0, 0);
+        }
+        else
+        {
+            merge[TensorIndex.Colon, TensorIndex.Slice(0, c)] = projection.Fused.DenseKernel();
+            mergeBias = projection.Fused.Weights.BiasOrZeros();
+        }
+        EmitConv(nodes, gated, merge, mergeBias, 1, Padding2d.All(0), 1, $"{name}_carry_merge", _ => output, init);
+        return nodes;
     }
 
     static void PutDirac(Tensor weight, long firstRow, long firstCol, long count, long tapH, long tapW)

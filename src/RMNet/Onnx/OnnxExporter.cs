@@ -41,28 +41,12 @@ public static class OnnxExporter
             string name = $"{layer.Kind}_{i}";
             if (layer is SeLayer se)
             {
-                // Slice off the reserved channels, gate the branch, concatenate them back (opset 13 Slice takes inputs).
-                string I(string n, long[] v) => Initializer(initializers, $"layers.{i}.{n}", TorchSharp.torch.tensor(v));
-                string F(string n, Tensor t) => Initializer(initializers, $"layers.{i}.{n}", t);
-                string pass = $"x{i}_pass", branch = $"x{i}_branch", pooled = $"x{i}_pooled", h1 = $"x{i}_fc1", h1r = $"x{i}_fc1_relu",
-                    h2 = $"x{i}_fc2", gate = $"x{i}_gate", gated = $"x{i}_gated";
-                var axes = I("axes", new long[] { 1 });
-                graph.Node.Add(new NodeProto { Name = $"{name}_branch", OpType = "Slice", Output = { branch },
-                    Input = { current, I("branch_start", new[] { se.Offset }), I("branch_end", new[] { se.Offset + se.Count }), axes } });
-                graph.Node.Add(OnnxNodes.Unary("GlobalAveragePool", $"{name}_squeeze", branch, pooled));
-                graph.Node.Add(new NodeProto { Name = $"{name}_fc1", OpType = "Conv", Input = { pooled, F("fc1.weight", se.Fc1Weight), F("fc1.bias", se.Fc1Bias) }, Output = { h1 } });
-                graph.Node.Add(OnnxNodes.Unary("Relu", $"{name}_relu", h1, h1r));
-                graph.Node.Add(new NodeProto { Name = $"{name}_fc2", OpType = "Conv", Input = { h1r, F("fc2.weight", se.Fc2Weight), F("fc2.bias", se.Fc2Bias) }, Output = { h2 } });
-                graph.Node.Add(OnnxNodes.Unary("Sigmoid", $"{name}_sigmoid", h2, gate));
-                graph.Node.Add(new NodeProto { Name = $"{name}_excite", OpType = "Mul", Input = { branch, gate }, Output = { se.Offset == 0 ? output : gated } });
-                if (se.Offset > 0)
-                {
-                    graph.Node.Add(new NodeProto { Name = $"{name}_pass", OpType = "Slice", Output = { pass },
-                        Input = { current, I("pass_start", new long[] { 0 }), I("pass_end", new[] { se.Offset }), axes } });
-                    var concat = new NodeProto { Name = $"{name}_concat", OpType = "Concat", Input = { pass, gated }, Output = { output } };
-                    concat.Attribute.Add(OnnxNodes.Int("axis", 1));
-                    graph.Node.Add(concat);
-                }
+                var seNodes = new List<NodeProto>();
+                OnnxNodes.SqueezeExcite(seNodes, name, current, output, se.Offset, se.Count,
+                    (Initializer(initializers, $"layers.{i}.fc1.weight", se.Fc1Weight), Initializer(initializers, $"layers.{i}.fc1.bias", se.Fc1Bias)),
+                    (Initializer(initializers, $"layers.{i}.fc2.weight", se.Fc2Weight), Initializer(initializers, $"layers.{i}.fc2.bias", se.Fc2Bias)),
+                    (n, v) => Initializer(initializers, $"layers.{i}.{n}", TorchSharp.torch.tensor(v)));
+                graph.Node.AddRange(seNodes);
                 current = output;
                 continue;
             }

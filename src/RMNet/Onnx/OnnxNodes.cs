@@ -20,6 +20,30 @@ public static class OnnxNodes
     public static NodeProto Gemm(string name, string input, string weight, string bias, string output) => With(
         new NodeProto { Name = name, OpType = "Gemm", Input = { input, weight, bias }, Output = { output } }, Int("transB", 1));
 
+    /// <summary>
+    /// Squeeze-and-excitation on channels [offset, offset + count) of <paramref name="input"/>: Slice, GlobalAveragePool,
+    /// Conv (fc1), Relu, Conv (fc2), Sigmoid, Mul, and Concat with the untouched channels before offset.
+    /// <paramref name="ints"/> adds an int64 initializer and returns its name.
+    /// </summary>
+    public static void SqueezeExcite(List<NodeProto> nodes, string name, string input, string output, long offset, long count,
+        (string W, string B) fc1, (string W, string B) fc2, Func<string, long[], string> ints)
+    {
+        string Value(string suffix) => $"{name}_{suffix}";
+        var axes = ints("axes", new long[] { 1 });
+        nodes.Add(new NodeProto { Name = Value("branch"), OpType = "Slice", Output = { Value("branch") },
+            Input = { input, ints("branch_start", new[] { offset }), ints("branch_end", new[] { offset + count }), axes } });
+        nodes.Add(Unary("GlobalAveragePool", Value("squeeze"), Value("branch"), Value("pooled")));
+        nodes.Add(new NodeProto { Name = Value("fc1"), OpType = "Conv", Input = { Value("pooled"), fc1.W, fc1.B }, Output = { Value("fc1") } });
+        nodes.Add(Unary("Relu", Value("relu"), Value("fc1"), Value("fc1_relu")));
+        nodes.Add(new NodeProto { Name = Value("fc2"), OpType = "Conv", Input = { Value("fc1_relu"), fc2.W, fc2.B }, Output = { Value("fc2") } });
+        nodes.Add(Unary("Sigmoid", Value("sigmoid"), Value("fc2"), Value("gate")));
+        nodes.Add(new NodeProto { Name = Value("excite"), OpType = "Mul", Input = { Value("branch"), Value("gate") }, Output = { offset == 0 ? output : Value("gated") } });
+        if (offset == 0) return;
+        nodes.Add(new NodeProto { Name = Value("pass"), OpType = "Slice", Output = { Value("pass") },
+            Input = { input, ints("pass_start", new long[] { 0 }), ints("pass_end", new[] { offset }), axes } });
+        nodes.Add(With(new NodeProto { Name = Value("concat"), OpType = "Concat", Input = { Value("pass"), Value("gated") }, Output = { output } }, Int("axis", 1)));
+    }
+
     /// <summary>An INTS attribute.</summary>
     public static AttributeProto Ints(string name, params long[] values)
     {
