@@ -53,6 +53,12 @@ public class IResNetTests(ITestOutputHelper output)
         var root = JsonDocument.Parse(stdout).RootElement;
         Assert.True(root.GetProperty("verification").GetProperty("passed").GetBoolean());
         Assert.Equal(24, root.GetProperty("blocks").GetInt32());
+        // rmnet verify on the embedding, from a plain safetensors file; the head's fixed 112x112 input is used
+        // whatever --input-size says.
+        Assert.Equal(0, Rmnet("convert", Fixture.Path_("iresnet50_narrow.pth"), "-o", dir.File("face.safetensors"), "--quiet").Code);
+        var (vc, vo, ve) = Rmnet("verify", Fixture.Path_("iresnet50_narrow.pth"), dir.File("face.safetensors"), "--samples", "3", "--json", "--quiet");
+        Assert.True(vc == 0, ve);
+        Assert.True(JsonDocument.Parse(vo).RootElement.GetProperty("verification").GetProperty("max_rel_error").GetDouble() < 1e-4);
         var (ic, io, _) = Rmnet("inspect", Fixture.Path_("iresnet50_narrow.pth"), "--json", "--quiet");
         Assert.Equal(0, ic);
         var r = JsonDocument.Parse(io).RootElement;
