@@ -39,3 +39,25 @@ public class OnnxFamilyTests(ITestOutputHelper output)
         Assert.True(vsPyTorch.Passed, $"{vsPyTorch.MaxRelError}");
     }
 }
+
+public class OnnxFamilyCliTests
+{
+    [Fact]
+    public void InspectListsBlocksTheCarryPassConverts()
+    {
+        var (code, stdout, _) = CliHarness.Rmnet("inspect", Fixture.Path_("onnx/preact_basic_narrow_opset13.onnx"), "--json", "--quiet");
+        Assert.Equal(0, code);
+        var root = System.Text.Json.JsonDocument.Parse(stdout).RootElement;
+        Assert.Equal("residual", root.GetProperty("form").GetString());
+        Assert.Equal(8, root.GetProperty("residual_blocks").GetArrayLength());
+        Assert.All(root.GetProperty("residual_blocks").EnumerateArray(), b => Assert.True(b.GetProperty("plain").GetBoolean()));
+    }
+
+    [Fact]
+    public void BenchOfAFixedSizeModelAtAnotherSizeIsRefused()
+    {
+        var (code, _, stderr) = CliHarness.Rmnet("bench", Fixture.Path_("iresnet18_narrow.pth"), "--runtime", "torchsharp", "--size", "64", "--quiet");
+        Assert.Equal(2, code);
+        Assert.Contains("--size 112", stderr);
+    }
+}

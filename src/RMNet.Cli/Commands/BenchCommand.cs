@@ -58,6 +58,8 @@ public static class BenchCommand
             {
                 set_num_threads(threads);
                 using var ckpt = SourceModels.Load(path);
+                if (ckpt.FixedInputSize is int fixedSize && fixedSize != size)
+                    throw new ModelInputException(path, $"{ckpt.DisplayName} takes {fixedSize}x{fixedSize} inputs only (its head flattens the feature map); pass --size {fixedSize}");
                 var module = ckpt.CreateModule();
                 var plain = ckpt.ToPlain(mode).ToModule();
                 disposables.Add(module);

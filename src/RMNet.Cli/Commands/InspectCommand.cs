@@ -38,7 +38,7 @@ public static class InspectCommand
         if (format == FileFormat.Onnx)
         {
             var s = OnnxSummary.Read(path);
-            var blocks = GraphRm.FindBlocks(OnnxModelFile.Load(path), path);
+            var blocks = OnnxConversion.FindBlocks(path);
             result = new Result(path, "onnx", blocks.Count > 0 ? "residual" : "plain", null, null, null, new CostReport(s.Parameters, 0, 0, 0, FileFormats.ModelBytes(path)),
                 s.OpCounts.Values.Sum(), s.OpCounts, s.Opset, s.Producer, blocks);
             ctx.Document(result);

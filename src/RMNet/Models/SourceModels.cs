@@ -23,6 +23,8 @@ public static class SourceModels
     public static ISourceModel FromStateDict(StateDict sd, string arch = "auto", int? numClasses = null, bool allowNonFinite = false,
         Rm.NegativeInputMode negative = Rm.NegativeInputMode.PRelu)
     {
+        if (arch != "auto" && !KnownNames.Contains(arch))
+            throw new ModelInputException(sd.Source, $"unknown --arch '{arch}'; known: auto, {string.Join(", ", KnownNames)}");
         if (IResNetSpec.Matches(sd))
         {
             var iresnet = IResNetCheckpoint.FromStateDict(sd, numClasses, allowNonFinite, negative);

@@ -36,9 +36,6 @@ public static class GraphRm
 {
     sealed record Match(NodeProto Add, NodeProto Relu, string X, List<ConvUnit> Chain, List<NodeProto> InnerRelus, ConvUnit? Projection);
 
-    /// <summary>The residual blocks of <paramref name="model"/>, without changing anything.</summary>
-    public static IReadOnlyList<GraphBlockReport> FindBlocks(ModelProto model, string file) => Run(model.Clone(), file, rewrite: false, RmMode.Grouped).Blocks;
-
     /// <summary>Transforms a copy of <paramref name="model"/>, middle convs in the given form.</summary>
     public static GraphRmResult Transform(ModelProto model, string file, RmMode mode = RmMode.Grouped) => Run(model.Clone(), file, rewrite: true, mode);
 

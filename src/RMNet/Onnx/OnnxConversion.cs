@@ -9,6 +9,9 @@ namespace RMNet.Onnx;
 /// </summary>
 public static class OnnxConversion
 {
+    /// <summary>Every residual block the conversion finds in <paramref name="input"/>, with whether it can be made plain.</summary>
+    public static IReadOnlyList<GraphBlockReport> FindBlocks(string input) => Convert(input).Blocks;
+
     /// <summary>Reads <paramref name="input"/>, converts it, and returns the result (not yet written).</summary>
     public static GraphRmResult Convert(string input, Rm.RmMode mode = Rm.RmMode.Grouped)
     {
