@@ -14,7 +14,7 @@ public class OnnxConversionTests(ITestOutputHelper output)
         "basic_narrow_opset9", "basic_narrow_opset11", "basic_narrow_opset13", "basic_narrow_opset17",
         "resnext_narrow_opset9", "resnext_narrow_opset11", "resnext_narrow_opset13", "resnext_narrow_opset17",
         "quirk_bn_opset7_inputs_list_initializers", "quirk_sum_swapped", "quirk_constants_fixed_batch_same_upper",
-        "quirk_reducemean_reshape_matmul", "quirk_same_lower_valid", "external/basic_external",
+        "quirk_reducemean_reshape_matmul", "quirk_same_lower_valid", "quirk_explicit_pad_nodes", "external/basic_external",
     }.Select(n => new object[] { n });
 
     [Theory]

@@ -11,14 +11,15 @@ namespace RMNet.Onnx;
 /// </summary>
 /// <param name="Conv">The Conv node.</param>
 /// <param name="BatchNorm">The folded BatchNormalization node, or null.</param>
+/// <param name="Pad">A zero Pad node before the conv whose padding was merged into it, or null.</param>
 /// <param name="Input">The value the conv reads.</param>
 /// <param name="Output">The value the unit produces (the BN's output where there is one).</param>
 /// <param name="Fused">Weights with the BN folded in (float64) and the conv's geometry.</param>
 /// <param name="Problem">Why the unit cannot take part in RM (dilation, auto_pad, non-square stride), or null.</param>
-public sealed record ConvUnit(NodeProto Conv, NodeProto? BatchNorm, string Input, string Output, FusedConv Fused, string? Problem)
+public sealed record ConvUnit(NodeProto Conv, NodeProto? BatchNorm, string Input, string Output, FusedConv Fused, string? Problem, NodeProto? Pad = null)
 {
     /// <summary>The nodes the unit replaces.</summary>
-    public IEnumerable<NodeProto> Nodes => BatchNorm is null ? new[] { Conv } : new[] { Conv, BatchNorm };
+    public IEnumerable<NodeProto> Nodes => new[] { Pad, Conv, BatchNorm }.OfType<NodeProto>();
 }
 
 /// <summary>Reads Conv (+ BatchNormalization) units out of an <see cref="OnnxGraph"/>.</summary>
@@ -46,11 +47,41 @@ public static class ConvNodes
                 double eps = bn.Attribute.FirstOrDefault(a => a.Name == "epsilon")?.F ?? 1e-5f;
                 weights = BatchNormFusion.Fuse(weights, new BatchNormWeights(p[0], p[1], p[2], p[3], eps));
             }
-            var unit = new ConvUnit(conv, bn, conv.Input[0], bn?.Output[0] ?? conv.Output[0],
-                new FusedConv(weights.ToFloat64(), stride, padding ?? Padding2d.All(0), groups), problem);
+            // A zero Pad node in front (TensorFlow exporters write explicit padding) adds to the conv's own padding.
+            var pad = ZeroPad(g, conv.Input[0]);
+            string input = conv.Input[0];
+            if (pad is { } zp && padding is { } own)
+            {
+                padding = new Padding2d(own.Top + zp.Pads.Top, own.Left + zp.Pads.Left, own.Bottom + zp.Pads.Bottom, own.Right + zp.Pads.Right);
+                input = zp.Node.Input[0];
+            }
+            var unit = new ConvUnit(conv, bn, input, bn?.Output[0] ?? conv.Output[0],
+                new FusedConv(weights.ToFloat64(), stride, padding ?? Padding2d.All(0), groups), problem, padding is null ? null : pad?.Node);
             units[unit.Output] = unit;
         }
         return units;
+    }
+
+    /// <summary>
+    /// The Pad node producing <paramref name="value"/> where it pads only H and W, with zeros, in constant mode, and
+    /// feeds nothing else; its pads as [top, left, bottom, right].
+    /// </summary>
+    static (NodeProto Node, Padding2d Pads)? ZeroPad(OnnxGraph g, string value)
+    {
+        if (g.ProducerOf(value) is not { OpType: "Pad" } pad || !g.HasSingleUse(value)) return null;
+        string mode = pad.Attribute.FirstOrDefault(a => a.Name == "mode")?.S.ToStringUtf8() ?? "constant";
+        if (mode != "constant") return null;
+        long[]? pads = pad.Attribute.FirstOrDefault(a => a.Name == "pads")?.Ints.ToArray();
+        if (pads is null && pad.Input.Count > 1 && g.Initializers.TryGetValue(pad.Input[1], out var p))
+            pads = OnnxTensors.ToTensor(p, g.File).to_type(TorchSharp.torch.ScalarType.Int64).data<long>().ToArray();
+        if (pads is null || pads.Length != 8 || pads[0] != 0 || pads[1] != 0 || pads[4] != 0 || pads[5] != 0 || pads.Any(v => v < 0)) return null;
+        // A constant value, where given, must be zero (attribute `value` before opset 11, input 2 after).
+        if (pad.Attribute.FirstOrDefault(a => a.Name == "value") is { } v && v.F != 0) return null;
+        if (pad.Input.Count > 2 && pad.Input[2].Length > 0)
+        {
+            if (!g.Initializers.TryGetValue(pad.Input[2], out var cv) || OnnxTensors.ToTensor(cv, g.File).abs().max().item<double>() != 0) return null;
+        }
+        return (pad, new Padding2d((int)pads[2], (int)pads[3], (int)pads[6], (int)pads[7]));
     }
 
     static NodeProto? FoldableBatchNorm(OnnxGraph g, NodeProto conv)

@@ -102,7 +102,7 @@ public static class GraphRm
                 newInitializers.Add(OnnxTensors.FromTensor(b, layer.Bias));
                 var conv = u.Conv.Clone();
                 conv.Input.Clear();
-                conv.Input.Add(new[] { u.Input, w, b });
+                conv.Input.Add(new[] { u.Conv.Input[0], w, b });   // the conv keeps its own input (a Pad before it stays)
                 conv.Output.Clear();
                 conv.Output.Add(u.Output);
                 replacements[u.BatchNorm!] = new List<NodeProto> { conv };
