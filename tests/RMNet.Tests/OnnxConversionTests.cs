@@ -14,7 +14,7 @@ public class OnnxConversionTests(ITestOutputHelper output)
         "basic_narrow_opset9", "basic_narrow_opset11", "basic_narrow_opset13", "basic_narrow_opset17",
         "resnext_narrow_opset9", "resnext_narrow_opset11", "resnext_narrow_opset13", "resnext_narrow_opset17",
         "quirk_bn_opset7_inputs_list_initializers", "quirk_sum_swapped", "quirk_constants_fixed_batch_same_upper",
-        "quirk_reducemean_reshape_matmul", "quirk_same_lower_valid", "quirk_explicit_pad_nodes", "external/basic_external",
+        "quirk_reducemean_reshape_matmul", "quirk_same_lower_valid", "quirk_explicit_pad_nodes", "quirk_same_upper_stride2_fixed_size", "external/basic_external",
     }.Select(n => new object[] { n });
 
     [Theory]
@@ -81,5 +81,22 @@ public class OnnxExternalDataTests
         File.WriteAllBytes(path, Google.Protobuf.MessageExtensions.ToByteArray(model));
         var e = Assert.Throws<ModelInputException>(() => OnnxModelFile.Load(path));
         Assert.Contains("outside the model's directory", e.Message);
+    }
+}
+
+public class OnnxStaticSizeTests
+{
+    [Fact]
+    public void SameStrideTwoWithoutAFixedSizeIsKeptAndReported()
+    {
+        var model = OnnxModelFile.Load(Fixture.Path_("onnx/quirk_same_upper_stride2_fixed_size.onnx"));
+        foreach (var i in new[] { 2, 3 }) model.Graph.Input[0].Type.TensorType.Shape.Dim[i].DimParam = i == 2 ? "H" : "W";
+        using var dir = Fixture.Temp();
+        string path = dir.File("dynamic.onnx");
+        File.WriteAllBytes(path, Google.Protobuf.MessageExtensions.ToByteArray(model));
+        var result = OnnxConversion.Convert(path);
+        Assert.Equal(5, result.Blocks.Count);
+        Assert.Equal(2, result.Blocks.Count(b => b.Plain));   // the three stride-2 blocks need the input size
+        Assert.All(result.Blocks.Where(b => !b.Plain), b => Assert.Contains("depends on the input size", b.Reason));
     }
 }

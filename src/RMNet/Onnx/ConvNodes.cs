@@ -29,6 +29,7 @@ public static class ConvNodes
     public static Dictionary<string, ConvUnit> Read(OnnxGraph g)
     {
         var units = new Dictionary<string, ConvUnit>();
+        var sizes = StaticShapes.Spatial(g);
         foreach (var conv in g.Order.Where(n => n.OpType == "Conv"))
         {
             if (conv.Input.Count < 2 || !g.Initializers.TryGetValue(conv.Input[1], out var w)) continue;
@@ -38,7 +39,7 @@ public static class ConvNodes
                 ? g.Initializers.TryGetValue(conv.Input[2], out var b) ? OnnxTensors.ToTensor(b, g.File) : null
                 : null;
             if (conv.Input.Count > 2 && conv.Input[2].Length > 0 && bias is null) continue; // computed bias: leave alone
-            var (stride, padding, groups, problem) = Geometry(conv, weight);
+            var (stride, padding, groups, problem) = Geometry(conv, weight, sizes.TryGetValue(conv.Input[0], out var size) ? size : null);
             var weights = new ConvWeights(weight, bias);
             NodeProto? bn = FoldableBatchNorm(g, conv);
             if (bn is not null)
@@ -95,7 +96,7 @@ public static class ConvNodes
         return bn.Input.Skip(1).Take(4).All(g.Initializers.ContainsKey) ? bn : null;
     }
 
-    static (int Stride, Padding2d? Padding, int Groups, string? Problem) Geometry(NodeProto conv, TorchSharp.torch.Tensor weight)
+    static (int Stride, Padding2d? Padding, int Groups, string? Problem) Geometry(NodeProto conv, TorchSharp.torch.Tensor weight, (long H, long W)? inputSize)
     {
         long[] Ints(string name) => conv.Attribute.FirstOrDefault(a => a.Name == name)?.Ints.ToArray() ?? Array.Empty<long>();
         int groups = (int)(conv.Attribute.FirstOrDefault(a => a.Name == "group")?.I ?? 1);
@@ -114,6 +115,8 @@ public static class ConvNodes
             // With stride 1 SAME pads k-1 in total whatever the input size; UPPER puts the odd one at the end.
             "SAME_UPPER" when sh == 1 => new Padding2d((kh - 1) / 2, (kw - 1) / 2, kh / 2, kw / 2),
             "SAME_LOWER" when sh == 1 => new Padding2d(kh / 2, kw / 2, (kh - 1) / 2, (kw - 1) / 2),
+            // With a larger stride the split depends on the input size: known where the graph fixes it.
+            "SAME_UPPER" or "SAME_LOWER" when inputSize is { } s => StaticShapes.SamePadding(autoPad == "SAME_UPPER", s.H, s.W, kh, kw, sh),
             _ => null,
         };
         return (sh, padding, groups, padding is null ? $"auto_pad {autoPad} with stride {sh} depends on the input size" : null);

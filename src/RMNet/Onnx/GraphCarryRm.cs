@@ -34,6 +34,7 @@ public static class GraphCarryRm
         model = model.Clone();
         var g = new OnnxGraph(model.Graph, file);
         var units = ConvNodes.Read(g);
+        var sizes = StaticShapes.Spatial(g);
         var reports = new List<GraphBlockReport>();
         var replacements = new Dictionary<NodeProto, List<NodeProto>>();
         var removed = new HashSet<NodeProto>();
@@ -62,7 +63,7 @@ public static class GraphCarryRm
                 ConvUnit? projection = null;
                 if (shortcut != x && (!units.TryGetValue(shortcut, out projection) || projection.Input != x || !g.HasSingleUse(shortcut))) continue;
                 string name = OnnxGraph.NodeName(add);
-                string? reason = Check(ops, projection);
+                string? reason = Check(ops, projection, sizes.TryGetValue(x, out var size) ? size : null);
                 var convCount = ops.Count(o => o.Conv is not null);
                 if (reason is not null)
                 {
@@ -162,7 +163,7 @@ public static class GraphCarryRm
         return ops;
     }
 
-    static string? Check(List<Op> ops, ConvUnit? projection)
+    static string? Check(List<Op> ops, ConvUnit? projection, (long H, long W)? inputSize)
     {
         int firstConv = ops.FindIndex(o => o.Conv is not null);
         var pre = ops.Take(firstConv).Select(o => o.Node!.OpType).ToList();
@@ -173,18 +174,15 @@ public static class GraphCarryRm
             if (ops[i].Node is not null && (ops[i + 1].Node is not null || !Activations.Contains(ops[i].Node!.OpType)))
                 return $"'{ops[i].Node!.OpType}' between convs: only one activation is supported there";
         foreach (var c in ops.Where(o => o.Conv is not null).Select(o => o.Conv!).Append(projection).OfType<ConvUnit>())
-        {
             if (c.Problem is not null) return c.Problem;
-            var p = c.Fused.Padding;
-            if (p.Top + p.Bottom != c.Fused.KernelH - 1 || p.Left + p.Right != c.Fused.KernelW - 1 || p.Top >= c.Fused.KernelH || p.Left >= c.Fused.KernelW)
-                return $"conv '{OnnxGraph.NodeName(c.Conv)}' pads {p}: the carried input would not line up";
-        }
+        if (Rm.ResidualChainRm.AlignmentProblem(ops.Where(o => o.Conv is not null).Select(o => o.Conv!.Fused).ToList(), inputSize) is string problem)
+            return problem;
         int stride = ops.Where(o => o.Conv is not null).Aggregate(1, (s, o) => s * o.Conv!.Fused.Stride);
         if (projection is null)
         {
             if (stride != 1) return $"identity shortcut around a branch of stride {stride}";
         }
-        else if (projection.Fused.KernelH != 1 || projection.Fused.KernelW != 1 || projection.Fused.Stride != stride)
+        else if (projection.Fused.KernelH != 1 || projection.Fused.KernelW != 1 || projection.Fused.Stride != stride || projection.Fused.Padding != Padding2d.All(0))
             return "projection shortcut is not a 1x1 conv with the branch's stride";
         return null;
     }

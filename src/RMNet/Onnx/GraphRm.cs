@@ -43,6 +43,7 @@ public static class GraphRm
     {
         var g = new OnnxGraph(model.Graph, file);
         var units = ConvNodes.Read(g);
+        var sizes = StaticShapes.Spatial(g);
         var matches = FindMatches(g, units);
         var reports = new List<GraphBlockReport>();
         var replacements = new Dictionary<NodeProto, List<NodeProto>>();   // emitted at the key node's place
@@ -66,7 +67,11 @@ public static class GraphRm
             IReadOnlyList<ConvLayer>? convs = null;
             if (reason is null)
             {
-                try { convs = ResidualChainRm.Transform(m.Chain.Select(u => u.Fused).ToList(), m.Projection?.Fused, mode).Convs; }
+                try
+                {
+                    convs = ResidualChainRm.Transform(m.Chain.Select(u => u.Fused).ToList(), m.Projection?.Fused, mode,
+                        inputSize: sizes.TryGetValue(m.X, out var size) ? size : null).Convs;
+                }
                 catch (RmException e) { reason = e.Message; }
             }
             reports.Add(new GraphBlockReport(name, shortcut, m.Chain.Count, convs is not null, reason));

@@ -47,12 +47,14 @@ public static class ResidualChainRm
     /// False leaves the merge to the caller: the last conv then passes the reserved channels through like a middle
     /// conv (output [reserved ; branch]), so something can act on the branch alone first (squeeze-and-excitation).
     /// </param>
-    public static RmBlock Transform(IReadOnlyList<FusedConv> chain, FusedConv? projection, RmMode mode = RmMode.Grouped, bool mergeShortcut = true)
+    /// <param name="inputSize">The block input's H and W where the graph fixes them (then padding need only line up at that size).</param>
+    public static RmBlock Transform(IReadOnlyList<FusedConv> chain, FusedConv? projection, RmMode mode = RmMode.Grouped, bool mergeShortcut = true,
+        (long H, long W)? inputSize = null)
     {
         if (chain.Count < 2) throw new RmException("a residual branch needs at least two convs to reserve and merge");
         long c = chain[0].InChannels;
         CheckShortcut(chain, projection, c);
-        foreach (var (conv, i) in chain.Select((conv, i) => (conv, i))) CheckSamePadding(conv, i);
+        if (AlignmentProblem(chain, inputSize) is string problem) throw new RmException(problem);
 
         // Grouped middle convs need the reserved channels in whole groups of the middle convs' group width.
         long reserved = c;
@@ -135,13 +137,34 @@ public static class ResidualChainRm
         return a / x * b;
     }
 
-    static void CheckSamePadding(FusedConv conv, int index)
+    /// <summary>
+    /// Why the reserved input would not line up with the shortcut, or null. Each conv's Dirac tap (its begin
+    /// padding) must lie inside its kernel. Without a known input size every conv must pad k-1 in total, which
+    /// keeps sizes equal for any input; with one (a graph with a fixed input), the chain's output size at that
+    /// size must equal the shortcut's (a 1x1 conv of the chain's total stride, or the identity).
+    /// </summary>
+    public static string? AlignmentProblem(IReadOnlyList<FusedConv> chain, (long H, long W)? inputSize)
     {
-        var p = conv.Padding;
-        if (p.Top + p.Bottom != conv.KernelH - 1 || p.Left + p.Right != conv.KernelW - 1)
-            throw new RmException($"conv {index + 1} of the block pads {p} with a {conv.KernelH}x{conv.KernelW} kernel: the reserved input would not line up with the shortcut");
-        if (p.Top >= conv.KernelH || p.Left >= conv.KernelW)
-            throw new RmException($"conv {index + 1} of the block: a {conv.KernelH}x{conv.KernelW} kernel has no tap ({p.Top},{p.Left}): its begin padding is too large to carry the input through");
+        for (int i = 0; i < chain.Count; i++)
+        {
+            var conv = chain[i];
+            var p = conv.Padding;
+            if (p.Top >= conv.KernelH || p.Left >= conv.KernelW || p.Top < 0 || p.Left < 0)
+                return $"conv {i + 1} of the block: a {conv.KernelH}x{conv.KernelW} kernel has no tap ({p.Top},{p.Left}): its begin padding is too large to carry the input through";
+            if (inputSize is null && (p.Top + p.Bottom != conv.KernelH - 1 || p.Left + p.Right != conv.KernelW - 1))
+                return $"conv {i + 1} of the block pads {p} with a {conv.KernelH}x{conv.KernelW} kernel: the reserved input would not line up with the shortcut";
+        }
+        if (inputSize is not (long h0, long w0)) return null;
+        long h = h0, w = w0;
+        foreach (var conv in chain)
+        {
+            h = (h + conv.Padding.Top + conv.Padding.Bottom - conv.KernelH) / conv.Stride + 1;
+            w = (w + conv.Padding.Left + conv.Padding.Right - conv.KernelW) / conv.Stride + 1;
+        }
+        int stride = chain.Aggregate(1, (s, conv) => s * conv.Stride);
+        long sh = (h0 - 1) / stride + 1, sw = (w0 - 1) / stride + 1;
+        return h == sh && w == sw ? null
+            : $"at the fixed input size {h0}x{w0} the branch gives {h}x{w} and the shortcut {sh}x{sw}";
     }
 
     static void CheckShortcut(IReadOnlyList<FusedConv> chain, FusedConv? projection, long c)

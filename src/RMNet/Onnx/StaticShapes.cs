@@ -1,0 +1,88 @@
+using Onnx;
+
+namespace RMNet.Onnx;
+
+/// <summary>
+/// Spatial sizes (H, W) of the image tensors of a graph whose input has a fixed size, propagated through the
+/// ops residual networks use. Needed where padding depends on the input size (auto_pad SAME_* with stride above
+/// 1, as TensorFlow exporters write it). Values whose size cannot be told are absent.
+/// </summary>
+public static class StaticShapes
+{
+    static readonly HashSet<string> SizePreserving = new()
+    {
+        "Relu", "PRelu", "LeakyRelu", "Clip", "BatchNormalization", "Add", "Sum", "Mul", "Sigmoid", "Identity", "Max", "Min",
+    };
+
+    /// <summary>(H, W) per value name, for a graph whose first image input has fixed H and W.</summary>
+    public static Dictionary<string, (long H, long W)> Spatial(OnnxGraph g)
+    {
+        var sizes = new Dictionary<string, (long, long)>();
+        foreach (var input in g.Graph.Input.Where(i => !g.Initializers.ContainsKey(i.Name)))
+        {
+            var dims = input.Type?.TensorType?.Shape?.Dim;
+            if (dims is { Count: 4 } && dims[2].DimValue > 0 && dims[3].DimValue > 0)
+                sizes[input.Name] = (dims[2].DimValue, dims[3].DimValue);
+        }
+        foreach (var node in g.Order)
+        {
+            if (node.Input.Count == 0 || node.Output.Count == 0) continue;
+            var known = node.Input.Where(sizes.ContainsKey).Select(i => sizes[i]).ToList();
+            if (known.Count == 0) continue;
+            var (h, w) = known[0];
+            (long, long)? output = node.OpType switch
+            {
+                _ when SizePreserving.Contains(node.OpType) => (h, w),
+                "GlobalAveragePool" or "GlobalMaxPool" => (1, 1),
+                "Pad" => PadSize(g, node, h, w),
+                "Conv" or "MaxPool" or "AveragePool" => WindowSize(g, node, h, w),
+                _ => null,
+            };
+            if (output is { } o) sizes[node.Output[0]] = o;
+        }
+        return sizes;
+    }
+
+    /// <summary>auto_pad SAME_* padding [top, left, bottom, right] for an input of H x W.</summary>
+    public static Plain.Padding2d SamePadding(bool upper, long h, long w, int kh, int kw, int stride)
+    {
+        (int Begin, int End) Axis(long size, int k)
+        {
+            long outSize = (size + stride - 1) / stride;
+            int total = (int)Math.Max((outSize - 1) * stride + k - size, 0);
+            return upper ? (total / 2, total - total / 2) : (total - total / 2, total / 2);
+        }
+        var (t, b) = Axis(h, kh);
+        var (l, r) = Axis(w, kw);
+        return new Plain.Padding2d(t, l, b, r);
+    }
+
+    static (long, long)? PadSize(OnnxGraph g, NodeProto pad, long h, long w)
+    {
+        long[]? pads = pad.Attribute.FirstOrDefault(a => a.Name == "pads")?.Ints.ToArray();
+        if (pads is null && pad.Input.Count > 1 && g.Initializers.TryGetValue(pad.Input[1], out var p))
+            pads = OnnxTensors.ToTensor(p, g.File).to_type(TorchSharp.torch.ScalarType.Int64).data<long>().ToArray();
+        return pads is { Length: 8 } ? (h + pads[2] + pads[6], w + pads[3] + pads[7]) : null;
+    }
+
+    static (long, long)? WindowSize(OnnxGraph g, NodeProto node, long h, long w)
+    {
+        long[] Ints(string name) => node.Attribute.FirstOrDefault(a => a.Name == name)?.Ints.ToArray() ?? Array.Empty<long>();
+        var kernel = Ints("kernel_shape");
+        if (kernel.Length != 2 && node.OpType == "Conv" && node.Input.Count > 1 && g.Initializers.TryGetValue(node.Input[1], out var wt))
+            kernel = wt.Dims.Skip(2).ToArray();
+        if (kernel.Length != 2) return null;
+        var strides = Ints("strides");
+        long sh = strides.Length == 2 ? strides[0] : 1, sw = strides.Length == 2 ? strides[1] : 1;
+        var dilations = Ints("dilations");
+        long dh = dilations.Length == 2 ? dilations[0] : 1, dw = dilations.Length == 2 ? dilations[1] : 1;
+        if (node.Attribute.FirstOrDefault(a => a.Name == "ceil_mode") is { I: 1 }) return null;
+        string autoPad = node.Attribute.FirstOrDefault(a => a.Name == "auto_pad")?.S.ToStringUtf8() ?? "NOTSET";
+        if (autoPad is "SAME_UPPER" or "SAME_LOWER") return ((h + sh - 1) / sh, (w + sw - 1) / sw);
+        var pads = autoPad == "VALID" ? new long[4] : Ints("pads");
+        if (pads.Length == 0) pads = new long[4];
+        if (pads.Length != 4) return null;
+        long ekh = (kernel[0] - 1) * dh + 1, ekw = (kernel[1] - 1) * dw + 1;
+        return ((h + pads[0] + pads[2] - ekh) / sh + 1, (w + pads[1] + pads[3] - ekw) / sw + 1);
+    }
+}
