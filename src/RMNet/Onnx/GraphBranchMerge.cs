@@ -59,18 +59,7 @@ public static class GraphBranchMerge
             merged++;
         }
         if (merged == 0) return (model, 0);
-        var nodes = g.Order.Select(n => replacements.GetValueOrDefault(n) ?? (removed.Contains(n) ? null : n)).OfType<NodeProto>().ToList();
-        model.Graph.Node.Clear();
-        model.Graph.Node.AddRange(nodes);
-        model.Graph.Initializer.AddRange(initializers);
-        var read = nodes.SelectMany(n => n.Input).Concat(model.Graph.Output.Select(o => o.Name)).ToHashSet();
-        var keep = model.Graph.Initializer.Where(t => read.Contains(t.Name)).ToList();
-        model.Graph.Initializer.Clear();
-        model.Graph.Initializer.AddRange(keep);
-        var inputs = model.Graph.Input.Where(i => read.Contains(i.Name) || !g.Initializers.ContainsKey(i.Name)).ToList();
-        model.Graph.Input.Clear();
-        model.Graph.Input.AddRange(inputs);
-        model.Graph.ValueInfo.Clear();
+        GraphRewrite.Apply(model, g, replacements.ToDictionary(kv => kv.Key, kv => new List<NodeProto> { kv.Value }), removed, initializers);
         return (model, merged);
     }
 

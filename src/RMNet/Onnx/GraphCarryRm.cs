@@ -89,24 +89,7 @@ public static class GraphCarryRm
             }
         }
         if (replacements.Count == 0) return (model, reports);
-        var list = new List<NodeProto>();
-        foreach (var n in g.Order)
-        {
-            if (replacements.TryGetValue(n, out var rep)) list.AddRange(rep);
-            else if (!removed.Contains(n)) list.Add(n);
-        }
-        var read = list.SelectMany(n => n.Input).Concat(model.Graph.Output.Select(o => o.Name)).ToHashSet();
-        list.RemoveAll(n => n.OpType == "Constant" && n.Output.All(o => !read.Contains(o)));
-        model.Graph.Node.Clear();
-        model.Graph.Node.AddRange(list);
-        model.Graph.Initializer.AddRange(initializers);
-        var keep = model.Graph.Initializer.Where(t => read.Contains(t.Name)).ToList();
-        model.Graph.Initializer.Clear();
-        model.Graph.Initializer.AddRange(keep);
-        var inputs = model.Graph.Input.Where(i => read.Contains(i.Name) || !g.Initializers.ContainsKey(i.Name)).ToList();
-        model.Graph.Input.Clear();
-        model.Graph.Input.AddRange(inputs);
-        model.Graph.ValueInfo.Clear();
+        GraphRewrite.Apply(model, g, replacements, removed, initializers);
         return (model, reports);
     }
 

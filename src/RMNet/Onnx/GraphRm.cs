@@ -114,7 +114,7 @@ public static class GraphRm
                 removed.Add(u.Conv);
                 removed.Add(u.BatchNorm!);
             }
-            Rebuild(model, g, replacements, removed, newInitializers);
+            GraphRewrite.Apply(model, g, replacements, removed, newInitializers);
         }
         return new GraphRmResult(model, reports, rewrite ? removed.Count(n => n.OpType == "BatchNormalization") : 0);
     }
@@ -171,34 +171,5 @@ public static class GraphRm
             value = p.Input[0];
         }
         return false;
-    }
-
-    /// <summary>Writes the new node list (topological, replacements in place) and drops unreferenced initializers.</summary>
-    static void Rebuild(ModelProto model, OnnxGraph g, Dictionary<NodeProto, List<NodeProto>> replacements, HashSet<NodeProto> removed,
-        List<TensorProto> newInitializers)
-    {
-        var nodes = new List<NodeProto>();
-        foreach (var n in g.Order)
-        {
-            if (replacements.TryGetValue(n, out var rep)) nodes.AddRange(rep);
-            else if (!removed.Contains(n)) nodes.Add(n);
-        }
-        var graph = model.Graph;
-        // Constant nodes that only fed removed weights go too.
-        var read = nodes.SelectMany(n => n.Input).Concat(graph.Output.Select(o => o.Name)).ToHashSet();
-        nodes.RemoveAll(n => n.OpType == "Constant" && n.Output.All(o => !read.Contains(o)));
-        graph.Node.Clear();
-        graph.Node.AddRange(nodes);
-        graph.Initializer.AddRange(newInitializers);
-        var referenced = nodes.SelectMany(n => n.Input).Concat(graph.Output.Select(o => o.Name)).ToHashSet();
-        var keep = graph.Initializer.Where(t => referenced.Contains(t.Name)).ToList();
-        graph.Initializer.Clear();
-        graph.Initializer.AddRange(keep);
-        // Old IR versions list initializers as graph inputs too: drop those whose initializer is gone.
-        var dropped = g.Initializers.Keys.Where(k => !referenced.Contains(k)).ToHashSet();
-        var inputs = graph.Input.Where(i => !dropped.Contains(i.Name)).ToList();
-        graph.Input.Clear();
-        graph.Input.AddRange(inputs);
-        graph.ValueInfo.Clear(); // shapes of removed values would be stale
     }
 }
