@@ -47,10 +47,10 @@ public static class DemoCommand
         bool passed = torchReport.Passed && ortReport.Passed;
         if (passed) pending.Commit();
 
-        var result = new Result(spec.DisplayName, output, CostReport.Of(spec, size), CostReport.Of(plain, size, bytes),
+        var result = new Result(spec.DisplayName, output, CostReport.Of(ckpt, size), CostReport.Of(plain, size, bytes),
             VerificationJson.Of(torchReport), VerificationJson.Of(ortReport));
         ctx.Document(result);
-        ctx.Line($"RMNet demo: {ReportText.Describe(spec)}, seeded weights and BN statistics");
+        ctx.Line($"RMNet demo: {ckpt.Description}, seeded weights and BN statistics");
         ctx.Line($"  {spec.Blocks().Count()} residual blocks -> {plain.Convs.Count()} plain convs, no additions");
         foreach (var line in ReportText.CostTable(result.Original, result.Converted)) ctx.Line(line);
         ctx.Line("TorchSharp plain model:  " + ReportText.Verification(torchReport));

@@ -7,12 +7,6 @@ namespace RMNet.Cli.Commands;
 /// <summary>Cost of one network, as reported by convert, inspect and demo.</summary>
 public sealed record CostReport(long Parameters, long Macs, long Flops, int InputSize, long? FileBytes = null)
 {
-    public static CostReport Of(ResNetSpec spec, int size, long? fileBytes = null)
-    {
-        long macs = ResNetCost.MultiplyAccumulates(spec, size, size);
-        return new(ResNetCost.Parameters(spec), macs, 2 * macs, size, fileBytes);
-    }
-
     public static CostReport Of(ISourceModel model, int size, long? fileBytes = null)
     {
         var stages = model.CostByStage(size, size);
@@ -75,7 +69,4 @@ public static class ReportText
     public static string Verification(VerificationReport r) =>
         $"verification: {r.Samples} images, max abs error {Format.Sci(r.MaxAbsError)}, max rel error {Format.Sci(r.MaxRelError)}, " +
         $"top-1 agreement {r.Top1Agreement:P0} (tolerance {Format.Sci(r.Tolerance)}): {(r.Passed ? "EQUIVALENT" : "NOT EQUIVALENT")}";
-
-    public static string Describe(ResNetSpec spec) =>
-        $"{spec.DisplayName} ({spec.Block} blocks {string.Join("-", spec.Layers)}, {spec.NumClasses} classes)";
 }

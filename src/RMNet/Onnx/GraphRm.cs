@@ -37,10 +37,9 @@ public static class GraphRm
     sealed record Match(NodeProto Add, NodeProto Relu, string X, List<ConvUnit> Chain, List<NodeProto> InnerRelus, ConvUnit? Projection);
 
     /// <summary>Transforms a copy of <paramref name="model"/>, middle convs in the given form.</summary>
-    public static GraphRmResult Transform(ModelProto model, string file, RmMode mode = RmMode.Grouped) => Run(model.Clone(), file, rewrite: true, mode);
-
-    static GraphRmResult Run(ModelProto model, string file, bool rewrite, RmMode mode)
+    public static GraphRmResult Transform(ModelProto model, string file, RmMode mode = RmMode.Grouped)
     {
+        model = model.Clone();
         var g = new OnnxGraph(model.Graph, file);
         var units = ConvNodes.Read(g);
         var sizes = StaticShapes.Spatial(g);
@@ -75,7 +74,7 @@ public static class GraphRm
                 catch (RmException e) { reason = e.Message; }
             }
             reports.Add(new GraphBlockReport(name, shortcut, m.Chain.Count, convs is not null, reason));
-            if (convs is null || !rewrite) continue;
+            if (convs is null) continue;
 
             var nodes = new List<NodeProto>();
             string current = m.X;
@@ -97,26 +96,23 @@ public static class GraphRm
         }
 
         // Fold every remaining Conv+BN pair (stem, blocks left as they are, other layers).
-        if (rewrite)
+        foreach (var u in units.Values.Where(u => u.BatchNorm is not null && !removed.Contains(u.Conv)))
         {
-            foreach (var u in units.Values.Where(u => u.BatchNorm is not null && !removed.Contains(u.Conv)))
-            {
-                string w = Fresh($"{OnnxGraph.NodeName(u.Conv)}_fused_weight"), b = Fresh($"{OnnxGraph.NodeName(u.Conv)}_fused_bias");
-                var layer = u.Fused.ToLayer();
-                newInitializers.Add(OnnxTensors.FromTensor(w, layer.Weight));
-                newInitializers.Add(OnnxTensors.FromTensor(b, layer.Bias));
-                var conv = u.Conv.Clone();
-                conv.Input.Clear();
-                conv.Input.Add(new[] { u.Conv.Input[0], w, b });   // the conv keeps its own input (a Pad before it stays)
-                conv.Output.Clear();
-                conv.Output.Add(u.Output);
-                replacements[u.BatchNorm!] = new List<NodeProto> { conv };
-                removed.Add(u.Conv);
-                removed.Add(u.BatchNorm!);
-            }
-            GraphRewrite.Apply(model, g, replacements, removed, newInitializers);
+            string w = Fresh($"{OnnxGraph.NodeName(u.Conv)}_fused_weight"), b = Fresh($"{OnnxGraph.NodeName(u.Conv)}_fused_bias");
+            var layer = u.Fused.ToLayer();
+            newInitializers.Add(OnnxTensors.FromTensor(w, layer.Weight));
+            newInitializers.Add(OnnxTensors.FromTensor(b, layer.Bias));
+            var conv = u.Conv.Clone();
+            conv.Input.Clear();
+            conv.Input.Add(new[] { u.Conv.Input[0], w, b });   // the conv keeps its own input (a Pad before it stays)
+            conv.Output.Clear();
+            conv.Output.Add(u.Output);
+            replacements[u.BatchNorm!] = new List<NodeProto> { conv };
+            removed.Add(u.Conv);
+            removed.Add(u.BatchNorm!);
         }
-        return new GraphRmResult(model, reports, rewrite ? removed.Count(n => n.OpType == "BatchNormalization") : 0);
+        GraphRewrite.Apply(model, g, replacements, removed, newInitializers);
+        return new GraphRmResult(model, reports, removed.Count(n => n.OpType == "BatchNormalization"));
     }
 
     static List<Match> FindMatches(OnnxGraph g, Dictionary<string, ConvUnit> units)
