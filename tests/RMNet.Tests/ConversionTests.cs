@@ -42,8 +42,7 @@ public class ConversionTests(ITestOutputHelper output)
 
     public static IEnumerable<object[]> Nets() => Fixture.SmallNets.Select(n => new object[] { n });
 
-    public static IEnumerable<object[]> NetsAndModes() =>
-        Fixture.SmallNets.SelectMany(n => new[] { new object[] { n, RmMode.Grouped }, new object[] { n, RmMode.Dense } });
+    public static IEnumerable<object[]> NetsAndModes() => Fixture.Cases(Fixture.SmallNets, RmMode.Grouped, RmMode.Dense);
 
     [Fact]
     public void GroupedFormIsSmallerForBottlenecksAndTheSameForBasicBlocks()

@@ -22,6 +22,10 @@ public static class Fixture
         return table.Keys.Cast<string>().ToDictionary(k => k, k => (Tensor)table[k]!);
     }
 
+    /// <summary>Theory data: every fixture net with every mode.</summary>
+    public static IEnumerable<object[]> Cases<TMode>(string[] nets, params TMode[] modes) =>
+        from net in nets from mode in modes select new object[] { net, mode! };
+
     /// <summary>A fresh temporary directory, removed by the caller's using.</summary>
     public static TempDir Temp() => new();
 }

@@ -15,10 +15,7 @@ namespace RMNet.Tests;
 /// <summary>InsightFace IResNet (arcface_torch names): exact on the embedding, block inputs strongly negative.</summary>
 public class IResNetTests(ITestOutputHelper output)
 {
-    public static IEnumerable<object[]> Cases() =>
-        from net in new[] { "iresnet18_narrow", "iresnet50_narrow" }
-        from mode in new[] { NegativeInputMode.PRelu, NegativeInputMode.Split }
-        select new object[] { net, mode };
+    public static IEnumerable<object[]> Cases() => Fixture.Cases(new[] { "iresnet18_narrow", "iresnet50_narrow" }, NegativeInputMode.PRelu, NegativeInputMode.Split);
 
     [Theory]
     [MemberData(nameof(Cases))]

@@ -14,10 +14,7 @@ namespace RMNet.Tests;
 /// <summary>Pre-activation ResNets: block inputs are negative; both exact fixes of rm-math.md section 7.</summary>
 public class PreActTests(ITestOutputHelper output)
 {
-    public static IEnumerable<object[]> Cases() =>
-        from net in new[] { "preact_basic_narrow", "preact_bottleneck_narrow" }
-        from mode in new[] { NegativeInputMode.PRelu, NegativeInputMode.Split }
-        select new object[] { net, mode };
+    public static IEnumerable<object[]> Cases() => Fixture.Cases(new[] { "preact_basic_narrow", "preact_bottleneck_narrow" }, NegativeInputMode.PRelu, NegativeInputMode.Split);
 
     [Theory]
     [MemberData(nameof(Cases))]

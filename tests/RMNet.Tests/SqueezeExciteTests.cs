@@ -12,10 +12,7 @@ namespace RMNet.Tests;
 /// <summary>SE-ResNets (timm names): the addition removed, the SE gate applied to the block's own channels only.</summary>
 public class SqueezeExciteTests(ITestOutputHelper output)
 {
-    public static IEnumerable<object[]> Cases() =>
-        from net in new[] { "se_basic_narrow", "se_bottleneck_narrow" }
-        from mode in new[] { RmMode.Grouped, RmMode.Dense }
-        select new object[] { net, mode };
+    public static IEnumerable<object[]> Cases() => Fixture.Cases(new[] { "se_basic_narrow", "se_bottleneck_narrow" }, RmMode.Grouped, RmMode.Dense);
 
     [Theory]
     [MemberData(nameof(Cases))]
