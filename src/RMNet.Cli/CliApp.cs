@@ -25,6 +25,8 @@ public static class CliApp
             InspectCommand.Create(io),
             DemoCommand.Create(io),
             BenchCommand.Create(io),
+            TrainCommand.Create(io),
+            PruneCommand.Create(io),
         };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)

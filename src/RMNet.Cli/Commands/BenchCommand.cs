@@ -42,9 +42,9 @@ public static class BenchCommand
 
     static int Run(CliContext ctx, string path, string runtime, RmMode mode, int batch, int size, int runs, int warmup, int threads)
     {
-        if (batch < 1 || size < 32 || runs < 1 || warmup < 0 || threads < 1)
-            throw new ModelInputException(path, "--batch, --runs and --threads must be at least 1, --size at least 32, --warmup at least 0");
-        var input = randn(new long[] { batch, 3, size, size }, generator: new Generator(0));
+        if (batch < 1 || size < 8 || runs < 1 || warmup < 0 || threads < 1)
+            throw new ModelInputException(path, "--batch, --runs and --threads must be at least 1, --size at least 8, --warmup at least 0");
+        Tensor Input(long channels) => randn(new long[] { batch, channels, size, size }, generator: new Generator(0));
         bool isOnnx = FileFormats.Detect(path) == FileFormat.Onnx;
         if (isOnnx && runtime == "torchsharp")
             throw new ModelInputException(path, "an ONNX model is benchmarked with --runtime onnxruntime");
@@ -64,6 +64,7 @@ public static class BenchCommand
                 var plain = ckpt.ToPlain(mode).ToModule();
                 disposables.Add(module);
                 disposables.Add(plain);
+                var input = Input(ckpt.InputChannels);
                 original = () => { using var _ = inference_mode(); module.forward(input).Dispose(); };
                 converted = () => { using var _ = inference_mode(); plain.forward(input).Dispose(); };
             }
@@ -85,6 +86,7 @@ public static class BenchCommand
                 var b = new OnnxRuntimeRunner(convertedOnnx, threads);
                 disposables.Add(a);
                 disposables.Add(b);
+                var input = Input(a.InputShape is { Length: 4 } s && s[1] > 0 ? s[1] : 3);
                 original = a.Prepare(input);
                 converted = b.Prepare(input);
             }

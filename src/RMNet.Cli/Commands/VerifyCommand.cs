@@ -67,8 +67,8 @@ public static class VerifyCommand
         var sd = CheckpointReader.Read(path);
         var t = sd.TryGetValue("input", out var named) ? named
             : sd.Count == 1 ? sd.Values.First() : throw new ModelInputException(path, "holds several tensors and none is named 'input'");
-        if (t.dim() != 4 || t.shape[1] != 3)
-            throw new ModelInputException(path, $"input tensor has shape [{string.Join(", ", t.shape)}], expected [N, 3, H, W]");
+        if (t.dim() != 4)
+            throw new ModelInputException(path, $"input tensor has shape [{string.Join(", ", t.shape)}], expected [N, C, H, W]");
         return t.to_type(ScalarType.Float32);
     }
 }

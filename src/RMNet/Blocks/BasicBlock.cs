@@ -20,13 +20,17 @@ public sealed class BasicBlock : Module<Tensor, Tensor>
     private readonly SqueezeExcite? se;
 #pragma warning restore IDE1006
 
-    /// <summary>A block from <paramref name="inChannels"/> to <paramref name="planes"/> channels; <paramref name="seChannels"/> adds SE.</summary>
-    public BasicBlock(long inChannels, long planes, long stride = 1, long? seChannels = null) : base(nameof(BasicBlock))
+    /// <summary>
+    /// A block from <paramref name="inChannels"/> to <paramref name="planes"/> channels; <paramref name="seChannels"/>
+    /// adds SE; <paramref name="width"/> is the inner width where pruning made it differ from <paramref name="planes"/>.
+    /// </summary>
+    public BasicBlock(long inChannels, long planes, long stride = 1, long? seChannels = null, long? width = null) : base(nameof(BasicBlock))
     {
+        long inner = width ?? planes;
         if (seChannels is long rd) se = new SqueezeExcite(planes, rd);
-        conv1 = Conv2d(inChannels, planes, 3, stride: stride, padding: 1, bias: false);
-        bn1 = BatchNorm2d(planes);
-        conv2 = Conv2d(planes, planes, 3, padding: 1, bias: false);
+        conv1 = Conv2d(inChannels, inner, 3, stride: stride, padding: 1, bias: false);
+        bn1 = BatchNorm2d(inner);
+        conv2 = Conv2d(inner, planes, 3, padding: 1, bias: false);
         bn2 = BatchNorm2d(planes);
         downsample = Shortcut.Projection(inChannels, planes, stride);
         RegisterComponents();

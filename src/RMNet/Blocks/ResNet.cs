@@ -8,17 +8,15 @@ namespace RMNet.Blocks;
 
 /// <summary>
 /// A torchvision-layout ResNet as a TorchSharp module, with torchvision's parameter names (conv1, bn1,
-/// layer1..layer4, fc), so a PyTorch state dict loads unchanged. This is the original, residual network.
+/// layer1..layerN, fc), so a PyTorch state dict loads unchanged. This is the original, residual network.
+/// In eval mode (the default) it runs without autograd; in training mode it trains like any module.
 /// </summary>
 public sealed class ResNet : Module<Tensor, Tensor>
 {
 #pragma warning disable IDE1006 // names mirror torchvision's state-dict keys
     private readonly Conv2d conv1;
     private readonly BatchNorm2d bn1;
-    private readonly Sequential layer1;
-    private readonly Sequential layer2;
-    private readonly Sequential layer3;
-    private readonly Sequential layer4;
+    private readonly Sequential[] stages;   // registered as layer1..layerN
     private readonly Linear fc;
 #pragma warning restore IDE1006
 
@@ -26,17 +24,20 @@ public sealed class ResNet : Module<Tensor, Tensor>
     public ResNet(ResNetSpec spec) : base(spec.DisplayName)
     {
         Spec = spec;
-        conv1 = Conv2d(3, spec.StemWidth, 7, stride: 2, padding: 3, bias: false);
+        conv1 = Conv2d(spec.InputChannels, spec.StemWidth, spec.StemKernel, stride: spec.StemStride, padding: spec.StemPadding, bias: false);
         bn1 = BatchNorm2d(spec.StemWidth);
-        var stages = new Sequential[4];
-        for (int s = 0; s < 4; s++)
+        stages = new Sequential[spec.StageCount];
+        for (int s = 0; s < stages.Length; s++)
         {
             var blocks = spec.Blocks().Where(b => b.Stage == s).Select(b => (b.Prefix.Split('.')[1], MakeBlock(spec, b)));
             stages[s] = Sequential(blocks);
         }
-        (layer1, layer2, layer3, layer4) = (stages[0], stages[1], stages[2], stages[3]);
         fc = Linear(spec.FeatureChannels, spec.NumClasses);
-        RegisterComponents();
+        // Registered by hand, in torchvision's order, because the number of stages varies.
+        register_module("conv1", conv1);
+        register_module("bn1", bn1);
+        for (int s = 0; s < stages.Length; s++) register_module($"layer{s + 1}", stages[s]);
+        register_module("fc", fc);
         eval();
     }
 
@@ -53,17 +54,17 @@ public sealed class ResNet : Module<Tensor, Tensor>
     }
 
     static Module<Tensor, Tensor> MakeBlock(ResNetSpec spec, BlockSpec b) => spec.Block == BlockKind.Basic
-        ? new BasicBlock(b.InChannels, b.OutChannels, b.Stride, spec.SeChannels?[b.Stage])
+        ? new BasicBlock(b.InChannels, b.OutChannels, b.Stride, spec.SeChannels?[b.Stage], b.Width)
         : new Bottleneck(b.InChannels, b.Width, b.OutChannels, b.Stride, b.Groups, spec.SeChannels?[b.Stage]);
 
     /// <inheritdoc />
     public override Tensor forward(Tensor x)
     {
-        using var noGrad = no_grad();
+        using IDisposable? noGrad = training ? null : no_grad();
         using var scope = NewDisposeScope();
         var y = functional.relu(bn1.forward(conv1.forward(x)));
-        y = functional.max_pool2d(y, new long[] { 3, 3 }, new long[] { 2, 2 }, new long[] { 1, 1 });
-        y = layer4.forward(layer3.forward(layer2.forward(layer1.forward(y))));
+        if (Spec.StemMaxPool) y = functional.max_pool2d(y, new long[] { 3, 3 }, new long[] { 2, 2 }, new long[] { 1, 1 });
+        foreach (var stage in stages) y = stage.forward(y);
         y = y.mean(new long[] { 2, 3 }).flatten(1);
         return fc.forward(y).MoveToOuterDisposeScope();
     }

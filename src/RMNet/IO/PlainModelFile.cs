@@ -24,9 +24,7 @@ public static class PlainModelFile
                 AtomicFile.Write(path, s => SafetensorsFile.Write(s, PlainArchitecture.Tensors(model), meta));
                 break;
             case FileFormat.TorchZip:
-                var table = new System.Collections.Specialized.OrderedDictionary();
-                foreach (var (name, t) in PlainArchitecture.Tensors(model)) table[name] = t;
-                AtomicFile.Write(path, s => PyTorchPickler.PickleStateDict(s, table, leaveOpen: true));
+                StateDictFile.Save(path, PlainArchitecture.Tensors(model));
                 break;
             default:
                 throw new ModelInputException(path, "plain models are saved as .safetensors or .pth");

@@ -29,6 +29,9 @@ public interface ISourceModel : IDisposable
     /// <summary>Classifier outputs.</summary>
     int NumClasses { get; }
 
+    /// <summary>Channels of the input image.</summary>
+    int InputChannels => 3;
+
     /// <summary>The input height and width the network requires, or null where any size works.</summary>
     int? FixedInputSize => null;
 

@@ -35,6 +35,9 @@ public sealed class ResNetCheckpoint : ISourceModel
     public int NumClasses => Spec.NumClasses;
 
     /// <inheritdoc />
+    public int InputChannels => Spec.InputChannels;
+
+    /// <inheritdoc />
     public IReadOnlyList<StageCost> CostByStage(int height, int width) => ResNetCost.ByStage(Spec, height, width);
 
     /// <summary>
@@ -58,7 +61,8 @@ public sealed class ResNetCheckpoint : ISourceModel
             if (!ResNetSpec.KnownNames.Contains(arch))
                 throw new ModelInputException(sd.Source, $"unknown --arch '{arch}'; known: auto, {string.Join(", ", ResNetSpec.KnownNames)}");
             int classes = sd.TryGetValue("fc.weight", out var fc) && fc.dim() == 2 ? (int)fc.shape[0] : numClasses ?? 1000;
-            spec = ResNetSpec.Named(arch, classes);
+            int channels = sd.TryGetValue("conv1.weight", out var stem) && stem.dim() == 4 ? (int)stem.shape[1] : 3;
+            spec = ResNetSpec.Named(arch, classes, channels);
             ResNetDetector.Validate(sd, spec);
         }
         if (numClasses is int n && n != spec.NumClasses)

@@ -23,9 +23,10 @@ public static class ResNetCost
             .GroupBy(p => StageOf(p.Key))
             .ToDictionary(g => g.Key, g => g.Sum(p => p.Shape.Aggregate(1L, (a, b) => a * b)));
         var macs = new Dictionary<string, long>();
-        long h = Out(height, 7, 2, 3), w = Out(width, 7, 2, 3);
-        macs["stem"] = h * w * spec.StemWidth * 3 * 49;
-        h = Out(h, 3, 2, 1); w = Out(w, 3, 2, 1);
+        int k = spec.StemKernel;
+        long h = Out(height, k, spec.StemStride, spec.StemPadding), w = Out(width, k, spec.StemStride, spec.StemPadding);
+        macs["stem"] = h * w * spec.StemWidth * spec.InputChannels * k * k;
+        if (spec.StemMaxPool) { h = Out(h, 3, 2, 1); w = Out(w, 3, 2, 1); }
         foreach (var b in spec.Blocks())
         {
             long ho = Out(h, 3, b.Stride, 1), wo = Out(w, 3, b.Stride, 1);
@@ -38,7 +39,8 @@ public static class ResNetCost
             (h, w) = (ho, wo);
         }
         macs["head"] = (long)spec.FeatureChannels * spec.NumClasses;
-        return Stages.Select(s => new StageCost(s, parameters.GetValueOrDefault(s), macs.GetValueOrDefault(s))).ToList();
+        var stages = Stages.Where(s => !s.StartsWith("layer", StringComparison.Ordinal) || s[5] - '0' <= spec.StageCount);
+        return stages.Select(s => new StageCost(s, parameters.GetValueOrDefault(s), macs.GetValueOrDefault(s))).ToList();
     }
 
     /// <summary>The stages in network order.</summary>

@@ -8,7 +8,7 @@ namespace RMNet.Models;
 /// </summary>
 public static partial class ResNetDetector
 {
-    [GeneratedRegex(@"^layer([1-4])\.(\d+)\.")]
+    [GeneratedRegex(@"^layer([1-9])\.(\d+)\.")]
     private static partial Regex BlockKey();
 
     /// <summary>
@@ -18,15 +18,15 @@ public static partial class ResNetDetector
     public static ResNetSpec Detect(StateDict sd)
     {
         var first = sd.Keys.FirstOrDefault() ?? throw new ModelInputException(sd.Source, "the checkpoint holds no tensors");
-        if (!sd.TryGetValue("conv1.weight", out var stem) || stem.dim() != 4 || stem.shape[1] != 3)
+        if (!sd.TryGetValue("conv1.weight", out var stem) || stem.dim() != 4 || stem.shape[2] != stem.shape[3] || stem.shape[2] is not (3 or 7))
         {
             string why = sd.ContainsKey("conv1.weight")
-                ? $"key 'conv1.weight' has shape {Shape(sd["conv1.weight"].shape)}, expected [C, 3, kh, kw]"
+                ? $"key 'conv1.weight' has shape {Shape(sd["conv1.weight"].shape)}, expected [C, in, 7, 7] (torchvision) or [C, in, 3, 3] (CIFAR)"
                 : $"key '{first}' does not fit a torchvision ResNet (expected 'conv1.weight' first)";
             throw new ModelInputException(sd.Source, $"not a ResNet: {why}");
         }
         var block = sd.ContainsKey("layer1.0.conv3.weight") ? BlockKind.Bottleneck : BlockKind.Basic;
-        var layers = new int[4];
+        var layers = new int[9];
         foreach (var key in sd.Keys)
         {
             var m = BlockKey().Match(key);
@@ -36,19 +36,28 @@ public static partial class ResNetDetector
                 layers[s] = Math.Max(layers[s], int.Parse(m.Groups[2].Value) + 1);
             }
         }
-        for (int s = 0; s < 4; s++)
-            if (layers[s] == 0)
-                throw new ModelInputException(sd.Source, $"not a ResNet: no key 'layer{s + 1}.0.conv1.weight'");
+        // torchvision's layouts have four stages, the CIFAR ones three.
+        int stageCount = layers.Count(n => n > 0);
+        if (stageCount is not (3 or 4) || layers.Take(stageCount).Any(n => n == 0))
+        {
+            int missing = Math.Max(0, Array.IndexOf(layers, 0));
+            throw new ModelInputException(sd.Source, $"not a ResNet: no key 'layer{missing + 1}.0.conv1.weight'");
+        }
+        layers = layers[..stageCount];
 
-        var planes = new int[4];
-        var widths = new int[4];
+        var planes = new int[stageCount];
+        var widths = new int[stageCount];
         int groups = 1;
-        for (int s = 0; s < 4; s++)
+        for (int s = 0; s < stageCount; s++)
         {
             string p = $"layer{s + 1}.0";
             widths[s] = (int)Dim(sd, $"{p}.conv1.weight", 0);
             if (block == BlockKind.Basic)
-                planes[s] = widths[s];
+            {
+                // The stage's width is its output (conv2's); conv1's may be narrower in a channel-pruned network.
+                planes[s] = (int)Dim(sd, $"{p}.conv2.weight", 0);
+                widths[s] = planes[s];
+            }
             else
             {
                 long outC = Dim(sd, $"{p}.conv3.weight", 0);
@@ -66,12 +75,27 @@ public static partial class ResNetDetector
         }
         int numClasses = (int)Dim(sd, "fc.weight", 0);
         int[]? se = sd.ContainsKey("layer1.0.se.fc1.weight")
-            ? Enumerable.Range(1, 4).Select(s => (int)Dim(sd, $"layer{s}.0.se.fc1.weight", 0)).ToArray() : null;
-        var spec = new ResNetSpec(block, layers, (int)stem.shape[0], planes, widths, groups, numClasses) { SeChannels = se };
-        var named = ResNetSpec.KnownNames.Select(n => ResNetSpec.Named(n, numClasses) with { SeChannels = se }).FirstOrDefault(n => n.SameLayout(spec));
+            ? Enumerable.Range(1, stageCount).Select(s => (int)Dim(sd, $"layer{s}.0.se.fc1.weight", 0)).ToArray() : null;
+        var spec = new ResNetSpec(block, layers, (int)stem.shape[0], planes, widths, groups, numClasses)
+        {
+            SeChannels = se,
+            InputChannels = (int)stem.shape[1],
+            Stem = stem.shape[2] == 3 ? StemKind.Cifar : StemKind.ImageNet,
+        };
+        spec = spec with { BlockWidths = PrunedBlockWidths(sd, spec) };
+        var named = ResNetSpec.KnownNames.Select(n => ResNetSpec.Named(n, numClasses, spec.InputChannels) with { SeChannels = se })
+            .FirstOrDefault(n => n.SameLayout(spec));
         spec = named is null ? spec : named with { Name = (se is null ? "" : "se") + named.Name };
         Validate(sd, spec);
         return spec;
+    }
+
+    /// <summary>Per-block inner widths where the Basic blocks of a stage differ (a channel-pruned network), else null.</summary>
+    static int[]? PrunedBlockWidths(StateDict sd, ResNetSpec spec)
+    {
+        if (spec.Block != BlockKind.Basic) return null;
+        var widths = spec.Blocks().Select(b => (int)Dim(sd, $"{b.Prefix}.conv1.weight", 0)).ToArray();
+        return widths.SequenceEqual(spec.Blocks().Select(b => b.Width)) ? null : widths;
     }
 
     /// <summary>

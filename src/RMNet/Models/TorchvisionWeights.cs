@@ -18,6 +18,9 @@ public static class TorchvisionWeights
         return new FusedConv(BatchNormFusion.Fuse(weights, norm), stride, Padding2d.All(padding), groups);
     }
 
+    /// <summary>The stem conv with bn1 folded, at the layout's stride and padding.</summary>
+    public static FusedConv Stem(StateDict sd, ResNetSpec spec) => ConvBn(sd, "conv1", "bn1", spec.StemStride, spec.StemPadding);
+
     /// <summary>The residual branch of a block, in order, BN folded.</summary>
     public static IReadOnlyList<FusedConv> Branch(StateDict sd, ResNetSpec spec, BlockSpec b) => spec.Block == BlockKind.Basic
         ? new[]

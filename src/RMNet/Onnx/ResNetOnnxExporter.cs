@@ -34,10 +34,13 @@ public static class ResNetOnnxExporter
             return output;
         }
 
-        string x = Relu(Conv(OnnxExporter.InputName, TorchvisionWeights.ConvBn(sd, "conv1", "bn1", 2, 3), "conv1"));
-        graph.Node.Add(OnnxNodes.Unary("MaxPool", "maxpool", x, "maxpool_out", OnnxNodes.Ints("kernel_shape", 3, 3),
-            OnnxNodes.Ints("strides", 2, 2), OnnxNodes.Ints("pads", 1, 1, 1, 1)));
-        x = "maxpool_out";
+        string x = Relu(Conv(OnnxExporter.InputName, TorchvisionWeights.Stem(sd, spec), "conv1"));
+        if (spec.StemMaxPool)
+        {
+            graph.Node.Add(OnnxNodes.Unary("MaxPool", "maxpool", x, "maxpool_out", OnnxNodes.Ints("kernel_shape", 3, 3),
+                OnnxNodes.Ints("strides", 2, 2), OnnxNodes.Ints("pads", 1, 1, 1, 1)));
+            x = "maxpool_out";
+        }
         foreach (var block in spec.Blocks())
         {
             var branch = TorchvisionWeights.Branch(sd, spec, block);
@@ -58,7 +61,7 @@ public static class ResNetOnnxExporter
         var fcBias = sd.Require("fc.bias").to_type(TorchSharp.torch.ScalarType.Float32);
         graph.Node.Add(OnnxNodes.Gemm("fc", "flatten_out", OnnxExporter.Initializer(initializers, "fc.weight", fcWeight),
             OnnxExporter.Initializer(initializers, "fc.bias", fcBias), OnnxExporter.OutputName));
-        var model = OnnxExporter.Model(graph, 3, spec.NumClasses, $"rmnet: residual {spec.DisplayName}, BN folded");
+        var model = OnnxExporter.Model(graph, spec.InputChannels, spec.NumClasses, $"rmnet: residual {spec.DisplayName}, BN folded");
         OnnxModelFile.Save(model, initializers, path);
     }
 }

@@ -27,7 +27,8 @@ public sealed class PlainModule : nn.Module<Tensor, Tensor>
         return x.MoveToOuterDisposeScope();
     }
 
-    static Tensor Apply(PlainLayer layer, Tensor x) => layer switch
+    /// <summary>One layer applied to <paramref name="x"/> (shared with the trainable <see cref="Pruning.ScaledPlainNet"/>).</summary>
+    internal static Tensor Apply(PlainLayer layer, Tensor x) => layer switch
     {
         ConvLayer c => Conv(c, x),
         ReluLayer => F.relu(x),

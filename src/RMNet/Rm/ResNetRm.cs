@@ -23,12 +23,7 @@ public static class ResNetRm
         var layers = new List<PlainLayer>();
         var stages = new List<string>();
         void Tag(string stage) { while (stages.Count < layers.Count) stages.Add(stage); }
-        layers.AddRange(Scoped(() => new PlainLayer[]
-        {
-            TorchvisionWeights.ConvBn(sd, "conv1", "bn1", 2, 3).ToLayer(),
-            new ReluLayer(),
-            new MaxPoolLayer(3, 2, Padding2d.All(1)),
-        }));
+        layers.AddRange(Scoped(() => Stem(sd, spec)));
         Tag("stem");
         var blocks = spec.Blocks().ToList();
         int zeroChannels = 0;
@@ -52,7 +47,15 @@ public static class ResNetRm
         layers.Add(new FlattenLayer());
         layers.Add(new LinearLayer(sd.Require("fc.weight").to_type(ScalarType.Float32).clone(), sd.Require("fc.bias").to_type(ScalarType.Float32).clone()));
         Tag("head");
-        return new PlainModel(layers) { ZeroChannels = zeroChannels, LayerStages = stages };
+        return new PlainModel(layers, spec.InputChannels) { ZeroChannels = zeroChannels, LayerStages = stages };
+    }
+
+    /// <summary>The stem, BN folded: conv + ReLU, and torchvision's max pool where the layout has it.</summary>
+    static IReadOnlyList<PlainLayer> Stem(StateDict sd, ResNetSpec spec)
+    {
+        var stem = new List<PlainLayer> { TorchvisionWeights.Stem(sd, spec).ToLayer(), new ReluLayer() };
+        if (spec.StemMaxPool) stem.Add(new MaxPoolLayer(3, 2, Padding2d.All(1)));
+        return stem;
     }
 
     /// <summary>

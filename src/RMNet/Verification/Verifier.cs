@@ -8,7 +8,7 @@ namespace RMNet.Verification;
 /// <param name="InputSize">Height and width of the random images.</param>
 /// <param name="Tolerance">Bound on the relative error (see <see cref="VerificationReport.MaxRelError"/>).</param>
 /// <param name="Seed">Seed of the random images.</param>
-/// <param name="UserInput">An extra batch [N, 3, H, W] of the user's own, run as well; null for none.</param>
+/// <param name="UserInput">An extra batch [N, C, H, W] of the user's own, run as well; null for none.</param>
 public sealed record VerifyOptions(int Samples = 4, int InputSize = 224, double Tolerance = 1e-4, long Seed = 0, Tensor? UserInput = null);
 
 /// <summary>Checks a converted model against the original ResNet it came from.</summary>
@@ -17,9 +17,11 @@ public static class Verifier
     /// <summary>Runs the original checkpoint and <paramref name="converted"/> on the same inputs and reports the errors.</summary>
     public static VerificationReport Verify(ISourceModel original, ModelRunner converted, VerifyOptions options)
     {
+        if (options.UserInput is { } user && user.shape[1] != original.InputChannels)
+            throw new ModelInputException(original.Source, $"the input batch has {user.shape[1]} channels, {original.DisplayName} takes {original.InputChannels}");
         using var module = original.CreateModule();
         int size = original.FixedInputSize ?? options.InputSize;   // a flatten + fc head accepts one size only
-        var batches = new List<Tensor> { Equivalence.SeededInputs(options.Samples, 3, size, size, options.Seed) };
+        var batches = new List<Tensor> { Equivalence.SeededInputs(options.Samples, original.InputChannels, size, size, options.Seed) };
         return Compare(module.forward, converted.Run, batches, options);
     }
 

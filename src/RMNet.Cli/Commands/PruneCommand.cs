@@ -1,0 +1,106 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json;
+using RMNet.IO;
+using RMNet.Models;
+using RMNet.Pruning;
+
+namespace RMNet.Cli.Commands;
+
+/// <summary>
+/// <c>rmnet prune</c>: RM-convert a trained ResNet keeping a scale per channel, sparsity-train, prune globally to a
+/// MACs target, fine-tune, fold and export; optionally the same budget on the ResNet itself for comparison.
+/// Every stage is saved in a work folder and a re-run resumes.
+/// </summary>
+public static class PruneCommand
+{
+    public sealed record Result(string Input, string Output, string Data, double TargetFlops, IReadOnlyList<PrunedModel> Models, string WorkDir, double Seconds);
+
+    public static Command Create(CommandIO io)
+    {
+        var input = new Argument<string>("checkpoint") { Description = "Trained ResNet checkpoint (.pth or .safetensors), e.g. from rmnet train" };
+        var output = new Option<string>("--output", "-o") { Description = "Pruned plain model: .onnx, .safetensors or .pth", Required = true };
+        var target = new Option<double>("--target-flops") { Description = "MACs to reach, as a fraction of the original ResNet's", DefaultValueFactory = _ => 0.5 };
+        var sparsityEpochs = new Option<int>("--sparsity-epochs") { Description = "Epochs of training with the L1 penalty on channel scales", DefaultValueFactory = _ => 3 };
+        var penalty = new Option<double>("--penalty") { Description = "L1 penalty weight on the channel scales", DefaultValueFactory = _ => 1e-3 };
+        var finetuneEpochs = new Option<int>("--finetune-epochs") { Description = "Epochs of fine-tuning after pruning", DefaultValueFactory = _ => 3 };
+        var residual = new Option<bool>("--compare-residual") { Description = "Also prune the ResNet itself (inner channels only) to the same MACs; writes <output>.residual.onnx/.pth" };
+        var workDir = new Option<string?>("--work-dir") { Description = "Folder for each stage's results, resumed on a re-run (default: <output>.work)" };
+        var restart = new Option<bool>("--restart") { Description = "Discard the work folder's stages and start afresh" };
+        var force = new Option<bool>("--force") { Description = "Overwrite existing outputs" };
+        var json = CommonOptions.Json();
+        var training = new TrainingArguments(learningRate: 0.02);
+        var cmd = new Command("prune", "Prune every channel of an RM-converted ResNet to a MACs budget, fine-tune and export")
+        {
+            input, output, target, sparsityEpochs, penalty, finetuneEpochs, residual, workDir, restart, force, json,
+        };
+        training.AddTo(cmd);
+        cmd.SetAction(p =>
+        {
+            var ctx = io.Context(p, json);
+            return ctx.Run(() =>
+            {
+                string outputPath = p.GetValue(output)!;
+                var options = training.Options(p, 0);
+                var settings = new PruneSettings(p.GetValue(target), p.GetValue(sparsityEpochs), p.GetValue(penalty), p.GetValue(finetuneEpochs), options);
+                return Run(ctx, p, training, p.GetValue(input)!, outputPath, settings, p.GetValue(residual),
+                    p.GetValue(workDir) ?? outputPath + ".work", p.GetValue(restart), p.GetValue(force));
+            });
+        });
+        return cmd;
+    }
+
+    static int Run(CliContext ctx, ParseResult p, TrainingArguments training, string input, string output, PruneSettings settings,
+        bool compareResidual, string workDir, bool restart, bool force)
+    {
+        if (settings.TargetFlops is <= 0 or >= 1) throw new ModelInputException(input, "--target-flops must be between 0 and 1 (a fraction of the original's MACs)");
+        if (settings.SparsityEpochs < 0 || settings.FinetuneEpochs < 0 || settings.Penalty < 0)
+            throw new ModelInputException(input, "--sparsity-epochs, --finetune-epochs and --penalty must not be negative");
+        if (!ModelWriter.Extensions.Contains(Path.GetExtension(output).ToLowerInvariant()))
+            throw new ModelInputException(output, $"unknown output extension; use one of {string.Join(", ", ModelWriter.Extensions)}");
+        string stem = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(output))!, Path.GetFileNameWithoutExtension(output));
+        string residualPth = stem + ".residual.pth", residualOnnx = stem + ".residual.onnx";
+        AtomicFile.CheckWritable(output, force, input);
+        if (compareResidual) { AtomicFile.CheckWritable(residualPth, force, input); AtomicFile.CheckWritable(residualOnnx, force, input); }
+        var clock = Stopwatch.StartNew();
+        ctx.Progress.Stage($"loading {input}");
+        using var source = ResNetCheckpoint.Load(input);
+        PrepareWorkDir(workDir, settings, input, restart);
+        using var data = training.OpenData(p, settings.Training, ctx.Progress);
+        if (data.Train.Channels != source.Spec.InputChannels || data.Train.ClassCount != source.Spec.NumClasses)
+            throw new ModelInputException(input, $"{source.DisplayName} takes {source.Spec.InputChannels}-channel images and has {source.Spec.NumClasses} classes; "
+                + $"the data has {data.Train.Channels} channels and {data.Train.ClassCount} classes");
+        var pipeline = new PrunePipeline(source, data, settings, workDir, message => ctx.Progress.Stage(message), ctx.Progress);
+        var models = new List<PrunedModel> { pipeline.Original() };
+        ctx.Progress.Stage($"original: test accuracy {100 * models[0].TestAccuracy:F2}%, {models[0].Macs:N0} MACs; target {pipeline.TargetMacs:N0} MACs");
+        var (plain, pruned, _) = pipeline.PruneRm(output);
+        models.Add(plain);
+        models.Add(pruned);
+        if (compareResidual) models.Add(pipeline.PruneResidual(residualPth, residualOnnx).Pruned);
+        var result = new Result(input, output, data.Name, settings.TargetFlops, models, workDir, clock.Elapsed.TotalSeconds);
+        AtomicFile.Write(Path.Combine(workDir, "report.json"), s => JsonSerializer.Serialize(s, result, CliContext.JsonOptions));
+        ctx.Document(result);
+        var rows = new List<string[]> { new[] { "model", "test acc", "parameters", "MACs", "vs original", "max rel error vs parent" } };
+        rows.AddRange(models.Select(m => new[]
+        {
+            m.Model, $"{100 * m.TestAccuracy:F2}%", m.Parameters.ToString("N0"), m.Macs.ToString("N0"), Format.Ratio((double)m.Macs / models[0].Macs),
+            m.Equivalence is { } e ? e.MaxRelError.ToString("E2") : "",
+        }));
+        ctx.Line($"{input} on {data.Name} ({data.Test.Count} test images), target {settings.TargetFlops:P0} of the original's MACs:");
+        foreach (var line in Format.Table(rows)) ctx.Line("  " + line);
+        ctx.Line($"wrote {output}{(compareResidual ? $", {residualOnnx}, {residualPth}" : "")}; stages in {workDir}; {clock.Elapsed.TotalMinutes:F1} min");
+        return ExitCodes.Success;
+    }
+
+    /// <summary>Creates the work folder, or checks that the run saved in it had the same settings (so a resume continues the same run).</summary>
+    static void PrepareWorkDir(string workDir, PruneSettings settings, string input, bool restart)
+    {
+        if (restart && Directory.Exists(workDir)) Directory.Delete(workDir, recursive: true);
+        Directory.CreateDirectory(workDir);
+        string path = Path.Combine(workDir, "settings.json");
+        string current = JsonSerializer.Serialize(new { input = Path.GetFullPath(input), settings }, CliContext.JsonOptions);
+        if (File.Exists(path) && File.ReadAllText(path) != current)
+            throw new ModelInputException(workDir, "holds a pruning run with other settings or another checkpoint; pass --restart to discard it, or choose another --work-dir");
+        AtomicFile.Write(path, s => { using var w = new StreamWriter(s, leaveOpen: true); w.Write(current); });
+    }
+}

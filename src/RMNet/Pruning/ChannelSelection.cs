@@ -1,0 +1,51 @@
+namespace RMNet.Pruning;
+
+/// <summary>The channels a pruning keeps, and what they cost.</summary>
+/// <param name="Keep">Per prunable layer, per channel: true where the channel stays.</param>
+/// <param name="MacsBefore">MACs with every channel.</param>
+/// <param name="MacsAfter">MACs with the kept channels.</param>
+/// <param name="Threshold">The largest importance removed (0 where nothing was).</param>
+public sealed record ChannelPlan(IReadOnlyList<bool[]> Keep, long MacsBefore, long MacsAfter, double Threshold)
+{
+    /// <summary>Channels kept per layer.</summary>
+    public IReadOnlyList<int> Counts => Keep.Select(k => k.Count(x => x)).ToList();
+}
+
+/// <summary>
+/// Global channel pruning (network slimming): channels of every prunable layer are ranked together by importance
+/// (the magnitude of their scale after sparsity training) and the least important are removed, one by one, until
+/// the network's MACs reach the target. Each layer keeps a minimum, so no path is cut.
+/// </summary>
+public static class ChannelSelection
+{
+    /// <summary>The plan that meets <paramref name="targetMacs"/>; <see cref="RmException"/> where the minimums forbid it.</summary>
+    /// <param name="importance">Per layer, per channel importance (larger stays longer).</param>
+    /// <param name="cost">MACs as a function of the kept counts.</param>
+    /// <param name="targetMacs">MACs to reach or go below.</param>
+    /// <param name="minKeepFraction">Each layer keeps at least this fraction of its channels (and at least one).</param>
+    public static ChannelPlan Select(IReadOnlyList<float[]> importance, ChannelCostModel cost, long targetMacs, double minKeepFraction = 1.0 / 16)
+    {
+        if (importance.Count != cost.LayerCount)
+            throw new ArgumentException($"{importance.Count} importance lists for {cost.LayerCount} layers");
+        var keep = importance.Select(i => Enumerable.Repeat(true, i.Length).ToArray()).ToArray();
+        var counts = importance.Select(i => i.Length).ToArray();
+        var minimum = counts.Select(n => Math.Max(1, (int)Math.Ceiling(n * minKeepFraction))).ToArray();
+        long before = cost.Macs(counts), macs = before;
+        double threshold = 0;
+        // Ascending importance; ties broken by layer then channel so the plan is deterministic.
+        var order = importance.SelectMany((imp, l) => imp.Select((v, c) => (Value: Math.Abs(v), Layer: l, Channel: c)))
+            .OrderBy(x => x.Value).ThenBy(x => x.Layer).ThenBy(x => x.Channel);
+        foreach (var (value, layer, channel) in order)
+        {
+            if (macs <= targetMacs) break;
+            if (counts[layer] <= minimum[layer]) continue;
+            macs -= cost.SavingOfOne(layer, counts);
+            counts[layer]--;
+            keep[layer][channel] = false;
+            threshold = value;
+        }
+        if (macs > targetMacs)
+            throw new RmException($"the target of {targetMacs:N0} MACs cannot be reached: keeping at least {minKeepFraction:P1} of every layer's channels costs {macs:N0}");
+        return new ChannelPlan(keep, before, macs, threshold);
+    }
+}

@@ -1,0 +1,173 @@
+using System.Text.Json;
+using RMNet.Blocks;
+using RMNet.Data;
+using RMNet.IO;
+using RMNet.Models;
+using RMNet.Plain;
+using RMNet.Rm;
+using RMNet.Training;
+using RMNet.Verification;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace RMNet.Pruning;
+
+/// <summary>
+/// RM pruning of a trained ResNet, stage by stage, each stage's result saved in a work folder so a stopped run
+/// resumes where it stopped: (1) RM-convert to a plain network with a scale per channel (dense RM; calibrated to
+/// equal the original), (2) sparsity training with an L1 penalty on all scales, (3) global pruning to the MACs
+/// target, (4) fine-tuning with the pruned channels held at zero, (5) BatchNorm folding and channel removal,
+/// checked equal to the fine-tuned network. <see cref="PruneResidual"/> runs the same budget on the ResNet itself,
+/// where only the blocks' inner channels may go.
+/// </summary>
+public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, PruneSettings settings, string workDir,
+    Action<string> log, IProgress<ProgressStep>? progress = null)
+{
+    static readonly JsonSerializerOptions Json = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+
+    /// <summary>Test images the exported models are compared on against their parents.</summary>
+    const int EquivalenceImages = 256;
+
+    int Height => data.Test.Height;
+    int Width => data.Test.Width;
+
+    /// <summary>MACs the pruned models must reach.</summary>
+    public long TargetMacs => (long)(settings.TargetFlops * ResNetCost.MultiplyAccumulates(source.Spec, Height, Width));
+
+    /// <summary>The original ResNet's accuracy and deployed cost.</summary>
+    public PrunedModel Original()
+    {
+        using var model = source.CreateModule();
+        var spec = source.Spec;
+        return new PrunedModel("original", Evaluation.Accuracy(model.forward, data.Test), DeployedParameters(spec),
+            ResNetCost.MultiplyAccumulates(spec, Height, Width), source.Source, null);
+    }
+
+    /// <summary>Runs (or resumes) the RM pruning stages; writes the pruned plain model to <paramref name="output"/> (by extension).</summary>
+    /// <returns>The unpruned plain network's figures, then the pruned one's.</returns>
+    public (PrunedModel Plain, PrunedModel Pruned, PlainModel Model) PruneRm(string output)
+    {
+        Directory.CreateDirectory(workDir);
+        // (1) RM: the dense form, so every conv is ungrouped and every channel prunable.
+        var plain = source.ToPlain(RmMode.Dense);
+        using var net = new ScaledPlainNet(plain);
+        using (NewDisposeScope())   // frees the sample (not the data set, which Sample may return itself)
+            net.Calibrate(data.Train.Sample(settings.CalibrationImages, settings.Training.Seed).Images);
+        using var original = source.CreateModule();
+        var conversion = Compare(original.forward, net.forward);
+        double plainAccuracy = Evaluation.Accuracy(net.forward, data.Test);
+        log($"rm: {source.DisplayName} -> plain network of {plain.Convs.Count()} convs with a scale per channel ({plain.Convs.Sum(c => c.OutChannels):N0} channels); "
+            + $"equals the original: max rel error {conversion.MaxRelError:E2} on {conversion.Samples} test images; test accuracy {100 * plainAccuracy:F2}%");
+        var plainFigures = new PrunedModel("plain", plainAccuracy, plain.ParameterCount, plain.MultiplyAccumulates(Height, Width), null, conversion);
+
+        // (2) sparsity, (3) pruning plan, (4) fine-tuning
+        Sparsify(net, net.Scales, "rm");
+        var cost = CostModels.Plain(plain, Height, Width);
+        var planValue = Plan("rm", net.Scales, cost);
+        FineTune(net, net.Scales, planValue, "rm");
+
+        // (5) fold, remove, check, write
+        var pruned = net.ToPlain(planValue.Keep);
+        using var prunedModule = pruned.ToModule();
+        var check = Compare(net.forward, prunedModule.forward);
+        double accuracy = Evaluation.Accuracy(prunedModule.forward, data.Test);
+        PlainModelFile.Save(pruned, Path.Combine(workDir, "rm-pruned.safetensors"));
+        ModelWriter.Save(pruned, output, $"rmnet: RM-pruned {source.DisplayName} to {settings.TargetFlops:P0} of its MACs");
+        log($"rm: wrote {output}: {pruned.ParameterCount:N0} parameters, {pruned.MultiplyAccumulates(Height, Width):N0} MACs, test accuracy {100 * accuracy:F2}%; "
+            + $"equals the fine-tuned network: max rel error {check.MaxRelError:E2}");
+        return (plainFigures, new PrunedModel("rm-pruned", accuracy, pruned.ParameterCount, pruned.MultiplyAccumulates(Height, Width), output, check), pruned);
+    }
+
+    /// <summary>
+    /// Runs (or resumes) the residual-constrained comparison: the same stages on the ResNet, inner channels only.
+    /// Writes the pruned ResNet as a torchvision-named state dict (<c>.pth</c>) and, where given, as ONNX.
+    /// </summary>
+    public (PrunedModel Pruned, ResNetCheckpoint Model) PruneResidual(string outputPth, string? outputOnnx)
+    {
+        Directory.CreateDirectory(workDir);
+        var cost = CostModels.ResidualInner(source.Spec, Height, Width);
+        using var net = source.CreateModule();
+        var scales = ResidualPruning.InnerScales(net);
+        Sparsify(net, scales, "residual");
+        var planValue = Plan("residual", scales, cost);
+        FineTune(net, scales, planValue, "residual");
+
+        var sd = new StateDict("fine-tuned");
+        foreach (var (key, t) in net.state_dict()) sd.Add(key, t.detach());
+        var prunedSd = ResidualPruning.RemoveChannels(sd, source.Spec, planValue.Keep, outputPth);
+        var pruned = ResNetCheckpoint.FromStateDict(prunedSd);
+        using var prunedModule = pruned.CreateModule();
+        var check = Compare(net.forward, prunedModule.forward);
+        double accuracy = Evaluation.Accuracy(prunedModule.forward, data.Test);
+        StateDictFile.Save(outputPth, prunedSd.Keys.Select(k => (k, prunedSd[k])));
+        if (outputOnnx is not null) Onnx.ResNetOnnxExporter.Save(pruned, outputOnnx);
+        long macs = ResNetCost.MultiplyAccumulates(pruned.Spec, Height, Width);
+        log($"residual: wrote {outputPth}{(outputOnnx is null ? "" : $" and {outputOnnx}")}: {DeployedParameters(pruned.Spec):N0} parameters, {macs:N0} MACs, "
+            + $"test accuracy {100 * accuracy:F2}%; equals the fine-tuned network: max rel error {check.MaxRelError:E2}");
+        return (new PrunedModel("residual-pruned", accuracy, DeployedParameters(pruned.Spec), macs, outputOnnx ?? outputPth, check), pruned);
+    }
+
+    void Sparsify(nn.Module<Tensor, Tensor> net, IReadOnlyList<BatchNorm2d> scales, string name)
+    {
+        var options = settings.Training with { Epochs = settings.SparsityEpochs };
+        using var trainer = new Trainer(net, options)
+        {
+            Penalty = () => settings.Penalty * stack(scales.Select(s => s.weight!.abs().sum())).sum(),
+        };
+        Train(net, trainer, options, $"{name}-sparse.pth", $"{name}: sparsity training (L1 {settings.Penalty:G3} on {scales.Sum(s => s.weight!.shape[0]):N0} scales)");
+    }
+
+    ChannelPlan Plan(string name, IReadOnlyList<BatchNorm2d> scales, ChannelCostModel cost)
+    {
+        string path = Path.Combine(workDir, $"{name}-plan.json");
+        ChannelPlan plan;
+        if (File.Exists(path))
+        {
+            plan = JsonSerializer.Deserialize<ChannelPlan>(File.ReadAllText(path), Json) ?? throw new ModelInputException(path, "empty pruning plan");
+            if (plan.Keep.Count != scales.Count || plan.Keep.Zip(scales).Any(p => p.First.Length != p.Second.weight!.shape[0]))
+                throw new ModelInputException(path, "the pruning plan does not fit this model; use another --work-dir");
+            log($"{name}: pruning plan read from {path}");
+        }
+        else
+        {
+            var importance = scales.Select(s => s.weight!.detach().abs().data<float>().ToArray()).ToList();
+            plan = ChannelSelection.Select(importance, cost, TargetMacs, settings.MinKeepFraction);
+            AtomicFile.Write(path, s => JsonSerializer.Serialize(s, plan, Json));
+        }
+        int total = plan.Keep.Sum(k => k.Length), kept = plan.Counts.Sum();
+        log($"{name}: pruned to {kept:N0} of {total:N0} channels (scale threshold {plan.Threshold:G3}); MACs {plan.MacsBefore:N0} -> {plan.MacsAfter:N0} (target {TargetMacs:N0}); "
+            + $"channels per layer [{string.Join(",", plan.Counts)}]");
+        return plan;
+    }
+
+    void FineTune(nn.Module<Tensor, Tensor> net, IReadOnlyList<BatchNorm2d> scales, ChannelPlan plan, string name)
+    {
+        void ApplyMasks() { for (int i = 0; i < scales.Count; i++) ChannelMask.Apply(scales[i], plan.Keep[i]); }
+        ApplyMasks();
+        var options = settings.Training with { Epochs = settings.FinetuneEpochs };
+        using var trainer = new Trainer(net, options) { AfterStep = ApplyMasks };
+        Train(net, trainer, options, $"{name}-finetuned.pth", $"{name}: fine-tuning the pruned network");
+        ApplyMasks();
+    }
+
+    void Train(nn.Module<Tensor, Tensor> net, Trainer trainer, TrainOptions options, string file, string what)
+    {
+        string path = Path.Combine(workDir, file);
+        var state = TrainingCheckpoint.ReadState(path);
+        log(state is null ? $"{what}, {options.Epochs} epochs -> {path}" : $"{what}: resuming {path} after epoch {state.EpochsDone} of {options.Epochs}");
+        TrainingCheckpoint.Run(net, trainer, data, options, path, resume: true, progress,
+            e => log($"{what}: epoch {e.Epoch}/{e.Epochs}: loss {e.Loss:F4}, test {100 * e.TestAccuracy:F2}%, {e.ImagesPerSecond:F0} img/s"));
+        net.eval();
+    }
+
+    VerificationReport Compare(Func<Tensor, Tensor> reference, Func<Tensor, Tensor> candidate)
+    {
+        using var scope = NewDisposeScope();
+        return Equivalence.Compare(reference, candidate, data.Test.Images.narrow(0, 0, Math.Min(EquivalenceImages, data.Test.Count)), 1e-4);
+    }
+
+    /// <summary>Parameters of a ResNet as deployed: conv kernels with one bias per output channel (BN folded), and the classifier.</summary>
+    public static long DeployedParameters(ResNetSpec spec) => spec.ExpectedParameters()
+        .Where(p => p.Shape.Length == 4 || p.Key.StartsWith("fc.", StringComparison.Ordinal))
+        .Sum(p => p.Shape.Aggregate(1L, (a, b) => a * b) + (p.Shape.Length == 4 ? p.Shape[0] : 0));
+}

@@ -1,0 +1,23 @@
+using RMNet.Training;
+
+namespace RMNet.Pruning;
+
+/// <summary>Settings of an RM pruning run (and of the residual-constrained comparison, which uses the same ones).</summary>
+/// <param name="TargetFlops">MACs to reach, as a fraction of the original ResNet's (0.5 halves them).</param>
+/// <param name="SparsityEpochs">Epochs of training with the L1 penalty on the channel scales.</param>
+/// <param name="Penalty">Weight of the L1 penalty: loss += Penalty * sum |scale|.</param>
+/// <param name="FinetuneEpochs">Epochs of training of the pruned (masked) network.</param>
+/// <param name="Training">Optimiser, data and seed settings; its epoch count is replaced per stage.</param>
+/// <param name="MinKeepFraction">Every layer keeps at least this fraction of its channels.</param>
+/// <param name="CalibrationImages">Training images the per-channel scales are initialised from.</param>
+public sealed record PruneSettings(double TargetFlops, int SparsityEpochs, double Penalty, int FinetuneEpochs, TrainOptions Training,
+    double MinKeepFraction = 1.0 / 16, int CalibrationImages = 1024);
+
+/// <summary>One model of a pruning comparison: its accuracy and cost, where it was written, and how exactly it matches its parent.</summary>
+/// <param name="Model">"original", "plain", "rm-pruned" or "residual-pruned".</param>
+/// <param name="TestAccuracy">Top-1 accuracy on the test split, 0..1.</param>
+/// <param name="Parameters">Weights and biases as deployed (BatchNorm folded into the convs).</param>
+/// <param name="Macs">Multiply-accumulates per image at the data's size.</param>
+/// <param name="File">Where the model was written, or null.</param>
+/// <param name="Equivalence">The written model against the network it was made from (the masked, fine-tuned one for pruned models).</param>
+public sealed record PrunedModel(string Model, double TestAccuracy, long Parameters, long Macs, string? File, Verification.VerificationReport? Equivalence);

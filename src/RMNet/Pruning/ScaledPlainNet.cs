@@ -1,0 +1,181 @@
+using RMNet.Plain;
+using RMNet.Weights;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace RMNet.Pruning;
+
+/// <summary>
+/// A plain network made trainable with a scale per channel: every conv is followed by a BatchNorm whose weight is
+/// that channel's scale (network slimming's "gamma"), reserved channels included. Built from an RM-converted
+/// <see cref="PlainModel"/> and calibrated so that in eval mode it computes exactly what the plain model does
+/// (<see cref="Calibrate"/>). Names: <c>conv{i}</c>, <c>bn{i}</c>, <c>fc</c>.
+/// </summary>
+public sealed class ScaledPlainNet : nn.Module<Tensor, Tensor>
+{
+    const double Eps = 1e-5;
+    readonly PlainLayer[] _plan;
+    readonly Conv2d[] _convs;
+    readonly BatchNorm2d[] _scales;
+    readonly Linear _fc;
+
+    /// <summary>
+    /// Copies <paramref name="plain"/>'s weights. Layers allowed: ungrouped conv, ReLU, max pool, global average
+    /// pool, flatten and one final linear layer; anything else raises <see cref="RmException"/>.
+    /// </summary>
+    public ScaledPlainNet(PlainModel plain) : base(nameof(ScaledPlainNet))
+    {
+        InputChannels = plain.InputChannels;
+        _plan = plain.Layers.ToArray();
+        var convs = new List<Conv2d>();
+        var scales = new List<BatchNorm2d>();
+        Linear? fc = null;
+        using (no_grad())
+        {
+            foreach (var layer in _plan)
+            {
+                switch (layer)
+                {
+                    case ConvLayer c when c.Groups == 1 && c.Padding.IsSymmetric:
+                        var conv = nn.Conv2d(c.InChannels, c.OutChannels, (c.KernelH, c.KernelW), stride: (c.StrideH, c.StrideW),
+                            padding: (c.Padding.Top, c.Padding.Left), bias: false);
+                        conv.weight!.copy_(c.Weight);
+                        var bn = nn.BatchNorm2d(c.OutChannels, eps: Eps);
+                        bn.bias!.copy_(c.Bias);   // eval mode with mean 0, var 1 - eps... set exactly by Calibrate
+                        register_module($"conv{convs.Count}", conv);
+                        register_module($"bn{convs.Count}", bn);
+                        convs.Add(conv);
+                        scales.Add(bn);
+                        break;
+                    case ConvLayer c:
+                        throw new RmException($"channel pruning needs ungrouped, symmetrically padded convs; conv {convs.Count} has groups {c.Groups}, padding {c.Padding} (convert with --rm-mode dense)");
+                    case LinearLayer l when fc is null:
+                        fc = nn.Linear(l.Weight.shape[1], l.Weight.shape[0]);
+                        fc.weight!.copy_(l.Weight);
+                        fc.bias!.copy_(l.Bias);
+                        break;
+                    case ReluLayer or MaxPoolLayer or GlobalAvgPoolLayer or FlattenLayer:
+                        break;
+                    default:
+                        throw new RmException($"channel pruning supports conv/ReLU/pool/linear plain networks; found a '{layer.Kind}' layer");
+                }
+            }
+        }
+        _convs = convs.ToArray();
+        _scales = scales.ToArray();
+        _fc = fc ?? throw new RmException("the plain network has no linear classifier");
+        register_module("fc", _fc);
+        eval();
+    }
+
+    /// <summary>Channels of the input image.</summary>
+    public int InputChannels { get; }
+
+    /// <summary>The per-channel scales: one BatchNorm per conv, in order.</summary>
+    public IReadOnlyList<BatchNorm2d> Scales => _scales;
+
+    /// <summary>The convs, in order.</summary>
+    public IReadOnlyList<Conv2d> Convs => _convs;
+
+    /// <summary>
+    /// Sets every BatchNorm so that in eval mode it adds the conv's bias and nothing else (running mean m and
+    /// variance v measured on <paramref name="images"/>, scale sqrt(v + eps), shift m + bias: (y - m) / sqrt(v + eps)
+    /// * sqrt(v + eps) + m + b = y + b), while the scale starts at the channel's own spread, as a trained BN's does.
+    /// In train mode the batch statistics then reproduce nearly the same function, so training starts from it.
+    /// </summary>
+    public void Calibrate(Tensor images)
+    {
+        eval();
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var x = images;
+        int convIndex = 0;
+        foreach (var layer in _plan)
+        {
+            if (layer is ConvLayer)
+            {
+                var y = _convs[convIndex].forward(x);
+                var dims = new long[] { 0, 2, 3 };
+                var mean = y.mean(dims);
+                var variance = y.var(dims, unbiased: false);
+                var bn = _scales[convIndex];
+                var bias = bn.bias!.clone();   // holds the conv bias until calibrated
+                bn.running_mean!.copy_(mean);
+                bn.running_var!.copy_(variance);
+                bn.weight!.copy_((variance + Eps).sqrt());
+                bn.bias!.copy_(mean + bias);
+                x = bn.forward(y);
+                convIndex++;
+            }
+            else x = Step(layer, x);
+        }
+    }
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor input)
+    {
+        using IDisposable? noGrad = training ? null : no_grad();
+        using var scope = NewDisposeScope();
+        var x = input;
+        int convIndex = 0;
+        foreach (var layer in _plan)
+        {
+            x = layer is ConvLayer ? _scales[convIndex].forward(_convs[convIndex].forward(x)) : Step(layer, x);
+            if (layer is ConvLayer) convIndex++;
+        }
+        return x.MoveToOuterDisposeScope();
+    }
+
+    Tensor Step(PlainLayer layer, Tensor x) => layer is LinearLayer ? _fc.forward(x) : PlainModule.Apply(layer, x);
+
+    /// <summary>
+    /// The plain network this one computes in eval mode, BatchNorms folded into the convs, keeping only the
+    /// channels <paramref name="keep"/> marks (per conv; null keeps all). Exact where every dropped channel's
+    /// scale and shift are zero (its output is then 0, and ReLU(0) = 0 feeds nothing to the next layer).
+    /// </summary>
+    public PlainModel ToPlain(IReadOnlyList<bool[]>? keep = null)
+    {
+        using var noGrad = no_grad();
+        var layers = new List<PlainLayer>();
+        int convIndex = 0;
+        Tensor? previousKeep = null;
+        foreach (var layer in _plan)
+        {
+            switch (layer)
+            {
+                case ConvLayer c:
+                {
+                    using var scope = NewDisposeScope();
+                    var bn = _scales[convIndex];
+                    var fused = BatchNormFusion.Fuse(new ConvWeights(_convs[convIndex].weight!.detach(), null),
+                        new BatchNormWeights(bn.weight!.detach(), bn.bias!.detach(), bn.running_mean!, bn.running_var!, Eps));
+                    var rows = KeepIndex(keep?[convIndex], c.OutChannels);
+                    var weight = ChannelRemoval.Select(fused.Weight, rows, previousKeep);
+                    var bias = fused.BiasOrZeros().index_select(0, rows);
+                    layers.Add(c with { Weight = weight.to_type(ScalarType.Float32).MoveToOuterDisposeScope(), Bias = bias.to_type(ScalarType.Float32).MoveToOuterDisposeScope() });
+                    previousKeep?.Dispose();
+                    previousKeep = rows.MoveToOuterDisposeScope();
+                    convIndex++;
+                    break;
+                }
+                case LinearLayer:
+                {
+                    var weight = _fc.weight!.detach();
+                    if (previousKeep is not null) weight = weight.index_select(1, previousKeep);
+                    layers.Add(new LinearLayer(weight.clone(), _fc.bias!.detach().clone()));
+                    break;
+                }
+                default:
+                    layers.Add(layer);
+                    break;
+            }
+        }
+        previousKeep?.Dispose();
+        return new PlainModel(layers, InputChannels);
+    }
+
+    static Tensor KeepIndex(bool[]? keep, long count) => keep is null
+        ? arange(count, dtype: ScalarType.Int64)
+        : tensor(Enumerable.Range(0, keep.Length).Where(i => keep[i]).Select(i => (long)i).ToArray());
+}
