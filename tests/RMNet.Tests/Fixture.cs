@@ -12,7 +12,10 @@ public static class Fixture
 
     public static string Path_(string name) => Path.Combine(Dir, name);
 
-    public static readonly string[] SmallNets = { "basic_narrow", "bottleneck_narrow", "resnext_narrow", "wide_narrow" };
+    public static readonly string[] SmallNets = { "basic_narrow", "bottleneck_narrow", "resnext_narrow", "wide_narrow", "cifar_narrow", "cifar_pruned" };
+
+    /// <summary>1,000 training and 500 test images of Fashion-MNIST in the IDX format of Debian's package.</summary>
+    public static string FashionSubset => Path_("fashion_subset");
 
     /// <summary>PyTorch's inputs and outputs for a fixture net (keys input, output, input_odd, output_odd).</summary>
     public static Dictionary<string, Tensor> Io(string name)

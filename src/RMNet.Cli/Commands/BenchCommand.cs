@@ -12,7 +12,7 @@ namespace RMNet.Cli.Commands;
 /// <summary><c>rmnet bench</c>: original against converted, one run, alternating, after warm-up.</summary>
 public static class BenchCommand
 {
-    public sealed record Result(string Model, string Runtime, string RmMode, int Batch, int Size, int Threads, int Runs, int Warmup,
+    public sealed record Result(string Model, string? Versus, string Runtime, string RmMode, int Batch, int Size, int Threads, int Runs, int Warmup,
         LatencyStats Original, LatencyStats Converted, double LatencyRatio, double ThroughputRatio);
 
     public static Command Create(CommandIO io)
@@ -26,88 +26,115 @@ public static class BenchCommand
         runtime.AcceptOnlyFromAmong("torchsharp", "onnxruntime");
         var threads = new Option<int>("--threads") { Description = "Intra-op threads", DefaultValueFactory = _ => Environment.ProcessorCount };
         var rmMode = CommonOptions.RmMode();
+        var versus = new Option<string?>("--versus") { Description = "Measure against this model (a checkpoint, rmnet plain .safetensors or .onnx) instead of the conversion" };
         var json = CommonOptions.Json();
         var cmd = new Command("bench", "Measure original and converted latency and throughput in one run (median, p90, ratio)")
         {
-            model, batch, size, runs, warmup, runtime, threads, rmMode, json,
+            model, versus, batch, size, runs, warmup, runtime, threads, rmMode, json,
         };
         cmd.SetAction(p =>
         {
             var ctx = io.Context(p, json);
-            return ctx.Run(() => Run(ctx, p.GetValue(model)!, p.GetValue(runtime)!, p.GetValue(rmMode), p.GetValue(batch), p.GetValue(size),
+            return ctx.Run(() => Run(ctx, p.GetValue(model)!, p.GetValue(versus), p.GetValue(runtime)!, p.GetValue(rmMode), p.GetValue(batch), p.GetValue(size),
                 p.GetValue(runs), p.GetValue(warmup), p.GetValue(threads)));
         });
         return cmd;
     }
 
-    static int Run(CliContext ctx, string path, string runtime, RmMode mode, int batch, int size, int runs, int warmup, int threads)
+    static int Run(CliContext ctx, string path, string? versus, string runtime, RmMode mode, int batch, int size, int runs, int warmup, int threads)
     {
         if (batch < 1 || size < 8 || runs < 1 || warmup < 0 || threads < 1)
             throw new ModelInputException(path, "--batch, --runs and --threads must be at least 1, --size at least 8, --warmup at least 0");
-        Tensor Input(long channels) => randn(new long[] { batch, channels, size, size }, generator: new Generator(0));
-        bool isOnnx = FileFormats.Detect(path) == FileFormat.Onnx;
-        if (isOnnx && runtime == "torchsharp")
-            throw new ModelInputException(path, "an ONNX model is benchmarked with --runtime onnxruntime");
         using var temp = new TempFolder();
         var disposables = new List<IDisposable>();
         try
         {
-            Action original, converted;
-            ctx.Progress.Stage($"preparing {path} ({runtime}, {threads} threads, batch {batch}, {size}x{size})");
-            if (runtime == "torchsharp")
-            {
-                set_num_threads(threads);
-                using var ckpt = SourceModels.Load(path);
-                if (ckpt.FixedInputSize is int fixedSize && fixedSize != size)
-                    throw new ModelInputException(path, $"{ckpt.DisplayName} takes {fixedSize}x{fixedSize} inputs only (its head flattens the feature map); pass --size {fixedSize}");
-                var module = ckpt.CreateModule();
-                var plain = ckpt.ToPlain(mode).ToModule();
-                disposables.Add(module);
-                disposables.Add(plain);
-                var input = Input(ckpt.InputChannels);
-                original = () => { using var _ = inference_mode(); module.forward(input).Dispose(); };
-                converted = () => { using var _ = inference_mode(); plain.forward(input).Dispose(); };
-            }
-            else
-            {
-                string originalOnnx = path, convertedOnnx = temp.File("converted.onnx");
-                if (isOnnx)
-                    OnnxModelFile.Save(OnnxConversion.Convert(path, mode).Model, convertedOnnx);
-                else
-                {
-                    using var source = SourceModels.Load(path);
-                    if (source is not ResNetCheckpoint ckpt)
-                        throw new ModelInputException(path, $"{source.DisplayName} is benchmarked with --runtime torchsharp (its original has no ONNX export yet)");
-                    originalOnnx = temp.File("original.onnx");
-                    ResNetOnnxExporter.Save(ckpt, originalOnnx);
-                    OnnxExporter.Save(ckpt.ToPlain(mode), convertedOnnx);
-                }
-                var a = new OnnxRuntimeRunner(originalOnnx, threads);
-                var b = new OnnxRuntimeRunner(convertedOnnx, threads);
-                disposables.Add(a);
-                disposables.Add(b);
-                var input = Input(a.InputShape is { Length: 4 } s && s[1] > 0 ? s[1] : 3);
-                original = a.Prepare(input);
-                converted = b.Prepare(input);
-            }
-            var r = LatencyBenchmark.Run(original, converted, batch, runs, warmup, ctx.Progress);
-            ctx.Document(new Result(path, runtime, mode.ToString().ToLowerInvariant(), batch, size, threads, runs, warmup,
+            ctx.Progress.Stage($"preparing {path}{(versus is null ? "" : $" and {versus}")} ({runtime}, {threads} threads, batch {batch}, {size}x{size})");
+            if (runtime == "torchsharp") set_num_threads(threads);
+            var (original, channels) = Prepare(path, runtime, threads, size, mode, convert: false, temp, disposables);
+            var (converted, _) = Prepare(versus ?? path, runtime, threads, size, mode, convert: versus is null, temp, disposables);
+            var input = randn(new long[] { batch, channels, size, size }, generator: new Generator(0));
+            disposables.Add(input);
+            var r = LatencyBenchmark.Run(original(input), converted(input), batch, runs, warmup, ctx.Progress);
+            string secondName = versus is null ? "plain" : "versus";
+            ctx.Document(new Result(path, versus, runtime, mode.ToString().ToLowerInvariant(), batch, size, threads, runs, warmup,
                 r.Original, r.Converted, r.LatencyRatio, r.ThroughputRatio));
-            ctx.Line($"{path}: {runtime}, {threads} threads, batch {batch}, {size}x{size}, {runs} runs after {warmup} warm-up, {mode.ToString().ToLowerInvariant()} RM");
+            ctx.Line($"{path}{(versus is null ? "" : $" versus {versus}")}: {runtime}, {threads} threads, batch {batch}, {size}x{size}, {runs} runs after {warmup} warm-up"
+                + (versus is null ? $", {mode.ToString().ToLowerInvariant()} RM" : ""));
             var rows = new List<string[]>
             {
                 new[] { "", "median ms", "p90 ms", "min ms", "images/s" },
-                Row("original", r.Original),
-                Row("plain", r.Converted),
+                Row(versus is null ? "original" : "model", r.Original),
+                Row(secondName, r.Converted),
             };
             foreach (var line in Format.Table(rows)) ctx.Line("  " + line);
-            ctx.Line($"  latency ratio (plain / original) {Format.Ratio(r.LatencyRatio)}, throughput ratio {Format.Ratio(r.ThroughputRatio)}");
+            ctx.Line($"  latency ratio ({secondName} / {(versus is null ? "original" : "model")}) {Format.Ratio(r.LatencyRatio)}, throughput ratio {Format.Ratio(r.ThroughputRatio)}");
             return ExitCodes.Success;
         }
         finally
         {
             foreach (var d in disposables) d.Dispose();
         }
+    }
+
+    /// <summary>
+    /// A runner for one model file in the chosen runtime, prepared for a fixed input (the timed call does nothing
+    /// else), and the image channels it takes. <paramref name="convert"/> runs the file's RM conversion instead.
+    /// Checkpoints run as TorchSharp modules or as ONNX exports of their residual network; rmnet plain models
+    /// (.safetensors) as TorchSharp modules or ONNX exports; ONNX models in ONNX Runtime only.
+    /// </summary>
+    static (Func<Tensor, Action> Prepare, long Channels) Prepare(string path, string runtime, int threads, int size, RmMode mode, bool convert,
+        TempFolder temp, List<IDisposable> disposables)
+    {
+        var format = FileFormats.Detect(path);
+        bool plainFile = format == FileFormat.Safetensors && PlainModelFile.IsPlainSafetensors(path);
+        if (runtime == "torchsharp")
+        {
+            if (format == FileFormat.Onnx) throw new ModelInputException(path, "an ONNX model is benchmarked with --runtime onnxruntime");
+            nn.Module<Tensor, Tensor> module;
+            long channels;
+            if (plainFile)
+            {
+                var plain = PlainModelFile.Load(path);
+                (module, channels) = (plain.ToModule(), plain.InputChannels);
+            }
+            else
+            {
+                using var ckpt = SourceModels.Load(path);
+                if (ckpt.FixedInputSize is int fixedSize && fixedSize != size)
+                    throw new ModelInputException(path, $"{ckpt.DisplayName} takes {fixedSize}x{fixedSize} inputs only (its head flattens the feature map); pass --size {fixedSize}");
+                module = convert ? ckpt.ToPlain(mode).ToModule() : ckpt.CreateModule();
+                channels = ckpt.InputChannels;
+            }
+            disposables.Add(module);
+            return (x => () => { using var _ = inference_mode(); module.forward(x).Dispose(); }, channels);
+        }
+        string onnx = path;
+        if (format == FileFormat.Onnx)
+        {
+            if (convert)
+            {
+                onnx = temp.File($"converted{disposables.Count}.onnx");
+                OnnxModelFile.Save(OnnxConversion.Convert(path, mode).Model, onnx);
+            }
+        }
+        else if (plainFile)
+        {
+            onnx = temp.File($"plain{disposables.Count}.onnx");
+            OnnxExporter.Save(PlainModelFile.Load(path), onnx);
+        }
+        else
+        {
+            using var source = SourceModels.Load(path);
+            onnx = temp.File($"model{disposables.Count}.onnx");
+            if (convert) OnnxExporter.Save(source.ToPlain(mode), onnx);
+            else if (source is ResNetCheckpoint ckpt) ResNetOnnxExporter.Save(ckpt, onnx);
+            else throw new ModelInputException(path, $"{source.DisplayName} is benchmarked with --runtime torchsharp (its original has no ONNX export yet)");
+        }
+        var runner = new OnnxRuntimeRunner(onnx, threads);
+        disposables.Add(runner);
+        var shape = runner.InputShape;
+        return (runner.Prepare, shape is { Length: 4 } && shape[1] > 0 ? shape[1] : 3);
     }
 
     static string[] Row(string name, LatencyStats s) => new[]

@@ -1,0 +1,177 @@
+using RMNet.Data;
+using RMNet.Models;
+using RMNet.Plain;
+using RMNet.Pruning;
+using RMNet.Rm;
+using RMNet.Training;
+using RMNet.Verification;
+using Xunit;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace RMNet.Tests;
+
+public class PruningTests(ITestOutputHelper output)
+{
+    static ResNetCheckpoint Cifar() => ResNetCheckpoint.Load(Fixture.Path_("cifar_narrow.pth"));
+
+    static Tensor RealImages(int n)
+    {
+        using var data = FashionMnist.Load(Fixture.FashionSubset);
+        return data.Test.Images.narrow(0, 0, n).clone();
+    }
+
+    [Fact]
+    public void CalibratedScaledNetEqualsTheOriginalResNet()
+    {
+        using var ckpt = Cifar();
+        using var net = new ScaledPlainNet(ckpt.ToPlain(RmMode.Dense));
+        net.Calibrate(RealImages(128));
+        var io = Fixture.Io("cifar_narrow");
+        var report = Equivalence.Measure(io["output"], net.forward(io["input"]), 1e-5);
+        output.WriteLine($"scaled net vs PyTorch: rel {report.MaxRelError:E2}");
+        Assert.True(report.Passed, $"max rel error {report.MaxRelError}");
+        // Scales start at each channel's own spread, not at 1: what sparsity training then shrinks.
+        Assert.True(net.Scales[0].weight!.std().item<float>() > 0);
+    }
+
+    [Fact]
+    public void ChannelRemovalEqualsTheMaskedNetworkExactly()
+    {
+        using var ckpt = Cifar();
+        var plain = ckpt.ToPlain(RmMode.Dense);
+        using var net = new ScaledPlainNet(plain);
+        var images = RealImages(64);
+        net.Calibrate(images);
+        var generator = new Generator(3);
+        var keep = net.Scales.Select(s => rand(new[] { s.weight!.shape[0] }, generator: generator).data<float>().Select((v, i) => i == 0 || v > 0.4f).ToArray()).ToList();
+        for (int i = 0; i < keep.Count; i++) ChannelMask.Apply(net.Scales[i], keep[i]);
+        var pruned = net.ToPlain(keep);
+        Assert.Equal(keep.Select(k => (long)k.Count(x => x)), pruned.Convs.Select(c => c.OutChannels));
+        var report = Equivalence.Compare(net.forward, pruned.Forward, images, 1e-5);
+        output.WriteLine($"pruned vs masked: rel {report.MaxRelError:E2}, {pruned.ParameterCount} of {plain.ParameterCount} parameters");
+        Assert.True(report.Passed, $"max rel error {report.MaxRelError}");
+        // The cost model predicts the pruned network's MACs exactly.
+        var cost = CostModels.Plain(plain, 28, 28);
+        Assert.Equal(plain.MultiplyAccumulates(28, 28), cost.Macs(plain.Convs.Select(c => (int)c.OutChannels).ToList()));
+        Assert.Equal(pruned.MultiplyAccumulates(28, 28), cost.Macs(keep.Select(k => k.Count(x => x)).ToList()));
+    }
+
+    [Fact]
+    public void MasksHoldThroughTrainingSteps()
+    {
+        using var ckpt = Cifar();
+        using var net = new ScaledPlainNet(ckpt.ToPlain(RmMode.Dense));
+        using var data = FashionMnist.Load(Fixture.FashionSubset);
+        net.Calibrate(data.Train.Images.narrow(0, 0, 64));
+        var keep = net.Scales.Select(s => Enumerable.Range(0, (int)s.weight!.shape[0]).Select(i => i % 3 != 1).ToArray()).ToList();
+        void Apply() { for (int i = 0; i < keep.Count; i++) ChannelMask.Apply(net.Scales[i], keep[i]); }
+        Apply();
+        var options = new TrainOptions(Epochs: 1, BatchSize: 64, LearningRate: 0.05);
+        using var trainer = new Trainer(net, options) { AfterStep = Apply };
+        trainer.RunEpoch(0, data.Train.Take(128), data.Test.Take(64));
+        for (int i = 0; i < keep.Count; i++)
+            for (int c = 0; c < keep[i].Length; c++)
+                if (!keep[i][c]) Assert.Equal(0f, net.Scales[i].weight![c].item<float>());
+        var pruned = net.ToPlain(keep);
+        var report = Equivalence.Compare(net.forward, pruned.Forward, data.Test.Images.narrow(0, 0, 32), 1e-5);
+        Assert.True(report.Passed, $"max rel error {report.MaxRelError}");
+    }
+
+    [Fact]
+    public void ResidualChannelRemovalEqualsTheMaskedResNet()
+    {
+        using var ckpt = Cifar();
+        using var net = ckpt.CreateModule();
+        var scales = ResidualPruning.InnerScales(net);
+        Assert.Equal(4, scales.Count);
+        var keep = scales.Select((s, b) => Enumerable.Range(0, (int)s.weight!.shape[0]).Select(c => (c + b) % 2 == 0).ToArray()).ToList();
+        for (int i = 0; i < keep.Count; i++) ChannelMask.Apply(scales[i], keep[i]);
+        var sd = new StateDict("masked");
+        foreach (var (key, t) in net.state_dict()) sd.Add(key, t.detach());
+        var prunedSd = ResidualPruning.RemoveChannels(sd, ckpt.Spec, keep, "pruned");
+        using var pruned = ResNetCheckpoint.FromStateDict(prunedSd);
+        Assert.Equal(keep.Select(k => k.Count(x => x)), pruned.Spec.BlockWidths!);
+        var images = RealImages(32);
+        var report = Equivalence.Compare(net.forward, pruned.CreateModule().forward, images, 1e-5);
+        Assert.True(report.Passed, $"max rel error {report.MaxRelError}");
+        var cost = CostModels.ResidualInner(ckpt.Spec, 28, 28);
+        Assert.Equal(ResNetCost.MultiplyAccumulates(ckpt.Spec, 28, 28), cost.Macs(ckpt.Spec.Blocks().Select(b => b.Width).ToList()));
+        Assert.Equal(ResNetCost.MultiplyAccumulates(pruned.Spec, 28, 28), cost.Macs(pruned.Spec.BlockWidths!));
+    }
+
+    [Fact]
+    public void GlobalSelectionRemovesTheLeastImportantChannelsUntilTheTarget()
+    {
+        // Two layers in a chain: MACs = 10*n0 (input side) + 2*n0*n1 + 3*n1 (classifier side).
+        var cost = new ChannelCostModel(2);
+        cost.AddLinear(0, 10);
+        cost.AddPair(0, 1, 2);
+        cost.AddLinear(1, 3);
+        var importance = new List<float[]> { new[] { 0.9f, 0.1f, 0.5f, 0.8f }, new[] { 0.05f, 0.7f, 0.3f, 0.6f } };
+        // Full: 40 + 32 + 12 = 84. Removing by rank: l1c0 (0.05): n=(4,3) 40+24+9=73; l0c1 (0.1): (3,3) 30+18+9=57;
+        // l1c2 (0.3): (3,2) 30+12+6=48 <= 50: stop.
+        var plan = ChannelSelection.Select(importance, cost, 50, minKeepFraction: 0.25);
+        Assert.Equal(84, plan.MacsBefore);
+        Assert.Equal(48, plan.MacsAfter);
+        Assert.Equal(new[] { true, false, true, true }, plan.Keep[0]);
+        Assert.Equal(new[] { false, true, false, true }, plan.Keep[1]);
+        Assert.Equal(0.3, plan.Threshold, 5);
+        // A target below what the minimum widths cost is refused, not silently missed.
+        Assert.Throws<RmException>(() => ChannelSelection.Select(importance, cost, 10, minKeepFraction: 0.25));
+    }
+
+    [Fact]
+    public void PruneCommandRunsEveryStageResumesAndExportsAnEquivalentModel()
+    {
+        using var dir = Fixture.Temp();
+        string[] args =
+        {
+            "prune", Fixture.Path_("cifar_narrow.pth"), "-o", dir.File("p.onnx"), "--data", Fixture.FashionSubset, "--train-limit", "256",
+            "--test-limit", "100", "--sparsity-epochs", "1", "--finetune-epochs", "1", "--compare-residual", "--target-flops", "0.5", "--json",
+        };
+        var (code, stdout, stderr) = CliHarness.Rmnet(args);
+        Assert.True(code == 0, stderr);
+        foreach (var stage in new[] { "sparsity training", "pruned to", "fine-tuning", "wrote" }) Assert.Contains(stage, stderr);
+        var report = System.Text.Json.JsonDocument.Parse(stdout).RootElement;
+        var models = report.GetProperty("models").EnumerateArray().ToDictionary(m => m.GetProperty("model").GetString()!);
+        Assert.Equal(new[] { "original", "plain", "rm-pruned", "residual-pruned" }, models.Keys);
+        long original = models["original"].GetProperty("macs").GetInt64();
+        foreach (var name in new[] { "rm-pruned", "residual-pruned" })
+        {
+            Assert.InRange(models[name].GetProperty("macs").GetInt64(), 1, original / 2);
+            Assert.True(models[name].GetProperty("equivalence").GetProperty("max_rel_error").GetDouble() < 1e-5);
+            Assert.InRange(models[name].GetProperty("test_accuracy").GetDouble(), 0.0, 1.0);
+        }
+        Assert.True(File.Exists(dir.File("p.onnx")) && File.Exists(dir.File("p.residual.onnx")) && File.Exists(dir.File("p.residual.pth")));
+        // The exported ONNX model computes what rmnet's pruned plain model computes.
+        var plain = RMNet.IO.PlainModelFile.Load(dir.File("p.onnx.work/rm-pruned.safetensors"));
+        using (var ort = new RMNet.Onnx.OnnxRuntimeRunner(dir.File("p.onnx")))
+        {
+            var x = RealImages(16);
+            Assert.True(Equivalence.Compare(plain.Forward, ort.Run, x, 1e-5).Passed);
+        }
+        byte[] first = File.ReadAllBytes(dir.File("p.onnx"));
+        // A re-run resumes from the saved stages (no training) and writes the same model.
+        var again = CliHarness.Rmnet(args.Append("--force").ToArray());
+        Assert.True(again.Code == 0, again.Err);
+        Assert.Contains("resuming", again.Err);
+        Assert.Contains("plan read", again.Err);
+        Assert.Equal(first, File.ReadAllBytes(dir.File("p.onnx")));
+        // Other settings in the same work folder are refused rather than mixed.
+        var mixed = CliHarness.Rmnet(args.Select(a => a == "0.5" ? "0.4" : a).Append("--force").ToArray());
+        Assert.Equal(2, mixed.Code);
+        Assert.Contains("other settings", mixed.Err);
+    }
+
+    [Fact]
+    public void TrainCommandRefusesMissingDataWithOneLine()
+    {
+        using var dir = Fixture.Temp();
+        var (code, _, stderr) = CliHarness.Rmnet("train", "--data", dir.File("none"), "-o", dir.File("m.pth"), "--epochs", "1");
+        Assert.Equal(2, code);
+        Assert.Single(stderr.Trim().Split('\n'), l => l.StartsWith("rmnet: error:"));
+        Assert.Contains("data folder not found", stderr);
+        Assert.False(File.Exists(dir.File("m.pth")));
+    }
+}
