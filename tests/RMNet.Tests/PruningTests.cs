@@ -117,6 +117,11 @@ public class PruningTests(ITestOutputHelper output)
         Assert.Equal(new[] { true, false, true, true }, plan.Keep[0]);
         Assert.Equal(new[] { false, true, false, true }, plan.Keep[1]);
         Assert.Equal(0.3, plan.Threshold, 5);
+        // In blocks of two: l1 loses c0 and c2 (0.05, 0.3): (4,2) 40+16+6=62; l0 loses c1 and c2 (0.1, 0.5): (2,2) 20+8+6=34.
+        var blocks = ChannelSelection.Select(importance, cost, 50, minKeepFraction: 0.25, channelMultiple: 2);
+        Assert.Equal(34, blocks.MacsAfter);
+        Assert.Equal(new[] { true, false, false, true }, blocks.Keep[0]);
+        Assert.Equal(new[] { false, true, false, true }, blocks.Keep[1]);
         // A target below what the minimum widths cost is refused, not silently missed.
         Assert.Throws<RmException>(() => ChannelSelection.Select(importance, cost, 10, minKeepFraction: 0.25));
     }

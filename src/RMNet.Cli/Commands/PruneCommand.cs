@@ -24,6 +24,7 @@ public static class PruneCommand
         var sparsityEpochs = new Option<int>("--sparsity-epochs") { Description = "Epochs of training with the L1 penalty on channel scales", DefaultValueFactory = _ => 3 };
         var penalty = new Option<double>("--penalty") { Description = "L1 penalty weight on the channel scales", DefaultValueFactory = _ => 1e-3 };
         var finetuneEpochs = new Option<int>("--finetune-epochs") { Description = "Epochs of fine-tuning after pruning", DefaultValueFactory = _ => 3 };
+        var multiple = new Option<int>("--channel-multiple") { Description = "Keep a multiple of this many channels in every layer (runtimes run blocks of 4/8/16 channels fastest)", DefaultValueFactory = _ => 1 };
         var residual = new Option<bool>("--compare-residual") { Description = "Also prune the ResNet itself (inner channels only) to the same MACs; writes <output>.residual.onnx/.pth" };
         var workDir = new Option<string?>("--work-dir") { Description = "Folder for each stage's results, resumed on a re-run (default: <output>.work)" };
         var restart = new Option<bool>("--restart") { Description = "Discard the work folder's stages and start afresh" };
@@ -32,7 +33,7 @@ public static class PruneCommand
         var training = new TrainingArguments(learningRate: 0.02);
         var cmd = new Command("prune", "Prune every channel of an RM-converted ResNet to a MACs budget, fine-tune and export")
         {
-            input, output, target, sparsityEpochs, penalty, finetuneEpochs, residual, workDir, restart, force, json,
+            input, output, target, sparsityEpochs, penalty, finetuneEpochs, multiple, residual, workDir, restart, force, json,
         };
         training.AddTo(cmd);
         cmd.SetAction(p =>
@@ -42,7 +43,10 @@ public static class PruneCommand
             {
                 string outputPath = p.GetValue(output)!;
                 var options = training.Options(p, 0);
-                var settings = new PruneSettings(p.GetValue(target), p.GetValue(sparsityEpochs), p.GetValue(penalty), p.GetValue(finetuneEpochs), options);
+                var settings = new PruneSettings(p.GetValue(target), p.GetValue(sparsityEpochs), p.GetValue(penalty), p.GetValue(finetuneEpochs), options)
+                {
+                    ChannelMultiple = p.GetValue(multiple),
+                };
                 return Run(ctx, p, training, p.GetValue(input)!, outputPath, settings, p.GetValue(residual),
                     p.GetValue(workDir) ?? outputPath + ".work", p.GetValue(restart), p.GetValue(force));
             });
@@ -54,8 +58,8 @@ public static class PruneCommand
         bool compareResidual, string workDir, bool restart, bool force)
     {
         if (settings.TargetFlops is <= 0 or >= 1) throw new ModelInputException(input, "--target-flops must be between 0 and 1 (a fraction of the original's MACs)");
-        if (settings.SparsityEpochs < 0 || settings.FinetuneEpochs < 0 || settings.Penalty < 0)
-            throw new ModelInputException(input, "--sparsity-epochs, --finetune-epochs and --penalty must not be negative");
+        if (settings.SparsityEpochs < 0 || settings.FinetuneEpochs < 0 || settings.Penalty < 0 || settings.ChannelMultiple < 1)
+            throw new ModelInputException(input, "--sparsity-epochs, --finetune-epochs and --penalty must not be negative, --channel-multiple at least 1");
         if (!ModelWriter.Extensions.Contains(Path.GetExtension(output).ToLowerInvariant()))
             throw new ModelInputException(output, $"unknown output extension; use one of {string.Join(", ", ModelWriter.Extensions)}");
         string stem = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(output))!, Path.GetFileNameWithoutExtension(output));

@@ -23,13 +23,18 @@ public static class ChannelSelection
     /// <param name="cost">MACs as a function of the kept counts.</param>
     /// <param name="targetMacs">MACs to reach or go below.</param>
     /// <param name="minKeepFraction">Each layer keeps at least this fraction of its channels (and at least one).</param>
-    public static ChannelPlan Select(IReadOnlyList<float[]> importance, ChannelCostModel cost, long targetMacs, double minKeepFraction = 1.0 / 16)
+    /// <param name="channelMultiple">Kept counts are multiples of this (where the layer's width is): runtimes' conv kernels work in blocks of 4, 8 or 16 channels.</param>
+    public static ChannelPlan Select(IReadOnlyList<float[]> importance, ChannelCostModel cost, long targetMacs, double minKeepFraction = 1.0 / 16, int channelMultiple = 1)
     {
+        if (channelMultiple < 1) throw new ArgumentOutOfRangeException(nameof(channelMultiple));
         if (importance.Count != cost.LayerCount)
             throw new ArgumentException($"{importance.Count} importance lists for {cost.LayerCount} layers");
         var keep = importance.Select(i => Enumerable.Repeat(true, i.Length).ToArray()).ToArray();
         var counts = importance.Select(i => i.Length).ToArray();
-        var minimum = counts.Select(n => Math.Max(1, (int)Math.Ceiling(n * minKeepFraction))).ToArray();
+        var minimum = counts.Select(n => Math.Max(Math.Min(n, channelMultiple), (int)Math.Ceiling(n * minKeepFraction))).ToArray();
+        // Each layer's channels, least important first: a removal takes the next ones of its layer.
+        var byLayer = importance.Select(imp => Enumerable.Range(0, imp.Length).OrderBy(c => Math.Abs(imp[c])).ThenBy(c => c).ToArray()).ToArray();
+        var removed = new int[importance.Count];
         long before = cost.Macs(counts), macs = before;
         double threshold = 0;
         // Ascending importance; ties broken by layer then channel so the plan is deterministic.
@@ -38,10 +43,16 @@ public static class ChannelSelection
         foreach (var (value, layer, channel) in order)
         {
             if (macs <= targetMacs) break;
-            if (counts[layer] <= minimum[layer]) continue;
-            macs -= cost.SavingOfOne(layer, counts);
-            counts[layer]--;
-            keep[layer][channel] = false;
+            if (!keep[layer][channel]) continue;   // already taken with a block of its layer
+            // Down to the next lower multiple: one channel where the multiple is 1.
+            int step = counts[layer] % channelMultiple == 0 ? channelMultiple : counts[layer] % channelMultiple;
+            if (counts[layer] - step < minimum[layer]) continue;
+            for (int i = 0; i < step; i++)
+            {
+                macs -= cost.SavingOfOne(layer, counts);
+                counts[layer]--;
+                keep[layer][byLayer[layer][removed[layer]++]] = false;
+            }
             threshold = value;
         }
         if (macs > targetMacs)

@@ -131,7 +131,7 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         else
         {
             var importance = scales.Select(s => s.weight!.detach().abs().data<float>().ToArray()).ToList();
-            plan = ChannelSelection.Select(importance, cost, TargetMacs, settings.MinKeepFraction);
+            plan = ChannelSelection.Select(importance, cost, TargetMacs, settings.MinKeepFraction, settings.ChannelMultiple);
             AtomicFile.Write(path, s => JsonSerializer.Serialize(s, plan, Json));
         }
         int total = plan.Keep.Sum(k => k.Length), kept = plan.Counts.Sum();

@@ -10,8 +10,9 @@ namespace RMNet.Pruning;
 /// <param name="Training">Optimiser, data and seed settings; its epoch count is replaced per stage.</param>
 /// <param name="MinKeepFraction">Every layer keeps at least this fraction of its channels.</param>
 /// <param name="CalibrationImages">Training images the per-channel scales are initialised from.</param>
+/// <param name="ChannelMultiple">Every pruned layer keeps a multiple of this many channels (1: any number).</param>
 public sealed record PruneSettings(double TargetFlops, int SparsityEpochs, double Penalty, int FinetuneEpochs, TrainOptions Training,
-    double MinKeepFraction = 1.0 / 16, int CalibrationImages = 1024);
+    double MinKeepFraction = 1.0 / 16, int CalibrationImages = 1024, int ChannelMultiple = 1);
 
 /// <summary>One model of a pruning comparison: its accuracy and cost, where it was written, and how exactly it matches its parent.</summary>
 /// <param name="Model">"original", "plain", "rm-pruned" or "residual-pruned".</param>
