@@ -26,22 +26,32 @@ public static class ResNetRm
         layers.AddRange(Scoped(() => Stem(sd, spec)));
         Tag("stem");
         var blocks = spec.Blocks().ToList();
-        int zeroChannels = 0;
-        for (int i = 0; i < blocks.Count; i++)
+        var converted = new (IReadOnlyList<PlainLayer> Layers, int ZeroChannels)[blocks.Count];
+        int done = 0;
+        // Blocks are independent: convert them on all cores. Most of the time goes into allocating and zeroing
+        // the large plain kernels (page faults), which runs in parallel; the order of the result is kept.
+        Parallel.For(0, blocks.Count, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, i =>
         {
             var block = blocks[i];
-            layers.AddRange(Scoped(() =>
+            int zero = 0;
+            var result = Scoped(() =>
             {
                 var projection = TorchvisionWeights.Projection(sd, block);
                 bool se = spec.SeChannels is not null;
                 var rm = ResidualChainRm.Transform(TorchvisionWeights.Branch(sd, spec, block), projection, mode, mergeShortcut: !se);
-                zeroChannels += rm.ZeroChannels;
-                var result = rm.Convs.SelectMany(conv => new PlainLayer[] { conv, new ReluLayer() }).ToList();
-                if (se) result = SqueezeExciteMerge(sd, block, result, projection);
-                return result;
-            }));
-            Tag($"layer{block.Stage + 1}");
-            progress?.Report(new ProgressStep("converting", i + 1, blocks.Count));
+                zero = rm.ZeroChannels;
+                var chain = rm.Convs.SelectMany(conv => new PlainLayer[] { conv, new ReluLayer() }).ToList();
+                return se ? SqueezeExciteMerge(sd, block, chain, projection) : chain;
+            });
+            converted[i] = (result, zero);
+            lock (converted) progress?.Report(new ProgressStep("converting", ++done, blocks.Count));
+        });
+        int zeroChannels = 0;
+        for (int i = 0; i < blocks.Count; i++)
+        {
+            layers.AddRange(converted[i].Layers);
+            zeroChannels += converted[i].ZeroChannels;
+            Tag($"layer{blocks[i].Stage + 1}");
         }
         layers.Add(new GlobalAvgPoolLayer());
         layers.Add(new FlattenLayer());
