@@ -133,7 +133,7 @@ public class PruningTests(ITestOutputHelper output)
         string[] args =
         {
             "prune", Fixture.Path_("cifar_narrow.pth"), "-o", dir.File("p.onnx"), "--data", Fixture.FashionSubset, "--train-limit", "256",
-            "--test-limit", "100", "--sparsity-epochs", "1", "--finetune-epochs", "1", "--compare-residual", "--target-flops", "0.5", "--json",
+            "--test-limit", "100", "--sparsity-epochs", "1", "--finetune-epochs", "1", "--compare-residual", "--target-flops", "0.5", "--channel-multiple", "2", "--json",
         };
         var (code, stdout, stderr) = CliHarness.Rmnet(args);
         Assert.True(code == 0, stderr);
@@ -167,6 +167,18 @@ public class PruningTests(ITestOutputHelper output)
         var mixed = CliHarness.Rmnet(args.Select(a => a == "0.5" ? "0.4" : a).Append("--force").ToArray());
         Assert.Equal(2, mixed.Code);
         Assert.Contains("other settings", mixed.Err);
+    }
+
+    [Fact]
+    public void AnUnreachableTargetIsRefusedWithTheReason()
+    {
+        using var dir = Fixture.Temp();
+        // cifar_narrow's 8-channel layers cannot shrink in blocks of 8, so a tenth of the MACs is out of reach.
+        var (code, _, stderr) = CliHarness.Rmnet("prune", Fixture.Path_("cifar_narrow.pth"), "-o", dir.File("p.onnx"), "--data", Fixture.FashionSubset,
+            "--train-limit", "64", "--test-limit", "32", "--sparsity-epochs", "0", "--finetune-epochs", "0", "--target-flops", "0.1");
+        Assert.Equal(2, code);
+        Assert.Contains("cannot be reached", stderr);
+        Assert.False(File.Exists(dir.File("p.onnx")));
     }
 
     [Fact]

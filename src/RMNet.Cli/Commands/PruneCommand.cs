@@ -24,7 +24,7 @@ public static class PruneCommand
         var sparsityEpochs = new Option<int>("--sparsity-epochs") { Description = "Epochs of training with the L1 penalty on channel scales", DefaultValueFactory = _ => 3 };
         var penalty = new Option<double>("--penalty") { Description = "L1 penalty weight on the channel scales", DefaultValueFactory = _ => 1e-3 };
         var finetuneEpochs = new Option<int>("--finetune-epochs") { Description = "Epochs of fine-tuning after pruning", DefaultValueFactory = _ => 3 };
-        var multiple = new Option<int>("--channel-multiple") { Description = "Keep a multiple of this many channels in every layer (runtimes run blocks of 4/8/16 channels fastest)", DefaultValueFactory = _ => 1 };
+        var multiple = new Option<int>("--channel-multiple") { Description = "Keep a multiple of this many channels in every layer (conv kernels run blocks of 8 channels fastest; 1: any count)", DefaultValueFactory = _ => 8 };
         var residual = new Option<bool>("--compare-residual") { Description = "Also prune the ResNet itself (inner channels only) to the same MACs; writes <output>.residual.onnx/.pth" };
         var workDir = new Option<string?>("--work-dir") { Description = "Folder for each stage's results, resumed on a re-run (default: <output>.work)" };
         var restart = new Option<bool>("--restart") { Description = "Discard the work folder's stages and start afresh" };
