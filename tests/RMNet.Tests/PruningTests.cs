@@ -175,9 +175,11 @@ public class PruningTests(ITestOutputHelper output)
         using var dir = Fixture.Temp();
         // cifar_narrow's 8-channel layers cannot shrink in blocks of 8, so a tenth of the MACs is out of reach.
         var (code, _, stderr) = CliHarness.Rmnet("prune", Fixture.Path_("cifar_narrow.pth"), "-o", dir.File("p.onnx"), "--data", Fixture.FashionSubset,
-            "--train-limit", "64", "--test-limit", "32", "--sparsity-epochs", "0", "--finetune-epochs", "0", "--target-flops", "0.1");
+            "--train-limit", "64", "--test-limit", "32", "--sparsity-epochs", "5", "--finetune-epochs", "5", "--target-flops", "0.1");
         Assert.Equal(2, code);
         Assert.Contains("cannot be reached", stderr);
+        // Refused before any training: no sparsity stage was started.
+        Assert.DoesNotContain("sparsity training", stderr);
         Assert.False(File.Exists(dir.File("p.onnx")));
     }
 

@@ -44,8 +44,7 @@ public static class ChannelSelection
         {
             if (macs <= targetMacs) break;
             if (!keep[layer][channel]) continue;   // already taken with a block of its layer
-            // Down to the next lower multiple: one channel where the multiple is 1.
-            int step = counts[layer] % channelMultiple == 0 ? channelMultiple : counts[layer] % channelMultiple;
+            int step = Step(counts[layer], channelMultiple);
             if (counts[layer] - step < minimum[layer]) continue;
             for (int i = 0; i < step; i++)
             {
@@ -55,8 +54,30 @@ public static class ChannelSelection
             }
             threshold = value;
         }
-        if (macs > targetMacs)
-            throw new RmException($"the target of {targetMacs:N0} MACs cannot be reached: keeping at least {minKeepFraction:P1} of every layer's channels costs {macs:N0}");
+        if (macs > targetMacs) throw Unreachable(targetMacs, macs, minKeepFraction, channelMultiple);
         return new ChannelPlan(keep, before, macs, threshold);
     }
+
+    /// <summary>
+    /// Throws <see cref="RmException"/> where no plan can reach <paramref name="targetMacs"/> (every layer at its
+    /// smallest allowed count still costs more), so a run can stop before training rather than after it.
+    /// </summary>
+    public static void CheckReachable(IReadOnlyList<int> widths, ChannelCostModel cost, long targetMacs, double minKeepFraction = 1.0 / 16, int channelMultiple = 1)
+    {
+        var smallest = widths.Select(n =>
+        {
+            int minimum = Math.Max(Math.Min(n, channelMultiple), (int)Math.Ceiling(n * minKeepFraction)), count = n;
+            while (count - Step(count, channelMultiple) >= minimum) count -= Step(count, channelMultiple);
+            return count;
+        }).ToList();
+        long macs = cost.Macs(smallest);
+        if (macs > targetMacs) throw Unreachable(targetMacs, macs, minKeepFraction, channelMultiple);
+    }
+
+    /// <summary>Channels one removal takes from a layer of <paramref name="count"/>: down to the next lower multiple.</summary>
+    static int Step(int count, int multiple) => count % multiple == 0 ? multiple : count % multiple;
+
+    static RmException Unreachable(long target, long macs, double minKeepFraction, int multiple) =>
+        new($"the target of {target:N0} MACs cannot be reached: keeping at least {minKeepFraction:P1} of every layer's channels"
+            + $"{(multiple > 1 ? $" in multiples of {multiple}" : "")} costs {macs:N0} (lower --channel-multiple or raise --target-flops)");
 }

@@ -61,8 +61,9 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         var plainFigures = new PrunedModel("plain", plainAccuracy, plain.ParameterCount, plain.MultiplyAccumulates(Height, Width), null, conversion);
 
         // (2) sparsity, (3) pruning plan, (4) fine-tuning
-        Sparsify(net, net.Scales, "rm");
         var cost = CostModels.Plain(plain, Height, Width);
+        CheckReachable(net.Scales, cost);
+        Sparsify(net, net.Scales, "rm");
         var planValue = Plan("rm", net.Scales, cost);
         FineTune(net, net.Scales, planValue, "rm");
 
@@ -88,6 +89,7 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         var cost = CostModels.ResidualInner(source.Spec, Height, Width);
         using var net = source.CreateModule();
         var scales = ResidualPruning.InnerScales(net);
+        CheckReachable(scales, cost);
         Sparsify(net, scales, "residual");
         var planValue = Plan("residual", scales, cost);
         FineTune(net, scales, planValue, "residual");
@@ -116,6 +118,9 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         };
         Train(net, trainer, options, $"{name}-sparse.pth", $"{name}: sparsity training (L1 {settings.Penalty:G3} on {scales.Sum(s => s.weight!.shape[0]):N0} scales)");
     }
+
+    void CheckReachable(IReadOnlyList<BatchNorm2d> scales, ChannelCostModel cost) =>
+        ChannelSelection.CheckReachable(scales.Select(s => (int)s.weight!.shape[0]).ToList(), cost, TargetMacs, settings.MinKeepFraction, settings.ChannelMultiple);
 
     ChannelPlan Plan(string name, IReadOnlyList<BatchNorm2d> scales, ChannelCostModel cost)
     {
