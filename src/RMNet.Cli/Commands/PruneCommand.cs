@@ -22,7 +22,7 @@ public static class PruneCommand
         var output = new Option<string>("--output", "-o") { Description = "Pruned plain model: .onnx, .safetensors or .pth", Required = true };
         var target = new Option<double>("--target-flops") { Description = "MACs to reach, as a fraction of the original ResNet's", DefaultValueFactory = _ => 0.5 };
         var sparsityEpochs = new Option<int>("--sparsity-epochs") { Description = "Epochs of training with the L1 penalty on channel scales", DefaultValueFactory = _ => 3 };
-        var penalty = new Option<double>("--penalty") { Description = "L1 penalty weight on the channel scales", DefaultValueFactory = _ => 1e-3 };
+        var penalty = new Option<double>("--penalty") { Description = "L1 penalty weight on the channel scales (large for a short schedule: the scales start near 1)", DefaultValueFactory = _ => 1e-2 };
         var finetuneEpochs = new Option<int>("--finetune-epochs") { Description = "Epochs of fine-tuning after pruning", DefaultValueFactory = _ => 3 };
         var multiple = new Option<int>("--channel-multiple") { Description = "Keep a multiple of this many channels in every layer (conv kernels run blocks of 8 channels fastest; 1: any count)", DefaultValueFactory = _ => 8 };
         var residual = new Option<bool>("--compare-residual") { Description = "Also prune the ResNet itself (inner channels only) to the same MACs; writes <output>.residual.onnx/.pth" };
