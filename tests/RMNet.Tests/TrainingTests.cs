@@ -73,6 +73,26 @@ public class TrainingTests
     }
 
     [Fact]
+    public void TorchvisionLayoutsTrainOnSmallGrayscaleImagesToo()
+    {
+        // torchvision's 7x7/2 stem and max pool on 28x28 inputs leave 1x1 maps in layer4: any input size trains.
+        var spec = ResNetSpec.Create(BlockKind.Basic, new[] { 1, 1, 1, 1 }, 8, 1, 64, 10) with { InputChannels = 1 };
+        using var data = FashionMnist.Load(Fixture.FashionSubset);
+        var small = data with { Train = data.Train.Take(128), Test = data.Test.Take(64) };
+        using var dir = Fixture.Temp();
+        manual_seed(0);
+        using var model = new ResNet(spec);
+        var options = new TrainOptions(Epochs: 1, BatchSize: 32);
+        using var trainer = new Trainer(model, options);
+        var state = TrainingCheckpoint.Run(model, trainer, small, options, dir.File("tv.pth"), resume: false);
+        Assert.True(double.IsFinite(state.History[0].Loss));
+        using var reloaded = ResNetCheckpoint.Load(dir.File("tv.pth"));
+        Assert.Equal(StemKind.ImageNet, reloaded.Spec.Stem);
+        Assert.Equal(1, reloaded.Spec.InputChannels);
+        Assert.Equal(4, reloaded.Spec.StageCount);
+    }
+
+    [Fact]
     public void AugmentationShiftsAndFlipsWithinThePadding()
     {
         var images = arange(2 * 1 * 4 * 4, dtype: ScalarType.Float32).reshape(2, 1, 4, 4) + 1;
