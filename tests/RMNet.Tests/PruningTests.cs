@@ -163,10 +163,20 @@ public class PruningTests(ITestOutputHelper output)
         Assert.Contains("resuming", again.Err);
         Assert.Contains("plan read", again.Err);
         Assert.Equal(first, File.ReadAllBytes(dir.File("p.onnx")));
-        // Other settings in the same work folder are refused rather than mixed.
-        var mixed = CliHarness.Rmnet(args.Select(a => a == "0.5" ? "0.4" : a).Append("--force").ToArray());
-        Assert.Equal(2, mixed.Code);
-        Assert.Contains("other settings", mixed.Err);
+        // A new target in the same work folder keeps the sparsity training and redoes the plan and what follows.
+        var retarget = CliHarness.Rmnet(args.Select(a => a == "0.5" ? "0.4" : a).Append("--force").ToArray());
+        Assert.True(retarget.Code == 0, retarget.Err);
+        Assert.Contains("the pruning target changed; sparsity training kept: discarded", retarget.Err);
+        Assert.Contains("resuming", retarget.Err);
+        var models2 = System.Text.Json.JsonDocument.Parse(retarget.Out).RootElement.GetProperty("models").EnumerateArray()
+            .ToDictionary(m => m.GetProperty("model").GetString()!);
+        Assert.InRange(models2["rm-pruned"].GetProperty("macs").GetInt64(), 1, (long)(original * 0.4));
+        // New training settings discard everything.
+        var fresh = CliHarness.Rmnet(args.Select(a => a == "256" ? "128" : a).Append("--force").ToArray());
+        Assert.True(fresh.Code == 0, fresh.Err);
+        Assert.Contains("penalty settings changed: discarded", fresh.Err);
+        Assert.Contains("residual-finetuned.pth", fresh.Err);
+        Assert.DoesNotContain("resuming", fresh.Err);
     }
 
     [Fact]

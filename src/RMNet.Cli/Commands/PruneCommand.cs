@@ -27,7 +27,7 @@ public static class PruneCommand
         var multiple = new Option<int>("--channel-multiple") { Description = "Keep a multiple of this many channels in every layer (conv kernels run blocks of 8 channels fastest; 1: any count)", DefaultValueFactory = _ => 8 };
         var residual = new Option<bool>("--compare-residual") { Description = "Also prune the ResNet itself (inner channels only) to the same MACs; writes <output>.residual.onnx/.pth" };
         var workDir = new Option<string?>("--work-dir") { Description = "Folder for each stage's results, resumed on a re-run (default: <output>.work)" };
-        var restart = new Option<bool>("--restart") { Description = "Discard the work folder's stages and start afresh" };
+        var restart = new Option<bool>("--restart") { Description = "Discard the work folder's stages and start afresh (other settings discard only the stages they affect)" };
         var force = new Option<bool>("--force") { Description = "Overwrite existing outputs" };
         var json = CommonOptions.Json();
         var training = new TrainingArguments(learningRate: 0.02);
@@ -69,7 +69,7 @@ public static class PruneCommand
         var clock = Stopwatch.StartNew();
         ctx.Progress.Stage($"loading {input}");
         using var source = ResNetCheckpoint.Load(input);
-        PrepareWorkDir(workDir, settings, input, restart);
+        foreach (var message in PruneWorkFolder.Prepare(workDir, input, settings, restart)) ctx.Progress.Stage(message);
         using var data = training.OpenData(p, settings.Training, ctx.Progress);
         if (data.Train.Channels != source.Spec.InputChannels || data.Train.ClassCount != source.Spec.NumClasses)
             throw new ModelInputException(input, $"{source.DisplayName} takes {source.Spec.InputChannels}-channel images and has {source.Spec.NumClasses} classes; "
@@ -94,17 +94,5 @@ public static class PruneCommand
         foreach (var line in Format.Table(rows)) ctx.Line("  " + line);
         ctx.Line($"wrote {output}{(compareResidual ? $", {residualOnnx}, {residualPth}" : "")}; stages in {workDir}; {clock.Elapsed.TotalMinutes:F1} min");
         return ExitCodes.Success;
-    }
-
-    /// <summary>Creates the work folder, or checks that the run saved in it had the same settings (so a resume continues the same run).</summary>
-    static void PrepareWorkDir(string workDir, PruneSettings settings, string input, bool restart)
-    {
-        if (restart && Directory.Exists(workDir)) Directory.Delete(workDir, recursive: true);
-        Directory.CreateDirectory(workDir);
-        string path = Path.Combine(workDir, "settings.json");
-        string current = JsonSerializer.Serialize(new { input = Path.GetFullPath(input), settings }, CliContext.JsonOptions);
-        if (File.Exists(path) && File.ReadAllText(path) != current)
-            throw new ModelInputException(workDir, "holds a pruning run with other settings or another checkpoint; pass --restart to discard it, or choose another --work-dir");
-        AtomicFile.Write(path, s => { using var w = new StreamWriter(s, leaveOpen: true); w.Write(current); });
     }
 }

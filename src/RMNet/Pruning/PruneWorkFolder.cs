@@ -1,0 +1,65 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using RMNet.IO;
+
+namespace RMNet.Pruning;
+
+/// <summary>
+/// The work folder of a pruning run. It records the settings each stage depends on; when a run is repeated with
+/// other settings, the stages they touch are discarded and the earlier ones kept: a new --target-flops reuses the
+/// sparsity training, more --finetune-epochs continue the fine-tuning, a new penalty or data starts afresh.
+/// </summary>
+public static class PruneWorkFolder
+{
+    const string SettingsFile = "settings.json";
+
+    /// <summary>Creates or checks <paramref name="workDir"/>; returns one line per discarded or extended stage.</summary>
+    public static IReadOnlyList<string> Prepare(string workDir, string input, PruneSettings settings, bool restart)
+    {
+        var messages = new List<string>();
+        if (restart && Directory.Exists(workDir))
+        {
+            Directory.Delete(workDir, recursive: true);
+            messages.Add($"--restart: discarded {workDir}");
+        }
+        Directory.CreateDirectory(workDir);
+        var current = new JsonObject
+        {
+            // What the sparsity stage (and so everything after it) depends on.
+            ["sparsity"] = JsonSerializer.SerializeToNode(new
+            {
+                Input = Path.GetFullPath(input), settings.Training, settings.Penalty, settings.SparsityEpochs, settings.CalibrationImages,
+            }),
+            ["plan"] = JsonSerializer.SerializeToNode(new { settings.TargetFlops, settings.MinKeepFraction, settings.ChannelMultiple }),
+            ["finetune"] = JsonSerializer.SerializeToNode(new { settings.FinetuneEpochs }),
+        };
+        string path = Path.Combine(workDir, SettingsFile);
+        if (File.Exists(path))
+        {
+            JsonObject saved;
+            try { saved = JsonNode.Parse(File.ReadAllText(path))?.AsObject() ?? new JsonObject(); }
+            catch (JsonException) { saved = new JsonObject(); }
+            bool Same(string stage) => saved[stage]?.ToJsonString() == current[stage]!.ToJsonString();
+            if (!Same("sparsity"))
+                messages.Add(Discard(workDir, "the checkpoint, data, training or penalty settings changed", "rm-*", "residual-*", "report.json"));
+            else if (!Same("plan"))
+                messages.Add(Discard(workDir, "the pruning target changed; sparsity training kept", "*-plan.json", "*-finetuned.*", "*-pruned.*"));
+            else if (!Same("finetune"))
+            {
+                int before = saved["finetune"]?["FinetuneEpochs"]?.GetValue<int>() ?? int.MaxValue;
+                messages.Add(settings.FinetuneEpochs > before
+                    ? $"fine-tuning extended from {before} to {settings.FinetuneEpochs} epochs"
+                    : Discard(workDir, "fewer fine-tuning epochs asked; earlier stages kept", "*-finetuned.*", "*-pruned.*"));
+            }
+        }
+        AtomicFile.Write(path, s => JsonSerializer.Serialize(s, current, new JsonSerializerOptions { WriteIndented = true }));
+        return messages;
+    }
+
+    static string Discard(string workDir, string why, params string[] patterns)
+    {
+        var removed = patterns.SelectMany(p => Directory.EnumerateFiles(workDir, p)).Distinct().Order(StringComparer.Ordinal).ToList();
+        foreach (var file in removed) File.Delete(file);
+        return $"{why}: discarded {(removed.Count == 0 ? "nothing" : string.Join(", ", removed.Select(Path.GetFileName)))}";
+    }
+}
