@@ -39,3 +39,10 @@ public sealed class TempDir : IDisposable
     public string File(string name) => System.IO.Path.Combine(Path, name);
     public void Dispose() { try { Directory.Delete(Path, true); } catch (IOException) { } }
 }
+
+/// <summary>
+/// Tests that train networks run on their own, after the others: they load both cores for seconds, and other
+/// tests' timing-free checks (byte-identical outputs) should not share libtorch's thread pool with them.
+/// </summary>
+[Xunit.CollectionDefinition("Training", DisableParallelization = true)]
+public sealed class TrainingCollection;

@@ -11,6 +11,7 @@ using static TorchSharp.torch;
 
 namespace RMNet.Tests;
 
+[Collection("Training")]
 public class PruningTests(ITestOutputHelper output)
 {
     static ResNetCheckpoint Cifar() => ResNetCheckpoint.Load(Fixture.Path_("cifar_narrow.pth"));

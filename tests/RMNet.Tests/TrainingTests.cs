@@ -9,6 +9,7 @@ using static TorchSharp.torch;
 namespace RMNet.Tests;
 
 /// <summary>Training mechanics on 1,000 real Fashion-MNIST images (accuracy measured on 500 real test labels).</summary>
+[Collection("Training")]
 public class TrainingTests
 {
     /// <summary>The fixture's CIFAR layout: narrow enough to train in seconds.</summary>

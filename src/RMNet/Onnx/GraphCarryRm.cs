@@ -194,7 +194,7 @@ public static class GraphCarryRm
                 var p = bn.Input.Skip(1).Take(4).Select(i => g.Initializers.TryGetValue(i, out var t) ? OnnxTensors.ToTensor(t, g.File).flatten() : null).ToArray();
                 if (p.Any(t => t is null)) return null;
                 double eps = bn.Attribute.FirstOrDefault(a => a.Name == "epsilon")?.F ?? 1e-5f;
-                var scale = p[0]! / (p[3]! + eps).sqrt();
+                var scale = Weights.BatchNormFusion.Scale(new Weights.BatchNormWeights(p[0]!, p[1]!, p[2]!, p[3]!, eps));
                 eye2[TensorIndex.Slice(c)] = eye2[TensorIndex.Slice(c)] * scale.reshape(-1, 1, 1, 1);
                 bias[TensorIndex.Slice(c)] = p[1]! - p[2]! * scale;
             }

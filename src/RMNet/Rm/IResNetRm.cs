@@ -83,7 +83,7 @@ public static class IResNetRm
         layers.Add(CarryKernels.Layer(head.W, head.B, last.Stride, Padding2d.All(1)));
         layers.Add(new FlattenLayer());
         var features = CarryKernels.Bn(sd, "features");
-        var t = F64(features.Gamma) / (F64(features.Var) + features.Eps).sqrt();
+        var t = BatchNormFusion.Scale(features);
         var fcW = F64(sd.Require("fc.weight")) * t.unsqueeze(1);
         var fcB = (F64(sd.Require("fc.bias")) - F64(features.Mean)) * t + F64(features.Beta);
         layers.Add(new LinearLayer(fcW.to_type(ScalarType.Float32), fcB.to_type(ScalarType.Float32)));
