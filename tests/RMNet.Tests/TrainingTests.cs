@@ -63,10 +63,11 @@ public class TrainingTests
                 using var trainer2 = new Trainer(again, options);
                 var state = TrainingCheckpoint.Run(again, trainer2, small, options, path, resume: true);
                 Assert.Equal(2, state.History.Count);
-                return again.parameters().Select(p => p.detach().flatten()).ToArray().Aggregate((a, b) => cat(new[] { a, b })).clone();
+                return Flat(again);
             }
-            return model.parameters().Select(p => p.detach().flatten()).ToArray().Aggregate((a, b) => cat(new[] { a, b })).clone();
+            return Flat(model);
         }
+        static Tensor Flat(ResNet m) => cat(m.parameters().Select(p => p.detach().flatten()).ToArray()).clone();
         var straight = Train(dir.File("a.pth"), false);
         var resumed = Train(dir.File("b.pth"), true);
         double diff = (straight - resumed).abs().max().item<float>();

@@ -39,14 +39,6 @@ public sealed record LabeledImages(Tensor Images, Tensor Labels, IReadOnlyList<s
         return this with { Images = Images.index_select(0, order), Labels = Labels.index_select(0, order) };
     }
 
-    /// <summary>Per-channel mean and standard deviation over all images (used to normalise inputs).</summary>
-    public (float[] Mean, float[] Std) ChannelStatistics()
-    {
-        using var scope = NewDisposeScope();
-        var dims = new long[] { 0, 2, 3 };
-        return (Images.mean(dims).data<float>().ToArray(), Images.std(dims).data<float>().ToArray());
-    }
-
     /// <inheritdoc />
     public void Dispose()
     {

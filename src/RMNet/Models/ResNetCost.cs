@@ -24,27 +24,40 @@ public static class ResNetCost
             .ToDictionary(g => g.Key, g => g.Sum(p => p.Shape.Aggregate(1L, (a, b) => a * b)));
         var macs = new Dictionary<string, long>();
         int k = spec.StemKernel;
-        long h = Out(height, k, spec.StemStride, spec.StemPadding), w = Out(width, k, spec.StemStride, spec.StemPadding);
-        macs["stem"] = h * w * spec.StemWidth * spec.InputChannels * k * k;
-        if (spec.StemMaxPool) { h = Out(h, 3, 2, 1); w = Out(w, 3, 2, 1); }
-        foreach (var b in spec.Blocks())
+        long hs = Out(height, k, spec.StemStride, spec.StemPadding), ws = Out(width, k, spec.StemStride, spec.StemPadding);
+        macs["stem"] = hs * ws * spec.StemWidth * spec.InputChannels * k * k;
+        foreach (var (b, h, w, ho, wo) in BlockSizes(spec, height, width))
         {
-            long ho = Out(h, 3, b.Stride, 1), wo = Out(w, 3, b.Stride, 1);
             long m = spec.Block == BlockKind.Basic
                 ? ho * wo * b.Width * b.InChannels * 9 + ho * wo * b.OutChannels * b.Width * 9
                 : h * w * b.Width * b.InChannels + ho * wo * b.Width * (b.Width / b.Groups) * 9 + ho * wo * b.OutChannels * b.Width;
             if (b.HasProjection) m += ho * wo * b.OutChannels * b.InChannels;
             string stage = $"layer{b.Stage + 1}";
             macs[stage] = macs.GetValueOrDefault(stage) + m;
-            (h, w) = (ho, wo);
         }
         macs["head"] = (long)spec.FeatureChannels * spec.NumClasses;
-        var stages = Stages.Where(s => !s.StartsWith("layer", StringComparison.Ordinal) || s[5] - '0' <= spec.StageCount);
-        return stages.Select(s => new StageCost(s, parameters.GetValueOrDefault(s), macs.GetValueOrDefault(s))).ToList();
+        return Stages(spec).Select(s => new StageCost(s, parameters.GetValueOrDefault(s), macs.GetValueOrDefault(s))).ToList();
     }
 
-    /// <summary>The stages in network order.</summary>
-    public static IReadOnlyList<string> Stages { get; } = new[] { "stem", "layer1", "layer2", "layer3", "layer4", "head" };
+    /// <summary>
+    /// Every block with its input and output height and width for an image of <paramref name="height"/> x
+    /// <paramref name="width"/>: the stem (and max pool) first, then each block's stride.
+    /// </summary>
+    public static IEnumerable<(BlockSpec Block, long InH, long InW, long OutH, long OutW)> BlockSizes(ResNetSpec spec, int height, int width)
+    {
+        long h = Out(height, spec.StemKernel, spec.StemStride, spec.StemPadding), w = Out(width, spec.StemKernel, spec.StemStride, spec.StemPadding);
+        if (spec.StemMaxPool) { h = Out(h, 3, 2, 1); w = Out(w, 3, 2, 1); }
+        foreach (var b in spec.Blocks())
+        {
+            long ho = Out(h, 3, b.Stride, 1), wo = Out(w, 3, b.Stride, 1);
+            yield return (b, h, w, ho, wo);
+            (h, w) = (ho, wo);
+        }
+    }
+
+    /// <summary>The layout's stages in network order: stem, layer1..layerN, head.</summary>
+    public static IEnumerable<string> Stages(ResNetSpec spec) =>
+        Enumerable.Range(1, spec.StageCount).Select(s => $"layer{s}").Prepend("stem").Append("head");
 
     /// <summary>The stage a torchvision state-dict key belongs to.</summary>
     public static string StageOf(string key) =>

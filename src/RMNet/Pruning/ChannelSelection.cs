@@ -31,7 +31,7 @@ public static class ChannelSelection
             throw new ArgumentException($"{importance.Count} importance lists for {cost.LayerCount} layers");
         var keep = importance.Select(i => Enumerable.Repeat(true, i.Length).ToArray()).ToArray();
         var counts = importance.Select(i => i.Length).ToArray();
-        var minimum = counts.Select(n => Math.Max(Math.Min(n, channelMultiple), (int)Math.Ceiling(n * minKeepFraction))).ToArray();
+        var minimum = counts.Select(n => MinimumCount(n, minKeepFraction, channelMultiple)).ToArray();
         // Each layer's channels, least important first: a removal takes the next ones of its layer.
         var byLayer = importance.Select(imp => Enumerable.Range(0, imp.Length).OrderBy(c => Math.Abs(imp[c])).ThenBy(c => c).ToArray()).ToArray();
         var removed = new int[importance.Count];
@@ -66,13 +66,17 @@ public static class ChannelSelection
     {
         var smallest = widths.Select(n =>
         {
-            int minimum = Math.Max(Math.Min(n, channelMultiple), (int)Math.Ceiling(n * minKeepFraction)), count = n;
+            int minimum = MinimumCount(n, minKeepFraction, channelMultiple), count = n;
             while (count - Step(count, channelMultiple) >= minimum) count -= Step(count, channelMultiple);
             return count;
         }).ToList();
         long macs = cost.Macs(smallest);
         if (macs > targetMacs) throw Unreachable(targetMacs, macs, minKeepFraction, channelMultiple);
     }
+
+    /// <summary>The fewest channels a layer of <paramref name="count"/> may keep: the fraction, at least one block.</summary>
+    static int MinimumCount(int count, double minKeepFraction, int multiple) =>
+        Math.Max(Math.Min(count, multiple), (int)Math.Ceiling(count * minKeepFraction));
 
     /// <summary>Channels one removal takes from a layer of <paramref name="count"/>: down to the next lower multiple.</summary>
     static int Step(int count, int multiple) => count % multiple == 0 ? multiple : count % multiple;

@@ -46,15 +46,12 @@ public static class CostModels
     {
         if (spec.Block != BlockKind.Basic)
             throw new RmException("residual-constrained pruning is implemented for Basic-block ResNets (ResNet-18/34, CIFAR ResNet-20..110)");
-        var blocks = spec.Blocks().ToList();
+        var blocks = ResNetCost.BlockSizes(spec, height, width).ToList();
         var cost = new ChannelCostModel(blocks.Count);
-        long h = Out(height, spec.StemKernel, spec.StemStride, spec.StemPadding), w = Out(width, spec.StemKernel, spec.StemStride, spec.StemPadding);
-        if (spec.StemMaxPool) { h = Out(h, 3, 2, 1); w = Out(w, 3, 2, 1); }
         long inner = 0;
         for (int i = 0; i < blocks.Count; i++)
         {
-            var b = blocks[i];
-            (h, w) = (Out(h, 3, b.Stride, 1), Out(w, 3, b.Stride, 1));
+            var (b, _, _, h, w) = blocks[i];
             long perChannel = 9 * h * w * (b.InChannels + b.OutChannels);
             cost.AddLinear(i, perChannel);
             inner += perChannel * b.Width;
@@ -62,6 +59,4 @@ public static class CostModels
         cost.Constant = ResNetCost.MultiplyAccumulates(spec, height, width) - inner;
         return cost;
     }
-
-    static long Out(long size, int k, int s, int p) => (size + 2 * p - k) / s + 1;
 }

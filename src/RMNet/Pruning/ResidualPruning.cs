@@ -30,7 +30,7 @@ public static class ResidualPruning
         var columns = new Dictionary<string, Tensor>();
         for (int i = 0; i < blocks.Count; i++)
         {
-            var index = tensor(Enumerable.Range(0, keep[i].Length).Where(c => keep[i][c]).Select(c => (long)c).ToArray());
+            var index = ChannelRemoval.Indices(keep[i]);
             string p = blocks[i].Prefix;
             foreach (var key in new[] { "conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var" })
                 rows[$"{p}.{key}"] = index;

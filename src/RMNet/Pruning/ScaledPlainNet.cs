@@ -42,7 +42,7 @@ public sealed class ScaledPlainNet : nn.Module<Tensor, Tensor>
                             padding: (c.Padding.Top, c.Padding.Left), bias: false);
                         conv.weight!.copy_(c.Weight);
                         var bn = nn.BatchNorm2d(c.OutChannels, eps: Eps);
-                        bn.bias!.copy_(c.Bias);   // eval mode with mean 0, var 1 - eps... set exactly by Calibrate
+                        bn.bias!.copy_(c.Bias);   // close to the plain conv before Calibrate makes it exact
                         register_module($"conv{convs.Count}", conv);
                         register_module($"bn{convs.Count}", bn);
                         convs.Add(conv);
@@ -93,18 +93,17 @@ public sealed class ScaledPlainNet : nn.Module<Tensor, Tensor>
         int convIndex = 0;
         foreach (var layer in _plan)
         {
-            if (layer is ConvLayer)
+            if (layer is ConvLayer conv)
             {
                 var y = _convs[convIndex].forward(x);
                 var dims = new long[] { 0, 2, 3 };
                 var mean = y.mean(dims);
                 var variance = y.var(dims, unbiased: false);
                 var bn = _scales[convIndex];
-                var bias = bn.bias!.clone();   // holds the conv bias until calibrated
                 bn.running_mean!.copy_(mean);
                 bn.running_var!.copy_(variance);
                 bn.weight!.copy_((variance + Eps).sqrt());
-                bn.bias!.copy_(mean + bias);
+                bn.bias!.copy_(mean + conv.Bias);
                 x = bn.forward(y);
                 convIndex++;
             }
@@ -175,7 +174,5 @@ public sealed class ScaledPlainNet : nn.Module<Tensor, Tensor>
         return new PlainModel(layers, InputChannels);
     }
 
-    static Tensor KeepIndex(bool[]? keep, long count) => keep is null
-        ? arange(count, dtype: ScalarType.Int64)
-        : tensor(Enumerable.Range(0, keep.Length).Where(i => keep[i]).Select(i => (long)i).ToArray());
+    static Tensor KeepIndex(bool[]? keep, long count) => keep is null ? arange(count, dtype: ScalarType.Int64) : ChannelRemoval.Indices(keep);
 }
