@@ -34,7 +34,7 @@ public class PruningTests(ITestOutputHelper output)
         output.WriteLine($"scaled net vs PyTorch: rel {report.MaxRelError:E2}");
         Assert.True(report.Passed, $"max rel error {report.MaxRelError}");
         // Scales start at each channel's own spread, not at 1: what sparsity training then shrinks.
-        Assert.True(net.Scales[0].weight!.std().item<float>() > 0);
+        Assert.True(net.Norms[0].weight!.std().item<float>() > 0);
     }
 
     [Fact]
@@ -46,8 +46,8 @@ public class PruningTests(ITestOutputHelper output)
         var images = RealImages(64);
         net.Calibrate(images);
         var generator = new Generator(3);
-        var keep = net.Scales.Select(s => rand(new[] { s.weight!.shape[0] }, generator: generator).data<float>().Select((v, i) => i == 0 || v > 0.4f).ToArray()).ToList();
-        for (int i = 0; i < keep.Count; i++) ChannelMask.Apply(net.Scales[i], keep[i]);
+        var keep = net.Scales.Select(s => rand(new long[] { s.Count }, generator: generator).data<float>().Select((v, i) => i == 0 || v > 0.4f).ToArray()).ToList();
+        for (int i = 0; i < keep.Count; i++) net.Scales[i].Mask(keep[i]);
         var pruned = net.ToPlain(keep);
         Assert.Equal(keep.Select(k => (long)k.Count(x => x)), pruned.Convs.Select(c => c.OutChannels));
         var report = Equivalence.Compare(net.forward, pruned.Forward, images, 1e-5);
@@ -66,18 +66,80 @@ public class PruningTests(ITestOutputHelper output)
         using var net = new ScaledPlainNet(ckpt.ToPlain(RmMode.Dense));
         using var data = FashionMnist.Load(Fixture.FashionSubset);
         net.Calibrate(data.Train.Images.narrow(0, 0, 64));
-        var keep = net.Scales.Select(s => Enumerable.Range(0, (int)s.weight!.shape[0]).Select(i => i % 3 != 1).ToArray()).ToList();
-        void Apply() { for (int i = 0; i < keep.Count; i++) ChannelMask.Apply(net.Scales[i], keep[i]); }
+        var keep = net.Scales.Select(s => Enumerable.Range(0, s.Count).Select(i => i % 3 != 1).ToArray()).ToList();
+        void Apply() { for (int i = 0; i < keep.Count; i++) net.Scales[i].Mask(keep[i]); }
         Apply();
         var options = new TrainOptions(Epochs: 1, BatchSize: 64, LearningRate: 0.05);
         using var trainer = new Trainer(net, options) { AfterStep = Apply };
         trainer.RunEpoch(0, data.Train.Take(128), data.Test.Take(64));
         for (int i = 0; i < keep.Count; i++)
             for (int c = 0; c < keep[i].Length; c++)
-                if (!keep[i][c]) Assert.Equal(0f, net.Scales[i].weight![c].item<float>());
+                if (!keep[i][c]) Assert.Equal(0f, net.Norms[i].weight![c].item<float>());
         var pruned = net.ToPlain(keep);
         var report = Equivalence.Compare(net.forward, pruned.Forward, data.Test.Images.narrow(0, 0, 32), 1e-5);
         Assert.True(report.Passed, $"max rel error {report.MaxRelError}");
+    }
+
+    [Fact]
+    public void GatedResNetAtUnitGatesEqualsPyTorchAndItsPlainForm()
+    {
+        using var ckpt = Cifar();
+        using var gated = new GatedResNet(ckpt);
+        var io = Fixture.Io("cifar_narrow");
+        var residual = Equivalence.Measure(io["output"], gated.Network.forward(io["input"]), 1e-5);
+        var plain = gated.ToPlain();
+        var folded = Equivalence.Measure(io["output"], plain.Forward(io["input"]), 1e-5);
+        output.WriteLine($"gated vs PyTorch: rel {residual.MaxRelError:E2}; its plain form: rel {folded.MaxRelError:E2}");
+        Assert.True(residual.Passed && folded.Passed, $"{residual.MaxRelError} {folded.MaxRelError}");
+        // One scale list per plain conv, each as long as that conv's output: the dense RM form of the ResNet.
+        var dense = ckpt.ToPlain(RmMode.Dense);
+        Assert.Equal(dense.Convs.Select(c => (int)c.OutChannels), gated.Scales.Select(s => s.Count));
+        Assert.Equal(dense.Convs.Select(c => c.Weight.shape), plain.Convs.Select(c => c.Weight.shape));
+    }
+
+    [Fact]
+    public void GatesOfAnySignFoldIntoThePlainFormExactly()
+    {
+        using var ckpt = Cifar();
+        using var gated = new GatedResNet(ckpt);
+        var generator = new Generator(5);
+        using (no_grad())
+            foreach (var p in gated.Model.named_parameters().Where(p => p.name.Contains("gates.")))
+                p.parameter.copy_(rand(p.parameter.shape, generator: generator) * 3 - 1);   // in [-1, 2): negative reserve gates cut the shortcut
+        var images = RealImages(32);
+        var report = Equivalence.Compare(gated.Network.forward, gated.ToPlain().Forward, images, 1e-5);
+        output.WriteLine($"randomly gated vs its plain form: rel {report.MaxRelError:E2}");
+        Assert.True(report.Passed, $"max rel error {report.MaxRelError}");
+        // Not the ungated network any more: the gates act.
+        using var original = ckpt.CreateModule();
+        Assert.False(Equivalence.Compare(original.forward, gated.Network.forward, images, 1e-3).Passed);
+    }
+
+    [Fact]
+    public void GatedChannelRemovalEqualsTheMaskedNetworkIncludingReservedChannels()
+    {
+        using var ckpt = Cifar();
+        using var gated = new GatedResNet(ckpt);
+        var generator = new Generator(7);
+        var keep = gated.Scales.Select(s => rand(new long[] { s.Count }, generator: generator).data<float>().Select((v, i) => i == 0 || v > 0.4f).ToArray()).ToList();
+        for (int i = 0; i < keep.Count; i++) gated.Scales[i].Mask(keep[i]);
+        var pruned = gated.ToPlain(keep);
+        Assert.Equal(keep.Select(k => (long)k.Count(x => x)), pruned.Convs.Select(c => c.OutChannels));
+        // Reserved channels went too: the first plain conv of block 1 carries the block input first.
+        Assert.Contains(false, keep[1].Take((int)ckpt.Spec.StemWidth));
+        var images = RealImages(32);
+        var report = Equivalence.Compare(gated.Network.forward, pruned.Forward, images, 1e-5);
+        output.WriteLine($"pruned plain vs masked gated ResNet: rel {report.MaxRelError:E2}, {pruned.ParameterCount} parameters");
+        Assert.True(report.Passed, $"max rel error {report.MaxRelError}");
+        var cost = CostModels.Plain(ckpt.ToPlain(RmMode.Dense), 28, 28);
+        Assert.Equal(pruned.MultiplyAccumulates(28, 28), cost.Macs(keep.Select(k => k.Count(x => x)).ToList()));
+        // Masks hold through training steps in residual form.
+        using var data = FashionMnist.Load(Fixture.FashionSubset);
+        void Apply() { for (int i = 0; i < keep.Count; i++) gated.Scales[i].Mask(keep[i]); }
+        using var trainer = new Trainer(gated.Network, new TrainOptions(Epochs: 1, BatchSize: 64, LearningRate: 0.05)) { AfterStep = Apply };
+        trainer.RunEpoch(0, data.Train.Take(128), data.Test.Take(64));
+        var after = Equivalence.Compare(gated.Network.forward, gated.ToPlain(keep).Forward, images, 1e-5);
+        Assert.True(after.Passed, $"after training: max rel error {after.MaxRelError}");
     }
 
     [Fact]
@@ -88,7 +150,7 @@ public class PruningTests(ITestOutputHelper output)
         var scales = ResidualPruning.InnerScales(net);
         Assert.Equal(4, scales.Count);
         var keep = scales.Select((s, b) => Enumerable.Range(0, (int)s.weight!.shape[0]).Select(c => (c + b) % 2 == 0).ToArray()).ToList();
-        for (int i = 0; i < keep.Count; i++) ChannelMask.Apply(scales[i], keep[i]);
+        for (int i = 0; i < keep.Count; i++) ChannelScales.Of(scales[i]).Mask(keep[i]);
         var sd = new StateDict("masked");
         foreach (var (key, t) in net.state_dict()) sd.Add(key, t.detach());
         var prunedSd = ResidualPruning.RemoveChannels(sd, ckpt.Spec, keep, "pruned");
@@ -176,9 +238,29 @@ public class PruningTests(ITestOutputHelper output)
         // New training settings discard everything.
         var fresh = CliHarness.Rmnet(args.Select(a => a == "256" ? "128" : a).Append("--force").ToArray());
         Assert.True(fresh.Code == 0, fresh.Err);
-        Assert.Contains("penalty settings changed: discarded", fresh.Err);
+        Assert.Contains("training form changed: discarded", fresh.Err);
         Assert.Contains("residual-finetuned.pth", fresh.Err);
         Assert.DoesNotContain("resuming", fresh.Err);
+    }
+
+    [Fact]
+    public void PlainTrainFormPrunesThePlainNetworkItself()
+    {
+        using var dir = Fixture.Temp();
+        var (code, stdout, stderr) = CliHarness.Rmnet("prune", Fixture.Path_("cifar_narrow.pth"), "-o", dir.File("p.safetensors"), "--data", Fixture.FashionSubset,
+            "--train-limit", "128", "--test-limit", "64", "--sparsity-epochs", "1", "--finetune-epochs", "1", "--target-flops", "0.5",
+            "--channel-multiple", "2", "--train-form", "plain", "--json");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("BatchNorms on the plain network, trained in plain form", stderr);
+        var models = System.Text.Json.JsonDocument.Parse(stdout).RootElement.GetProperty("models").EnumerateArray()
+            .ToDictionary(m => m.GetProperty("model").GetString()!);
+        Assert.True(models["rm-pruned"].GetProperty("equivalence").GetProperty("max_rel_error").GetDouble() < 1e-5);
+        Assert.InRange(models["rm-pruned"].GetProperty("macs").GetInt64(), 1, models["original"].GetProperty("macs").GetInt64() / 2);
+        // The residual form needs Basic blocks; a Bottleneck ResNet is refused with the reason, before any work.
+        var refused = CliHarness.Rmnet("prune", Fixture.Path_("bottleneck_narrow.pth"), "-o", dir.File("b.onnx"), "--data", Fixture.FashionSubset, "--train-form", "residual");
+        Assert.Equal(2, refused.Code);
+        Assert.Contains("--train-form residual needs a Basic-block ResNet", refused.Err);
+        Assert.False(File.Exists(dir.File("b.onnx")));
     }
 
     [Fact]

@@ -28,12 +28,17 @@ public static class PruneCommand
         var residual = new Option<bool>("--compare-residual") { Description = "Also prune the ResNet itself (inner channels only) to the same MACs; writes <output>.residual.onnx/.pth" };
         var workDir = new Option<string?>("--work-dir") { Description = "Folder for each stage's results, resumed on a re-run (default: <output>.work)" };
         var restart = new Option<bool>("--restart") { Description = "Discard the work folder's stages and start afresh (other settings discard only the stages they affect)" };
+        var form = new Option<string?>("--train-form")
+        {
+            Description = "Train the gated ResNet in residual form (default for Basic-block ResNets) or the plain network itself (any ResNet); both prune every plain channel",
+        };
+        form.AcceptOnlyFromAmong("residual", "plain");
         var force = new Option<bool>("--force") { Description = "Overwrite existing outputs" };
         var json = CommonOptions.Json();
         var training = new TrainingArguments(learningRate: 0.02);
         var cmd = new Command("prune", "Prune every channel of an RM-converted ResNet to a MACs budget, fine-tune and export")
         {
-            input, output, target, sparsityEpochs, penalty, finetuneEpochs, multiple, residual, workDir, restart, force, json,
+            input, output, target, sparsityEpochs, penalty, finetuneEpochs, multiple, form, residual, workDir, restart, force, json,
         };
         training.AddTo(cmd);
         cmd.SetAction(p =>
@@ -47,7 +52,8 @@ public static class PruneCommand
                 {
                     ChannelMultiple = p.GetValue(multiple),
                 };
-                return Run(ctx, p, training, p.GetValue(input)!, outputPath, settings, p.GetValue(residual),
+                TrainForm? trainForm = p.GetValue(form) switch { "residual" => TrainForm.Residual, "plain" => TrainForm.Plain, _ => null };
+                return Run(ctx, p, training, p.GetValue(input)!, outputPath, settings, trainForm, p.GetValue(residual),
                     p.GetValue(workDir) ?? outputPath + ".work", p.GetValue(restart), p.GetValue(force));
             });
         });
@@ -55,7 +61,7 @@ public static class PruneCommand
     }
 
     static int Run(CliContext ctx, ParseResult p, TrainingArguments training, string input, string output, PruneSettings settings,
-        bool compareResidual, string workDir, bool restart, bool force)
+        TrainForm? form, bool compareResidual, string workDir, bool restart, bool force)
     {
         if (settings.TargetFlops is <= 0 or >= 1) throw new ModelInputException(input, "--target-flops must be between 0 and 1 (a fraction of the original's MACs)");
         if (settings.SparsityEpochs < 0 || settings.FinetuneEpochs < 0 || settings.Penalty < 0 || settings.ChannelMultiple < 1)
@@ -69,6 +75,10 @@ public static class PruneCommand
         var clock = Stopwatch.StartNew();
         ctx.Progress.Stage($"loading {input}");
         using var source = ResNetCheckpoint.Load(input);
+        bool gatable = source.Spec.Block == BlockKind.Basic && source.Spec.SeChannels is null;
+        if (form == TrainForm.Residual && !gatable)
+            throw new ModelInputException(input, $"{source.DisplayName}: --train-form residual needs a Basic-block ResNet without SE; use --train-form plain");
+        settings = settings with { Form = form ?? (gatable ? TrainForm.Residual : TrainForm.Plain) };
         foreach (var message in PruneWorkFolder.Prepare(workDir, input, settings, restart)) ctx.Progress.Stage(message);
         using var data = training.OpenData(p, settings.Training, ctx.Progress);
         if (data.Train.Channels != source.Spec.InputChannels || data.Train.ClassCount != source.Spec.NumClasses)

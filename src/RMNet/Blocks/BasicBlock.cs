@@ -18,6 +18,7 @@ public sealed class BasicBlock : Module<Tensor, Tensor>
     private readonly BatchNorm2d bn2;
     private readonly Sequential? downsample;
     private readonly SqueezeExcite? se;
+    private ChannelGates? gates;
 #pragma warning restore IDE1006
 
     /// <summary>
@@ -36,15 +37,35 @@ public sealed class BasicBlock : Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>The gates added by <see cref="AddGates"/>, or null.</summary>
+    public ChannelGates? Gates => gates;
+
+    /// <summary>
+    /// Adds a gate for every channel of the block's plain form (rm-math.md section 8), all at 1 so the block
+    /// computes what it did: <c>inner</c> on conv1's channels, <c>reserve</c> on the input carried to the shortcut
+    /// (followed by a ReLU, as the reserved channel is in the plain network), <c>output</c> on the sum before the
+    /// final ReLU. The block still trains as a residual block; the gates fold into its plain form.
+    /// </summary>
+    public void AddGates()
+    {
+        if (se is not null) throw new RmException("channel gates are not implemented for squeeze-and-excitation blocks");
+        if (gates is not null) return;
+        gates = new ChannelGates(("inner", bn1.weight!.shape[0]), ("reserve", conv1.weight!.shape[1]), ("output", bn2.weight!.shape[0]));
+        register_module("gates", gates);
+    }
+
     /// <inheritdoc />
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var y = functional.relu(bn1.forward(conv1.forward(x)));
-        y = bn2.forward(conv2.forward(y));
+        var y = bn1.forward(conv1.forward(x));
+        if (gates is not null) y = gates.Apply("inner", y);
+        y = bn2.forward(conv2.forward(functional.relu(y)));
         if (se is not null) y = se.forward(y);
-        var identity = downsample is null ? x : downsample.forward(x);
-        return functional.relu(y + identity).MoveToOuterDisposeScope();
+        var carried = gates is null ? x : functional.relu(gates.Apply("reserve", x));
+        var sum = y + (downsample is null ? carried : downsample.forward(carried));
+        if (gates is not null) sum = gates.Apply("output", sum);
+        return functional.relu(sum).MoveToOuterDisposeScope();
     }
 }
 

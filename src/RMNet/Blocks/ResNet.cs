@@ -18,6 +18,7 @@ public sealed class ResNet : Module<Tensor, Tensor>
     private readonly BatchNorm2d bn1;
     private readonly Sequential[] stages;   // registered as layer1..layerN
     private readonly Linear fc;
+    private ChannelGates? gates;
 #pragma warning restore IDE1006
 
     /// <summary>Builds the layout with freshly initialised weights (eval mode).</summary>
@@ -44,6 +45,26 @@ public sealed class ResNet : Module<Tensor, Tensor>
     /// <summary>The layout this module was built from.</summary>
     public ResNetSpec Spec { get; }
 
+    /// <summary>The stem's gates (<c>stem</c>) added by <see cref="AddGates"/>, or null.</summary>
+    public ChannelGates? Gates => gates;
+
+    /// <summary>The blocks, in order.</summary>
+    public IEnumerable<Module<Tensor, Tensor>> Blocks => stages.SelectMany(s => s.children().Cast<Module<Tensor, Tensor>>());
+
+    /// <summary>
+    /// Adds a learnable gate, starting at 1, to every channel of the network's plain form: the stem's output and
+    /// each Basic block's inner, reserved and output channels (<see cref="BasicBlock.AddGates"/>). RM pruning
+    /// trains these gates with the network still residual and removes the channels whose gate went to zero.
+    /// </summary>
+    public void AddGates()
+    {
+        if (Spec.Block != BlockKind.Basic) throw new RmException("channel gates are implemented for Basic-block ResNets");
+        if (gates is not null) return;
+        gates = new ChannelGates(("stem", Spec.StemWidth));
+        register_module("gates", gates);
+        foreach (var block in Blocks) ((BasicBlock)block).AddGates();
+    }
+
     /// <summary>Builds the layout and loads the state dict's weights (as float32).</summary>
     public static ResNet FromStateDict(ResNetSpec spec, StateDict sd)
     {
@@ -62,7 +83,9 @@ public sealed class ResNet : Module<Tensor, Tensor>
     {
         using IDisposable? noGrad = training ? null : no_grad();
         using var scope = NewDisposeScope();
-        var y = functional.relu(bn1.forward(conv1.forward(x)));
+        var y = bn1.forward(conv1.forward(x));
+        if (gates is not null) y = gates.Apply("stem", y);
+        y = functional.relu(y);
         if (Spec.StemMaxPool) y = functional.max_pool2d(y, new long[] { 3, 3 }, new long[] { 2, 2 }, new long[] { 1, 1 });
         foreach (var stage in stages) y = stage.forward(y);
         y = y.mean(new long[] { 2, 3 }).flatten(1);

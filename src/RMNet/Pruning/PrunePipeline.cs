@@ -14,8 +14,9 @@ namespace RMNet.Pruning;
 
 /// <summary>
 /// RM pruning of a trained ResNet, stage by stage, each stage's result saved in a work folder so a stopped run
-/// resumes where it stopped: (1) RM-convert to a plain network with a scale per channel (dense RM; calibrated to
-/// equal the original), (2) sparsity training with an L1 penalty on all scales, (3) global pruning to the MACs
+/// resumes where it stopped: (1) a scale on every channel of the dense RM plain form, either as gates on the
+/// ResNet trained in residual form (<see cref="GatedResNet"/>, the default) or as BatchNorms on the plain network
+/// (<see cref="ScaledPlainNet"/>), equal to the original either way, (2) sparsity training with an L1 penalty on all scales, (3) global pruning to the MACs
 /// target, (4) fine-tuning with the pruned channels held at zero, (5) BatchNorm folding and channel removal,
 /// checked equal to the fine-tuned network. <see cref="PruneResidual"/> runs the same budget on the ResNet itself,
 /// where only the blocks' inner channels may go.
@@ -50,25 +51,25 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         Directory.CreateDirectory(workDir);
         // (1) RM: the dense form, so every conv is ungrouped and every channel prunable.
         var plain = source.ToPlain(RmMode.Dense);
-        using var net = new ScaledPlainNet(plain);
-        using (NewDisposeScope())   // frees the sample (not the data set, which Sample may return itself)
-            net.Calibrate(data.Train.Sample(settings.CalibrationImages, settings.Training.Seed).Images);
         using var original = source.CreateModule();
+        using var prunable = Prunable(plain);
+        var net = prunable.Network;
         var conversion = Compare(original.forward, net.forward);
         double plainAccuracy = Evaluation.Accuracy(net.forward, data.Test);
-        log($"rm: {source.DisplayName} -> plain network of {plain.Convs.Count()} convs with a scale per channel ({plain.Convs.Sum(c => c.OutChannels):N0} channels); "
-            + $"equals the original: max rel error {conversion.MaxRelError:E2} on {conversion.Samples} test images; test accuracy {100 * plainAccuracy:F2}%");
+        log($"rm: {source.DisplayName} -> plain network of {plain.Convs.Count()} convs, {plain.Convs.Sum(c => c.OutChannels):N0} channels, each with a scale "
+            + (settings.Form == TrainForm.Residual ? "(gates on the ResNet, trained in residual form)" : "(BatchNorms on the plain network, trained in plain form)")
+            + $"; equals the original: max rel error {conversion.MaxRelError:E2} on {conversion.Samples} test images; test accuracy {100 * plainAccuracy:F2}%");
         var plainFigures = new PrunedModel("plain", plainAccuracy, plain.ParameterCount, plain.MultiplyAccumulates(Height, Width), null, conversion);
 
         // (2) sparsity, (3) pruning plan, (4) fine-tuning
         var cost = CostModels.Plain(plain, Height, Width);
-        CheckReachable(net.Scales, cost);
-        Sparsify(net, net.Scales, "rm");
-        var planValue = Plan("rm", net.Scales, cost);
-        FineTune(net, net.Scales, planValue, "rm");
+        CheckReachable(prunable.Scales, cost);
+        Sparsify(net, prunable.Scales, "rm");
+        var planValue = Plan("rm", prunable.Scales, cost);
+        FineTune(net, prunable.Scales, planValue, "rm");
 
         // (5) fold, remove, check, write
-        var pruned = net.ToPlain(planValue.Keep);
+        var pruned = prunable.ToPlain(planValue.Keep);
         using var prunedModule = pruned.ToModule();
         var check = Compare(net.forward, prunedModule.forward);
         double accuracy = Evaluation.Accuracy(prunedModule.forward, data.Test);
@@ -77,6 +78,16 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         log($"rm: wrote {output}: {pruned.ParameterCount:N0} parameters, {pruned.MultiplyAccumulates(Height, Width):N0} MACs, test accuracy {100 * accuracy:F2}%; "
             + $"equals the fine-tuned network: max rel error {check.MaxRelError:E2}");
         return (plainFigures, new PrunedModel("rm-pruned", accuracy, pruned.ParameterCount, pruned.MultiplyAccumulates(Height, Width), output, check), pruned);
+    }
+
+    /// <summary>The network that is trained and cut, in the settings' form.</summary>
+    IChannelPrunable Prunable(PlainModel plain)
+    {
+        if (settings.Form == TrainForm.Residual) return new GatedResNet(source);
+        var net = new ScaledPlainNet(plain);
+        using (NewDisposeScope())   // frees the sample (not the data set, which Sample may return itself)
+            net.Calibrate(data.Train.Sample(settings.CalibrationImages, settings.Training.Seed).Images);
+        return net;
     }
 
     /// <summary>
@@ -88,7 +99,7 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         Directory.CreateDirectory(workDir);
         var cost = CostModels.ResidualInner(source.Spec, Height, Width);
         using var net = source.CreateModule();
-        var scales = ResidualPruning.InnerScales(net);
+        var scales = ResidualPruning.InnerScales(net).Select(ChannelScales.Of).ToList();
         CheckReachable(scales, cost);
         Sparsify(net, scales, "residual");
         var planValue = Plan("residual", scales, cost);
@@ -109,33 +120,33 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         return (new PrunedModel("residual-pruned", accuracy, DeployedParameters(pruned.Spec), macs, outputOnnx ?? outputPth, check), pruned);
     }
 
-    void Sparsify(nn.Module<Tensor, Tensor> net, IReadOnlyList<BatchNorm2d> scales, string name)
+    void Sparsify(nn.Module<Tensor, Tensor> net, IReadOnlyList<ChannelScales> scales, string name)
     {
         var options = settings.Training with { Epochs = settings.SparsityEpochs };
         using var trainer = new Trainer(net, options)
         {
-            Penalty = () => settings.Penalty * stack(scales.Select(s => s.weight!.abs().sum())).sum(),
+            Penalty = () => settings.Penalty * scales.Select(s => s.L1()).Aggregate((a, b) => a + b),
         };
-        Train(net, trainer, options, $"{name}-sparse.pth", $"{name}: sparsity training (L1 {settings.Penalty:G3} on {scales.Sum(s => s.weight!.shape[0]):N0} scales)");
+        Train(net, trainer, options, $"{name}-sparse.pth", $"{name}: sparsity training (L1 {settings.Penalty:G3} on {scales.Sum(s => s.Count):N0} scales)");
     }
 
-    void CheckReachable(IReadOnlyList<BatchNorm2d> scales, ChannelCostModel cost) =>
-        ChannelSelection.CheckReachable(scales.Select(s => (int)s.weight!.shape[0]).ToList(), cost, TargetMacs, settings.MinKeepFraction, settings.ChannelMultiple);
+    void CheckReachable(IReadOnlyList<ChannelScales> scales, ChannelCostModel cost) =>
+        ChannelSelection.CheckReachable(scales.Select(s => s.Count).ToList(), cost, TargetMacs, settings.MinKeepFraction, settings.ChannelMultiple);
 
-    ChannelPlan Plan(string name, IReadOnlyList<BatchNorm2d> scales, ChannelCostModel cost)
+    ChannelPlan Plan(string name, IReadOnlyList<ChannelScales> scales, ChannelCostModel cost)
     {
         string path = Path.Combine(workDir, $"{name}-plan.json");
         ChannelPlan plan;
         if (File.Exists(path))
         {
             plan = JsonSerializer.Deserialize<ChannelPlan>(File.ReadAllText(path), Json) ?? throw new ModelInputException(path, "empty pruning plan");
-            if (plan.Keep.Count != scales.Count || plan.Keep.Zip(scales).Any(p => p.First.Length != p.Second.weight!.shape[0]))
+            if (plan.Keep.Count != scales.Count || plan.Keep.Zip(scales).Any(p => p.First.Length != p.Second.Count))
                 throw new ModelInputException(path, "the pruning plan does not fit this model; use another --work-dir");
             log($"{name}: pruning plan read from {path}");
         }
         else
         {
-            var importance = scales.Select(s => s.weight!.detach().abs().data<float>().ToArray()).ToList();
+            var importance = scales.Select(s => s.Importance()).ToList();
             plan = ChannelSelection.Select(importance, cost, TargetMacs, settings.MinKeepFraction, settings.ChannelMultiple);
             AtomicFile.Write(path, s => JsonSerializer.Serialize(s, plan, Json));
         }
@@ -145,9 +156,9 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         return plan;
     }
 
-    void FineTune(nn.Module<Tensor, Tensor> net, IReadOnlyList<BatchNorm2d> scales, ChannelPlan plan, string name)
+    void FineTune(nn.Module<Tensor, Tensor> net, IReadOnlyList<ChannelScales> scales, ChannelPlan plan, string name)
     {
-        void ApplyMasks() { for (int i = 0; i < scales.Count; i++) ChannelMask.Apply(scales[i], plan.Keep[i]); }
+        void ApplyMasks() { for (int i = 0; i < scales.Count; i++) scales[i].Mask(plan.Keep[i]); }
         ApplyMasks();
         var options = settings.Training with { Epochs = settings.FinetuneEpochs };
         using var trainer = new Trainer(net, options) { AfterStep = ApplyMasks };

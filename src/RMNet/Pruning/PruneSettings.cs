@@ -11,8 +11,21 @@ namespace RMNet.Pruning;
 /// <param name="MinKeepFraction">Every layer keeps at least this fraction of its channels.</param>
 /// <param name="CalibrationImages">Training images the per-channel scales are initialised from.</param>
 /// <param name="ChannelMultiple">Every pruned layer keeps a multiple of this many channels (1: any number).</param>
+/// <param name="Form">Which network is trained while pruning: the gated ResNet or the plain network itself.</param>
 public sealed record PruneSettings(double TargetFlops, int SparsityEpochs, double Penalty, int FinetuneEpochs, TrainOptions Training,
-    double MinKeepFraction = 1.0 / 16, int CalibrationImages = 1024, int ChannelMultiple = 1);
+    double MinKeepFraction = 1.0 / 16, int CalibrationImages = 1024, int ChannelMultiple = 1, TrainForm Form = TrainForm.Residual);
+
+/// <summary>The form RM pruning trains in. Either way every channel of the plain network can be removed.</summary>
+public enum TrainForm
+{
+    /// <summary>
+    /// The ResNet, still residual, with a gate on every channel of its plain form (<see cref="GatedResNet"/>): the
+    /// shortcut keeps gradients flowing while the gates learn which channels go. Basic-block ResNets without SE.
+    /// </summary>
+    Residual,
+    /// <summary>The dense plain network, a BatchNorm per conv as the channel scale (<see cref="ScaledPlainNet"/>). Any ResNet.</summary>
+    Plain,
+}
 
 /// <summary>One model of a pruning comparison: its accuracy and cost, where it was written, and how exactly it matches its parent.</summary>
 /// <param name="Model">"original", "plain", "rm-pruned" or "residual-pruned".</param>

@@ -29,6 +29,7 @@ public static class PruneWorkFolder
             ["sparsity"] = JsonSerializer.SerializeToNode(new
             {
                 Input = Path.GetFullPath(input), settings.Training, settings.Penalty, settings.SparsityEpochs, settings.CalibrationImages,
+                Form = settings.Form.ToString(),
             }),
             ["plan"] = JsonSerializer.SerializeToNode(new { settings.TargetFlops, settings.MinKeepFraction, settings.ChannelMultiple }),
             ["finetune"] = JsonSerializer.SerializeToNode(new { settings.FinetuneEpochs }),
@@ -41,7 +42,7 @@ public static class PruneWorkFolder
             catch (JsonException) { saved = new JsonObject(); }
             bool Same(string stage) => saved[stage]?.ToJsonString() == current[stage]!.ToJsonString();
             if (!Same("sparsity"))
-                messages.Add(Discard(workDir, "the checkpoint, data, training or penalty settings changed", "rm-*", "residual-*", "report.json"));
+                messages.Add(Discard(workDir, "the checkpoint, data, training, penalty or training form changed", "rm-*", "residual-*", "report.json"));
             else if (!Same("plan"))
                 messages.Add(Discard(workDir, "the pruning target changed; sparsity training kept", "*-plan.json", "*-finetuned.*", "*-pruned.*"));
             else if (!Same("finetune"))

@@ -12,12 +12,13 @@ namespace RMNet.Pruning;
 /// <see cref="PlainModel"/> and calibrated so that in eval mode it computes exactly what the plain model does
 /// (<see cref="Calibrate"/>). Names: <c>conv{i}</c>, <c>bn{i}</c>, <c>fc</c>.
 /// </summary>
-public sealed class ScaledPlainNet : nn.Module<Tensor, Tensor>
+public sealed class ScaledPlainNet : nn.Module<Tensor, Tensor>, IChannelPrunable
 {
     const double Eps = 1e-5;
     readonly PlainLayer[] _plan;
     readonly Conv2d[] _convs;
     readonly BatchNorm2d[] _scales;
+    readonly ChannelScales[] _channelScales;
     readonly Linear _fc;
 
     /// <summary>
@@ -64,6 +65,7 @@ public sealed class ScaledPlainNet : nn.Module<Tensor, Tensor>
         }
         _convs = convs.ToArray();
         _scales = scales.ToArray();
+        _channelScales = _scales.Select(ChannelScales.Of).ToArray();
         _fc = fc ?? throw new RmException("the plain network has no linear classifier");
         register_module("fc", _fc);
         eval();
@@ -72,8 +74,14 @@ public sealed class ScaledPlainNet : nn.Module<Tensor, Tensor>
     /// <summary>Channels of the input image.</summary>
     public int InputChannels { get; }
 
-    /// <summary>The per-channel scales: one BatchNorm per conv, in order.</summary>
-    public IReadOnlyList<BatchNorm2d> Scales => _scales;
+    /// <summary>The BatchNorm after each conv, in order; their weights are the channel scales.</summary>
+    public IReadOnlyList<BatchNorm2d> Norms => _scales;
+
+    /// <inheritdoc />
+    public IReadOnlyList<ChannelScales> Scales => _channelScales;
+
+    /// <inheritdoc />
+    public nn.Module<Tensor, Tensor> Network => this;
 
     /// <summary>The convs, in order.</summary>
     public IReadOnlyList<Conv2d> Convs => _convs;
@@ -138,7 +146,6 @@ public sealed class ScaledPlainNet : nn.Module<Tensor, Tensor>
         using var noGrad = no_grad();
         var layers = new List<PlainLayer>();
         int convIndex = 0;
-        Tensor? previousKeep = null;
         foreach (var layer in _plan)
         {
             switch (layer)
@@ -149,30 +156,19 @@ public sealed class ScaledPlainNet : nn.Module<Tensor, Tensor>
                     var bn = _scales[convIndex];
                     var fused = BatchNormFusion.Fuse(new ConvWeights(_convs[convIndex].weight!.detach(), null),
                         new BatchNormWeights(bn.weight!.detach(), bn.bias!.detach(), bn.running_mean!, bn.running_var!, Eps));
-                    var rows = KeepIndex(keep?[convIndex], c.OutChannels);
-                    var weight = ChannelRemoval.Select(fused.Weight, rows, previousKeep);
-                    var bias = fused.BiasOrZeros().index_select(0, rows);
-                    layers.Add(c with { Weight = weight.to_type(ScalarType.Float32).MoveToOuterDisposeScope(), Bias = bias.to_type(ScalarType.Float32).MoveToOuterDisposeScope() });
-                    previousKeep?.Dispose();
-                    previousKeep = rows.MoveToOuterDisposeScope();
+                    layers.Add(c with { Weight = fused.Weight.to_type(ScalarType.Float32).MoveToOuterDisposeScope(), Bias = fused.BiasOrZeros().to_type(ScalarType.Float32).MoveToOuterDisposeScope() });
                     convIndex++;
                     break;
                 }
                 case LinearLayer:
-                {
-                    var weight = _fc.weight!.detach();
-                    if (previousKeep is not null) weight = weight.index_select(1, previousKeep);
-                    layers.Add(new LinearLayer(weight.clone(), _fc.bias!.detach().clone()));
+                    layers.Add(new LinearLayer(_fc.weight!.detach().clone(), _fc.bias!.detach().clone()));
                     break;
-                }
                 default:
                     layers.Add(layer);
                     break;
             }
         }
-        previousKeep?.Dispose();
-        return new PlainModel(layers, InputChannels);
+        var folded = new PlainModel(layers, InputChannels);
+        return keep is null ? folded : ChannelRemoval.Remove(folded, keep);
     }
-
-    static Tensor KeepIndex(bool[]? keep, long count) => keep is null ? arange(count, dtype: ScalarType.Int64) : ChannelRemoval.Indices(keep);
 }

@@ -20,10 +20,20 @@ public static class ResNetRm
     public static PlainModel Transform(StateDict sd, ResNetSpec spec, RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null)
     {
         ResNetDetector.Validate(sd, spec);
+        return Transform(sd, spec, FusedResNetWeights.Torchvision(sd, spec), mode, progress);
+    }
+
+    /// <summary>
+    /// The plain network of a ResNet whose stem and block weights come from <paramref name="weights"/> (the
+    /// classifier and any SE weights from <paramref name="sd"/>); <paramref name="sd"/> is not validated here.
+    /// </summary>
+    public static PlainModel Transform(StateDict sd, ResNetSpec spec, FusedResNetWeights weights, RmMode mode = RmMode.Grouped,
+        IProgress<ProgressStep>? progress = null)
+    {
         var layers = new List<PlainLayer>();
         var stages = new List<string>();
         void Tag(string stage) { while (stages.Count < layers.Count) stages.Add(stage); }
-        layers.AddRange(Scoped(() => Stem(sd, spec)));
+        layers.AddRange(Scoped(() => Stem(weights.Stem(), spec)));
         Tag("stem");
         var blocks = spec.Blocks().ToList();
         int zeroChannels = 0;
@@ -35,9 +45,9 @@ public static class ResNetRm
             var block = blocks[i];
             layers.AddRange(Scoped(() =>
             {
-                var projection = TorchvisionWeights.Projection(sd, block);
+                var projection = weights.Projection(block);
                 bool se = spec.SeChannels is not null;
-                var rm = ResidualChainRm.Transform(TorchvisionWeights.Branch(sd, spec, block), projection, mode, mergeShortcut: !se);
+                var rm = ResidualChainRm.Transform(weights.Branch(block), projection, mode, mergeShortcut: !se);
                 zeroChannels += rm.ZeroChannels;
                 var chain = rm.Convs.SelectMany(conv => new PlainLayer[] { conv, new ReluLayer() }).ToList();
                 return se ? SqueezeExciteMerge(sd, block, chain, projection) : chain;
@@ -53,9 +63,9 @@ public static class ResNetRm
     }
 
     /// <summary>The stem, BN folded: conv + ReLU, and torchvision's max pool where the layout has it.</summary>
-    static IReadOnlyList<PlainLayer> Stem(StateDict sd, ResNetSpec spec)
+    static IReadOnlyList<PlainLayer> Stem(Weights.FusedConv conv, ResNetSpec spec)
     {
-        var stem = new List<PlainLayer> { TorchvisionWeights.Stem(sd, spec).ToLayer(), new ReluLayer() };
+        var stem = new List<PlainLayer> { conv.ToLayer(), new ReluLayer() };
         if (spec.StemMaxPool) stem.Add(new MaxPoolLayer(3, 2, Padding2d.All(1)));
         return stem;
     }
