@@ -107,4 +107,54 @@ public class TrainingTests
             Assert.All(output[i].flatten().data<float>().ToArray(), v => Assert.True(v == 0 || own.Contains(v)));
         }
     }
+
+    [Fact]
+    public void DistillationLossIsHintonsFormula()
+    {
+        var student = new[,] { { 1.0, -0.5, 2.0 }, { 0.3, 0.1, -1.2 } };
+        var teacher = new[,] { { 0.5, 0.5, 3.0 }, { -1.0, 2.0, 0.0 } };
+        long[] labels = { 2, 0 };
+        const double w = 0.7, t = 4;
+        // By hand: softmax, cross-entropy and KL over the two rows, in doubles.
+        static double[] Softmax(double[,] z, int row, double temperature)
+        {
+            var e = Enumerable.Range(0, 3).Select(j => Math.Exp(z[row, j] / temperature)).ToArray();
+            return e.Select(v => v / e.Sum()).ToArray();
+        }
+        double ce = 0, kl = 0;
+        for (int r = 0; r < 2; r++)
+        {
+            ce -= Math.Log(Softmax(student, r, 1)[labels[r]]) / 2;
+            var p = Softmax(teacher, r, t);
+            var q = Softmax(student, r, t);
+            kl += Enumerable.Range(0, 3).Sum(j => p[j] * Math.Log(p[j] / q[j])) / 2;
+        }
+        double expected = (1 - w) * ce + w * t * t * kl;
+        var distillation = new Distillation(_ => tensor(teacher).to_type(ScalarType.Float32), w, t);
+        var loss = distillation.Loss(tensor(student).to_type(ScalarType.Float32), zeros(2), tensor(labels));
+        Assert.Equal(expected, loss.item<float>(), 5);
+    }
+
+    [Fact]
+    public void AStudentLearnsFromTheTeacherAloneEvenWithWrongLabels()
+    {
+        using var data = FashionMnist.Load(Fixture.FashionSubset);
+        var options = new TrainOptions(Epochs: 4, BatchSize: 32, LearningRate: 0.05);
+        manual_seed(2);
+        using var teacher = new ResNet(Tiny);
+        using (var trainer = new Trainer(teacher, options))
+            for (int e = 0; e < options.Epochs; e++) trainer.RunEpoch(e, data.Train, data.Test);
+        teacher.eval();
+        double teacherAccuracy = Evaluation.Accuracy(teacher.forward, data.Test);
+        // Every training label shifted by one class: the labels alone would teach the wrong answer.
+        var wrong = data.Train with { Labels = (data.Train.Labels + 1).remainder(10) };
+        manual_seed(3);
+        using var student = new ResNet(Tiny);
+        using (var trainer = new Trainer(student, options) { Distillation = new Distillation(teacher.forward, Weight: 1.0) })
+            for (int e = 0; e < options.Epochs; e++) trainer.RunEpoch(e, wrong, data.Test);
+        student.eval();
+        double studentAccuracy = Evaluation.Accuracy(student.forward, data.Test);
+        Assert.True(teacherAccuracy > 0.6, $"teacher {teacherAccuracy}");
+        Assert.True(studentAccuracy > 0.5, $"student {studentAccuracy} (teacher {teacherAccuracy})");
+    }
 }

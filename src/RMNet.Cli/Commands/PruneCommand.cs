@@ -33,12 +33,16 @@ public static class PruneCommand
             Description = "Train the gated ResNet in residual form (default for Basic-block ResNets) or the plain network itself (any ResNet); both prune every plain channel",
         };
         form.AcceptOnlyFromAmong("residual", "plain");
+        var distill = new Option<double>("--distill")
+        {
+            Description = "While fine-tuning, also learn the original ResNet's softened outputs with this weight (0..1; 0: labels only)",
+        };
         var force = new Option<bool>("--force") { Description = "Overwrite existing outputs" };
         var json = CommonOptions.Json();
         var training = new TrainingArguments(learningRate: 0.02);
         var cmd = new Command("prune", "Prune every channel of an RM-converted ResNet to a MACs budget, fine-tune and export")
         {
-            input, output, target, sparsityEpochs, penalty, finetuneEpochs, multiple, form, residual, workDir, restart, force, json,
+            input, output, target, sparsityEpochs, penalty, finetuneEpochs, multiple, form, distill, residual, workDir, restart, force, json,
         };
         training.AddTo(cmd);
         cmd.SetAction(p =>
@@ -51,6 +55,7 @@ public static class PruneCommand
                 var settings = new PruneSettings(p.GetValue(target), p.GetValue(sparsityEpochs), p.GetValue(penalty), p.GetValue(finetuneEpochs), options)
                 {
                     ChannelMultiple = p.GetValue(multiple),
+                    Distill = p.GetValue(distill),
                 };
                 TrainForm? trainForm = p.GetValue(form) switch { "residual" => TrainForm.Residual, "plain" => TrainForm.Plain, _ => null };
                 return Run(ctx, p, training, p.GetValue(input)!, outputPath, settings, trainForm, p.GetValue(residual),
@@ -66,6 +71,7 @@ public static class PruneCommand
         if (settings.TargetFlops is <= 0 or >= 1) throw new ModelInputException(input, "--target-flops must be between 0 and 1 (a fraction of the original's MACs)");
         if (settings.SparsityEpochs < 0 || settings.FinetuneEpochs < 0 || settings.Penalty < 0 || settings.ChannelMultiple < 1)
             throw new ModelInputException(input, "--sparsity-epochs, --finetune-epochs and --penalty must not be negative, --channel-multiple at least 1");
+        if (settings.Distill is < 0 or > 1) throw new ModelInputException(input, "--distill must be between 0 and 1");
         if (!ModelWriter.Extensions.Contains(Path.GetExtension(output).ToLowerInvariant()))
             throw new ModelInputException(output, $"unknown output extension; use one of {string.Join(", ", ModelWriter.Extensions)}");
         string stem = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(output))!, Path.GetFileNameWithoutExtension(output));

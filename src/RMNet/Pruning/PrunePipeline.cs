@@ -161,8 +161,15 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         void ApplyMasks() { for (int i = 0; i < scales.Count; i++) scales[i].Mask(plan.Keep[i]); }
         ApplyMasks();
         var options = settings.Training with { Epochs = settings.FinetuneEpochs };
-        using var trainer = new Trainer(net, options) { AfterStep = ApplyMasks };
-        Train(net, trainer, options, $"{name}-finetuned.pth", $"{name}: fine-tuning the pruned network");
+        // The original ResNet teaches the pruned one where asked; it stays in eval mode (no gradients, fixed BN).
+        using var teacher = settings.Distill > 0 ? source.CreateModule() : null;
+        using var trainer = new Trainer(net, options)
+        {
+            AfterStep = ApplyMasks,
+            Distillation = teacher is null ? null : new Distillation(teacher.forward, settings.Distill),
+        };
+        Train(net, trainer, options, $"{name}-finetuned.pth",
+            $"{name}: fine-tuning the pruned network" + (teacher is null ? "" : $" (distilled from the original, weight {settings.Distill:G3})"));
         ApplyMasks();
     }
 

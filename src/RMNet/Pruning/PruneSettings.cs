@@ -12,8 +12,9 @@ namespace RMNet.Pruning;
 /// <param name="CalibrationImages">Training images the per-channel scales are initialised from.</param>
 /// <param name="ChannelMultiple">Every pruned layer keeps a multiple of this many channels (1: any number).</param>
 /// <param name="Form">Which network is trained while pruning: the gated ResNet or the plain network itself.</param>
+/// <param name="Distill">Weight of distillation from the original ResNet while fine-tuning (0: labels only; see <see cref="Training.Distillation"/>).</param>
 public sealed record PruneSettings(double TargetFlops, int SparsityEpochs, double Penalty, int FinetuneEpochs, TrainOptions Training,
-    double MinKeepFraction = 1.0 / 16, int CalibrationImages = 1024, int ChannelMultiple = 1, TrainForm Form = TrainForm.Residual);
+    double MinKeepFraction = 1.0 / 16, int CalibrationImages = 1024, int ChannelMultiple = 1, TrainForm Form = TrainForm.Residual, double Distill = 0);
 
 /// <summary>The form RM pruning trains in. Either way every channel of the plain network can be removed.</summary>
 public enum TrainForm

@@ -7,7 +7,7 @@ namespace RMNet.Pruning;
 /// <summary>
 /// The work folder of a pruning run. It records the settings each stage depends on; when a run is repeated with
 /// other settings, the stages they touch are discarded and the earlier ones kept: a new --target-flops reuses the
-/// sparsity training, more --finetune-epochs continue the fine-tuning, a new penalty or data starts afresh.
+/// sparsity training, more --finetune-epochs continue the fine-tuning, a new --distill redoes it, a new penalty or data starts afresh.
 /// </summary>
 public static class PruneWorkFolder
 {
@@ -32,7 +32,7 @@ public static class PruneWorkFolder
                 Form = settings.Form.ToString(),
             }),
             ["plan"] = JsonSerializer.SerializeToNode(new { settings.TargetFlops, settings.MinKeepFraction, settings.ChannelMultiple }),
-            ["finetune"] = JsonSerializer.SerializeToNode(new { settings.FinetuneEpochs }),
+            ["finetune"] = JsonSerializer.SerializeToNode(new { settings.FinetuneEpochs, settings.Distill }),
         };
         string path = Path.Combine(workDir, SettingsFile);
         if (File.Exists(path))
@@ -48,9 +48,11 @@ public static class PruneWorkFolder
             else if (!Same("finetune"))
             {
                 int before = saved["finetune"]?["FinetuneEpochs"]?.GetValue<int>() ?? int.MaxValue;
-                messages.Add(settings.FinetuneEpochs > before
+                bool sameDistill = saved["finetune"]?["Distill"]?.ToJsonString() == current["finetune"]!["Distill"]!.ToJsonString();
+                messages.Add(sameDistill && settings.FinetuneEpochs > before
                     ? $"fine-tuning extended from {before} to {settings.FinetuneEpochs} epochs"
-                    : Discard(workDir, "fewer fine-tuning epochs asked; earlier stages kept", "*-finetuned.*", "*-pruned.*"));
+                    : Discard(workDir, sameDistill ? "fewer fine-tuning epochs asked; earlier stages kept" : "the distillation weight changed; earlier stages kept",
+                        "*-finetuned.*", "*-pruned.*"));
             }
         }
         AtomicFile.Write(path, s => JsonSerializer.Serialize(s, current, new JsonSerializerOptions { WriteIndented = true }));

@@ -28,6 +28,9 @@ public sealed class Trainer : IDisposable
     /// <summary>An extra loss term computed each step (e.g. the L1 sparsity penalty on channel scales); null for none.</summary>
     public Func<Tensor>? Penalty { get; init; }
 
+    /// <summary>A teacher whose softened outputs the model also learns from; null for plain cross-entropy.</summary>
+    public Distillation? Distillation { get; init; }
+
     /// <summary>Run after every optimiser step (e.g. to keep pruned channels at zero); null for none.</summary>
     public Action? AfterStep { get; init; }
 
@@ -52,7 +55,7 @@ public sealed class Trainer : IDisposable
             var labels = train.Labels.index_select(0, index);
             _optimizer.zero_grad();
             var logits = _model.forward(images);
-            var loss = nn.functional.cross_entropy(logits, labels);
+            var loss = Distillation is null ? nn.functional.cross_entropy(logits, labels) : Distillation.Loss(logits, images, labels);
             if (Penalty is not null) loss = loss + Penalty();
             loss.backward();
             _optimizer.step();
