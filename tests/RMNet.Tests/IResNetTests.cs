@@ -45,10 +45,7 @@ public class IResNetTests(ITestOutputHelper output)
     public void CliRecognisesConvertsAndVerifiesTheEmbedding()
     {
         using var dir = Fixture.Temp();
-        var (code, stdout, stderr) = Rmnet("convert", Fixture.Path_("iresnet50_narrow.pth"), "-o", dir.File("face.onnx"), "--verify", "--input-size", "112", "--json", "--quiet");
-        Assert.True(code == 0, stderr);
-        var root = JsonDocument.Parse(stdout).RootElement;
-        Assert.True(root.GetProperty("verification").GetProperty("passed").GetBoolean());
+        var root = CliHarness.ConvertVerified(Fixture.Path_("iresnet50_narrow.pth"), dir.File("face.onnx"), 112);
         Assert.Equal(24, root.GetProperty("blocks").GetInt32());
         // rmnet verify on the embedding, from a plain safetensors file; the head's fixed 112x112 input is used
         // whatever --input-size says.
@@ -56,9 +53,7 @@ public class IResNetTests(ITestOutputHelper output)
         var (vc, vo, ve) = Rmnet("verify", Fixture.Path_("iresnet50_narrow.pth"), dir.File("face.safetensors"), "--samples", "3", "--json", "--quiet");
         Assert.True(vc == 0, ve);
         Assert.True(JsonDocument.Parse(vo).RootElement.GetProperty("verification").GetProperty("max_rel_error").GetDouble() < 1e-4);
-        var (ic, io, _) = Rmnet("inspect", Fixture.Path_("iresnet50_narrow.pth"), "--json", "--quiet");
-        Assert.Equal(0, ic);
-        var r = JsonDocument.Parse(io).RootElement;
+        var r = CliHarness.Inspect(Fixture.Path_("iresnet50_narrow.pth"));
         Assert.Equal("iresnet", r.GetProperty("family").GetString());
         Assert.StartsWith("iresnet50", r.GetProperty("architecture").GetString());
     }

@@ -73,13 +73,9 @@ public class MobileNetV2CliTests
     public void CliConvertsVerifiesAndInspects()
     {
         using var dir = Fixture.Temp();
-        var (code, stdout, stderr) = CliHarness.Rmnet("convert", Fixture.Path_("mobilenet_v2_narrow.pth"), "-o", dir.File("m.onnx"), "--verify", "--input-size", "64", "--json", "--quiet");
-        Assert.True(code == 0, stderr);
-        Assert.True(System.Text.Json.JsonDocument.Parse(stdout).RootElement.GetProperty("verification").GetProperty("passed").GetBoolean());
+        CliHarness.ConvertVerified(Fixture.Path_("mobilenet_v2_narrow.pth"), dir.File("m.onnx"), 64);
         var ops = OnnxSummary.Read(dir.File("m.onnx")).OpCounts;
         Assert.True(ops.ContainsKey("Max") && ops.ContainsKey("Min"));
-        var (ic, io, _) = CliHarness.Rmnet("inspect", Fixture.Path_("mobilenet_v2_narrow.pth"), "--json", "--quiet");
-        Assert.Equal(0, ic);
-        Assert.Equal("mobilenet_v2", System.Text.Json.JsonDocument.Parse(io).RootElement.GetProperty("family").GetString());
+        Assert.Equal("mobilenet_v2", CliHarness.Inspect(Fixture.Path_("mobilenet_v2_narrow.pth")).GetProperty("family").GetString());
     }
 }

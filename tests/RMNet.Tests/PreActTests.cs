@@ -51,17 +51,10 @@ public class PreActTests(ITestOutputHelper output)
     {
         using var dir = Fixture.Temp();
         foreach (var mode in new[] { "prelu", "split" })
-        {
-            var (code, stdout, stderr) = Rmnet("convert", Fixture.Path_("preact_basic_narrow.pth"), "-o", dir.File($"{mode}.onnx"),
-                "--negative-input", mode, "--verify", "--input-size", "32", "--json", "--quiet");
-            Assert.True(code == 0, stderr);
-            Assert.True(JsonDocument.Parse(stdout).RootElement.GetProperty("verification").GetProperty("passed").GetBoolean());
-        }
+            CliHarness.ConvertVerified(Fixture.Path_("preact_basic_narrow.pth"), dir.File($"{mode}.onnx"), 32, "--negative-input", mode);
         var ops = OnnxSummary.Read(dir.File("prelu.onnx")).OpCounts;
         Assert.True(ops.ContainsKey("PRelu"));
         Assert.False(OnnxSummary.Read(dir.File("split.onnx")).OpCounts.ContainsKey("PRelu"));
-        var (ic, io, _) = Rmnet("inspect", Fixture.Path_("preact_basic_narrow.pth"), "--json", "--quiet");
-        Assert.Equal(0, ic);
-        Assert.Equal("preact-resnet", JsonDocument.Parse(io).RootElement.GetProperty("family").GetString());
+        Assert.Equal("preact-resnet", CliHarness.Inspect(Fixture.Path_("preact_basic_narrow.pth")).GetProperty("family").GetString());
     }
 }

@@ -72,14 +72,9 @@ public class RepVggTests(ITestOutputHelper output)
     public void CliConvertsAndInspectsRepVgg()
     {
         using var dir = Fixture.Temp();
-        var (code, stdout, stderr) = Rmnet("convert", Fixture.Path_("repvgg_narrow.pth"), "-o", dir.File("d.onnx"), "--verify", "--input-size", "64", "--json", "--quiet");
-        Assert.True(code == 0, stderr);
-        var root = JsonDocument.Parse(stdout).RootElement;
-        Assert.True(root.GetProperty("verification").GetProperty("passed").GetBoolean());
+        var root = CliHarness.ConvertVerified(Fixture.Path_("repvgg_narrow.pth"), dir.File("d.onnx"), 64);
         Assert.Equal(8, root.GetProperty("blocks").GetInt32());
-        var (ic, io, _) = Rmnet("inspect", Fixture.Path_("repvgg_narrow.pth"), "--json", "--quiet");
-        Assert.Equal(0, ic);
-        var r = JsonDocument.Parse(io).RootElement;
+        var r = CliHarness.Inspect(Fixture.Path_("repvgg_narrow.pth"));
         Assert.Equal("repvgg", r.GetProperty("family").GetString());
         Assert.Equal("multi-branch", r.GetProperty("form").GetString());
         Assert.Equal(2, Rmnet("convert", Fixture.Path_("repvgg_narrow.pth"), "-o", dir.File("e.onnx"), "--arch", "resnet18", "--quiet").Code);
