@@ -16,9 +16,10 @@ namespace RMNet.Pruning;
 /// RM pruning of a trained ResNet, stage by stage, each stage's result saved in a work folder so a stopped run
 /// resumes where it stopped: (1) a scale on every channel of the dense RM plain form, either as gates on the
 /// ResNet trained in residual form (<see cref="GatedResNet"/>, the default) or as BatchNorms on the plain network
-/// (<see cref="ScaledPlainNet"/>), equal to the original either way, (2) sparsity training with an L1 penalty on all scales, (3) global pruning to the MACs
-/// target, (4) fine-tuning with the pruned channels held at zero, (5) BatchNorm folding and channel removal,
-/// checked equal to the fine-tuned network. <see cref="PruneResidual"/> runs the same budget on the ResNet itself,
+/// (<see cref="ScaledPlainNet"/>), equal to the original either way, (2) sparsity training with an L1 penalty on
+/// all scales, (3) global pruning to the MACs target, (4) fine-tuning with the pruned channels held at zero
+/// (optionally distilled from the original), (5) folding and channel removal, checked equal to the fine-tuned
+/// network. <see cref="PruneResidual"/> runs the same budget on the ResNet itself,
 /// where only the blocks' inner channels may go.
 /// </summary>
 public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, PruneSettings settings, string workDir,
