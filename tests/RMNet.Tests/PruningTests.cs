@@ -264,6 +264,30 @@ public class PruningTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void WorkFolderKeepsWhatANewSettingDoesNotTouch()
+    {
+        using var dir = Fixture.Temp();
+        string work = dir.File("w");
+        var settings = new PruneSettings(0.5, 3, 0.01, 8, new TrainOptions());
+        Assert.Empty(PruneWorkFolder.Prepare(work, "m.pth", settings, restart: false));
+        File.WriteAllText(Path.Combine(work, "rm-finetuned.pth"), "stage");
+        // A folder from before --distill existed (no "Distill" recorded) fine-tuned without it: more epochs extend.
+        string path = Path.Combine(work, "settings.json");
+        var saved = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!;
+        saved["finetune"]!.AsObject().Remove("Distill");
+        File.WriteAllText(path, saved.ToJsonString());
+        Assert.Equal(new[] { "fine-tuning extended from 8 to 16 epochs" }, PruneWorkFolder.Prepare(work, "m.pth", settings with { FinetuneEpochs = 16 }, false));
+        Assert.True(File.Exists(Path.Combine(work, "rm-finetuned.pth")));
+        // A new distillation weight redoes the fine-tuning, and only that.
+        var messages = PruneWorkFolder.Prepare(work, "m.pth", settings with { FinetuneEpochs = 16, Distill = 0.5 }, false);
+        Assert.Equal("the distillation weight changed; earlier stages kept: discarded rm-finetuned.pth", Assert.Single(messages));
+        // Another training form starts afresh.
+        File.WriteAllText(Path.Combine(work, "rm-sparse.pth"), "stage");
+        messages = PruneWorkFolder.Prepare(work, "m.pth", settings with { FinetuneEpochs = 16, Distill = 0.5, Form = TrainForm.Plain }, false);
+        Assert.Contains("training form changed: discarded rm-sparse.pth", Assert.Single(messages));
+    }
+
+    [Fact]
     public void AnUnreachableTargetIsRefusedWithTheReason()
     {
         using var dir = Fixture.Temp();

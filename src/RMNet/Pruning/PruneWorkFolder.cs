@@ -48,7 +48,8 @@ public static class PruneWorkFolder
             else if (!Same("finetune"))
             {
                 int before = saved["finetune"]?["FinetuneEpochs"]?.GetValue<int>() ?? int.MaxValue;
-                bool sameDistill = saved["finetune"]?["Distill"]?.ToJsonString() == current["finetune"]!["Distill"]!.ToJsonString();
+                // Work folders written before --distill existed fine-tuned without it.
+                bool sameDistill = (saved["finetune"]?["Distill"]?.GetValue<double>() ?? 0) == settings.Distill;
                 messages.Add(sameDistill && settings.FinetuneEpochs > before
                     ? $"fine-tuning extended from {before} to {settings.FinetuneEpochs} epochs"
                     : Discard(workDir, sameDistill ? "fewer fine-tuning epochs asked; earlier stages kept" : "the distillation weight changed; earlier stages kept",
