@@ -36,6 +36,8 @@ public static class PruneCommand
         var distill = new Option<double>("--distill")
         {
             Description = "While fine-tuning, also learn the original ResNet's softened outputs with this weight (0..1; 0: labels only)",
+            HelpName = "W",
+            DefaultValueFactory = _ => 0,
         };
         var force = new Option<bool>("--force") { Description = "Overwrite existing outputs" };
         var json = CommonOptions.Json();
