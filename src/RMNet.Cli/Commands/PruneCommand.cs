@@ -83,7 +83,7 @@ public static class PruneCommand
         var clock = Stopwatch.StartNew();
         ctx.Progress.Stage($"loading {input}");
         using var source = ResNetCheckpoint.Load(input);
-        bool gatable = source.Spec.Block == BlockKind.Basic && source.Spec.SeChannels is null;
+        bool gatable = GatedResNet.Supports(source.Spec);
         if (form == TrainForm.Residual && !gatable)
             throw new ModelInputException(input, $"{source.DisplayName}: --train-form residual needs a Basic-block ResNet without SE; use --train-form plain");
         settings = settings with { Form = form ?? (gatable ? TrainForm.Residual : TrainForm.Plain) };

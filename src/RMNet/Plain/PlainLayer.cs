@@ -17,6 +17,25 @@ public abstract record PlainLayer
     /// <summary>Number of weights and biases.</summary>
     public virtual long ParameterCount => 0;
 
+    /// <summary>
+    /// Moves the weight tensors of <paramref name="layers"/> out of the current dispose scope, so a transform can run
+    /// in its own scope, free its intermediates and keep only the layers it made.
+    /// </summary>
+    public static IReadOnlyList<PlainLayer> MoveToOuterDisposeScope(IReadOnlyList<PlainLayer> layers)
+    {
+        var tensors = layers.SelectMany(layer => layer switch
+        {
+            ConvLayer c => new[] { c.Weight, c.Bias },
+            LinearLayer l => new[] { l.Weight, l.Bias },
+            SeLayer s => new[] { s.Fc1Weight, s.Fc1Bias, s.Fc2Weight, s.Fc2Bias },
+            PReluLayer p => new[] { p.Slope },
+            ClampLayer c => new[] { c.Lower, c.Upper },
+            _ => Array.Empty<Tensor>(),
+        });
+        foreach (var t in tensors) t.MoveToOuterDisposeScope();
+        return layers;
+    }
+
     /// <summary>Output length of a window op along one axis.</summary>
     protected static long WindowOutput(long size, int kernel, int stride, int padBegin, int padEnd)
         => (size + padBegin + padEnd - kernel) / stride + 1;

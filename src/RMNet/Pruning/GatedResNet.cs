@@ -20,7 +20,7 @@ public sealed class GatedResNet : IChannelPrunable, IDisposable
     /// <summary>The network of <paramref name="source"/> with every gate at 1 (so it computes what the source does).</summary>
     public GatedResNet(ResNetCheckpoint source)
     {
-        if (source.Spec.Block != BlockKind.Basic || source.Spec.SeChannels is not null)
+        if (!Supports(source.Spec))
             throw new RmException($"{source.DisplayName}: gated (residual-form) pruning is implemented for Basic-block ResNets without SE; use --train-form plain");
         _model = source.CreateModule();
         _model.AddGates();
@@ -34,6 +34,9 @@ public sealed class GatedResNet : IChannelPrunable, IDisposable
         }
         _scales = scales.ToArray();
     }
+
+    /// <summary>Whether the layout can be gated: Basic blocks without squeeze-and-excitation.</summary>
+    public static bool Supports(ResNetSpec spec) => spec.Block == BlockKind.Basic && spec.SeChannels is null;
 
     /// <summary>The gated ResNet (torchvision names plus <c>gates.*</c>).</summary>
     public ResNet Model => _model;
@@ -65,11 +68,7 @@ public sealed class GatedResNet : IChannelPrunable, IDisposable
             b => GateFolding.Shortcut(TorchvisionWeights.Projection(sd, b), gates[b.Prefix]["reserve"], gates[b.Prefix]["output"], b.Stride));
         var plain = ResNetRm.Transform(sd, spec, weights, RmMode.Dense);
         var result = keep is null ? plain : ChannelRemoval.Remove(plain, keep);
-        foreach (var layer in result.Layers)
-        {
-            if (layer is ConvLayer c) { c.Weight.MoveToOuterDisposeScope(); c.Bias.MoveToOuterDisposeScope(); }
-            if (layer is LinearLayer l) { l.Weight.MoveToOuterDisposeScope(); l.Bias.MoveToOuterDisposeScope(); }
-        }
+        PlainLayer.MoveToOuterDisposeScope(result.Layers);
         return result;
     }
 

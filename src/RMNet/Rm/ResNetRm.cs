@@ -109,13 +109,6 @@ public static class ResNetRm
     static IReadOnlyList<PlainLayer> Scoped(Func<IReadOnlyList<PlainLayer>> step)
     {
         using var scope = NewDisposeScope();
-        var result = step();
-        foreach (var layer in result)
-        {
-            if (layer is ConvLayer c) { c.Weight.MoveToOuterDisposeScope(); c.Bias.MoveToOuterDisposeScope(); }
-            if (layer is LinearLayer l) { l.Weight.MoveToOuterDisposeScope(); l.Bias.MoveToOuterDisposeScope(); }
-            if (layer is SeLayer s) { s.Fc1Weight.MoveToOuterDisposeScope(); s.Fc1Bias.MoveToOuterDisposeScope(); s.Fc2Weight.MoveToOuterDisposeScope(); s.Fc2Bias.MoveToOuterDisposeScope(); }
-        }
-        return result;
+        return PlainLayer.MoveToOuterDisposeScope(step());
     }
 }
