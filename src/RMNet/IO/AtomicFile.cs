@@ -19,7 +19,10 @@ public static class AtomicFile
         if (File.Exists(full) && !overwrite) throw new ModelInputException(output, "output exists; pass --force to overwrite it");
     }
 
-    /// <summary>Writes with <paramref name="write"/> into a temporary file, then renames it to <paramref name="path"/>.</summary>
+    /// <summary>
+    /// Writes with <paramref name="write"/> into a temporary file, then renames it to <paramref name="path"/>.
+    /// The stream is also readable and seekable, so a writer may patch what it wrote.
+    /// </summary>
     public static void Write(string path, Action<Stream> write, bool overwrite = true)
     {
         string full = Path.GetFullPath(path);
@@ -27,7 +30,7 @@ public static class AtomicFile
         string temp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
         try
         {
-            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1 << 20))
             {
                 write(stream);
                 stream.Flush(flushToDisk: true);
