@@ -76,7 +76,7 @@ public static class ResidualChainRm
             if (i == 0)
             {
                 // Reserve: the first C outputs carry x (Dirac at the tap that reads x[i*s]); padding rows stay zero.
-                var weight = zeros(new[] { reserved + conv.OutChannels, c, k1, k2 });
+                var weight = FreshZeros.Float32(reserved + conv.OutChannels, c, k1, k2);
                 PutDirac(weight, c, 0, tapH, tapW, groupWidth: c);
                 weight[TensorIndex.Slice(reserved)] = Kernels.Ungroup(w, conv.Groups);
                 layer = Layer(weight, Concat(reserved, b), conv, 1);
@@ -84,7 +84,7 @@ public static class ResidualChainRm
             else if ((i < chain.Count - 1 || !mergeShortcut) && (mode == RmMode.Dense || conv.OutChannels != conv.InChannels || i == chain.Count - 1))
             {
                 // Dense (also where a middle conv changes the width: its groups would not all be q wide).
-                var weight = zeros(new[] { reserved + conv.OutChannels, reserved + conv.InChannels, k1, k2 });
+                var weight = FreshZeros.Float32(reserved + conv.OutChannels, reserved + conv.InChannels, k1, k2);
                 PutDirac(weight, c, 0, tapH, tapW, groupWidth: reserved);
                 weight[TensorIndex.Slice(reserved), TensorIndex.Slice(reserved)] = Kernels.Ungroup(w, conv.Groups);
                 layer = Layer(weight, Concat(reserved, b), conv, 1);
@@ -93,7 +93,7 @@ public static class ResidualChainRm
             {
                 // Grouped: reserved channels in groups of width q with a Dirac each, then the original groups.
                 long q = conv.InChannels / conv.Groups;
-                var weight = zeros(new[] { reserved + conv.OutChannels, q, k1, k2 });
+                var weight = FreshZeros.Float32(reserved + conv.OutChannels, q, k1, k2);
                 PutDirac(weight, c, 0, tapH, tapW, groupWidth: q);
                 weight[TensorIndex.Slice(reserved)] = w;
                 layer = Layer(weight, Concat(reserved, b), conv, (int)(reserved / q) + conv.Groups);
@@ -101,7 +101,7 @@ public static class ResidualChainRm
             else
             {
                 // Merge: the shortcut becomes the columns that read the reserved channels.
-                var weight = zeros(new[] { conv.OutChannels, reserved + conv.InChannels, k1, k2 });
+                var weight = FreshZeros.Float32(conv.OutChannels, reserved + conv.InChannels, k1, k2);
                 if (projection is null)
                     PutDirac(weight, c, 0, tapH, tapW, groupWidth: reserved);
                 else
