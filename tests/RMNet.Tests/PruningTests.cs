@@ -285,6 +285,33 @@ public class PruningTests(ITestOutputHelper output)
         File.WriteAllText(Path.Combine(work, "rm-sparse.pth"), "stage");
         messages = PruneWorkFolder.Prepare(work, "m.pth", settings with { FinetuneEpochs = 16, Distill = 0.5, Form = TrainForm.Plain }, false);
         Assert.Contains("training form changed: discarded rm-sparse.pth", Assert.Single(messages));
+        // So does another sparsity measure; the default (L1) leaves older folders' settings as they were.
+        File.WriteAllText(Path.Combine(work, "rm-sparse.pth"), "stage");
+        Assert.Empty(PruneWorkFolder.Prepare(work, "m.pth", settings with { FinetuneEpochs = 16, Distill = 0.5, Form = TrainForm.Plain, Sparsity = SparsityPenalty.L1 }, false));
+        messages = PruneWorkFolder.Prepare(work, "m.pth", settings with { FinetuneEpochs = 16, Distill = 0.5, Form = TrainForm.Plain, Sparsity = SparsityPenalty.Hoyer }, false);
+        Assert.Contains("penalty or training form changed: discarded rm-sparse.pth", Assert.Single(messages));
+    }
+
+    [Fact]
+    public void HoyerSquareIsTheScaleInvariantSparsityMeasure()
+    {
+        // Two segments of one layer, as a block's [reserve ; inner] gates are.
+        var a = tensor(new double[] { 1.0, -2.0, 0.5 }).requires_grad_(true);
+        var b = tensor(new double[] { 0.0, 3.0 }).requires_grad_(true);
+        var scales = new ChannelScales(new ScaleSegment(a), new ScaleSegment(b));
+        var h = scales.HoyerSquare();
+        // (1 + 2 + 0.5 + 0 + 3)^2 / (1 + 4 + 0.25 + 0 + 9) = 42.25 / 14.25
+        Assert.Equal(42.25 / 14.25, h.item<double>(), 12);
+        h.backward();
+        // Scale-invariant, so its gradient has no component along the scales themselves: sum g_i dH/dg_i = 0
+        // (an L1 penalty's would be sum |g_i| = 6.5, the pull that shrinks a whole layer).
+        double radial = (a.detach() * a.grad!).sum().item<double>() + (b.detach() * b.grad!).sum().item<double>();
+        Assert.Equal(0, radial, 12);
+        using var scaled = new ChannelScales(new ScaleSegment(a.detach() * 7), new ScaleSegment(b.detach() * 7)).HoyerSquare();
+        Assert.Equal(42.25 / 14.25, scaled.item<double>(), 12);
+        // Between 1 (one channel on) and the channel count (all equal).
+        Assert.Equal(1, new ChannelScales(new ScaleSegment(tensor(new double[] { 0, 0, 4, 0 }))).HoyerSquare().item<double>(), 12);
+        Assert.Equal(4, new ChannelScales(new ScaleSegment(tensor(new double[] { -2, 2, 2, 2 }))).HoyerSquare().item<double>(), 12);
     }
 
     [Fact]

@@ -16,8 +16,8 @@ namespace RMNet.Pruning;
 /// RM pruning of a trained ResNet, stage by stage, each stage's result saved in a work folder so a stopped run
 /// resumes where it stopped: (1) a scale on every channel of the dense RM plain form, either as gates on the
 /// ResNet trained in residual form (<see cref="GatedResNet"/>, the default) or as BatchNorms on the plain network
-/// (<see cref="ScaledPlainNet"/>), equal to the original either way, (2) sparsity training with an L1 penalty on
-/// all scales, (3) global pruning to the MACs target, (4) fine-tuning with the pruned channels held at zero
+/// (<see cref="ScaledPlainNet"/>), equal to the original either way, (2) sparsity training with an L1 (or Hoyer-square)
+/// penalty on all scales, (3) global pruning to the MACs target, (4) fine-tuning with the pruned channels held at zero
 /// (optionally distilled from the original), (5) folding and channel removal, checked equal to the fine-tuned
 /// network. <see cref="PruneResidual"/> runs the same budget on the ResNet itself,
 /// where only the blocks' inner channels may go.
@@ -124,11 +124,13 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
     void Sparsify(nn.Module<Tensor, Tensor> net, IReadOnlyList<ChannelScales> scales, string name)
     {
         var options = settings.Training with { Epochs = settings.SparsityEpochs };
+        Func<ChannelScales, Tensor> measure = settings.Sparsity == SparsityPenalty.Hoyer ? s => s.HoyerSquare() : s => s.L1();
         using var trainer = new Trainer(net, options)
         {
-            Penalty = () => settings.Penalty * scales.Select(s => s.L1()).Aggregate((a, b) => a + b),
+            Penalty = () => settings.Penalty * scales.Select(measure).Aggregate((a, b) => a + b),
         };
-        Train(net, trainer, options, $"{name}-sparse.pth", $"{name}: sparsity training (L1 {settings.Penalty:G3} on {scales.Sum(s => s.Count):N0} scales)");
+        Train(net, trainer, options, $"{name}-sparse.pth",
+            $"{name}: sparsity training ({settings.Sparsity} {settings.Penalty:G3} on {scales.Sum(s => s.Count):N0} scales in {scales.Count} layers)");
     }
 
     void CheckReachable(IReadOnlyList<ChannelScales> scales, ChannelCostModel cost) =>
@@ -161,6 +163,12 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
     {
         void ApplyMasks() { for (int i = 0; i < scales.Count; i++) scales[i].Mask(plan.Keep[i]); }
         ApplyMasks();
+        // What the cut alone costs, before fine-tuning repairs it (on a fresh start only: a resumed run has moved on).
+        if (TrainingCheckpoint.ReadState(Path.Combine(workDir, $"{name}-finetuned.pth")) is null)
+        {
+            net.eval();
+            log($"{name}: test accuracy right after pruning {100 * Evaluation.Accuracy(net.forward, data.Test):F2}%");
+        }
         var options = settings.Training with { Epochs = settings.FinetuneEpochs };
         // The original ResNet teaches the pruned one where asked; it stays in eval mode (no gradients, fixed BN).
         using var teacher = settings.Distill > 0 ? source.CreateModule() : null;

@@ -34,6 +34,8 @@ public static class PruneWorkFolder
             ["plan"] = JsonSerializer.SerializeToNode(new { settings.TargetFlops, settings.MinKeepFraction, settings.ChannelMultiple }),
             ["finetune"] = JsonSerializer.SerializeToNode(new { settings.FinetuneEpochs, settings.Distill }),
         };
+        // Folders written before the Hoyer penalty existed used L1: the default leaves their settings unchanged.
+        if (settings.Sparsity != SparsityPenalty.L1) current["sparsity"]!["Sparsity"] = settings.Sparsity.ToString();
         string path = Path.Combine(workDir, SettingsFile);
         if (File.Exists(path))
         {
