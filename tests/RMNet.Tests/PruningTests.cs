@@ -264,6 +264,39 @@ public class PruningTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void TaylorCriterionPrunesInRoundsWhileTrainingDownToTheTarget()
+    {
+        using var dir = Fixture.Temp();
+        // 128 images in batches of 32: 4 steps an epoch, so each of the first epoch's 4 rounds ends on its own step.
+        var (code, stdout, stderr) = CliHarness.Rmnet("prune", Fixture.Path_("cifar_narrow.pth"), "-o", dir.File("p.onnx"), "--data", Fixture.FashionSubset,
+            "--train-limit", "128", "--test-limit", "64", "--batch", "32", "--sparsity-epochs", "2", "--finetune-epochs", "1", "--target-flops", "0.5",
+            "--channel-multiple", "2", "--criterion", "taylor", "--json");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("training while pruning by Taylor saliency (4 rounds", stderr);
+        var rounds = stderr.Split('\n').Where(l => l.Contains(": pruning round ")).ToList();
+        Assert.Equal(4, rounds.Count);
+        // The MACs allowed fall on the cubic schedule and each round meets its allowance.
+        var macs = rounds.Select(l => System.Text.RegularExpressions.Regex.Match(l, @"channels, ([\d,]+) MACs \(allowed ([\d,]+)\)"))
+            .Select(m => (After: long.Parse(m.Groups[1].Value.Replace(",", "")), Allowed: long.Parse(m.Groups[2].Value.Replace(",", "")))).ToList();
+        Assert.All(macs, m => Assert.True(m.After <= m.Allowed));
+        Assert.True(macs.Zip(macs.Skip(1)).All(p => p.Second.Allowed < p.First.Allowed));
+        var models = System.Text.Json.JsonDocument.Parse(stdout).RootElement.GetProperty("models").EnumerateArray()
+            .ToDictionary(m => m.GetProperty("model").GetString()!);
+        long target = models["original"].GetProperty("macs").GetInt64() / 2;
+        Assert.Equal(target, macs[^1].Allowed, 1.0);
+        Assert.InRange(models["rm-pruned"].GetProperty("macs").GetInt64(), 1, target);
+        Assert.True(models["rm-pruned"].GetProperty("equivalence").GetProperty("max_rel_error").GetDouble() < 1e-5);
+    }
+
+    [Fact]
+    public void TaylorScheduleFallsCubicallyFromTheFullNetworkToTheTarget()
+    {
+        Assert.Equal(1000, GradualTaylorPruning.Allowance(0, 8, 1000, 200));
+        Assert.Equal(200 + 800 / 8, GradualTaylorPruning.Allowance(4, 8, 1000, 200));
+        Assert.Equal(200, GradualTaylorPruning.Allowance(8, 8, 1000, 200));
+    }
+
+    [Fact]
     public void WorkFolderKeepsWhatANewSettingDoesNotTouch()
     {
         using var dir = Fixture.Temp();
@@ -285,33 +318,12 @@ public class PruningTests(ITestOutputHelper output)
         File.WriteAllText(Path.Combine(work, "rm-sparse.pth"), "stage");
         messages = PruneWorkFolder.Prepare(work, "m.pth", settings with { FinetuneEpochs = 16, Distill = 0.5, Form = TrainForm.Plain }, false);
         Assert.Contains("training form changed: discarded rm-sparse.pth", Assert.Single(messages));
-        // So does another sparsity measure; the default (L1) leaves older folders' settings as they were.
+        // So does another criterion; the default (L1) leaves older folders' settings as they were.
         File.WriteAllText(Path.Combine(work, "rm-sparse.pth"), "stage");
-        Assert.Empty(PruneWorkFolder.Prepare(work, "m.pth", settings with { FinetuneEpochs = 16, Distill = 0.5, Form = TrainForm.Plain, Sparsity = SparsityPenalty.L1 }, false));
-        messages = PruneWorkFolder.Prepare(work, "m.pth", settings with { FinetuneEpochs = 16, Distill = 0.5, Form = TrainForm.Plain, Sparsity = SparsityPenalty.Hoyer }, false);
-        Assert.Contains("penalty or training form changed: discarded rm-sparse.pth", Assert.Single(messages));
-    }
-
-    [Fact]
-    public void HoyerSquareIsTheScaleInvariantSparsityMeasure()
-    {
-        // Two segments of one layer, as a block's [reserve ; inner] gates are.
-        var a = tensor(new double[] { 1.0, -2.0, 0.5 }).requires_grad_(true);
-        var b = tensor(new double[] { 0.0, 3.0 }).requires_grad_(true);
-        var scales = new ChannelScales(new ScaleSegment(a), new ScaleSegment(b));
-        var h = scales.HoyerSquare();
-        // (1 + 2 + 0.5 + 0 + 3)^2 / (1 + 4 + 0.25 + 0 + 9) = 42.25 / 14.25
-        Assert.Equal(42.25 / 14.25, h.item<double>(), 12);
-        h.backward();
-        // Scale-invariant, so its gradient has no component along the scales themselves: sum g_i dH/dg_i = 0
-        // (an L1 penalty's would be sum |g_i| = 6.5, the pull that shrinks a whole layer).
-        double radial = (a.detach() * a.grad!).sum().item<double>() + (b.detach() * b.grad!).sum().item<double>();
-        Assert.Equal(0, radial, 12);
-        using var scaled = new ChannelScales(new ScaleSegment(a.detach() * 7), new ScaleSegment(b.detach() * 7)).HoyerSquare();
-        Assert.Equal(42.25 / 14.25, scaled.item<double>(), 12);
-        // Between 1 (one channel on) and the channel count (all equal).
-        Assert.Equal(1, new ChannelScales(new ScaleSegment(tensor(new double[] { 0, 0, 4, 0 }))).HoyerSquare().item<double>(), 12);
-        Assert.Equal(4, new ChannelScales(new ScaleSegment(tensor(new double[] { -2, 2, 2, 2 }))).HoyerSquare().item<double>(), 12);
+        var plainForm = settings with { FinetuneEpochs = 16, Distill = 0.5, Form = TrainForm.Plain };
+        Assert.Empty(PruneWorkFolder.Prepare(work, "m.pth", plainForm with { Criterion = PruningCriterion.L1 }, false));
+        messages = PruneWorkFolder.Prepare(work, "m.pth", plainForm with { Criterion = PruningCriterion.Taylor }, false);
+        Assert.Contains("criterion or training form changed: discarded rm-sparse.pth", Assert.Single(messages));
     }
 
     [Fact]

@@ -23,12 +23,12 @@ public static class PruneCommand
         var target = new Option<double>("--target-flops") { Description = "MACs to reach, as a fraction of the original ResNet's", DefaultValueFactory = _ => 0.5 };
         var sparsityEpochs = new Option<int>("--sparsity-epochs") { Description = "Epochs of training with the L1 penalty on channel scales", DefaultValueFactory = _ => 3 };
         var penalty = new Option<double>("--penalty") { Description = "L1 penalty weight on the channel scales (large for a short schedule: the scales start near 1)", DefaultValueFactory = _ => 1e-2 };
-        var penaltyKind = new Option<string>("--penalty-kind")
+        var criterion = new Option<string>("--criterion")
         {
-            Description = "Sparsity measure the penalty weighs: l1 (sum |scale|) or hoyer (per layer (sum |scale|)^2 / sum scale^2, scale-invariant)",
+            Description = "How channels are chosen: l1 (L1 penalty on the scales, then the smallest go) or taylor (no penalty: removed in rounds while training, least Taylor saliency first)",
             DefaultValueFactory = _ => "l1",
         };
-        penaltyKind.AcceptOnlyFromAmong("l1", "hoyer");
+        criterion.AcceptOnlyFromAmong("l1", "taylor");
         var finetuneEpochs = new Option<int>("--finetune-epochs") { Description = "Epochs of fine-tuning after pruning", DefaultValueFactory = _ => 3 };
         var multiple = new Option<int>("--channel-multiple") { Description = "Keep a multiple of this many channels in every layer (conv kernels run blocks of 8 channels fastest; 1: any count)", DefaultValueFactory = _ => 8 };
         var residual = new Option<bool>("--compare-residual") { Description = "Also prune the ResNet itself (inner channels only) to the same MACs; writes <output>.residual.onnx/.pth" };
@@ -50,7 +50,7 @@ public static class PruneCommand
         var training = new TrainingArguments(learningRate: 0.02);
         var cmd = new Command("prune", "Prune every channel of an RM-converted ResNet to a MACs budget, fine-tune and export")
         {
-            input, output, target, sparsityEpochs, penalty, penaltyKind, finetuneEpochs, multiple, form, distill, residual, workDir, restart, force, json,
+            input, output, target, sparsityEpochs, penalty, criterion, finetuneEpochs, multiple, form, distill, residual, workDir, restart, force, json,
         };
         training.AddTo(cmd);
         cmd.SetAction(p =>
@@ -64,7 +64,7 @@ public static class PruneCommand
                 {
                     ChannelMultiple = p.GetValue(multiple),
                     Distill = p.GetValue(distill),
-                    Sparsity = p.GetValue(penaltyKind) == "hoyer" ? SparsityPenalty.Hoyer : SparsityPenalty.L1,
+                    Criterion = p.GetValue(criterion) == "taylor" ? PruningCriterion.Taylor : PruningCriterion.L1,
                 };
                 TrainForm? trainForm = p.GetValue(form) switch { "residual" => TrainForm.Residual, "plain" => TrainForm.Plain, _ => null };
                 return Run(ctx, p, training, p.GetValue(input)!, outputPath, settings, trainForm, p.GetValue(residual),

@@ -14,7 +14,7 @@ public sealed record ScaleSegment(Tensor Scale, Tensor? Shift = null);
 /// <summary>
 /// The scales of one prunable layer's output channels, in channel order, possibly from several parameters (a
 /// block's first plain conv carries the reserved input and the inner channels, each gated by its own vector).
-/// The sparsity penalty acts on them, selection ranks them, and the pruning mask zeroes them.
+/// The L1 penalty acts on them, selection ranks them, and the pruning mask zeroes them.
 /// </summary>
 public sealed class ChannelScales
 {
@@ -33,17 +33,15 @@ public sealed class ChannelScales
     public Tensor L1() => _segments.Select(s => s.Scale.abs().sum()).Aggregate((a, b) => a + b);
 
     /// <summary>
-    /// (sum |scale|)^2 / sum scale^2 (differentiable): the Hoyer-square sparsity measure (Yang, Wen and Li, DeepHoyer,
-    /// ICLR 2020). It lies between 1 (one channel on) and the channel count (all equal), and it is scale-invariant: it
-    /// pushes a layer's scales apart without shrinking them all together, which an L1 penalty does for free wherever
-    /// a BatchNorm follows (and which, in residual form, shrinks a block's input below its branch until the
-    /// shortcut gates die).
+    /// (scale x its gradient)^2 per channel, in channel order, from the gradients the last backward pass left:
+    /// one step's first-order Taylor estimate of the loss change if the channel were removed (0 where there is no gradient).
     /// </summary>
-    public Tensor HoyerSquare()
+    public double[] Saliency()
     {
-        var l1 = L1();
-        var l2 = _segments.Select(s => s.Scale.square().sum()).Aggregate((a, b) => a + b);
-        return l1.square() / (l2 + 1e-12);
+        using var noGrad = no_grad();
+        return _segments.SelectMany(s => s.Scale.grad is { } g
+            ? (s.Scale.detach() * g).square().to_type(ScalarType.Float64).data<double>().ToArray()
+            : new double[s.Scale.shape[0]]).ToArray();
     }
 
     /// <summary>|scale| per channel, in channel order: the importance selection ranks.</summary>

@@ -58,6 +58,13 @@ public static class ChannelSelection
         return new ChannelPlan(keep, before, macs, threshold);
     }
 
+    /// <summary>The plan that keeps exactly the channels of non-zero importance (a pruning already made, e.g. by masking).</summary>
+    public static ChannelPlan Nonzero(IReadOnlyList<float[]> importance, ChannelCostModel cost)
+    {
+        var keep = importance.Select(imp => imp.Select(v => v != 0).ToArray()).ToList();
+        return new ChannelPlan(keep, cost.Macs(importance.Select(i => i.Length).ToList()), cost.Macs(keep.Select(k => k.Count(x => x)).ToList()), 0);
+    }
+
     /// <summary>
     /// Throws <see cref="RmException"/> where no plan can reach <paramref name="targetMacs"/> (every layer at its
     /// smallest allowed count still costs more), so a run can stop before training rather than after it.

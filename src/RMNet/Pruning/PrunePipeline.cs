@@ -16,8 +16,8 @@ namespace RMNet.Pruning;
 /// RM pruning of a trained ResNet, stage by stage, each stage's result saved in a work folder so a stopped run
 /// resumes where it stopped: (1) a scale on every channel of the dense RM plain form, either as gates on the
 /// ResNet trained in residual form (<see cref="GatedResNet"/>, the default) or as BatchNorms on the plain network
-/// (<see cref="ScaledPlainNet"/>), equal to the original either way, (2) sparsity training with an L1 (or Hoyer-square)
-/// penalty on all scales, (3) global pruning to the MACs target, (4) fine-tuning with the pruned channels held at zero
+/// (<see cref="ScaledPlainNet"/>), equal to the original either way, (2) sparsity training with an L1 penalty on
+/// all scales (or training while pruning by Taylor saliency), (3) global pruning to the MACs target, (4) fine-tuning with the pruned channels held at zero
 /// (optionally distilled from the original), (5) folding and channel removal, checked equal to the fine-tuned
 /// network. <see cref="PruneResidual"/> runs the same budget on the ResNet itself,
 /// where only the blocks' inner channels may go.
@@ -65,7 +65,7 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         // (2) sparsity, (3) pruning plan, (4) fine-tuning
         var cost = CostModels.Plain(plain, Height, Width);
         CheckReachable(prunable.Scales, cost);
-        Sparsify(net, prunable.Scales, "rm");
+        Sparsify(net, prunable.Scales, cost, "rm");
         var planValue = Plan("rm", prunable.Scales, cost);
         FineTune(net, prunable.Scales, planValue, "rm");
 
@@ -102,7 +102,7 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         using var net = source.CreateModule();
         var scales = ResidualPruning.InnerScales(net).Select(ChannelScales.Of).ToList();
         CheckReachable(scales, cost);
-        Sparsify(net, scales, "residual");
+        Sparsify(net, scales, cost, "residual");
         var planValue = Plan("residual", scales, cost);
         FineTune(net, scales, planValue, "residual");
 
@@ -121,16 +121,25 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         return (new PrunedModel("residual-pruned", accuracy, DeployedParameters(pruned.Spec), macs, outputOnnx ?? outputPth, check), pruned);
     }
 
-    void Sparsify(nn.Module<Tensor, Tensor> net, IReadOnlyList<ChannelScales> scales, string name)
+    void Sparsify(nn.Module<Tensor, Tensor> net, IReadOnlyList<ChannelScales> scales, ChannelCostModel cost, string name)
     {
         var options = settings.Training with { Epochs = settings.SparsityEpochs };
-        Func<ChannelScales, Tensor> measure = settings.Sparsity == SparsityPenalty.Hoyer ? s => s.HoyerSquare() : s => s.L1();
+        string file = $"{name}-sparse.pth";
+        if (settings.Criterion == PruningCriterion.Taylor)
+        {
+            int steps = (data.Train.Count + options.BatchSize - 1) / options.BatchSize;
+            int done = TrainingCheckpoint.ReadState(Path.Combine(workDir, file))?.EpochsDone ?? 0;
+            var pruner = new GradualTaylorPruning(scales, cost, TargetMacs, settings.MinKeepFraction, settings.ChannelMultiple, steps, options.Epochs, done,
+                line => log($"{name}: pruning {line}"));
+            using var pruning = new Trainer(net, options) { AfterStep = pruner.AfterStep };
+            Train(net, pruning, options, file, $"{name}: training while pruning by Taylor saliency ({pruner.Rounds} rounds over {scales.Sum(s => s.Count):N0} channels)");
+            return;
+        }
         using var trainer = new Trainer(net, options)
         {
-            Penalty = () => settings.Penalty * scales.Select(measure).Aggregate((a, b) => a + b),
+            Penalty = () => settings.Penalty * scales.Select(s => s.L1()).Aggregate((a, b) => a + b),
         };
-        Train(net, trainer, options, $"{name}-sparse.pth",
-            $"{name}: sparsity training ({settings.Sparsity} {settings.Penalty:G3} on {scales.Sum(s => s.Count):N0} scales in {scales.Count} layers)");
+        Train(net, trainer, options, file, $"{name}: sparsity training (L1 {settings.Penalty:G3} on {scales.Sum(s => s.Count):N0} scales)");
     }
 
     void CheckReachable(IReadOnlyList<ChannelScales> scales, ChannelCostModel cost) =>
@@ -150,11 +159,13 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         else
         {
             var importance = scales.Select(s => s.Importance()).ToList();
-            plan = ChannelSelection.Select(importance, cost, TargetMacs, settings.MinKeepFraction, settings.ChannelMultiple);
+            plan = settings.Criterion == PruningCriterion.Taylor
+                ? ChannelSelection.Nonzero(importance, cost)    // the rounds already chose; their removed channels are at zero
+                : ChannelSelection.Select(importance, cost, TargetMacs, settings.MinKeepFraction, settings.ChannelMultiple);
             AtomicFile.Write(path, s => JsonSerializer.Serialize(s, plan, Json));
         }
         int total = plan.Keep.Sum(k => k.Length), kept = plan.Counts.Sum();
-        log($"{name}: pruned to {kept:N0} of {total:N0} channels (scale threshold {plan.Threshold:G3}); MACs {plan.MacsBefore:N0} -> {plan.MacsAfter:N0} (target {TargetMacs:N0}); "
+        log($"{name}: pruned to {kept:N0} of {total:N0} channels ({(settings.Criterion == PruningCriterion.Taylor ? "removed while training" : $"scale threshold {plan.Threshold:G3}")}); MACs {plan.MacsBefore:N0} -> {plan.MacsAfter:N0} (target {TargetMacs:N0}); "
             + $"channels per layer [{string.Join(",", plan.Counts)}]");
         return plan;
     }

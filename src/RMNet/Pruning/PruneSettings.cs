@@ -4,8 +4,8 @@ namespace RMNet.Pruning;
 
 /// <summary>Settings of an RM pruning run (and of the residual-constrained comparison, which uses the same ones).</summary>
 /// <param name="TargetFlops">MACs to reach, as a fraction of the original ResNet's (0.5 halves them).</param>
-/// <param name="SparsityEpochs">Epochs of training with the L1 penalty on the channel scales.</param>
-/// <param name="Penalty">Weight of the sparsity penalty: loss += Penalty * (sum over scales of |scale|, or over layers of their Hoyer-square measure; see <see cref="SparsityPenalty"/>).</param>
+/// <param name="SparsityEpochs">Epochs of training with the L1 penalty on the channel scales (with the Taylor criterion: of training while pruning).</param>
+/// <param name="Penalty">Weight of the L1 penalty: loss += Penalty * sum |scale|.</param>
 /// <param name="FinetuneEpochs">Epochs of training of the pruned (masked) network.</param>
 /// <param name="Training">Optimiser, data and seed settings; its epoch count is replaced per stage.</param>
 /// <param name="MinKeepFraction">Every layer keeps at least this fraction of its channels.</param>
@@ -13,18 +13,21 @@ namespace RMNet.Pruning;
 /// <param name="ChannelMultiple">Every pruned layer keeps a multiple of this many channels (1: any number).</param>
 /// <param name="Form">Which network is trained while pruning: the gated ResNet or the plain network itself.</param>
 /// <param name="Distill">Weight of distillation from the original ResNet while fine-tuning (0: labels only; see <see cref="Training.Distillation"/>).</param>
-/// <param name="Sparsity">Which sparsity measure the penalty weighs.</param>
+/// <param name="Criterion">How the channels to remove are chosen.</param>
 public sealed record PruneSettings(double TargetFlops, int SparsityEpochs, double Penalty, int FinetuneEpochs, TrainOptions Training,
     double MinKeepFraction = 1.0 / 16, int CalibrationImages = 1024, int ChannelMultiple = 1, TrainForm Form = TrainForm.Residual, double Distill = 0,
-    SparsityPenalty Sparsity = SparsityPenalty.L1);
+    PruningCriterion Criterion = PruningCriterion.L1);
 
-/// <summary>The sparsity measure of the channel scales that sparsity training penalises.</summary>
-public enum SparsityPenalty
+/// <summary>How RM pruning chooses the channels to remove.</summary>
+public enum PruningCriterion
 {
-    /// <summary>Sum of |scale| over all channels (network slimming).</summary>
+    /// <summary>Network slimming: sparsity training with an L1 penalty on the scales, then the smallest |scale| go, all at once.</summary>
     L1,
-    /// <summary>Per layer (sum |scale|)^2 / sum scale^2, summed over layers: scale-invariant (<see cref="ChannelScales.HoyerSquare"/>).</summary>
-    Hoyer,
+    /// <summary>
+    /// No penalty: the sparsity stage trains normally and removes channels in rounds as it goes, the least salient
+    /// by first-order Taylor estimate first (<see cref="GradualTaylorPruning"/>).
+    /// </summary>
+    Taylor,
 }
 
 /// <summary>The form RM pruning trains in. Either way every channel of the plain network can be removed.</summary>

@@ -34,8 +34,8 @@ public static class PruneWorkFolder
             ["plan"] = JsonSerializer.SerializeToNode(new { settings.TargetFlops, settings.MinKeepFraction, settings.ChannelMultiple }),
             ["finetune"] = JsonSerializer.SerializeToNode(new { settings.FinetuneEpochs, settings.Distill }),
         };
-        // Folders written before the Hoyer penalty existed used L1: the default leaves their settings unchanged.
-        if (settings.Sparsity != SparsityPenalty.L1) current["sparsity"]!["Sparsity"] = settings.Sparsity.ToString();
+        // Folders written before the Taylor criterion existed used L1: the default leaves their settings unchanged.
+        if (settings.Criterion != PruningCriterion.L1) current["sparsity"]!["Criterion"] = settings.Criterion.ToString();
         string path = Path.Combine(workDir, SettingsFile);
         if (File.Exists(path))
         {
@@ -44,7 +44,7 @@ public static class PruneWorkFolder
             catch (JsonException) { saved = new JsonObject(); }
             bool Same(string stage) => saved[stage]?.ToJsonString() == current[stage]!.ToJsonString();
             if (!Same("sparsity"))
-                messages.Add(Discard(workDir, "the checkpoint, data, training, penalty or training form changed", "rm-*", "residual-*", "report.json"));
+                messages.Add(Discard(workDir, "the checkpoint, data, training, penalty, criterion or training form changed", "rm-*", "residual-*", "report.json"));
             else if (!Same("plan"))
                 messages.Add(Discard(workDir, "the pruning target changed; sparsity training kept", "*-plan.json", "*-finetuned.*", "*-pruned.*"));
             else if (!Same("finetune"))
