@@ -5,14 +5,14 @@
 # Every step is resumable: re-running the script continues where it stopped.
 #
 # Needs: Debian's dataset-fashion-mnist package (or DATA=<folder> with one sub-folder of images per class).
-# Usage: samples/Pruning/run.sh [out-dir]     (EPOCHS, SPARSITY, FINETUNE, TARGET, DISTILL, FORM, QUICK=1 override)
+# Usage: samples/Pruning/run.sh [out-dir]     (EPOCHS, SPARSITY, FINETUNE, TARGET, DISTILL, FORM, CRITERION, QUICK=1 override)
 # QUICK=1 trains on 2,000 images for a few minutes instead of the full hour-long run.
 set -euo pipefail
 out=${1:-pruning-run}
 read -ra rmnet <<< "${RMNET:-rmnet}"   # the command, possibly "dotnet path/RMNet.Cli.dll"
 data=${DATA:-fashion-mnist}
 epochs=${EPOCHS:-12}; sparsity=${SPARSITY:-3}; finetune=${FINETUNE:-3}; target=${TARGET:-0.5}
-distill=${DISTILL:-0}; form=${FORM:-residual}
+distill=${DISTILL:-0}; form=${FORM:-residual}; criterion=${CRITERION:-taylor}
 limits=()
 if [[ "${QUICK:-0}" == 1 ]]; then epochs=2; sparsity=1; finetune=1; limits=(--train-limit 2000 --test-limit 1000); fi
 mkdir -p "$out"
@@ -27,7 +27,7 @@ if [[ -f "$out/resnet20.pth.state.json" ]]; then resume=(--resume); else resume=
 
 # 3. Prune: RM pruning and the residual-constrained comparison at the same MACs (stages in $out/pruned.onnx.work).
 "${rmnet[@]}" prune "$out/resnet20.pth" --data "$data" --target-flops "$target" --sparsity-epochs "$sparsity" \
-  --finetune-epochs "$finetune" --distill "$distill" --train-form "$form" --compare-residual -o "$out/pruned.onnx" --force "${limits[@]}" --json > "$out/prune.json"
+  --finetune-epochs "$finetune" --distill "$distill" --train-form "$form" --criterion "$criterion" --compare-residual -o "$out/pruned.onnx" --force "${limits[@]}" --json > "$out/prune.json"
 
 # 4. Benchmark each model against the original, in both runtimes, at batch 1 and 64.
 for runtime in onnxruntime torchsharp; do

@@ -7,7 +7,7 @@ namespace RMNet.Pruning;
 /// <summary>
 /// The work folder of a pruning run. It records the settings each stage depends on; when a run is repeated with
 /// other settings, the stages they touch are discarded and the earlier ones kept: a new --target-flops reuses the
-/// sparsity training, more --finetune-epochs continue the fine-tuning, a new --distill redoes it, a new penalty or data starts afresh.
+/// sparsity training (not with the Taylor criterion, which prunes in it), more --finetune-epochs continue the fine-tuning, a new --distill redoes it, a new penalty or data starts afresh.
 /// </summary>
 public static class PruneWorkFolder
 {
@@ -46,7 +46,10 @@ public static class PruneWorkFolder
             if (!Same("sparsity"))
                 messages.Add(Discard(workDir, "the checkpoint, data, training, penalty, criterion or training form changed", "rm-*", "residual-*", "report.json"));
             else if (!Same("plan"))
-                messages.Add(Discard(workDir, "the pruning target changed; sparsity training kept", "*-plan.json", "*-finetuned.*", "*-pruned.*"));
+                messages.Add(settings.Criterion == PruningCriterion.Taylor
+                    // The Taylor criterion prunes inside the sparsity stage, so a new target redoes that stage too.
+                    ? Discard(workDir, "the pruning target changed, and --criterion taylor prunes while training", "rm-*", "residual-*", "report.json")
+                    : Discard(workDir, "the pruning target changed; sparsity training kept", "*-plan.json", "*-finetuned.*", "*-pruned.*"));
             else if (!Same("finetune"))
             {
                 int before = saved["finetune"]?["FinetuneEpochs"]?.GetValue<int>() ?? int.MaxValue;
