@@ -201,7 +201,7 @@ public class PruningTests(ITestOutputHelper output)
         };
         var (code, stdout, stderr) = CliHarness.Rmnet(args);
         Assert.True(code == 0, stderr);
-        foreach (var stage in new[] { "sparsity training", "pruned to", "fine-tuning", "wrote" }) Assert.Contains(stage, stderr);
+        foreach (var stage in new[] { "training while pruning by Taylor saliency", "pruned to", "fine-tuning", "wrote" }) Assert.Contains(stage, stderr);
         var report = System.Text.Json.JsonDocument.Parse(stdout).RootElement;
         var models = report.GetProperty("models").EnumerateArray().ToDictionary(m => m.GetProperty("model").GetString()!);
         Assert.Equal(new[] { "original", "plain", "rm-pruned", "residual-pruned" }, models.Keys);
@@ -227,10 +227,14 @@ public class PruningTests(ITestOutputHelper output)
         Assert.Contains("resuming", again.Err);
         Assert.Contains("plan read", again.Err);
         Assert.Equal(first, File.ReadAllBytes(dir.File("p.onnx")));
-        // A new target in the same work folder keeps the sparsity training and redoes the plan and what follows.
-        var retarget = CliHarness.Rmnet(args.Select(a => a == "0.5" ? "0.4" : a).Append("--force").ToArray());
+        // A new target in the same work folder keeps the L1 sparsity training and redoes the plan and what follows
+        // (the default Taylor criterion prunes while training, so with it the target is part of that stage).
+        var l1 = args.Append("--criterion").Append("l1").Append("--force").ToArray();
+        Assert.True(CliHarness.Rmnet(l1).Code == 0);
+        var retarget = CliHarness.Rmnet(l1.Select(a => a == "0.5" ? "0.4" : a).ToArray());
         Assert.True(retarget.Code == 0, retarget.Err);
         Assert.Contains("the pruning target changed; sparsity training kept: discarded", retarget.Err);
+        Assert.Contains("sparsity training (L1 0.01", retarget.Err);
         Assert.Contains("resuming", retarget.Err);
         var models2 = System.Text.Json.JsonDocument.Parse(retarget.Out).RootElement.GetProperty("models").EnumerateArray()
             .ToDictionary(m => m.GetProperty("model").GetString()!);
@@ -301,7 +305,7 @@ public class PruningTests(ITestOutputHelper output)
     {
         using var dir = Fixture.Temp();
         string work = dir.File("w");
-        var settings = new PruneSettings(0.5, 3, 0.01, 8, new TrainOptions());
+        var settings = new PruneSettings(0.5, 3, 0.01, 8, new TrainOptions()) { Criterion = PruningCriterion.L1 };
         Assert.Empty(PruneWorkFolder.Prepare(work, "m.pth", settings, restart: false));
         File.WriteAllText(Path.Combine(work, "rm-finetuned.pth"), "stage");
         // A folder from before --distill existed (no "Distill" recorded) fine-tuned without it: more epochs extend.
@@ -341,6 +345,7 @@ public class PruningTests(ITestOutputHelper output)
         Assert.Contains("cannot be reached", stderr);
         // Refused before any training: no sparsity stage was started.
         Assert.DoesNotContain("sparsity training", stderr);
+        Assert.DoesNotContain("training while pruning", stderr);
         Assert.False(File.Exists(dir.File("p.onnx")));
     }
 

@@ -21,14 +21,14 @@ public static class PruneCommand
         var input = new Argument<string>("checkpoint") { Description = "Trained ResNet checkpoint (.pth or .safetensors), e.g. from rmnet train" };
         var output = new Option<string>("--output", "-o") { Description = "Pruned plain model: .onnx, .safetensors or .pth", Required = true };
         var target = new Option<double>("--target-flops") { Description = "MACs to reach, as a fraction of the original ResNet's", DefaultValueFactory = _ => 0.5 };
-        var sparsityEpochs = new Option<int>("--sparsity-epochs") { Description = "Epochs of training with the L1 penalty on channel scales", DefaultValueFactory = _ => 3 };
-        var penalty = new Option<double>("--penalty") { Description = "L1 penalty weight on the channel scales (large for a short schedule: the scales start near 1)", DefaultValueFactory = _ => 1e-2 };
+        var sparsityEpochs = new Option<int>("--sparsity-epochs") { Description = "Epochs of training while pruning (taylor) or with the L1 penalty on channel scales (l1)", DefaultValueFactory = _ => 3 };
+        var penalty = new Option<double>("--penalty") { Description = "L1 penalty weight on the channel scales with --criterion l1 (large for a short schedule: the scales start near 1)", DefaultValueFactory = _ => 1e-2 };
         var criterion = new Option<string>("--criterion")
         {
-            Description = "How channels are chosen: l1 (L1 penalty on the scales, then the smallest go) or taylor (no penalty: removed in rounds while training, least Taylor saliency first)",
-            DefaultValueFactory = _ => "l1",
+            Description = "How channels are chosen: taylor (no penalty: removed in rounds while training, least Taylor saliency first) or l1 (L1 penalty on the scales, then the smallest go)",
+            DefaultValueFactory = _ => "taylor",
         };
-        criterion.AcceptOnlyFromAmong("l1", "taylor");
+        criterion.AcceptOnlyFromAmong("taylor", "l1");
         var finetuneEpochs = new Option<int>("--finetune-epochs") { Description = "Epochs of fine-tuning after pruning", DefaultValueFactory = _ => 3 };
         var multiple = new Option<int>("--channel-multiple") { Description = "Keep a multiple of this many channels in every layer (conv kernels run blocks of 8 channels fastest; 1: any count)", DefaultValueFactory = _ => 8 };
         var residual = new Option<bool>("--compare-residual") { Description = "Also prune the ResNet itself (inner channels only) to the same MACs; writes <output>.residual.onnx/.pth" };
@@ -64,7 +64,7 @@ public static class PruneCommand
                 {
                     ChannelMultiple = p.GetValue(multiple),
                     Distill = p.GetValue(distill),
-                    Criterion = p.GetValue(criterion) == "taylor" ? PruningCriterion.Taylor : PruningCriterion.L1,
+                    Criterion = p.GetValue(criterion) == "l1" ? PruningCriterion.L1 : PruningCriterion.Taylor,
                 };
                 TrainForm? trainForm = p.GetValue(form) switch { "residual" => TrainForm.Residual, "plain" => TrainForm.Plain, _ => null };
                 return Run(ctx, p, training, p.GetValue(input)!, outputPath, settings, trainForm, p.GetValue(residual),

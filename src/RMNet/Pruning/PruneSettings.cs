@@ -16,16 +16,19 @@ namespace RMNet.Pruning;
 /// <param name="Criterion">How the channels to remove are chosen.</param>
 public sealed record PruneSettings(double TargetFlops, int SparsityEpochs, double Penalty, int FinetuneEpochs, TrainOptions Training,
     double MinKeepFraction = 1.0 / 16, int CalibrationImages = 1024, int ChannelMultiple = 1, TrainForm Form = TrainForm.Residual, double Distill = 0,
-    PruningCriterion Criterion = PruningCriterion.L1);
+    PruningCriterion Criterion = PruningCriterion.Taylor);
 
 /// <summary>How RM pruning chooses the channels to remove.</summary>
 public enum PruningCriterion
 {
-    /// <summary>Network slimming: sparsity training with an L1 penalty on the scales, then the smallest |scale| go, all at once.</summary>
+    /// <summary>
+    /// Network slimming: sparsity training with an L1 penalty on the scales, then the smallest |scale| go, all at
+    /// once. In residual form the penalty kills every shortcut gate (docs/pruning.md 3.4); measured worse than Taylor.
+    /// </summary>
     L1,
     /// <summary>
     /// No penalty: the sparsity stage trains normally and removes channels in rounds as it goes, the least salient
-    /// by first-order Taylor estimate first (<see cref="GradualTaylorPruning"/>).
+    /// by first-order Taylor estimate first (<see cref="GradualTaylorPruning"/>). The default.
     /// </summary>
     Taylor,
 }
