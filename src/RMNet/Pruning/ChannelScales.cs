@@ -14,7 +14,7 @@ public sealed record ScaleSegment(Tensor Scale, Tensor? Shift = null);
 /// <summary>
 /// The scales of one prunable layer's output channels, in channel order, possibly from several parameters (a
 /// block's first plain conv carries the reserved input and the inner channels, each gated by its own vector).
-/// The L1 penalty acts on them, selection ranks them, and the pruning mask zeroes them.
+/// The L1 penalty or the Taylor saliency acts on them, selection ranks them, and the pruning mask zeroes them.
 /// </summary>
 public sealed class ChannelScales
 {

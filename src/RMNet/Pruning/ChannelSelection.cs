@@ -13,7 +13,7 @@ public sealed record ChannelPlan(IReadOnlyList<bool[]> Keep, long MacsBefore, lo
 
 /// <summary>
 /// Global channel pruning (network slimming): channels of every prunable layer are ranked together by importance
-/// (the magnitude of their scale after sparsity training) and the least important are removed, one by one, until
+/// (the magnitude of their scale after L1 sparsity training, or their Taylor saliency) and the least important are removed, one by one, until
 /// the network's MACs reach the target. Each layer keeps a minimum, so no path is cut.
 /// </summary>
 public static class ChannelSelection
