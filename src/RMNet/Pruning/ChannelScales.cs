@@ -51,6 +51,12 @@ public sealed class ChannelScales
         return _segments.SelectMany(s => s.Scale.detach().abs().to_type(ScalarType.Float32).data<float>().ToArray()).ToArray();
     }
 
+    /// <summary>Applies <see cref="Mask(bool[])"/> to every layer: <paramref name="keep"/>[i] to <paramref name="layers"/>[i].</summary>
+    public static void Mask(IReadOnlyList<ChannelScales> layers, IReadOnlyList<bool[]> keep)
+    {
+        for (int i = 0; i < layers.Count; i++) layers[i].Mask(keep[i]);
+    }
+
     /// <summary>
     /// Zeroes the scales (and shifts) of the channels <paramref name="keep"/> leaves out, so those channels output
     /// exactly 0 in train and eval mode alike. Re-applied after every optimiser step while fine-tuning.

@@ -20,7 +20,7 @@ public sealed class GradualTaylorPruning
 
     readonly IReadOnlyList<ChannelScales> _scales;
     readonly ChannelCostModel _cost;
-    readonly long _targetMacs;
+    readonly long _fullMacs, _targetMacs;
     readonly double _minKeepFraction;
     readonly int _channelMultiple;
     readonly int _stepsPerEpoch, _pruningEpochs;
@@ -44,6 +44,7 @@ public sealed class GradualTaylorPruning
     {
         _scales = scales;
         _cost = cost;
+        _fullMacs = cost.Macs(scales.Select(s => s.Count).ToList());
         _targetMacs = targetMacs;
         _minKeepFraction = minKeepFraction;
         _channelMultiple = channelMultiple;
@@ -87,23 +88,17 @@ public sealed class GradualTaylorPruning
                     break;
                 }
         }
-        Mask();
+        ChannelScales.Mask(_scales, _keep);
     }
 
     void Prune(int round)
     {
-        var full = _scales.Select(s => s.Count).ToList();
-        long allowance = Allowance(round, Rounds, _cost.Macs(full), _targetMacs);
+        long allowance = Allowance(round, Rounds, _fullMacs, _targetMacs);
         // Removed channels rank first (0, below any kept one's saliency), so a round only ever removes more.
         var importance = _saliency.Select((s, l) => s.Select((v, c) => _keep[l][c] ? Math.Max((float)v, float.Epsilon) : 0f).ToArray()).ToList();
         var plan = ChannelSelection.Select(importance, _cost, allowance, _minKeepFraction, _channelMultiple);
         _keep = plan.Keep.Select(k => k.ToArray()).ToArray();
         _log($"round {round}/{Rounds}: {plan.Counts.Sum():N0} channels, {plan.MacsAfter:N0} MACs (allowed {allowance:N0})");
         foreach (var s in _saliency) Array.Clear(s);
-    }
-
-    void Mask()
-    {
-        for (int l = 0; l < _scales.Count; l++) _scales[l].Mask(_keep[l]);
     }
 }

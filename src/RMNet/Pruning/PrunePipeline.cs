@@ -127,9 +127,8 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         string file = $"{name}-sparse.pth";
         if (settings.Criterion == PruningCriterion.Taylor)
         {
-            int steps = (data.Train.Count + options.BatchSize - 1) / options.BatchSize;
             int done = TrainingCheckpoint.ReadState(Path.Combine(workDir, file))?.EpochsDone ?? 0;
-            var pruner = new GradualTaylorPruning(scales, cost, TargetMacs, settings.MinKeepFraction, settings.ChannelMultiple, steps, options.Epochs, done,
+            var pruner = new GradualTaylorPruning(scales, cost, TargetMacs, settings.MinKeepFraction, settings.ChannelMultiple, options.StepsPerEpoch(data.Train.Count), options.Epochs, done,
                 line => log($"{name}: pruning {line}"));
             using var pruning = new Trainer(net, options) { AfterStep = pruner.AfterStep };
             Train(net, pruning, options, file, $"{name}: training while pruning by Taylor saliency ({pruner.Rounds} rounds over {scales.Sum(s => s.Count):N0} channels)");
@@ -172,7 +171,7 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
 
     void FineTune(nn.Module<Tensor, Tensor> net, IReadOnlyList<ChannelScales> scales, ChannelPlan plan, string name)
     {
-        void ApplyMasks() { for (int i = 0; i < scales.Count; i++) scales[i].Mask(plan.Keep[i]); }
+        void ApplyMasks() => ChannelScales.Mask(scales, plan.Keep);
         ApplyMasks();
         // What the cut alone costs, before fine-tuning repairs it (on a fresh start only: a resumed run has moved on).
         if (TrainingCheckpoint.ReadState(Path.Combine(workDir, $"{name}-finetuned.pth")) is null)

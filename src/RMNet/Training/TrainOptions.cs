@@ -12,7 +12,11 @@ namespace RMNet.Training;
 /// <param name="TestLimit">Measure accuracy on this many test images only, or all where null.</param>
 public sealed record TrainOptions(
     int Epochs = 10, int BatchSize = 128, double LearningRate = 0.1, double Momentum = 0.9, double WeightDecay = 5e-4,
-    long Seed = 0, bool Augment = true, int? TrainLimit = null, int? TestLimit = null);
+    long Seed = 0, bool Augment = true, int? TrainLimit = null, int? TestLimit = null)
+{
+    /// <summary>Optimiser steps in one epoch over <paramref name="images"/> training images (the last batch may be short).</summary>
+    public int StepsPerEpoch(int images) => (images + BatchSize - 1) / BatchSize;
+}
 
 /// <summary>What one epoch achieved.</summary>
 /// <param name="Epoch">1-based epoch number.</param>

@@ -38,7 +38,7 @@ public sealed class Trainer : IDisposable
     public EpochResult RunEpoch(int epoch, LabeledImages train, LabeledImages test, IProgress<ProgressStep>? progress = null)
     {
         var clock = Stopwatch.StartNew();
-        int steps = (train.Count + _options.BatchSize - 1) / _options.BatchSize;
+        int steps = _options.StepsPerEpoch(train.Count);
         var generator = new Generator((ulong)(_options.Seed * 1000 + epoch + 1));
         using var order = randperm(train.Count, generator: generator);
         _model.train();
