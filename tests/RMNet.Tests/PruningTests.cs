@@ -47,7 +47,7 @@ public class PruningTests(ITestOutputHelper output)
         net.Calibrate(images);
         var generator = new Generator(3);
         var keep = net.Scales.Select(s => rand(new long[] { s.Count }, generator: generator).data<float>().Select((v, i) => i == 0 || v > 0.4f).ToArray()).ToList();
-        for (int i = 0; i < keep.Count; i++) net.Scales[i].Mask(keep[i]);
+        ChannelScales.Mask(net.Scales, keep);
         var pruned = net.ToPlain(keep);
         Assert.Equal(keep.Select(k => (long)k.Count(x => x)), pruned.Convs.Select(c => c.OutChannels));
         var report = Equivalence.Compare(net.forward, pruned.Forward, images, 1e-5);
@@ -67,7 +67,7 @@ public class PruningTests(ITestOutputHelper output)
         using var data = FashionMnist.Load(Fixture.FashionSubset);
         net.Calibrate(data.Train.Images.narrow(0, 0, 64));
         var keep = net.Scales.Select(s => Enumerable.Range(0, s.Count).Select(i => i % 3 != 1).ToArray()).ToList();
-        void Apply() { for (int i = 0; i < keep.Count; i++) net.Scales[i].Mask(keep[i]); }
+        void Apply() { ChannelScales.Mask(net.Scales, keep); }
         Apply();
         var options = new TrainOptions(Epochs: 1, BatchSize: 64, LearningRate: 0.05);
         using var trainer = new Trainer(net, options) { AfterStep = Apply };
@@ -122,7 +122,7 @@ public class PruningTests(ITestOutputHelper output)
         using var gated = new GatedResNet(ckpt);
         var generator = new Generator(7);
         var keep = gated.Scales.Select(s => rand(new long[] { s.Count }, generator: generator).data<float>().Select((v, i) => i == 0 || v > 0.4f).ToArray()).ToList();
-        for (int i = 0; i < keep.Count; i++) gated.Scales[i].Mask(keep[i]);
+        ChannelScales.Mask(gated.Scales, keep);
         var pruned = gated.ToPlain(keep);
         Assert.Equal(keep.Select(k => (long)k.Count(x => x)), pruned.Convs.Select(c => c.OutChannels));
         // Reserved channels went too: the first plain conv of block 1 carries the block input first.
@@ -135,7 +135,7 @@ public class PruningTests(ITestOutputHelper output)
         Assert.Equal(pruned.MultiplyAccumulates(28, 28), cost.Macs(keep.Select(k => k.Count(x => x)).ToList()));
         // Masks hold through training steps in residual form.
         using var data = FashionMnist.Load(Fixture.FashionSubset);
-        void Apply() { for (int i = 0; i < keep.Count; i++) gated.Scales[i].Mask(keep[i]); }
+        void Apply() { ChannelScales.Mask(gated.Scales, keep); }
         using var trainer = new Trainer(gated.Network, new TrainOptions(Epochs: 1, BatchSize: 64, LearningRate: 0.05)) { AfterStep = Apply };
         trainer.RunEpoch(0, data.Train.Take(128), data.Test.Take(64));
         var after = Equivalence.Compare(gated.Network.forward, gated.ToPlain(keep).Forward, images, 1e-5);
@@ -150,7 +150,7 @@ public class PruningTests(ITestOutputHelper output)
         var scales = ResidualPruning.InnerScales(net);
         Assert.Equal(4, scales.Count);
         var keep = scales.Select((s, b) => Enumerable.Range(0, (int)s.weight!.shape[0]).Select(c => (c + b) % 2 == 0).ToArray()).ToList();
-        for (int i = 0; i < keep.Count; i++) ChannelScales.Of(scales[i]).Mask(keep[i]);
+        ChannelScales.Mask(scales.Select(ChannelScales.Of).ToList(), keep);
         var sd = new StateDict("masked");
         foreach (var (key, t) in net.state_dict()) sd.Add(key, t.detach());
         var prunedSd = ResidualPruning.RemoveChannels(sd, ckpt.Spec, keep, "pruned");
