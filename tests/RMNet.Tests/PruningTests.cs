@@ -191,6 +191,38 @@ public class PruningTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void PerMacSelectionRemovesTheLeastImportancePerMacSaved()
+    {
+        // The chain of the test above: MACs = 10*n0 + 2*n0*n1 + 3*n1, full 84.
+        var cost = new ChannelCostModel(2);
+        cost.AddLinear(0, 10);
+        cost.AddPair(0, 1, 2);
+        cost.AddLinear(1, 3);
+        var importance = new List<float[]> { new[] { 0.9f, 0.1f, 0.5f, 0.8f }, new[] { 0.05f, 0.7f, 0.3f, 0.6f } };
+        // (4,4): l0c1 0.1 saves 10+2*4=18 (0.0056/MAC), l1c0 0.05 saves 2*4+3=11 (0.0045): l1c0 -> 73.
+        // (4,3): l0c1 0.1 saves 16 (0.0063), l1c2 0.3 saves 11 (0.027): l0c1 -> 57.
+        // (3,3): l0c2 0.5 saves 16 (0.031), l1c2 0.3 saves 9 (0.033): l0c2, the more important channel but the
+        // cheaper loss per MAC -> (2,3) 20+12+9 = 41 <= 50. Ranking by importance alone removes l1c2 instead (48).
+        var plan = ChannelSelection.SelectPerMac(importance, cost, 50, minKeepFraction: 0.25);
+        Assert.Equal(84, plan.MacsBefore);
+        Assert.Equal(41, plan.MacsAfter);
+        Assert.Equal(new[] { true, false, false, true }, plan.Keep[0]);
+        Assert.Equal(new[] { false, true, true, true }, plan.Keep[1]);
+        Assert.Equal(0.5 / 16, plan.Threshold, 5);
+        // Blocks of two, each block's importance the sum of its channels: l1 (c0, c2: 0.35 for 84-62=22 MACs, 0.016)
+        // before l0 (c1, c2: 0.6 for 84-48=36, 0.017); then only l0 may still lose a block: (2,2) 34.
+        var blocks = ChannelSelection.SelectPerMac(importance, cost, 50, minKeepFraction: 0.25, channelMultiple: 2);
+        Assert.Equal(34, blocks.MacsAfter);
+        Assert.Equal(new[] { true, false, false, true }, blocks.Keep[0]);
+        Assert.Equal(new[] { false, true, false, true }, blocks.Keep[1]);
+        // Channels already removed (importance 0) go first and cost nothing.
+        var again = ChannelSelection.SelectPerMac(new List<float[]> { new[] { 0.9f, 0f, 0.5f, 0.8f }, new[] { 0f, 0.7f, 0.3f, 0.6f } }, cost, 57, minKeepFraction: 0.25);
+        Assert.Equal(new[] { true, false, true, true }, again.Keep[0]);
+        Assert.Equal(new[] { false, true, true, true }, again.Keep[1]);
+        Assert.Throws<RmException>(() => ChannelSelection.SelectPerMac(importance, cost, 10, minKeepFraction: 0.25));
+    }
+
+    [Fact]
     public void PruneCommandRunsEveryStageResumesAndExportsAnEquivalentModel()
     {
         using var dir = Fixture.Temp();
@@ -267,16 +299,18 @@ public class PruningTests(ITestOutputHelper output)
         Assert.False(File.Exists(dir.File("b.onnx")));
     }
 
-    [Fact]
-    public void TaylorCriterionPrunesInRoundsWhileTrainingDownToTheTarget()
+    [Theory]
+    [InlineData("taylor", "Taylor saliency (4 rounds")]
+    [InlineData("taylor-per-mac", "Taylor saliency per MAC (4 rounds")]
+    public void TaylorCriterionPrunesInRoundsWhileTrainingDownToTheTarget(string criterion, string logged)
     {
         using var dir = Fixture.Temp();
         // 128 images in batches of 32: 4 steps an epoch, so each of the first epoch's 4 rounds ends on its own step.
         var (code, stdout, stderr) = CliHarness.Rmnet("prune", Fixture.Path_("cifar_narrow.pth"), "-o", dir.File("p.onnx"), "--data", Fixture.FashionSubset,
             "--train-limit", "128", "--test-limit", "64", "--batch", "32", "--sparsity-epochs", "2", "--finetune-epochs", "1", "--target-flops", "0.5",
-            "--channel-multiple", "2", "--criterion", "taylor", "--json");
+            "--channel-multiple", "2", "--criterion", criterion, "--json");
         Assert.True(code == 0, stderr);
-        Assert.Contains("training while pruning by Taylor saliency (4 rounds", stderr);
+        Assert.Contains("training while pruning by " + logged, stderr);
         var rounds = stderr.Split('\n').Where(l => l.Contains(": pruning round ")).ToList();
         Assert.Equal(4, rounds.Count);
         // The MACs allowed fall on the cubic schedule and each round meets its allowance.

@@ -25,10 +25,10 @@ public static class PruneCommand
         var penalty = new Option<double>("--penalty") { Description = "L1 penalty weight on the channel scales with --criterion l1 (large for a short schedule: the scales start near 1)", DefaultValueFactory = _ => 1e-2 };
         var criterion = new Option<string>("--criterion")
         {
-            Description = "How channels are chosen: taylor (no penalty: removed in rounds while training, least Taylor saliency first) or l1 (L1 penalty on the scales, then the smallest go)",
+            Description = "How channels are chosen: taylor (no penalty: removed in rounds while training, least Taylor saliency first), taylor-per-mac (the same, least saliency per MAC saved first) or l1 (L1 penalty on the scales, then the smallest go)",
             DefaultValueFactory = _ => "taylor",
         };
-        criterion.AcceptOnlyFromAmong("taylor", "l1");
+        criterion.AcceptOnlyFromAmong("taylor", "taylor-per-mac", "l1");
         var finetuneEpochs = new Option<int>("--finetune-epochs") { Description = "Epochs of fine-tuning after pruning", DefaultValueFactory = _ => 3 };
         var multiple = new Option<int>("--channel-multiple") { Description = "Keep a multiple of this many channels in every layer (conv kernels run blocks of 8 channels fastest; 1: any count)", DefaultValueFactory = _ => 8 };
         var residual = new Option<bool>("--compare-residual") { Description = "Also prune the ResNet itself (inner channels only) to the same MACs; writes <output>.residual.onnx/.pth" };
@@ -64,7 +64,7 @@ public static class PruneCommand
                 {
                     ChannelMultiple = p.GetValue(multiple),
                     Distill = p.GetValue(distill),
-                    Criterion = p.GetValue(criterion) == "l1" ? PruningCriterion.L1 : PruningCriterion.Taylor,
+                    Criterion = p.GetValue(criterion) switch { "l1" => PruningCriterion.L1, "taylor-per-mac" => PruningCriterion.TaylorPerMac, _ => PruningCriterion.Taylor },
                 };
                 TrainForm? trainForm = p.GetValue(form) switch { "residual" => TrainForm.Residual, "plain" => TrainForm.Plain, _ => null };
                 return Run(ctx, p, training, p.GetValue(input)!, outputPath, settings, trainForm, p.GetValue(residual),

@@ -58,6 +58,59 @@ public static class ChannelSelection
         return new ChannelPlan(keep, before, macs, threshold);
     }
 
+    /// <summary>
+    /// The plan that meets <paramref name="targetMacs"/> removing, step by step, the block of channels with the least
+    /// importance per MAC it saves: for an additive importance (a Taylor estimate of the loss change) this is the
+    /// greedy answer to "lose the least while meeting the budget", and it spends the budget on cheap channels (late,
+    /// small feature maps) before costly ones (early, large feature maps). A block is the next
+    /// <paramref name="channelMultiple"/> least important channels of a layer, its importance their sum.
+    /// </summary>
+    /// <param name="importance">Per layer, per channel importance, non-negative and additive (0: already removed).</param>
+    /// <param name="cost">MACs as a function of the kept counts.</param>
+    /// <param name="targetMacs">MACs to reach or go below.</param>
+    /// <param name="minKeepFraction">Each layer keeps at least this fraction of its channels (and at least one).</param>
+    /// <param name="channelMultiple">Kept counts are multiples of this (where the layer's width is).</param>
+    public static ChannelPlan SelectPerMac(IReadOnlyList<float[]> importance, ChannelCostModel cost, long targetMacs, double minKeepFraction = 1.0 / 16, int channelMultiple = 1)
+    {
+        if (channelMultiple < 1) throw new ArgumentOutOfRangeException(nameof(channelMultiple));
+        if (importance.Count != cost.LayerCount)
+            throw new ArgumentException($"{importance.Count} importance lists for {cost.LayerCount} layers");
+        var keep = importance.Select(i => Enumerable.Repeat(true, i.Length).ToArray()).ToArray();
+        var counts = importance.Select(i => i.Length).ToArray();
+        var minimum = counts.Select(n => MinimumCount(n, minKeepFraction, channelMultiple)).ToArray();
+        var byLayer = importance.Select(imp => Enumerable.Range(0, imp.Length).OrderBy(c => Math.Abs(imp[c])).ThenBy(c => c).ToArray()).ToArray();
+        var removed = new int[importance.Count];
+        long before = cost.Macs(counts), macs = before;
+        double threshold = 0;
+        while (macs > targetMacs)
+        {
+            int best = -1;
+            double bestRatio = double.PositiveInfinity;
+            long bestSaving = 0;
+            for (int l = 0; l < counts.Length; l++)
+            {
+                int step = Step(counts[l], channelMultiple);
+                if (counts[l] - step < minimum[l]) continue;
+                double sum = 0;
+                for (int i = 0; i < step; i++) sum += Math.Abs(importance[l][byLayer[l][removed[l] + i]]);
+                var after = (int[])counts.Clone();
+                after[l] -= step;
+                long saving = macs - cost.Macs(after);
+                // A layer whose removal saves nothing (no MACs depend on it) is never worth losing importance for.
+                double ratio = saving > 0 ? sum / saving : sum == 0 ? 0 : double.PositiveInfinity;
+                if (ratio < bestRatio) (best, bestRatio, bestSaving) = (l, ratio, saving);
+            }
+            if (best < 0 || double.IsPositiveInfinity(bestRatio)) break;
+            int take = Step(counts[best], channelMultiple);
+            for (int i = 0; i < take; i++) keep[best][byLayer[best][removed[best]++]] = false;
+            counts[best] -= take;
+            macs -= bestSaving;
+            threshold = bestRatio;
+        }
+        if (macs > targetMacs) throw Unreachable(targetMacs, macs, minKeepFraction, channelMultiple);
+        return new ChannelPlan(keep, before, macs, threshold);
+    }
+
     /// <summary>The plan that keeps exactly the channels of non-zero importance (a pruning already made, e.g. by masking).</summary>
     public static ChannelPlan Nonzero(IReadOnlyList<float[]> importance, ChannelCostModel cost)
     {

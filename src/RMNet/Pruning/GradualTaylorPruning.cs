@@ -24,6 +24,7 @@ public sealed class GradualTaylorPruning
     readonly double _minKeepFraction;
     readonly int _channelMultiple;
     readonly int _stepsPerEpoch, _pruningEpochs;
+    readonly bool _perMac;
     readonly Action<string> _log;
     readonly double[][] _saliency;
     bool[][] _keep;
@@ -39,9 +40,11 @@ public sealed class GradualTaylorPruning
     /// <param name="epochs">Epochs of the stage; rounds fall in all but the last (in the only one if there is one).</param>
     /// <param name="epochsDone">Epochs already trained (a resumed stage).</param>
     /// <param name="log">Receives one line per round.</param>
+    /// <param name="perMac">Rank blocks of channels by saliency per MAC they save (<see cref="ChannelSelection.SelectPerMac"/>) rather than channels by saliency alone (<see cref="ChannelSelection.Select"/>).</param>
     public GradualTaylorPruning(IReadOnlyList<ChannelScales> scales, ChannelCostModel cost, long targetMacs, double minKeepFraction, int channelMultiple,
-        int stepsPerEpoch, int epochs, int epochsDone, Action<string> log)
+        int stepsPerEpoch, int epochs, int epochsDone, Action<string> log, bool perMac = false)
     {
+        _perMac = perMac;
         _scales = scales;
         _cost = cost;
         _fullMacs = cost.Macs(scales.Select(s => s.Count).ToList());
@@ -96,7 +99,9 @@ public sealed class GradualTaylorPruning
         long allowance = Allowance(round, Rounds, _fullMacs, _targetMacs);
         // Removed channels rank first (0, below any kept one's saliency), so a round only ever removes more.
         var importance = _saliency.Select((s, l) => s.Select((v, c) => _keep[l][c] ? Math.Max((float)v, float.Epsilon) : 0f).ToArray()).ToList();
-        var plan = ChannelSelection.Select(importance, _cost, allowance, _minKeepFraction, _channelMultiple);
+        var plan = _perMac
+            ? ChannelSelection.SelectPerMac(importance, _cost, allowance, _minKeepFraction, _channelMultiple)
+            : ChannelSelection.Select(importance, _cost, allowance, _minKeepFraction, _channelMultiple);
         _keep = plan.Keep.Select(k => k.ToArray()).ToArray();
         _log($"round {round}/{Rounds}: {plan.Counts.Sum():N0} channels, {plan.MacsAfter:N0} MACs (allowed {allowance:N0})");
         foreach (var s in _saliency) Array.Clear(s);

@@ -125,13 +125,13 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
     {
         var options = settings.Training with { Epochs = settings.SparsityEpochs };
         string file = $"{name}-sparse.pth";
-        if (settings.Criterion == PruningCriterion.Taylor)
+        if (settings.Criterion.PrunesWhileTraining())
         {
             int done = TrainingCheckpoint.ReadState(Path.Combine(workDir, file))?.EpochsDone ?? 0;
             var pruner = new GradualTaylorPruning(scales, cost, TargetMacs, settings.MinKeepFraction, settings.ChannelMultiple, options.StepsPerEpoch(data.Train.Count), options.Epochs, done,
-                line => log($"{name}: pruning {line}"));
+                line => log($"{name}: pruning {line}"), perMac: settings.Criterion == PruningCriterion.TaylorPerMac);
             using var pruning = new Trainer(net, options) { AfterStep = pruner.AfterStep };
-            Train(net, pruning, options, file, $"{name}: training while pruning by Taylor saliency ({pruner.Rounds} rounds over {scales.Sum(s => s.Count):N0} channels)");
+            Train(net, pruning, options, file, $"{name}: training while pruning by Taylor saliency{(settings.Criterion == PruningCriterion.TaylorPerMac ? " per MAC" : "")} ({pruner.Rounds} rounds over {scales.Sum(s => s.Count):N0} channels)");
             return;
         }
         using var trainer = new Trainer(net, options)
@@ -158,13 +158,13 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         else
         {
             var importance = scales.Select(s => s.Importance()).ToList();
-            plan = settings.Criterion == PruningCriterion.Taylor
+            plan = settings.Criterion.PrunesWhileTraining()
                 ? ChannelSelection.Nonzero(importance, cost)    // the rounds already chose; their removed channels are at zero
                 : ChannelSelection.Select(importance, cost, TargetMacs, settings.MinKeepFraction, settings.ChannelMultiple);
             AtomicFile.Write(path, s => JsonSerializer.Serialize(s, plan, Json));
         }
         int total = plan.Keep.Sum(k => k.Length), kept = plan.Counts.Sum();
-        log($"{name}: pruned to {kept:N0} of {total:N0} channels ({(settings.Criterion == PruningCriterion.Taylor ? "removed while training" : $"scale threshold {plan.Threshold:G3}")}); MACs {plan.MacsBefore:N0} -> {plan.MacsAfter:N0} (target {TargetMacs:N0}); "
+        log($"{name}: pruned to {kept:N0} of {total:N0} channels ({(settings.Criterion.PrunesWhileTraining() ? "removed while training" : $"scale threshold {plan.Threshold:G3}")}); MACs {plan.MacsBefore:N0} -> {plan.MacsAfter:N0} (target {TargetMacs:N0}); "
             + $"channels per layer [{string.Join(",", plan.Counts)}]");
         return plan;
     }

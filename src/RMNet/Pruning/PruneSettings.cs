@@ -31,6 +31,18 @@ public enum PruningCriterion
     /// by first-order Taylor estimate first (<see cref="GradualTaylorPruning"/>). The default.
     /// </summary>
     Taylor,
+    /// <summary>
+    /// As <see cref="Taylor"/>, but each round removes the blocks of channels with the least saliency per MAC they
+    /// save (<see cref="ChannelSelection.SelectPerMac"/>), so the budget goes to cheap channels first.
+    /// </summary>
+    TaylorPerMac,
+}
+
+/// <summary>What the pruning criteria have in common.</summary>
+public static class PruningCriterionExtensions
+{
+    /// <summary>True for the criteria that remove channels in rounds while training (<see cref="GradualTaylorPruning"/>).</summary>
+    public static bool PrunesWhileTraining(this PruningCriterion criterion) => criterion != PruningCriterion.L1;
 }
 
 /// <summary>The form RM pruning trains in. Either way every channel of the plain network can be removed.</summary>

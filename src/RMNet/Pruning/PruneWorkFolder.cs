@@ -46,7 +46,7 @@ public static class PruneWorkFolder
             if (!Same("sparsity"))
                 messages.Add(Discard(workDir, "the checkpoint, data, training, penalty, criterion or training form changed", "rm-*", "residual-*", "report.json"));
             else if (!Same("plan"))
-                messages.Add(settings.Criterion == PruningCriterion.Taylor
+                messages.Add(settings.Criterion.PrunesWhileTraining()
                     // The Taylor criterion prunes inside the sparsity stage, so a new target redoes that stage too.
                     ? Discard(workDir, "the pruning target changed, and --criterion taylor prunes while training", "rm-*", "residual-*", "report.json")
                     : Discard(workDir, "the pruning target changed; sparsity training kept", "*-plan.json", "*-finetuned.*", "*-pruned.*"));
