@@ -164,15 +164,20 @@ public class PruningTests(ITestOutputHelper output)
         Assert.Equal(ResNetCost.MultiplyAccumulates(pruned.Spec, 28, 28), cost.Macs(pruned.Spec.BlockWidths!));
     }
 
-    [Fact]
-    public void GlobalSelectionRemovesTheLeastImportantChannelsUntilTheTarget()
+    /// <summary>Two layers of four channels in a chain: MACs = 10*n0 (input side) + 2*n0*n1 + 3*n1 (classifier side), 84 in full.</summary>
+    static (ChannelCostModel Cost, List<float[]> Importance) TwoLayerChain()
     {
-        // Two layers in a chain: MACs = 10*n0 (input side) + 2*n0*n1 + 3*n1 (classifier side).
         var cost = new ChannelCostModel(2);
         cost.AddLinear(0, 10);
         cost.AddPair(0, 1, 2);
         cost.AddLinear(1, 3);
-        var importance = new List<float[]> { new[] { 0.9f, 0.1f, 0.5f, 0.8f }, new[] { 0.05f, 0.7f, 0.3f, 0.6f } };
+        return (cost, new List<float[]> { new[] { 0.9f, 0.1f, 0.5f, 0.8f }, new[] { 0.05f, 0.7f, 0.3f, 0.6f } });
+    }
+
+    [Fact]
+    public void GlobalSelectionRemovesTheLeastImportantChannelsUntilTheTarget()
+    {
+        var (cost, importance) = TwoLayerChain();
         // Full: 40 + 32 + 12 = 84. Removing by rank: l1c0 (0.05): n=(4,3) 40+24+9=73; l0c1 (0.1): (3,3) 30+18+9=57;
         // l1c2 (0.3): (3,2) 30+12+6=48 <= 50: stop.
         var plan = ChannelSelection.Select(importance, cost, 50, minKeepFraction: 0.25);
@@ -193,12 +198,7 @@ public class PruningTests(ITestOutputHelper output)
     [Fact]
     public void PerMacSelectionRemovesTheLeastImportancePerMacSaved()
     {
-        // The chain of the test above: MACs = 10*n0 + 2*n0*n1 + 3*n1, full 84.
-        var cost = new ChannelCostModel(2);
-        cost.AddLinear(0, 10);
-        cost.AddPair(0, 1, 2);
-        cost.AddLinear(1, 3);
-        var importance = new List<float[]> { new[] { 0.9f, 0.1f, 0.5f, 0.8f }, new[] { 0.05f, 0.7f, 0.3f, 0.6f } };
+        var (cost, importance) = TwoLayerChain();
         // (4,4): l0c1 0.1 saves 10+2*4=18 (0.0056/MAC), l1c0 0.05 saves 2*4+3=11 (0.0045): l1c0 -> 73.
         // (4,3): l0c1 0.1 saves 16 (0.0063), l1c2 0.3 saves 11 (0.027): l0c1 -> 57.
         // (3,3): l0c2 0.5 saves 16 (0.031), l1c2 0.3 saves 9 (0.033): l0c2, the more important channel but the

@@ -26,16 +26,8 @@ public static class ChannelSelection
     /// <param name="channelMultiple">Kept counts are multiples of this (where the layer's width is): runtimes' conv kernels work in blocks of 4, 8 or 16 channels.</param>
     public static ChannelPlan Select(IReadOnlyList<float[]> importance, ChannelCostModel cost, long targetMacs, double minKeepFraction = 1.0 / 16, int channelMultiple = 1)
     {
-        if (channelMultiple < 1) throw new ArgumentOutOfRangeException(nameof(channelMultiple));
-        if (importance.Count != cost.LayerCount)
-            throw new ArgumentException($"{importance.Count} importance lists for {cost.LayerCount} layers");
-        var keep = importance.Select(i => Enumerable.Repeat(true, i.Length).ToArray()).ToArray();
-        var counts = importance.Select(i => i.Length).ToArray();
-        var minimum = counts.Select(n => MinimumCount(n, minKeepFraction, channelMultiple)).ToArray();
-        // Each layer's channels, least important first: a removal takes the next ones of its layer.
-        var byLayer = importance.Select(imp => Enumerable.Range(0, imp.Length).OrderBy(c => Math.Abs(imp[c])).ThenBy(c => c).ToArray()).ToArray();
-        var removed = new int[importance.Count];
-        long before = cost.Macs(counts), macs = before;
+        var removal = new Removal(importance, cost, minKeepFraction, channelMultiple);
+        long before = cost.Macs(removal.Counts), macs = before;
         double threshold = 0;
         // Ascending importance; ties broken by layer then channel so the plan is deterministic.
         var order = importance.SelectMany((imp, l) => imp.Select((v, c) => (Value: Math.Abs(v), Layer: l, Channel: c)))
@@ -43,19 +35,13 @@ public static class ChannelSelection
         foreach (var (value, layer, channel) in order)
         {
             if (macs <= targetMacs) break;
-            if (!keep[layer][channel]) continue;   // already taken with a block of its layer
-            int step = Step(counts[layer], channelMultiple);
-            if (counts[layer] - step < minimum[layer]) continue;
-            for (int i = 0; i < step; i++)
-            {
-                macs -= cost.SavingOfOne(layer, counts);
-                counts[layer]--;
-                keep[layer][byLayer[layer][removed[layer]++]] = false;
-            }
+            if (!removal.Keep[layer][channel] || !removal.CanRemove(layer)) continue;   // already taken with a block of its layer, or at its minimum
+            removal.Remove(layer);
+            macs = cost.Macs(removal.Counts);
             threshold = value;
         }
         if (macs > targetMacs) throw Unreachable(targetMacs, macs, minKeepFraction, channelMultiple);
-        return new ChannelPlan(keep, before, macs, threshold);
+        return new ChannelPlan(removal.Keep, before, macs, threshold);
     }
 
     /// <summary>
@@ -72,43 +58,31 @@ public static class ChannelSelection
     /// <param name="channelMultiple">Kept counts are multiples of this (where the layer's width is).</param>
     public static ChannelPlan SelectPerMac(IReadOnlyList<float[]> importance, ChannelCostModel cost, long targetMacs, double minKeepFraction = 1.0 / 16, int channelMultiple = 1)
     {
-        if (channelMultiple < 1) throw new ArgumentOutOfRangeException(nameof(channelMultiple));
-        if (importance.Count != cost.LayerCount)
-            throw new ArgumentException($"{importance.Count} importance lists for {cost.LayerCount} layers");
-        var keep = importance.Select(i => Enumerable.Repeat(true, i.Length).ToArray()).ToArray();
-        var counts = importance.Select(i => i.Length).ToArray();
-        var minimum = counts.Select(n => MinimumCount(n, minKeepFraction, channelMultiple)).ToArray();
-        var byLayer = importance.Select(imp => Enumerable.Range(0, imp.Length).OrderBy(c => Math.Abs(imp[c])).ThenBy(c => c).ToArray()).ToArray();
-        var removed = new int[importance.Count];
-        long before = cost.Macs(counts), macs = before;
+        var removal = new Removal(importance, cost, minKeepFraction, channelMultiple);
+        long before = cost.Macs(removal.Counts), macs = before;
         double threshold = 0;
         while (macs > targetMacs)
         {
             int best = -1;
             double bestRatio = double.PositiveInfinity;
-            long bestSaving = 0;
-            for (int l = 0; l < counts.Length; l++)
+            for (int l = 0; l < removal.Counts.Length; l++)
             {
-                int step = Step(counts[l], channelMultiple);
-                if (counts[l] - step < minimum[l]) continue;
-                double sum = 0;
-                for (int i = 0; i < step; i++) sum += Math.Abs(importance[l][byLayer[l][removed[l] + i]]);
-                var after = (int[])counts.Clone();
-                after[l] -= step;
+                if (!removal.CanRemove(l)) continue;
+                double sum = removal.NextBlock(l).Sum(c => Math.Abs(importance[l][c]));
+                var after = (int[])removal.Counts.Clone();
+                after[l] -= removal.NextStep(l);
                 long saving = macs - cost.Macs(after);
                 // A layer whose removal saves nothing (no MACs depend on it) is never worth losing importance for.
                 double ratio = saving > 0 ? sum / saving : sum == 0 ? 0 : double.PositiveInfinity;
-                if (ratio < bestRatio) (best, bestRatio, bestSaving) = (l, ratio, saving);
+                if (ratio < bestRatio) (best, bestRatio) = (l, ratio);
             }
             if (best < 0 || double.IsPositiveInfinity(bestRatio)) break;
-            int take = Step(counts[best], channelMultiple);
-            for (int i = 0; i < take; i++) keep[best][byLayer[best][removed[best]++]] = false;
-            counts[best] -= take;
-            macs -= bestSaving;
+            removal.Remove(best);
+            macs = cost.Macs(removal.Counts);
             threshold = bestRatio;
         }
         if (macs > targetMacs) throw Unreachable(targetMacs, macs, minKeepFraction, channelMultiple);
-        return new ChannelPlan(keep, before, macs, threshold);
+        return new ChannelPlan(removal.Keep, before, macs, threshold);
     }
 
     /// <summary>The plan that keeps exactly the channels of non-zero importance (a pruning already made, e.g. by masking).</summary>
@@ -132,6 +106,43 @@ public static class ChannelSelection
         }).ToList();
         long macs = cost.Macs(smallest);
         if (macs > targetMacs) throw Unreachable(targetMacs, macs, minKeepFraction, channelMultiple);
+    }
+
+    /// <summary>
+    /// A plan being made: which channels are kept and how many per layer. Removals come in blocks (down to the next
+    /// multiple of the channel multiple), each taking the layer's least important channels still kept.
+    /// </summary>
+    sealed class Removal
+    {
+        readonly int[] _minimum, _removed;
+        readonly int[][] _byLayer;
+        readonly int _multiple;
+
+        public Removal(IReadOnlyList<float[]> importance, ChannelCostModel cost, double minKeepFraction, int multiple)
+        {
+            if (multiple < 1) throw new ArgumentOutOfRangeException(nameof(multiple));
+            if (importance.Count != cost.LayerCount)
+                throw new ArgumentException($"{importance.Count} importance lists for {cost.LayerCount} layers");
+            _multiple = multiple;
+            Keep = importance.Select(i => Enumerable.Repeat(true, i.Length).ToArray()).ToArray();
+            Counts = importance.Select(i => i.Length).ToArray();
+            _minimum = Counts.Select(n => MinimumCount(n, minKeepFraction, multiple)).ToArray();
+            _byLayer = importance.Select(imp => Enumerable.Range(0, imp.Length).OrderBy(c => Math.Abs(imp[c])).ThenBy(c => c).ToArray()).ToArray();
+            _removed = new int[importance.Count];
+        }
+
+        public bool[][] Keep { get; }
+        public int[] Counts { get; }
+        public int NextStep(int layer) => Step(Counts[layer], _multiple);
+        public bool CanRemove(int layer) => Counts[layer] - NextStep(layer) >= _minimum[layer];
+        public IEnumerable<int> NextBlock(int layer) => _byLayer[layer].Skip(_removed[layer]).Take(NextStep(layer));
+
+        public void Remove(int layer)
+        {
+            int step = NextStep(layer);
+            for (int i = 0; i < step; i++) Keep[layer][_byLayer[layer][_removed[layer]++]] = false;
+            Counts[layer] -= step;
+        }
     }
 
     /// <summary>The fewest channels a layer of <paramref name="count"/> may keep: the fraction, at least one block.</summary>
