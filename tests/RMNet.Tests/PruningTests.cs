@@ -215,10 +215,15 @@ public class PruningTests(ITestOutputHelper output)
         Assert.Equal(34, blocks.MacsAfter);
         Assert.Equal(new[] { true, false, false, true }, blocks.Keep[0]);
         Assert.Equal(new[] { false, true, false, true }, blocks.Keep[1]);
-        // Channels already removed (importance 0) go first and cost nothing.
-        var again = ChannelSelection.SelectPerMac(new List<float[]> { new[] { 0.9f, 0f, 0.5f, 0.8f }, new[] { 0f, 0.7f, 0.3f, 0.6f } }, cost, 57, minKeepFraction: 0.25);
-        Assert.Equal(new[] { true, false, true, true }, again.Keep[0]);
-        Assert.Equal(new[] { false, true, true, true }, again.Keep[1]);
+        // Channels already removed (importance 0) stay removed even where the target needs less: a later round of
+        // the Taylor pruner, whose allowance lies above what the last round reached, must not bring them back.
+        var removed = new List<float[]> { new[] { 0.9f, 0f, 0.5f, 0.8f }, new[] { 0f, 0.7f, 0.3f, 0.6f } };
+        foreach (var again in new[] { ChannelSelection.SelectPerMac(removed, cost, 80, 0.25), ChannelSelection.Select(removed, cost, 80, 0.25) })
+        {
+            Assert.Equal(new[] { true, false, true, true }, again.Keep[0]);
+            Assert.Equal(new[] { false, true, true, true }, again.Keep[1]);
+            Assert.Equal((84, 57), (again.MacsBefore, again.MacsAfter));
+        }
         Assert.Throws<RmException>(() => ChannelSelection.SelectPerMac(importance, cost, 10, minKeepFraction: 0.25));
     }
 
@@ -318,6 +323,8 @@ public class PruningTests(ITestOutputHelper output)
             .Select(m => (After: long.Parse(m.Groups[1].Value.Replace(",", "")), Allowed: long.Parse(m.Groups[2].Value.Replace(",", "")))).ToList();
         Assert.All(macs, m => Assert.True(m.After <= m.Allowed));
         Assert.True(macs.Zip(macs.Skip(1)).All(p => p.Second.Allowed < p.First.Allowed));
+        // A round only ever removes more: it never brings back what an earlier one removed.
+        Assert.True(macs.Zip(macs.Skip(1)).All(p => p.Second.After <= p.First.After));
         var models = System.Text.Json.JsonDocument.Parse(stdout).RootElement.GetProperty("models").EnumerateArray()
             .ToDictionary(m => m.GetProperty("model").GetString()!);
         long target = models["original"].GetProperty("macs").GetInt64() / 2;

@@ -27,7 +27,7 @@ public static class ChannelSelection
     public static ChannelPlan Select(IReadOnlyList<float[]> importance, ChannelCostModel cost, long targetMacs, double minKeepFraction = 1.0 / 16, int channelMultiple = 1)
     {
         var removal = new Removal(importance, cost, minKeepFraction, channelMultiple);
-        long before = cost.Macs(removal.Counts), macs = before;
+        long before = cost.Macs(importance.Select(i => i.Length).ToList()), macs = cost.Macs(removal.Counts);
         double threshold = 0;
         // Ascending importance; ties broken by layer then channel so the plan is deterministic.
         var order = importance.SelectMany((imp, l) => imp.Select((v, c) => (Value: Math.Abs(v), Layer: l, Channel: c)))
@@ -59,7 +59,7 @@ public static class ChannelSelection
     public static ChannelPlan SelectPerMac(IReadOnlyList<float[]> importance, ChannelCostModel cost, long targetMacs, double minKeepFraction = 1.0 / 16, int channelMultiple = 1)
     {
         var removal = new Removal(importance, cost, minKeepFraction, channelMultiple);
-        long before = cost.Macs(removal.Counts), macs = before;
+        long before = cost.Macs(importance.Select(i => i.Length).ToList()), macs = cost.Macs(removal.Counts);
         double threshold = 0;
         while (macs > targetMacs)
         {
@@ -129,6 +129,10 @@ public static class ChannelSelection
             _minimum = Counts.Select(n => MinimumCount(n, minKeepFraction, multiple)).ToArray();
             _byLayer = importance.Select(imp => Enumerable.Range(0, imp.Length).OrderBy(c => Math.Abs(imp[c])).ThenBy(c => c).ToArray()).ToArray();
             _removed = new int[importance.Count];
+            // Channels of zero importance are already gone (removed by an earlier round, or a scale of exactly 0):
+            // they leave whatever the target, so a plan never brings back what an earlier one removed.
+            for (int l = 0; l < Counts.Length; l++)
+                while (CanRemove(l) && NextBlock(l).All(c => importance[l][c] == 0)) Remove(l);
         }
 
         public bool[][] Keep { get; }
