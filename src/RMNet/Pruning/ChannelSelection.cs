@@ -19,7 +19,7 @@ public sealed record ChannelPlan(IReadOnlyList<bool[]> Keep, long MacsBefore, lo
 public static class ChannelSelection
 {
     /// <summary>The plan that meets <paramref name="targetMacs"/>; <see cref="RmException"/> where the minimums forbid it.</summary>
-    /// <param name="importance">Per layer, per channel importance (larger stays longer).</param>
+    /// <param name="importance">Per layer, per channel importance (larger stays longer; channels of exactly 0 count as already removed and go whatever the target).</param>
     /// <param name="cost">MACs as a function of the kept counts.</param>
     /// <param name="targetMacs">MACs to reach or go below.</param>
     /// <param name="minKeepFraction">Each layer keeps at least this fraction of its channels (and at least one).</param>

@@ -97,7 +97,8 @@ public sealed class GradualTaylorPruning
     void Prune(int round)
     {
         long allowance = Allowance(round, Rounds, _fullMacs, _targetMacs);
-        // Removed channels rank first (0, below any kept one's saliency), so a round only ever removes more.
+        // Removed channels get importance 0, which the selection always removes whatever the allowance, so a round
+        // only ever removes more; kept channels get at least epsilon so that none is taken for removed.
         var importance = _saliency.Select((s, l) => s.Select((v, c) => _keep[l][c] ? Math.Max((float)v, float.Epsilon) : 0f).ToArray()).ToList();
         var plan = _perMac
             ? ChannelSelection.SelectPerMac(importance, _cost, allowance, _minKeepFraction, _channelMultiple)
