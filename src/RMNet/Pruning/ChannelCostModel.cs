@@ -23,14 +23,21 @@ public sealed class ChannelCostModel
     /// <summary>Adds <paramref name="coefficient"/> * n_layer.</summary>
     public void AddLinear(int layer, long coefficient) => _linear[layer] += coefficient;
 
-    /// <summary>Adds <paramref name="coefficient"/> * n_a * n_b.</summary>
-    public void AddPair(int a, int b, long coefficient) => _pairs.Add((a, b, coefficient));
+    /// <summary>Adds <paramref name="coefficient"/> * n_a * n_b, for two different layers (a conv between them).</summary>
+    public void AddPair(int a, int b, long coefficient)
+    {
+        if (a == b) throw new ArgumentException($"a pair term joins two different layers, not layer {a} with itself");
+        _pairs.Add((a, b, coefficient));
+    }
 
     /// <summary>MACs with <paramref name="counts"/> channels kept per layer.</summary>
     public long Macs(IReadOnlyList<int> counts) =>
         Constant + _linear.Select((a, l) => a * counts[l]).Sum() + _pairs.Sum(p => p.Coefficient * counts[p.A] * counts[p.B]);
 
-    /// <summary>MACs saved by removing one channel of <paramref name="layer"/> at <paramref name="counts"/>.</summary>
+    /// <summary>
+    /// MACs saved by removing one channel of <paramref name="layer"/> at <paramref name="counts"/>. With no pair
+    /// joining a layer to itself, MACs are linear in any one layer's count, so k channels save k times this.
+    /// </summary>
     public long SavingOfOne(int layer, IReadOnlyList<int> counts) =>
         _linear[layer] + _pairs.Where(p => p.A == layer || p.B == layer).Sum(p => p.Coefficient * counts[p.A == layer ? p.B : p.A]);
 }

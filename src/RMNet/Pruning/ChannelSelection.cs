@@ -69,9 +69,7 @@ public static class ChannelSelection
             {
                 if (!removal.CanRemove(l)) continue;
                 double sum = removal.NextBlock(l).Sum(c => Math.Abs(importance[l][c]));
-                var after = (int[])removal.Counts.Clone();
-                after[l] -= removal.NextStep(l);
-                long saving = macs - cost.Macs(after);
+                long saving = removal.NextStep(l) * cost.SavingOfOne(l, removal.Counts);
                 // A layer whose removal saves nothing (no MACs depend on it) is never worth losing importance for.
                 double ratio = saving > 0 ? sum / saving : sum == 0 ? 0 : double.PositiveInfinity;
                 if (ratio < bestRatio) (best, bestRatio) = (l, ratio);

@@ -128,10 +128,11 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         if (settings.Criterion.PrunesWhileTraining())
         {
             int done = TrainingCheckpoint.ReadState(Path.Combine(workDir, file))?.EpochsDone ?? 0;
+            bool perMac = settings.Criterion == PruningCriterion.TaylorPerMac;
             var pruner = new GradualTaylorPruning(scales, cost, TargetMacs, settings.MinKeepFraction, settings.ChannelMultiple, options.StepsPerEpoch(data.Train.Count), options.Epochs, done,
-                line => log($"{name}: pruning {line}"), perMac: settings.Criterion == PruningCriterion.TaylorPerMac);
+                line => log($"{name}: pruning {line}"), perMac);
             using var pruning = new Trainer(net, options) { AfterStep = pruner.AfterStep };
-            Train(net, pruning, options, file, $"{name}: training while pruning by Taylor saliency{(settings.Criterion == PruningCriterion.TaylorPerMac ? " per MAC" : "")} ({pruner.Rounds} rounds over {scales.Sum(s => s.Count):N0} channels)");
+            Train(net, pruning, options, file, $"{name}: training while pruning by Taylor saliency{(perMac ? " per MAC" : "")} ({pruner.Rounds} rounds over {scales.Sum(s => s.Count):N0} channels)");
             return;
         }
         using var trainer = new Trainer(net, options)
