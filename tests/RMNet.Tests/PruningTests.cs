@@ -372,7 +372,7 @@ public class PruningTests(ITestOutputHelper output)
         // With it a new target redoes the sparsity stage too: its rounds pruned to the old target.
         File.WriteAllText(Path.Combine(work, "rm-sparse.pth"), "stage");
         messages = PruneWorkFolder.Prepare(work, "m.pth", plainForm with { Criterion = PruningCriterion.Taylor, TargetFlops = 0.4 }, false);
-        Assert.Equal("the pruning target changed, and --criterion taylor prunes while training: discarded rm-sparse.pth", Assert.Single(messages));
+        Assert.Equal("the pruning target changed, and a Taylor criterion prunes while training: discarded rm-sparse.pth", Assert.Single(messages));
     }
 
     [Fact]

@@ -48,7 +48,7 @@ public static class PruneWorkFolder
             else if (!Same("plan"))
                 messages.Add(settings.Criterion.PrunesWhileTraining()
                     // The Taylor criterion prunes inside the sparsity stage, so a new target redoes that stage too.
-                    ? Discard(workDir, "the pruning target changed, and --criterion taylor prunes while training", "rm-*", "residual-*", "report.json")
+                    ? Discard(workDir, "the pruning target changed, and a Taylor criterion prunes while training", "rm-*", "residual-*", "report.json")
                     : Discard(workDir, "the pruning target changed; sparsity training kept", "*-plan.json", "*-finetuned.*", "*-pruned.*"));
             else if (!Same("finetune"))
             {
