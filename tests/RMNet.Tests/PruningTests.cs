@@ -22,6 +22,17 @@ public class PruningTests(ITestOutputHelper output)
         return data.Test.Images.narrow(0, 0, n).clone();
     }
 
+    /// <summary>
+    /// Images for a fixture: Fashion-MNIST for the 1-channel CIFAR-style one, seeded values in [0, 1) (as pixels are)
+    /// of the reference input's shape for the torchvision-style one (3 channels, 7x7 stem and max pool).
+    /// </summary>
+    static Tensor ImagesFor(string fixture, int n)
+    {
+        if (fixture == "cifar_narrow") return RealImages(n);
+        var shape = Fixture.Io(fixture)["input"].shape;
+        return rand(new[] { n, shape[1], shape[2], shape[3] }, generator: new Generator(11));
+    }
+
     [Fact]
     public void CalibratedScaledNetEqualsTheOriginalResNet()
     {
@@ -80,12 +91,14 @@ public class PruningTests(ITestOutputHelper output)
         Assert.True(report.Passed, $"max rel error {report.MaxRelError}");
     }
 
-    [Fact]
-    public void GatedResNetAtUnitGatesEqualsPyTorchAndItsPlainForm()
+    [Theory]
+    [InlineData("cifar_narrow")]
+    [InlineData("basic_narrow")]
+    public void GatedResNetAtUnitGatesEqualsPyTorchAndItsPlainForm(string fixture)
     {
-        using var ckpt = Cifar();
+        using var ckpt = ResNetCheckpoint.Load(Fixture.Path_(fixture + ".pth"));
         using var gated = new GatedResNet(ckpt);
-        var io = Fixture.Io("cifar_narrow");
+        var io = Fixture.Io(fixture);
         var residual = Equivalence.Measure(io["output"], gated.Network.forward(io["input"]), 1e-5);
         var plain = gated.ToPlain();
         var folded = Equivalence.Measure(io["output"], plain.Forward(io["input"]), 1e-5);
@@ -97,16 +110,18 @@ public class PruningTests(ITestOutputHelper output)
         Assert.Equal(dense.Convs.Select(c => c.Weight.shape), plain.Convs.Select(c => c.Weight.shape));
     }
 
-    [Fact]
-    public void GatesOfAnySignFoldIntoThePlainFormExactly()
+    [Theory]
+    [InlineData("cifar_narrow")]
+    [InlineData("basic_narrow")]
+    public void GatesOfAnySignFoldIntoThePlainFormExactly(string fixture)
     {
-        using var ckpt = Cifar();
+        using var ckpt = ResNetCheckpoint.Load(Fixture.Path_(fixture + ".pth"));
         using var gated = new GatedResNet(ckpt);
         var generator = new Generator(5);
         using (no_grad())
             foreach (var p in gated.Model.named_parameters().Where(p => p.name.Contains("gates.")))
                 p.parameter.copy_(rand(p.parameter.shape, generator: generator) * 3 - 1);   // in [-1, 2): negative reserve gates cut the shortcut
-        var images = RealImages(32);
+        var images = ImagesFor(fixture, 32);
         var report = Equivalence.Compare(gated.Network.forward, gated.ToPlain().Forward, images, 1e-5);
         output.WriteLine($"randomly gated vs its plain form: rel {report.MaxRelError:E2}");
         Assert.True(report.Passed, $"max rel error {report.MaxRelError}");
@@ -115,10 +130,12 @@ public class PruningTests(ITestOutputHelper output)
         Assert.False(Equivalence.Compare(original.forward, gated.Network.forward, images, 1e-3).Passed);
     }
 
-    [Fact]
-    public void GatedChannelRemovalEqualsTheMaskedNetworkIncludingReservedChannels()
+    [Theory]
+    [InlineData("cifar_narrow")]
+    [InlineData("basic_narrow")]
+    public void GatedChannelRemovalEqualsTheMaskedNetworkIncludingReservedChannels(string fixture)
     {
-        using var ckpt = Cifar();
+        using var ckpt = ResNetCheckpoint.Load(Fixture.Path_(fixture + ".pth"));
         using var gated = new GatedResNet(ckpt);
         var generator = new Generator(7);
         var keep = gated.Scales.Select(s => rand(new long[] { s.Count }, generator: generator).data<float>().Select((v, i) => i == 0 || v > 0.4f).ToArray()).ToList();
@@ -127,15 +144,24 @@ public class PruningTests(ITestOutputHelper output)
         Assert.Equal(keep.Select(k => (long)k.Count(x => x)), pruned.Convs.Select(c => c.OutChannels));
         // Reserved channels went too: the first plain conv of block 1 carries the block input first.
         Assert.Contains(false, keep[1].Take((int)ckpt.Spec.StemWidth));
-        var images = RealImages(32);
+        var images = ImagesFor(fixture, 32);
         var report = Equivalence.Compare(gated.Network.forward, pruned.Forward, images, 1e-5);
         output.WriteLine($"pruned plain vs masked gated ResNet: rel {report.MaxRelError:E2}, {pruned.ParameterCount} parameters");
         Assert.True(report.Passed, $"max rel error {report.MaxRelError}");
         var cost = CostModels.Plain(ckpt.ToPlain(RmMode.Dense), 28, 28);
         Assert.Equal(pruned.MultiplyAccumulates(28, 28), cost.Macs(keep.Select(k => k.Count(x => x)).ToList()));
-        // Masks hold through training steps in residual form.
+    }
+
+    [Fact]
+    public void GateMasksHoldThroughTrainingStepsInResidualForm()
+    {
+        using var ckpt = Cifar();
+        using var gated = new GatedResNet(ckpt);
+        var keep = gated.Scales.Select(s => Enumerable.Range(0, s.Count).Select(i => i % 3 != 1).ToArray()).ToList();
+        var images = RealImages(32);
         using var data = FashionMnist.Load(Fixture.FashionSubset);
         void Apply() { ChannelScales.Mask(gated.Scales, keep); }
+        Apply();
         using var trainer = new Trainer(gated.Network, new TrainOptions(Epochs: 1, BatchSize: 64, LearningRate: 0.05)) { AfterStep = Apply };
         trainer.RunEpoch(0, data.Train.Take(128), data.Test.Take(64));
         var after = Equivalence.Compare(gated.Network.forward, gated.ToPlain(keep).Forward, images, 1e-5);
