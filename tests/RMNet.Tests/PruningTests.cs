@@ -14,7 +14,9 @@ namespace RMNet.Tests;
 [Collection("Training")]
 public class PruningTests(ITestOutputHelper output)
 {
-    static ResNetCheckpoint Cifar() => ResNetCheckpoint.Load(Fixture.Path_("cifar_narrow.pth"));
+    static ResNetCheckpoint Checkpoint(string fixture) => ResNetCheckpoint.Load(Fixture.Path_(fixture + ".pth"));
+
+    static ResNetCheckpoint Cifar() => Checkpoint("cifar_narrow");
 
     static Tensor RealImages(int n)
     {
@@ -96,7 +98,7 @@ public class PruningTests(ITestOutputHelper output)
     [InlineData("basic_narrow")]
     public void GatedResNetAtUnitGatesEqualsPyTorchAndItsPlainForm(string fixture)
     {
-        using var ckpt = ResNetCheckpoint.Load(Fixture.Path_(fixture + ".pth"));
+        using var ckpt = Checkpoint(fixture);
         using var gated = new GatedResNet(ckpt);
         var io = Fixture.Io(fixture);
         var residual = Equivalence.Measure(io["output"], gated.Network.forward(io["input"]), 1e-5);
@@ -115,7 +117,7 @@ public class PruningTests(ITestOutputHelper output)
     [InlineData("basic_narrow")]
     public void GatesOfAnySignFoldIntoThePlainFormExactly(string fixture)
     {
-        using var ckpt = ResNetCheckpoint.Load(Fixture.Path_(fixture + ".pth"));
+        using var ckpt = Checkpoint(fixture);
         using var gated = new GatedResNet(ckpt);
         var generator = new Generator(5);
         using (no_grad())
@@ -135,7 +137,7 @@ public class PruningTests(ITestOutputHelper output)
     [InlineData("basic_narrow")]
     public void GatedChannelRemovalEqualsTheMaskedNetworkIncludingReservedChannels(string fixture)
     {
-        using var ckpt = ResNetCheckpoint.Load(Fixture.Path_(fixture + ".pth"));
+        using var ckpt = Checkpoint(fixture);
         using var gated = new GatedResNet(ckpt);
         var generator = new Generator(7);
         var keep = gated.Scales.Select(s => rand(new long[] { s.Count }, generator: generator).data<float>().Select((v, i) => i == 0 || v > 0.4f).ToArray()).ToList();
