@@ -1,4 +1,5 @@
 using RMNet.Data;
+using RMNet.IO;
 using RMNet.Models;
 using RMNet.Plain;
 using RMNet.Pruning;
@@ -330,6 +331,68 @@ public class PruningTests(ITestOutputHelper output)
         Assert.Equal(2, refused.Code);
         Assert.Contains("--train-form residual needs a Basic-block ResNet", refused.Err);
         Assert.False(File.Exists(dir.File("b.onnx")));
+    }
+
+    [Fact]
+    public void PlainFinetuneFormTrainsThePrunedPlainNetworkAndItsCarriedChannels()
+    {
+        using var dir = Fixture.Temp();
+        string[] args =
+        {
+            "prune", Fixture.Path_("cifar_narrow.pth"), "-o", dir.File("p.safetensors"), "--data", Fixture.FashionSubset, "--train-limit", "128",
+            "--test-limit", "64", "--sparsity-epochs", "1", "--finetune-epochs", "1", "--target-flops", "0.5", "--channel-multiple", "2",
+            "--compare-residual", "--json",
+        };
+        var plain = CliHarness.Rmnet(args.Append("--finetune-form").Append("plain").ToArray());
+        Assert.True(plain.Code == 0, plain.Err);
+        // The cut network starts as exactly the masked gated ResNet it was cut from.
+        var start = System.Text.RegularExpressions.Regex.Match(plain.Err, @"fine-tuning the pruned plain network itself \((\d+) channels.*equals the pruned gated ResNet: max rel error ([\d.E+-]+)");
+        Assert.True(start.Success, plain.Err);
+        Assert.True(double.Parse(start.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture) < 1e-5);
+        var models = System.Text.Json.JsonDocument.Parse(plain.Out).RootElement.GetProperty("models").EnumerateArray()
+            .ToDictionary(m => m.GetProperty("model").GetString()!);
+        Assert.True(models["rm-pruned"].GetProperty("equivalence").GetProperty("max_rel_error").GetDouble() < 1e-5);
+        Assert.InRange(models["rm-pruned"].GetProperty("macs").GetInt64(), 1, models["original"].GetProperty("macs").GetInt64() / 2);
+        var plan = System.Text.Json.JsonDocument.Parse(File.ReadAllText(dir.File("p.safetensors.work/rm-plan.json"))).RootElement.GetProperty("keep")
+            .EnumerateArray().Select(k => k.EnumerateArray().Select(b => b.GetBoolean()).ToArray()).ToList();
+        Assert.Equal(int.Parse(start.Groups[1].Value), plan.Sum(k => k.Count(x => x)));
+        var learned = CarriedKernelEntries(PlainModelFile.Load(dir.File("p.safetensors")), plan);
+
+        // Fine-tuned in residual form instead (the same work folder: only the RM fine-tuning is redone), the carried
+        // channels stay scaled Dirac kernels; in plain form they learned other entries as well.
+        var residual = CliHarness.Rmnet(args.Append("--force").ToArray());
+        Assert.True(residual.Code == 0, residual.Err);
+        Assert.Contains("the fine-tuning form changed; earlier stages and the residual comparison kept: discarded rm-finetuned.pth", residual.Err);
+        Assert.Contains("residual: fine-tuning the pruned network: resuming", residual.Err);
+        var dirac = CarriedKernelEntries(PlainModelFile.Load(dir.File("p.safetensors")), plan);
+        Assert.NotEmpty(dirac);
+        Assert.Equal(dirac.Count, learned.Count);
+        Assert.All(dirac, n => Assert.InRange(n, 0, 1));
+        Assert.Contains(learned, n => n > 1);
+
+        // A network trained in plain form has no residual form to fine-tune.
+        var refused = CliHarness.Rmnet("prune", Fixture.Path_("cifar_narrow.pth"), "-o", dir.File("r.onnx"), "--data", Fixture.FashionSubset,
+            "--train-form", "plain", "--finetune-form", "residual");
+        Assert.Equal(2, refused.Code);
+        Assert.Contains("--finetune-form residual needs --train-form residual", refused.Err);
+        Assert.False(File.Exists(dir.File("r.onnx")));
+    }
+
+    /// <summary>
+    /// Nonzero kernel entries of each carried channel of a pruned RM network: the channels of every block's first
+    /// conv that carry its input (they come first in the dense layout, as many as the layer before has channels).
+    /// </summary>
+    static List<int> CarriedKernelEntries(PlainModel pruned, IReadOnlyList<bool[]> keep)
+    {
+        var convs = pruned.Convs.ToList();
+        var counts = new List<int>();
+        for (int i = 1; i < convs.Count; i += 2)
+        {
+            int carried = keep[i].Take(keep[i - 1].Length).Count(k => k);
+            using var kernels = convs[i].Weight.narrow(0, 0, carried).reshape(carried, -1).ne(0).sum(1);
+            counts.AddRange(kernels.data<long>().ToArray().Select(n => (int)n));
+        }
+        return counts;
     }
 
     [Theory]

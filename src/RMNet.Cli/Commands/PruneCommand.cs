@@ -39,6 +39,11 @@ public static class PruneCommand
             Description = "Train the gated ResNet in residual form (default for Basic-block ResNets) or the plain network itself (any ResNet); both prune every plain channel",
         };
         form.AcceptOnlyFromAmong("residual", "plain");
+        var finetuneForm = new Option<string?>("--finetune-form")
+        {
+            Description = "Fine-tune in the training form (default) or, after residual-form pruning, the pruned plain network itself (plain), whose carried channels then learn too",
+        };
+        finetuneForm.AcceptOnlyFromAmong("residual", "plain");
         var distill = new Option<double>("--distill")
         {
             Description = "While fine-tuning, also learn the original ResNet's softened outputs with this weight (0..1; 0: labels only)",
@@ -50,7 +55,7 @@ public static class PruneCommand
         var training = new TrainingArguments(learningRate: 0.02);
         var cmd = new Command("prune", "Prune every channel of an RM-converted ResNet to a MACs budget, fine-tune and export")
         {
-            input, output, target, sparsityEpochs, penalty, criterion, finetuneEpochs, multiple, form, distill, residual, workDir, restart, force, json,
+            input, output, target, sparsityEpochs, penalty, criterion, finetuneEpochs, multiple, form, finetuneForm, distill, residual, workDir, restart, force, json,
         };
         training.AddTo(cmd);
         cmd.SetAction(p =>
@@ -65,14 +70,17 @@ public static class PruneCommand
                     ChannelMultiple = p.GetValue(multiple),
                     Distill = p.GetValue(distill),
                     Criterion = p.GetValue(criterion) switch { "l1" => PruningCriterion.L1, "taylor-per-mac" => PruningCriterion.TaylorPerMac, _ => PruningCriterion.Taylor },
+                    FinetuneForm = ParseForm(p.GetValue(finetuneForm)),
                 };
-                TrainForm? trainForm = p.GetValue(form) switch { "residual" => TrainForm.Residual, "plain" => TrainForm.Plain, _ => null };
+                TrainForm? trainForm = ParseForm(p.GetValue(form));
                 return Run(ctx, p, training, p.GetValue(input)!, outputPath, settings, trainForm, p.GetValue(residual),
                     p.GetValue(workDir) ?? outputPath + ".work", p.GetValue(restart), p.GetValue(force));
             });
         });
         return cmd;
     }
+
+    static TrainForm? ParseForm(string? value) => value switch { "residual" => TrainForm.Residual, "plain" => TrainForm.Plain, _ => null };
 
     static int Run(CliContext ctx, ParseResult p, TrainingArguments training, string input, string output, PruneSettings settings,
         TrainForm? form, bool compareResidual, string workDir, bool restart, bool force)
@@ -94,6 +102,8 @@ public static class PruneCommand
         if (form == TrainForm.Residual && !gatable)
             throw new ModelInputException(input, $"{source.DisplayName}: --train-form residual needs a Basic-block ResNet without SE; use --train-form plain");
         settings = settings with { Form = form ?? (gatable ? TrainForm.Residual : TrainForm.Plain) };
+        if (settings.Form == TrainForm.Plain && settings.FinetuneForm == TrainForm.Residual)
+            throw new ModelInputException(input, "--finetune-form residual needs --train-form residual: a network trained in plain form has no residual form to fine-tune");
         foreach (var message in PruneWorkFolder.Prepare(workDir, input, settings, restart)) ctx.Progress.Stage(message);
         using var data = training.OpenData(p, settings.Training, ctx.Progress);
         if (data.Train.Channels != source.Spec.InputChannels || data.Train.ClassCount != source.Spec.NumClasses)

@@ -67,18 +67,49 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         CheckReachable(prunable.Scales, cost);
         Sparsify(net, prunable.Scales, cost, "rm");
         var planValue = Plan("rm", prunable.Scales, cost);
-        FineTune(net, prunable.Scales, planValue, "rm");
+        PlainModel pruned;
+        nn.Module<Tensor, Tensor> fineTuned;
+        using var cutNet = settings.FinetunesCut ? CutNetwork(prunable, planValue) : null;
+        if (cutNet is null)
+        {
+            FineTune(net, () => ChannelScales.Mask(prunable.Scales, planValue.Keep), "rm");
+            // (5) fold, remove
+            pruned = prunable.ToPlain(planValue.Keep);
+            fineTuned = net;
+        }
+        else
+        {
+            FineTune(cutNet, null, "rm");
+            pruned = cutNet.ToPlain();   // (5) fold; the channels went before fine-tuning
+            fineTuned = cutNet;
+        }
 
-        // (5) fold, remove, check, write
-        var pruned = prunable.ToPlain(planValue.Keep);
+        // check, write
         using var prunedModule = pruned.ToModule();
-        var check = Compare(net.forward, prunedModule.forward);
+        var check = Compare(fineTuned.forward, prunedModule.forward);
         double accuracy = Evaluation.Accuracy(prunedModule.forward, data.Test);
         PlainModelFile.Save(pruned, Path.Combine(workDir, "rm-pruned.safetensors"));
         ModelWriter.Save(pruned, output, $"rmnet: RM-pruned {source.DisplayName} to {settings.TargetFlops:P0} of its MACs");
         log($"rm: wrote {output}: {pruned.ParameterCount:N0} parameters, {pruned.MultiplyAccumulates(Height, Width):N0} MACs, test accuracy {100 * accuracy:F2}%; "
             + $"equals the fine-tuned network: max rel error {check.MaxRelError:E2}");
         return (plainFigures, new PrunedModel("rm-pruned", accuracy, pruned.ParameterCount, pruned.MultiplyAccumulates(Height, Width), output, check), pruned);
+    }
+
+    /// <summary>
+    /// The pruned plain network itself, a BatchNorm after each conv (<see cref="ScaledPlainNet"/>), for fine-tuning in
+    /// plain form: the cut of the masked <paramref name="prunable"/>, calibrated to compute what it computes. Its
+    /// carried channels' Dirac kernels become ordinary weights, so they learn too, at no cost in MACs.
+    /// </summary>
+    ScaledPlainNet CutNetwork(IChannelPrunable prunable, ChannelPlan plan)
+    {
+        ChannelScales.Mask(prunable.Scales, plan.Keep);   // the cut is exact only where the dropped channels are silent
+        var cut = new ScaledPlainNet(prunable.ToPlain(plan.Keep));
+        using (NewDisposeScope())
+            cut.Calibrate(data.Train.Sample(settings.CalibrationImages, settings.Training.Seed).Images);
+        var check = Compare(prunable.Network.forward, cut.forward);
+        log($"rm: fine-tuning the pruned plain network itself ({plan.Counts.Sum():N0} channels, a BatchNorm after each conv); "
+            + $"equals the pruned {(settings.Form == TrainForm.Residual ? "gated ResNet" : "network")}: max rel error {check.MaxRelError:E2} on {check.Samples} test images");
+        return cut;
     }
 
     /// <summary>The network that is trained and cut, in the settings' form.</summary>
@@ -104,7 +135,7 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         CheckReachable(scales, cost);
         Sparsify(net, scales, cost, "residual");
         var planValue = Plan("residual", scales, cost);
-        FineTune(net, scales, planValue, "residual");
+        FineTune(net, () => ChannelScales.Mask(scales, planValue.Keep), "residual");
 
         var sd = new StateDict("fine-tuned");
         foreach (var (key, t) in net.state_dict()) sd.Add(key, t.detach());
@@ -170,9 +201,10 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         return plan;
     }
 
-    void FineTune(nn.Module<Tensor, Tensor> net, IReadOnlyList<ChannelScales> scales, ChannelPlan plan, string name)
+    /// <summary>Fine-tunes <paramref name="net"/>, holding the pruned channels at zero with <paramref name="applyMasks"/> (null: nothing to hold, the channels are gone).</summary>
+    void FineTune(nn.Module<Tensor, Tensor> net, Action? applyMasks, string name)
     {
-        void ApplyMasks() => ChannelScales.Mask(scales, plan.Keep);
+        void ApplyMasks() => applyMasks?.Invoke();
         ApplyMasks();
         // What the cut alone costs, before fine-tuning repairs it (on a fresh start only: a resumed run has moved on).
         if (TrainingCheckpoint.ReadState(Path.Combine(workDir, $"{name}-finetuned.pth")) is null)

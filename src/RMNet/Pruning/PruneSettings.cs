@@ -14,9 +14,21 @@ namespace RMNet.Pruning;
 /// <param name="Form">Which network is trained while pruning: the gated ResNet or the plain network itself.</param>
 /// <param name="Distill">Weight of distillation from the original ResNet while fine-tuning (0: labels only; see <see cref="Training.Distillation"/>).</param>
 /// <param name="Criterion">How the channels to remove are chosen.</param>
+/// <param name="FinetuneForm">
+/// The form fine-tuning trains in; null: the training form. <see cref="TrainForm.Plain"/> after residual-form
+/// pruning fine-tunes the pruned plain network itself (see <see cref="FinetunesCut"/>).
+/// </param>
 public sealed record PruneSettings(double TargetFlops, int SparsityEpochs, double Penalty, int FinetuneEpochs, TrainOptions Training,
     double MinKeepFraction = 1.0 / 16, int CalibrationImages = 1024, int ChannelMultiple = 1, TrainForm Form = TrainForm.Residual, double Distill = 0,
-    PruningCriterion Criterion = PruningCriterion.Taylor);
+    PruningCriterion Criterion = PruningCriterion.Taylor, TrainForm? FinetuneForm = null)
+{
+    /// <summary>
+    /// Whether fine-tuning trains the pruned plain network (channels removed, a BatchNorm after each conv) instead of
+    /// the masked gated ResNet: residual-form pruning, plain-form fine-tuning. The carried channels' Dirac kernels then
+    /// become ordinary weights, as in the paper's pruning code, which fine-tunes the deployed plain network.
+    /// </summary>
+    public bool FinetunesCut => Form == TrainForm.Residual && FinetuneForm == TrainForm.Plain;
+}
 
 /// <summary>How RM pruning chooses the channels to remove.</summary>
 public enum PruningCriterion

@@ -7,7 +7,7 @@ namespace RMNet.Pruning;
 /// <summary>
 /// The work folder of a pruning run. It records the settings each stage depends on; when a run is repeated with
 /// other settings, the stages they touch are discarded and the earlier ones kept: a new --target-flops reuses the
-/// sparsity training (not with the Taylor criterion, which prunes in it), more --finetune-epochs continue the fine-tuning, a new --distill redoes it, a new penalty or data starts afresh.
+/// sparsity training (not with the Taylor criterion, which prunes in it), more --finetune-epochs continue the fine-tuning, a new --distill or --finetune-form redoes it, a new penalty or data starts afresh.
 /// </summary>
 public static class PruneWorkFolder
 {
@@ -36,6 +36,8 @@ public static class PruneWorkFolder
         };
         // Folders written before the Taylor criterion existed used L1: the default leaves their settings unchanged.
         if (settings.Criterion != PruningCriterion.L1) current["sparsity"]!["Criterion"] = settings.Criterion.ToString();
+        // Likewise, folders written before plain-form fine-tuning existed fine-tuned the masked network.
+        if (settings.FinetunesCut) current["finetune"]!["Form"] = TrainForm.Plain.ToString();
         string path = Path.Combine(workDir, SettingsFile);
         if (File.Exists(path))
         {
@@ -55,10 +57,18 @@ public static class PruneWorkFolder
                 int before = saved["finetune"]?["FinetuneEpochs"]?.GetValue<int>() ?? int.MaxValue;
                 // Work folders written before --distill existed fine-tuned without it.
                 bool sameDistill = (saved["finetune"]?["Distill"]?.GetValue<double>() ?? 0) == settings.Distill;
-                messages.Add(sameDistill && settings.FinetuneEpochs > before
-                    ? $"fine-tuning extended from {before} to {settings.FinetuneEpochs} epochs"
-                    : Discard(workDir, sameDistill ? "fewer fine-tuning epochs asked; earlier stages kept" : "the distillation weight changed; earlier stages kept",
+                bool sameForm = saved["finetune"]?["Form"]?.ToJsonString() == current["finetune"]!["Form"]?.ToJsonString();
+                if (!sameDistill || settings.FinetuneEpochs < before)
+                    messages.Add(Discard(workDir, sameDistill ? "fewer fine-tuning epochs asked; earlier stages kept" : "the distillation weight changed; earlier stages kept",
                         "*-finetuned.*", "*-pruned.*"));
+                else
+                {
+                    // Only the RM model is fine-tuned in another form; the residual comparison keeps its own.
+                    if (!sameForm)
+                        messages.Add(Discard(workDir, "the fine-tuning form changed; earlier stages and the residual comparison kept", "rm-finetuned.*", "rm-pruned.*"));
+                    if (settings.FinetuneEpochs > before)
+                        messages.Add($"fine-tuning extended from {before} to {settings.FinetuneEpochs} epochs");
+                }
             }
         }
         AtomicFile.Write(path, s => JsonSerializer.Serialize(s, current, new JsonSerializerOptions { WriteIndented = true }));
