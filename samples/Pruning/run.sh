@@ -6,7 +6,7 @@
 # Every step is resumable: re-running the script continues where it stopped.
 #
 # Needs: Debian's dataset-fashion-mnist package (or DATA=<folder> with one sub-folder of images per class).
-# Usage: samples/Pruning/run.sh [out-dir]     (ARCH, SIZE, EPOCHS, SPARSITY, FINETUNE, TARGET, DISTILL, FORM, CRITERION, QUICK=1 override)
+# Usage: samples/Pruning/run.sh [out-dir]     (ARCH, SIZE, EPOCHS, SPARSITY, FINETUNE, TARGET, DISTILL, FORM, FTFORM, CRITERION, QUICK=1 override)
 # QUICK=1 trains on 2,000 images for a few minutes instead of the full hour-long run.
 set -euo pipefail
 out=${1:-pruning-run}
@@ -15,6 +15,7 @@ data=${DATA:-fashion-mnist}
 arch=${ARCH:-resnet20}; model="$out/$arch.pth"; size=${SIZE:-28}   # SIZE: the images' side
 epochs=${EPOCHS:-12}; sparsity=${SPARSITY:-3}; finetune=${FINETUNE:-3}; target=${TARGET:-0.5}
 distill=${DISTILL:-0}; form=${FORM:-residual}; criterion=${CRITERION:-taylor}
+ftform=(); if [[ -n "${FTFORM:-}" ]]; then ftform=(--finetune-form "$FTFORM"); fi   # FTFORM=plain: fine-tune the cut plain network
 limits=()
 if [[ "${QUICK:-0}" == 1 ]]; then epochs=2; sparsity=1; finetune=1; limits=(--train-limit 2000 --test-limit 1000); fi
 mkdir -p "$out"
@@ -29,7 +30,7 @@ if [[ -f "$model.state.json" ]]; then resume=(--resume); else resume=(--force); 
 
 # 3. Prune: RM pruning and the residual-constrained comparison at the same MACs (stages in $out/pruned.onnx.work).
 "${rmnet[@]}" prune "$model" --data "$data" --target-flops "$target" --sparsity-epochs "$sparsity" \
-  --finetune-epochs "$finetune" --distill "$distill" --train-form "$form" --criterion "$criterion" --compare-residual -o "$out/pruned.onnx" --force "${limits[@]}" --json > "$out/prune.json"
+  --finetune-epochs "$finetune" --distill "$distill" --train-form "$form" "${ftform[@]}" --criterion "$criterion" --compare-residual -o "$out/pruned.onnx" --force "${limits[@]}" --json > "$out/prune.json"
 
 # 4. Benchmark each model against the original, in both runtimes, at batch 1 and 64.
 for runtime in onnxruntime torchsharp; do

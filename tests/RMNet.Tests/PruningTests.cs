@@ -479,6 +479,19 @@ public class PruningTests(ITestOutputHelper output)
         Assert.DoesNotContain("sparsity training", stderr);
         Assert.DoesNotContain("training while pruning", stderr);
         Assert.False(File.Exists(dir.File("p.onnx")));
+        // A fifth of the MACs is within the plain network's reach in blocks of 2 but not the ResNet's, whose stem
+        // and stream stay whole: with --compare-residual that is refused before the RM pruning trains, not after.
+        var residual = CliHarness.Rmnet("prune", Fixture.Path_("cifar_narrow.pth"), "-o", dir.File("r.onnx"), "--data", Fixture.FashionSubset,
+            "--train-limit", "64", "--test-limit", "32", "--sparsity-epochs", "1", "--finetune-epochs", "1", "--target-flops", "0.2",
+            "--channel-multiple", "2", "--compare-residual");
+        Assert.Equal(2, residual.Code);
+        Assert.Contains("the residual-constrained comparison (--compare-residual): the target of", residual.Err);
+        Assert.DoesNotContain("training while pruning", residual.Err);
+        Assert.False(File.Exists(dir.File("r.onnx")));
+        var alone = CliHarness.Rmnet("prune", Fixture.Path_("cifar_narrow.pth"), "-o", dir.File("r.onnx"), "--data", Fixture.FashionSubset,
+            "--train-limit", "64", "--test-limit", "32", "--sparsity-epochs", "1", "--finetune-epochs", "0", "--target-flops", "0.2",
+            "--channel-multiple", "2");
+        Assert.True(alone.Code == 0, alone.Err);
     }
 
     [Fact]

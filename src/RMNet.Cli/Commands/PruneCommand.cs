@@ -110,6 +110,7 @@ public static class PruneCommand
             throw new ModelInputException(input, $"{source.DisplayName} takes {source.Spec.InputChannels}-channel images and has {source.Spec.NumClasses} classes; "
                 + $"the data has {data.Train.Channels} channels and {data.Train.ClassCount} classes");
         var pipeline = new PrunePipeline(source, data, settings, workDir, message => ctx.Progress.Stage(message), ctx.Progress);
+        if (compareResidual) pipeline.CheckResidualReachable();   // before hours of RM pruning, not after
         var models = new List<PrunedModel> { pipeline.Original() };
         ctx.Progress.Stage($"original: test accuracy {100 * models[0].TestAccuracy:F2}%, {models[0].Macs:N0} MACs; target {pipeline.TargetMacs:N0} MACs");
         var (plain, pruned, _) = pipeline.PruneRm(output);

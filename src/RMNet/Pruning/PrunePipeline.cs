@@ -129,10 +129,10 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
     public (PrunedModel Pruned, ResNetCheckpoint Model) PruneResidual(string outputPth, string? outputOnnx)
     {
         Directory.CreateDirectory(workDir);
+        CheckResidualReachable();
         var cost = CostModels.ResidualInner(source.Spec, Height, Width);
         using var net = source.CreateModule();
         var scales = ResidualPruning.InnerScales(net).Select(ChannelScales.Of).ToList();
-        CheckReachable(scales, cost);
         Sparsify(net, scales, cost, "residual");
         var planValue = Plan("residual", scales, cost);
         FineTune(net, () => ChannelScales.Mask(scales, planValue.Keep), "residual");
@@ -150,6 +150,23 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         log($"residual: wrote {outputPth}{(outputOnnx is null ? "" : $" and {outputOnnx}")}: {DeployedParameters(pruned.Spec):N0} parameters, {macs:N0} MACs, "
             + $"test accuracy {100 * accuracy:F2}%; equals the fine-tuned network: max rel error {check.MaxRelError:E2}");
         return (new PrunedModel("residual-pruned", accuracy, DeployedParameters(pruned.Spec), macs, outputOnnx ?? outputPth, check), pruned);
+    }
+
+    /// <summary>
+    /// Refuses a target the residual comparison cannot reach (its stream and stem stay whole, so its floor lies far
+    /// above the plain network's); call it before <see cref="PruneRm"/> so the refusal comes before any training.
+    /// </summary>
+    public void CheckResidualReachable()
+    {
+        try
+        {
+            ChannelSelection.CheckReachable(source.Spec.Blocks().Select(b => b.Width).ToList(), CostModels.ResidualInner(source.Spec, Height, Width),
+                TargetMacs, settings.MinKeepFraction, settings.ChannelMultiple);
+        }
+        catch (RmException e)
+        {
+            throw new ModelInputException(source.Source, $"the residual-constrained comparison (--compare-residual): {e.Message}");
+        }
     }
 
     void Sparsify(nn.Module<Tensor, Tensor> net, IReadOnlyList<ChannelScales> scales, ChannelCostModel cost, string name)
