@@ -17,9 +17,9 @@ namespace RMNet.Pruning;
 /// resumes where it stopped: (1) a scale on every channel of the dense RM plain form, either as gates on the
 /// ResNet trained in residual form (<see cref="GatedResNet"/>, the default) or as BatchNorms on the plain network
 /// (<see cref="ScaledPlainNet"/>), equal to the original either way, (2) sparsity training with an L1 penalty on
-/// all scales (or training while pruning by Taylor saliency), (3) global pruning to the MACs target, (4) fine-tuning with the pruned channels held at zero
-/// (optionally distilled from the original), (5) folding and channel removal, checked equal to the fine-tuned
-/// network. <see cref="PruneResidual"/> runs the same budget on the ResNet itself,
+/// all scales (or training while pruning by Taylor saliency), (3) global pruning to the MACs target, (4) fine-tuning with the pruned channels held at zero, or of the
+/// pruned plain network itself (<see cref="PruneSettings.FinetunesCut"/>), optionally distilled from the original,
+/// (5) folding and channel removal, checked equal to the fine-tuned network. <see cref="PruneResidual"/> runs the same budget on the ResNet itself,
 /// where only the blocks' inner channels may go.
 /// </summary>
 public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, PruneSettings settings, string workDir,
@@ -103,20 +103,20 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
     ScaledPlainNet CutNetwork(IChannelPrunable prunable, ChannelPlan plan)
     {
         ChannelScales.Mask(prunable.Scales, plan.Keep);   // the cut is exact only where the dropped channels are silent
-        var cut = new ScaledPlainNet(prunable.ToPlain(plan.Keep));
-        using (NewDisposeScope())
-            cut.Calibrate(data.Train.Sample(settings.CalibrationImages, settings.Training.Seed).Images);
+        var cut = Calibrated(new ScaledPlainNet(prunable.ToPlain(plan.Keep)));
         var check = Compare(prunable.Network.forward, cut.forward);
         log($"rm: fine-tuning the pruned plain network itself ({plan.Counts.Sum():N0} channels, a BatchNorm after each conv); "
-            + $"equals the pruned {(settings.Form == TrainForm.Residual ? "gated ResNet" : "network")}: max rel error {check.MaxRelError:E2} on {check.Samples} test images");
+            + $"equals the pruned gated ResNet: max rel error {check.MaxRelError:E2} on {check.Samples} test images");
         return cut;
     }
 
     /// <summary>The network that is trained and cut, in the settings' form.</summary>
-    IChannelPrunable Prunable(PlainModel plain)
+    IChannelPrunable Prunable(PlainModel plain) =>
+        settings.Form == TrainForm.Residual ? new GatedResNet(source) : Calibrated(new ScaledPlainNet(plain));
+
+    /// <summary><paramref name="net"/>, its BatchNorms set from training images so that it computes what its plain model does.</summary>
+    ScaledPlainNet Calibrated(ScaledPlainNet net)
     {
-        if (settings.Form == TrainForm.Residual) return new GatedResNet(source);
-        var net = new ScaledPlainNet(plain);
         using (NewDisposeScope())   // frees the sample (not the data set, which Sample may return itself)
             net.Calibrate(data.Train.Sample(settings.CalibrationImages, settings.Training.Seed).Images);
         return net;
