@@ -15,7 +15,7 @@ data=${DATA:-fashion-mnist}
 arch=${ARCH:-resnet20}; model="$out/$arch.pth"; size=${SIZE:-28}   # SIZE: the images' side
 epochs=${EPOCHS:-12}; sparsity=${SPARSITY:-3}; finetune=${FINETUNE:-3}; target=${TARGET:-0.5}
 distill=${DISTILL:-0}; form=${FORM:-residual}; criterion=${CRITERION:-taylor}
-ftform=(); if [[ -n "${FTFORM:-}" ]]; then ftform=(--finetune-form "$FTFORM"); fi   # FTFORM=plain: fine-tune the cut plain network
+ftform=(); if [[ -n "${FTFORM:-}" ]]; then ftform=(--finetune-form "$FTFORM"); fi   # FTFORM=residual: fine-tune the masked gated ResNet instead of the cut plain network
 limits=()
 if [[ "${QUICK:-0}" == 1 ]]; then epochs=2; sparsity=1; finetune=1; limits=(--train-limit 2000 --test-limit 1000); fi
 mkdir -p "$out"

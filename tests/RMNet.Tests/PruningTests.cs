@@ -343,7 +343,7 @@ public class PruningTests(ITestOutputHelper output)
             "--test-limit", "64", "--sparsity-epochs", "1", "--finetune-epochs", "1", "--target-flops", "0.5", "--channel-multiple", "2",
             "--compare-residual", "--json",
         };
-        var plain = CliHarness.Rmnet(args.Append("--finetune-form").Append("plain").ToArray());
+        var plain = CliHarness.Rmnet(args);   // plain is the default fine-tuning form
         Assert.True(plain.Code == 0, plain.Err);
         // The cut network starts as exactly the masked gated ResNet it was cut from.
         var start = System.Text.RegularExpressions.Regex.Match(plain.Err, @"fine-tuning the pruned plain network itself \((\d+) channels.*equals the pruned gated ResNet: max rel error ([\d.E+-]+)");
@@ -360,7 +360,7 @@ public class PruningTests(ITestOutputHelper output)
 
         // Fine-tuned in residual form instead (the same work folder: only the RM fine-tuning is redone), the carried
         // channels stay scaled Dirac kernels; in plain form they learned other entries as well.
-        var residual = CliHarness.Rmnet(args.Append("--force").ToArray());
+        var residual = CliHarness.Rmnet(args.Append("--finetune-form").Append("residual").Append("--force").ToArray());
         Assert.True(residual.Code == 0, residual.Err);
         Assert.Contains("the fine-tuning form changed; earlier stages and the residual comparison kept: discarded rm-finetuned.pth", residual.Err);
         Assert.Contains("residual: fine-tuning the pruned network: resuming", residual.Err);
@@ -464,6 +464,26 @@ public class PruningTests(ITestOutputHelper output)
         File.WriteAllText(Path.Combine(work, "rm-sparse.pth"), "stage");
         messages = PruneWorkFolder.Prepare(work, "m.pth", plainForm with { Criterion = PruningCriterion.Taylor, TargetFlops = 0.4 }, false);
         Assert.Equal("the pruning target changed, and a Taylor criterion prunes while training: discarded rm-sparse.pth", Assert.Single(messages));
+    }
+
+    [Fact]
+    public void AFolderFineTunedInResidualFormRedoesOnlyTheRmFineTuningInPlainForm()
+    {
+        using var dir = Fixture.Temp();
+        string work = dir.File("w");
+        // Folders from before plain-form fine-tuning record no form: they read as residual-form fine-tuning.
+        var residualForm = new PruneSettings(0.5, 3, 0.01, 8, new TrainOptions()) { FinetuneForm = TrainForm.Residual };
+        Assert.Empty(PruneWorkFolder.Prepare(work, "m.pth", residualForm, restart: false));
+        Assert.DoesNotContain("Form\": \"Plain", File.ReadAllText(Path.Combine(work, "settings.json")));
+        foreach (var stage in new[] { "rm-sparse.pth", "rm-finetuned.pth", "residual-finetuned.pth" }) File.WriteAllText(Path.Combine(work, stage), "stage");
+        var messages = PruneWorkFolder.Prepare(work, "m.pth", residualForm with { FinetuneForm = TrainForm.Plain }, false);
+        Assert.Equal("the fine-tuning form changed; earlier stages and the residual comparison kept: discarded rm-finetuned.pth", Assert.Single(messages));
+        Assert.True(File.Exists(Path.Combine(work, "rm-sparse.pth")) && File.Exists(Path.Combine(work, "residual-finetuned.pth")));
+        // With more epochs too, the residual comparison's fine-tuning is extended.
+        File.WriteAllText(Path.Combine(work, "rm-finetuned.pth"), "stage");
+        messages = PruneWorkFolder.Prepare(work, "m.pth", residualForm with { FinetuneEpochs = 16 }, false);
+        Assert.Equal(new[] { "the fine-tuning form changed; earlier stages and the residual comparison kept: discarded rm-finetuned.pth",
+            "fine-tuning extended from 8 to 16 epochs" }, messages);
     }
 
     [Fact]

@@ -41,7 +41,7 @@ public static class PruneCommand
         form.AcceptOnlyFromAmong("residual", "plain");
         var finetuneForm = new Option<string?>("--finetune-form")
         {
-            Description = "Fine-tune in the training form (default) or, after residual-form pruning, the pruned plain network itself (plain), whose carried channels then learn too",
+            Description = "Fine-tune the pruned plain network itself (plain, the default: carried channels learn too, and only kept channels are trained) or the masked gated ResNet (residual, with --train-form residual)",
         };
         finetuneForm.AcceptOnlyFromAmong("residual", "plain");
         var distill = new Option<double>("--distill")
@@ -70,7 +70,7 @@ public static class PruneCommand
                     ChannelMultiple = p.GetValue(multiple),
                     Distill = p.GetValue(distill),
                     Criterion = p.GetValue(criterion) switch { "l1" => PruningCriterion.L1, "taylor-per-mac" => PruningCriterion.TaylorPerMac, _ => PruningCriterion.Taylor },
-                    FinetuneForm = ParseForm(p.GetValue(finetuneForm)),
+                    FinetuneForm = ParseForm(p.GetValue(finetuneForm)) ?? TrainForm.Plain,
                 };
                 TrainForm? trainForm = ParseForm(p.GetValue(form));
                 return Run(ctx, p, training, p.GetValue(input)!, outputPath, settings, trainForm, p.GetValue(residual),

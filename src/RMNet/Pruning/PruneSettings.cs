@@ -15,17 +15,19 @@ namespace RMNet.Pruning;
 /// <param name="Distill">Weight of distillation from the original ResNet while fine-tuning (0: labels only; see <see cref="Training.Distillation"/>).</param>
 /// <param name="Criterion">How the channels to remove are chosen.</param>
 /// <param name="FinetuneForm">
-/// The form fine-tuning trains in; null: the training form. <see cref="TrainForm.Plain"/> after residual-form
-/// pruning fine-tunes the pruned plain network itself (see <see cref="FinetunesCut"/>).
+/// The form fine-tuning trains in. <see cref="TrainForm.Plain"/> (the default) after residual-form pruning fine-tunes
+/// the pruned plain network itself (see <see cref="FinetunesCut"/>), after plain-form pruning the masked plain
+/// network; <see cref="TrainForm.Residual"/> fine-tunes the masked gated ResNet and needs the residual training form.
 /// </param>
 public sealed record PruneSettings(double TargetFlops, int SparsityEpochs, double Penalty, int FinetuneEpochs, TrainOptions Training,
     double MinKeepFraction = 1.0 / 16, int CalibrationImages = 1024, int ChannelMultiple = 1, TrainForm Form = TrainForm.Residual, double Distill = 0,
-    PruningCriterion Criterion = PruningCriterion.Taylor, TrainForm? FinetuneForm = null)
+    PruningCriterion Criterion = PruningCriterion.Taylor, TrainForm FinetuneForm = TrainForm.Plain)
 {
     /// <summary>
     /// Whether fine-tuning trains the pruned plain network (channels removed, a BatchNorm after each conv) instead of
     /// the masked gated ResNet: residual-form pruning, plain-form fine-tuning. The carried channels' Dirac kernels then
-    /// become ordinary weights, as in the paper's pruning code, which fine-tunes the deployed plain network.
+    /// become ordinary weights, as in the paper's pruning code, which fine-tunes the deployed plain network; measured
+    /// 0.04-0.16 points more accurate than fine-tuning the masked gated ResNet, at 1.4-3x its images/s (docs/pruning.md 3.8).
     /// </summary>
     public bool FinetunesCut => Form == TrainForm.Residual && FinetuneForm == TrainForm.Plain;
 }
