@@ -7,7 +7,8 @@ namespace RMNet.Pruning;
 /// <summary>
 /// The work folder of a pruning run. It records the settings each stage depends on; when a run is repeated with
 /// other settings, the stages they touch are discarded and the earlier ones kept: a new --target-flops reuses the
-/// sparsity training (not with the Taylor criterion, which prunes in it), more --finetune-epochs continue the fine-tuning, a new --distill or --finetune-form redoes it, a new penalty or data starts afresh.
+/// sparsity training (not with the Taylor criterion, which prunes in it), more --finetune-epochs continue the
+/// fine-tuning, a new --distill redoes it, a new --finetune-form redoes the RM model's, a new penalty or data starts afresh.
 /// </summary>
 public static class PruneWorkFolder
 {
@@ -36,7 +37,7 @@ public static class PruneWorkFolder
         };
         // Folders written before the Taylor criterion existed used L1: the default leaves their settings unchanged.
         if (settings.Criterion != PruningCriterion.L1) current["sparsity"]!["Criterion"] = settings.Criterion.ToString();
-        // Likewise, folders written before plain-form fine-tuning existed fine-tuned the masked network.
+        // Folders written before plain-form fine-tuning record no form: they fine-tuned the masked network, as --finetune-form residual does.
         if (settings.FinetunesCut) current["finetune"]!["Form"] = TrainForm.Plain.ToString();
         string path = Path.Combine(workDir, SettingsFile);
         if (File.Exists(path))
