@@ -19,6 +19,26 @@ public class TrainingTests
     };
 
     [Fact]
+    public void BatchNormStatisticsAreReestimatedFromTheImagesAlone()
+    {
+        using var net = nn.Sequential(("conv", nn.Conv2d(1, 4, 3, padding: 1)), ("bn", nn.BatchNorm2d(4)));
+        var bn = (TorchSharp.Modules.BatchNorm2d)net.named_modules().Single(m => m.name == "bn").module;
+        // Stale statistics and a momentum of its own, as a BatchNorm has after training on other inputs.
+        using (no_grad()) { bn.running_mean!.fill_(5); bn.running_var!.fill_(9); }
+        bn.momentum = 0.3;
+        using var images = rand(new long[] { 256, 1, 8, 8 }, generator: new Generator(3)) * 2 + 1;
+        Assert.Equal(1, BatchNormStatistics.Reestimate(net, images, batchSize: 64));
+        // Four equal batches averaged alike: the mean over all images of the conv's output, whatever came before.
+        using var y = ((TorchSharp.Modules.Conv2d)net.named_modules().Single(m => m.name == "conv").module).forward(images).detach();
+        using var mean = y.mean(new long[] { 0, 2, 3 });
+        Assert.True(bn.running_mean!.allclose(mean, rtol: 1e-5, atol: 1e-6));
+        using var variance = y.var(new long[] { 0, 2, 3 });
+        Assert.True(bn.running_var!.allclose(variance, rtol: 0.05), "the average of batch variances is close to the overall variance");
+        Assert.Equal(0.3, bn.momentum);
+        Assert.False(net.training);
+    }
+
+    [Fact]
     public void TrainingLearnsFashionMnistAndSavesPyTorchNames()
     {
         using var data = FashionMnist.Load(Fixture.FashionSubset);

@@ -104,10 +104,14 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
     ScaledPlainNet CutNetwork(IChannelPrunable prunable, ChannelPlan plan)
     {
         ChannelScales.Mask(prunable.Scales, plan.Keep);   // the cut is exact only where the dropped channels are silent
+        // The cut folds the running statistics in, so they must describe the pruned network as training sees it
+        // (they lag behind the last pruning round, and an undertrained network's never matched its batches).
+        using (NewDisposeScope())
+            BatchNormStatistics.Reestimate(prunable.Network, CalibrationImages());
         var cut = Calibrated(new ScaledPlainNet(prunable.ToPlain(plan.Keep)));
         var check = Compare(prunable.Network.forward, cut.forward);
-        log($"rm: fine-tuning the pruned plain network itself ({plan.Counts.Sum():N0} channels, a BatchNorm after each conv); "
-            + $"equals the pruned gated ResNet: max rel error {check.MaxRelError:E2} on {check.Samples} test images");
+        log($"rm: fine-tuning the pruned plain network itself ({plan.Counts.Sum():N0} channels, a BatchNorm after each conv, "
+            + $"statistics re-estimated on {settings.CalibrationImages:N0} training images); equals the pruned gated ResNet: max rel error {check.MaxRelError:E2} on {check.Samples} test images");
         return cut;
     }
 
@@ -119,9 +123,12 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
     ScaledPlainNet Calibrated(ScaledPlainNet net)
     {
         using (NewDisposeScope())   // frees the sample (not the data set, which Sample may return itself)
-            net.Calibrate(data.Train.Sample(settings.CalibrationImages, settings.Training.Seed).Images);
+            net.Calibrate(CalibrationImages());
         return net;
     }
+
+    /// <summary>The seeded sample of training images scales and statistics are measured on.</summary>
+    Tensor CalibrationImages() => data.Train.Sample(settings.CalibrationImages, settings.Training.Seed).Images;
 
     /// <summary>
     /// Runs (or resumes) the residual-constrained comparison: the same stages on the ResNet, inner channels only.

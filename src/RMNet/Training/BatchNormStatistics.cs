@@ -1,0 +1,40 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace RMNet.Training;
+
+/// <summary>
+/// Re-estimates the running statistics of every BatchNorm in a network from images, so that its eval-mode function
+/// is the one training sees. Needed after pruning: the last channels removed change what the later BatchNorms see,
+/// and their running averages lag behind by as many steps as training has taken since.
+/// </summary>
+public static class BatchNormStatistics
+{
+    /// <summary>
+    /// Forgets every BatchNorm's running mean and variance in <paramref name="network"/> and measures them again on
+    /// <paramref name="images"/> (the cumulative average over batches of <paramref name="batchSize"/>, in train mode,
+    /// without gradients). Weights are unchanged; the network is left in eval mode.
+    /// </summary>
+    /// <returns>The number of BatchNorms re-estimated.</returns>
+    public static int Reestimate(nn.Module<Tensor, Tensor> network, Tensor images, int batchSize = 128)
+    {
+        var norms = network.modules().OfType<BatchNorm2d>().ToList();
+        var momenta = norms.Select(n => n.momentum).ToList();
+        using (no_grad())
+        {
+            foreach (var norm in norms)
+            {
+                norm.reset_running_stats();
+                norm.momentum = null;   // null: a cumulative average, every batch weighted alike
+            }
+            network.train();
+            long count = images.shape[0];
+            for (long start = 0; start < count; start += batchSize)
+                using (NewDisposeScope())
+                    network.forward(images.narrow(0, start, Math.Min(batchSize, count - start)));
+        }
+        for (int i = 0; i < norms.Count; i++) norms[i].momentum = momenta[i];
+        network.eval();
+        return norms.Count;
+    }
+}
