@@ -27,7 +27,7 @@ public sealed record PruneSettings(double TargetFlops, int SparsityEpochs, doubl
     /// Whether fine-tuning trains the pruned plain network (channels removed, a BatchNorm after each conv) instead of
     /// the masked gated ResNet: residual-form pruning, plain-form fine-tuning. The carried channels' Dirac kernels then
     /// become ordinary weights, as in the paper's pruning code, which fine-tunes the deployed plain network; measured
-    /// 0.04-0.16 points more accurate than fine-tuning the masked gated ResNet, at 1.4-3x its images/s (docs/pruning.md 3.8).
+    /// 0.04-0.16 points more accurate than fine-tuning the masked gated ResNet, at about twice its images/s (docs/pruning.md 3.8).
     /// </summary>
     public bool FinetunesCut => Form == TrainForm.Residual && FinetuneForm == TrainForm.Plain;
 }
