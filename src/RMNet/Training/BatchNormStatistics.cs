@@ -13,7 +13,7 @@ public static class BatchNormStatistics
     /// <summary>
     /// Forgets every BatchNorm's running mean and variance in <paramref name="network"/> and measures them again on
     /// <paramref name="images"/> (the cumulative average over batches of <paramref name="batchSize"/>, in train mode,
-    /// without gradients). Weights are unchanged; the network is left in eval mode.
+    /// without gradients; a last batch of a single image is left out). Weights are unchanged; the network is left in eval mode.
     /// </summary>
     /// <returns>The number of BatchNorms re-estimated.</returns>
     public static int Reestimate(nn.Module<Tensor, Tensor> network, Tensor images, int batchSize = 128)
@@ -30,8 +30,12 @@ public static class BatchNormStatistics
             network.train();
             long count = images.shape[0];
             for (long start = 0; start < count; start += batchSize)
+            {
+                long size = Math.Min(batchSize, count - start);
+                if (size == 1 && count > 1) break;   // one image cannot give a variance where a map is 1x1
                 using (NewDisposeScope())
-                    network.forward(images.narrow(0, start, Math.Min(batchSize, count - start)));
+                    network.forward(images.narrow(0, start, size));
+            }
         }
         for (int i = 0; i < norms.Count; i++) norms[i].momentum = momenta[i];
         network.eval();
