@@ -65,7 +65,7 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
 
         // (2) sparsity, (3) pruning plan, (4) fine-tuning
         var cost = CostModels.Plain(plain, Height, Width);
-        CheckReachable(prunable.Scales, cost);
+        CheckReachable(prunable.Scales.Select(s => s.Count).ToList(), cost);
         Sparsify(net, prunable.Scales, cost, "rm");
         var planValue = Plan("rm", prunable.Scales, cost);
         PlainModel pruned;
@@ -137,8 +137,7 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
     public (PrunedModel Pruned, ResNetCheckpoint Model) PruneResidual(string outputPth, string? outputOnnx)
     {
         Directory.CreateDirectory(workDir);
-        CheckResidualReachable();
-        var cost = CostModels.ResidualInner(source.Spec, Height, Width);
+        var cost = ReachableResidualCost();
         using var net = source.CreateModule();
         var scales = ResidualPruning.InnerScales(net).Select(ChannelScales.Of).ToList();
         Sparsify(net, scales, cost, "residual");
@@ -164,12 +163,16 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
     /// Refuses a target the residual comparison cannot reach (its stream and stem stay whole, so its floor lies far
     /// above the plain network's); call it before <see cref="PruneRm"/> so the refusal comes before any training.
     /// </summary>
-    public void CheckResidualReachable()
+    public void CheckResidualReachable() => ReachableResidualCost();
+
+    /// <summary>The residual comparison's cost model, once the target is known to be within its reach.</summary>
+    ChannelCostModel ReachableResidualCost()
     {
         try
         {
-            ChannelSelection.CheckReachable(source.Spec.Blocks().Select(b => b.Width).ToList(), CostModels.ResidualInner(source.Spec, Height, Width),
-                TargetMacs, settings.MinKeepFraction, settings.ChannelMultiple);
+            var cost = CostModels.ResidualInner(source.Spec, Height, Width);
+            CheckReachable(source.Spec.Blocks().Select(b => b.Width).ToList(), cost);
+            return cost;
         }
         catch (RmException e)
         {
@@ -198,8 +201,9 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         Train(net, trainer, options, file, $"{name}: sparsity training (L1 {settings.Penalty:G3} on {scales.Sum(s => s.Count):N0} scales)");
     }
 
-    void CheckReachable(IReadOnlyList<ChannelScales> scales, ChannelCostModel cost) =>
-        ChannelSelection.CheckReachable(scales.Select(s => s.Count).ToList(), cost, TargetMacs, settings.MinKeepFraction, settings.ChannelMultiple);
+    /// <summary>Refuses a target that layers of these widths cannot reach under the settings' minimum keep and channel multiple.</summary>
+    void CheckReachable(IReadOnlyList<int> widths, ChannelCostModel cost) =>
+        ChannelSelection.CheckReachable(widths, cost, TargetMacs, settings.MinKeepFraction, settings.ChannelMultiple);
 
     ChannelPlan Plan(string name, IReadOnlyList<ChannelScales> scales, ChannelCostModel cost)
     {
@@ -229,8 +233,7 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
     /// <summary>Fine-tunes <paramref name="net"/>, holding the pruned channels at zero with <paramref name="applyMasks"/> (null: nothing to hold, the channels are gone).</summary>
     void FineTune(nn.Module<Tensor, Tensor> net, Action? applyMasks, string name)
     {
-        void ApplyMasks() => applyMasks?.Invoke();
-        ApplyMasks();
+        applyMasks?.Invoke();
         // What the cut alone costs, before fine-tuning repairs it (on a fresh start only: a resumed run has moved on).
         if (TrainingCheckpoint.ReadState(Path.Combine(workDir, $"{name}-finetuned.pth")) is null)
         {
@@ -242,12 +245,12 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         using var teacher = settings.Distill > 0 ? source.CreateModule() : null;
         using var trainer = new Trainer(net, options)
         {
-            AfterStep = ApplyMasks,
+            AfterStep = applyMasks,
             Distillation = teacher is null ? null : new Distillation(teacher.forward, settings.Distill),
         };
         Train(net, trainer, options, $"{name}-finetuned.pth",
             $"{name}: fine-tuning the pruned network" + (teacher is null ? "" : $" (distilled from the original, weight {settings.Distill:G3})"));
-        ApplyMasks();
+        applyMasks?.Invoke();
     }
 
     void Train(nn.Module<Tensor, Tensor> net, Trainer trainer, TrainOptions options, string file, string what)
