@@ -94,6 +94,57 @@ public class PruningTests(ITestOutputHelper output)
         Assert.True(report.Passed, $"max rel error {report.MaxRelError}");
     }
 
+    [Fact]
+    public void TrainingBranchesStartSilentAndFoldIntoTheirConvsAfterTraining()
+    {
+        using var ckpt = Cifar();
+        using var data = FashionMnist.Load(Fixture.FashionSubset);
+        var calibration = data.Train.Images.narrow(0, 0, 128);
+        // A pruned plain network, as fine-tuning gets it: the dense RM form cut so that one conv keeps as many
+        // channels as it reads (where an identity branch fits) and another loses some.
+        using var dense = new ScaledPlainNet(ckpt.ToPlain(RmMode.Dense));
+        dense.Calibrate(calibration);
+        var widths = dense.Convs.Select(c => (int)c.weight!.shape[0]).ToList();
+        var keep = widths.Select((w, i) => Enumerable.Range(0, w).Select(c => i switch { 1 => c < widths[0], 2 => c % 2 == 0 || c == 0, _ => true }).ToArray()).ToList();
+        ChannelScales.Mask(dense.Scales, keep);
+        var pruned = dense.ToPlain(keep);
+        using var net = new ScaledPlainNet(pruned, trainingBranches: true);
+        net.Calibrate(calibration);
+        // Silent at the start: the branched network computes the masked one.
+        var images = data.Test.Images.narrow(0, 0, 64);
+        var start = Equivalence.Compare(dense.forward, net.forward, images, 1e-5);
+        Assert.True(start.Passed, $"max rel error {start.MaxRelError}");
+        // A branch beside every 3x3 conv; an identity exactly where the conv keeps width and resolution.
+        var convs = pruned.Convs.ToList();
+        Assert.All(net.Branches, b => Assert.NotNull(b));
+        Assert.Equal(convs.Select(c => c.InChannels == c.OutChannels && c.StrideH == 1), net.Branches.Select(b => b!.HasIdentity));
+        Assert.True(net.Branches[1]!.HasIdentity);
+
+        var options = new TrainOptions(Epochs: 1, BatchSize: 32, LearningRate: 0.05);
+        using (var trainer = new Trainer(net, options)) trainer.RunEpoch(0, data.Train.Take(256), data.Test.Take(64));
+        net.eval();
+        // The branches learned (their BatchNorm weights left zero), and the export folds them in exactly.
+        var branchWeights = net.named_parameters().Where(p => p.name.StartsWith("branch", StringComparison.Ordinal) && p.name.EndsWith(".weight", StringComparison.Ordinal) && !p.name.Contains(".conv."));
+        foreach (var p in branchWeights) output.WriteLine($"{p.name}: max {p.parameter.abs().max().item<float>():E2}");
+        Assert.All(branchWeights, p => Assert.True(p.parameter.abs().max().item<float>() > 1e-6f, p.name));
+        var folded = net.ToPlain();
+        Assert.Equal(convs.Select(c => c.Weight.shape), folded.Convs.Select(c => c.Weight.shape));
+        var report = Equivalence.Compare(net.forward, folded.Forward, images, 1e-5);
+        output.WriteLine($"trained branches folded: rel {report.MaxRelError:E2}; without them the export differs by {Equivalence.Compare(net.forward, WithoutBranches(net).Forward, images, 1e-5).MaxRelError:E2}");
+        Assert.True(report.Passed, $"max rel error {report.MaxRelError}");
+        Assert.False(Equivalence.Compare(net.forward, WithoutBranches(net).Forward, images, 1e-5).Passed);   // they are not negligible
+        Assert.Throws<RmException>(() => net.ToPlain(net.Scales.Select(s => Enumerable.Repeat(true, s.Count).ToArray()).ToList()));
+    }
+
+    /// <summary>The network's convs and BatchNorms folded without its branches: what forgetting to fold them would export.</summary>
+    static PlainModel WithoutBranches(ScaledPlainNet net)
+    {
+        var bare = net.state_dict().Where(kv => !kv.Key.StartsWith("branch", StringComparison.Ordinal)).ToDictionary(kv => kv.Key, kv => kv.Value);
+        using var copy = new ScaledPlainNet(net.ToPlain());   // same layer shapes
+        copy.load_state_dict(bare, strict: true);
+        return copy.ToPlain();
+    }
+
     [Theory]
     [InlineData("cifar_narrow")]
     [InlineData("basic_narrow")]

@@ -44,6 +44,10 @@ public static class PruneCommand
             Description = "Fine-tune the pruned plain network itself (plain, the default: carried channels learn too, and only kept channels are trained) or the masked gated ResNet (residual, with --train-form residual)",
         };
         finetuneForm.AcceptOnlyFromAmong("residual", "plain");
+        var branches = new Option<bool>("--finetune-branches")
+        {
+            Description = "Fine-tune the pruned plain network with RepVGG training-time branches (a 1x1 conv+BN beside each conv, an identity BN where widths match), folded into the convs at export: same deployed network and MACs",
+        };
         var distill = new Option<double>("--distill")
         {
             Description = "While fine-tuning, also learn the original ResNet's softened outputs with this weight (0..1; 0: labels only)",
@@ -55,7 +59,7 @@ public static class PruneCommand
         var training = new TrainingArguments(learningRate: 0.02);
         var cmd = new Command("prune", "Prune every channel of an RM-converted ResNet to a MACs budget, fine-tune and export")
         {
-            input, output, target, sparsityEpochs, penalty, criterion, finetuneEpochs, multiple, form, finetuneForm, distill, residual, workDir, restart, force, json,
+            input, output, target, sparsityEpochs, penalty, criterion, finetuneEpochs, multiple, form, finetuneForm, branches, distill, residual, workDir, restart, force, json,
         };
         training.AddTo(cmd);
         cmd.SetAction(p =>
@@ -71,6 +75,7 @@ public static class PruneCommand
                     Distill = p.GetValue(distill),
                     Criterion = p.GetValue(criterion) switch { "l1" => PruningCriterion.L1, "taylor-per-mac" => PruningCriterion.TaylorPerMac, _ => PruningCriterion.Taylor },
                     FinetuneForm = ParseForm(p.GetValue(finetuneForm)) ?? TrainForm.Plain,
+                    FinetuneBranches = p.GetValue(branches),
                 };
                 TrainForm? trainForm = ParseForm(p.GetValue(form));
                 return Run(ctx, p, training, p.GetValue(input)!, outputPath, settings, trainForm, p.GetValue(residual),
@@ -104,6 +109,8 @@ public static class PruneCommand
         settings = settings with { Form = form ?? (gatable ? TrainForm.Residual : TrainForm.Plain) };
         if (settings.Form == TrainForm.Plain && settings.FinetuneForm == TrainForm.Residual)
             throw new ModelInputException(input, "--finetune-form residual needs --train-form residual: a network trained in plain form has no residual form to fine-tune");
+        if (settings.FinetuneBranches && !settings.FinetunesCut)
+            throw new ModelInputException(input, "--finetune-branches needs --train-form residual and --finetune-form plain: the branches go beside the convs of the pruned plain network, which only that pair fine-tunes");
         foreach (var message in PruneWorkFolder.Prepare(workDir, input, settings, restart)) ctx.Progress.Stage(message);
         using var data = training.OpenData(p, settings.Training, ctx.Progress);
         if (data.Train.Channels != source.Spec.InputChannels || data.Train.ClassCount != source.Spec.NumClasses)

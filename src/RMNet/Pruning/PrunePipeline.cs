@@ -108,9 +108,12 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         // (they lag behind the last pruning round, and an undertrained network's never matched its batches).
         using (NewDisposeScope())
             BatchNormStatistics.Reestimate(prunable.Network, CalibrationImages());
-        var cut = Calibrated(new ScaledPlainNet(prunable.ToPlain(plan.Keep)));
+        var cut = Calibrated(new ScaledPlainNet(prunable.ToPlain(plan.Keep), settings.FinetuneBranches));
         var check = Compare(prunable.Network.forward, cut.forward);
-        log($"rm: fine-tuning the pruned plain network itself ({plan.Counts.Sum():N0} channels, a BatchNorm after each conv, "
+        string branches = settings.FinetuneBranches
+            ? $", training-time branches beside {cut.Branches.Count(b => b is not null)} of {cut.Convs.Count} convs ({cut.Branches.Count(b => b?.HasIdentity == true)} with an identity) to fold in at export"
+            : "";
+        log($"rm: fine-tuning the pruned plain network itself ({plan.Counts.Sum():N0} channels, a BatchNorm after each conv{branches}, "
             + $"statistics re-estimated on {settings.CalibrationImages:N0} training images); equals the pruned gated ResNet: max rel error {check.MaxRelError:E2} on {check.Samples} test images");
         return cut;
     }

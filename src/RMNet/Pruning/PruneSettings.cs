@@ -19,9 +19,13 @@ namespace RMNet.Pruning;
 /// the pruned plain network itself (see <see cref="FinetunesCut"/>), after plain-form pruning the masked plain
 /// network; <see cref="TrainForm.Residual"/> fine-tunes the masked gated ResNet and needs the residual training form.
 /// </param>
+/// <param name="FinetuneBranches">
+/// Whether the pruned plain network is fine-tuned with RepVGG's training-time branches beside its convs
+/// (<see cref="TrainingBranches"/>), folded into them at export; needs <see cref="FinetunesCut"/>.
+/// </param>
 public sealed record PruneSettings(double TargetFlops, int SparsityEpochs, double Penalty, int FinetuneEpochs, TrainOptions Training,
     double MinKeepFraction = 1.0 / 16, int CalibrationImages = 1024, int ChannelMultiple = 1, TrainForm Form = TrainForm.Residual, double Distill = 0,
-    PruningCriterion Criterion = PruningCriterion.Taylor, TrainForm FinetuneForm = TrainForm.Plain)
+    PruningCriterion Criterion = PruningCriterion.Taylor, TrainForm FinetuneForm = TrainForm.Plain, bool FinetuneBranches = false)
 {
     /// <summary>
     /// Whether fine-tuning trains the pruned plain network (channels removed, a BatchNorm after each conv) instead of

@@ -8,7 +8,7 @@ namespace RMNet.Pruning;
 /// The work folder of a pruning run. It records the settings each stage depends on; when a run is repeated with
 /// other settings, the stages they touch are discarded and the earlier ones kept: a new --target-flops reuses the
 /// sparsity training (not with the Taylor criterion, which prunes in it), more --finetune-epochs continue the
-/// fine-tuning, a new --distill redoes it, a new --finetune-form redoes the RM model's, a new penalty or data starts afresh.
+/// fine-tuning, a new --distill redoes it, a new --finetune-form or --finetune-branches redoes the RM model's, a new penalty or data starts afresh.
 /// </summary>
 public static class PruneWorkFolder
 {
@@ -39,6 +39,7 @@ public static class PruneWorkFolder
         if (settings.Criterion != PruningCriterion.L1) current["sparsity"]!["Criterion"] = settings.Criterion.ToString();
         // Folders written before plain-form fine-tuning record no form: they fine-tuned the masked network, as --finetune-form residual does.
         if (settings.FinetunesCut) current["finetune"]!["Form"] = TrainForm.Plain.ToString();
+        if (settings.FinetuneBranches) current["finetune"]!["Branches"] = true;
         string path = Path.Combine(workDir, SettingsFile);
         if (File.Exists(path))
         {
@@ -58,7 +59,8 @@ public static class PruneWorkFolder
                 int before = saved["finetune"]?["FinetuneEpochs"]?.GetValue<int>() ?? int.MaxValue;
                 // Work folders written before --distill existed fine-tuned without it.
                 bool sameDistill = (saved["finetune"]?["Distill"]?.GetValue<double>() ?? 0) == settings.Distill;
-                bool sameForm = saved["finetune"]?["Form"]?.ToJsonString() == current["finetune"]!["Form"]?.ToJsonString();
+                bool Recorded(string key) => saved["finetune"]?[key]?.ToJsonString() == current["finetune"]![key]?.ToJsonString();
+                bool sameForm = Recorded("Form") && Recorded("Branches");
                 if (!sameDistill || settings.FinetuneEpochs < before)
                     messages.Add(Discard(workDir, sameDistill ? "fewer fine-tuning epochs asked; earlier stages kept" : "the distillation weight changed; earlier stages kept",
                         "*-finetuned.*", "*-pruned.*"));
@@ -66,7 +68,7 @@ public static class PruneWorkFolder
                 {
                     // Only the RM model is fine-tuned in another form; the residual comparison keeps its own.
                     if (!sameForm)
-                        messages.Add(Discard(workDir, "the fine-tuning form changed; earlier stages and the residual comparison kept", "rm-finetuned.*", "rm-pruned.*"));
+                        messages.Add(Discard(workDir, "the fine-tuning form or its training-time branches changed; earlier stages and the residual comparison kept", "rm-finetuned.*", "rm-pruned.*"));
                     if (settings.FinetuneEpochs > before)
                         messages.Add($"fine-tuning extended from {before} to {settings.FinetuneEpochs} epochs");
                 }

@@ -10,7 +10,8 @@ namespace RMNet.Pruning;
 /// A plain network made trainable with a scale per channel: every conv is followed by a BatchNorm whose weight is
 /// that channel's scale (network slimming's "gamma"), reserved channels included. Built from an RM-converted
 /// <see cref="PlainModel"/> and calibrated so that in eval mode it computes exactly what the plain model does
-/// (<see cref="Calibrate"/>). Names: <c>conv{i}</c>, <c>bn{i}</c>, <c>fc</c>.
+/// (<see cref="Calibrate"/>). Names: <c>conv{i}</c>, <c>bn{i}</c>, <c>fc</c>, and <c>branch{i}</c> for the optional
+/// training-time branches (<see cref="TrainingBranches"/>), which are for fine-tuning a network already pruned.
 /// </summary>
 public sealed class ScaledPlainNet : nn.Module<Tensor, Tensor>, IChannelPrunable
 {
@@ -19,18 +20,22 @@ public sealed class ScaledPlainNet : nn.Module<Tensor, Tensor>, IChannelPrunable
     readonly Conv2d[] _convs;
     readonly BatchNorm2d[] _scales;
     readonly ChannelScales[] _channelScales;
+    readonly TrainingBranches?[] _branches;
     readonly Linear _fc;
 
     /// <summary>
     /// Copies <paramref name="plain"/>'s weights. Layers allowed: ungrouped conv, ReLU, max pool, global average
     /// pool, flatten and one final linear layer; anything else raises <see cref="RmException"/>.
+    /// With <paramref name="trainingBranches"/>, every conv RepVGG's fusion applies to gets silent
+    /// <see cref="TrainingBranches"/> beside it; <see cref="ToPlain"/> folds them in.
     /// </summary>
-    public ScaledPlainNet(PlainModel plain) : base(nameof(ScaledPlainNet))
+    public ScaledPlainNet(PlainModel plain, bool trainingBranches = false) : base(nameof(ScaledPlainNet))
     {
         InputChannels = plain.InputChannels;
         _plan = plain.Layers.ToArray();
         var convs = new List<Conv2d>();
         var scales = new List<BatchNorm2d>();
+        var branches = new List<TrainingBranches?>();
         Linear? fc = null;
         using (no_grad())
         {
@@ -46,6 +51,9 @@ public sealed class ScaledPlainNet : nn.Module<Tensor, Tensor>, IChannelPrunable
                         bn.bias!.copy_(c.Bias);   // close to the plain conv before Calibrate makes it exact
                         register_module($"conv{convs.Count}", conv);
                         register_module($"bn{convs.Count}", bn);
+                        var branch = trainingBranches ? TrainingBranches.For(c) : null;
+                        if (branch is not null) register_module($"branch{convs.Count}", branch);
+                        branches.Add(branch);
                         convs.Add(conv);
                         scales.Add(bn);
                         break;
@@ -65,6 +73,7 @@ public sealed class ScaledPlainNet : nn.Module<Tensor, Tensor>, IChannelPrunable
         }
         _convs = convs.ToArray();
         _scales = scales.ToArray();
+        _branches = branches.ToArray();
         _channelScales = _scales.Select(ChannelScales.Of).ToArray();
         _fc = fc ?? throw new RmException("the plain network has no linear classifier");
         register_module("fc", _fc);
@@ -86,17 +95,22 @@ public sealed class ScaledPlainNet : nn.Module<Tensor, Tensor>, IChannelPrunable
     /// <summary>The convs, in order.</summary>
     public IReadOnlyList<Conv2d> Convs => _convs;
 
+    /// <summary>The training-time branches beside each conv, in order (null where it has none).</summary>
+    public IReadOnlyList<TrainingBranches?> Branches => _branches;
+
     /// <summary>
     /// Sets every BatchNorm so that in eval mode it adds the conv's bias and nothing else (running mean m and
     /// variance v measured on <paramref name="images"/>, scale sqrt(v + eps), shift m + bias: (y - m) / sqrt(v + eps)
     /// * sqrt(v + eps) + m + b = y + b), while the scale starts at the channel's own spread, as a trained BN's does.
     /// In train mode the batch statistics then reproduce nearly the same function, so training starts from it.
+    /// Training-time branches are silenced, so they add nothing.
     /// </summary>
     public void Calibrate(Tensor images)
     {
         eval();
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
+        foreach (var branch in _branches) branch?.Silence();
         var x = images;
         int convIndex = 0;
         foreach (var layer in _plan)
@@ -128,8 +142,13 @@ public sealed class ScaledPlainNet : nn.Module<Tensor, Tensor>, IChannelPrunable
         int convIndex = 0;
         foreach (var layer in _plan)
         {
-            x = layer is ConvLayer ? _scales[convIndex].forward(_convs[convIndex].forward(x)) : Step(layer, x);
-            if (layer is ConvLayer) convIndex++;
+            if (layer is ConvLayer)
+            {
+                var y = _scales[convIndex].forward(_convs[convIndex].forward(x));
+                x = _branches[convIndex] is { } branch ? y + branch.Forward(x) : y;
+                convIndex++;
+            }
+            else x = Step(layer, x);
         }
         return x.MoveToOuterDisposeScope();
     }
@@ -140,9 +159,12 @@ public sealed class ScaledPlainNet : nn.Module<Tensor, Tensor>, IChannelPrunable
     /// The plain network this one computes in eval mode, BatchNorms folded into the convs, keeping only the
     /// channels <paramref name="keep"/> marks (per conv; null keeps all). Exact where every dropped channel's
     /// scale and shift are zero (its output is then 0, and ReLU(0) = 0 feeds nothing to the next layer).
+    /// Training-time branches are folded into their convs; a network with them is not cut (<paramref name="keep"/> must be null).
     /// </summary>
     public PlainModel ToPlain(IReadOnlyList<bool[]>? keep = null)
     {
+        if (keep is not null && _branches.Any(b => b is not null))
+            throw new RmException("a network with training-time branches is fine-tuned after pruning, not pruned: its branches would keep the dropped channels alive");
         using var noGrad = no_grad();
         var layers = new List<PlainLayer>();
         int convIndex = 0;
@@ -153,9 +175,10 @@ public sealed class ScaledPlainNet : nn.Module<Tensor, Tensor>, IChannelPrunable
                 case ConvLayer c:
                 {
                     using var scope = NewDisposeScope();
-                    var bn = _scales[convIndex];
-                    var fused = BatchNormFusion.Fuse(new ConvWeights(_convs[convIndex].weight!.detach(), null),
-                        new BatchNormWeights(bn.weight!.detach(), bn.bias!.detach(), bn.running_mean!, bn.running_var!, Eps));
+                    var (conv, bn) = (_convs[convIndex], _scales[convIndex]);
+                    var fused = _branches[convIndex] is { } branch
+                        ? branch.Fuse(conv, bn)
+                        : BatchNormFusion.Fuse(new ConvWeights(conv.weight!.detach(), null), TrainingBranches.Weights(bn));
                     layers.Add(c with { Weight = fused.Weight.to_type(ScalarType.Float32).MoveToOuterDisposeScope(), Bias = fused.BiasOrZeros().to_type(ScalarType.Float32).MoveToOuterDisposeScope() });
                     convIndex++;
                     break;
