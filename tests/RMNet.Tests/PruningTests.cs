@@ -413,7 +413,7 @@ public class PruningTests(ITestOutputHelper output)
         // channels stay scaled Dirac kernels; in plain form they learned other entries as well.
         var residual = CliHarness.Rmnet(args.Append("--finetune-form").Append("residual").Append("--force").ToArray());
         Assert.True(residual.Code == 0, residual.Err);
-        Assert.Contains("the fine-tuning form changed; earlier stages and the residual comparison kept: discarded rm-finetuned.pth", residual.Err);
+        Assert.Contains("the fine-tuning form or its training-time branches changed; earlier stages and the residual comparison kept: discarded rm-finetuned.pth", residual.Err);
         Assert.Contains("residual: fine-tuning the pruned network: resuming", residual.Err);
         var dirac = CarriedKernelEntries(PlainModelFile.Load(dir.File("p.safetensors")), plan);
         Assert.NotEmpty(dirac);
@@ -421,12 +421,34 @@ public class PruningTests(ITestOutputHelper output)
         Assert.All(dirac, n => Assert.InRange(n, 0, 1));
         Assert.Contains(learned, n => n > 1);
 
-        // A network trained in plain form has no residual form to fine-tune.
-        var refused = CliHarness.Rmnet("prune", Fixture.Path_("cifar_narrow.pth"), "-o", dir.File("r.onnx"), "--data", Fixture.FashionSubset,
-            "--train-form", "plain", "--finetune-form", "residual");
-        Assert.Equal(2, refused.Code);
-        Assert.Contains("--finetune-form residual needs --train-form residual", refused.Err);
-        Assert.False(File.Exists(dir.File("r.onnx")));
+        // With RepVGG training-time branches: the RM fine-tuning is redone, the branches start silent (the cut still
+        // equals the gated network) and fold into the same convs (the export equals the branched network, at the same MACs).
+        var branched = CliHarness.Rmnet(args.Append("--finetune-branches").Append("--force").ToArray());
+        Assert.True(branched.Code == 0, branched.Err);
+        Assert.Contains("the fine-tuning form or its training-time branches changed; earlier stages and the residual comparison kept: discarded rm-finetuned.pth", branched.Err);
+        var withBranches = System.Text.RegularExpressions.Regex.Match(branched.Err, @"training-time branches beside (\d+) of (\d+) convs.*equals the pruned gated ResNet: max rel error ([\d.E+-]+)");
+        Assert.True(withBranches.Success, branched.Err);
+        Assert.Equal(withBranches.Groups[2].Value, withBranches.Groups[1].Value);   // every conv of the CIFAR layout is a centred 3x3
+        Assert.True(double.Parse(withBranches.Groups[3].Value, System.Globalization.CultureInfo.InvariantCulture) < 1e-5);
+        var branchedModels = System.Text.Json.JsonDocument.Parse(branched.Out).RootElement.GetProperty("models").EnumerateArray()
+            .ToDictionary(m => m.GetProperty("model").GetString()!);
+        Assert.True(branchedModels["rm-pruned"].GetProperty("equivalence").GetProperty("max_rel_error").GetDouble() < 1e-5);
+        Assert.Equal(models["rm-pruned"].GetProperty("macs").GetInt64(), branchedModels["rm-pruned"].GetProperty("macs").GetInt64());
+        Assert.Equal(models["rm-pruned"].GetProperty("parameters").GetInt64(), branchedModels["rm-pruned"].GetProperty("parameters").GetInt64());
+
+        // A network trained in plain form has no residual form to fine-tune; the branches go only beside the cut's convs.
+        foreach (var (extra, message) in new[]
+        {
+            (new[] { "--train-form", "plain", "--finetune-form", "residual" }, "--finetune-form residual needs --train-form residual"),
+            (new[] { "--finetune-form", "residual", "--finetune-branches" }, "--finetune-branches needs --train-form residual and --finetune-form plain"),
+            (new[] { "--train-form", "plain", "--finetune-branches" }, "--finetune-branches needs --train-form residual and --finetune-form plain"),
+        })
+        {
+            var refused = CliHarness.Rmnet(new[] { "prune", Fixture.Path_("cifar_narrow.pth"), "-o", dir.File("r.onnx"), "--data", Fixture.FashionSubset }.Concat(extra).ToArray());
+            Assert.Equal(2, refused.Code);
+            Assert.Contains(message, refused.Err);
+            Assert.False(File.Exists(dir.File("r.onnx")));
+        }
     }
 
     /// <summary>
@@ -528,13 +550,22 @@ public class PruningTests(ITestOutputHelper output)
         Assert.DoesNotContain("Form\": \"Plain", File.ReadAllText(Path.Combine(work, "settings.json")));
         foreach (var stage in new[] { "rm-sparse.pth", "rm-finetuned.pth", "residual-finetuned.pth" }) File.WriteAllText(Path.Combine(work, stage), "stage");
         var messages = PruneWorkFolder.Prepare(work, "m.pth", residualForm with { FinetuneForm = TrainForm.Plain }, false);
-        Assert.Equal("the fine-tuning form changed; earlier stages and the residual comparison kept: discarded rm-finetuned.pth", Assert.Single(messages));
+        Assert.Equal("the fine-tuning form or its training-time branches changed; earlier stages and the residual comparison kept: discarded rm-finetuned.pth", Assert.Single(messages));
         Assert.True(File.Exists(Path.Combine(work, "rm-sparse.pth")) && File.Exists(Path.Combine(work, "residual-finetuned.pth")));
         // With more epochs too, the residual comparison's fine-tuning is extended.
         File.WriteAllText(Path.Combine(work, "rm-finetuned.pth"), "stage");
         messages = PruneWorkFolder.Prepare(work, "m.pth", residualForm with { FinetuneEpochs = 16 }, false);
-        Assert.Equal(new[] { "the fine-tuning form changed; earlier stages and the residual comparison kept: discarded rm-finetuned.pth",
+        Assert.Equal(new[] { "the fine-tuning form or its training-time branches changed; earlier stages and the residual comparison kept: discarded rm-finetuned.pth",
             "fine-tuning extended from 8 to 16 epochs" }, messages);
+        // Training-time branches change only the RM fine-tuning too; asked again, nothing is discarded.
+        var branched = residualForm with { FinetuneEpochs = 16, FinetuneForm = TrainForm.Plain, FinetuneBranches = true };
+        File.WriteAllText(Path.Combine(work, "rm-finetuned.pth"), "stage");
+        messages = PruneWorkFolder.Prepare(work, "m.pth", branched, false);
+        Assert.Equal("the fine-tuning form or its training-time branches changed; earlier stages and the residual comparison kept: discarded rm-finetuned.pth", Assert.Single(messages));
+        File.WriteAllText(Path.Combine(work, "rm-finetuned.pth"), "stage");
+        Assert.Empty(PruneWorkFolder.Prepare(work, "m.pth", branched, false));
+        Assert.Single(PruneWorkFolder.Prepare(work, "m.pth", branched with { FinetuneBranches = false }, false));
+        Assert.False(File.Exists(Path.Combine(work, "rm-finetuned.pth")));
     }
 
     [Fact]
