@@ -6,7 +6,7 @@
 # Every step is resumable: re-running the script continues where it stopped.
 #
 # Needs: Debian's dataset-fashion-mnist package (or DATA=<folder> with one sub-folder of images per class).
-# Usage: samples/Pruning/run.sh [out-dir]     (ARCH, SIZE, EPOCHS, SPARSITY, FINETUNE, TARGET, DISTILL, FORM, FTFORM, CRITERION, QUICK=1 override)
+# Usage: samples/Pruning/run.sh [out-dir]     (ARCH, SIZE, EPOCHS, SPARSITY, FINETUNE, TARGET, DISTILL, FORM, FTFORM, BRANCHES=1, CRITERION, QUICK=1 override)
 # QUICK=1 trains on 2,000 images for a few minutes instead of the full hour-long run.
 set -euo pipefail
 out=${1:-pruning-run}
@@ -16,6 +16,7 @@ arch=${ARCH:-resnet20}; model="$out/$arch.pth"; size=${SIZE:-28}   # SIZE: the i
 epochs=${EPOCHS:-12}; sparsity=${SPARSITY:-3}; finetune=${FINETUNE:-3}; target=${TARGET:-0.5}
 distill=${DISTILL:-0}; form=${FORM:-residual}; criterion=${CRITERION:-taylor}
 ftform=(); if [[ -n "${FTFORM:-}" ]]; then ftform=(--finetune-form "$FTFORM"); fi   # FTFORM=residual: fine-tune the masked gated ResNet instead of the cut plain network
+if [[ "${BRANCHES:-0}" == 1 ]]; then ftform+=(--finetune-branches); fi   # RepVGG training-time branches while fine-tuning the cut plain network
 limits=()
 if [[ "${QUICK:-0}" == 1 ]]; then epochs=2; sparsity=1; finetune=1; limits=(--train-limit 2000 --test-limit 1000); fi
 mkdir -p "$out"
