@@ -18,7 +18,8 @@ namespace RMNet.Pruning;
 /// ResNet trained in residual form (<see cref="GatedResNet"/>, the default) or as BatchNorms on the plain network
 /// (<see cref="ScaledPlainNet"/>), equal to the original either way, (2) sparsity training with an L1 penalty on
 /// all scales (or training while pruning by Taylor saliency), (3) global pruning to the MACs target, (4) fine-tuning
-/// of the pruned plain network itself (<see cref="PruneSettings.FinetunesCut"/>) or of the masked network with the
+/// of the pruned plain network itself (<see cref="PruneSettings.FinetunesCut"/>, optionally with RepVGG training-time
+/// branches, <see cref="PruneSettings.FinetuneBranches"/>) or of the masked network with the
 /// pruned channels held at zero, optionally distilled from the original, (5) folding and channel removal, checked
 /// equal to the fine-tuned network. <see cref="PruneResidual"/> runs the same budget on the ResNet itself, where
 /// only the blocks' inner channels may go.

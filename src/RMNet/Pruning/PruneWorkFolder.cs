@@ -60,14 +60,14 @@ public static class PruneWorkFolder
                 // Work folders written before --distill existed fine-tuned without it.
                 bool sameDistill = (saved["finetune"]?["Distill"]?.GetValue<double>() ?? 0) == settings.Distill;
                 bool Recorded(string key) => saved["finetune"]?[key]?.ToJsonString() == current["finetune"]![key]?.ToJsonString();
-                bool sameForm = Recorded("Form") && Recorded("Branches");
+                bool sameRmFinetune = Recorded("Form") && Recorded("Branches");
                 if (!sameDistill || settings.FinetuneEpochs < before)
                     messages.Add(Discard(workDir, sameDistill ? "fewer fine-tuning epochs asked; earlier stages kept" : "the distillation weight changed; earlier stages kept",
                         "*-finetuned.*", "*-pruned.*"));
                 else
                 {
-                    // Only the RM model is fine-tuned in another form; the residual comparison keeps its own.
-                    if (!sameForm)
+                    // Only the RM model is fine-tuned in another form or with other branches; the residual comparison keeps its own.
+                    if (!sameRmFinetune)
                         messages.Add(Discard(workDir, "the fine-tuning form or its training-time branches changed; earlier stages and the residual comparison kept", "rm-finetuned.*", "rm-pruned.*"));
                     if (settings.FinetuneEpochs > before)
                         messages.Add($"fine-tuning extended from {before} to {settings.FinetuneEpochs} epochs");

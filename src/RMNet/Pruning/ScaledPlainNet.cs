@@ -178,7 +178,7 @@ public sealed class ScaledPlainNet : nn.Module<Tensor, Tensor>, IChannelPrunable
                     var (conv, bn) = (_convs[convIndex], _scales[convIndex]);
                     var fused = _branches[convIndex] is { } branch
                         ? branch.Fuse(conv, bn)
-                        : BatchNormFusion.Fuse(new ConvWeights(conv.weight!.detach(), null), TrainingBranches.Weights(bn));
+                        : BatchNormFusion.Fuse(new ConvWeights(conv.weight!.detach(), null), bn.InferenceWeights());
                     layers.Add(c with { Weight = fused.Weight.to_type(ScalarType.Float32).MoveToOuterDisposeScope(), Bias = fused.BiasOrZeros().to_type(ScalarType.Float32).MoveToOuterDisposeScope() });
                     convIndex++;
                     break;

@@ -71,11 +71,9 @@ public sealed class TrainingBranches : nn.Module
 
     /// <summary>The one conv (with bias) equal in eval mode to <paramref name="conv"/> and <paramref name="norm"/> plus these branches; float64.</summary>
     public ConvWeights Fuse(Conv2d conv, BatchNorm2d norm) =>
-        BranchFusion.Merge((new ConvWeights(conv.weight!.detach(), null), Weights(norm)), (new ConvWeights(_oneByOne.weight!.detach(), null), Weights(_oneByOneNorm)),
-            _identity is null ? null : Weights(_identity), _layer.StrideH, _layer.Padding, 1).Weights;
-
-    /// <summary>A BatchNorm module's inference-time weights, for the weight math.</summary>
-    internal static BatchNormWeights Weights(BatchNorm2d bn) => new(bn.weight!.detach(), bn.bias!.detach(), bn.running_mean!, bn.running_var!, bn.eps);
+        BranchFusion.Merge((new ConvWeights(conv.weight!.detach(), null), norm.InferenceWeights()),
+            (new ConvWeights(_oneByOne.weight!.detach(), null), _oneByOneNorm.InferenceWeights()),
+            _identity?.InferenceWeights(), _layer.StrideH, _layer.Padding, 1).Weights;
 
     IEnumerable<BatchNorm2d> Norms => _identity is null ? new[] { _oneByOneNorm } : new[] { _oneByOneNorm, _identity };
 }
