@@ -17,8 +17,11 @@ public class DataTests
         // Fashion-MNIST's published first labels: training set 9 (ankle boot), 0, 0, 3; test set 9, 2, 1, 1.
         Assert.Equal(new long[] { 9, 0, 0, 3 }, data.Train.Labels.narrow(0, 0, 4).data<long>().ToArray());
         Assert.Equal(new long[] { 9, 2, 1, 1 }, data.Test.Labels.narrow(0, 0, 4).data<long>().ToArray());
-        Assert.InRange(data.Train.Images.min().item<float>(), 0f, 0f);
-        Assert.InRange(data.Train.Images.max().item<float>(), 1f, 1f);
+        using (TorchSharp.torch.NewDisposeScope())
+        {
+            Assert.InRange(data.Train.Images.min().item<float>(), 0f, 0f);
+            Assert.InRange(data.Train.Images.max().item<float>(), 1f, 1f);
+        }
         // Every class appears in the subset.
         Assert.Equal(10, data.Train.Labels.unique().Item1.shape[0]);
     }
@@ -60,7 +63,7 @@ public class DataTests
         Assert.Equal(new long[] { 6, 1, 6, 6 }, data.Train.Images.shape);
         Assert.Equal(new long[] { 0, 0, 1, 1, 2, 2 }, data.Test.Labels.data<long>().ToArray());
         // PNG is lossless: the pixel values come back exactly (as value / 255).
-        Assert.Equal(81f / 255f, data.Train.Images[5, 0, 3, 2].item<float>(), 6);
+        using (TorchSharp.torch.NewDisposeScope()) Assert.Equal(81f / 255f, data.Train.Images[5, 0, 3, 2].item<float>(), 6);
     }
 
     [Fact]

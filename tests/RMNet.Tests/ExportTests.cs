@@ -75,7 +75,7 @@ public class ExportTests
         {
             var read = (TorchSharp.torch.Tensor)table[n]!;
             Assert.Equal(t.shape, read.shape);
-            Assert.Equal(0f, (read - t).abs().max().item<float>());
+            using (TorchSharp.torch.NewDisposeScope()) Assert.Equal(0f, (read - t).abs().max().item<float>());
         }
         // verify reads it back with the structure of the original's conversion
         using var runner = ModelRunner.OpenConverted(path, ckpt);

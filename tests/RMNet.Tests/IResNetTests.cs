@@ -36,7 +36,8 @@ public class IResNetTests(ITestOutputHelper output)
         // Layers: stem conv, PReLU, entry (1x1), conv1', PReLU, then block 1's conv2' emitting [x ; bn1(x)] for block 2.
         var h = new PlainModel(plain.Layers.Take(6).ToList()).Forward(Fixture.Io("iresnet18_narrow")["input"]);
         long c = model.Spec.Blocks[1].InChannels;
-        float min = h[TensorIndex.Colon, TensorIndex.Slice(0, c)].min().item<float>();
+        float min;
+        using (NewDisposeScope()) min = h[TensorIndex.Colon, TensorIndex.Slice(0, c)].min().item<float>();
         output.WriteLine($"layer1.1 input carried in the plain network: min {min:F2}");
         Assert.True(min < -2f);
     }

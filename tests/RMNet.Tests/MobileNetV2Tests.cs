@@ -48,8 +48,9 @@ public class MobileNetV2Tests(ITestOutputHelper output)
         foreach (var layer in plain.Layers)
         {
             h = new PlainModel(new[] { layer }, (int)h.shape[1]).Forward(h);
-            if (layer is ClampLayer c && c.Lower.isinf().any().item<bool>())
-                peak = Math.Max(peak, h[TensorIndex.Colon, TensorIndex.Slice(0, c.Lower.isinf().sum().item<long>())].max().item<float>());
+            using (NewDisposeScope())
+                if (layer is ClampLayer c && c.Lower.isinf().any().item<bool>())
+                    peak = Math.Max(peak, h[TensorIndex.Colon, TensorIndex.Slice(0, c.Lower.isinf().sum().item<long>())].max().item<float>());
         }
         output.WriteLine($"carried channels after the clamps: max {peak:F2} (> 6 passes unclipped)");
         Assert.True(peak > 6f);

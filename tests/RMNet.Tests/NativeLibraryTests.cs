@@ -9,6 +9,7 @@ public class NativeLibraryTests
     [Fact]
     public void TorchSharpNativeLibraryLoadsAndComputes()
     {
+        using var scope = NewDisposeScope();
         var x = tensor(new float[] { 1, 2, 3 });
         Assert.Equal(14f, (x * x).sum().item<float>());
     }

@@ -33,7 +33,7 @@ public class PreActTests(ITestOutputHelper output)
         // The first block reads the stem conv's output directly: a plain ReLU on it would lose this.
         using var model = (PreActCheckpoint)SourceModels.Load(Fixture.Path_("preact_basic_narrow.pth"));
         var stem = TorchSharp.torch.nn.functional.conv2d(Fixture.Io("preact_basic_narrow")["input"], model.Weights["conv1.weight"], padding: new long[] { 1, 1 });
-        Assert.True(stem.min().item<float>() < -2f);
+        using (TorchSharp.torch.NewDisposeScope()) Assert.True(stem.min().item<float>() < -2f);
     }
 
     [Fact]

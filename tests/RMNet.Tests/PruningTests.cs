@@ -48,7 +48,7 @@ public class PruningTests(ITestOutputHelper output)
         output.WriteLine($"scaled net vs PyTorch: rel {report.MaxRelError:E2}");
         Assert.True(report.Passed, $"max rel error {report.MaxRelError}");
         // Scales start at each channel's own spread, not at 1: what sparsity training then shrinks.
-        Assert.True(net.Norms[0].weight!.std().item<float>() > 0);
+        using (NewDisposeScope()) Assert.True(net.Norms[0].weight!.std().item<float>() > 0);
     }
 
     [Fact]
@@ -88,7 +88,8 @@ public class PruningTests(ITestOutputHelper output)
         trainer.RunEpoch(0, data.Train.Take(128), data.Test.Take(64));
         for (int i = 0; i < keep.Count; i++)
             for (int c = 0; c < keep[i].Length; c++)
-                if (!keep[i][c]) Assert.Equal(0f, net.Norms[i].weight![c].item<float>());
+                if (!keep[i][c])
+                    using (NewDisposeScope()) Assert.Equal(0f, net.Norms[i].weight![c].item<float>());
         var pruned = net.ToPlain(keep);
         var report = Equivalence.Compare(net.forward, pruned.Forward, data.Test.Images.narrow(0, 0, 32), 1e-5);
         Assert.True(report.Passed, $"max rel error {report.MaxRelError}");

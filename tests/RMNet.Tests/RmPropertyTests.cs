@@ -61,7 +61,8 @@ public class RmPropertyTests
         var actual = new PlainModel(layers, c).Forward(x.to_type(ScalarType.Float32)).to_type(ScalarType.Float64);
 
         Assert.Equal(expected.shape, actual.shape);
-        double err = (actual - expected).abs().max().item<double>() / expected.abs().max().clamp_min(1e-9).item<double>();
+        double err;
+        using (NewDisposeScope()) err = (actual - expected).abs().max().item<double>() / expected.abs().max().clamp_min(1e-9).item<double>();
         Assert.True(err < 1e-5, $"seed {seed} {mode}: bottleneck={bottleneck} c={c} w={width} g={groups} s={stride} k={k} proj={projection}: rel error {err}");
     }
 
@@ -107,7 +108,7 @@ public class RmPropertyTests
         var expected = F.batch_norm(F.conv2d(x, conv.Weight, conv.Bias), bn.Mean, bn.Var, bn.Gamma, bn.Beta, false, 0.1, 1e-3);
         var fused = BatchNormFusion.Fuse(conv, bn);
         var actual = F.conv2d(x, fused.Weight, fused.Bias);
-        Assert.True((actual - expected).abs().max().item<double>() < 1e-12);
+        using (NewDisposeScope()) Assert.True((actual - expected).abs().max().item<double>() < 1e-12);
         Assert.Equal(ScalarType.Float64, fused.Weight.dtype);
     }
 

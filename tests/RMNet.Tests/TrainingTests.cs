@@ -90,7 +90,8 @@ public class TrainingTests
         static Tensor Flat(ResNet m) => cat(m.parameters().Select(p => p.detach().flatten()).ToArray()).clone();
         var straight = Train(dir.File("a.pth"), false);
         var resumed = Train(dir.File("b.pth"), true);
-        double diff = (straight - resumed).abs().max().item<float>();
+        double diff;
+        using (NewDisposeScope()) diff = (straight - resumed).abs().max().item<float>();
         Assert.True(diff < 1e-4, $"weights differ by {diff}");
     }
 
@@ -151,6 +152,7 @@ public class TrainingTests
         }
         double expected = (1 - w) * ce + w * t * t * kl;
         var distillation = new Distillation(_ => tensor(teacher).to_type(ScalarType.Float32), w, t);
+        using var scope = NewDisposeScope();
         var loss = distillation.Loss(tensor(student).to_type(ScalarType.Float32), zeros(2), tensor(labels));
         Assert.Equal(expected, loss.item<float>(), 5);
     }
