@@ -53,11 +53,13 @@ public sealed class TrainingBranches : nn.Module
     /// <summary>Zeroes every BatchNorm's weight and shift (statistics reset), so the branches add exactly nothing.</summary>
     public void Silence()
     {
+        // nn.init zeroes in place and returns the same tensor; Tensor.zero_() would return a fresh wrapper per call,
+        // left to the finaliser.
         using var noGrad = no_grad();
         foreach (var bn in Norms)
         {
-            bn.weight!.zero_();
-            bn.bias!.zero_();
+            nn.init.zeros_(bn.weight!);
+            nn.init.zeros_(bn.bias!);
             bn.reset_running_stats();
         }
     }
