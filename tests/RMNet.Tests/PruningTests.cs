@@ -141,6 +141,13 @@ public class PruningTests(ITestOutputHelper output)
         Assert.Throws<RmException>(() => net.ToPlain(net.Scales.Select(s => Enumerable.Repeat(true, s.Count).ToArray()).ToList()));
     }
 
+    /// <summary>The models of a <c>rmnet prune --json</c> report, by their "model" name.</summary>
+    static Dictionary<string, System.Text.Json.JsonElement> ModelsByName(System.Text.Json.JsonElement report) =>
+        report.GetProperty("models").EnumerateArray().ToDictionary(m => m.GetProperty("model").GetString()!);
+
+    /// <inheritdoc cref="ModelsByName(System.Text.Json.JsonElement)"/>
+    static Dictionary<string, System.Text.Json.JsonElement> ModelsByName(string stdout) => ModelsByName(System.Text.Json.JsonDocument.Parse(stdout).RootElement);
+
     /// <summary>The network's convs and BatchNorms folded without its branches: what forgetting to fold them would export.</summary>
     static PlainModel WithoutBranches(ScaledPlainNet net)
     {
@@ -325,7 +332,7 @@ public class PruningTests(ITestOutputHelper output)
         Assert.True(code == 0, stderr);
         foreach (var stage in new[] { "training while pruning by Taylor saliency", "pruned to", "fine-tuning", "wrote" }) Assert.Contains(stage, stderr);
         var report = System.Text.Json.JsonDocument.Parse(stdout).RootElement;
-        var models = report.GetProperty("models").EnumerateArray().ToDictionary(m => m.GetProperty("model").GetString()!);
+        var models = ModelsByName(report);
         Assert.Equal(new[] { "original", "plain", "rm-pruned", "residual-pruned" }, models.Keys);
         long original = models["original"].GetProperty("macs").GetInt64();
         foreach (var name in new[] { "rm-pruned", "residual-pruned" })
@@ -358,8 +365,7 @@ public class PruningTests(ITestOutputHelper output)
         Assert.Contains("the pruning target changed; sparsity training kept: discarded", retarget.Err);
         Assert.Contains("sparsity training (L1 0.01", retarget.Err);
         Assert.Contains("resuming", retarget.Err);
-        var models2 = System.Text.Json.JsonDocument.Parse(retarget.Out).RootElement.GetProperty("models").EnumerateArray()
-            .ToDictionary(m => m.GetProperty("model").GetString()!);
+        var models2 = ModelsByName(retarget.Out);
         Assert.InRange(models2["rm-pruned"].GetProperty("macs").GetInt64(), 1, (long)(original * 0.4));
         // New training settings discard everything.
         var fresh = CliHarness.Rmnet(args.Select(a => a == "256" ? "128" : a).Append("--force").ToArray());
@@ -378,8 +384,7 @@ public class PruningTests(ITestOutputHelper output)
             "--channel-multiple", "2", "--train-form", "plain", "--json");
         Assert.True(code == 0, stderr);
         Assert.Contains("BatchNorms on the plain network, trained in plain form", stderr);
-        var models = System.Text.Json.JsonDocument.Parse(stdout).RootElement.GetProperty("models").EnumerateArray()
-            .ToDictionary(m => m.GetProperty("model").GetString()!);
+        var models = ModelsByName(stdout);
         Assert.True(models["rm-pruned"].GetProperty("equivalence").GetProperty("max_rel_error").GetDouble() < 1e-5);
         Assert.InRange(models["rm-pruned"].GetProperty("macs").GetInt64(), 1, models["original"].GetProperty("macs").GetInt64() / 2);
         // The residual form needs Basic blocks; a Bottleneck ResNet is refused with the reason, before any work.
@@ -405,8 +410,7 @@ public class PruningTests(ITestOutputHelper output)
         var start = System.Text.RegularExpressions.Regex.Match(plain.Err, @"fine-tuning the pruned plain network itself \((\d+) channels.*equals the pruned gated ResNet: max rel error ([\d.E+-]+)");
         Assert.True(start.Success, plain.Err);
         Assert.True(double.Parse(start.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture) < 1e-5);
-        var models = System.Text.Json.JsonDocument.Parse(plain.Out).RootElement.GetProperty("models").EnumerateArray()
-            .ToDictionary(m => m.GetProperty("model").GetString()!);
+        var models = ModelsByName(plain.Out);
         Assert.True(models["rm-pruned"].GetProperty("equivalence").GetProperty("max_rel_error").GetDouble() < 1e-5);
         Assert.InRange(models["rm-pruned"].GetProperty("macs").GetInt64(), 1, models["original"].GetProperty("macs").GetInt64() / 2);
         var plan = System.Text.Json.JsonDocument.Parse(File.ReadAllText(dir.File("p.safetensors.work/rm-plan.json"))).RootElement.GetProperty("keep")
@@ -435,8 +439,7 @@ public class PruningTests(ITestOutputHelper output)
         Assert.True(withBranches.Success, branched.Err);
         Assert.Equal(withBranches.Groups[2].Value, withBranches.Groups[1].Value);   // every conv of the CIFAR layout is a centred 3x3
         Assert.True(double.Parse(withBranches.Groups[3].Value, System.Globalization.CultureInfo.InvariantCulture) < 1e-5);
-        var branchedModels = System.Text.Json.JsonDocument.Parse(branched.Out).RootElement.GetProperty("models").EnumerateArray()
-            .ToDictionary(m => m.GetProperty("model").GetString()!);
+        var branchedModels = ModelsByName(branched.Out);
         Assert.True(branchedModels["rm-pruned"].GetProperty("equivalence").GetProperty("max_rel_error").GetDouble() < 1e-5);
         Assert.Equal(models["rm-pruned"].GetProperty("macs").GetInt64(), branchedModels["rm-pruned"].GetProperty("macs").GetInt64());
         Assert.Equal(models["rm-pruned"].GetProperty("parameters").GetInt64(), branchedModels["rm-pruned"].GetProperty("parameters").GetInt64());
@@ -494,8 +497,7 @@ public class PruningTests(ITestOutputHelper output)
         Assert.True(macs.Zip(macs.Skip(1)).All(p => p.Second.Allowed < p.First.Allowed));
         // A round only ever removes more: it never brings back what an earlier one removed.
         Assert.True(macs.Zip(macs.Skip(1)).All(p => p.Second.After <= p.First.After));
-        var models = System.Text.Json.JsonDocument.Parse(stdout).RootElement.GetProperty("models").EnumerateArray()
-            .ToDictionary(m => m.GetProperty("model").GetString()!);
+        var models = ModelsByName(stdout);
         long target = models["original"].GetProperty("macs").GetInt64() / 2;
         Assert.Equal(target, macs[^1].Allowed, 1.0);
         Assert.InRange(models["rm-pruned"].GetProperty("macs").GetInt64(), 1, target);
