@@ -2,7 +2,8 @@
 # RM pruning end to end on Fashion-MNIST: train a ResNet (ARCH: CIFAR-style resnet20 by default, or e.g. the
 # torchvision resnet18), convert it, prune every channel of the
 # plain network to half the original's MACs (and, for comparison, the ResNet itself under its residual
-# constraint), fine-tune, then benchmark all four models in ONNX Runtime and TorchSharp at batch 1 and 64.
+# constraint), fine-tune, then benchmark all four models in ONNX Runtime and TorchSharp at batch 1 and 64, and
+# the two pruned models against each other.
 # Every step is resumable: re-running the script continues where it stopped.
 #
 # Needs: Debian's dataset-fashion-mnist package (or DATA=<folder> with one sub-folder of images per class).
@@ -43,6 +44,9 @@ for runtime in onnxruntime torchsharp; do
       > "$out/bench-rm-pruned-$runtime-$batch.json"
     "${rmnet[@]}" bench "$model" --versus "$out/pruned.residual.pth" --size "$size" --batch "$batch" --runtime "$runtime" --runs 50 --json \
       > "$out/bench-residual-pruned-$runtime-$batch.json"
+    # Head to head: the RM-pruned network's throughput as a multiple of the residual-pruned one's, in one run.
+    "${rmnet[@]}" bench "$out/pruned.residual.pth" --versus "$pruned" --size "$size" --batch "$batch" --runtime "$runtime" --runs 50 --json \
+      > "$out/bench-rm-vs-residual-$runtime-$batch.json"
   done
 done
 echo "done: results in $out (prune.json, bench-*.json)"
