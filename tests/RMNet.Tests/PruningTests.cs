@@ -376,6 +376,52 @@ public class PruningTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void ResidualComparisonPrunesToItsOwnTargetAndRedoesOnlyItselfWhenThatChanges()
+    {
+        using var dir = Fixture.Temp();
+        string[] args =
+        {
+            "prune", Fixture.Path_("cifar_narrow.pth"), "-o", dir.File("p.onnx"), "--data", Fixture.FashionSubset, "--train-limit", "128",
+            "--test-limit", "64", "--sparsity-epochs", "1", "--finetune-epochs", "1", "--target-flops", "0.5", "--channel-multiple", "2",
+            "--compare-residual", "--residual-target-flops", "0.4", "--json",
+        };
+        var first = CliHarness.Rmnet(args);
+        Assert.True(first.Code == 0, first.Err);
+        var report = System.Text.Json.JsonDocument.Parse(first.Out).RootElement;
+        Assert.Equal(0.4, report.GetProperty("residual_target_flops").GetDouble());
+        var models = ModelsByName(report);
+        long original = models["original"].GetProperty("macs").GetInt64();
+        long rmTarget = (long)(0.5 * original), residualTarget = (long)(0.4 * original);
+        // Each model was pruned to its own target, and each still equals the network it was made from.
+        Assert.Contains($"rm: pruned to", first.Err);
+        Assert.Contains($"(target {rmTarget:N0})", first.Err);
+        Assert.Contains($"(target {residualTarget:N0})", first.Err);
+        Assert.InRange(models["rm-pruned"].GetProperty("macs").GetInt64(), 1, rmTarget);
+        Assert.InRange(models["residual-pruned"].GetProperty("macs").GetInt64(), 1, residualTarget);
+        foreach (var name in new[] { "rm-pruned", "residual-pruned" })
+            Assert.True(models[name].GetProperty("equivalence").GetProperty("max_rel_error").GetDouble() < 1e-5);
+        byte[] rmModel = File.ReadAllBytes(dir.File("p.onnx"));
+
+        // Another residual target redoes the residual comparison alone: the RM model's stages are read back, unchanged.
+        var again = CliHarness.Rmnet(args.Select(a => a == "0.4" ? "0.45" : a).Append("--force").ToArray());
+        Assert.True(again.Code == 0, again.Err);
+        Assert.Contains("the residual comparison's target changed, and a Taylor criterion prunes while training; the RM model's stages kept: discarded residual-", again.Err);
+        Assert.Contains("rm: pruning plan read", again.Err);
+        Assert.Contains("residual: training while pruning", again.Err);
+        Assert.Equal(rmModel, File.ReadAllBytes(dir.File("p.onnx")));
+        Assert.InRange(ModelsByName(again.Out)["residual-pruned"].GetProperty("macs").GetInt64(), 1, (long)(0.45 * original));
+
+        // The option belongs to the comparison and is a fraction; either mistake is refused before any work.
+        var alone = CliHarness.Rmnet("prune", Fixture.Path_("cifar_narrow.pth"), "-o", dir.File("a.onnx"), "--data", Fixture.FashionSubset, "--residual-target-flops", "0.4");
+        Assert.Equal(2, alone.Code);
+        Assert.Contains("--residual-target-flops needs --compare-residual", alone.Err);
+        var whole = CliHarness.Rmnet("prune", Fixture.Path_("cifar_narrow.pth"), "-o", dir.File("a.onnx"), "--data", Fixture.FashionSubset, "--compare-residual", "--residual-target-flops", "1.5");
+        Assert.Equal(2, whole.Code);
+        Assert.Contains("--residual-target-flops must be between 0 and 1", whole.Err);
+        Assert.False(File.Exists(dir.File("a.onnx")));
+    }
+
+    [Fact]
     public void PlainTrainFormPrunesThePlainNetworkItself()
     {
         using var dir = Fixture.Temp();

@@ -14,7 +14,7 @@ namespace RMNet.Cli.Commands;
 /// </summary>
 public static class PruneCommand
 {
-    public sealed record Result(string Input, string Output, string Data, double TargetFlops, IReadOnlyList<PrunedModel> Models, string WorkDir, double Seconds);
+    public sealed record Result(string Input, string Output, string Data, double TargetFlops, double? ResidualTargetFlops, IReadOnlyList<PrunedModel> Models, string WorkDir, double Seconds);
 
     public static Command Create(CommandIO io)
     {
@@ -32,6 +32,10 @@ public static class PruneCommand
         var finetuneEpochs = new Option<int>("--finetune-epochs") { Description = "Epochs of fine-tuning after pruning", DefaultValueFactory = _ => 3 };
         var multiple = new Option<int>("--channel-multiple") { Description = "Keep a multiple of this many channels in every layer (conv kernels run blocks of 8 channels fastest; 1: any count)", DefaultValueFactory = _ => 8 };
         var residual = new Option<bool>("--compare-residual") { Description = "Also prune the ResNet itself (inner channels only) to the same MACs; writes <output>.residual.onnx/.pth" };
+        var residualTarget = new Option<double?>("--residual-target-flops")
+        {
+            Description = "With --compare-residual: the residual comparison's own MACs target (default: --target-flops), e.g. a lower one to compare at about equal speed",
+        };
         var workDir = new Option<string?>("--work-dir") { Description = "Folder for each stage's results, resumed on a re-run (default: <output>.work)" };
         var restart = new Option<bool>("--restart") { Description = "Discard the work folder's stages and start afresh (other settings discard only the stages they affect)" };
         var form = new Option<string?>("--train-form")
@@ -59,7 +63,7 @@ public static class PruneCommand
         var training = new TrainingArguments(learningRate: 0.02);
         var cmd = new Command("prune", "Prune every channel of an RM-converted ResNet to a MACs budget, fine-tune and export")
         {
-            input, output, target, sparsityEpochs, penalty, criterion, finetuneEpochs, multiple, form, finetuneForm, branches, distill, residual, workDir, restart, force, json,
+            input, output, target, sparsityEpochs, penalty, criterion, finetuneEpochs, multiple, form, finetuneForm, branches, distill, residual, residualTarget, workDir, restart, force, json,
         };
         training.AddTo(cmd);
         cmd.SetAction(p =>
@@ -76,6 +80,7 @@ public static class PruneCommand
                     Criterion = p.GetValue(criterion) switch { "l1" => PruningCriterion.L1, "taylor-per-mac" => PruningCriterion.TaylorPerMac, _ => PruningCriterion.Taylor },
                     FinetuneForm = ParseForm(p.GetValue(finetuneForm)) ?? TrainForm.Plain,
                     FinetuneBranches = p.GetValue(branches),
+                    ResidualTargetFlops = p.GetValue(residualTarget),
                 };
                 TrainForm? trainForm = ParseForm(p.GetValue(form));
                 return Run(ctx, p, training, p.GetValue(input)!, outputPath, settings, trainForm, p.GetValue(residual),
@@ -91,6 +96,11 @@ public static class PruneCommand
         TrainForm? form, bool compareResidual, string workDir, bool restart, bool force)
     {
         if (settings.TargetFlops is <= 0 or >= 1) throw new ModelInputException(input, "--target-flops must be between 0 and 1 (a fraction of the original's MACs)");
+        if (settings.ResidualTargetFlops is { } residualTarget)
+        {
+            if (!compareResidual) throw new ModelInputException(input, "--residual-target-flops needs --compare-residual: it is the residual comparison's target");
+            if (residualTarget is <= 0 or >= 1) throw new ModelInputException(input, "--residual-target-flops must be between 0 and 1 (a fraction of the original's MACs)");
+        }
         if (settings.SparsityEpochs < 0 || settings.FinetuneEpochs < 0 || settings.Penalty < 0 || settings.ChannelMultiple < 1)
             throw new ModelInputException(input, "--sparsity-epochs, --finetune-epochs and --penalty must not be negative, --channel-multiple at least 1");
         if (settings.Distill is < 0 or > 1) throw new ModelInputException(input, "--distill must be between 0 and 1");
@@ -119,12 +129,13 @@ public static class PruneCommand
         var pipeline = new PrunePipeline(source, data, settings, workDir, message => ctx.Progress.Stage(message), ctx.Progress);
         if (compareResidual) pipeline.CheckResidualReachable();   // before hours of RM pruning, not after
         var models = new List<PrunedModel> { pipeline.Original() };
-        ctx.Progress.Stage($"original: test accuracy {100 * models[0].TestAccuracy:F2}%, {models[0].Macs:N0} MACs; target {pipeline.TargetMacs:N0} MACs");
+        string residualTargetNote = compareResidual && pipeline.ResidualTargetMacs != pipeline.TargetMacs ? $", the residual comparison's {pipeline.ResidualTargetMacs:N0}" : "";
+        ctx.Progress.Stage($"original: test accuracy {100 * models[0].TestAccuracy:F2}%, {models[0].Macs:N0} MACs; target {pipeline.TargetMacs:N0} MACs{residualTargetNote}");
         var (plain, pruned, _) = pipeline.PruneRm(output);
         models.Add(plain);
         models.Add(pruned);
         if (compareResidual) models.Add(pipeline.PruneResidual(residualPth, residualOnnx).Pruned);
-        var result = new Result(input, output, data.Name, settings.TargetFlops, models, workDir, clock.Elapsed.TotalSeconds);
+        var result = new Result(input, output, data.Name, settings.TargetFlops, settings.ResidualTargetFlops, models, workDir, clock.Elapsed.TotalSeconds);
         AtomicFile.Write(Path.Combine(workDir, "report.json"), s => JsonSerializer.Serialize(s, result, CliContext.JsonOptions));
         ctx.Document(result);
         var rows = new List<string[]> { new[] { "model", "test acc", "parameters", "MACs", "vs original", "max rel error vs parent" } };
@@ -133,7 +144,8 @@ public static class PruneCommand
             m.Model, $"{100 * m.TestAccuracy:F2}%", m.Parameters.ToString("N0"), m.Macs.ToString("N0"), Format.Ratio((double)m.Macs / models[0].Macs),
             m.Equivalence is { } e ? e.MaxRelError.ToString("E2") : "",
         }));
-        ctx.Line($"{input} on {data.Name} ({data.Test.Count} test images), target {settings.TargetFlops:P0} of the original's MACs:");
+        string residualTargetText = settings.ResidualTargetFlops is { } r ? $" ({r:P0} for the residual comparison)" : "";
+        ctx.Line($"{input} on {data.Name} ({data.Test.Count} test images), target {settings.TargetFlops:P0} of the original's MACs{residualTargetText}:");
         foreach (var line in Format.Table(rows)) ctx.Line("  " + line);
         ctx.Line($"wrote {output}{(compareResidual ? $", {residualOnnx}, {residualPth}" : "")}; stages in {workDir}; {clock.Elapsed.TotalMinutes:F1} min");
         return ExitCodes.Success;

@@ -21,8 +21,8 @@ namespace RMNet.Pruning;
 /// of the pruned plain network itself (<see cref="PruneSettings.FinetunesCut"/>, optionally with RepVGG training-time
 /// branches, <see cref="PruneSettings.FinetuneBranches"/>) or of the masked network with the
 /// pruned channels held at zero, optionally distilled from the original, (5) folding and channel removal, checked
-/// equal to the fine-tuned network. <see cref="PruneResidual"/> runs the same budget on the ResNet itself, where
-/// only the blocks' inner channels may go.
+/// equal to the fine-tuned network. <see cref="PruneResidual"/> runs the same budget (or its own,
+/// <see cref="PruneSettings.ResidualTargetFlops"/>) on the ResNet itself, where only the blocks' inner channels may go.
 /// </summary>
 public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, PruneSettings settings, string workDir,
     Action<string> log, IProgress<ProgressStep>? progress = null)
@@ -35,8 +35,13 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
     int Height => data.Test.Height;
     int Width => data.Test.Width;
 
-    /// <summary>MACs the pruned models must reach.</summary>
-    public long TargetMacs => (long)(settings.TargetFlops * ResNetCost.MultiplyAccumulates(source.Spec, Height, Width));
+    /// <summary>MACs the RM-pruned model must reach.</summary>
+    public long TargetMacs => Macs(settings.TargetFlops);
+
+    /// <summary>MACs the residual-constrained comparison must reach (<see cref="PruneSettings.ResidualTarget"/>).</summary>
+    public long ResidualTargetMacs => Macs(settings.ResidualTarget);
+
+    long Macs(double fraction) => (long)(fraction * ResNetCost.MultiplyAccumulates(source.Spec, Height, Width));
 
     /// <summary>The original ResNet's accuracy and deployed cost.</summary>
     public PrunedModel Original()
@@ -66,9 +71,9 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
 
         // (2) sparsity, (3) pruning plan, (4) fine-tuning
         var cost = CostModels.Plain(plain, Height, Width);
-        CheckReachable(prunable.Scales.Select(s => s.Count).ToList(), cost);
-        Sparsify(net, prunable.Scales, cost, "rm");
-        var planValue = Plan("rm", prunable.Scales, cost);
+        CheckReachable(prunable.Scales.Select(s => s.Count).ToList(), cost, TargetMacs);
+        Sparsify(net, prunable.Scales, cost, TargetMacs, "rm");
+        var planValue = Plan("rm", prunable.Scales, cost, TargetMacs);
         PlainModel pruned;
         nn.Module<Tensor, Tensor> fineTuned;
         using var cutNet = settings.FinetunesCut ? CutNetwork(prunable, planValue) : null;
@@ -135,7 +140,8 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
     Tensor CalibrationImages() => data.Train.Sample(settings.CalibrationImages, settings.Training.Seed).Images;
 
     /// <summary>
-    /// Runs (or resumes) the residual-constrained comparison: the same stages on the ResNet, inner channels only.
+    /// Runs (or resumes) the residual-constrained comparison: the same stages on the ResNet, inner channels only, down
+    /// to <see cref="ResidualTargetMacs"/>.
     /// Writes the pruned ResNet as a torchvision-named state dict (<c>.pth</c>) and, where given, as ONNX.
     /// </summary>
     public (PrunedModel Pruned, ResNetCheckpoint Model) PruneResidual(string outputPth, string? outputOnnx)
@@ -144,8 +150,8 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         var cost = ReachableResidualCost();
         using var net = source.CreateModule();
         var scales = ResidualPruning.InnerScales(net).Select(ChannelScales.Of).ToList();
-        Sparsify(net, scales, cost, "residual");
-        var planValue = Plan("residual", scales, cost);
+        Sparsify(net, scales, cost, ResidualTargetMacs, "residual");
+        var planValue = Plan("residual", scales, cost, ResidualTargetMacs);
         FineTune(net, () => ChannelScales.Mask(scales, planValue.Keep), "residual");
 
         var sd = new StateDict("fine-tuned");
@@ -175,7 +181,7 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         try
         {
             var cost = CostModels.ResidualInner(source.Spec, Height, Width);
-            CheckReachable(source.Spec.Blocks().Select(b => b.Width).ToList(), cost);
+            CheckReachable(source.Spec.Blocks().Select(b => b.Width).ToList(), cost, ResidualTargetMacs);
             return cost;
         }
         catch (RmException e)
@@ -184,7 +190,7 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         }
     }
 
-    void Sparsify(nn.Module<Tensor, Tensor> net, IReadOnlyList<ChannelScales> scales, ChannelCostModel cost, string name)
+    void Sparsify(nn.Module<Tensor, Tensor> net, IReadOnlyList<ChannelScales> scales, ChannelCostModel cost, long target, string name)
     {
         var options = settings.Training with { Epochs = settings.SparsityEpochs };
         string file = $"{name}-sparse.pth";
@@ -192,7 +198,7 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         {
             int done = TrainingCheckpoint.ReadState(Path.Combine(workDir, file))?.EpochsDone ?? 0;
             bool perMac = settings.Criterion == PruningCriterion.TaylorPerMac;
-            var pruner = new GradualTaylorPruning(scales, cost, TargetMacs, settings.MinKeepFraction, settings.ChannelMultiple, options.StepsPerEpoch(data.Train.Count), options.Epochs, done,
+            var pruner = new GradualTaylorPruning(scales, cost, target, settings.MinKeepFraction, settings.ChannelMultiple, options.StepsPerEpoch(data.Train.Count), options.Epochs, done,
                 line => log($"{name}: pruning {line}"), perMac);
             using var pruning = new Trainer(net, options) { AfterStep = pruner.AfterStep };
             Train(net, pruning, options, file, $"{name}: training while pruning by Taylor saliency{(perMac ? " per MAC" : "")} ({pruner.Rounds} rounds over {scales.Sum(s => s.Count):N0} channels)");
@@ -206,10 +212,10 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
     }
 
     /// <summary>Refuses a target that layers of these widths cannot reach under the settings' minimum keep and channel multiple.</summary>
-    void CheckReachable(IReadOnlyList<int> widths, ChannelCostModel cost) =>
-        ChannelSelection.CheckReachable(widths, cost, TargetMacs, settings.MinKeepFraction, settings.ChannelMultiple);
+    void CheckReachable(IReadOnlyList<int> widths, ChannelCostModel cost, long target) =>
+        ChannelSelection.CheckReachable(widths, cost, target, settings.MinKeepFraction, settings.ChannelMultiple);
 
-    ChannelPlan Plan(string name, IReadOnlyList<ChannelScales> scales, ChannelCostModel cost)
+    ChannelPlan Plan(string name, IReadOnlyList<ChannelScales> scales, ChannelCostModel cost, long target)
     {
         string path = Path.Combine(workDir, $"{name}-plan.json");
         ChannelPlan plan;
@@ -225,11 +231,11 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
             var importance = scales.Select(s => s.Importance()).ToList();
             plan = settings.Criterion.PrunesWhileTraining()
                 ? ChannelSelection.Nonzero(importance, cost)    // the rounds already chose; their removed channels are at zero
-                : ChannelSelection.Select(importance, cost, TargetMacs, settings.MinKeepFraction, settings.ChannelMultiple);
+                : ChannelSelection.Select(importance, cost, target, settings.MinKeepFraction, settings.ChannelMultiple);
             AtomicFile.Write(path, s => JsonSerializer.Serialize(s, plan, Json));
         }
         int total = plan.Keep.Sum(k => k.Length), kept = plan.Counts.Sum();
-        log($"{name}: pruned to {kept:N0} of {total:N0} channels ({(settings.Criterion.PrunesWhileTraining() ? "removed while training" : $"scale threshold {plan.Threshold:G3}")}); MACs {plan.MacsBefore:N0} -> {plan.MacsAfter:N0} (target {TargetMacs:N0}); "
+        log($"{name}: pruned to {kept:N0} of {total:N0} channels ({(settings.Criterion.PrunesWhileTraining() ? "removed while training" : $"scale threshold {plan.Threshold:G3}")}); MACs {plan.MacsBefore:N0} -> {plan.MacsAfter:N0} (target {target:N0}); "
             + $"channels per layer [{string.Join(",", plan.Counts)}]");
         return plan;
     }

@@ -23,10 +23,18 @@ namespace RMNet.Pruning;
 /// Whether the pruned plain network is fine-tuned with RepVGG's training-time branches beside its convs
 /// (<see cref="TrainingBranches"/>), folded into them at export; needs <see cref="FinetunesCut"/>.
 /// </param>
+/// <param name="ResidualTargetFlops">
+/// The residual-constrained comparison's own MACs target, as a fraction of the original's (null: <paramref name="TargetFlops"/>).
+/// A lower one compares at about equal speed, since the plain network turns MACs into throughput better (docs/pruning.md 3.13).
+/// </param>
 public sealed record PruneSettings(double TargetFlops, int SparsityEpochs, double Penalty, int FinetuneEpochs, TrainOptions Training,
     double MinKeepFraction = 1.0 / 16, int CalibrationImages = 1024, int ChannelMultiple = 1, TrainForm Form = TrainForm.Residual, double Distill = 0,
-    PruningCriterion Criterion = PruningCriterion.Taylor, TrainForm FinetuneForm = TrainForm.Plain, bool FinetuneBranches = false)
+    PruningCriterion Criterion = PruningCriterion.Taylor, TrainForm FinetuneForm = TrainForm.Plain, bool FinetuneBranches = false,
+    double? ResidualTargetFlops = null)
 {
+    /// <summary>The residual-constrained comparison's MACs target, as a fraction of the original's.</summary>
+    public double ResidualTarget => ResidualTargetFlops ?? TargetFlops;
+
     /// <summary>
     /// Whether fine-tuning trains the pruned plain network (channels removed, a BatchNorm after each conv) instead of
     /// the masked gated ResNet: residual-form pruning, plain-form fine-tuning. The carried channels' Dirac kernels then

@@ -8,7 +8,9 @@ namespace RMNet.Pruning;
 /// The work folder of a pruning run. It records the settings each stage depends on; when a run is repeated with
 /// other settings, the stages they touch are discarded and the earlier ones kept: a new --target-flops reuses the
 /// sparsity training (not with the Taylor criterion, which prunes in it), more --finetune-epochs continue the
-/// fine-tuning, a new --distill redoes it, a new --finetune-form or --finetune-branches redoes the RM model's, a new penalty or data starts afresh.
+/// fine-tuning, a new --distill redoes it, a new --finetune-form or --finetune-branches redoes the RM model's, a new
+/// --residual-target-flops redoes the residual comparison's plan (with the Taylor criterion, its sparsity stage too)
+/// and keeps the RM model's stages, a new penalty or data starts afresh.
 /// </summary>
 public static class PruneWorkFolder
 {
@@ -40,13 +42,15 @@ public static class PruneWorkFolder
         // Folders written before plain-form fine-tuning record no form: they fine-tuned the masked network, as --finetune-form residual does.
         if (settings.FinetunesCut) current["finetune"]!["Form"] = TrainForm.Plain.ToString();
         if (settings.FinetuneBranches) current["finetune"]!["Branches"] = true;
+        // Recorded only where the comparison has its own target, so folders from before the option stay unchanged.
+        if (settings.ResidualTarget != settings.TargetFlops) current["residual"] = JsonSerializer.SerializeToNode(new { settings.ResidualTargetFlops });
         string path = Path.Combine(workDir, SettingsFile);
         if (File.Exists(path))
         {
             JsonObject saved;
             try { saved = JsonNode.Parse(File.ReadAllText(path))?.AsObject() ?? new JsonObject(); }
             catch (JsonException) { saved = new JsonObject(); }
-            bool Same(string stage) => saved[stage]?.ToJsonString() == current[stage]!.ToJsonString();
+            bool Same(string stage) => saved[stage]?.ToJsonString() == current[stage]?.ToJsonString();
             if (!Same("sparsity"))
                 messages.Add(Discard(workDir, "the checkpoint, data, training, penalty, criterion or training form changed", "rm-*", "residual-*", "report.json"));
             else if (!Same("plan"))
@@ -73,6 +77,12 @@ public static class PruneWorkFolder
                         messages.Add($"fine-tuning extended from {before} to {settings.FinetuneEpochs} epochs");
                 }
             }
+            // Only the residual comparison depends on its own target (checked after the stages above, which discard it with the rest).
+            if (Same("sparsity") && Same("plan") && !Same("residual"))
+                messages.Add(settings.Criterion.PrunesWhileTraining()
+                    ? Discard(workDir, "the residual comparison's target changed, and a Taylor criterion prunes while training; the RM model's stages kept", "residual-*")
+                    : Discard(workDir, "the residual comparison's target changed; its sparsity training and the RM model's stages kept",
+                        "residual-plan.json", "residual-finetuned.*"));
         }
         AtomicFile.Write(path, s => JsonSerializer.Serialize(s, current, new JsonSerializerOptions { WriteIndented = true }));
         return messages;
