@@ -590,6 +590,20 @@ public class PruningTests(ITestOutputHelper output)
         File.WriteAllText(Path.Combine(work, "rm-sparse.pth"), "stage");
         messages = PruneWorkFolder.Prepare(work, "m.pth", plainForm with { Criterion = PruningCriterion.Taylor, TargetFlops = 0.4 }, false);
         Assert.Equal("the pruning target changed, and a Taylor criterion prunes while training: discarded rm-sparse.pth", Assert.Single(messages));
+        // With L1 a new residual target keeps both sparsity stages and the RM model's, and redoes the comparison's plan and fine-tuning.
+        var l1 = plainForm with { Criterion = PruningCriterion.L1 };
+        Assert.Single(PruneWorkFolder.Prepare(work, "m.pth", l1, false));   // the criterion changed back
+        foreach (var stage in new[] { "rm-sparse.pth", "rm-plan.json", "rm-finetuned.pth", "residual-sparse.pth", "residual-plan.json", "residual-finetuned.pth" })
+            File.WriteAllText(Path.Combine(work, stage), "stage");
+        messages = PruneWorkFolder.Prepare(work, "m.pth", l1 with { ResidualTargetFlops = 0.3 }, false);
+        Assert.Equal("the residual comparison's target changed; its sparsity training and the RM model's stages kept: discarded residual-finetuned.pth, residual-plan.json",
+            Assert.Single(messages));
+        Assert.Empty(PruneWorkFolder.Prepare(work, "m.pth", l1 with { ResidualTargetFlops = 0.3 }, false));
+        // Back to the shared target: the comparison's own stages go again; a residual target equal to the RM one is the same as none.
+        File.WriteAllText(Path.Combine(work, "residual-plan.json"), "stage");
+        Assert.Single(PruneWorkFolder.Prepare(work, "m.pth", l1 with { ResidualTargetFlops = 0.5 }, false));
+        Assert.Empty(PruneWorkFolder.Prepare(work, "m.pth", l1, false));
+        Assert.True(new[] { "rm-sparse.pth", "rm-plan.json", "rm-finetuned.pth", "residual-sparse.pth" }.All(f => File.Exists(Path.Combine(work, f))));
     }
 
     [Fact]
