@@ -409,6 +409,16 @@ public class PruningTests(ITestOutputHelper output)
         Assert.Contains("residual: training while pruning", again.Err);
         Assert.Equal(rmModel, File.ReadAllBytes(dir.File("p.onnx")));
         Assert.InRange(ModelsByName(again.Out)["residual-pruned"].GetProperty("macs").GetInt64(), 1, (long)(0.45 * original));
+        byte[] residualModel = File.ReadAllBytes(dir.File("p.residual.pth"));
+
+        // And another RM target redoes the RM model alone, while the comparison's own target stays 0.45.
+        var rmAgain = CliHarness.Rmnet(args.Select(a => a == "0.4" ? "0.45" : a == "0.5" ? "0.45" : a).Append("--force").ToArray());
+        Assert.True(rmAgain.Code == 0, rmAgain.Err);
+        Assert.Contains("the residual comparison, whose target is unchanged, kept: discarded rm-", rmAgain.Err);
+        Assert.Contains("residual: pruning plan read", rmAgain.Err);
+        Assert.Contains("rm: training while pruning", rmAgain.Err);
+        Assert.Equal(residualModel, File.ReadAllBytes(dir.File("p.residual.pth")));
+        Assert.InRange(ModelsByName(rmAgain.Out)["rm-pruned"].GetProperty("macs").GetInt64(), 1, (long)(0.45 * original));
 
         // The option belongs to the comparison and is a fraction; either mistake is refused before any work.
         var alone = CliHarness.Rmnet("prune", Fixture.Path_("cifar_narrow.pth"), "-o", dir.File("a.onnx"), "--data", Fixture.FashionSubset, "--residual-target-flops", "0.4");
@@ -603,6 +613,12 @@ public class PruningTests(ITestOutputHelper output)
         Assert.Single(PruneWorkFolder.Prepare(work, "m.pth", l1 with { ResidualTargetFlops = 0.5 }, false));
         Assert.Empty(PruneWorkFolder.Prepare(work, "m.pth", l1, false));
         Assert.True(new[] { "rm-sparse.pth", "rm-plan.json", "rm-finetuned.pth", "residual-sparse.pth" }.All(f => File.Exists(Path.Combine(work, f))));
+        // A new RM target with the comparison's held where it was redoes the RM model's plan and fine-tuning alone.
+        File.WriteAllText(Path.Combine(work, "residual-plan.json"), "stage");
+        messages = PruneWorkFolder.Prepare(work, "m.pth", l1 with { TargetFlops = 0.4, ResidualTargetFlops = 0.5 }, false);
+        Assert.Equal("the pruning target changed; sparsity training and the residual comparison, whose target is unchanged, kept: discarded rm-finetuned.pth, rm-plan.json",
+            Assert.Single(messages));
+        Assert.True(new[] { "rm-sparse.pth", "residual-sparse.pth", "residual-plan.json" }.All(f => File.Exists(Path.Combine(work, f))));
     }
 
     [Fact]

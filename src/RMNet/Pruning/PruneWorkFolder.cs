@@ -9,8 +9,8 @@ namespace RMNet.Pruning;
 /// other settings, the stages they touch are discarded and the earlier ones kept: a new --target-flops reuses the
 /// sparsity training (not with the Taylor criterion, which prunes in it), more --finetune-epochs continue the
 /// fine-tuning, a new --distill redoes it, a new --finetune-form or --finetune-branches redoes the RM model's, a new
-/// --residual-target-flops redoes the residual comparison's plan (with the Taylor criterion, its sparsity stage too)
-/// and keeps the RM model's stages, a new penalty or data starts afresh.
+/// penalty or data starts afresh. With --residual-target-flops each model has its own target, and a new one redoes
+/// only that model's stages from its plan on (with the Taylor criterion, from its sparsity stage).
 /// </summary>
 public static class PruneWorkFolder
 {
@@ -51,41 +51,63 @@ public static class PruneWorkFolder
             try { saved = JsonNode.Parse(File.ReadAllText(path))?.AsObject() ?? new JsonObject(); }
             catch (JsonException) { saved = new JsonObject(); }
             bool Same(string stage) => saved[stage]?.ToJsonString() == current[stage]?.ToJsonString();
+            // Each model's plan depends on its own target and the shared channel rules; a model whose plan is unchanged keeps its stages.
+            bool Rule(string key) => saved["plan"]?[key]?.ToJsonString() == current["plan"]![key]!.ToJsonString();
+            bool sameRmPlan = Same("plan");
+            bool sameResidualPlan = Rule("MinKeepFraction") && Rule("ChannelMultiple") && ResidualTargetOf(saved) == settings.ResidualTarget;
             if (!Same("sparsity"))
                 messages.Add(Discard(workDir, "the checkpoint, data, training, penalty, criterion or training form changed", "rm-*", "residual-*", "report.json"));
-            else if (!Same("plan"))
-                messages.Add(settings.Criterion.PrunesWhileTraining()
-                    // The Taylor criterion prunes inside the sparsity stage, so a new target redoes that stage too.
-                    ? Discard(workDir, "the pruning target changed, and a Taylor criterion prunes while training", "rm-*", "residual-*", "report.json")
-                    : Discard(workDir, "the pruning target changed; sparsity training kept", "*-plan.json", "*-finetuned.*", "*-pruned.*"));
-            else if (!Same("finetune"))
+            else
             {
-                int before = saved["finetune"]?["FinetuneEpochs"]?.GetValue<int>() ?? int.MaxValue;
-                // Work folders written before --distill existed fine-tuned without it.
-                bool sameDistill = (saved["finetune"]?["Distill"]?.GetValue<double>() ?? 0) == settings.Distill;
-                bool Recorded(string key) => saved["finetune"]?[key]?.ToJsonString() == current["finetune"]![key]?.ToJsonString();
-                bool sameRmFinetune = Recorded("Form") && Recorded("Branches");
-                if (!sameDistill || settings.FinetuneEpochs < before)
-                    messages.Add(Discard(workDir, sameDistill ? "fewer fine-tuning epochs asked; earlier stages kept" : "the distillation weight changed; earlier stages kept",
-                        "*-finetuned.*", "*-pruned.*"));
-                else
+                if (!sameRmPlan || !sameResidualPlan) messages.Add(DiscardPlans(workDir, settings.Criterion, sameRmPlan, sameResidualPlan));
+                if ((sameRmPlan || sameResidualPlan) && !Same("finetune"))
                 {
-                    // Only the RM model is fine-tuned in another form or with other branches; the residual comparison keeps its own.
-                    if (!sameRmFinetune)
-                        messages.Add(Discard(workDir, "the fine-tuning form or its training-time branches changed; earlier stages and the residual comparison kept", "rm-finetuned.*", "rm-pruned.*"));
-                    if (settings.FinetuneEpochs > before)
-                        messages.Add($"fine-tuning extended from {before} to {settings.FinetuneEpochs} epochs");
+                    int before = saved["finetune"]?["FinetuneEpochs"]?.GetValue<int>() ?? int.MaxValue;
+                    // Work folders written before --distill existed fine-tuned without it.
+                    bool sameDistill = (saved["finetune"]?["Distill"]?.GetValue<double>() ?? 0) == settings.Distill;
+                    bool Recorded(string key) => saved["finetune"]?[key]?.ToJsonString() == current["finetune"]![key]?.ToJsonString();
+                    bool sameRmFinetune = Recorded("Form") && Recorded("Branches");
+                    if (!sameDistill || settings.FinetuneEpochs < before)
+                        messages.Add(Discard(workDir, sameDistill ? "fewer fine-tuning epochs asked; earlier stages kept" : "the distillation weight changed; earlier stages kept",
+                            "*-finetuned.*", "*-pruned.*"));
+                    else
+                    {
+                        // Only the RM model is fine-tuned in another form or with other branches; the residual comparison keeps its own.
+                        if (!sameRmFinetune)
+                            messages.Add(Discard(workDir, "the fine-tuning form or its training-time branches changed; earlier stages and the residual comparison kept", "rm-finetuned.*", "rm-pruned.*"));
+                        if (settings.FinetuneEpochs > before)
+                            messages.Add($"fine-tuning extended from {before} to {settings.FinetuneEpochs} epochs");
+                    }
                 }
             }
-            // Only the residual comparison depends on its own target (checked after the stages above, which discard it with the rest).
-            if (Same("sparsity") && Same("plan") && !Same("residual"))
-                messages.Add(settings.Criterion.PrunesWhileTraining()
-                    ? Discard(workDir, "the residual comparison's target changed, and a Taylor criterion prunes while training; the RM model's stages kept", "residual-*")
-                    : Discard(workDir, "the residual comparison's target changed; its sparsity training and the RM model's stages kept",
-                        "residual-plan.json", "residual-finetuned.*"));
         }
         AtomicFile.Write(path, s => JsonSerializer.Serialize(s, current, new JsonSerializerOptions { WriteIndented = true }));
         return messages;
+    }
+
+    /// <summary>The residual comparison's target a settings record stands for: its own where recorded, else the shared one.</summary>
+    static double? ResidualTargetOf(JsonObject settings) =>
+        settings["residual"]?["ResidualTargetFlops"]?.GetValue<double>() ?? settings["plan"]?["TargetFlops"]?.GetValue<double>();
+
+    /// <summary>
+    /// Discards the stages that follow the plan of each model whose plan changed. The Taylor criterion prunes inside
+    /// the sparsity stage, so with it a new target redoes that stage too; with L1 the sparsity training is kept.
+    /// </summary>
+    static string DiscardPlans(string workDir, PruningCriterion criterion, bool keepRm, bool keepResidual)
+    {
+        bool taylor = criterion.PrunesWhileTraining();
+        string[] Stages(string model) => taylor ? [$"{model}-*"] : [$"{model}-plan.json", $"{model}-finetuned.*", $"{model}-pruned.*"];
+        if (!keepRm && !keepResidual)
+            return taylor
+                ? Discard(workDir, "the pruning target changed, and a Taylor criterion prunes while training", "rm-*", "residual-*", "report.json")
+                : Discard(workDir, "the pruning target changed; sparsity training kept", "*-plan.json", "*-finetuned.*", "*-pruned.*");
+        if (!keepRm)
+            return Discard(workDir, taylor
+                ? "the pruning target changed, and a Taylor criterion prunes while training; the residual comparison, whose target is unchanged, kept"
+                : "the pruning target changed; sparsity training and the residual comparison, whose target is unchanged, kept", Stages("rm"));
+        return Discard(workDir, taylor
+            ? "the residual comparison's target changed, and a Taylor criterion prunes while training; the RM model's stages kept"
+            : "the residual comparison's target changed; its sparsity training and the RM model's stages kept", Stages("residual"));
     }
 
     static string Discard(string workDir, string why, params string[] patterns)
