@@ -148,6 +148,16 @@ public class PruningTests(ITestOutputHelper output)
     /// <inheritdoc cref="ModelsByName(System.Text.Json.JsonElement)"/>
     static Dictionary<string, System.Text.Json.JsonElement> ModelsByName(string stdout) => ModelsByName(System.Text.Json.JsonDocument.Parse(stdout).RootElement);
 
+    /// <summary>
+    /// <c>rmnet prune</c> of the narrow CIFAR ResNet to half its MACs in a second or so: 128 training and 64 test
+    /// images, one epoch per stage, blocks of 2 channels; <paramref name="extra"/> follows.
+    /// </summary>
+    static string[] QuickPrune(string output, params string[] extra) =>
+    [
+        "prune", Fixture.Path_("cifar_narrow.pth"), "-o", output, "--data", Fixture.FashionSubset, "--train-limit", "128", "--test-limit", "64",
+        "--sparsity-epochs", "1", "--finetune-epochs", "1", "--target-flops", "0.5", "--channel-multiple", "2", .. extra,
+    ];
+
     /// <summary>The network's convs and BatchNorms folded without its branches: what forgetting to fold them would export.</summary>
     static PlainModel WithoutBranches(ScaledPlainNet net)
     {
@@ -379,12 +389,7 @@ public class PruningTests(ITestOutputHelper output)
     public void ResidualComparisonPrunesToItsOwnTargetAndRedoesOnlyItselfWhenThatChanges()
     {
         using var dir = Fixture.Temp();
-        string[] args =
-        {
-            "prune", Fixture.Path_("cifar_narrow.pth"), "-o", dir.File("p.onnx"), "--data", Fixture.FashionSubset, "--train-limit", "128",
-            "--test-limit", "64", "--sparsity-epochs", "1", "--finetune-epochs", "1", "--target-flops", "0.5", "--channel-multiple", "2",
-            "--compare-residual", "--residual-target-flops", "0.4", "--json",
-        };
+        string[] args = QuickPrune(dir.File("p.onnx"), "--compare-residual", "--residual-target-flops", "0.4", "--json");
         var first = CliHarness.Rmnet(args);
         Assert.True(first.Code == 0, first.Err);
         var report = System.Text.Json.JsonDocument.Parse(first.Out).RootElement;
@@ -399,26 +404,23 @@ public class PruningTests(ITestOutputHelper output)
         Assert.InRange(models["residual-pruned"].GetProperty("macs").GetInt64(), 1, residualTarget);
         foreach (var name in new[] { "rm-pruned", "residual-pruned" })
             Assert.True(models[name].GetProperty("equivalence").GetProperty("max_rel_error").GetDouble() < 1e-5);
-        byte[] rmModel = File.ReadAllBytes(dir.File("p.onnx"));
-
-        // Another residual target redoes the residual comparison alone: the RM model's stages are read back, unchanged.
-        var again = CliHarness.Rmnet(args.Select(a => a == "0.4" ? "0.45" : a).Append("--force").ToArray());
-        Assert.True(again.Code == 0, again.Err);
-        Assert.Contains("the residual comparison's target changed, and a Taylor criterion prunes while training; the RM model's stages kept: discarded residual-", again.Err);
-        Assert.Contains("rm: pruning plan read", again.Err);
-        Assert.Contains("residual: training while pruning", again.Err);
-        Assert.Equal(rmModel, File.ReadAllBytes(dir.File("p.onnx")));
-        Assert.InRange(ModelsByName(again.Out)["residual-pruned"].GetProperty("macs").GetInt64(), 1, (long)(0.45 * original));
-        byte[] residualModel = File.ReadAllBytes(dir.File("p.residual.pth"));
-
-        // And another RM target redoes the RM model alone, while the comparison's own target stays 0.45.
-        var rmAgain = CliHarness.Rmnet(args.Select(a => a == "0.4" ? "0.45" : a == "0.5" ? "0.45" : a).Append("--force").ToArray());
-        Assert.True(rmAgain.Code == 0, rmAgain.Err);
-        Assert.Contains("the residual comparison, whose target is unchanged, kept: discarded rm-", rmAgain.Err);
-        Assert.Contains("residual: pruning plan read", rmAgain.Err);
-        Assert.Contains("rm: training while pruning", rmAgain.Err);
-        Assert.Equal(residualModel, File.ReadAllBytes(dir.File("p.residual.pth")));
-        Assert.InRange(ModelsByName(rmAgain.Out)["rm-pruned"].GetProperty("macs").GetInt64(), 1, (long)(0.45 * original));
+        // A new target for one model redoes that model alone: the other's stages are read back and its output is unchanged.
+        string Retarget(string rmTarget, string residualTarget, string discardMessage, string keptModel, string keptFile)
+        {
+            byte[] before = File.ReadAllBytes(dir.File(keptFile));
+            var rerun = CliHarness.Rmnet(args.Select(a => a == "0.5" ? rmTarget : a == "0.4" ? residualTarget : a).Append("--force").ToArray());
+            Assert.True(rerun.Code == 0, rerun.Err);
+            Assert.Contains(discardMessage, rerun.Err);
+            Assert.Contains($"{keptModel}: pruning plan read", rerun.Err);
+            Assert.Contains($"{(keptModel == "rm" ? "residual" : "rm")}: training while pruning", rerun.Err);
+            Assert.Equal(before, File.ReadAllBytes(dir.File(keptFile)));
+            return rerun.Out;
+        }
+        var residualRetargeted = Retarget("0.5", "0.45", "the residual comparison's target changed, and a Taylor criterion prunes while training; the RM model's stages kept: discarded residual-", "rm", "p.onnx");
+        Assert.InRange(ModelsByName(residualRetargeted)["residual-pruned"].GetProperty("macs").GetInt64(), 1, (long)(0.45 * original));
+        // With the comparison's own target held at 0.45, a new RM target (equal to it, so no longer recorded apart) redoes the RM model alone.
+        var rmRetargeted = Retarget("0.45", "0.45", "the residual comparison, whose target is unchanged, kept: discarded rm-", "residual", "p.residual.pth");
+        Assert.InRange(ModelsByName(rmRetargeted)["rm-pruned"].GetProperty("macs").GetInt64(), 1, (long)(0.45 * original));
 
         // The option belongs to the comparison and is a fraction; either mistake is refused before any work.
         var alone = CliHarness.Rmnet("prune", Fixture.Path_("cifar_narrow.pth"), "-o", dir.File("a.onnx"), "--data", Fixture.FashionSubset, "--residual-target-flops", "0.4");
@@ -434,9 +436,7 @@ public class PruningTests(ITestOutputHelper output)
     public void PlainTrainFormPrunesThePlainNetworkItself()
     {
         using var dir = Fixture.Temp();
-        var (code, stdout, stderr) = CliHarness.Rmnet("prune", Fixture.Path_("cifar_narrow.pth"), "-o", dir.File("p.safetensors"), "--data", Fixture.FashionSubset,
-            "--train-limit", "128", "--test-limit", "64", "--sparsity-epochs", "1", "--finetune-epochs", "1", "--target-flops", "0.5",
-            "--channel-multiple", "2", "--train-form", "plain", "--json");
+        var (code, stdout, stderr) = CliHarness.Rmnet(QuickPrune(dir.File("p.safetensors"), "--train-form", "plain", "--json"));
         Assert.True(code == 0, stderr);
         Assert.Contains("BatchNorms on the plain network, trained in plain form", stderr);
         var models = ModelsByName(stdout);
@@ -453,12 +453,7 @@ public class PruningTests(ITestOutputHelper output)
     public void PlainFinetuneFormTrainsThePrunedPlainNetworkAndItsCarriedChannels()
     {
         using var dir = Fixture.Temp();
-        string[] args =
-        {
-            "prune", Fixture.Path_("cifar_narrow.pth"), "-o", dir.File("p.safetensors"), "--data", Fixture.FashionSubset, "--train-limit", "128",
-            "--test-limit", "64", "--sparsity-epochs", "1", "--finetune-epochs", "1", "--target-flops", "0.5", "--channel-multiple", "2",
-            "--compare-residual", "--json",
-        };
+        string[] args = QuickPrune(dir.File("p.safetensors"), "--compare-residual", "--json");
         var plain = CliHarness.Rmnet(args);   // plain is the default fine-tuning form
         Assert.True(plain.Code == 0, plain.Err);
         // The cut network starts as exactly the masked gated ResNet it was cut from.
