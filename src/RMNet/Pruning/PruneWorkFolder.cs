@@ -97,17 +97,18 @@ public static class PruneWorkFolder
     {
         bool taylor = criterion.PrunesWhileTraining();
         string[] Stages(string model) => taylor ? [$"{model}-*"] : [$"{model}-plan.json", $"{model}-finetuned.*", $"{model}-pruned.*"];
-        if (!keepRm && !keepResidual)
-            return taylor
-                ? Discard(workDir, "the pruning target changed, and a Taylor criterion prunes while training", "rm-*", "residual-*", "report.json")
-                : Discard(workDir, "the pruning target changed; sparsity training kept", "*-plan.json", "*-finetuned.*", "*-pruned.*");
-        if (!keepRm)
-            return Discard(workDir, taylor
-                ? "the pruning target changed, and a Taylor criterion prunes while training; the residual comparison, whose target is unchanged, kept"
-                : "the pruning target changed; sparsity training and the residual comparison, whose target is unchanged, kept", Stages("rm"));
-        return Discard(workDir, taylor
-            ? "the residual comparison's target changed, and a Taylor criterion prunes while training; the RM model's stages kept"
-            : "the residual comparison's target changed; its sparsity training and the RM model's stages kept", Stages("residual"));
+        var patterns = (keepRm ? [] : Stages("rm")).Concat(keepResidual ? [] : Stages("residual")).ToList();
+        if (taylor && !keepRm && !keepResidual) patterns.Add("report.json");
+        string why = (keepRm, keepResidual, taylor) switch
+        {
+            (false, false, true) => "the pruning target changed, and a Taylor criterion prunes while training",
+            (false, false, false) => "the pruning target changed; sparsity training kept",
+            (false, true, true) => "the pruning target changed, and a Taylor criterion prunes while training; the residual comparison, whose target is unchanged, kept",
+            (false, true, false) => "the pruning target changed; sparsity training and the residual comparison, whose target is unchanged, kept",
+            (true, _, true) => "the residual comparison's target changed, and a Taylor criterion prunes while training; the RM model's stages kept",
+            (true, _, false) => "the residual comparison's target changed; its sparsity training and the RM model's stages kept",
+        };
+        return Discard(workDir, why, [.. patterns]);
     }
 
     static string Discard(string workDir, string why, params string[] patterns)
