@@ -95,11 +95,15 @@ public static class PruneCommand
     static int Run(CliContext ctx, ParseResult p, TrainingArguments training, string input, string output, PruneSettings settings,
         TrainForm? form, bool compareResidual, string workDir, bool restart, bool force)
     {
-        if (settings.TargetFlops is <= 0 or >= 1) throw new ModelInputException(input, "--target-flops must be between 0 and 1 (a fraction of the original's MACs)");
+        void CheckFraction(double value, string option)
+        {
+            if (value is <= 0 or >= 1) throw new ModelInputException(input, $"{option} must be between 0 and 1 (a fraction of the original's MACs)");
+        }
+        CheckFraction(settings.TargetFlops, "--target-flops");
         if (settings.ResidualTargetFlops is { } residualTarget)
         {
             if (!compareResidual) throw new ModelInputException(input, "--residual-target-flops needs --compare-residual: it is the residual comparison's target");
-            if (residualTarget is <= 0 or >= 1) throw new ModelInputException(input, "--residual-target-flops must be between 0 and 1 (a fraction of the original's MACs)");
+            CheckFraction(residualTarget, "--residual-target-flops");
         }
         if (settings.SparsityEpochs < 0 || settings.FinetuneEpochs < 0 || settings.Penalty < 0 || settings.ChannelMultiple < 1)
             throw new ModelInputException(input, "--sparsity-epochs, --finetune-epochs and --penalty must not be negative, --channel-multiple at least 1");
