@@ -405,10 +405,10 @@ public class PruningTests(ITestOutputHelper output)
         foreach (var name in new[] { "rm-pruned", "residual-pruned" })
             Assert.True(models[name].GetProperty("equivalence").GetProperty("max_rel_error").GetDouble() < 1e-5);
         // A new target for one model redoes that model alone: the other's stages are read back and its output is unchanged.
-        string Retarget(string rmTarget, string residualTarget, string discardMessage, string keptModel, string keptFile)
+        string Retarget(string rmFlops, string residualFlops, string discardMessage, string keptModel, string keptFile)
         {
             byte[] before = File.ReadAllBytes(dir.File(keptFile));
-            var rerun = CliHarness.Rmnet(args.Select(a => a == "0.5" ? rmTarget : a == "0.4" ? residualTarget : a).Append("--force").ToArray());
+            var rerun = CliHarness.Rmnet(args.Select(a => a == "0.5" ? rmFlops : a == "0.4" ? residualFlops : a).Append("--force").ToArray());
             Assert.True(rerun.Code == 0, rerun.Err);
             Assert.Contains(discardMessage, rerun.Err);
             Assert.Contains($"{keptModel}: pruning plan read", rerun.Err);
