@@ -38,9 +38,10 @@ public class OnnxCliTests
 
         var (ic, io, _) = Rmnet("inspect", Fixture.Path_("onnx/quirk_sum_swapped.onnx"), "--json");
         Assert.Equal(0, ic);
-        var blocks = JsonDocument.Parse(io).RootElement.GetProperty("residual_blocks");
-        Assert.Equal(5, blocks.GetArrayLength());
-        Assert.Equal(3, blocks.EnumerateArray().Count(b => b.GetProperty("shortcut").GetString() == "projection"));
+        var inspected = JsonDocument.Parse(io).RootElement;
+        Assert.Equal(5, inspected.GetProperty("joins_found").GetInt32());
+        Assert.Equal(5, inspected.GetProperty("joins").EnumerateArray().Count(j => j.GetProperty("op").GetString() == "Sum"));
+        Assert.Equal(3, root.GetProperty("blocks").EnumerateArray().Count(b => b.GetProperty("shortcut").GetString() == "projection"));
         var (pc, po, _) = Rmnet("inspect", output, "--json");
         Assert.Equal(0, pc);
         Assert.Equal("plain", JsonDocument.Parse(po).RootElement.GetProperty("form").GetString());
@@ -55,7 +56,7 @@ public class OnnxCliTests
         string output = dir.File("out.onnx");
         var (code, stdout, stderr) = Rmnet("convert", input, "-o", output, "--verify", "--input-size", "40", "--strict");
         Assert.True(code == 0, stderr);
-        Assert.Contains("5 of 5 residual blocks made plain", stdout);
+        Assert.Contains("5 of 5 residual joins made plain", stdout);
         Assert.Contains("EQUIVALENT", stdout);
         Assert.True(RMNet.Onnx.OnnxSummary.Read(output).OpCounts.ContainsKey("PRelu"));
     }
@@ -76,7 +77,7 @@ public class OnnxCliTests
         string output = dir.File("out.onnx");
         var (code, stdout, _) = Rmnet("convert", input, "-o", output, "--verify", "--input-size", "40");
         Assert.Equal(0, code);
-        Assert.Contains("4 of 5 residual blocks made plain", stdout);
+        Assert.Contains("4 of 5 residual joins made plain", stdout);
         Assert.Contains("dilated conv", stdout);
         File.Delete(output);
         var (strict, _, err) = Rmnet("convert", input, "-o", output, "--strict");
@@ -128,7 +129,9 @@ public class OnnxCliTests
             "empty-external" => ExternalWithEmptyData(dir),
             _ => WriteText(dir),
         };
-        foreach (var command in new[] { new[] { "convert", input, "-o", dir.File("out.onnx") }, new[] { "inspect", input } })
+        // inspect reads no external data, so only convert meets an empty data file.
+        var commands = new[] { new[] { "convert", input, "-o", dir.File("out.onnx") }, new[] { "inspect", input } };
+        foreach (var command in kind == "empty-external" ? commands.Take(1) : commands)
         {
             var (code, _, stderr) = Rmnet(command);
             Assert.Equal(ExitCodes.BadInput, code);

@@ -40,7 +40,8 @@ public class OnnxConversionTests(ITestOutputHelper output)
         Assert.Equal(original.MetadataProps, converted.MetadataProps);
         Assert.Equal(original.OpsetImport.Single().Version, converted.OpsetImport.Single().Version);
         Assert.Equal("rmnet", converted.ProducerName);
-        Assert.Contains("5 of 5 residual blocks made plain", converted.DocString);
+        Assert.Contains("5 of 5 residual joins made plain", converted.DocString);
+        Assert.Equal((5, 0), (result.JoinsFound, result.JoinsRemaining));
 
         var report = Verifier.Verify(input, path, new VerifyOptions(Samples: 3, InputSize: 64));
         output.WriteLine($"{name}: rel {report.MaxRelError:E2} abs {report.MaxAbsError:E2} top1 {report.Top1Agreement}");

@@ -43,14 +43,21 @@ public class OnnxFamilyTests(ITestOutputHelper output)
 public class OnnxFamilyCliTests
 {
     [Fact]
-    public void InspectListsBlocksTheCarryPassConverts()
+    public void InspectListsJoinsTheCarryPassConverts()
     {
-        var (code, stdout, _) = CliHarness.Rmnet("inspect", Fixture.Path_("onnx/preact_basic_narrow_opset13.onnx"), "--json", "--quiet");
+        string input = Fixture.Path_("onnx/preact_basic_narrow_opset13.onnx");
+        var (code, stdout, _) = CliHarness.Rmnet("inspect", input, "--json", "--quiet");
         Assert.Equal(0, code);
         var root = System.Text.Json.JsonDocument.Parse(stdout).RootElement;
         Assert.Equal("residual", root.GetProperty("form").GetString());
-        Assert.Equal(8, root.GetProperty("residual_blocks").GetArrayLength());
-        Assert.All(root.GetProperty("residual_blocks").EnumerateArray(), b => Assert.True(b.GetProperty("plain").GetBoolean()));
+        Assert.Equal(8, root.GetProperty("joins_found").GetInt32());
+        using var dir = Fixture.Temp();
+        var (cc, co, ce) = CliHarness.Rmnet("convert", input, "-o", dir.File("p.onnx"), "--strict", "--json", "--quiet");
+        Assert.True(cc == 0, ce);
+        var converted = System.Text.Json.JsonDocument.Parse(co).RootElement;
+        Assert.Equal(8, converted.GetProperty("joins_found").GetInt32());
+        Assert.Equal(0, converted.GetProperty("joins_remaining").GetInt32());
+        Assert.All(converted.GetProperty("joins").EnumerateArray(), j => Assert.Equal("plain", j.GetProperty("status").GetString()));
     }
 
     [Fact]

@@ -13,7 +13,8 @@ public static class ConvertCommand
         CostReport Original, CostReport Converted, IReadOnlyList<StageRow> Stages, double ConvertSeconds, VerificationJson? Verification);
 
     public sealed record OnnxResult(string Input, string Output, int BlocksFound, int BlocksPlain, int FoldedBatchNorms, int MergedBranches,
-        IReadOnlyList<RMNet.Onnx.GraphBlockReport> Blocks, CostReport Original, CostReport Converted, VerificationJson? Verification);
+        IReadOnlyList<RMNet.Onnx.GraphBlockReport> Blocks, CostReport Original, CostReport Converted, VerificationJson? Verification,
+        int JoinsFound, int JoinsRemaining, int Gates, IReadOnlyList<RMNet.Onnx.JoinReport> Joins);
 
     public static Command Create(CommandIO io)
     {
@@ -29,7 +30,7 @@ public static class ConvertCommand
         var allowNonFinite = CommonOptions.AllowNonFinite();
         var rmMode = CommonOptions.RmMode();
         var negative = CommonOptions.NegativeInput();
-        var strict = new Option<bool>("--strict") { Description = "ONNX input: exit 1 (and write nothing) if any residual block cannot be made plain" };
+        var strict = new Option<bool>("--strict") { Description = "ONNX input: exit 1 (and write nothing) if any residual join (Add/Sum of paths that split from one value) remains" };
         var json = CommonOptions.Json();
         var cmd = new Command("convert", "Remove the residual connections of a ResNet checkpoint and save the equivalent plain network")
         {
@@ -106,26 +107,32 @@ public static class ConvertCommand
             ctx.Progress.Stage($"verifying {output} in ONNX Runtime on {options.Samples} inputs");
             report = Verifier.Verify(input, pending.TempPath, options);
         }
-        var before = RMNet.Onnx.OnnxSummary.Read(input);
-        var after = RMNet.Onnx.OnnxSummary.Read(pending.TempPath);
+        var before = RMNet.Onnx.OnnxSummary.Read(input, options.InputSize);
+        var after = RMNet.Onnx.OnnxSummary.Read(pending.TempPath, options.InputSize);
         int plain = result.Blocks.Count(b => b.Plain);
+        var joins = result.Joins;
+        int gates = joins.Count(j => j.Kind == "gate");
         var json = new OnnxResult(input, output, result.Blocks.Count, plain, result.FoldedBatchNorms, result.MergedBranches, result.Blocks,
-            new CostReport(before.Parameters, 0, 0, 0, FileFormats.ModelBytes(input)), new CostReport(after.Parameters, 0, 0, 0, FileFormats.ModelBytes(pending.TempPath)),
-            report is null ? null : VerificationJson.Of(report));
+            CostReport.Of(before, FileFormats.ModelBytes(input)), CostReport.Of(after, FileFormats.ModelBytes(pending.TempPath)),
+            report is null ? null : VerificationJson.Of(report), result.JoinsFound, result.JoinsRemaining, gates, joins);
         ctx.Document(json);
-        ctx.Line($"converted {input}: {plain} of {result.Blocks.Count} residual blocks made plain, {result.FoldedBatchNorms} BatchNormalization nodes folded, {result.MergedBranches} parallel-branch sums merged into one conv");
-        foreach (var b in result.Blocks)
-            ctx.Line($"  {b.Name}: {b.Shortcut} shortcut, {b.Convs} convs: {(b.Plain ? "plain" : "kept: " + b.Reason)}");
-        ctx.Line($"  parameters {Format.Count(before.Parameters)} -> {Format.Count(after.Parameters)}");
+        ctx.Line($"converted {input}: {result.JoinsFound - result.JoinsRemaining} of {result.JoinsFound} residual joins made plain ({plain} of {result.Blocks.Count} residual blocks), " +
+            $"{gates} gates kept, {result.FoldedBatchNorms} BatchNormalization nodes folded, {result.MergedBranches} parallel-branch sums merged into one conv");
+        var shortcuts = result.Blocks.GroupBy(b => b.Name).ToDictionary(b => b.Key, b => b.First());
+        foreach (var j in joins.Where(j => j.Kind == "residual"))
+            ctx.Line($"  {j.Name}: {(shortcuts.TryGetValue(j.Name, out var b) ? $"{b.Shortcut} shortcut, {b.Convs} convs" : j.Op)}: {(j.Remains ? "kept: " + j.Reason : "plain")}");
+        if (gates > 0) ctx.Line($"  gates (multiplications of one value's paths, kept by design): {string.Join(", ", joins.Where(j => j.Kind == "gate").Select(j => j.Name))}");
+        foreach (var line in ReportText.CostTable(json.Original, json.Converted)) ctx.Line(line);
         if (report is not null) ctx.Line(ReportText.Verification(report));
         if (report is { Passed: false })
         {
             ctx.Err.WriteLine($"rmnet: error: {output}: converted model differs from the original (max rel error {Format.Sci(report.MaxRelError)} > {Format.Sci(report.Tolerance)}); nothing written");
             return ExitCodes.NotEquivalent;
         }
-        if (strict && plain < result.Blocks.Count)
+        if (strict && (result.JoinsRemaining > 0 || plain < result.Blocks.Count))
         {
-            ctx.Err.WriteLine($"rmnet: error: {input}: {result.Blocks.Count - plain} residual block(s) could not be made plain (--strict); nothing written");
+            ctx.Err.WriteLine($"rmnet: error: {input}: {result.JoinsRemaining} residual join(s) remain in the output " +
+                $"({string.Join(", ", joins.Where(j => j.Remains).Select(j => j.Name).Take(5))}{(result.JoinsRemaining > 5 ? ", ..." : "")}) (--strict); nothing written");
             return ExitCodes.NotEquivalent;
         }
         pending.Commit();

@@ -12,7 +12,7 @@ public static class InspectCommand
 
     public sealed record Result(string File, string Format, string Form, string? Architecture, int? NumClasses, IReadOnlyList<BlockJson>? Blocks,
         CostReport? Cost, int? Layers, IReadOnlyDictionary<string, int>? Operators, long? Opset, string? Producer,
-        IReadOnlyList<GraphBlockReport>? ResidualBlocks = null, IReadOnlyList<StageCost>? Stages = null, string? Family = null);
+        IReadOnlyList<StageCost>? Stages = null, string? Family = null, int? JoinsFound = null, IReadOnlyList<GraphJoin>? Joins = null);
 
     public static Command Create(CommandIO io)
     {
@@ -37,16 +37,17 @@ public static class InspectCommand
         Result result;
         if (format == FileFormat.Onnx)
         {
-            var s = OnnxSummary.Read(path);
-            var blocks = OnnxConversion.FindBlocks(path);
-            result = new Result(path, "onnx", blocks.Count > 0 ? "residual" : "plain", null, null, null, new CostReport(s.Parameters, 0, 0, 0, FileFormats.ModelBytes(path)),
-                s.OpCounts.Values.Sum(), s.OpCounts, s.Opset, s.Producer, blocks);
+            // The structure alone: no weight of external data is read and nothing is converted.
+            var s = OnnxSummary.Read(path, size);
+            int residual = s.Residuals.Count, gates = s.Gates.Count;
+            result = new Result(path, "onnx", residual > 0 ? "residual" : "plain", null, null, null, CostReport.Of(s, FileFormats.ModelBytes(path)),
+                s.OpCounts.Values.Sum(), s.OpCounts, s.Opset, s.Producer, JoinsFound: residual, Joins: s.Joins);
             ctx.Document(result);
-            ctx.Line($"{path}: ONNX opset {s.Opset}, producer '{s.Producer}', {result.Form} ({blocks.Count} residual blocks)");
+            ctx.Line($"{path}: ONNX opset {s.Opset}, producer '{s.Producer}', {result.Form} ({residual} residual joins, {gates} gates)");
             ctx.Line($"  inputs: {string.Join("; ", s.Inputs)}   outputs: {string.Join("; ", s.Outputs)}");
-            ctx.Line($"  parameters: {Format.Count(s.Parameters)}   nodes: {string.Join(", ", s.OpCounts.Select(kv => $"{kv.Key} {kv.Value}"))}");
-            foreach (var b in blocks)
-                ctx.Line($"  block {b.Name}: {b.Shortcut} shortcut, {b.Convs} convs, {(b.Plain ? "can be made plain" : "cannot be made plain: " + b.Reason)}");
+            ctx.Line($"  parameters: {Format.Count(s.Parameters)}   MACs @{size}: {Format.Count(s.Macs)}   nodes: {string.Join(", ", s.OpCounts.Select(kv => $"{kv.Key} {kv.Value}"))}");
+            foreach (var j in s.Joins)
+                ctx.Line($"  {j.Kind} {j.Op} {j.Name}: {string.Join(j.Kind == "gate" ? " * " : " + ", j.Operands)}");
         }
         else if (format == FileFormat.Safetensors && PlainModelFile.IsPlainSafetensors(path))
         {

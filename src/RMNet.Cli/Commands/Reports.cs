@@ -14,6 +14,9 @@ public sealed record CostReport(long Parameters, long Macs, long Flops, int Inpu
         return new(stages.Sum(s => s.Parameters), macs, 2 * macs, size, fileBytes);
     }
 
+    public static CostReport Of(RMNet.Onnx.OnnxSummary model, long? fileBytes = null) =>
+        new(model.Parameters, model.Macs, 2 * model.Macs, model.InputSize, fileBytes);
+
     public static CostReport Of(PlainModel model, int size, long? fileBytes = null)
     {
         long macs = model.MultiplyAccumulates(size, size);

@@ -22,6 +22,15 @@ public sealed record GraphRmResult(ModelProto Model, IReadOnlyList<GraphBlockRep
 {
     /// <summary>Sums of parallel branches merged into one conv first (RepVGG style; see <see cref="GraphBranchMerge"/>).</summary>
     public int MergedBranches { get; init; }
+
+    /// <summary>Every join of the input graph and what became of it, plus any join only the output has.</summary>
+    public IReadOnlyList<JoinReport> Joins { get; init; } = Array.Empty<JoinReport>();
+
+    /// <summary>Residual joins (Add/Sum) of the input graph.</summary>
+    public int JoinsFound { get; init; }
+
+    /// <summary>Residual joins left in the output: what <c>--strict</c> refuses.</summary>
+    public int JoinsRemaining => Joins.Count(j => j.Remains);
 }
 
 /// <summary>

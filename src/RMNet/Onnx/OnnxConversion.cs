@@ -9,23 +9,23 @@ namespace RMNet.Onnx;
 /// </summary>
 public static class OnnxConversion
 {
-    /// <summary>Every residual block the conversion finds in <paramref name="input"/>, with whether it can be made plain.</summary>
-    public static IReadOnlyList<GraphBlockReport> FindBlocks(string input) => Convert(input).Blocks;
-
     /// <summary>Reads <paramref name="input"/>, converts it, and returns the result (not yet written).</summary>
     public static GraphRmResult Convert(string input, Rm.RmMode mode = Rm.RmMode.Grouped)
     {
         var model = OnnxModelFile.Load(input);
-        var (branchesMerged, merged) = GraphBranchMerge.Run(model, input);
+        var joinsBefore = ResidualJoins.Find(new OnnxGraph(model.Graph, input));
+        var (inlined, _) = InlineAliases.Run(model, input);
+        var (branchesMerged, merged) = GraphBranchMerge.Run(inlined, input);
         var rm = GraphRm.Transform(branchesMerged, input, mode);
         // Blocks the ReLU-only pass cannot take (negative inputs, BN or other activations in the branch) go to the carry pass.
         var (carried, carryBlocks) = GraphCarryRm.Run(rm.Model, input);
         var carriedNames = carryBlocks.Select(b => b.Name).ToHashSet();
         var blocks = rm.Blocks.Where(b => !carriedNames.Contains(b.Name)).Concat(carryBlocks).ToList();
-        var result = rm with { Model = carried, Blocks = blocks, MergedBranches = merged };
+        var joins = JoinReport.Account(joinsBefore, ResidualJoins.Find(new OnnxGraph(carried.Graph, input)), blocks);
+        var result = rm with { Model = carried, Blocks = blocks, MergedBranches = merged, Joins = joins,
+            JoinsFound = joinsBefore.Count(j => j.Kind == "residual") };
         var m = result.Model;
-        int plain = result.Blocks.Count(b => b.Plain);
-        string note = $"rmnet {OnnxExporter.Version}: {plain} of {result.Blocks.Count} residual blocks made plain (RM, {mode.ToString().ToLowerInvariant()} form), " +
+        string note = $"rmnet {OnnxExporter.Version}: {result.JoinsFound - result.JoinsRemaining} of {result.JoinsFound} residual joins made plain (RM, {mode.ToString().ToLowerInvariant()} form), " +
             $"{result.FoldedBatchNorms} BatchNormalization nodes folded, {merged} parallel-branch sums merged; converted from '{Path.GetFileName(input)}' " +
             $"(producer '{(model.ProducerName + " " + model.ProducerVersion).Trim()}')";
         m.DocString = string.IsNullOrEmpty(m.DocString) ? note : m.DocString + "\n" + note;

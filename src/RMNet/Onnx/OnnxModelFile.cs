@@ -21,6 +21,19 @@ public static class OnnxModelFile
     /// <summary>Reads <paramref name="path"/> and its external data; malformed files raise <see cref="ModelInputException"/>.</summary>
     public static ModelProto Load(string path)
     {
+        var model = LoadStructure(path);
+        string dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        foreach (var t in AllTensors(model.Graph))
+            if (t.DataLocation == DataLocation.External) LoadExternal(t, dir, path);
+        return model;
+    }
+
+    /// <summary>
+    /// Reads <paramref name="path"/> without its external data: the graph, shapes and inline tensors, enough to
+    /// inspect a model whose weights lie in gigabytes of side files.
+    /// </summary>
+    public static ModelProto LoadStructure(string path)
+    {
         if (FileFormats.Detect(path) != FileFormat.Onnx && !path.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase))
             throw new ModelInputException(path, "not an ONNX model");
         ModelProto model;
@@ -34,9 +47,6 @@ public static class OnnxModelFile
             throw new ModelInputException(path, $"not a valid ONNX protobuf: {e.Message}", e);
         }
         if (model.Graph is null) throw new ModelInputException(path, "ONNX model has no graph");
-        string dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        foreach (var t in AllTensors(model.Graph))
-            if (t.DataLocation == DataLocation.External) LoadExternal(t, dir, path);
         return model;
     }
 

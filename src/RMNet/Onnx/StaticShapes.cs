@@ -12,17 +12,23 @@ public static class StaticShapes
     static readonly HashSet<string> SizePreserving = new()
     {
         "Relu", "PRelu", "LeakyRelu", "Clip", "BatchNormalization", "Add", "Sum", "Mul", "Sigmoid", "Identity", "Max", "Min",
+        "Sub", "Div", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu", "Softplus", "Mish", "Gelu", "Dropout", "Cast",
+        "InstanceNormalization",
     };
 
-    /// <summary>(H, W) per value name, for a graph whose first image input has fixed H and W.</summary>
-    public static Dictionary<string, (long H, long W)> Spatial(OnnxGraph g)
+    /// <summary>
+    /// (H, W) per value name, for a graph whose image input has fixed H and W; where <paramref name="dynamicSize"/> is
+    /// given, a dynamic H or W of a 4-d input is taken to be that size (for cost estimates, never for padding).
+    /// </summary>
+    public static Dictionary<string, (long H, long W)> Spatial(OnnxGraph g, long? dynamicSize = null)
     {
         var sizes = new Dictionary<string, (long, long)>();
         foreach (var input in g.Graph.Input.Where(i => !g.Initializers.ContainsKey(i.Name)))
         {
             var dims = input.Type?.TensorType?.Shape?.Dim;
-            if (dims is { Count: 4 } && dims[2].DimValue > 0 && dims[3].DimValue > 0)
-                sizes[input.Name] = (dims[2].DimValue, dims[3].DimValue);
+            if (dims is not { Count: 4 }) continue;
+            long h = dims[2].DimValue > 0 ? dims[2].DimValue : dynamicSize ?? 0, w = dims[3].DimValue > 0 ? dims[3].DimValue : dynamicSize ?? 0;
+            if (h > 0 && w > 0) sizes[input.Name] = (h, w);
         }
         foreach (var node in g.Order)
         {
@@ -33,6 +39,7 @@ public static class StaticShapes
             (long, long)? output = node.OpType switch
             {
                 _ when SizePreserving.Contains(node.OpType) => (h, w),
+                "Concat" when node.Attribute.FirstOrDefault(a => a.Name == "axis")?.I == 1 => (h, w),
                 "GlobalAveragePool" or "GlobalMaxPool" => (1, 1),
                 "Pad" => PadSize(g, node, h, w),
                 "Conv" or "MaxPool" or "AveragePool" => WindowSize(g, node, h, w),

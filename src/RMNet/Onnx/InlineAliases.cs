@@ -1,0 +1,59 @@
+using Onnx;
+using static TorchSharp.torch;
+
+namespace RMNet.Onnx;
+
+/// <summary>
+/// Looks through what exporters put between a value and its readers, so the later passes see weights as
+/// initializers and convs as adjacent nodes:
+/// <list type="bullet">
+/// <item>An <c>Identity</c> node is removed and its readers read its input instead. PyTorch's exporter writes them
+/// where it deduplicated equal initializers (a freshly initialised ResNet's BN parameters), tf2onnx on activations.</item>
+/// <item>A <c>Cast</c> to float of an initializer or Constant becomes a float initializer (exporters that keep
+/// weights in float16 or float64 cast them in the graph).</item>
+/// </list>
+/// Condition: the node's output is not a graph output (those names are the model's interface and stay).
+/// <code>
+///   W --Identity--> W' --> Conv        becomes   W --> Conv
+///   W16 --Cast(to=float)--> W --> Conv  becomes   W (float32 initializer) --> Conv
+/// </code>
+/// </summary>
+public static class InlineAliases
+{
+    const int FloatType = (int)TensorProto.Types.DataType.Float;
+
+    /// <summary>A copy of <paramref name="model"/> without such nodes, and how many were removed.</summary>
+    public static (ModelProto Model, int Removed) Run(ModelProto model, string file)
+    {
+        model = model.Clone();
+        var g = new OnnxGraph(model.Graph, file);
+        var outputs = model.Graph.Output.Select(o => o.Name).ToHashSet();
+        var rename = new Dictionary<string, string>();
+        var removed = new HashSet<NodeProto>();
+        string Resolve(string value) => rename.TryGetValue(value, out var to) ? to : value;
+
+        foreach (var node in g.Order)
+        {
+            if (node.Input.Count == 0 || node.Output.Count != 1 || outputs.Contains(node.Output[0])) continue;
+            if (node.OpType == "Identity")
+            {
+                rename[node.Output[0]] = Resolve(node.Input[0]);
+                removed.Add(node);
+            }
+            else if (node.OpType == "Cast" && node.Attribute.FirstOrDefault(a => a.Name == "to")?.I == FloatType
+                     && g.Initializers.TryGetValue(Resolve(node.Input[0]), out var source))
+            {
+                // The Cast goes, so its output name is free for the initializer that replaces it.
+                using var values = OnnxTensors.ToTensor(source, file).to_type(ScalarType.Float32);
+                model.Graph.Initializer.Add(OnnxTensors.FromTensor(node.Output[0], values));
+                removed.Add(node);
+            }
+        }
+        if (removed.Count == 0) return (model, 0);
+        foreach (var node in model.Graph.Node)
+            for (int i = 0; i < node.Input.Count; i++)
+                node.Input[i] = Resolve(node.Input[i]);
+        GraphRewrite.Apply(model, g, new Dictionary<NodeProto, List<NodeProto>>(), removed, Array.Empty<TensorProto>());
+        return (model, removed.Count);
+    }
+}

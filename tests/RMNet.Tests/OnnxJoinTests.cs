@@ -1,0 +1,178 @@
+using System.Text.Json;
+using Google.Protobuf;
+using Onnx;
+using RMNet.Cli;
+using RMNet.Onnx;
+using Xunit;
+
+namespace RMNet.Tests;
+
+/// <summary>
+/// Every residual join is accounted for, whatever the block patterns recognise: PyTorch exports of networks
+/// outside them (RegNet-Y, ResNet-D, a SiLU branch, a Concat branch) are reported and fail <c>--strict</c>;
+/// exporter quirks in front of weights (Identity, Cast) are looked through; inspect reads no weights.
+/// </summary>
+public class OnnxJoinTests
+{
+    static (int Code, string Out, string Err) Rmnet(params string[] args) => CliHarness.Rmnet(args.Append("--quiet").ToArray());
+
+    static JsonElement Json(string stdout) => JsonDocument.Parse(stdout).RootElement;
+
+    static string Onnx(string name) => Fixture.Path_($"onnx/{name}.onnx");
+
+    [Fact]
+    public void FreshResNet18ExportWithIdentityNodesBecomesPlain()
+    {
+        // A freshly initialised torchvision ResNet-18 layout at opset 17: PyTorch's exporter feeds 16 deduplicated
+        // BN tensors through Identity nodes. Before the importer looked through them, 0 of 8 blocks were found.
+        string input = Onnx("resnet18_fresh_narrow_opset17");
+        Assert.Equal(16, ModelProto.Parser.ParseFrom(File.ReadAllBytes(input)).Graph.Node.Count(n => n.OpType == "Identity"));
+        using var dir = Fixture.Temp();
+        string output = dir.File("plain.onnx");
+        var (code, stdout, stderr) = Rmnet("convert", input, "-o", output, "--strict", "--verify", "--input-size", "32", "--json");
+        Assert.True(code == 0, stderr);
+        var root = Json(stdout);
+        Assert.Equal(8, root.GetProperty("joins_found").GetInt32());
+        Assert.Equal(0, root.GetProperty("joins_remaining").GetInt32());
+        Assert.True(root.GetProperty("verification").GetProperty("passed").GetBoolean());
+        var ops = OnnxSummary.Read(output).OpCounts;
+        Assert.False(ops.ContainsKey("Add") || ops.ContainsKey("Identity"));
+        Assert.Equal(17, ops["Conv"]);   // stem + 8 blocks x 2 (projections merged into the blocks' last convs)
+    }
+
+    public static IEnumerable<object[]> Unplainable() => new[]
+    {
+        // name, residual joins in the input, joins RM cannot make plain, gates
+        new object[] { "regnet_y_narrow_opset13", 3, 3, 3 },   // SE in the middle of each branch
+        new object[] { "resnet_d_narrow_opset13", 6, 2, 0 },   // avg-pool before the stride-2 projections
+        new object[] { "unplainable_narrow_opset13", 2, 2, 1 }, // SiLU (x * Sigmoid(x)) in one branch, Concat in the other
+    };
+
+    [Theory]
+    [MemberData(nameof(Unplainable))]
+    public void JoinsOutsideThePatternsAreReportedAndFailStrict(string name, int found, int remaining, int gates)
+    {
+        string input = Onnx(name);
+        var (ic, io, _) = Rmnet("inspect", input, "--json");
+        Assert.Equal(0, ic);
+        var inspected = Json(io);
+        Assert.Equal("residual", inspected.GetProperty("form").GetString());
+        Assert.Equal(found, inspected.GetProperty("joins_found").GetInt32());
+        Assert.Equal(gates, inspected.GetProperty("joins").EnumerateArray().Count(j => j.GetProperty("kind").GetString() == "gate"));
+
+        using var dir = Fixture.Temp();
+        string output = dir.File("out.onnx");
+        var (code, stdout, stderr) = Rmnet("convert", input, "-o", output, "--input-size", "32", "--verify", "--json");
+        Assert.True(code == 0, stderr);
+        var root = Json(stdout);
+        Assert.Equal(found, root.GetProperty("joins_found").GetInt32());
+        Assert.Equal(remaining, root.GetProperty("joins_remaining").GetInt32());
+        Assert.Equal(gates, root.GetProperty("gates").GetInt32());
+        var kept = root.GetProperty("joins").EnumerateArray().Where(j => j.GetProperty("status").GetString() == "kept").ToList();
+        Assert.Equal(remaining, kept.Count);
+        Assert.All(kept, j => Assert.False(string.IsNullOrEmpty(j.GetProperty("reason").GetString())));
+        Assert.True(root.GetProperty("verification").GetProperty("passed").GetBoolean());
+        // The output itself still has exactly those joins: the report is the output's ground truth.
+        Assert.Equal(remaining, OnnxSummary.Read(output).Residuals.Count);
+
+        File.Delete(output);
+        var (strict, _, err) = Rmnet("convert", input, "-o", output, "--strict");
+        Assert.Equal(ExitCodes.NotEquivalent, strict);
+        var line = Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains($"{remaining} residual join(s) remain", line);
+        Assert.False(File.Exists(output));
+    }
+
+    [Fact]
+    public void AnAdditionOfABiasOrOfTwoInputsIsNotAJoin()
+    {
+        // MatMul + Add(bias) classifier: the bias is an initializer, so only the 5 blocks' sums are joins.
+        var joins = OnnxSummary.Read(Onnx("quirk_reducemean_reshape_matmul")).Joins;
+        Assert.Equal(5, joins.Count);
+        Assert.All(joins, j => Assert.Equal("residual", j.Kind));
+
+        // Two graph inputs added together share no ancestor.
+        var model = new ModelProto { IrVersion = 8, Graph = new GraphProto { Name = "two" } };
+        model.OpsetImport.Add(new OperatorSetIdProto { Version = 13 });
+        foreach (var name in new[] { "a", "b" }) model.Graph.Input.Add(new ValueInfoProto { Name = name });
+        model.Graph.Node.Add(new NodeProto { OpType = "Add", Input = { "a", "b" }, Output = { "sum" } });
+        model.Graph.Node.Add(new NodeProto { OpType = "Relu", Input = { "sum" }, Output = { "y" } });
+        model.Graph.Node.Add(new NodeProto { OpType = "Add", Input = { "y", "a" }, Output = { "z" } });
+        model.Graph.Output.Add(new ValueInfoProto { Name = "z" });
+        var found = ResidualJoins.Find(new OnnxGraph(model.Graph, "two.onnx"));
+        Assert.Equal("z", Assert.Single(found).Name);   // y descends from a, so y + a is a join; a + b is not
+    }
+
+    [Fact]
+    public void CastOfAHalfPrecisionWeightIsLookedThrough()
+    {
+        using var dir = Fixture.Temp();
+        var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Onnx("basic_narrow_opset13")));
+        // Every conv weight is stored as float16 and cast to float in the graph, as some exporters write it.
+        foreach (var conv in model.Graph.Node.Where(n => n.OpType == "Conv").ToList())
+        {
+            var weight = model.Graph.Initializer.First(t => t.Name == conv.Input[1]);
+            using var values = OnnxTensors.ToTensor(weight, "m").to_type(TorchSharp.torch.ScalarType.Float16);
+            var half = new TensorProto { Name = weight.Name + "_f16", DataType = (int)TensorProto.Types.DataType.Float16, RawData = ByteString.CopyFrom(values.bytes) };
+            half.Dims.AddRange(weight.Dims);
+            model.Graph.Initializer.Remove(weight);
+            model.Graph.Initializer.Add(half);
+            var cast = new NodeProto { Name = weight.Name + "_cast", OpType = "Cast", Input = { half.Name }, Output = { weight.Name } };
+            cast.Attribute.Add(new AttributeProto { Name = "to", Type = AttributeProto.Types.AttributeType.Int, I = (long)TensorProto.Types.DataType.Float });
+            model.Graph.Node.Insert(0, cast);
+        }
+        string input = dir.File("cast.onnx");
+        File.WriteAllBytes(input, model.ToByteArray());
+        var (code, stdout, stderr) = Rmnet("convert", input, "-o", dir.File("plain.onnx"), "--strict", "--verify", "--input-size", "40");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("5 of 5 residual joins made plain", stdout);
+        Assert.False(OnnxSummary.Read(dir.File("plain.onnx")).OpCounts.ContainsKey("Cast"));
+    }
+
+    [Fact]
+    public void Opset21IsRead()
+    {
+        using var dir = Fixture.Temp();
+        var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Onnx("basic_narrow_opset17")));
+        // Every operator of this graph has the same definition at opset 21 as at 17.
+        model.OpsetImport.Single().Version = 21;
+        model.IrVersion = 10;
+        string input = dir.File("opset21.onnx");
+        File.WriteAllBytes(input, model.ToByteArray());
+        var (code, stdout, stderr) = Rmnet("convert", input, "-o", dir.File("plain.onnx"), "--strict", "--verify", "--input-size", "40");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("EQUIVALENT", stdout);
+        Assert.Equal(21, OnnxSummary.Read(dir.File("plain.onnx")).Opset);
+    }
+
+    [Fact]
+    public void InspectReadsNoExternalDataAndCountsMacs()
+    {
+        using var dir = Fixture.Temp();
+        File.Copy(Fixture.Path_("onnx/external/basic_external.onnx"), dir.File("e.onnx"));
+        // The weights file is absent: inspect must not need it, convert must.
+        var (code, stdout, stderr) = Rmnet("inspect", dir.File("e.onnx"), "--json", "--input-size", "64");
+        Assert.True(code == 0, stderr);
+        var root = Json(stdout);
+        Assert.Equal(5, root.GetProperty("joins_found").GetInt32());
+        var withData = Json(Rmnet("inspect", Fixture.Path_("onnx/external/basic_external.onnx"), "--json", "--input-size", "64").Out);
+        Assert.Equal(withData.GetProperty("cost").GetProperty("macs").GetInt64(), root.GetProperty("cost").GetProperty("macs").GetInt64());
+        Assert.Equal(ExitCodes.BadInput, Rmnet("convert", dir.File("e.onnx"), "-o", dir.File("p.onnx")).Code);
+    }
+
+    [Theory]
+    [InlineData("preact_basic_narrow")]
+    [InlineData("mobilenet_v2_narrow")]
+    [InlineData("se_basic_narrow")]
+    [InlineData("iresnet18_narrow")]
+    public void OnnxMacsAgreeWithTheCheckpointCostModel(string name)
+    {
+        // PyTorch's export of a family fixture against the checkpoint's own cost model, at 64x64 (IResNet: its fixed 112).
+        var onnx = Json(Rmnet("inspect", Onnx($"{name}_opset13"), "--json", "--input-size", "64").Out);
+        var checkpoint = Json(Rmnet("inspect", Fixture.Path_($"{name}.pth"), "--json", "--input-size", "64").Out);
+        long onnxMacs = onnx.GetProperty("cost").GetProperty("macs").GetInt64();
+        long ckptMacs = checkpoint.GetProperty("cost").GetProperty("macs").GetInt64();
+        Assert.True(onnxMacs > 0);
+        Assert.Equal(ckptMacs, onnxMacs);
+    }
+}
