@@ -21,6 +21,7 @@ public static class OnnxConversion
         var (carried, carryBlocks) = GraphCarryRm.Run(rm.Model, input);
         var carriedNames = carryBlocks.Select(b => b.Name).ToHashSet();
         var blocks = rm.Blocks.Where(b => !carriedNames.Contains(b.Name)).Concat(carryBlocks).ToList();
+        FlattenToReshape.Run(carried, input);
         var joins = JoinReport.Account(joinsBefore, ResidualJoins.Find(new OnnxGraph(carried.Graph, input)), blocks);
         var result = rm with { Model = carried, Blocks = blocks, MergedBranches = merged, Joins = joins,
             JoinsFound = joinsBefore.Count(j => j.Kind == "residual") };

@@ -7,7 +7,8 @@ namespace RMNet.Onnx;
 
 /// <summary>
 /// Writes a <see cref="PlainModel"/> as ONNX (OnnxSharp protobuf classes): input <c>input</c> [N, C, H, W] with
-/// dynamic N, H, W, output <c>output</c>; only Conv, Relu, MaxPool, GlobalAveragePool, Flatten and Gemm.
+/// dynamic N, H, W, output <c>output</c>; only Conv, Relu, MaxPool, GlobalAveragePool, Reshape (or Flatten) and Gemm,
+/// plus PRelu, Max/Min and the SE gate's nodes where the network has them.
 /// </summary>
 public static class OnnxExporter
 {
@@ -75,6 +76,13 @@ public static class OnnxExporter
                 MaxPoolLayer p => OnnxNodes.Unary("MaxPool", name, current, output, OnnxNodes.Ints("kernel_shape", p.Kernel, p.Kernel),
                     OnnxNodes.Ints("strides", p.Stride, p.Stride), OnnxNodes.Ints("pads", p.Padding.ToOnnx())),
                 GlobalAvgPoolLayer => OnnxNodes.Unary("GlobalAveragePool", name, current, output),
+                // Before a linear layer the width is known: a Reshape to [-1, K] says so, where a Flatten of dynamic H and W
+                // leaves readers that infer shapes at load time (OpenCV's DNN module) with a width of 0.
+                FlattenLayer when i + 1 < model.Layers.Count && model.Layers[i + 1] is LinearLayer next => new NodeProto
+                {
+                    Name = name, OpType = "Reshape", Output = { output },
+                    Input = { current, Initializer(initializers, $"layers.{i}.shape", TorchSharp.torch.tensor(new[] { -1L, next.Weight.shape[1] })) },
+                },
                 FlattenLayer => OnnxNodes.Unary("Flatten", name, current, output, OnnxNodes.Int("axis", 1)),
                 LinearLayer l => OnnxNodes.Gemm(name, current, Initializer(initializers, $"layers.{i}.weight", l.Weight),
                     Initializer(initializers, $"layers.{i}.bias", l.Bias), output),

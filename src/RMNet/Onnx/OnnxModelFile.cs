@@ -99,6 +99,7 @@ public static class OnnxModelFile
             Save(model, path, externalDataThreshold);
             return;
         }
+        AttributePresence.Mark(skeleton);
         long graphLength = skeleton.Graph.CalculateSize() + initializers.Sum(i => FieldSize(OnnxTensors.FromTensor(i.Name, i.Tensor).CalculateSize()));
         var rest = skeleton.Clone();
         rest.Graph = null;
@@ -155,6 +156,7 @@ public static class OnnxModelFile
             });
             model = external;
         }
+        AttributePresence.Mark(model);
         AtomicFile.Write(path, s => model.WriteTo(s));
     }
 }
