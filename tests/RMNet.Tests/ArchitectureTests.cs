@@ -34,7 +34,7 @@ public class ArchitectureTests
         Assert.Equal(count, ResNetCost.Parameters(ResNetSpec.Named(name)));
 
     [Theory]
-    [InlineData("resnet18", RmMode.Dense, 20.2)]   // rm-math.md section 9
+    [InlineData("resnet18", RmMode.Dense, 20.2)]   // docs/design.md section 9
     [InlineData("resnet18", RmMode.Grouped, 20.2)]
     [InlineData("resnet34", RmMode.Dense, 40.4)]
     [InlineData("resnet50", RmMode.Dense, 277.3)]

@@ -15,7 +15,7 @@ namespace RMNet.Tests;
 public class FullResNet50Tests(ITestOutputHelper output)
 {
     [Theory]
-    [InlineData(RmMode.Dense, 277_000_000, 277_700_000)]    // rm-math.md section 9: 277.3M
+    [InlineData(RmMode.Dense, 277_000_000, 277_700_000)]    // docs/design.md section 9: 277.3M
     [InlineData(RmMode.Grouped, 94_900_000, 95_100_000)]    // 95.0M
     public void Resnet50OnnxEqualsPyTorch(RmMode mode, long minParams, long maxParams)
     {

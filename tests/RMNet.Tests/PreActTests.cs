@@ -11,7 +11,7 @@ using static RMNet.Tests.CliHarness;
 
 namespace RMNet.Tests;
 
-/// <summary>Pre-activation ResNets: block inputs are negative; both exact fixes of rm-math.md section 7.</summary>
+/// <summary>Pre-activation ResNets: block inputs are negative; both exact fixes of docs/design.md section 7.</summary>
 public class PreActTests(ITestOutputHelper output)
 {
     public static IEnumerable<object[]> Cases() => Fixture.Cases(new[] { "preact_basic_narrow", "preact_bottleneck_narrow" }, NegativeInputMode.PRelu, NegativeInputMode.Split);

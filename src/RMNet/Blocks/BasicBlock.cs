@@ -41,7 +41,7 @@ public sealed class BasicBlock : Module<Tensor, Tensor>
     public ChannelGates? Gates => gates;
 
     /// <summary>
-    /// Adds a gate for every channel of the block's plain form (rm-math.md section 8), all at 1 so the block
+    /// Adds a gate for every channel of the block's plain form (docs/design.md section 8), all at 1 so the block
     /// computes what it did: <c>inner</c> on conv1's channels, <c>reserve</c> on the input carried to the shortcut
     /// (followed by a ReLU, as the reserved channel is in the plain network), <c>output</c> on the sum before the
     /// final ReLU. The block still trains as a residual block; the gates fold into its plain form.

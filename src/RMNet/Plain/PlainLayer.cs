@@ -105,7 +105,7 @@ public sealed record PReluLayer(Tensor Slope) : PlainLayer
 
 /// <summary>
 /// Per-channel clamp: y = min(max(x, lower[c]), upper[c]). ReLU6 is [0, 6]; a carried channel is
-/// (-inf, inf), so the reserved copy of a MobileNetV2 block input passes unclipped (rm-math.md section 7).
+/// (-inf, inf), so the reserved copy of a MobileNetV2 block input passes unclipped (docs/design.md section 7).
 /// </summary>
 public sealed record ClampLayer(Tensor Lower, Tensor Upper) : PlainLayer
 {

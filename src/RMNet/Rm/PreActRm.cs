@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 
 namespace RMNet.Rm;
 
-/// <summary>How a block input that may be negative is carried through the activations (rm-math.md section 7).</summary>
+/// <summary>How a block input that may be negative is carried through the activations (docs/design.md section 7).</summary>
 public enum NegativeInputMode
 {
     /// <summary>Per-channel activation: PReLU with slope 1 on the carried channels, 0 (ReLU) on the others.</summary>

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 
 namespace RMNet.Rm;
 
-/// <summary>How the middle convs of a block carry the reserved channels (rm-math.md sections 4 and 5).</summary>
+/// <summary>How the middle convs of a block carry the reserved channels (docs/design.md sections 4 and 5).</summary>
 public enum RmMode
 {
     /// <summary>
@@ -30,7 +30,7 @@ public sealed record RmBlock(IReadOnlyList<ConvLayer> Convs, int ZeroChannels);
 /// <item>The block input is non-negative (it comes out of a ReLU), so the reserved copy survives every ReLU.
 ///   The caller vouches for this; torchvision ResNets satisfy it.</item>
 /// <item>Every conv pads k-1 in total per axis, so reserved channels and the shortcut keep the same size.</item>
-/// <item>The reserved channel's Dirac tap is the conv's begin padding and must lie inside the kernel (rm-math.md 6).</item>
+/// <item>The reserved channel's Dirac tap is the conv's begin padding and must lie inside the kernel (docs/design.md section 6).</item>
 /// <item>Identity shortcut: overall stride 1, same channels. Projection: a 1x1 conv, no padding, stride equal to
 ///   the product of the chain's strides.</item>
 /// </list>
@@ -115,7 +115,7 @@ public static class ResidualChainRm
         return new RmBlock(layers, (int)(reserved - c));
     }
 
-    /// <summary>W[o, o mod groupWidth, tapH, tapW] = 1 for the first <paramref name="channels"/> rows (rm-math.md 2).</summary>
+    /// <summary>W[o, o mod groupWidth, tapH, tapW] = 1 for the first <paramref name="channels"/> rows (docs/design.md section 2).</summary>
     static void PutDirac(Tensor weight, long channels, long firstRow, long tapH, long tapW, long groupWidth)
     {
         if (tapH >= weight.shape[2] || tapW >= weight.shape[3] || tapH < 0 || tapW < 0)

@@ -7,7 +7,7 @@ namespace RMNet.Weights;
 /// RepVGG's structural re-parameterisation in one place: parallel branches that read the same input and are
 /// summed (a kxk conv+BN, a 1x1 conv+BN, an identity BN) become one kxk conv. Each branch is fused with its BN,
 /// the 1x1 kernel is placed at the kxk kernel's centre tap, the identity becomes a (grouped) Dirac kernel, then
-/// kernels and biases are added (rm-math.md section 2). float64 throughout.
+/// kernels and biases are added (docs/design.md section 2). float64 throughout.
 /// </summary>
 public static class BranchFusion
 {

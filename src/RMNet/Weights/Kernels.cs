@@ -8,7 +8,7 @@ public static class Kernels
 {
     /// <summary>
     /// The identity as a kxk conv with <paramref name="groups"/> groups: W[o, o mod (C/groups), tapH, tapW] = 1
-    /// (rm-math.md section 2), float64.
+    /// (docs/design.md section 2), float64.
     /// </summary>
     public static Tensor GroupedDirac(long channels, long groups, long kernelH, long kernelW, long tapH, long tapW)
     {
