@@ -11,7 +11,7 @@ namespace RMNet.Tests;
 
 public class ExportTests
 {
-    static readonly string[] AllowedOps = { "Conv", "Relu", "MaxPool", "GlobalAveragePool", "Flatten", "Gemm" };
+    static readonly string[] AllowedOps = { "Conv", "Relu", "MaxPool", "GlobalAveragePool", "Flatten", "Reshape", "Gemm" };
 
     [Theory]
     [InlineData("basic_narrow")]

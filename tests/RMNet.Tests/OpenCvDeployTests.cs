@@ -37,7 +37,7 @@ public class OpenCvDeployTests(ITestOutputHelper output)
     public static IEnumerable<object[]> Checkpoints() => new[]
     {
         "basic_narrow", "bottleneck_narrow", "resnext_narrow", "wide_narrow", "cifar_narrow", "preact_basic_narrow", "preact_bottleneck_narrow",
-        "repvgg_narrow", "mobilenet_v2_narrow", "iresnet18_narrow", "iresnet50_narrow",
+        "repvgg_narrow", "mobilenet_v2_narrow", "iresnet18_narrow", "iresnet50_narrow", "se_basic_narrow", "se_bottleneck_narrow",
     }.Select(n => new object[] { n });
 
     [Theory]
@@ -60,6 +60,8 @@ public class OpenCvDeployTests(ITestOutputHelper output)
     [InlineData("mobilenet_v2_narrow")]
     [InlineData("iresnet18_narrow")]
     [InlineData("repvgg_narrow")]
+    [InlineData("se_basic_narrow")]
+    [InlineData("se_bottleneck_narrow")]
     public void OnnxPathOutputLoadsAndMatchesPyTorch(string name)
     {
         using var dir = Fixture.Temp();
@@ -70,6 +72,30 @@ public class OpenCvDeployTests(ITestOutputHelper output)
         var report = Equivalence.Measure(io["output"], RunOpenCv(plain, io["input"]), 1e-4);
         output.WriteLine($"{name}: OpenCV vs PyTorch rel {report.MaxRelError:E2}");
         Assert.True(report.Passed, $"rel {report.MaxRelError}");
+    }
+
+    [Fact]
+    public void ReluOnlyMobileNetV2UsesNoClampAndMatchesPyTorchInBothRuntimes()
+    {
+        using var dir = Fixture.Temp();
+        string plain = dir.File("relu.onnx");
+        var (code, _, err) = Rmnet("convert", Fixture.Path_("mobilenet_v2_narrow.pth"), "-o", plain, "--relu-only", "--verify", "--input-size", "64");
+        Assert.True(code == 0, err);
+        var ops = OnnxSummary.Read(plain).OpCounts.Keys.ToHashSet();
+        Assert.Subset(new HashSet<string> { "Conv", "Relu", "GlobalAveragePool", "Reshape", "Gemm" }, ops);
+        var io = Fixture.Io("mobilenet_v2_narrow");
+        using var ort = new OnnxRuntimeRunner(plain);
+        var inOrt = Equivalence.Measure(io["output"], ort.Run(io["input"]), 1e-4);
+        var inOpenCv = Equivalence.Measure(io["output"], RunOpenCv(plain, io["input"]), 1e-4);
+        output.WriteLine($"relu-only MobileNetV2 vs PyTorch: ONNX Runtime rel {inOrt.MaxRelError:E2}, OpenCV rel {inOpenCv.MaxRelError:E2}");
+        Assert.True(inOrt.Passed, $"rel {inOrt.MaxRelError}");
+        Assert.True(inOpenCv.Passed, $"rel {inOpenCv.MaxRelError}");
+
+        // ONNX input keeps its clamps: the option is refused with one line, and nothing is written.
+        var (onnxCode, _, onnxErr) = Rmnet("convert", Fixture.Path_("onnx/mobilenet_v2_narrow_opset13.onnx"), "-o", dir.File("x.onnx"), "--relu-only");
+        Assert.Equal(2, onnxCode);
+        Assert.Contains("--relu-only applies to checkpoints", onnxErr);
+        Assert.False(File.Exists(dir.File("x.onnx")));
     }
 
     [Theory]

@@ -31,31 +31,39 @@ public static class ConvertCommand
         var rmMode = CommonOptions.RmMode();
         var negative = CommonOptions.NegativeInput();
         var strict = new Option<bool>("--strict") { Description = "ONNX input: exit 1 (and write nothing) if any residual join (Add/Sum of paths that split from one value) remains" };
+        var reluOnly = new Option<bool>("--relu-only")
+        {
+            Description = "Checkpoints: write per-channel clamps (ReLU6, MobileNetV2) as differences of ReLUs folded into the neighbouring convs, " +
+                "so the output uses only Conv, Relu, pools, Reshape and Gemm (for runtimes without per-channel Max/Min)",
+        };
         var json = CommonOptions.Json();
         var cmd = new Command("convert", "Remove the residual connections of a ResNet checkpoint and save the equivalent plain network")
         {
-            input, output, arch, numClasses, rmMode, negative, verify, tolerance, samples, size, force, allowNonFinite, strict, json,
+            input, output, arch, numClasses, rmMode, negative, reluOnly, verify, tolerance, samples, size, force, allowNonFinite, strict, json,
         };
         cmd.SetAction(p =>
         {
             var ctx = io.Context(p, json);
             var options = new VerifyOptions(p.GetValue(samples), p.GetValue(size), p.GetValue(tolerance));
             return ctx.Run(() => FileFormats.Detect(p.GetValue(input)!) == FileFormat.Onnx
-                ? RunOnnx(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(rmMode), p.GetValue(verify), options, p.GetValue(force), p.GetValue(strict))
+                ? p.GetValue(reluOnly)
+                    ? throw new ModelInputException(p.GetValue(input)!, "--relu-only applies to checkpoints; ONNX input keeps its clamps as Max/Min (convert the checkpoint instead)")
+                    : RunOnnx(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(rmMode), p.GetValue(verify), options, p.GetValue(force), p.GetValue(strict))
                 : Run(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(rmMode),
-                    p.GetValue(verify), options, p.GetValue(force), p.GetValue(allowNonFinite), p.GetValue(negative)));
+                    p.GetValue(verify), options, p.GetValue(force), p.GetValue(allowNonFinite), p.GetValue(negative), p.GetValue(reluOnly)));
         });
         return cmd;
     }
 
     public static int Run(CliContext ctx, string input, string output, string arch, int? numClasses, RMNet.Rm.RmMode mode, bool verify,
-        VerifyOptions options, bool force, bool allowNonFinite, RMNet.Rm.NegativeInputMode negative = RMNet.Rm.NegativeInputMode.PRelu)
+        VerifyOptions options, bool force, bool allowNonFinite, RMNet.Rm.NegativeInputMode negative = RMNet.Rm.NegativeInputMode.PRelu, bool reluOnly = false)
     {
         using var pending = new PendingOutput(output, force, input);
         ctx.Progress.Stage($"loading {input}");
         using var ckpt = SourceModels.Load(input, arch, numClasses, allowNonFinite, negative);
         var clock = Stopwatch.StartNew();
         var plain = ckpt.ToPlain(mode, ctx.Progress);
+        if (reluOnly) plain = RMNet.Plain.ClampAsRelu.Rewrite(plain);
         double convertSeconds = clock.Elapsed.TotalSeconds;
         ctx.Progress.Stage($"writing {output}");
         ModelWriter.Save(plain, pending.TempPath, $"rmnet: residual connections removed (RM, {mode.ToString().ToLowerInvariant()} form) from {ckpt.DisplayName}, {Path.GetFileName(input)}");

@@ -265,10 +265,9 @@ public static class GraphCarryRm
 
         // SE gates the branch channels only; then a 1x1 conv adds the shortcut to them. SE keeps its gating branch.
         string gated = fresh($"{name}_carry_se");
-        OnnxNodes.SqueezeExcite(nodes, $"{name}_carry_se", current, gated, c, features,
-            (init($"{name}_se_fc1_weight", se.Fc1.Fused.Weights.Weight.to_type(ScalarType.Float32)), init($"{name}_se_fc1_bias", se.Fc1.Fused.Weights.BiasOrZeros().to_type(ScalarType.Float32))),
-            (init($"{name}_se_fc2_weight", se.Fc2.Fused.Weights.Weight.to_type(ScalarType.Float32)), init($"{name}_se_fc2_bias", se.Fc2.Fused.Weights.BiasOrZeros().to_type(ScalarType.Float32))),
-            (n, v) => init($"{name}_se_{n}", tensor(v)));
+        OnnxNodes.SqueezeExcite(nodes, $"{name}_carry_se", current, gated, c,
+            (se.Fc1.Fused.Weights.Weight, se.Fc1.Fused.Weights.BiasOrZeros()), (se.Fc2.Fused.Weights.Weight, se.Fc2.Fused.Weights.BiasOrZeros()),
+            (n, t) => init($"{name}_se_{n}", t));
         var merge = zeros(new[] { features, c + features, 1, 1 }, dtype: ScalarType.Float64);
         PutDirac(merge, 0, c, features, 0, 0);
         var mergeBias = zeros(features, dtype: ScalarType.Float64);

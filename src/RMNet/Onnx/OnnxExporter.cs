@@ -43,10 +43,8 @@ public static class OnnxExporter
             if (layer is SeLayer se)
             {
                 var seNodes = new List<NodeProto>();
-                OnnxNodes.SqueezeExcite(seNodes, name, current, output, se.Offset, se.Count,
-                    (Initializer(initializers, $"layers.{i}.fc1.weight", se.Fc1Weight), Initializer(initializers, $"layers.{i}.fc1.bias", se.Fc1Bias)),
-                    (Initializer(initializers, $"layers.{i}.fc2.weight", se.Fc2Weight), Initializer(initializers, $"layers.{i}.fc2.bias", se.Fc2Bias)),
-                    (n, v) => Initializer(initializers, $"layers.{i}.{n}", TorchSharp.torch.tensor(v)));
+                OnnxNodes.SqueezeExcite(seNodes, name, current, output, se.Offset, (se.Fc1Weight, se.Fc1Bias), (se.Fc2Weight, se.Fc2Bias),
+                    (n, t) => Initializer(initializers, $"layers.{i}.{n}", t.detach().MoveToOuterDisposeScope()));
                 graph.Node.AddRange(seNodes);
                 current = output;
                 continue;

@@ -1,4 +1,6 @@
 using Onnx;
+using TorchSharp;
+using static TorchSharp.torch;
 using RMNet.Plain;
 
 namespace RMNet.Onnx;
@@ -21,27 +23,37 @@ public static class OnnxNodes
         new NodeProto { Name = name, OpType = "Gemm", Input = { input, weight, bias }, Output = { output } }, Int("transB", 1));
 
     /// <summary>
-    /// Squeeze-and-excitation on channels [offset, offset + count) of <paramref name="input"/>: Slice, GlobalAveragePool,
-    /// Conv (fc1), Relu, Conv (fc2), Sigmoid, Mul, and Concat with the untouched channels before offset.
-    /// <paramref name="ints"/> adds an int64 initializer and returns its name.
+    /// Squeeze-and-excitation on channels [offset, C) of <paramref name="input"/>, the first <paramref name="offset"/>
+    /// channels passing unchanged, written without Slice or Concat (which runtimes that infer shapes at load time
+    /// mishandle with dynamic H and W): GlobalAveragePool of all channels, fc1 with zero columns for the passing
+    /// channels, Relu, fc2 with zero rows and bias -100 for them, Sigmoid, Add of 1 on them, Mul. Sigmoid(-100) is
+    /// below 4e-44, so 1 + Sigmoid(-100) rounds to exactly 1 in float32 however a runtime computes it, and the
+    /// gated channels get Sigmoid(z) + 0: exact on every channel. <paramref name="init"/> adds an initializer
+    /// (float32) and returns its name.
     /// </summary>
-    public static void SqueezeExcite(List<NodeProto> nodes, string name, string input, string output, long offset, long count,
-        (string W, string B) fc1, (string W, string B) fc2, Func<string, long[], string> ints)
+    public static void SqueezeExcite(List<NodeProto> nodes, string name, string input, string output, long offset,
+        (Tensor W, Tensor B) fc1, (Tensor W, Tensor B) fc2, Func<string, Tensor, string> init)
     {
         string Value(string suffix) => $"{name}_{suffix}";
-        var axes = ints("axes", new long[] { 1 });
-        nodes.Add(new NodeProto { Name = Value("branch"), OpType = "Slice", Output = { Value("branch") },
-            Input = { input, ints("branch_start", new[] { offset }), ints("branch_end", new[] { offset + count }), axes } });
-        nodes.Add(Unary("GlobalAveragePool", Value("squeeze"), Value("branch"), Value("pooled")));
-        nodes.Add(new NodeProto { Name = Value("fc1"), OpType = "Conv", Input = { Value("pooled"), fc1.W, fc1.B }, Output = { Value("fc1") } });
+        long hidden = fc1.W.shape[0], count = fc1.W.shape[1], channels = offset + count;
+        using var scope = torch.NewDisposeScope();
+        var w1 = torch.zeros(hidden, channels, 1, 1);
+        w1[TensorIndex.Colon, TensorIndex.Slice(offset)] = fc1.W.to_type(ScalarType.Float32).reshape(hidden, count, 1, 1);
+        var w2 = torch.zeros(channels, hidden, 1, 1);
+        w2[TensorIndex.Slice(offset)] = fc2.W.to_type(ScalarType.Float32).reshape(count, hidden, 1, 1);
+        var b2 = torch.cat(new[] { torch.full(offset, -100f), fc2.B.to_type(ScalarType.Float32) }, 0);
+        string gate = Value("gate");
+        nodes.Add(Unary("GlobalAveragePool", Value("squeeze"), input, Value("pooled")));
+        nodes.Add(new NodeProto { Name = Value("fc1"), OpType = "Conv", Input = { Value("pooled"), init("fc1_weight", w1), init("fc1_bias", fc1.B.to_type(ScalarType.Float32)) }, Output = { Value("fc1") } });
         nodes.Add(Unary("Relu", Value("relu"), Value("fc1"), Value("fc1_relu")));
-        nodes.Add(new NodeProto { Name = Value("fc2"), OpType = "Conv", Input = { Value("fc1_relu"), fc2.W, fc2.B }, Output = { Value("fc2") } });
-        nodes.Add(Unary("Sigmoid", Value("sigmoid"), Value("fc2"), Value("gate")));
-        nodes.Add(new NodeProto { Name = Value("excite"), OpType = "Mul", Input = { Value("branch"), Value("gate") }, Output = { offset == 0 ? output : Value("gated") } });
-        if (offset == 0) return;
-        nodes.Add(new NodeProto { Name = Value("pass"), OpType = "Slice", Output = { Value("pass") },
-            Input = { input, ints("pass_start", new long[] { 0 }), ints("pass_end", new[] { offset }), axes } });
-        nodes.Add(With(new NodeProto { Name = Value("concat"), OpType = "Concat", Input = { Value("pass"), Value("gated") }, Output = { output } }, Int("axis", 1)));
+        nodes.Add(new NodeProto { Name = Value("fc2"), OpType = "Conv", Input = { Value("fc1_relu"), init("fc2_weight", w2), init("fc2_bias", b2) }, Output = { Value("fc2") } });
+        nodes.Add(Unary("Sigmoid", Value("sigmoid"), Value("fc2"), offset == 0 ? gate : Value("sigmoid")));
+        if (offset > 0)
+        {
+            var pass = torch.cat(new[] { torch.ones(offset), torch.zeros(count) }, 0).reshape(channels, 1, 1);
+            nodes.Add(new NodeProto { Name = Value("pass"), OpType = "Add", Input = { Value("sigmoid"), init("pass", pass) }, Output = { gate } });
+        }
+        nodes.Add(new NodeProto { Name = Value("excite"), OpType = "Mul", Input = { input, gate }, Output = { output } });
     }
 
     /// <summary>An INTS attribute.</summary>

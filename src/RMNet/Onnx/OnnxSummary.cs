@@ -19,9 +19,6 @@ namespace RMNet.Onnx;
 public sealed record OnnxSummary(long Opset, string Producer, IReadOnlyDictionary<string, int> OpCounts, long Parameters,
     IReadOnlyList<string> Inputs, IReadOnlyList<string> Outputs, IReadOnlyList<GraphJoin> Joins, long Macs, int InputSize)
 {
-    /// <summary>True where any Add or Sum node remains.</summary>
-    public bool HasAdditions => OpCounts.ContainsKey("Add") || OpCounts.ContainsKey("Sum");
-
     /// <summary>Residual joins (Add/Sum whose operands share an ancestor).</summary>
     public IReadOnlyList<GraphJoin> Residuals => Joins.Where(j => j.Kind == "residual").ToList();
 
