@@ -160,6 +160,27 @@ public class OnnxJoinTests
         Assert.Equal(ExitCodes.BadInput, Rmnet("convert", dir.File("e.onnx"), "-o", dir.File("p.onnx")).Code);
     }
 
+    [Fact]
+    public void StructureReadingLeavesLargeWeightsUnreadAndCountsTheSame()
+    {
+        string path = Onnx("preact_basic_narrow_opset13");
+        var full = OnnxModelFile.Load(path);
+        var structure = OnnxModelFile.LoadStructure(path);
+        Assert.Equal(full.Graph.Initializer.Select(t => (t.Name, t.Dims.ToArray().Aggregate(1L, (a, b) => a * b))),
+            structure.Graph.Initializer.Select(t => (t.Name, t.Dims.ToArray().Aggregate(1L, (a, b) => a * b))));
+        var large = structure.Graph.Initializer.Where(t => full.Graph.Initializer.First(f => f.Name == t.Name).CalculateSize() > 4096).ToList();
+        Assert.NotEmpty(large);
+        Assert.All(large, t => Assert.True(t.RawData.IsEmpty && t.FloatData.Count == 0, t.Name));
+        Assert.Contains(structure.Graph.Initializer, t => !t.RawData.IsEmpty);   // small tensors keep their values
+        Assert.Equal(full.Graph.Node.Select(n => n.ToString()), structure.Graph.Node.Select(n => n.ToString()));
+        // The summary agrees with one computed from the fully loaded graph.
+        var g = new OnnxGraph(full.Graph, path);
+        var summary = OnnxSummary.Read(path, 64);
+        Assert.Equal(OnnxCost.Parameters(g), summary.Parameters);
+        Assert.Equal(OnnxCost.MultiplyAccumulates(g, 64), summary.Macs);
+        Assert.Equal(ResidualJoins.Find(g).Count, summary.Joins.Count);
+    }
+
     [Theory]
     [InlineData("preact_basic_narrow")]
     [InlineData("mobilenet_v2_narrow")]

@@ -21,7 +21,7 @@ public static class OnnxModelFile
     /// <summary>Reads <paramref name="path"/> and its external data; malformed files raise <see cref="ModelInputException"/>.</summary>
     public static ModelProto Load(string path)
     {
-        var model = LoadStructure(path);
+        var model = Parse(path, f => ModelProto.Parser.ParseFrom(f));
         string dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
         foreach (var t in AllTensors(model.Graph))
             if (t.DataLocation == DataLocation.External) LoadExternal(t, dir, path);
@@ -29,10 +29,13 @@ public static class OnnxModelFile
     }
 
     /// <summary>
-    /// Reads <paramref name="path"/> without its external data: the graph, shapes and inline tensors, enough to
-    /// inspect a model whose weights lie in gigabytes of side files.
+    /// Reads <paramref name="path"/>'s structure: the graph, names, types and shapes, with no external data and
+    /// without the values of large initializers (see <see cref="OnnxStructureReader"/>), so its memory does not grow
+    /// with the weights. Enough to inspect a model, not to convert it.
     /// </summary>
-    public static ModelProto LoadStructure(string path)
+    public static ModelProto LoadStructure(string path) => Parse(path, OnnxStructureReader.Read);
+
+    static ModelProto Parse(string path, Func<Stream, ModelProto> parse)
     {
         if (FileFormats.Detect(path) != FileFormat.Onnx && !path.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase))
             throw new ModelInputException(path, "not an ONNX model");
@@ -40,9 +43,9 @@ public static class OnnxModelFile
         try
         {
             using var f = File.OpenRead(path);
-            model = ModelProto.Parser.ParseFrom(f);
+            model = parse(f);
         }
-        catch (Exception e) when (e is InvalidProtocolBufferException or IOException)
+        catch (Exception e) when (e is InvalidProtocolBufferException or IOException or InvalidDataException)
         {
             throw new ModelInputException(path, $"not a valid ONNX protobuf: {e.Message}", e);
         }
