@@ -42,11 +42,14 @@ public class OpenCvDeployTests(ITestOutputHelper output)
 
     [Theory]
     [MemberData(nameof(Checkpoints))]
-    public void CheckpointPathOutputLoadsAndMatchesPyTorch(string name)
+    public void CheckpointPathOutputLoadsAndMatchesPyTorch(string name) => ConvertAndCompareInOpenCv(name, $"{name}.pth");
+
+    /// <summary>Converts <paramref name="input"/> to plain ONNX and runs it in OpenCV on the fixture's input, against PyTorch's output.</summary>
+    void ConvertAndCompareInOpenCv(string name, string input, params string[] options)
     {
         using var dir = Fixture.Temp();
         string plain = dir.File("plain.onnx");
-        var (code, _, err) = Rmnet("convert", Fixture.Path_($"{name}.pth"), "-o", plain);
+        var (code, _, err) = Rmnet(new[] { "convert", Fixture.Path_(input), "-o", plain }.Concat(options).ToArray());
         Assert.True(code == 0, err);
         var io = Fixture.Io(name);
         var report = Equivalence.Measure(io["output"], RunOpenCv(plain, io["input"]), 1e-4);
@@ -62,17 +65,7 @@ public class OpenCvDeployTests(ITestOutputHelper output)
     [InlineData("repvgg_narrow")]
     [InlineData("se_basic_narrow")]
     [InlineData("se_bottleneck_narrow")]
-    public void OnnxPathOutputLoadsAndMatchesPyTorch(string name)
-    {
-        using var dir = Fixture.Temp();
-        string plain = dir.File("plain.onnx");
-        var (code, _, err) = Rmnet("convert", Fixture.Path_($"onnx/{name}_opset13.onnx"), "-o", plain, "--strict");
-        Assert.True(code == 0, err);
-        var io = Fixture.Io(name);
-        var report = Equivalence.Measure(io["output"], RunOpenCv(plain, io["input"]), 1e-4);
-        output.WriteLine($"{name}: OpenCV vs PyTorch rel {report.MaxRelError:E2}");
-        Assert.True(report.Passed, $"rel {report.MaxRelError}");
-    }
+    public void OnnxPathOutputLoadsAndMatchesPyTorch(string name) => ConvertAndCompareInOpenCv(name, $"onnx/{name}_opset13.onnx", "--strict");
 
     [Fact]
     public void ReluOnlyMobileNetV2UsesNoClampAndMatchesPyTorchInBothRuntimes()
