@@ -81,6 +81,14 @@ public class OnnxJoinTests
         var line = Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Assert.Contains($"{remaining} residual join(s) remain", line);
         Assert.False(File.Exists(output));
+        // Under --json the refusal is the report plus error and exit_code, and no temporary file is left behind.
+        var (jsonCode, jsonOut, _) = Rmnet("convert", input, "-o", output, "--strict", "--json");
+        Assert.Equal(ExitCodes.NotEquivalent, jsonCode);
+        var refused = Json(jsonOut);
+        Assert.Equal(ExitCodes.NotEquivalent, refused.GetProperty("exit_code").GetInt32());
+        Assert.Contains("--strict", refused.GetProperty("error").GetString());
+        Assert.Equal(remaining, refused.GetProperty("joins_remaining").GetInt32());
+        Assert.Empty(Directory.GetFileSystemEntries(dir.Path));
     }
 
     [Fact]
@@ -179,6 +187,20 @@ public class OnnxJoinTests
         Assert.Equal(OnnxCost.Parameters(g), summary.Parameters);
         Assert.Equal(OnnxCost.MultiplyAccumulates(g, 64), summary.Macs);
         Assert.Equal(ResidualJoins.Find(g).Count, summary.Joins.Count);
+    }
+
+    [Theory]
+    [InlineData("regnet_y_narrow_opset13")]       // SE gate as Mul's first operand: the Mul's size is the gated map's
+    [InlineData("resnet_d_narrow_opset13")]       // AvgPool with ceil_mode before the projection
+    [InlineData("unplainable_narrow_opset13")]
+    [InlineData("resnet18_fresh_narrow_opset17")]
+    public void OnnxMacsEqualPyTorchsCount(string name)
+    {
+        // PyTorch's own count (forward hooks on every Conv2d and Linear), made by the fixture script at 32x32.
+        var reference = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Fixture.Path_("onnx/joins_macs.json"))).RootElement;
+        var summary = OnnxSummary.Read(Onnx(name), reference.GetProperty("input_size").GetInt32());
+        Assert.Equal(0, summary.UncountedConvs);
+        Assert.Equal(reference.GetProperty("macs").GetProperty(name).GetInt64(), summary.Macs);
     }
 
     [Theory]

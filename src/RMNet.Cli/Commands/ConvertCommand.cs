@@ -14,7 +14,12 @@ public static class ConvertCommand
 
     public sealed record OnnxResult(string Input, string Output, int BlocksFound, int BlocksPlain, int FoldedBatchNorms, int MergedBranches,
         IReadOnlyList<RMNet.Onnx.GraphBlockReport> Blocks, CostReport Original, CostReport Converted, VerificationJson? Verification,
-        int JoinsFound, int JoinsRemaining, int Gates, IReadOnlyList<RMNet.Onnx.JoinReport> Joins);
+        int JoinsFound, int JoinsRemaining, int Gates, IReadOnlyList<RMNet.Onnx.JoinReport> Joins)
+    {
+        /// <summary>Why nothing was written (--strict, or verification failed), with <see cref="ExitCode"/>; null on success.</summary>
+        public string? Error { get; init; }
+        public int? ExitCode { get; init; }
+    }
 
     public static Command Create(CommandIO io)
     {
@@ -107,40 +112,48 @@ public static class ConvertCommand
         using var pending = new PendingOutput(output, force, input);
         ctx.Progress.Stage($"loading {input}");
         var result = RMNet.Onnx.OnnxConversion.Convert(input, mode);
-        ctx.Progress.Stage($"writing {output}");
-        RMNet.Onnx.OnnxModelFile.Save(result.Model, pending.TempPath);
-        VerificationReport? report = null;
-        if (verify)
-        {
-            ctx.Progress.Stage($"verifying {output} in ONNX Runtime on {options.Samples} inputs");
-            report = Verifier.Verify(input, pending.TempPath, options);
-        }
-        var before = RMNet.Onnx.OnnxSummary.Read(input, options.InputSize);
-        var after = RMNet.Onnx.OnnxSummary.Read(pending.TempPath, options.InputSize);
         int plain = result.Blocks.Count(b => b.Plain);
         var joins = result.Joins;
+        // --strict is decided on the converted graph in memory: a refused model is never written, not even as a temporary.
+        string? refusal = strict && (result.JoinsRemaining > 0 || plain < result.Blocks.Count)
+            ? $"{input}: {result.JoinsRemaining} residual join(s) remain in the output ({string.Join(", ", joins.Where(j => j.Remains).Select(j => j.Name).Take(5))}" +
+              $"{(result.JoinsRemaining > 5 ? ", ..." : "")}) (--strict); nothing written"
+            : null;
+        VerificationReport? report = null;
+        if (refusal is null)
+        {
+            ctx.Progress.Stage($"writing {output}");
+            RMNet.Onnx.OnnxModelFile.Save(result.Model, pending.TempPath);
+            if (verify)
+            {
+                ctx.Progress.Stage($"verifying {output} in ONNX Runtime on {options.Samples} inputs");
+                report = Verifier.Verify(input, pending.TempPath, options);
+                if (!report.Passed)
+                    refusal = $"{output}: converted model differs from the original (max rel error {Format.Sci(report.MaxRelError)} > {Format.Sci(report.Tolerance)}); nothing written";
+            }
+        }
+        var before = RMNet.Onnx.OnnxSummary.Read(input, options.InputSize);
+        var after = RMNet.Onnx.OnnxSummary.Of(result.Model, input, options.InputSize);
         int gates = joins.Count(j => j.Kind == "gate");
         var json = new OnnxResult(input, output, result.Blocks.Count, plain, result.FoldedBatchNorms, result.MergedBranches, result.Blocks,
-            CostReport.Of(before, FileFormats.ModelBytes(input)), CostReport.Of(after, FileFormats.ModelBytes(pending.TempPath)),
-            report is null ? null : VerificationJson.Of(report), result.JoinsFound, result.JoinsRemaining, gates, joins);
+            CostReport.Of(before, FileFormats.ModelBytes(input)), CostReport.Of(after, refusal is null ? FileFormats.ModelBytes(pending.TempPath) : null),
+            report is null ? null : VerificationJson.Of(report), result.JoinsFound, result.JoinsRemaining, gates, joins)
+        {
+            Error = refusal, ExitCode = refusal is null ? null : ExitCodes.NotEquivalent,
+        };
         ctx.Document(json);
-        ctx.Line($"converted {input}: {result.JoinsFound - result.JoinsRemaining} of {result.JoinsFound} residual joins made plain ({plain} of {result.Blocks.Count} residual blocks), " +
-            $"{gates} gates kept, {result.FoldedBatchNorms} BatchNormalization nodes folded, {result.MergedBranches} parallel-branch sums merged into one conv");
+        ctx.Line($"converted {input}: {result.JoinsFound - result.JoinsRemaining} of {result.JoinsFound} residual joins made plain " +
+            $"({result.Blocks.Count} blocks recognised, {plain} made plain), {gates} gates kept, {result.FoldedBatchNorms} BatchNormalization nodes folded, " +
+            $"{result.MergedBranches} parallel-branch sums merged into one conv");
         var shortcuts = result.Blocks.GroupBy(b => b.Name).ToDictionary(b => b.Key, b => b.First());
         foreach (var j in joins.Where(j => j.Kind == "residual"))
             ctx.Line($"  {j.Name}: {(shortcuts.TryGetValue(j.Name, out var b) ? $"{b.Shortcut} shortcut, {b.Convs} convs" : j.Op)}: {(j.Remains ? "kept: " + j.Reason : "plain")}");
         if (gates > 0) ctx.Line($"  gates (multiplications of one value's paths, kept by design): {string.Join(", ", joins.Where(j => j.Kind == "gate").Select(j => j.Name))}");
         foreach (var line in ReportText.CostTable(json.Original, json.Converted)) ctx.Line(line);
         if (report is not null) ctx.Line(ReportText.Verification(report));
-        if (report is { Passed: false })
+        if (refusal is not null)
         {
-            ctx.Err.WriteLine($"rmnet: error: {output}: converted model differs from the original (max rel error {Format.Sci(report.MaxRelError)} > {Format.Sci(report.Tolerance)}); nothing written");
-            return ExitCodes.NotEquivalent;
-        }
-        if (strict && (result.JoinsRemaining > 0 || plain < result.Blocks.Count))
-        {
-            ctx.Err.WriteLine($"rmnet: error: {input}: {result.JoinsRemaining} residual join(s) remain in the output " +
-                $"({string.Join(", ", joins.Where(j => j.Remains).Select(j => j.Name).Take(5))}{(result.JoinsRemaining > 5 ? ", ..." : "")}) (--strict); nothing written");
+            ctx.Err.WriteLine($"rmnet: error: {refusal}");
             return ExitCodes.NotEquivalent;
         }
         pending.Commit();

@@ -12,7 +12,8 @@ public static class InspectCommand
 
     public sealed record Result(string File, string Format, string Form, string? Architecture, int? NumClasses, IReadOnlyList<BlockJson>? Blocks,
         CostReport? Cost, int? Layers, IReadOnlyDictionary<string, int>? Operators, long? Opset, string? Producer,
-        IReadOnlyList<StageCost>? Stages = null, string? Family = null, int? JoinsFound = null, IReadOnlyList<GraphJoin>? Joins = null);
+        IReadOnlyList<StageCost>? Stages = null, string? Family = null, int? JoinsFound = null, IReadOnlyList<GraphJoin>? Joins = null,
+        int? UncountedConvs = null);
 
     public static Command Create(CommandIO io)
     {
@@ -41,11 +42,14 @@ public static class InspectCommand
             var s = OnnxSummary.Read(path, size);
             int residual = s.Residuals.Count, gates = s.Gates.Count;
             result = new Result(path, "onnx", residual > 0 ? "residual" : "plain", null, null, null, CostReport.Of(s, FileFormats.ModelBytes(path)),
-                s.OpCounts.Values.Sum(), s.OpCounts, s.Opset, s.Producer, JoinsFound: residual, Joins: s.Joins);
+                s.OpCounts.Values.Sum(), s.OpCounts, s.Opset, s.Producer, JoinsFound: residual, Joins: s.Joins,
+                UncountedConvs: s.UncountedConvs > 0 ? s.UncountedConvs : null);
             ctx.Document(result);
             ctx.Line($"{path}: ONNX opset {s.Opset}, producer '{s.Producer}', {result.Form} ({residual} residual joins, {gates} gates)");
             ctx.Line($"  inputs: {string.Join("; ", s.Inputs)}   outputs: {string.Join("; ", s.Outputs)}");
-            ctx.Line($"  parameters: {Format.Count(s.Parameters)}   MACs @{size}: {Format.Count(s.Macs)}   nodes: {string.Join(", ", s.OpCounts.Select(kv => $"{kv.Key} {kv.Value}"))}");
+            ctx.Line($"  parameters: {Format.Count(s.Parameters)}   MACs @{s.InputSize}: {Format.Count(s.Macs)}   nodes: {string.Join(", ", s.OpCounts.Select(kv => $"{kv.Key} {kv.Value}"))}");
+            if (s.UncountedConvs > 0)
+                ctx.Line($"  note: MACs leave out {s.UncountedConvs} conv(s) whose spatial size could not be followed through the graph (e.g. past Reshape or Transpose)");
             foreach (var j in s.Joins)
                 ctx.Line($"  {j.Kind} {j.Op} {j.Name}: {string.Join(j.Kind == "gate" ? " * " : " + ", j.Operands)}");
         }

@@ -9,6 +9,7 @@ namespace RMNet.Onnx;
 public sealed record JoinReport(string Name, string Op, string Kind, string Status, string? Reason)
 {
     /// <summary>True for a residual join that remains in the output: what <c>--strict</c> refuses.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
     public bool Remains => Kind == "residual" && Status == "kept";
 
     /// <summary>

@@ -14,10 +14,17 @@ public static class OnnxCost
     public static long Parameters(OnnxGraph g) => g.Initializers.Values.Sum(t => t.Dims.Aggregate(1L, (a, b) => a * b));
 
     /// <summary>Multiply-accumulates for one image of <paramref name="inputSize"/> where the graph leaves the size open.</summary>
-    public static long MultiplyAccumulates(OnnxGraph g, int inputSize)
+    public static long MultiplyAccumulates(OnnxGraph g, int inputSize) => Count(g, inputSize).Macs;
+
+    /// <summary>
+    /// Multiply-accumulates, and how many convs could not be counted because their output size is not known (it
+    /// went through an op the size propagation does not follow, such as Reshape or Transpose).
+    /// </summary>
+    public static (long Macs, int Uncounted) Count(OnnxGraph g, int inputSize)
     {
         var sizes = StaticShapes.Spatial(g, inputSize);
         long macs = 0;
+        int uncounted = 0;
         foreach (var node in g.Order)
         {
             if (node.Input.Count < 2 || !g.Initializers.TryGetValue(node.Input[1], out var w)) continue;
@@ -28,12 +35,15 @@ public static class OnnxCost
                     // Every output element takes (C_in / groups) * kernel products: exactly the weight's size per output channel.
                     macs += o.H * o.W * dims.Aggregate(1L, (a, b) => a * b);
                     break;
+                case "Conv" when dims.Count == 4:
+                    uncounted++;
+                    break;
                 case "Gemm" or "MatMul" when dims.Count == 2:
                     long rows = sizes.TryGetValue(node.Input[0], out var s) ? s.H * s.W : 1;
                     macs += rows * dims[0] * dims[1];
                     break;
             }
         }
-        return macs;
+        return (macs, uncounted);
     }
 }

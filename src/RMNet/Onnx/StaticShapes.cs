@@ -35,7 +35,9 @@ public static class StaticShapes
             if (node.Input.Count == 0 || node.Output.Count == 0) continue;
             var known = node.Input.Where(sizes.ContainsKey).Select(i => sizes[i]).ToList();
             if (known.Count == 0) continue;
-            var (h, w) = known[0];
+            // Window ops read their first input; elementwise ops broadcast, so the largest operand gives the size
+            // (an SE gate's [N, C, 1, 1] times the [N, C, H, W] it gates is H x W, whichever operand comes first).
+            var (h, w) = sizes.TryGetValue(node.Input[0], out var first) && !SizePreserving.Contains(node.OpType) ? first : known.MaxBy(k => k.Item1 * k.Item2);
             (long, long)? output = node.OpType switch
             {
                 _ when SizePreserving.Contains(node.OpType) => (h, w),
@@ -83,13 +85,22 @@ public static class StaticShapes
         long sh = strides.Length == 2 ? strides[0] : 1, sw = strides.Length == 2 ? strides[1] : 1;
         var dilations = Ints("dilations");
         long dh = dilations.Length == 2 ? dilations[0] : 1, dw = dilations.Length == 2 ? dilations[1] : 1;
-        if (node.Attribute.FirstOrDefault(a => a.Name == "ceil_mode") is { I: 1 }) return null;
         string autoPad = node.Attribute.FirstOrDefault(a => a.Name == "auto_pad")?.S.ToStringUtf8() ?? "NOTSET";
         if (autoPad is "SAME_UPPER" or "SAME_LOWER") return ((h + sh - 1) / sh, (w + sw - 1) / sw);
         var pads = autoPad == "VALID" ? new long[4] : Ints("pads");
         if (pads.Length == 0) pads = new long[4];
         if (pads.Length != 4) return null;
         long ekh = (kernel[0] - 1) * dh + 1, ekw = (kernel[1] - 1) * dw + 1;
-        return ((h + pads[0] + pads[2] - ekh) / sh + 1, (w + pads[1] + pads[3] - ekw) / sw + 1);
+        bool ceil = node.Attribute.FirstOrDefault(a => a.Name == "ceil_mode") is { I: 1 };
+        return (Output(h, pads[0], pads[2], ekh, sh, ceil), Output(w, pads[1], pads[3], ekw, sw, ceil));
+    }
+
+    /// <summary>Windows along one axis; with ceil_mode a last partial window counts if it starts inside the input or its begin padding.</summary>
+    static long Output(long size, long begin, long end, long kernel, long stride, bool ceil)
+    {
+        long span = size + begin + end - kernel;
+        if (!ceil) return span / stride + 1;
+        long count = (span + stride - 1) / stride + 1;
+        return (count - 1) * stride >= size + begin ? count - 1 : count;
     }
 }
