@@ -357,7 +357,7 @@ public class PruningTests(ITestOutputHelper output)
         using (var ort = new RMNet.Onnx.OnnxRuntimeRunner(dir.File("p.onnx")))
         {
             var x = RealImages(16);
-            Assert.True(Equivalence.Compare(plain.Forward, ort.Run, x, 1e-5).Passed);
+            Assert.True(Equivalence.Compare(plain.Forward, t => ort.Run(t), x, 1e-5).Passed);
         }
         byte[] first = File.ReadAllBytes(dir.File("p.onnx"));
         // A re-run resumes from the saved stages (no training) and writes the same model.

@@ -51,20 +51,22 @@ public static class ConvertCommand
         VerifyOptions options, bool force, bool allowNonFinite, RMNet.Rm.NegativeInputMode negative = RMNet.Rm.NegativeInputMode.PRelu)
     {
         using var pending = new PendingOutput(output, force, input);
+        ctx.RemoveStaleTemporaries(output);
         ctx.Progress.Stage($"loading {input}");
         using var ckpt = SourceModels.Load(input, arch, numClasses, allowNonFinite, negative);
         var clock = Stopwatch.StartNew();
-        var plain = ckpt.ToPlain(mode, ctx.Progress);
+        var plain = ckpt.ToPlain(mode, ctx.Progress, ctx.Cancellation);
         double convertSeconds = clock.Elapsed.TotalSeconds;
         ctx.Progress.Stage($"writing {output}");
-        ModelWriter.Save(plain, pending.TempPath, $"rmnet: residual connections removed (RM, {mode.ToString().ToLowerInvariant()} form) from {ckpt.DisplayName}, {Path.GetFileName(input)}");
+        ModelWriter.Save(plain, pending.TempPath, $"rmnet: residual connections removed (RM, {mode.ToString().ToLowerInvariant()} form) from {ckpt.DisplayName}, {Path.GetFileName(input)}",
+            ctx.Cancellation);
 
         VerificationReport? report = null;
         if (verify)
         {
             ctx.Progress.Stage($"verifying {output} on {options.Samples} images of {options.InputSize}x{options.InputSize}");
-            using var runner = ModelRunner.OpenConverted(pending.TempPath, ckpt);
-            report = Verifier.Verify(ckpt, runner, options);
+            using var runner = ModelRunner.OpenConverted(pending.TempPath, ckpt, ctx.Cancellation);
+            report = Verifier.Verify(ckpt, runner, options, ctx.Cancellation);
         }
         long bytes = FileFormats.ModelBytes(pending.TempPath);
         var stages = StageRow.Compare(ckpt.CostByStage(options.InputSize, options.InputSize), plain.CostByStage(options.InputSize, options.InputSize));
@@ -96,15 +98,17 @@ public static class ConvertCommand
         if (FileFormats.FromExtension(output) != FileFormat.Onnx)
             throw new ModelInputException(output, "an ONNX model converts to .onnx only");
         using var pending = new PendingOutput(output, force, input);
+        ctx.RemoveStaleTemporaries(output);
         ctx.Progress.Stage($"loading {input}");
         var result = RMNet.Onnx.OnnxConversion.Convert(input, mode);
+        ctx.Cancellation.ThrowIfCancellationRequested();
         ctx.Progress.Stage($"writing {output}");
-        RMNet.Onnx.OnnxModelFile.Save(result.Model, pending.TempPath);
+        RMNet.Onnx.OnnxModelFile.Save(result.Model, pending.TempPath, cancellationToken: ctx.Cancellation);
         VerificationReport? report = null;
         if (verify)
         {
             ctx.Progress.Stage($"verifying {output} in ONNX Runtime on {options.Samples} inputs");
-            report = Verifier.Verify(input, pending.TempPath, options);
+            report = Verifier.Verify(input, pending.TempPath, options, ctx.Cancellation);
         }
         var before = RMNet.Onnx.OnnxSummary.Read(input);
         var after = RMNet.Onnx.OnnxSummary.Read(pending.TempPath);

@@ -62,6 +62,7 @@ public static class InspectCommand
         else
         {
             using var ckpt = SourceModels.Load(path);
+            ctx.Cancellation.ThrowIfCancellationRequested();
             var (form, blocks) = ckpt switch
             {
                 ResNetCheckpoint r => ("residual", r.Spec.Blocks().Select(b => new BlockJson(b.Prefix, b.InChannels, b.Width, b.OutChannels, b.Stride, b.Groups,

@@ -114,6 +114,8 @@ public static class PruneCommand
         string residualPth = stem + ".residual.pth", residualOnnx = stem + ".residual.onnx";
         AtomicFile.CheckWritable(output, force, input);
         if (compareResidual) { AtomicFile.CheckWritable(residualPth, force, input); AtomicFile.CheckWritable(residualOnnx, force, input); }
+        ctx.RemoveStaleTemporaries(output);
+        if (Directory.Exists(workDir)) ctx.RemoveStaleTemporaries(workDir);
         var clock = Stopwatch.StartNew();
         ctx.Progress.Stage($"loading {input}");
         using var source = ResNetCheckpoint.Load(input);
@@ -130,7 +132,7 @@ public static class PruneCommand
         if (data.Train.Channels != source.Spec.InputChannels || data.Train.ClassCount != source.Spec.NumClasses)
             throw new ModelInputException(input, $"{source.DisplayName} takes {source.Spec.InputChannels}-channel images and has {source.Spec.NumClasses} classes; "
                 + $"the data has {data.Train.Channels} channels and {data.Train.ClassCount} classes");
-        var pipeline = new PrunePipeline(source, data, settings, workDir, message => ctx.Progress.Stage(message), ctx.Progress);
+        var pipeline = new PrunePipeline(source, data, settings, workDir, message => ctx.Progress.Stage(message), ctx.Progress, ctx.Cancellation);
         if (compareResidual) pipeline.CheckResidualReachable();   // before hours of RM pruning, not after
         var models = new List<PrunedModel> { pipeline.Original() };
         string residualTargetNote = compareResidual && pipeline.ResidualTargetMacs != pipeline.TargetMacs ? $", the residual comparison's {pipeline.ResidualTargetMacs:N0}" : "";

@@ -40,7 +40,7 @@ public static class VerifyCommand
                     var onnxOptions = new VerifyOptions(p.GetValue(samples), p.GetValue(size), p.GetValue(tolerance), p.GetValue(seed),
                         p.GetValue(userInput) is string inputPath ? ReadInput(inputPath) : null);
                     ctx.Progress.Stage($"verifying {conv} against {orig} in ONNX Runtime");
-                    var onnxReport = Verifier.Verify(orig, conv, onnxOptions);
+                    var onnxReport = Verifier.Verify(orig, conv, onnxOptions, ctx.Cancellation);
                     ctx.Document(new Result(orig, conv, "onnx", onnxOptions.InputSize, onnxOptions.Seed, VerificationJson.Of(onnxReport)));
                     ctx.Line($"{conv} against {orig} (both in ONNX Runtime)");
                     ctx.Line(ReportText.Verification(onnxReport));
@@ -51,8 +51,8 @@ public static class VerifyCommand
                 Tensor? extra = p.GetValue(userInput) is string path ? ReadInput(path) : null;
                 var options = new VerifyOptions(p.GetValue(samples), p.GetValue(size), p.GetValue(tolerance), p.GetValue(seed), extra);
                 ctx.Progress.Stage($"verifying {conv} on {options.Samples} images of {options.InputSize}x{options.InputSize}");
-                using var runner = ModelRunner.OpenConverted(conv, ckpt);
-                var report = Verifier.Verify(ckpt, runner, options);
+                using var runner = ModelRunner.OpenConverted(conv, ckpt, ctx.Cancellation);
+                var report = Verifier.Verify(ckpt, runner, options, ctx.Cancellation);
                 ctx.Document(new Result(orig, conv, ckpt.DisplayName, options.InputSize, options.Seed, VerificationJson.Of(report)));
                 ctx.Line($"{conv} against {orig} ({ckpt.Description})");
                 ctx.Line(ReportText.Verification(report));

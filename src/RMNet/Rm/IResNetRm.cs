@@ -23,7 +23,7 @@ namespace RMNet.Rm;
 public static class IResNetRm
 {
     /// <summary>The plain network equivalent to the IResNet.</summary>
-    public static PlainModel Transform(StateDict sd, IResNetSpec spec, NegativeInputMode negative, IProgress<ProgressStep>? progress = null)
+    public static PlainModel Transform(StateDict sd, IResNetSpec spec, NegativeInputMode negative, IProgress<ProgressStep>? progress = null, CancellationToken cancellationToken = default)
     {
         var layers = new List<PlainLayer>();
         var stem = CarryKernels.BnRows(F64(sd.Require("conv1.weight")), zeros(spec.StemWidth, dtype: ScalarType.Float64), CarryKernels.Bn(sd, "bn1"));
@@ -74,6 +74,7 @@ public static class IResNetRm
                 if (split) CarryKernels.PutDirac(w2, 0, c, c, 1, 1, -1.0);
             }
             pending = (w2, bias, b.Stride);
+            cancellationToken.ThrowIfCancellationRequested();
             progress?.Report(new ProgressStep("converting", i + 1, spec.Blocks.Count));
         }
 

@@ -32,7 +32,7 @@ public static class PreActRm
     sealed record Pending(Tensor Weight, Tensor Bias, int Stride, Padding2d Padding);
 
     /// <summary>The plain network equivalent to the pre-activation ResNet.</summary>
-    public static PlainModel Transform(StateDict sd, PreActResNetSpec spec, NegativeInputMode negative, IProgress<ProgressStep>? progress = null)
+    public static PlainModel Transform(StateDict sd, PreActResNetSpec spec, NegativeInputMode negative, IProgress<ProgressStep>? progress = null, CancellationToken cancellationToken = default)
     {
         var layers = new List<PlainLayer>();
         var stages = new List<string>();
@@ -105,6 +105,7 @@ public static class PreActRm
                     Emit(Activation(b.HasProjection ? 0 : reserved, w.shape[0], negative), stage);
                 }
             }
+            cancellationToken.ThrowIfCancellationRequested();
             progress?.Report(new ProgressStep("converting", i + 1, spec.Blocks.Count));
         }
 
