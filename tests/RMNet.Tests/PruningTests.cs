@@ -563,6 +563,14 @@ public class PruningTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void TheLibraryAndTheCliShareOneChannelMultiple()
+    {
+        Assert.Equal(8, new PruneSettings(0.5, 3, 0.01, 3, new TrainOptions()).ChannelMultiple);
+        var (_, help, _) = CliHarness.Rmnet("prune", "--help");
+        Assert.Matches(@"--channel-multiple[^\n]*\[default: 8\]", help);
+    }
+
+    [Fact]
     public void WorkFolderKeepsWhatANewSettingDoesNotTouch()
     {
         using var dir = Fixture.Temp();

@@ -30,7 +30,7 @@ public static class PruneCommand
         };
         criterion.AcceptOnlyFromAmong("taylor", "taylor-per-mac", "l1");
         var finetuneEpochs = new Option<int>("--finetune-epochs") { Description = "Epochs of fine-tuning after pruning", DefaultValueFactory = _ => 3 };
-        var multiple = new Option<int>("--channel-multiple") { Description = "Keep a multiple of this many channels in every layer (conv kernels run blocks of 8 channels fastest; 1: any count)", DefaultValueFactory = _ => 8 };
+        var multiple = new Option<int>("--channel-multiple") { Description = "Keep a multiple of this many channels in every layer (conv kernels run blocks of 8 channels fastest; 1: any count)", DefaultValueFactory = _ => PruneSettings.DefaultChannelMultiple };
         var residual = new Option<bool>("--compare-residual") { Description = "Also prune the ResNet itself (inner channels only) to the same MACs (or --residual-target-flops); writes <output>.residual.onnx/.pth" };
         var residualTarget = new Option<double?>("--residual-target-flops")
         {
