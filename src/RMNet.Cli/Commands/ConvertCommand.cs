@@ -85,7 +85,7 @@ public static class ConvertCommand
         ctx.Document(result);
         ctx.Line($"converted {input}: {ckpt.Description}{(ckpt.Family == "resnet" ? $", {result.RmMode} RM" : "")}");
         foreach (var line in ReportText.CostTable(result.Original, result.Converted)) ctx.Line(line);
-        foreach (var line in ReportText.StageTable(stages, options.InputSize)) ctx.Line(line);
+        foreach (var line in ReportText.StageTable(stages, result.Original.InputSize)) ctx.Line(line);
         if (plain.ZeroChannels > 0) ctx.Line($"  grouped RM padded the reserved channels with {plain.ZeroChannels} zero channels in all, so they fill whole groups");
         if (report is not null) ctx.Line(ReportText.Verification(report));
         ctx.Line($"wrote {output} ({Format.Bytes(bytes)}); RM transform took {convertSeconds:F2} s");
