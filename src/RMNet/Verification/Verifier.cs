@@ -41,11 +41,33 @@ public static class Verifier
         var dims = a.InputShape;
         if (dims.Length == 0) throw new ModelInputException(originalOnnx, "the model's input has no shape");
         int batch = dims[0] > 0 ? dims[0] : options.Samples;
-        var shape = dims.Select((d, i) => i == 0 ? batch : d > 0 ? d : (dims.Length == 4 && i == 1 ? 3 : options.InputSize)).Select(d => (long)d).ToArray();
+        // A dynamic channel dimension is what the first conv takes (or the user's batch has), not an assumed 3.
+        int Channels() => options.UserInput is { } user ? (int)user.shape[1] : FirstConvInputChannels(originalOnnx);
+        var shape = dims.Select((d, i) => i == 0 ? batch : d > 0 ? d : (dims.Length == 4 && i == 1 ? Channels() : options.InputSize)).Select(d => (long)d).ToArray();
         var batches = new List<Tensor>();
         for (int done = 0, k = 0; done < options.Samples; done += batch, k++)
             batches.Add(randn(shape, generator: new Generator((ulong)(options.Seed + k))));
         return Compare(x => a.Run(x, cancellationToken), x => b.Run(x, cancellationToken), batches, options, cancellationToken);
+    }
+
+    /// <summary>
+    /// Input channels of the first Conv in the graph (its constant weight's second dimension times its groups): what an image
+    /// input with a dynamic channel dimension must have. Reads the graph only, not external data.
+    /// </summary>
+    static int FirstConvInputChannels(string onnx)
+    {
+        global::Onnx.ModelProto model;
+        using (var f = File.OpenRead(onnx)) model = global::Onnx.ModelProto.Parser.ParseFrom(f);
+        var initializers = model.Graph.Initializer.ToDictionary(t => t.Name);
+        foreach (var constant in model.Graph.Node.Where(n => n.OpType == "Constant" && n.Output.Count == 1))
+            if (constant.Attribute.FirstOrDefault(a => a.Name == "value")?.T is { } value) initializers.TryAdd(constant.Output[0], value);
+        foreach (var node in model.Graph.Node.Where(n => n.OpType == "Conv" && n.Input.Count > 1))
+        {
+            if (!initializers.TryGetValue(node.Input[1], out var weight) || weight.Dims.Count != 4) continue;
+            long groups = node.Attribute.FirstOrDefault(a => a.Name == "group")?.I ?? 1;
+            return checked((int)(weight.Dims[1] * Math.Max(1, groups)));
+        }
+        throw new ModelInputException(onnx, "the input's channel dimension is dynamic and no Conv with a constant weight tells it; pass --input with a batch of your own");
     }
 
     static VerificationReport Compare(Func<Tensor, Tensor> original, Func<Tensor, Tensor> converted, List<Tensor> batches, VerifyOptions options,
