@@ -22,7 +22,10 @@ public sealed class ChildRmnet : IDisposable
     public static string Executable => Path.Combine(AppContext.BaseDirectory, "RMNet.Cli");
 
     /// <summary>Starts <c>rmnet args</c> in <paramref name="workingDirectory"/>.</summary>
-    public ChildRmnet(string workingDirectory, params string[] args)
+    public ChildRmnet(string workingDirectory, params string[] args) : this(workingDirectory, new Dictionary<string, string>(), args) { }
+
+    /// <summary>Starts <c>rmnet args</c> in <paramref name="workingDirectory"/> with <paramref name="environment"/> added to the environment.</summary>
+    public ChildRmnet(string workingDirectory, IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         var start = new ProcessStartInfo(Executable)
         {
@@ -32,6 +35,7 @@ public sealed class ChildRmnet : IDisposable
             UseShellExecute = false,
         };
         foreach (var a in args) start.ArgumentList.Add(a);
+        foreach (var (name, value) in environment) start.Environment[name] = value;
         _process = Process.Start(start)!;
         _process.ErrorDataReceived += (_, e) =>
         {

@@ -46,6 +46,8 @@ public static class BenchCommand
         if (batch < 1 || size < 8 || runs < 1 || warmup < 0 || threads < 1)
             throw new ModelInputException(path, "--batch, --runs and --threads must be at least 1, --size at least 8, --warmup at least 0");
         ctx.RemoveStaleTemporaries(Path.GetTempPath());
+        if (versus is not null && File.Exists(versus) && File.Exists(path))   // missing files are reported where they are opened
+            MemoryEstimate.EnsureFits(versus, "benchmarking", MemoryEstimate.Bench(FileFormats.ModelBytes(versus), FileFormats.ModelBytes(path)));
         using var temp = new TempFolder();
         var disposables = new List<IDisposable>();
         try
@@ -104,7 +106,7 @@ public static class BenchCommand
                 using var ckpt = SourceModels.Load(path);
                 if (ckpt.FixedInputSize is int fixedSize && fixedSize != size)
                     throw new ModelInputException(path, $"{ckpt.DisplayName} takes {fixedSize}x{fixedSize} inputs only (its head flattens the feature map); pass --size {fixedSize}");
-                module = convert ? ckpt.ToPlain(mode, cancellationToken: cancellationToken).ToModule() : ckpt.CreateModule();
+                module = convert ? Fitting(ckpt.ToPlain(mode, cancellationToken: cancellationToken), path, ckpt, mode).ToModule() : ckpt.CreateModule();
                 channels = ckpt.InputChannels;
             }
             disposables.Add(module);
@@ -129,7 +131,7 @@ public static class BenchCommand
         {
             using var source = SourceModels.Load(path);
             onnx = temp.File($"model{disposables.Count}.onnx");
-            if (convert) OnnxExporter.Save(source.ToPlain(mode, cancellationToken: cancellationToken), onnx, cancellationToken: cancellationToken);
+            if (convert) OnnxExporter.Save(Fitting(source.ToPlain(mode, cancellationToken: cancellationToken), path, source, mode), onnx, cancellationToken: cancellationToken);
             else if (source is ResNetCheckpoint ckpt) ResNetOnnxExporter.Save(ckpt, onnx);
             else throw new ModelInputException(path, $"{source.DisplayName} is benchmarked with --runtime torchsharp (its original has no ONNX export yet)");
         }
@@ -137,6 +139,14 @@ public static class BenchCommand
         disposables.Add(runner);
         var shape = runner.InputShape;
         return (x => runner.Prepare(x, cancellationToken), shape is { Length: 4 } && shape[1] > 0 ? shape[1] : 3);
+    }
+
+    /// <summary><paramref name="plain"/>, once its size says the benchmark fits in memory (refused otherwise).</summary>
+    static RMNet.Plain.PlainModel Fitting(RMNet.Plain.PlainModel plain, string path, ISourceModel source, RmMode mode)
+    {
+        MemoryEstimate.EnsureFits(path, "benchmarking", MemoryEstimate.Bench(plain.ParameterCount * sizeof(float), FileFormats.ModelBytes(path)),
+            ConvertCommand.SmallerForm(source, mode, NegativeInputMode.PRelu));
+        return plain;
     }
 
     static string[] Row(string name, LatencyStats s) => new[]

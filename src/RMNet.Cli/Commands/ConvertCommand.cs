@@ -57,6 +57,9 @@ public static class ConvertCommand
         var clock = Stopwatch.StartNew();
         var plain = ckpt.ToPlain(mode, ctx.Progress, ctx.Cancellation);
         double convertSeconds = clock.Elapsed.TotalSeconds;
+        // The transform leaves its zeros untouched (no memory yet); writing and verifying fill them in.
+        MemoryEstimate.EnsureFits(input, $"writing {output}{(verify ? " and verifying it" : "")}",
+            MemoryEstimate.Convert(plain.ParameterCount * sizeof(float), FileFormats.ModelBytes(input), verify), SmallerForm(ckpt, mode, negative));
         ctx.Progress.Stage($"writing {output}");
         ModelWriter.Save(plain, pending.TempPath, $"rmnet: residual connections removed (RM, {mode.ToString().ToLowerInvariant()} form) from {ckpt.DisplayName}, {Path.GetFileName(input)}",
             ctx.Cancellation);
@@ -91,6 +94,11 @@ public static class ConvertCommand
         ctx.Line($"wrote {output} ({Format.Bytes(bytes)}); RM transform took {convertSeconds:F2} s");
         return ExitCodes.Success;
     }
+
+    /// <summary>The advice for a model too large for the machine: a smaller exact form where the options chose a larger one.</summary>
+    internal static string? SmallerForm(ISourceModel model, RMNet.Rm.RmMode mode, RMNet.Rm.NegativeInputMode negative) =>
+        negative == RMNet.Rm.NegativeInputMode.Split && model.Family is "preact-resnet" or "iresnet" ? "--negative-input prelu carries negative inputs in half the channels"
+        : mode == RMNet.Rm.RmMode.Dense && model.Family == "resnet" ? "the default --rm-mode grouped is smaller" : null;
 
     /// <summary>ONNX in, ONNX out: graph-level RM, blocks reported one by one.</summary>
     public static int RunOnnx(CliContext ctx, string input, string output, RMNet.Rm.RmMode mode, bool verify, VerifyOptions options, bool force, bool strict)

@@ -35,7 +35,14 @@ public static class VerifyCommand
             return ctx.Run(() =>
             {
                 string orig = p.GetValue(original)!, conv = p.GetValue(converted)!;
-                if (FileFormats.Detect(orig) == FileFormat.Onnx)
+                bool onnxOriginal = FileFormats.Detect(orig) == FileFormat.Onnx;
+                // The original exists (Detect read it); a missing converted file is reported where it is opened. An ONNX original runs in ONNX Runtime too.
+                if (File.Exists(conv))
+                {
+                    long convBytes = FileFormats.ModelBytes(conv), origBytes = FileFormats.ModelBytes(orig);
+                    MemoryEstimate.EnsureFits(conv, "verifying", onnxOriginal ? MemoryEstimate.Verify(convBytes + origBytes, 0) : MemoryEstimate.Verify(convBytes, origBytes));
+                }
+                if (onnxOriginal)
                 {
                     var onnxOptions = new VerifyOptions(p.GetValue(samples), p.GetValue(size), p.GetValue(tolerance), p.GetValue(seed),
                         p.GetValue(userInput) is string inputPath ? ReadInput(inputPath) : null);
