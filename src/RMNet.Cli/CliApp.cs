@@ -11,11 +11,12 @@ public static class CliApp
     /// <param name="stdout">Results and JSON.</param>
     /// <param name="stderr">Errors and progress.</param>
     /// <param name="interactive">True where stderr is a terminal (progress bar); false writes plain log lines.</param>
-    public static int Run(string[] args, TextWriter stdout, TextWriter stderr, bool interactive = false)
+    /// <param name="stop">Stops the command when requested (SIGINT/SIGTERM in the rmnet process); null: never stopped.</param>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr, bool interactive = false, StopRequest? stop = null)
     {
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Print stack traces of errors", Recursive = true };
         var quiet = new Option<bool>("--quiet", "-q") { Description = "No progress output (errors are still printed)", Recursive = true };
-        var io = new CommandIO(stdout, stderr, verbose, quiet, interactive);
+        var io = new CommandIO(stdout, stderr, verbose, quiet, interactive, stop ?? new StopRequest());
         var root = new RootCommand("rmnet: remove residual connections from trained ResNets, exactly (RM operation, Meng et al. 2021)")
         {
             verbose,
@@ -36,14 +37,15 @@ public static class CliApp
             stderr.WriteLine("Run 'rmnet --help' or 'rmnet <command> --help' for usage.");
             return ExitCodes.BadInput;
         }
-        return parsed.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr });
+        // ProcessTerminationTimeout null: signals are StopRequest's to handle (see there why).
+        return parsed.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, ProcessTerminationTimeout = null });
     }
 }
 
 /// <summary>The writers and global options every command gets.</summary>
-public sealed record CommandIO(TextWriter Out, TextWriter Err, Option<bool> Verbose, Option<bool> Quiet, bool Interactive)
+public sealed record CommandIO(TextWriter Out, TextWriter Err, Option<bool> Verbose, Option<bool> Quiet, bool Interactive, StopRequest Stop)
 {
     /// <summary>The context of one invocation.</summary>
     public CliContext Context(ParseResult p, Option<bool> json) =>
-        new(Out, Err, p.GetValue(json), p.GetValue(Verbose), new ProgressDisplay(Err, Interactive, p.GetValue(Quiet)));
+        new(Out, Err, p.GetValue(json), p.GetValue(Verbose), new ProgressDisplay(Err, Interactive, p.GetValue(Quiet)), Stop);
 }

@@ -14,10 +14,14 @@ public static class ExitCodes
     public const int BadInput = 2;
     /// <summary>An internal error (a bug in rmnet): please report it with the --verbose output.</summary>
     public const int InternalError = 3;
+    /// <summary>Stopped by SIGINT (Ctrl-C): 128 + 2, as a shell reports it; nothing unfinished was written.</summary>
+    public const int Interrupted = 130;
+    /// <summary>Stopped by SIGTERM: 128 + 15; nothing unfinished was written.</summary>
+    public const int Terminated = 143;
 }
 
 /// <summary>Where a command writes: stdout for results, stderr for errors; JSON or text.</summary>
-public sealed class CliContext(TextWriter stdout, TextWriter stderr, bool json, bool verbose, ProgressDisplay progress)
+public sealed class CliContext(TextWriter stdout, TextWriter stderr, bool json, bool verbose, ProgressDisplay progress, StopRequest? stop = null)
 {
     /// <summary>Serializer settings of every --json document.</summary>
     public static readonly JsonSerializerOptions JsonOptions = new()
@@ -33,6 +37,24 @@ public sealed class CliContext(TextWriter stdout, TextWriter stderr, bool json, 
     public bool Json { get; } = json;
     public bool Verbose { get; } = verbose;
     public ProgressDisplay Progress { get; } = progress;
+    readonly StopRequest _stop = stop ?? new StopRequest();
+
+    /// <summary>Cancelled when the command is asked to stop (SIGINT, SIGTERM); long operations take it.</summary>
+    public CancellationToken Cancellation => _stop.Token;
+
+    /// <summary>
+    /// Removes the temporary files and directories that rmnet runs killed outright left in the directory of
+    /// <paramref name="path"/> (or in <paramref name="path"/> itself where it is a directory), saying so in one log line.
+    /// </summary>
+    public void RemoveStaleTemporaries(string path)
+    {
+        string full = Path.GetFullPath(path);
+        string directory = Directory.Exists(full) ? full : Path.GetDirectoryName(full)!;
+        var removed = RMNet.IO.TemporaryNames.RemoveStale(directory);
+        if (removed.Count == 0) return;
+        var owners = removed.Select(p => RMNet.IO.TemporaryNames.Owner(Path.GetFileName(p))).Distinct();
+        Progress.Stage($"removed {removed.Count} temporary {(removed.Count == 1 ? "file" : "files")} left in {directory} by rmnet runs that were killed (process {string.Join(", ", owners)})");
+    }
 
     /// <summary>Writes a line of human-readable output (suppressed under --json).</summary>
     public void Line(string text = "")
@@ -55,6 +77,14 @@ public sealed class CliContext(TextWriter stdout, TextWriter stderr, bool json, 
         try
         {
             return body();
+        }
+        catch (OperationCanceledException e) when (_stop.Token.IsCancellationRequested)
+        {
+            // The usings on the way out have deleted the temporary files by now.
+            Err.WriteLine($"rmnet: stopped by {_stop.Reason}; nothing unfinished was written");
+            if (Json) Out.WriteLine(JsonSerializer.Serialize(new { error = $"stopped by {_stop.Reason}", exit_code = _stop.ExitCode }, JsonOptions));
+            if (Verbose) Err.WriteLine(e.ToString());
+            return _stop.ExitCode;
         }
         catch (ModelInputException e)
         {

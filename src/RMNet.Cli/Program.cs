@@ -1,3 +1,6 @@
 using RMNet.Cli;
 
-return CliApp.Run(args, Console.Out, Console.Error, interactive: !Console.IsErrorRedirected);
+using var stop = StopRequest.OnSignals();
+int code = CliApp.Run(args, Console.Out, Console.Error, interactive: !Console.IsErrorRedirected, stop);
+if (stop.ExitCode != ExitCodes.Success && code == stop.ExitCode) StopRequest.ExitNow(code);
+return code;

@@ -58,4 +58,21 @@ public class IResNetTests(ITestOutputHelper output)
         Assert.Equal("iresnet", r.GetProperty("family").GetString());
         Assert.StartsWith("iresnet50", r.GetProperty("architecture").GetString());
     }
+
+    [Fact]
+    public void CostsAreReportedAtTheFixedInputSizeTheyWereComputedAt()
+    {
+        using var dir = Fixture.Temp();
+        var (code, stdout, stderr) = Rmnet("convert", Fixture.Path_("iresnet18_narrow.pth"), "-o", dir.File("face.onnx"), "--quiet");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("MACs @112", stdout);
+        Assert.DoesNotContain("@224", stdout);
+        var (_, json, _) = Rmnet("convert", Fixture.Path_("iresnet18_narrow.pth"), "-o", dir.File("face.onnx"), "--force", "--quiet", "--json");
+        var root = JsonDocument.Parse(json).RootElement;
+        Assert.Equal(112, root.GetProperty("original").GetProperty("input_size").GetInt32());
+        Assert.Equal(112, root.GetProperty("converted").GetProperty("input_size").GetInt32());
+        var (_, inspect, _) = Rmnet("inspect", Fixture.Path_("iresnet18_narrow.pth"));
+        Assert.Contains("MACs @112", inspect);
+        Assert.DoesNotContain("@224", inspect);
+    }
 }

@@ -154,4 +154,20 @@ public class OnnxCliTests
         File.WriteAllText(dir.File("t.onnx"), "definitely not protobuf \u0001\u0002\u00ff");
         return dir.File("t.onnx");
     }
+
+    [Fact]
+    public void VerifyTakesADynamicChannelCountFromTheFirstConvNotThree()
+    {
+        using var dir = Fixture.Temp();
+        // The one-channel CIFAR-style fixture, exported with its input's channel dimension made dynamic.
+        Assert.Equal(0, Rmnet("convert", Fixture.Path_("cifar_narrow.pth"), "-o", dir.File("gray.onnx")).Code);
+        var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(dir.File("gray.onnx")));
+        model.Graph.Input[0].Type.TensorType.Shape.Dim[1] = new TensorShapeProto.Types.Dimension { DimParam = "channels" };
+        File.WriteAllBytes(dir.File("dynamic.onnx"), model.ToByteArray());
+        var (code, stdout, stderr) = Rmnet("verify", dir.File("dynamic.onnx"), dir.File("gray.onnx"), "--input-size", "28", "--json");
+        Assert.True(code == 0, stderr);
+        var v = JsonDocument.Parse(stdout).RootElement.GetProperty("verification");
+        Assert.Equal(4, v.GetProperty("samples").GetInt32());
+        Assert.Equal(0.0, v.GetProperty("max_abs_error").GetDouble());
+    }
 }

@@ -357,7 +357,7 @@ public class PruningTests(ITestOutputHelper output)
         using (var ort = new RMNet.Onnx.OnnxRuntimeRunner(dir.File("p.onnx")))
         {
             var x = RealImages(16);
-            Assert.True(Equivalence.Compare(plain.Forward, ort.Run, x, 1e-5).Passed);
+            Assert.True(Equivalence.Compare(plain.Forward, t => ort.Run(t), x, 1e-5).Passed);
         }
         byte[] first = File.ReadAllBytes(dir.File("p.onnx"));
         // A re-run resumes from the saved stages (no training) and writes the same model.
@@ -560,6 +560,14 @@ public class PruningTests(ITestOutputHelper output)
         Assert.Equal(1000, GradualTaylorPruning.Allowance(0, 8, 1000, 200));
         Assert.Equal(200 + 800 / 8, GradualTaylorPruning.Allowance(4, 8, 1000, 200));
         Assert.Equal(200, GradualTaylorPruning.Allowance(8, 8, 1000, 200));
+    }
+
+    [Fact]
+    public void TheLibraryAndTheCliShareOneChannelMultiple()
+    {
+        Assert.Equal(8, new PruneSettings(0.5, 3, 0.01, 3, new TrainOptions()).ChannelMultiple);
+        var (_, help, _) = CliHarness.Rmnet("prune", "--help");
+        Assert.Matches(@"--channel-multiple[^\n]*\[default: 8\]", help);
     }
 
     [Fact]

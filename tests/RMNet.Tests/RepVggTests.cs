@@ -106,6 +106,30 @@ public class RepVggOnnxTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void MergedWeightsTakeNamesTheGraphDoesNotUseYet()
+    {
+        string input = Fixture.Path_("onnx/repvgg_narrow_opset13.onnx");
+        var model = OnnxModelFile.Load(input);
+        string taken = GraphBranchMerge.Run(model, input).Model.Graph.Initializer.Select(t => t.Name).First(n => n.EndsWith("_merged_weight"));
+        // The classifier's weight renamed to the name the first merged conv's weight would otherwise be given.
+        var classifier = model.Graph.Node.First(n => n.OpType is "Gemm" or "MatMul");
+        var weight = model.Graph.Initializer.Single(t => t.Name == classifier.Input[1]);
+        weight.Name = taken;
+        classifier.Input[1] = taken;
+        using var dir = Fixture.Temp();
+        OnnxModelFile.Save(model, dir.File("named.onnx"));
+
+        var (merged, count) = GraphBranchMerge.Run(OnnxModelFile.Load(dir.File("named.onnx")), "named.onnx");
+        Assert.Equal(8, count);
+        var names = merged.Graph.Initializer.Select(t => t.Name).ToList();
+        Assert.Equal(names.Count, names.Distinct().Count());
+        OnnxModelFile.Save(merged, dir.File("deploy.onnx"));
+        var report = Verifier.Verify(dir.File("named.onnx"), dir.File("deploy.onnx"), new VerifyOptions(Samples: 2, InputSize: 64));
+        output.WriteLine($"renamed classifier: rel {report.MaxRelError:E2}");
+        Assert.True(report.Passed, $"rel {report.MaxRelError}");
+    }
+
+    [Fact]
     public void ResNetGraphsAreNotMistakenForBranchSums()
     {
         var (_, merged) = GraphBranchMerge.Run(OnnxModelFile.Load(Fixture.Path_("onnx/resnext_narrow_opset13.onnx")), "resnext");

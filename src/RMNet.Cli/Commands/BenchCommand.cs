@@ -45,17 +45,20 @@ public static class BenchCommand
     {
         if (batch < 1 || size < 8 || runs < 1 || warmup < 0 || threads < 1)
             throw new ModelInputException(path, "--batch, --runs and --threads must be at least 1, --size at least 8, --warmup at least 0");
+        ctx.RemoveStaleTemporaries(Path.GetTempPath());
+        if (versus is not null && File.Exists(versus) && File.Exists(path))   // missing files are reported where they are opened
+            MemoryEstimate.EnsureFits(versus, "benchmarking", MemoryEstimate.Bench(FileFormats.ModelBytes(versus), FileFormats.ModelBytes(path)));
         using var temp = new TempFolder();
         var disposables = new List<IDisposable>();
         try
         {
             ctx.Progress.Stage($"preparing {path}{(versus is null ? "" : $" and {versus}")} ({runtime}, {threads} threads, batch {batch}, {size}x{size})");
             if (runtime == "torchsharp") set_num_threads(threads);
-            var (original, channels) = Prepare(path, runtime, threads, size, mode, convert: false, temp, disposables);
-            var (converted, _) = Prepare(versus ?? path, runtime, threads, size, mode, convert: versus is null, temp, disposables);
+            var (original, channels) = Prepare(path, runtime, threads, size, mode, convert: false, temp, disposables, ctx.Cancellation);
+            var (converted, _) = Prepare(versus ?? path, runtime, threads, size, mode, convert: versus is null, temp, disposables, ctx.Cancellation);
             var input = randn(new long[] { batch, channels, size, size }, generator: new Generator(0));
             disposables.Add(input);
-            var r = LatencyBenchmark.Run(original(input), converted(input), batch, runs, warmup, ctx.Progress);
+            var r = LatencyBenchmark.Run(original(input), converted(input), batch, runs, warmup, ctx.Progress, ctx.Cancellation);
             string secondName = versus is null ? "plain" : "versus";
             ctx.Document(new Result(path, versus, runtime, mode.ToString().ToLowerInvariant(), batch, size, threads, runs, warmup,
                 r.Original, r.Converted, r.LatencyRatio, r.ThroughputRatio));
@@ -84,7 +87,7 @@ public static class BenchCommand
     /// (.safetensors) as TorchSharp modules or ONNX exports; ONNX models in ONNX Runtime only.
     /// </summary>
     static (Func<Tensor, Action> Prepare, long Channels) Prepare(string path, string runtime, int threads, int size, RmMode mode, bool convert,
-        TempFolder temp, List<IDisposable> disposables)
+        TempFolder temp, List<IDisposable> disposables, CancellationToken cancellationToken)
     {
         var format = FileFormats.Detect(path);
         bool plainFile = format == FileFormat.Safetensors && PlainModelFile.IsPlainSafetensors(path);
@@ -103,7 +106,7 @@ public static class BenchCommand
                 using var ckpt = SourceModels.Load(path);
                 if (ckpt.FixedInputSize is int fixedSize && fixedSize != size)
                     throw new ModelInputException(path, $"{ckpt.DisplayName} takes {fixedSize}x{fixedSize} inputs only (its head flattens the feature map); pass --size {fixedSize}");
-                module = convert ? ckpt.ToPlain(mode).ToModule() : ckpt.CreateModule();
+                module = convert ? Fitting(ckpt.ToPlain(mode, cancellationToken: cancellationToken), path, ckpt, mode).ToModule() : ckpt.CreateModule();
                 channels = ckpt.InputChannels;
             }
             disposables.Add(module);
@@ -115,26 +118,35 @@ public static class BenchCommand
             if (convert)
             {
                 onnx = temp.File($"converted{disposables.Count}.onnx");
-                OnnxModelFile.Save(OnnxConversion.Convert(path, mode).Model, onnx);
+                var conversion = OnnxConversion.Convert(path, mode);
+                OnnxModelFile.Save(conversion.Model, onnx, cancellationToken: cancellationToken);
             }
         }
         else if (plainFile)
         {
             onnx = temp.File($"plain{disposables.Count}.onnx");
-            OnnxExporter.Save(PlainModelFile.Load(path), onnx);
+            OnnxExporter.Save(PlainModelFile.Load(path), onnx, cancellationToken: cancellationToken);
         }
         else
         {
             using var source = SourceModels.Load(path);
             onnx = temp.File($"model{disposables.Count}.onnx");
-            if (convert) OnnxExporter.Save(source.ToPlain(mode), onnx);
+            if (convert) OnnxExporter.Save(Fitting(source.ToPlain(mode, cancellationToken: cancellationToken), path, source, mode), onnx, cancellationToken: cancellationToken);
             else if (source is ResNetCheckpoint ckpt) ResNetOnnxExporter.Save(ckpt, onnx);
             else throw new ModelInputException(path, $"{source.DisplayName} is benchmarked with --runtime torchsharp (its original has no ONNX export yet)");
         }
-        var runner = new OnnxRuntimeRunner(onnx, threads);
+        var runner = new OnnxRuntimeRunner(onnx, threads, cancellationToken);
         disposables.Add(runner);
         var shape = runner.InputShape;
-        return (runner.Prepare, shape is { Length: 4 } && shape[1] > 0 ? shape[1] : 3);
+        return (x => runner.Prepare(x, cancellationToken), shape is { Length: 4 } && shape[1] > 0 ? shape[1] : 3);
+    }
+
+    /// <summary><paramref name="plain"/>, once its size says the benchmark fits in memory (refused otherwise).</summary>
+    static RMNet.Plain.PlainModel Fitting(RMNet.Plain.PlainModel plain, string path, ISourceModel source, RmMode mode)
+    {
+        MemoryEstimate.EnsureFits(path, "benchmarking", MemoryEstimate.Bench(plain.ParameterCount * sizeof(float), FileFormats.ModelBytes(path)),
+            ConvertCommand.SmallerForm(source, mode, NegativeInputMode.PRelu));
+        return plain;
     }
 
     static string[] Row(string name, LatencyStats s) => new[]
@@ -142,10 +154,10 @@ public static class BenchCommand
         name, s.MedianMs.ToString("F1"), s.P90Ms.ToString("F1"), s.MinMs.ToString("F1"), s.ImagesPerSecond.ToString("F1"),
     };
 
-    /// <summary>A private temporary folder for the models a benchmark writes, removed afterwards.</summary>
+    /// <summary>A private temporary folder for the models a benchmark writes, removed afterwards (or by a later run, see <see cref="TemporaryNames"/>).</summary>
     sealed class TempFolder : IDisposable
     {
-        readonly string _path = Directory.CreateTempSubdirectory("rmnet-bench-").FullName;
+        readonly string _path = Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), TemporaryNames.New("bench"))).FullName;
         public string File(string name) => Path.Combine(_path, name);
         public void Dispose() { try { Directory.Delete(_path, true); } catch (IOException) { } }
     }

@@ -64,21 +64,26 @@ public static class ConvertCommand
         VerifyOptions options, bool force, bool allowNonFinite, RMNet.Rm.NegativeInputMode negative = RMNet.Rm.NegativeInputMode.PRelu, bool reluOnly = false)
     {
         using var pending = new PendingOutput(output, force, input);
+        ctx.RemoveStaleTemporaries(output);
         ctx.Progress.Stage($"loading {input}");
         using var ckpt = SourceModels.Load(input, arch, numClasses, allowNonFinite, negative);
         var clock = Stopwatch.StartNew();
-        var plain = ckpt.ToPlain(mode, ctx.Progress);
+        var plain = ckpt.ToPlain(mode, ctx.Progress, ctx.Cancellation);
         if (reluOnly) plain = RMNet.Plain.ClampAsRelu.Rewrite(plain);
         double convertSeconds = clock.Elapsed.TotalSeconds;
+        // The transform leaves its zeros untouched (no memory yet); writing and verifying fill them in.
+        MemoryEstimate.EnsureFits(input, $"writing {output}{(verify ? " and verifying it" : "")}",
+            MemoryEstimate.Convert(plain.ParameterCount * sizeof(float), FileFormats.ModelBytes(input), verify), SmallerForm(ckpt, mode, negative));
         ctx.Progress.Stage($"writing {output}");
-        ModelWriter.Save(plain, pending.TempPath, $"rmnet: residual connections removed (RM, {mode.ToString().ToLowerInvariant()} form) from {ckpt.DisplayName}, {Path.GetFileName(input)}");
+        ModelWriter.Save(plain, pending.TempPath, $"rmnet: residual connections removed (RM, {mode.ToString().ToLowerInvariant()} form) from {ckpt.DisplayName}, {Path.GetFileName(input)}",
+            ctx.Cancellation);
 
         VerificationReport? report = null;
         if (verify)
         {
             ctx.Progress.Stage($"verifying {output} on {options.Samples} images of {options.InputSize}x{options.InputSize}");
-            using var runner = ModelRunner.OpenConverted(pending.TempPath, ckpt);
-            report = Verifier.Verify(ckpt, runner, options);
+            using var runner = ModelRunner.OpenConverted(pending.TempPath, ckpt, ctx.Cancellation);
+            report = Verifier.Verify(ckpt, runner, options, ctx.Cancellation);
         }
         long bytes = FileFormats.ModelBytes(pending.TempPath);
         var stages = StageRow.Compare(ckpt.CostByStage(options.InputSize, options.InputSize), plain.CostByStage(options.InputSize, options.InputSize));
@@ -97,12 +102,17 @@ public static class ConvertCommand
         ctx.Document(result);
         ctx.Line($"converted {input}: {ckpt.Description}{(ckpt.Family == "resnet" ? $", {result.RmMode} RM" : "")}");
         foreach (var line in ReportText.CostTable(result.Original, result.Converted)) ctx.Line(line);
-        foreach (var line in ReportText.StageTable(stages, options.InputSize)) ctx.Line(line);
+        foreach (var line in ReportText.StageTable(stages, result.Original.InputSize)) ctx.Line(line);
         if (plain.ZeroChannels > 0) ctx.Line($"  grouped RM padded the reserved channels with {plain.ZeroChannels} zero channels in all, so they fill whole groups");
         if (report is not null) ctx.Line(ReportText.Verification(report));
         ctx.Line($"wrote {output} ({Format.Bytes(bytes)}); RM transform took {convertSeconds:F2} s");
         return ExitCodes.Success;
     }
+
+    /// <summary>The advice for a model too large for the machine: a smaller exact form where the options chose a larger one.</summary>
+    internal static string? SmallerForm(ISourceModel model, RMNet.Rm.RmMode mode, RMNet.Rm.NegativeInputMode negative) =>
+        negative == RMNet.Rm.NegativeInputMode.Split && model.Family is "preact-resnet" or "iresnet" ? "--negative-input prelu carries negative inputs in half the channels"
+        : mode == RMNet.Rm.RmMode.Dense && model.Family == "resnet" ? "the default --rm-mode grouped is smaller" : null;
 
     /// <summary>ONNX in, ONNX out: graph-level RM, blocks reported one by one.</summary>
     public static int RunOnnx(CliContext ctx, string input, string output, RMNet.Rm.RmMode mode, bool verify, VerifyOptions options, bool force, bool strict)
@@ -110,8 +120,10 @@ public static class ConvertCommand
         if (FileFormats.FromExtension(output) != FileFormat.Onnx)
             throw new ModelInputException(output, "an ONNX model converts to .onnx only");
         using var pending = new PendingOutput(output, force, input);
+        ctx.RemoveStaleTemporaries(output);
         ctx.Progress.Stage($"loading {input}");
         var result = RMNet.Onnx.OnnxConversion.Convert(input, mode);
+        ctx.Cancellation.ThrowIfCancellationRequested();
         int plain = result.Blocks.Count(b => b.Plain);
         var joins = result.Joins;
         // --strict is decided on the converted graph in memory: a refused model is never written, not even as a temporary.
@@ -123,11 +135,11 @@ public static class ConvertCommand
         if (refusal is null)
         {
             ctx.Progress.Stage($"writing {output}");
-            RMNet.Onnx.OnnxModelFile.Save(result.Model, pending.TempPath);
+            RMNet.Onnx.OnnxModelFile.Save(result.Model, pending.TempPath, cancellationToken: ctx.Cancellation);
             if (verify)
             {
                 ctx.Progress.Stage($"verifying {output} in ONNX Runtime on {options.Samples} inputs");
-                report = Verifier.Verify(input, pending.TempPath, options);
+                report = Verifier.Verify(input, pending.TempPath, options, ctx.Cancellation);
                 if (!report.Passed)
                     refusal = $"{output}: converted model differs from the original (max rel error {Format.Sci(report.MaxRelError)} > {Format.Sci(report.Tolerance)}); nothing written";
             }

@@ -32,17 +32,18 @@ public static class DemoCommand
     {
         var spec = ResNetSpec.Named("resnet18");
         using var ckpt = ResNetCheckpoint.FromStateDict(RandomResNet.Create(spec, seed: 2021, source: "demo resnet18"));
-        var plain = ckpt.ToPlain(progress: ctx.Progress);
+        var plain = ckpt.ToPlain(progress: ctx.Progress, cancellationToken: ctx.Cancellation);
         var options = new VerifyOptions(Samples: 2, InputSize: size);
 
         using var plainRunner = ModelRunner.ForModule(plain.ToModule());
-        var torchReport = Verifier.Verify(ckpt, plainRunner, options);
+        var torchReport = Verifier.Verify(ckpt, plainRunner, options, ctx.Cancellation);
 
         using var pending = new PendingOutput(output, overwrite: true);
-        ModelWriter.Save(plain, pending.TempPath, "rmnet demo: seeded ResNet-18, residual connections removed");
+        ctx.RemoveStaleTemporaries(output);
+        ModelWriter.Save(plain, pending.TempPath, "rmnet demo: seeded ResNet-18, residual connections removed", ctx.Cancellation);
         VerificationReport ortReport;
-        using (var onnxRunner = ModelRunner.OpenConverted(pending.TempPath, ckpt))
-            ortReport = Verifier.Verify(ckpt, onnxRunner, options);
+        using (var onnxRunner = ModelRunner.OpenConverted(pending.TempPath, ckpt, ctx.Cancellation))
+            ortReport = Verifier.Verify(ckpt, onnxRunner, options, ctx.Cancellation);
         long bytes = FileFormats.ModelBytes(pending.TempPath);
         bool passed = torchReport.Passed && ortReport.Passed;
         if (passed) pending.Commit();

@@ -61,12 +61,13 @@ public static class InspectCommand
                 CostReport.Of(plain, size, FileFormats.ModelBytes(path)), plain.Layers.Count, ops, null, "rmnet", Stages: plain.CostByStage(size, size));
             ctx.Document(result);
             ctx.Line($"{path}: plain network written by rmnet, {plain.Layers.Count} layers ({string.Join(", ", ops.Select(kv => $"{kv.Key} {kv.Value}"))})");
-            ctx.Line($"  parameters: {Format.Count(result.Cost!.Parameters)}   MACs @{size}: {Format.Count(result.Cost.Macs)}");
+            ctx.Line($"  parameters: {Format.Count(result.Cost!.Parameters)}   MACs @{result.Cost.InputSize}: {Format.Count(result.Cost.Macs)}");
             foreach (var st in result.Stages!) ctx.Line($"    {st.Stage,-7} parameters {Format.Count(st.Parameters),8}   MACs {Format.Count(st.Macs),8}");
         }
         else
         {
             using var ckpt = SourceModels.Load(path);
+            ctx.Cancellation.ThrowIfCancellationRequested();
             var (form, blocks) = ckpt switch
             {
                 ResNetCheckpoint r => ("residual", r.Spec.Blocks().Select(b => new BlockJson(b.Prefix, b.InChannels, b.Width, b.OutChannels, b.Stride, b.Groups,
@@ -85,7 +86,7 @@ public static class InspectCommand
                 CostReport.Of(ckpt, size, FileFormats.ModelBytes(path)), null, null, null, null, Stages: ckpt.CostByStage(size, size), Family: ckpt.Family);
             ctx.Document(result);
             ctx.Line($"{path}: {ckpt.Family} {ckpt.Description}, {form}");
-            ctx.Line($"  parameters: {Format.Count(result.Cost!.Parameters)}   MACs @{size}: {Format.Count(result.Cost.Macs)}");
+            ctx.Line($"  parameters: {Format.Count(result.Cost!.Parameters)}   MACs @{result.Cost.InputSize}: {Format.Count(result.Cost.Macs)}");
             foreach (var st in result.Stages!) ctx.Line($"    {st.Stage,-7} parameters {Format.Count(st.Parameters),8}   MACs {Format.Count(st.Macs),8}");
             var rows = new List<string[]> { new[] { "block", "in", "width", "out", "stride", "groups", ckpt.Family == "resnet" ? "shortcut" : "branches" } };
             rows.AddRange(blocks.Select(b => new[] { b.Name, b.InChannels.ToString(), b.Width.ToString(), b.OutChannels.ToString(), b.Stride.ToString(), b.Groups.ToString(), b.Shortcut }));

@@ -30,7 +30,7 @@ public static class PruneCommand
         };
         criterion.AcceptOnlyFromAmong("taylor", "taylor-per-mac", "l1");
         var finetuneEpochs = new Option<int>("--finetune-epochs") { Description = "Epochs of fine-tuning after pruning", DefaultValueFactory = _ => 3 };
-        var multiple = new Option<int>("--channel-multiple") { Description = "Keep a multiple of this many channels in every layer (conv kernels run blocks of 8 channels fastest; 1: any count)", DefaultValueFactory = _ => 8 };
+        var multiple = new Option<int>("--channel-multiple") { Description = "Keep a multiple of this many channels in every layer (conv kernels run blocks of 8 channels fastest; 1: any count)", DefaultValueFactory = _ => PruneSettings.DefaultChannelMultiple };
         var residual = new Option<bool>("--compare-residual") { Description = "Also prune the ResNet itself (inner channels only) to the same MACs (or --residual-target-flops); writes <output>.residual.onnx/.pth" };
         var residualTarget = new Option<double?>("--residual-target-flops")
         {
@@ -114,6 +114,8 @@ public static class PruneCommand
         string residualPth = stem + ".residual.pth", residualOnnx = stem + ".residual.onnx";
         AtomicFile.CheckWritable(output, force, input);
         if (compareResidual) { AtomicFile.CheckWritable(residualPth, force, input); AtomicFile.CheckWritable(residualOnnx, force, input); }
+        ctx.RemoveStaleTemporaries(output);
+        if (Directory.Exists(workDir)) ctx.RemoveStaleTemporaries(workDir);
         var clock = Stopwatch.StartNew();
         ctx.Progress.Stage($"loading {input}");
         using var source = ResNetCheckpoint.Load(input);
@@ -130,7 +132,7 @@ public static class PruneCommand
         if (data.Train.Channels != source.Spec.InputChannels || data.Train.ClassCount != source.Spec.NumClasses)
             throw new ModelInputException(input, $"{source.DisplayName} takes {source.Spec.InputChannels}-channel images and has {source.Spec.NumClasses} classes; "
                 + $"the data has {data.Train.Channels} channels and {data.Train.ClassCount} classes");
-        var pipeline = new PrunePipeline(source, data, settings, workDir, message => ctx.Progress.Stage(message), ctx.Progress);
+        var pipeline = new PrunePipeline(source, data, settings, workDir, message => ctx.Progress.Stage(message), ctx.Progress, ctx.Cancellation);
         if (compareResidual) pipeline.CheckResidualReachable();   // before hours of RM pruning, not after
         var models = new List<PrunedModel> { pipeline.Original() };
         string residualTargetNote = compareResidual && pipeline.ResidualTargetMacs != pipeline.TargetMacs ? $", the residual comparison's {pipeline.ResidualTargetMacs:N0}" : "";

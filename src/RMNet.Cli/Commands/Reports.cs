@@ -4,11 +4,12 @@ using RMNet.Verification;
 
 namespace RMNet.Cli.Commands;
 
-/// <summary>Cost of one network, as reported by convert, inspect and demo.</summary>
+/// <summary>Cost of one network, as reported by convert, inspect and demo, at <see cref="InputSize"/>: the size asked for, or the one the network takes where its head fixes it (IResNet: 112).</summary>
 public sealed record CostReport(long Parameters, long Macs, long Flops, int InputSize, long? FileBytes = null)
 {
     public static CostReport Of(ISourceModel model, int size, long? fileBytes = null)
     {
+        size = model.FixedInputSize ?? size;
         var stages = model.CostByStage(size, size);
         long macs = stages.Sum(s => s.Macs);
         return new(stages.Sum(s => s.Parameters), macs, 2 * macs, size, fileBytes);
@@ -19,6 +20,7 @@ public sealed record CostReport(long Parameters, long Macs, long Flops, int Inpu
 
     public static CostReport Of(PlainModel model, int size, long? fileBytes = null)
     {
+        size = model.FixedInputSize ?? size;
         long macs = model.MultiplyAccumulates(size, size);
         return new(model.ParameterCount, macs, 2 * macs, size, fileBytes);
     }

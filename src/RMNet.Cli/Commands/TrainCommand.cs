@@ -44,6 +44,7 @@ public static class TrainCommand
         bool resuming = resume && TrainingCheckpoint.ReadState(output) is not null;
         if (resume && !resuming) throw new ModelInputException(output, "nothing to resume: no checkpoint with a training state (.state.json) here");
         if (!resuming) AtomicFile.CheckWritable(output, force);
+        ctx.RemoveStaleTemporaries(output);
         var options = training.Options(p, epochs);
         using var data = training.OpenData(p, options, ctx.Progress);
         var spec = ResNetSpec.Named(arch, data.Train.ClassCount, data.Train.Channels);
@@ -52,8 +53,9 @@ public static class TrainCommand
         using var trainer = new Trainer(model, options);
         ctx.Progress.Stage(resuming ? $"resuming {output}" : $"training {spec.DisplayName} ({ResNetCost.Parameters(spec):N0} parameters) for {epochs} epochs");
         var state = TrainingCheckpoint.Run(model, trainer, data, options, output, resuming, ctx.Progress,
-            e => ctx.Progress.Stage($"epoch {e.Epoch}/{e.Epochs}: loss {e.Loss:F4}, train {100 * e.TrainAccuracy:F2}%, test {100 * e.TestAccuracy:F2}%, {e.ImagesPerSecond:F0} img/s, {e.Seconds:F0} s; saved {output}"));
-        double accuracy = state.History.Count > 0 ? state.History[^1].TestAccuracy : Evaluation.Accuracy(model.forward, data.Test);
+            e => ctx.Progress.Stage($"epoch {e.Epoch}/{e.Epochs}: loss {e.Loss:F4}, train {100 * e.TrainAccuracy:F2}%, test {100 * e.TestAccuracy:F2}%, {e.ImagesPerSecond:F0} img/s, {e.Seconds:F0} s; saved {output}"),
+            ctx.Cancellation);
+        double accuracy = state.History.Count > 0 ? state.History[^1].TestAccuracy : Evaluation.Accuracy(model.forward, data.Test, cancellationToken: ctx.Cancellation);
         ctx.Document(new Result(output, spec.DisplayName, data.Name, data.Train.Count, data.Test.Count, ResNetCost.Parameters(spec), accuracy, state.History, resuming));
         ctx.Line($"{output}: {spec.DisplayName} trained {state.EpochsDone} epochs on {data.Name} ({data.Train.Count} images); test accuracy {100 * accuracy:F2}% on {data.Test.Count} images");
         return ExitCodes.Success;

@@ -35,12 +35,19 @@ public static class VerifyCommand
             return ctx.Run(() =>
             {
                 string orig = p.GetValue(original)!, conv = p.GetValue(converted)!;
-                if (FileFormats.Detect(orig) == FileFormat.Onnx)
+                bool onnxOriginal = FileFormats.Detect(orig) == FileFormat.Onnx;
+                // The original exists (Detect read it); a missing converted file is reported where it is opened. An ONNX original runs in ONNX Runtime too.
+                if (File.Exists(conv))
+                {
+                    long convBytes = FileFormats.ModelBytes(conv), origBytes = FileFormats.ModelBytes(orig);
+                    MemoryEstimate.EnsureFits(conv, "verifying", onnxOriginal ? MemoryEstimate.Verify(convBytes + origBytes, 0) : MemoryEstimate.Verify(convBytes, origBytes));
+                }
+                if (onnxOriginal)
                 {
                     var onnxOptions = new VerifyOptions(p.GetValue(samples), p.GetValue(size), p.GetValue(tolerance), p.GetValue(seed),
                         p.GetValue(userInput) is string inputPath ? ReadInput(inputPath) : null);
                     ctx.Progress.Stage($"verifying {conv} against {orig} in ONNX Runtime");
-                    var onnxReport = Verifier.Verify(orig, conv, onnxOptions);
+                    var onnxReport = Verifier.Verify(orig, conv, onnxOptions, ctx.Cancellation);
                     ctx.Document(new Result(orig, conv, "onnx", onnxOptions.InputSize, onnxOptions.Seed, VerificationJson.Of(onnxReport)));
                     ctx.Line($"{conv} against {orig} (both in ONNX Runtime)");
                     ctx.Line(ReportText.Verification(onnxReport));
@@ -51,8 +58,8 @@ public static class VerifyCommand
                 Tensor? extra = p.GetValue(userInput) is string path ? ReadInput(path) : null;
                 var options = new VerifyOptions(p.GetValue(samples), p.GetValue(size), p.GetValue(tolerance), p.GetValue(seed), extra);
                 ctx.Progress.Stage($"verifying {conv} on {options.Samples} images of {options.InputSize}x{options.InputSize}");
-                using var runner = ModelRunner.OpenConverted(conv, ckpt);
-                var report = Verifier.Verify(ckpt, runner, options);
+                using var runner = ModelRunner.OpenConverted(conv, ckpt, ctx.Cancellation);
+                var report = Verifier.Verify(ckpt, runner, options, ctx.Cancellation);
                 ctx.Document(new Result(orig, conv, ckpt.DisplayName, options.InputSize, options.Seed, VerificationJson.Of(report)));
                 ctx.Line($"{conv} against {orig} ({ckpt.Description})");
                 ctx.Line(ReportText.Verification(report));

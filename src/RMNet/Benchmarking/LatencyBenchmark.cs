@@ -30,14 +30,16 @@ public sealed record BenchmarkResult(LatencyStats Original, LatencyStats Convert
 /// </summary>
 public static class LatencyBenchmark
 {
-    /// <summary>Runs <paramref name="warmup"/> untimed and <paramref name="runs"/> timed rounds of both actions.</summary>
-    public static BenchmarkResult Run(Action original, Action converted, int batch, int runs, int warmup, IProgress<ProgressStep>? progress = null)
+    /// <summary>Runs <paramref name="warmup"/> untimed and <paramref name="runs"/> timed rounds of both actions; <paramref name="cancellationToken"/> is checked after each round.</summary>
+    public static BenchmarkResult Run(Action original, Action converted, int batch, int runs, int warmup, IProgress<ProgressStep>? progress = null,
+        CancellationToken cancellationToken = default)
     {
         if (runs < 1) throw new ArgumentOutOfRangeException(nameof(runs), "at least one timed run");
         for (int i = 0; i < warmup; i++)
         {
             original();
             converted();
+            cancellationToken.ThrowIfCancellationRequested();
             progress?.Report(new ProgressStep("warming up", i + 1, warmup));
         }
         var a = new List<double>(runs);
@@ -46,6 +48,7 @@ public static class LatencyBenchmark
         {
             if (i % 2 == 0) { a.Add(Time(original)); b.Add(Time(converted)); }
             else { b.Add(Time(converted)); a.Add(Time(original)); }
+            cancellationToken.ThrowIfCancellationRequested();
             progress?.Report(new ProgressStep("benchmarking", i + 1, runs));
         }
         return new BenchmarkResult(Stats(a, batch), Stats(b, batch), runs, warmup, batch);

@@ -3,8 +3,9 @@ namespace RMNet.IO;
 /// <summary>
 /// An output written first into a private temporary directory beside the target (under its final file name,
 /// so side files such as ONNX external data can refer to it by name), checked, and only then moved into
-/// place. Disposing without <see cref="Commit"/> deletes everything written, so a failed or rejected
-/// conversion leaves nothing behind.
+/// place. Disposing without <see cref="Commit"/> deletes everything written, so a failed, rejected or cancelled
+/// conversion leaves nothing behind; the directory's name (<see cref="TemporaryNames"/>) lets a later run remove
+/// it where the process was killed outright.
 /// </summary>
 public sealed class PendingOutput : IDisposable
 {
@@ -18,7 +19,7 @@ public sealed class PendingOutput : IDisposable
         FinalPath = Path.GetFullPath(path);
         _overwrite = overwrite;
         string dir = Path.GetDirectoryName(FinalPath)!;
-        _tempDir = Path.Combine(dir, $".rmnet-{Environment.ProcessId}-{Guid.NewGuid():N}");
+        _tempDir = Path.Combine(dir, TemporaryNames.New());
         // Find out now, before minutes of work, whether the directory takes a file at all.
         try
         {

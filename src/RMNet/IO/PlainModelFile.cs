@@ -9,9 +9,10 @@ public static class PlainModelFile
 {
     /// <summary>
     /// Writes <paramref name="model"/> to <paramref name="path"/> as safetensors (<c>.safetensors</c>) or a PyTorch
-    /// state dict (<c>.pth</c>/<c>.pt</c>) that <c>torch.load</c> reads; atomically.
+    /// state dict (<c>.pth</c>/<c>.pt</c>) that <c>torch.load</c> reads; atomically. <paramref name="cancellationToken"/>
+    /// stops it before the next tensor (safetensors) or before it starts (the state dict is pickled in one piece).
     /// </summary>
-    public static void Save(PlainModel model, string path)
+    public static void Save(PlainModel model, string path, CancellationToken cancellationToken = default)
     {
         switch (FileFormats.FromExtension(path))
         {
@@ -21,9 +22,10 @@ public static class PlainModelFile
                     ["format"] = "pt",
                     [PlainArchitecture.MetadataKey] = PlainArchitecture.ToJson(model),
                 };
-                AtomicFile.Write(path, s => SafetensorsFile.Write(s, PlainArchitecture.Tensors(model), meta));
+                AtomicFile.Write(path, s => SafetensorsFile.Write(s, PlainArchitecture.Tensors(model), meta, cancellationToken));
                 break;
             case FileFormat.TorchZip:
+                cancellationToken.ThrowIfCancellationRequested();
                 StateDictFile.Save(path, PlainArchitecture.Tensors(model));
                 break;
             default:

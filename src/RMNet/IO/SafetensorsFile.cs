@@ -11,8 +11,9 @@ namespace RMNet.IO;
 /// </summary>
 public static class SafetensorsFile
 {
-    /// <summary>Writes float32/float64/int64 tensors in the given order, header padded to 8 bytes.</summary>
-    public static void Write(Stream stream, IReadOnlyList<(string Name, Tensor Tensor)> tensors, IReadOnlyDictionary<string, string> metadata)
+    /// <summary>Writes float32/float64/int64 tensors in the given order, header padded to 8 bytes; <paramref name="cancellationToken"/> is checked before each tensor.</summary>
+    public static void Write(Stream stream, IReadOnlyList<(string Name, Tensor Tensor)> tensors, IReadOnlyDictionary<string, string> metadata,
+        CancellationToken cancellationToken = default)
     {
         var header = new JsonObject();
         var meta = new JsonObject();
@@ -37,7 +38,10 @@ public static class SafetensorsFile
         w.Write(json);
         for (int i = 0; i < pad; i++) w.Write((byte)' ');
         foreach (var (_, t) in tensors)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
             w.Write(t.contiguous().bytes);
+        }
         w.Flush();
     }
 

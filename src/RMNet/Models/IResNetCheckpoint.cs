@@ -73,7 +73,8 @@ public sealed class IResNetCheckpoint : ISourceModel
     }
 
     /// <summary>The plain network; <paramref name="mode"/> does not apply (IBasicBlocks have no middle conv).</summary>
-    public PlainModel ToPlain(RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null) => IResNetRm.Transform(Weights, Spec, Negative, progress);
+    public PlainModel ToPlain(RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null, CancellationToken cancellationToken = default) =>
+        IResNetRm.Transform(Weights, Spec, Negative, progress, cancellationToken);
 
     /// <inheritdoc />
     public void Dispose() => Weights.Dispose();

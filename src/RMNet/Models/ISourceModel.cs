@@ -44,5 +44,6 @@ public interface ISourceModel : IDisposable
     /// <summary>The equivalent plain network.</summary>
     /// <param name="mode">Grouped (default) or dense middle convs, where the family has them.</param>
     /// <param name="progress">Told after each block; null for none.</param>
-    PlainModel ToPlain(RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null);
+    /// <param name="cancellationToken">Checked after each block.</param>
+    PlainModel ToPlain(RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null, CancellationToken cancellationToken = default);
 }

@@ -70,7 +70,8 @@ public sealed class MobileNetV2Checkpoint : ISourceModel
     }
 
     /// <summary>The MobileNetV1-like plain network; <paramref name="mode"/> does not apply (depthwise convs are grouped by nature).</summary>
-    public PlainModel ToPlain(RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null) => MobileNetV2Rm.Transform(Weights, Spec, progress);
+    public PlainModel ToPlain(RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null, CancellationToken cancellationToken = default) =>
+        MobileNetV2Rm.Transform(Weights, Spec, progress, cancellationToken);
 
     /// <inheritdoc />
     public void Dispose() => Weights.Dispose();

@@ -76,7 +76,8 @@ public sealed class PreActCheckpoint : ISourceModel
     }
 
     /// <summary>The plain network; <paramref name="mode"/> does not apply (inner convs are dense; these nets are small).</summary>
-    public PlainModel ToPlain(RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null) => PreActRm.Transform(Weights, Spec, Negative, progress);
+    public PlainModel ToPlain(RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null, CancellationToken cancellationToken = default) =>
+        PreActRm.Transform(Weights, Spec, Negative, progress, cancellationToken);
 
     /// <inheritdoc />
     public void Dispose() => Weights.Dispose();

@@ -70,7 +70,7 @@ public sealed class RepVggCheckpoint : ISourceModel
     public nn.Module<Tensor, Tensor> CreateModule() => RepVgg.FromStateDict(Spec, Weights);
 
     /// <summary>The deploy form. <paramref name="mode"/> does not apply (RepVGG has no residual chain to reserve).</summary>
-    public PlainModel ToPlain(RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null)
+    public PlainModel ToPlain(RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null, CancellationToken cancellationToken = default)
     {
         var layers = new List<PlainLayer>();
         var stages = new List<string>();
@@ -86,6 +86,7 @@ public sealed class RepVggCheckpoint : ISourceModel
             }
             layers.Add(new ReluLayer());
             stages.AddRange(new[] { $"stage{b.Stage}", $"stage{b.Stage}" });
+            cancellationToken.ThrowIfCancellationRequested();
             progress?.Report(new ProgressStep("converting", i + 1, Spec.Blocks.Count));
         }
         layers.Add(new GlobalAvgPoolLayer());

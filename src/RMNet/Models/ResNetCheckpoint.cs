@@ -78,7 +78,9 @@ public sealed class ResNetCheckpoint : ISourceModel
     /// <summary>The equivalent plain network.</summary>
     /// <param name="mode">Grouped (default) or the paper's dense form for Bottleneck blocks.</param>
     /// <param name="progress">Told after each block; null for none.</param>
-    public PlainModel ToPlain(RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null) => ResNetRm.Transform(Weights, Spec, mode, progress);
+    /// <param name="cancellationToken">Checked after each block.</param>
+    public PlainModel ToPlain(RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null, CancellationToken cancellationToken = default) =>
+        ResNetRm.Transform(Weights, Spec, mode, progress, cancellationToken);
 
     /// <inheritdoc />
     public void Dispose() => Weights.Dispose();

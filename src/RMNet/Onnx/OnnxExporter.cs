@@ -115,10 +115,11 @@ public static class OnnxExporter
     }
 
     /// <summary>Writes <paramref name="model"/> to <paramref name="path"/> atomically, one tensor in memory at a time (external data past 1.75 GiB of weights).</summary>
-    public static void Save(PlainModel model, string path, string docString = "", long externalDataThreshold = OnnxModelFile.ExternalDataThreshold)
+    public static void Save(PlainModel model, string path, string docString = "", long externalDataThreshold = OnnxModelFile.ExternalDataThreshold,
+        CancellationToken cancellationToken = default)
     {
         var (proto, initializers) = Skeleton(model, docString);
-        OnnxModelFile.Save(proto, initializers, path, externalDataThreshold);
+        OnnxModelFile.Save(proto, initializers, path, externalDataThreshold, cancellationToken);
     }
 
     /// <summary>This library's informational version.</summary>

@@ -89,21 +89,31 @@ public static class OnnxModelFile
     /// written as the protobuf fields of <paramref name="skeleton"/> (no initializers) followed by one
     /// initializer field per tensor, which protobuf reads as the same message. Past
     /// <paramref name="externalDataThreshold"/> bytes the tensors go to external data instead.
+    /// <paramref name="cancellationToken"/> is checked before each tensor.
     /// </summary>
     public static void Save(ModelProto skeleton, IReadOnlyList<(string Name, TorchSharp.torch.Tensor Tensor)> initializers, string path,
-        long externalDataThreshold = ExternalDataThreshold)
+        long externalDataThreshold = ExternalDataThreshold, CancellationToken cancellationToken = default)
     {
         long bytes = initializers.Sum(i => i.Tensor.numel() * i.Tensor.ElementSize);
         if (bytes > externalDataThreshold)
         {
             // External data holds the bulk; the remaining protobuf is small and is built in memory.
             var model = skeleton.Clone();
-            model.Graph.Initializer.AddRange(initializers.Select(i => OnnxTensors.FromTensor(i.Name, i.Tensor)));
-            Save(model, path, externalDataThreshold);
+            foreach (var (name, tensor) in initializers)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                model.Graph.Initializer.Add(OnnxTensors.FromTensor(name, tensor));
+            }
+            Save(model, path, externalDataThreshold, cancellationToken);
             return;
         }
         AttributePresence.Mark(skeleton);
-        long graphLength = skeleton.Graph.CalculateSize() + initializers.Sum(i => FieldSize(OnnxTensors.FromTensor(i.Name, i.Tensor).CalculateSize()));
+        long graphLength = skeleton.Graph.CalculateSize();
+        foreach (var (name, tensor) in initializers)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            graphLength += FieldSize(OnnxTensors.FromTensor(name, tensor).CalculateSize());
+        }
         var rest = skeleton.Clone();
         rest.Graph = null;
         AtomicFile.Write(path, s =>
@@ -115,6 +125,7 @@ public static class OnnxModelFile
             skeleton.Graph.WriteTo(output);
             foreach (var (name, tensor) in initializers)
             {
+                cancellationToken.ThrowIfCancellationRequested();
                 var t = OnnxTensors.FromTensor(name, tensor);
                 output.WriteTag(InitializerField, WireFormat.WireType.LengthDelimited);
                 output.WriteLength(t.CalculateSize());
@@ -133,9 +144,9 @@ public static class OnnxModelFile
     /// <summary>
     /// Writes <paramref name="model"/> atomically; past <paramref name="externalDataThreshold"/> initializer bytes
     /// (default <see cref="ExternalDataThreshold"/>) the tensors go to <c>&lt;file name&gt;.data</c> beside it
-    /// (written first, also atomically).
+    /// (written first, also atomically). <paramref name="cancellationToken"/> is checked before each external tensor.
     /// </summary>
-    public static void Save(ModelProto model, string path, long externalDataThreshold = ExternalDataThreshold)
+    public static void Save(ModelProto model, string path, long externalDataThreshold = ExternalDataThreshold, CancellationToken cancellationToken = default)
     {
         long bytes = model.Graph.Initializer.Sum(t => (long)t.RawData.Length);
         if (bytes > externalDataThreshold)
@@ -148,6 +159,7 @@ public static class OnnxModelFile
                 foreach (var t in external.Graph.Initializer)
                 {
                     if (t.RawData.Length < 1024) continue;  // small tensors stay inline
+                    cancellationToken.ThrowIfCancellationRequested();
                     t.RawData.WriteTo(s);
                     t.DataLocation = DataLocation.External;
                     t.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = dataName });

@@ -11,19 +11,16 @@ public sealed class OnnxRuntimeRunner : IDisposable
     readonly InferenceSession _session;
     readonly string _inputName;
 
-    /// <summary>Loads <paramref name="path"/>; bad files raise <see cref="ModelInputException"/>. <paramref name="threads"/> 0 lets ONNX Runtime choose.</summary>
-    public OnnxRuntimeRunner(string path, int threads = 0)
+    /// <summary>
+    /// Loads <paramref name="path"/>; bad files raise <see cref="ModelInputException"/>. <paramref name="threads"/> 0 lets
+    /// ONNX Runtime choose. A cancelled <paramref name="cancellationToken"/> stops the wait for the load (seconds for a
+    /// large model) with an <see cref="OperationCanceledException"/>.
+    /// </summary>
+    public OnnxRuntimeRunner(string path, int threads = 0, CancellationToken cancellationToken = default)
     {
         try
         {
-            using var options = new SessionOptions
-            {
-                IntraOpNumThreads = threads,
-                InterOpNumThreads = 1,
-                ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
-                GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
-            };
-            _session = new InferenceSession(path, options);
+            _session = Open(path, threads, cancellationToken);
         }
         catch (OnnxRuntimeException e)
         {
@@ -33,36 +30,89 @@ public sealed class OnnxRuntimeRunner : IDisposable
         InputShape = _session.InputMetadata[_inputName].Dimensions;
     }
 
+    static InferenceSession Open(string path, int threads, CancellationToken cancellationToken)
+    {
+        InferenceSession Create()
+        {
+            using var options = new SessionOptions
+            {
+                IntraOpNumThreads = threads,
+                InterOpNumThreads = 1,
+                ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
+                GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
+            };
+            return new InferenceSession(path, options);
+        }
+        if (!cancellationToken.CanBeCanceled) return Create();
+        // ONNX Runtime cannot stop a load midway: on cancellation the load is left to finish on its own thread (it reads
+        // only the file, which may be deleted meanwhile) and its session is closed then.
+        var opening = Task.Run(Create, CancellationToken.None);
+        try
+        {
+            opening.Wait(cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+            opening.ContinueWith(t => t.Result.Dispose(), TaskContinuationOptions.OnlyOnRanToCompletion);
+            throw;
+        }
+        catch (AggregateException) { }  // the load's own exception is rethrown unwrapped below
+        return opening.GetAwaiter().GetResult();
+    }
+
     /// <summary>
     /// An action that runs the model on <paramref name="input"/>, converted once into a preallocated ONNX
-    /// Runtime value (for benchmarks: nothing but the inference itself is timed).
+    /// Runtime value (for benchmarks: nothing but the inference itself is timed). A cancelled
+    /// <paramref name="cancellationToken"/> stops the run in progress.
     /// </summary>
-    public Action Prepare(Tensor input)
+    public Action Prepare(Tensor input, CancellationToken cancellationToken = default)
     {
         var x = input.to_type(ScalarType.Float32).contiguous();
         var value = OrtValue.CreateTensorValueFromMemory(x.data<float>().ToArray(), x.shape);
         var inputs = new Dictionary<string, OrtValue> { [_inputName] = value };
         var runOptions = new RunOptions();
+        cancellationToken.Register(() => runOptions.Terminate = true);
         var outputNames = _session.OutputNames;
-        return () =>
+        return () => Stoppable(cancellationToken, () =>
         {
             using var outputs = _session.Run(runOptions, inputs, outputNames);
-        };
+        });
     }
 
     /// <summary>Declared input shape; -1 marks a dynamic dimension.</summary>
     public int[] InputShape { get; }
 
-    /// <summary>The first output for <paramref name="input"/> [N, C, H, W].</summary>
-    public Tensor Run(Tensor input)
+    /// <summary>The first output for <paramref name="input"/> [N, C, H, W]; a cancelled <paramref name="cancellationToken"/> stops the run midway.</summary>
+    public Tensor Run(Tensor input, CancellationToken cancellationToken = default)
     {
         var x = input.to_type(ScalarType.Float32).contiguous();
         var data = x.data<float>().ToArray();
         var dims = x.shape.Select(d => (int)d).ToArray();
-        using var results = _session.Run(new[] { NamedOnnxValue.CreateFromTensor(_inputName, new DenseTensor<float>(data, dims)) });
-        var output = results.First().AsTensor<float>();
-        return tensor(output.ToArray(), output.Dimensions.ToArray().Select(d => (long)d).ToArray());
+        using var runOptions = new RunOptions();
+        using var stop = cancellationToken.Register(() => runOptions.Terminate = true);
+        return Stoppable(cancellationToken, () =>
+        {
+            using var results = _session.Run(new[] { NamedOnnxValue.CreateFromTensor(_inputName, new DenseTensor<float>(data, dims)) }, _session.OutputNames, runOptions);
+            var output = results.First().AsTensor<float>();
+            return tensor(output.ToArray(), output.Dimensions.ToArray().Select(d => (long)d).ToArray());
+        });
     }
+
+    /// <summary>Runs <paramref name="run"/>; where the token stopped ONNX Runtime (RunOptions.Terminate), says so as a cancellation.</summary>
+    static T Stoppable<T>(CancellationToken cancellationToken, Func<T> run)
+    {
+        try
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            return run();
+        }
+        catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException(cancellationToken);
+        }
+    }
+
+    static void Stoppable(CancellationToken cancellationToken, Action run) => Stoppable(cancellationToken, () => { run(); return 0; });
 
     /// <inheritdoc />
     public void Dispose() => _session.Dispose();

@@ -25,7 +25,7 @@ namespace RMNet.Pruning;
 /// <see cref="PruneSettings.ResidualTargetFlops"/>) on the ResNet itself, where only the blocks' inner channels may go.
 /// </summary>
 public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, PruneSettings settings, string workDir,
-    Action<string> log, IProgress<ProgressStep>? progress = null)
+    Action<string> log, IProgress<ProgressStep>? progress = null, CancellationToken cancellationToken = default)
 {
     static readonly JsonSerializerOptions Json = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
@@ -269,7 +269,7 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         var state = TrainingCheckpoint.ReadState(path);
         log(state is null ? $"{what}, {options.Epochs} epochs -> {path}" : $"{what}: resuming {path} after epoch {state.EpochsDone} of {options.Epochs}");
         TrainingCheckpoint.Run(net, trainer, data, options, path, resume: true, progress,
-            e => log($"{what}: epoch {e.Epoch}/{e.Epochs}: loss {e.Loss:F4}, test {100 * e.TestAccuracy:F2}%, {e.ImagesPerSecond:F0} img/s"));
+            e => log($"{what}: epoch {e.Epoch}/{e.Epochs}: loss {e.Loss:F4}, test {100 * e.TestAccuracy:F2}%, {e.ImagesPerSecond:F0} img/s"), cancellationToken);
         net.eval();
     }
 

@@ -10,7 +10,7 @@ namespace RMNet.Pruning;
 /// <param name="Training">Optimiser, data and seed settings; its epoch count is replaced per stage.</param>
 /// <param name="MinKeepFraction">Every layer keeps at least this fraction of its channels.</param>
 /// <param name="CalibrationImages">Training images the per-channel scales are initialised from.</param>
-/// <param name="ChannelMultiple">Every pruned layer keeps a multiple of this many channels (1: any number).</param>
+/// <param name="ChannelMultiple">Every pruned layer keeps a multiple of this many channels (1: any number); <see cref="DefaultChannelMultiple"/> by default.</param>
 /// <param name="Form">Which network is trained while pruning: the gated ResNet or the plain network itself.</param>
 /// <param name="Distill">Weight of distillation from the original ResNet while fine-tuning (0: labels only; see <see cref="Training.Distillation"/>).</param>
 /// <param name="Criterion">How the channels to remove are chosen.</param>
@@ -28,10 +28,13 @@ namespace RMNet.Pruning;
 /// A lower one compares at about equal speed, since the plain network turns MACs into throughput better (docs/pruning.md 3.13).
 /// </param>
 public sealed record PruneSettings(double TargetFlops, int SparsityEpochs, double Penalty, int FinetuneEpochs, TrainOptions Training,
-    double MinKeepFraction = 1.0 / 16, int CalibrationImages = 1024, int ChannelMultiple = 1, TrainForm Form = TrainForm.Residual, double Distill = 0,
+    double MinKeepFraction = 1.0 / 16, int CalibrationImages = 1024, int ChannelMultiple = PruneSettings.DefaultChannelMultiple, TrainForm Form = TrainForm.Residual, double Distill = 0,
     PruningCriterion Criterion = PruningCriterion.Taylor, TrainForm FinetuneForm = TrainForm.Plain, bool FinetuneBranches = false,
     double? ResidualTargetFlops = null)
 {
+    /// <summary>The channel multiple of the library and of <c>rmnet prune</c>: conv kernels run blocks of 8 channels fastest.</summary>
+    public const int DefaultChannelMultiple = 8;
+
     /// <summary>The residual-constrained comparison's MACs target, as a fraction of the original's.</summary>
     public double ResidualTarget => ResidualTargetFlops ?? TargetFlops;
 

@@ -23,7 +23,7 @@ namespace RMNet.Rm;
 public static class IResNetRm
 {
     /// <summary>The plain network equivalent to the IResNet.</summary>
-    public static PlainModel Transform(StateDict sd, IResNetSpec spec, NegativeInputMode negative, IProgress<ProgressStep>? progress = null)
+    public static PlainModel Transform(StateDict sd, IResNetSpec spec, NegativeInputMode negative, IProgress<ProgressStep>? progress = null, CancellationToken cancellationToken = default)
     {
         var layers = new List<PlainLayer>();
         var stem = CarryKernels.BnRows(F64(sd.Require("conv1.weight")), zeros(spec.StemWidth, dtype: ScalarType.Float64), CarryKernels.Bn(sd, "bn1"));
@@ -33,6 +33,10 @@ public static class IResNetRm
         bool split = negative == NegativeInputMode.Split;
         for (int i = 0; i < spec.Blocks.Count; i++)
         {
+            // Each block's float64 working tensors go with its scope: left to the garbage collector they piled up
+            // to about five times the plain model's size (IResNet-100: 4.2 GB for an 847 MB model).
+            using var scope = NewDisposeScope();
+            int firstLayer = layers.Count;
             var b = spec.Blocks[i];
             long c = b.InChannels, w = b.Planes, carried = split ? 2 * c : c;
             var bn1 = CarryKernels.Bn(sd, $"{b.Prefix}.bn1");
@@ -73,7 +77,10 @@ public static class IResNetRm
                 CarryKernels.PutDirac(w2, 0, 0, c, 1, 1, 1.0);
                 if (split) CarryKernels.PutDirac(w2, 0, c, c, 1, 1, -1.0);
             }
-            pending = (w2, bias, b.Stride);
+            PlainLayer.MoveToOuterDisposeScope(layers.GetRange(firstLayer, layers.Count - firstLayer));
+            if (pending is { } used) { used.W.Dispose(); used.B.Dispose(); }   // the previous block's conv2, now in this block's entry layer
+            pending = (w2.MoveToOuterDisposeScope(), bias.MoveToOuterDisposeScope(), b.Stride);
+            cancellationToken.ThrowIfCancellationRequested();
             progress?.Report(new ProgressStep("converting", i + 1, spec.Blocks.Count));
         }
 

@@ -23,7 +23,7 @@ public static class MobileNetV2Rm
     sealed record Pending(Tensor Weight, Tensor Bias, int Stride, Padding2d Padding, int Groups);
 
     /// <summary>The plain network equivalent to the MobileNetV2.</summary>
-    public static PlainModel Transform(StateDict sd, MobileNetV2Spec spec, IProgress<ProgressStep>? progress = null)
+    public static PlainModel Transform(StateDict sd, MobileNetV2Spec spec, IProgress<ProgressStep>? progress = null, CancellationToken cancellationToken = default)
     {
         var layers = new List<PlainLayer>();
         var stem = ConvBn(sd, "features.0.0", "features.0.1", 2, 1);
@@ -78,6 +78,7 @@ public static class MobileNetV2Rm
             }
             projWeight[TensorIndex.Colon, TensorIndex.Slice(carried)] = proj.Weights.Weight;
             pending = new Pending(projWeight, proj.Weights.BiasOrZeros(), 1, Padding2d.All(0), 1);
+            cancellationToken.ThrowIfCancellationRequested();
             progress?.Report(new ProgressStep("converting", i + 1, spec.Blocks.Count));
         }
         var last = ConvBn(sd, $"features.{spec.LastIndex}.0", $"features.{spec.LastIndex}.1", 1, 0);

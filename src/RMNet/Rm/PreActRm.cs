@@ -32,7 +32,7 @@ public static class PreActRm
     sealed record Pending(Tensor Weight, Tensor Bias, int Stride, Padding2d Padding);
 
     /// <summary>The plain network equivalent to the pre-activation ResNet.</summary>
-    public static PlainModel Transform(StateDict sd, PreActResNetSpec spec, NegativeInputMode negative, IProgress<ProgressStep>? progress = null)
+    public static PlainModel Transform(StateDict sd, PreActResNetSpec spec, NegativeInputMode negative, IProgress<ProgressStep>? progress = null, CancellationToken cancellationToken = default)
     {
         var layers = new List<PlainLayer>();
         var stages = new List<string>();
@@ -43,6 +43,10 @@ public static class PreActRm
         string pendingStage = "stem";
         for (int i = 0; i < spec.Blocks.Count; i++)
         {
+            // Each block's float64 working tensors go with its scope (left to the garbage collector they pile up).
+            using var scope = NewDisposeScope();
+            int firstLayer = layers.Count;
+            var used = pending;
             var b = spec.Blocks[i];
             string stage = $"layer{b.Stage + 1}";
             var bn1 = CarryKernels.Bn(sd, $"{b.Prefix}.bn1");
@@ -105,6 +109,12 @@ public static class PreActRm
                     Emit(Activation(b.HasProjection ? 0 : reserved, w.shape[0], negative), stage);
                 }
             }
+            PlainLayer.MoveToOuterDisposeScope(layers.GetRange(firstLayer, layers.Count - firstLayer));
+            pending.Weight.MoveToOuterDisposeScope();
+            pending.Bias.MoveToOuterDisposeScope();
+            used.Weight.Dispose();   // the previous block's last conv, now in this block's entry layer
+            used.Bias.Dispose();
+            cancellationToken.ThrowIfCancellationRequested();
             progress?.Report(new ProgressStep("converting", i + 1, spec.Blocks.Count));
         }
 

@@ -17,10 +17,12 @@ public static class ResNetRm
     /// <param name="spec">The layout.</param>
     /// <param name="mode">Grouped (default, cheapest exact form) or the paper's dense form for Bottleneck blocks.</param>
     /// <param name="progress">Told after each block; null for none.</param>
-    public static PlainModel Transform(StateDict sd, ResNetSpec spec, RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null)
+    /// <param name="cancellationToken">Checked after each block.</param>
+    public static PlainModel Transform(StateDict sd, ResNetSpec spec, RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null,
+        CancellationToken cancellationToken = default)
     {
         ResNetDetector.Validate(sd, spec);
-        return Transform(sd, spec, FusedResNetWeights.Torchvision(sd, spec), mode, progress);
+        return Transform(sd, spec, FusedResNetWeights.Torchvision(sd, spec), mode, progress, cancellationToken);
     }
 
     /// <summary>
@@ -28,7 +30,7 @@ public static class ResNetRm
     /// classifier and any SE weights from <paramref name="sd"/>); <paramref name="sd"/> is not validated here.
     /// </summary>
     public static PlainModel Transform(StateDict sd, ResNetSpec spec, FusedResNetWeights weights, RmMode mode = RmMode.Grouped,
-        IProgress<ProgressStep>? progress = null)
+        IProgress<ProgressStep>? progress = null, CancellationToken cancellationToken = default)
     {
         var layers = new List<PlainLayer>();
         var stages = new List<string>();
@@ -53,6 +55,7 @@ public static class ResNetRm
                 return se ? SqueezeExciteMerge(sd, block, chain, projection) : chain;
             }));
             Tag($"layer{block.Stage + 1}");
+            cancellationToken.ThrowIfCancellationRequested();
             progress?.Report(new ProgressStep("converting", i + 1, blocks.Count));
         }
         layers.Add(new GlobalAvgPoolLayer());

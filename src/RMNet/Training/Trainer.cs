@@ -34,8 +34,13 @@ public sealed class Trainer : IDisposable
     /// <summary>Run after every optimiser step (e.g. to keep pruned channels at zero); null for none.</summary>
     public Action? AfterStep { get; init; }
 
-    /// <summary>Trains epoch <paramref name="epoch"/> (0-based) on <paramref name="train"/> and measures accuracy on <paramref name="test"/>.</summary>
-    public EpochResult RunEpoch(int epoch, LabeledImages train, LabeledImages test, IProgress<ProgressStep>? progress = null)
+    /// <summary>
+    /// Trains epoch <paramref name="epoch"/> (0-based) on <paramref name="train"/> and measures accuracy on <paramref name="test"/>.
+    /// <paramref name="cancellationToken"/> is checked before every step and test batch; a cancelled epoch is simply not
+    /// finished (the caller saves only finished ones).
+    /// </summary>
+    public EpochResult RunEpoch(int epoch, LabeledImages train, LabeledImages test, IProgress<ProgressStep>? progress = null,
+        CancellationToken cancellationToken = default)
     {
         var clock = Stopwatch.StartNew();
         int steps = _options.StepsPerEpoch(train.Count);
@@ -46,6 +51,7 @@ public sealed class Trainer : IDisposable
         long correct = 0, seen = 0;
         for (int step = 0; step < steps; step++)
         {
+            cancellationToken.ThrowIfCancellationRequested();
             using var scope = NewDisposeScope();
             SetLearningRate(epoch * steps + step, _options.Epochs * steps);
             int n = Math.Min(_options.BatchSize, train.Count - step * _options.BatchSize);
@@ -68,7 +74,7 @@ public sealed class Trainer : IDisposable
         }
         double trainSeconds = clock.Elapsed.TotalSeconds;
         _model.eval();
-        double testAccuracy = Evaluation.Accuracy(_model.forward, test);
+        double testAccuracy = Evaluation.Accuracy(_model.forward, test, cancellationToken: cancellationToken);
         return new EpochResult(epoch + 1, _options.Epochs, lossSum / seen, (double)correct / seen, testAccuracy, seen / trainSeconds, clock.Elapsed.TotalSeconds);
     }
 

@@ -48,9 +48,12 @@ public static class TrainingCheckpoint
     /// Trains <paramref name="model"/> to <paramref name="options"/>.Epochs, saving to <paramref name="checkpoint"/>
     /// after every epoch. Where <paramref name="resume"/> and the checkpoint has a state, the weights and optimiser
     /// are restored and training continues after its last epoch. <paramref name="onEpoch"/> hears each epoch.
+    /// A cancelled <paramref name="cancellationToken"/> stops within the epoch under way, before it is saved, so the
+    /// files keep the last finished epoch and a resume continues from there.
     /// </summary>
     public static TrainingState Run(nn.Module<Tensor, Tensor> model, Trainer trainer, DataSplits data, TrainOptions options,
-        string checkpoint, bool resume, IProgress<ProgressStep>? progress = null, Action<EpochResult>? onEpoch = null)
+        string checkpoint, bool resume, IProgress<ProgressStep>? progress = null, Action<EpochResult>? onEpoch = null,
+        CancellationToken cancellationToken = default)
     {
         var state = resume ? ReadState(checkpoint) : null;
         var history = new List<EpochResult>();
@@ -63,7 +66,7 @@ public static class TrainingCheckpoint
         var current = new TrainingState(state?.EpochsDone ?? 0, options, history);
         for (int epoch = current.EpochsDone; epoch < options.Epochs; epoch++)
         {
-            var result = trainer.RunEpoch(epoch, data.Train, data.Test, progress);
+            var result = trainer.RunEpoch(epoch, data.Train, data.Test, progress, cancellationToken);
             history.Add(result);
             current = new TrainingState(epoch + 1, options, history.ToList());
             Save(model, trainer, checkpoint, current);
@@ -87,7 +90,8 @@ public static class TrainingCheckpoint
     {
         // Weights first, then the optimiser, then the sidecar: the sidecar names an epoch only once its files exist.
         StateDictFile.Save(checkpoint, model);
-        string optimizer = OptimizerPath(checkpoint), temp = optimizer + ".tmp";
+        string optimizer = OptimizerPath(checkpoint);
+        string temp = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(optimizer))!, TemporaryNames.New(Path.GetFileName(optimizer)));
         trainer.SaveState(temp);
         File.Move(temp, optimizer, overwrite: true);
         AtomicFile.Write(StatePath(checkpoint), s => JsonSerializer.Serialize(s, state, Json));

@@ -26,14 +26,15 @@ public sealed class ModelRunner : IDisposable
     /// Opens a converted model: <c>.onnx</c> runs in ONNX Runtime; a plain <c>.safetensors</c> written by rmnet
     /// runs with its own architecture; a <c>.pth</c> plain state dict takes its structure from converting
     /// <paramref name="original"/> (in whichever RM form matches the file's shapes) and its weights from the file.
+    /// A cancelled <paramref name="cancellationToken"/> stops an ONNX Runtime run midway.
     /// </summary>
-    public static ModelRunner OpenConverted(string path, ISourceModel original)
+    public static ModelRunner OpenConverted(string path, ISourceModel original, CancellationToken cancellationToken = default)
     {
         var format = FileFormats.Detect(path);
         if (format == FileFormat.Onnx)
         {
-            var ort = new OnnxRuntimeRunner(path);
-            return new ModelRunner(ort.Run, ort);
+            var ort = new OnnxRuntimeRunner(path, cancellationToken: cancellationToken);
+            return new ModelRunner(x => ort.Run(x, cancellationToken), ort);
         }
         if (format == FileFormat.Safetensors && PlainModelFile.IsPlainSafetensors(path))
             return ForModule(PlainModelFile.Load(path).ToModule());

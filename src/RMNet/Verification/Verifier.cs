@@ -14,40 +14,72 @@ public sealed record VerifyOptions(int Samples = 4, int InputSize = 224, double 
 /// <summary>Checks a converted model against the original ResNet it came from.</summary>
 public static class Verifier
 {
-    /// <summary>Runs the original checkpoint and <paramref name="converted"/> on the same inputs and reports the errors.</summary>
-    public static VerificationReport Verify(ISourceModel original, ModelRunner converted, VerifyOptions options)
+    /// <summary>
+    /// Runs the original checkpoint and <paramref name="converted"/> on the same inputs and reports the errors;
+    /// <paramref name="cancellationToken"/> is checked before each model runs (a runner may also stop mid-run).
+    /// </summary>
+    public static VerificationReport Verify(ISourceModel original, ModelRunner converted, VerifyOptions options, CancellationToken cancellationToken = default)
     {
         if (options.UserInput is { } user && user.shape[1] != original.InputChannels)
             throw new ModelInputException(original.Source, $"the input batch has {user.shape[1]} channels, {original.DisplayName} takes {original.InputChannels}");
         using var module = original.CreateModule();
         int size = original.FixedInputSize ?? options.InputSize;   // a flatten + fc head accepts one size only
         var batches = new List<Tensor> { Equivalence.SeededInputs(options.Samples, original.InputChannels, size, size, options.Seed) };
-        return Compare(module.forward, converted.Run, batches, options);
+        return Compare(module.forward, converted.Run, batches, options, cancellationToken);
     }
 
     /// <summary>
     /// Runs two ONNX models in ONNX Runtime on seeded inputs of the original's own input shape: fixed dimensions
     /// as declared, a dynamic batch as <see cref="VerifyOptions.Samples"/> and dynamic sizes as
     /// <see cref="VerifyOptions.InputSize"/>. A fixed batch is filled with as many batches as the samples need.
+    /// A cancelled <paramref name="cancellationToken"/> stops ONNX Runtime mid-run.
     /// </summary>
-    public static VerificationReport Verify(string originalOnnx, string convertedOnnx, VerifyOptions options)
+    public static VerificationReport Verify(string originalOnnx, string convertedOnnx, VerifyOptions options, CancellationToken cancellationToken = default)
     {
-        using var a = new Onnx.OnnxRuntimeRunner(originalOnnx);
-        using var b = new Onnx.OnnxRuntimeRunner(convertedOnnx);
+        using var a = new Onnx.OnnxRuntimeRunner(originalOnnx, cancellationToken: cancellationToken);
+        using var b = new Onnx.OnnxRuntimeRunner(convertedOnnx, cancellationToken: cancellationToken);
         var dims = a.InputShape;
         if (dims.Length == 0) throw new ModelInputException(originalOnnx, "the model's input has no shape");
         int batch = dims[0] > 0 ? dims[0] : options.Samples;
-        var shape = dims.Select((d, i) => i == 0 ? batch : d > 0 ? d : (dims.Length == 4 && i == 1 ? 3 : options.InputSize)).Select(d => (long)d).ToArray();
+        // A dynamic channel dimension is what the first conv takes (or the user's batch has), not an assumed 3.
+        int Channels() => options.UserInput is { } user ? (int)user.shape[1] : FirstConvInputChannels(originalOnnx);
+        var shape = dims.Select((d, i) => i == 0 ? batch : d > 0 ? d : (dims.Length == 4 && i == 1 ? Channels() : options.InputSize)).Select(d => (long)d).ToArray();
         var batches = new List<Tensor>();
         for (int done = 0, k = 0; done < options.Samples; done += batch, k++)
             batches.Add(randn(shape, generator: new Generator((ulong)(options.Seed + k))));
-        return Compare(a.Run, b.Run, batches, options);
+        return Compare(x => a.Run(x, cancellationToken), x => b.Run(x, cancellationToken), batches, options, cancellationToken);
     }
 
-    static VerificationReport Compare(Func<Tensor, Tensor> original, Func<Tensor, Tensor> converted, List<Tensor> batches, VerifyOptions options)
+    /// <summary>
+    /// Input channels of the first Conv in the graph (its constant weight's second dimension times its groups): what an image
+    /// input with a dynamic channel dimension must have. Reads the graph only, not external data.
+    /// </summary>
+    static int FirstConvInputChannels(string onnx)
+    {
+        global::Onnx.ModelProto model;
+        using (var f = File.OpenRead(onnx)) model = global::Onnx.ModelProto.Parser.ParseFrom(f);
+        var initializers = model.Graph.Initializer.ToDictionary(t => t.Name);
+        foreach (var constant in model.Graph.Node.Where(n => n.OpType == "Constant" && n.Output.Count == 1))
+            if (constant.Attribute.FirstOrDefault(a => a.Name == "value")?.T is { } value) initializers.TryAdd(constant.Output[0], value);
+        foreach (var node in model.Graph.Node.Where(n => n.OpType == "Conv" && n.Input.Count > 1))
+        {
+            if (!initializers.TryGetValue(node.Input[1], out var weight) || weight.Dims.Count != 4) continue;
+            long groups = node.Attribute.FirstOrDefault(a => a.Name == "group")?.I ?? 1;
+            return checked((int)(weight.Dims[1] * Math.Max(1, groups)));
+        }
+        throw new ModelInputException(onnx, "the input's channel dimension is dynamic and no Conv with a constant weight tells it; pass --input with a batch of your own");
+    }
+
+    static VerificationReport Compare(Func<Tensor, Tensor> original, Func<Tensor, Tensor> converted, List<Tensor> batches, VerifyOptions options,
+        CancellationToken cancellationToken)
     {
         if (options.UserInput is not null) batches.Add(options.UserInput);
-        var reports = batches.Select(x => Equivalence.Compare(original, converted, x, options.Tolerance)).ToList();
+        Func<Tensor, Tensor> Checked(Func<Tensor, Tensor> run) => x =>
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            return run(x);
+        };
+        var reports = batches.Select(x => Equivalence.Compare(Checked(original), Checked(converted), x, options.Tolerance)).ToList();
         int n = reports.Sum(r => r.Samples);
         return new VerificationReport(n, reports.Max(r => r.MaxAbsError), reports.Max(r => r.MaxRelError),
             reports.Sum(r => r.Top1Agreement * r.Samples) / n, options.Tolerance);

@@ -1,0 +1,107 @@
+using System.Globalization;
+
+namespace RMNet;
+
+/// <summary>
+/// What converting, verifying and benchmarking need in memory at their peak, estimated from the output's size (the
+/// plain model's weights, float32), and the check that this fits the memory the machine has available, so a model
+/// too large for the machine is refused with the figures instead of being killed by the kernel half-way.
+/// The factors are the largest measured with <c>/usr/bin/time -f %M</c> on ResNet-50/152 (grouped and dense RM)
+/// and IResNet-100, rounded up (README, "Memory").
+/// </summary>
+public static class MemoryEstimate
+{
+    /// <summary>The process itself with .NET, libtorch and ONNX Runtime loaded: measured 180-230 MB on a tiny model.</summary>
+    public const long BaseBytes = 256L << 20;
+
+    /// <summary>Set to a size (bytes, or with a K/M/G suffix) to use instead of the detected available memory; <c>unlimited</c> turns the check off.</summary>
+    public const string OverrideVariable = "RMNET_MEMORY_AVAILABLE";
+
+    /// <summary>Peak of a conversion that writes <paramref name="outputBytes"/> from a checkpoint of <paramref name="sourceBytes"/> (with <paramref name="verify"/>: and runs it).</summary>
+    public static long Convert(long outputBytes, long sourceBytes, bool verify) =>
+        BaseBytes + sourceBytes + (long)((verify ? ConvertVerifyFactor : ConvertFactor) * outputBytes);
+
+    /// <summary>Peak of verifying a converted model of <paramref name="convertedBytes"/> against its original of <paramref name="sourceBytes"/>.</summary>
+    public static long Verify(long convertedBytes, long sourceBytes) => BaseBytes + sourceBytes + (long)(VerifyFactor * convertedBytes);
+
+    /// <summary>Peak of benchmarking a converted model of <paramref name="convertedBytes"/> against its original of <paramref name="sourceBytes"/>.</summary>
+    public static long Bench(long convertedBytes, long sourceBytes) => BaseBytes + (long)(BenchSourceFactor * sourceBytes) + (long)(BenchFactor * convertedBytes);
+
+    /// <summary>Peak memory per byte of output: convert (weights in memory, each tensor copied once more as it is written).</summary>
+    public const double ConvertFactor = 2.0;
+
+    /// <summary>convert --verify: the written model loaded again in ONNX Runtime beside the weights.</summary>
+    public const double ConvertVerifyFactor = 4.0;
+
+    /// <summary>verify: the converted model in ONNX Runtime (weights plus its pre-packed copies).</summary>
+    public const double VerifyFactor = 3.0;
+
+    /// <summary>bench: the converted model exported and loaded in ONNX Runtime.</summary>
+    public const double BenchFactor = 5.0;
+
+    /// <summary>bench: the original runs too (its export in ONNX Runtime).</summary>
+    public const double BenchSourceFactor = 3.0;
+
+    /// <summary>
+    /// Memory available to this process now: Linux's MemAvailable, capped by a cgroup (v2) limit where one is set;
+    /// <see cref="OverrideVariable"/> replaces it. Null where unknown (other systems) or the check is turned off.
+    /// </summary>
+    public static long? Available()
+    {
+        if (Environment.GetEnvironmentVariable(OverrideVariable) is { Length: > 0 } given)
+            return given.Equals("unlimited", StringComparison.OrdinalIgnoreCase) ? null
+                : ParseSize(given) ?? throw new ModelInputException(OverrideVariable, $"'{given}' is not a size (bytes, or with K, M or G) nor 'unlimited'");
+        if (!OperatingSystem.IsLinux()) return null;
+        long? available = MemInfoKilobytes("MemAvailable") * 1024;
+        if (CgroupBytes("memory.max") is long max && CgroupBytes("memory.current") is long current)
+            available = Math.Min(available ?? long.MaxValue, Math.Max(0, max - current));
+        return available;
+    }
+
+    /// <summary>
+    /// Throws a <see cref="ModelInputException"/> naming <paramref name="file"/>, the estimate and the memory available
+    /// where <paramref name="estimate"/> bytes of <paramref name="what"/> exceed it.
+    /// </summary>
+    public static void EnsureFits(string file, string what, long estimate, string? advice = null)
+    {
+        if (Available() is not long available || estimate <= available) return;
+        throw new ModelInputException(file, $"{what} needs about {Gib(estimate)} of memory at its peak and {Gib(available)} is available, so it was not started"
+            + $"{(advice is null ? "" : "; " + advice)} (set {OverrideVariable} to override)");
+    }
+
+    static string Gib(long bytes) => (bytes / (double)(1L << 30)).ToString("F1", CultureInfo.InvariantCulture) + " GiB";
+
+    static long? ParseSize(string text)
+    {
+        text = text.Trim();
+        long unit = char.ToUpperInvariant(text[^1]) switch { 'K' => 1L << 10, 'M' => 1L << 20, 'G' => 1L << 30, _ => 1 };
+        if (unit > 1) text = text[..^1];
+        return double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) && value >= 0 ? (long)(value * unit) : null;
+    }
+
+    static long? MemInfoKilobytes(string key)
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/meminfo"))
+                if (line.StartsWith(key + ":", StringComparison.Ordinal)
+                    && long.TryParse(line[(key.Length + 1)..].Trim().Split(' ')[0], NumberStyles.None, CultureInfo.InvariantCulture, out long kb))
+                    return kb;
+        }
+        catch (IOException) { }
+        return null;
+    }
+
+    static long? CgroupBytes(string file)
+    {
+        try
+        {
+            // cgroup v2: this process's group, e.g. "0::/user.slice/..."
+            var group = File.ReadLines("/proc/self/cgroup").FirstOrDefault(l => l.StartsWith("0::", StringComparison.Ordinal))?[3..];
+            if (group is null) return null;
+            string path = Path.Combine("/sys/fs/cgroup", group.TrimStart('/'), file);
+            return File.Exists(path) && long.TryParse(File.ReadAllText(path).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out long v) ? v : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
+    }
+}

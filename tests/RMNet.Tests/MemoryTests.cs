@@ -1,0 +1,53 @@
+using RMNet.Cli;
+using Xunit;
+
+namespace RMNet.Tests;
+
+/// <summary>
+/// convert, verify and bench refuse a model the machine's memory cannot hold, naming the estimate and the memory
+/// available, before the heavy work; the available memory is set for the child process (RMNET_MEMORY_AVAILABLE).
+/// </summary>
+public class MemoryTests
+{
+    static readonly TimeSpan Generous = TimeSpan.FromSeconds(120);
+
+    static (int Code, string Stderr) Run(string dir, string available, params string[] args)
+    {
+        using var child = new ChildRmnet(dir, new Dictionary<string, string> { [MemoryEstimate.OverrideVariable] = available }, args);
+        int code = child.WaitForExit(Generous);
+        return (code, child.Stderr);
+    }
+
+    [Fact]
+    public void ConvertRefusesWhatWouldNotFitNamingTheEstimateAndTheMemoryAvailable()
+    {
+        using var dir = Fixture.Temp();
+        // IResNet with the sign split (twice the carried channels), on a machine with 100 MiB to spare.
+        var (code, stderr) = Run(dir.Path, "100M", "convert", Fixture.Path_("iresnet18_narrow.pth"), "-o", "face.onnx", "--negative-input", "split");
+        Assert.Equal(ExitCodes.BadInput, code);
+        string error = Assert.Single(stderr.Split('\n'), l => l.StartsWith("rmnet: error:"));
+        Assert.Matches(@"^rmnet: error: .*iresnet18_narrow\.pth: writing face\.onnx needs about 0\.\d GiB of memory at its peak and 0\.1 GiB is available, so it was not started; "
+            + @"--negative-input prelu carries negative inputs in half the channels \(set RMNET_MEMORY_AVAILABLE to override\)$", error);
+        Assert.Empty(Directory.GetFileSystemEntries(dir.Path));   // no output, no temporary files
+        // With enough memory the same conversion runs.
+        Assert.Equal(0, Run(dir.Path, "64G", "convert", Fixture.Path_("iresnet18_narrow.pth"), "-o", "face.onnx", "--negative-input", "split", "--quiet").Code);
+        Assert.Equal(new[] { "face.onnx" }, Directory.GetFileSystemEntries(dir.Path).Select(Path.GetFileName));
+    }
+
+    [Fact]
+    public void VerifyAndBenchRefuseToo()
+    {
+        using var dir = Fixture.Temp();
+        string basic = Fixture.Path_("basic_narrow.pth");
+        Assert.Equal(0, Run(dir.Path, "unlimited", "convert", basic, "-o", "plain.onnx", "--quiet").Code);
+        var (verifyCode, verifyErr) = Run(dir.Path, "100M", "verify", basic, "plain.onnx");
+        Assert.Equal(ExitCodes.BadInput, verifyCode);
+        Assert.Contains("rmnet: error: plain.onnx: verifying needs about 0.", verifyErr);
+        var (benchCode, benchErr) = Run(dir.Path, "100M", "bench", basic, "--runs", "1");
+        Assert.Equal(ExitCodes.BadInput, benchCode);
+        Assert.Contains("benchmarking needs about 0.", benchErr);
+        var (badCode, badErr) = Run(dir.Path, "lots", "verify", basic, "plain.onnx");
+        Assert.Equal(ExitCodes.BadInput, badCode);
+        Assert.Contains("rmnet: error: RMNET_MEMORY_AVAILABLE: 'lots' is not a size", badErr);
+    }
+}
