@@ -1,4 +1,3 @@
-using System.Collections;
 using System.IO.Compression;
 using TorchSharp.PyBridge;
 using static TorchSharp.torch;
@@ -6,15 +5,13 @@ using static TorchSharp.torch;
 namespace RMNet.IO;
 
 /// <summary>
-/// Reads PyTorch checkpoints (<c>torch.save</c> zip archives, through TorchSharp.PyBridge) and safetensors into a
-/// <see cref="StateDict"/>. Training checkpoints are unwrapped: the weights are looked for under
-/// <c>state_dict</c>, <c>model</c>, <c>model_state_dict</c>, <c>net</c> or <c>module</c>, and a DataParallel
-/// <c>module.</c> prefix is removed.
+/// Reads PyTorch checkpoints (<c>torch.save</c> zip archives of state dicts, training checkpoints or whole modules,
+/// and TorchScript archives; read by <see cref="PickleReader"/>, which executes nothing) and safetensors (through
+/// TorchSharp.PyBridge) into a <see cref="StateDict"/>, in the file's own dtypes. Where the weights are found is
+/// <see cref="PickledWeights"/>; a DataParallel <c>module.</c> prefix is removed.
 /// </summary>
 public static class CheckpointReader
 {
-    static readonly string[] WrapperKeys = { "state_dict", "model", "model_state_dict", "net", "module" };
-
     /// <summary>Reads the weights of <paramref name="path"/>; bad files raise <see cref="ModelInputException"/>.</summary>
     public static StateDict Read(string path)
     {
@@ -50,28 +47,6 @@ public static class CheckpointReader
 
     static StateDict FromTorchZip(string path)
     {
-        CheckPickle(path);
-        using var stream = File.OpenRead(path);
-        var root = PyTorchUnpickler.UnpickleStateDict(stream);
-        var table = Unwrap(root, path);
-        var sd = new StateDict(path);
-        var keys = table.Keys.Cast<object>().Select(k => k.ToString()!).ToList();
-        bool dataParallel = keys.Count > 0 && keys.All(k => k.StartsWith("module.", StringComparison.Ordinal));
-        foreach (var key in keys)
-        {
-            if (table[key] is not Tensor t)
-                throw new ModelInputException(path, $"entry '{key}' is not a tensor");
-            sd.Add(dataParallel ? key["module.".Length..] : key, t);
-        }
-        if (sd.Count == 0) throw new ModelInputException(path, "the checkpoint holds no tensors");
-        // The unpickler's byte buffers (as large as the checkpoint) are garbage now: free them before conversion.
-        GC.Collect();
-        return sd;
-    }
-
-    /// <summary>Scans data.pkl (globals, storage sizes) before anything is unpickled; see <see cref="PickleScanner"/>.</summary>
-    static void CheckPickle(string path)
-    {
         using var zip = new ZipArchive(File.OpenRead(path), ZipArchiveMode.Read);
         var pkl = zip.Entries.Where(e => e.FullName.EndsWith("data.pkl", StringComparison.Ordinal)).ToList();
         if (pkl.Count != 1) throw new ModelInputException(path, pkl.Count == 0 ? "zip archive has no data.pkl: not a torch.save file" : "zip archive has several data.pkl entries");
@@ -79,27 +54,72 @@ public static class CheckpointReader
         var bytes = new byte[pkl[0].Length];
         using (var s = pkl[0].Open()) s.ReadExactly(bytes);
         string prefix = pkl[0].FullName[..^"data.pkl".Length];
-        var sizes = zip.Entries.Where(e => e.FullName.StartsWith(prefix + "data/", StringComparison.Ordinal))
-            .ToDictionary(e => e.FullName[(prefix.Length + 5)..], e => e.Length);
-        PickleScanner.Check(bytes, key => sizes.TryGetValue(key, out var n) ? n : null, path);
+        var entries = zip.Entries.Where(e => e.FullName.StartsWith(prefix + "data/", StringComparison.Ordinal))
+            .GroupBy(e => e.FullName[(prefix.Length + 5)..]).ToDictionary(g => g.Key, g => g.First());
+        var root = PickleReader.Read(bytes, key => entries.TryGetValue(key, out var e) ? e.Length : null, path);
+        var named = PickledWeights.Find(root, path);
+        var keys = named.Select(n => n.Name).ToList();
+        bool dataParallel = keys.Count > 0 && keys.All(k => k.StartsWith("module.", StringComparison.Ordinal));
+        var sd = new StateDict(path);
+        var storages = new Dictionary<string, Tensor>();
+        try
+        {
+            foreach (var (key, record) in named)
+                sd.Add(dataParallel ? key["module.".Length..] : key, Materialize(record, entries, storages, path, key));
+        }
+        catch
+        {
+            sd.Dispose();
+            throw;
+        }
+        finally
+        {
+            foreach (var t in storages.Values) t.Dispose();
+        }
+        if (sd.Count == 0) throw new ModelInputException(path, "the checkpoint holds no tensors");
+        return sd;
     }
 
     const long MaxPickleBytes = 64L << 20;
 
-    static IDictionary Unwrap(IDictionary table, string path)
+    static readonly Dictionary<string, ScalarType> StorageTypes = new()
     {
-        for (int depth = 0; depth < 4; depth++)
+        ["FloatStorage"] = ScalarType.Float32, ["DoubleStorage"] = ScalarType.Float64, ["HalfStorage"] = ScalarType.Float16,
+        ["BFloat16Storage"] = ScalarType.BFloat16, ["LongStorage"] = ScalarType.Int64, ["IntStorage"] = ScalarType.Int32,
+        ["ShortStorage"] = ScalarType.Int16, ["CharStorage"] = ScalarType.Int8, ["ByteStorage"] = ScalarType.Byte, ["BoolStorage"] = ScalarType.Bool,
+    };
+
+    /// <summary>
+    /// The tensor a pickle record describes: its storage read from the archive (once per storage), the strided view
+    /// checked to lie inside it, copied out.
+    /// </summary>
+    static Tensor Materialize(PickleTensor t, Dictionary<string, ZipArchiveEntry> entries, Dictionary<string, Tensor> storages, string path, string name)
+    {
+        long count = t.Storage.Count;
+        if (t.Offset < 0 || t.Shape.Any(d => d < 0) || t.Stride.Any(d => d < 0))
+            throw new ModelInputException(path, $"tensor '{name}' has a negative offset, size or stride");
+        long last = t.Offset;
+        bool noElements = t.Shape.Any(d => d == 0);
+        try
         {
-            var values = table.Values.Cast<object?>().ToList();
-            if (values.Count > 0 && values.All(v => v is Tensor)) return table;
-            var inner = WrapperKeys.Select(k => table.Contains(k) ? table[k] : null).OfType<IDictionary>().FirstOrDefault();
-            if (inner is null)
-            {
-                string keys = string.Join(", ", table.Keys.Cast<object>().Take(8));
-                throw new ModelInputException(path, $"no state dict found: top-level keys are [{keys}], none of {string.Join("/", WrapperKeys)} holds tensors");
-            }
-            table = inner;
+            for (int i = 0; i < t.Shape.Length; i++) last = checked(last + (t.Shape[i] - 1) * t.Stride[i]);
         }
-        throw new ModelInputException(path, "checkpoint nesting too deep to find the state dict");
+        catch (OverflowException)
+        {
+            throw new ModelInputException(path, $"tensor '{name}' has sizes and strides that overflow");
+        }
+        if (!noElements && last >= count)
+            throw new ModelInputException(path, $"tensor '{name}' reaches element {last} of a storage of {count} elements");
+        if (!storages.TryGetValue(t.Storage.Key, out var storage))
+        {
+            int elementSize = PickleReader.StorageElementSize[t.Storage.StorageType];
+            var data = new byte[count * elementSize];
+            using (var s = entries[t.Storage.Key].Open()) s.ReadExactly(data);
+            storage = empty(count, dtype: StorageTypes[t.Storage.StorageType]);
+            storage.bytes = data;
+            storages[t.Storage.Key] = storage;
+        }
+        if (noElements) return zeros(t.Shape, storage.dtype);
+        return storage.as_strided(t.Shape, t.Stride, t.Offset).clone();
     }
 }
