@@ -87,7 +87,7 @@ public static class BenchCommand
         TempFolder temp, List<IDisposable> disposables)
     {
         var format = FileFormats.Detect(path);
-        bool plainFile = format == FileFormat.Safetensors && PlainModelFile.IsPlainSafetensors(path);
+        bool plainFile = PlainModelFile.IsPlain(path);
         if (runtime == "torchsharp")
         {
             if (format == FileFormat.Onnx) throw new ModelInputException(path, "an ONNX model is benchmarked with --runtime onnxruntime");

@@ -45,9 +45,30 @@ public static class CheckpointReader
         return sd;
     }
 
-    static StateDict FromTorchZip(string path)
+    /// <summary>
+    /// The top-level string entries of a <c>torch.save</c> archive that holds a dict (rmnet's plain <c>.pth</c> keeps
+    /// its architecture there); empty for any other file.
+    /// </summary>
+    public static IReadOnlyDictionary<string, string> ReadStrings(string path)
     {
-        using var zip = new ZipArchive(File.OpenRead(path), ZipArchiveMode.Read);
+        if (FileFormats.Detect(path) != FileFormat.TorchZip) return new Dictionary<string, string>();
+        try
+        {
+            using var zip = new ZipArchive(File.OpenRead(path), ZipArchiveMode.Read);
+            return ReadPickle(zip, path).Root is PickleDict d
+                ? d.Entries.Where(e => e is { Key: string, Value: string }).ToDictionary(e => (string)e.Key, e => (string)e.Value!)
+                : new Dictionary<string, string>();
+        }
+        catch (ModelInputException) { throw; }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            throw new ModelInputException(path, $"cannot read PyTorch checkpoint: {e.Message}", e);
+        }
+    }
+
+    /// <summary>data.pkl read by <see cref="PickleReader"/>, and the archive's storage entries by key.</summary>
+    static (object? Root, Dictionary<string, ZipArchiveEntry> Storages) ReadPickle(ZipArchive zip, string path)
+    {
         var pkl = zip.Entries.Where(e => e.FullName.EndsWith("data.pkl", StringComparison.Ordinal)).ToList();
         if (pkl.Count != 1) throw new ModelInputException(path, pkl.Count == 0 ? "zip archive has no data.pkl: not a torch.save file" : "zip archive has several data.pkl entries");
         if (pkl[0].Length > MaxPickleBytes) throw new ModelInputException(path, $"data.pkl is {pkl[0].Length} bytes, over the {MaxPickleBytes} byte limit");
@@ -56,7 +77,13 @@ public static class CheckpointReader
         string prefix = pkl[0].FullName[..^"data.pkl".Length];
         var entries = zip.Entries.Where(e => e.FullName.StartsWith(prefix + "data/", StringComparison.Ordinal))
             .GroupBy(e => e.FullName[(prefix.Length + 5)..]).ToDictionary(g => g.Key, g => g.First());
-        var root = PickleReader.Read(bytes, key => entries.TryGetValue(key, out var e) ? e.Length : null, path);
+        return (PickleReader.Read(bytes, key => entries.TryGetValue(key, out var e) ? e.Length : null, path), entries);
+    }
+
+    static StateDict FromTorchZip(string path)
+    {
+        using var zip = new ZipArchive(File.OpenRead(path), ZipArchiveMode.Read);
+        var (root, entries) = ReadPickle(zip, path);
         var named = PickledWeights.Find(root, path);
         var keys = named.Select(n => n.Name).ToList();
         bool dataParallel = keys.Count > 0 && keys.All(k => k.StartsWith("module.", StringComparison.Ordinal));

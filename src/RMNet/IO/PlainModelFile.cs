@@ -8,8 +8,10 @@ namespace RMNet.IO;
 public static class PlainModelFile
 {
     /// <summary>
-    /// Writes <paramref name="model"/> to <paramref name="path"/> as safetensors (<c>.safetensors</c>) or a PyTorch
-    /// state dict (<c>.pth</c>/<c>.pt</c>) that <c>torch.load</c> reads; atomically.
+    /// Writes <paramref name="model"/> to <paramref name="path"/> atomically, its architecture JSON inside: as safetensors
+    /// (<c>.safetensors</c>, JSON in the metadata) or as a <c>torch.save</c> file (<c>.pth</c>/<c>.pt</c>: a dict of
+    /// the JSON under <see cref="PlainArchitecture.MetadataKey"/> and the tensors under <c>state_dict</c>, which
+    /// <c>torch.load(weights_only=True)</c> reads and tools/pytorch/load_plain.py builds a module from).
     /// </summary>
     public static void Save(PlainModel model, string path)
     {
@@ -24,27 +26,34 @@ public static class PlainModelFile
                 AtomicFile.Write(path, s => SafetensorsFile.Write(s, PlainArchitecture.Tensors(model), meta));
                 break;
             case FileFormat.TorchZip:
-                StateDictFile.Save(path, PlainArchitecture.Tensors(model));
+                StateDictFile.Save(path, PlainArchitecture.Tensors(model), new Dictionary<string, string>
+                {
+                    [PlainArchitecture.MetadataKey] = PlainArchitecture.ToJson(model),
+                });
                 break;
             default:
                 throw new ModelInputException(path, "plain models are saved as .safetensors or .pth");
         }
     }
 
-    /// <summary>Loads a plain model saved as safetensors by <see cref="Save"/>.</summary>
+    /// <summary>Loads a plain model saved by <see cref="Save"/> (.safetensors or .pth).</summary>
     public static PlainModel Load(string path)
     {
-        if (FileFormats.Detect(path) != FileFormat.Safetensors)
-            throw new ModelInputException(path, "a plain model with its architecture is read from .safetensors written by rmnet");
-        var meta = SafetensorsFile.ReadMetadata(path);
-        if (!meta.TryGetValue(PlainArchitecture.MetadataKey, out var json))
-            throw new ModelInputException(path, $"no '{PlainArchitecture.MetadataKey}' in the safetensors metadata: not a plain model written by rmnet");
+        if (Architecture(path) is not string json)
+            throw new ModelInputException(path, $"no '{PlainArchitecture.MetadataKey}' inside: not a plain model written by rmnet (.safetensors or .pth)");
         // The model keeps the tensors it was given: the state dict is not disposed here.
         var sd = CheckpointReader.Read(path);
         return PlainArchitecture.FromJson(json, sd, path);
     }
 
-    /// <summary>True where <paramref name="path"/> is a safetensors file carrying an rmnet plain architecture.</summary>
-    public static bool IsPlainSafetensors(string path) =>
-        FileFormats.Detect(path) == FileFormat.Safetensors && SafetensorsFile.ReadMetadata(path).ContainsKey(PlainArchitecture.MetadataKey);
+    /// <summary>True where <paramref name="path"/> is a .safetensors or .pth file carrying an rmnet plain architecture.</summary>
+    public static bool IsPlain(string path) => Architecture(path) is not null;
+
+    /// <summary>The architecture JSON inside a plain .safetensors (metadata) or .pth (top-level string), else null.</summary>
+    static string? Architecture(string path) => FileFormats.Detect(path) switch
+    {
+        FileFormat.Safetensors => SafetensorsFile.ReadMetadata(path).GetValueOrDefault(PlainArchitecture.MetadataKey),
+        FileFormat.TorchZip => CheckpointReader.ReadStrings(path).GetValueOrDefault(PlainArchitecture.MetadataKey),
+        _ => null,
+    };
 }

@@ -35,7 +35,7 @@ public sealed class ModelRunner : IDisposable
             var ort = new OnnxRuntimeRunner(path);
             return new ModelRunner(ort.Run, ort);
         }
-        if (format == FileFormat.Safetensors && PlainModelFile.IsPlainSafetensors(path))
+        if (PlainModelFile.IsPlain(path))
             return ForModule(PlainModelFile.Load(path).ToModule());
         var sd = CheckpointReader.Read(path);
         string? mismatch = null;
