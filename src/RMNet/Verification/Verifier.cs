@@ -22,7 +22,7 @@ public static class Verifier
         using var module = original.CreateModule();
         int size = original.FixedInputSize ?? options.InputSize;   // a flatten + fc head accepts one size only
         var batches = new List<Tensor> { Equivalence.SeededInputs(options.Samples, original.InputChannels, size, size, options.Seed) };
-        return Compare(module.forward, converted.Run, batches, options);
+        return Compare(module.forward, converted.Run, batches, options) with { InputShape = batches[0].shape };
     }
 
     /// <summary>
@@ -38,18 +38,24 @@ public static class Verifier
         if (dims.Length == 0) throw new ModelInputException(originalOnnx, "the model's input has no shape");
         int batch = dims[0] > 0 ? dims[0] : options.Samples;
         var shape = dims.Select((d, i) => i == 0 ? batch : d > 0 ? d : (dims.Length == 4 && i == 1 ? 3 : options.InputSize)).Select(d => (long)d).ToArray();
+        if (options.UserInput is { } user && !FitsFixed(user.shape, dims))
+            throw new ModelInputException(originalOnnx, $"the input batch has shape [{string.Join(", ", user.shape)}], the model fixes [{string.Join(", ", dims.Select(d => d > 0 ? d.ToString() : "?"))}]");
         var batches = new List<Tensor>();
         for (int done = 0, k = 0; done < options.Samples; done += batch, k++)
             batches.Add(randn(shape, generator: new Generator((ulong)(options.Seed + k))));
-        return Compare(a.Run, b.Run, batches, options);
+        return Compare(a.Run, b.Run, batches, options) with { InputShape = shape };
     }
+
+    static bool FitsFixed(long[] shape, int[] declared) =>
+        shape.Length == declared.Length && shape.Zip(declared).All(p => p.Second <= 0 || p.First == p.Second);
 
     static VerificationReport Compare(Func<Tensor, Tensor> original, Func<Tensor, Tensor> converted, List<Tensor> batches, VerifyOptions options)
     {
+        int seeded = batches.Sum(b => (int)b.shape[0]);
         if (options.UserInput is not null) batches.Add(options.UserInput);
         var reports = batches.Select(x => Equivalence.Compare(original, converted, x, options.Tolerance)).ToList();
         int n = reports.Sum(r => r.Samples);
         return new VerificationReport(n, reports.Max(r => r.MaxAbsError), reports.Max(r => r.MaxRelError),
-            reports.Sum(r => r.Top1Agreement * r.Samples) / n, options.Tolerance);
+            reports.Sum(r => r.Top1Agreement * r.Samples) / n, options.Tolerance, SeededSamples: seeded);
     }
 }
