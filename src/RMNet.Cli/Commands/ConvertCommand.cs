@@ -10,7 +10,7 @@ namespace RMNet.Cli.Commands;
 public static class ConvertCommand
 {
     public sealed record Result(string Input, string Output, string Architecture, string RmMode, int Blocks, int ZeroChannels,
-        CostReport Original, CostReport Converted, IReadOnlyList<StageRow> Stages, double ConvertSeconds, VerificationJson? Verification);
+        CostReport Original, CostReport Converted, IReadOnlyList<StageRow> Stages, double ConvertSeconds, VerificationJson? Verification, string Dtype = "float32");
 
     public sealed record OnnxResult(string Input, string Output, int BlocksFound, int BlocksPlain, int FoldedBatchNorms, int MergedBranches,
         IReadOnlyList<RMNet.Onnx.GraphBlockReport> Blocks, CostReport Original, CostReport Converted, VerificationJson? Verification);
@@ -29,26 +29,34 @@ public static class ConvertCommand
         var allowNonFinite = CommonOptions.AllowNonFinite();
         var rmMode = CommonOptions.RmMode();
         var negative = CommonOptions.NegativeInput();
+        var dtype = CommonOptions.Choice("--dtype", "Weights of the written model: float32, or float16 (half the file; --verify then holds it to --tolerance 1e-2 unless given)",
+            ("float32", OutputDtype.Float32), ("float16", OutputDtype.Float16));
         var strict = new Option<bool>("--strict") { Description = "ONNX input: exit 1 (and write nothing) if any residual block cannot be made plain" };
         var json = CommonOptions.Json();
         var cmd = new Command("convert", "Remove the residual connections of a ResNet checkpoint and save the equivalent plain network")
         {
-            input, output, arch, numClasses, rmMode, negative, verify, tolerance, samples, size, force, allowNonFinite, strict, json,
+            input, output, arch, numClasses, rmMode, negative, dtype, verify, tolerance, samples, size, force, allowNonFinite, strict, json,
         };
         cmd.SetAction(p =>
         {
             var ctx = io.Context(p, json);
-            var options = new VerifyOptions(p.GetValue(samples), p.GetValue(size), p.GetValue(tolerance));
+            var weights = p.GetValue(dtype);
+            // A float16 model is held to float16's own tolerance unless one is given.
+            double bound = p.GetResult(tolerance) is { Implicit: false } ? p.GetValue(tolerance) : weights.DefaultTolerance();
+            var options = new VerifyOptions(p.GetValue(samples), p.GetValue(size), bound);
             return ctx.Run(() => FileFormats.Detect(p.GetValue(input)!) == FileFormat.Onnx
-                ? RunOnnx(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(rmMode), p.GetValue(verify), options, p.GetValue(force), p.GetValue(strict))
+                ? weights != OutputDtype.Float32
+                    ? throw new ModelInputException(p.GetValue(input)!, "--dtype float16 applies to checkpoints; an ONNX model keeps its own weight types")
+                    : RunOnnx(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(rmMode), p.GetValue(verify), options, p.GetValue(force), p.GetValue(strict))
                 : Run(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(rmMode),
-                    p.GetValue(verify), options, p.GetValue(force), p.GetValue(allowNonFinite), p.GetValue(negative)));
+                    p.GetValue(verify), options, p.GetValue(force), p.GetValue(allowNonFinite), p.GetValue(negative), weights));
         });
         return cmd;
     }
 
     public static int Run(CliContext ctx, string input, string output, string arch, int? numClasses, RMNet.Rm.RmMode mode, bool verify,
-        VerifyOptions options, bool force, bool allowNonFinite, RMNet.Rm.NegativeInputMode negative = RMNet.Rm.NegativeInputMode.PRelu)
+        VerifyOptions options, bool force, bool allowNonFinite, RMNet.Rm.NegativeInputMode negative = RMNet.Rm.NegativeInputMode.PRelu,
+        OutputDtype dtype = OutputDtype.Float32)
     {
         using var pending = new PendingOutput(output, force, input);
         ctx.Progress.Stage($"loading {input}");
@@ -57,7 +65,8 @@ public static class ConvertCommand
         var plain = ckpt.ToPlain(mode, ctx.Progress);
         double convertSeconds = clock.Elapsed.TotalSeconds;
         ctx.Progress.Stage($"writing {output}");
-        ModelWriter.Save(plain, pending.TempPath, $"rmnet: residual connections removed (RM, {mode.ToString().ToLowerInvariant()} form) from {ckpt.DisplayName}, {Path.GetFileName(input)}");
+        ModelWriter.Save(plain, pending.TempPath, $"rmnet: residual connections removed (RM, {mode.ToString().ToLowerInvariant()} form) from {ckpt.DisplayName}, {Path.GetFileName(input)}"
+            + (dtype == OutputDtype.Float16 ? "; float16 weights" : ""), dtype);
 
         VerificationReport? report = null;
         if (verify)
@@ -70,7 +79,7 @@ public static class ConvertCommand
         var stages = StageRow.Compare(ckpt.CostByStage(options.InputSize, options.InputSize), plain.CostByStage(options.InputSize, options.InputSize));
         var result = new Result(input, output, ckpt.DisplayName, mode.ToString().ToLowerInvariant(), ckpt.BlockCount, plain.ZeroChannels,
             CostReport.Of(ckpt, options.InputSize, FileFormats.ModelBytes(input)), CostReport.Of(plain, options.InputSize, bytes),
-            stages, convertSeconds, report is null ? null : VerificationJson.Of(report));
+            stages, convertSeconds, report is null ? null : VerificationJson.Of(report), dtype.ToString().ToLowerInvariant());
 
         if (report is { Passed: false })
         {
@@ -81,7 +90,7 @@ public static class ConvertCommand
         }
         pending.Commit();
         ctx.Document(result);
-        ctx.Line($"converted {input}: {ckpt.Description}{(ckpt.Family == "resnet" ? $", {result.RmMode} RM" : "")}");
+        ctx.Line($"converted {input}: {ckpt.Description}{(ckpt.Family == "resnet" ? $", {result.RmMode} RM" : "")}{(dtype == OutputDtype.Float16 ? ", float16 weights" : "")}");
         foreach (var line in ReportText.CostTable(result.Original, result.Converted)) ctx.Line(line);
         foreach (var line in ReportText.StageTable(stages, options.InputSize)) ctx.Line(line);
         if (plain.ZeroChannels > 0) ctx.Line($"  grouped RM padded the reserved channels with {plain.ZeroChannels} zero channels in all, so they fill whole groups");

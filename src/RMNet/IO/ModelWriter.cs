@@ -9,13 +9,13 @@ public static class ModelWriter
     /// <summary>The extensions <see cref="Save"/> accepts.</summary>
     public static IReadOnlyList<string> Extensions { get; } = new[] { ".onnx", ".safetensors", ".pth", ".pt" };
 
-    /// <summary>Writes <paramref name="model"/> to <paramref name="path"/> atomically.</summary>
-    public static void Save(PlainModel model, string path, string docString = "")
+    /// <summary>Writes <paramref name="model"/> to <paramref name="path"/> atomically, its weights as <paramref name="dtype"/>.</summary>
+    public static void Save(PlainModel model, string path, string docString = "", OutputDtype dtype = OutputDtype.Float32)
     {
         switch (FileFormats.FromExtension(path))
         {
-            case FileFormat.Onnx: OnnxExporter.Save(model, path, docString); break;
-            case FileFormat.Safetensors or FileFormat.TorchZip: PlainModelFile.Save(model, path); break;
+            case FileFormat.Onnx: OnnxExporter.Save(model, path, docString, dtype: dtype); break;
+            case FileFormat.Safetensors or FileFormat.TorchZip: PlainModelFile.Save(model, path, dtype); break;
             default: throw new ModelInputException(path, $"unknown output format; use one of {string.Join(", ", Extensions)}");
         }
     }

@@ -1,6 +1,5 @@
 using System.Collections;
 using RMNet.Plain;
-using TorchSharp.PyBridge;
 
 namespace RMNet.IO;
 
@@ -13,8 +12,10 @@ public static class PlainModelFile
     /// the JSON under <see cref="PlainArchitecture.MetadataKey"/> and the tensors under <c>state_dict</c>, which
     /// <c>torch.load(weights_only=True)</c> reads and tools/pytorch/load_plain.py builds a module from).
     /// </summary>
-    public static void Save(PlainModel model, string path)
+    public static void Save(PlainModel model, string path, OutputDtype dtype = OutputDtype.Float32)
     {
+        // Weights are float32 in memory; float16 ones are rounded here, once, as the file is written.
+        var tensors = PlainArchitecture.Tensors(model).Select(t => (t.Name, dtype == OutputDtype.Float32 ? t.Tensor : t.Tensor.to_type(dtype.ScalarType()))).ToList();
         switch (FileFormats.FromExtension(path))
         {
             case FileFormat.Safetensors:
@@ -23,10 +24,10 @@ public static class PlainModelFile
                     ["format"] = "pt",
                     [PlainArchitecture.MetadataKey] = PlainArchitecture.ToJson(model),
                 };
-                AtomicFile.Write(path, s => SafetensorsFile.Write(s, PlainArchitecture.Tensors(model), meta));
+                AtomicFile.Write(path, s => SafetensorsFile.Write(s, tensors, meta));
                 break;
             case FileFormat.TorchZip:
-                StateDictFile.Save(path, PlainArchitecture.Tensors(model), new Dictionary<string, string>
+                StateDictFile.Save(path, tensors, new Dictionary<string, string>
                 {
                     [PlainArchitecture.MetadataKey] = PlainArchitecture.ToJson(model),
                 });
