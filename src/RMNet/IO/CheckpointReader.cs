@@ -125,11 +125,15 @@ public static class CheckpointReader
         long count = t.Storage.Count;
         if (t.Offset < 0 || t.Shape.Any(d => d < 0) || t.Stride.Any(d => d < 0))
             throw new ModelInputException(path, $"tensor '{name}' has a negative offset, size or stride");
-        long last = t.Offset;
+        long last = t.Offset, numel = 1;
         bool noElements = t.Shape.Any(d => d == 0);
         try
         {
-            for (int i = 0; i < t.Shape.Length; i++) last = checked(last + (t.Shape[i] - 1) * t.Stride[i]);
+            for (int i = 0; i < t.Shape.Length; i++)
+            {
+                last = checked(last + (t.Shape[i] - 1) * t.Stride[i]);
+                numel = checked(numel * t.Shape[i]);
+            }
         }
         catch (OverflowException)
         {
@@ -137,6 +141,9 @@ public static class CheckpointReader
         }
         if (!noElements && last >= count)
             throw new ModelInputException(path, $"tensor '{name}' reaches element {last} of a storage of {count} elements");
+        // A view with zero strides could claim any size over a tiny storage; weights never repeat their storage.
+        if (numel > Math.Max(count, 1))
+            throw new ModelInputException(path, $"tensor '{name}' has {numel} elements, more than the {count} of its storage");
         if (!storages.TryGetValue(t.Storage.Key, out var storage))
         {
             int elementSize = PickleReader.StorageElementSize[t.Storage.StorageType];

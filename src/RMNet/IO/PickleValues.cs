@@ -69,19 +69,22 @@ public sealed class PickleNone
     public override string ToString() => "None";
 }
 
-/// <summary>Dict keys compare by value for strings and numbers, by content for tuples.</summary>
+/// <summary>
+/// Dict keys compare by value for strings and numbers, and tuples by their elements' values one level deep
+/// (no recursion, so a hostile key nested a million tuples deep costs nothing).
+/// </summary>
 sealed class PickleKeyComparer : IEqualityComparer<object>
 {
     public static readonly PickleKeyComparer Instance = new();
 
     public new bool Equals(object? x, object? y) => (x, y) switch
     {
-        (object?[] a, object?[] b) => a.Length == b.Length && a.Zip(b).All(p => Equals(p.First, p.Second)),
+        (object?[] a, object?[] b) => a.Length == b.Length && a.Zip(b).All(p => object.Equals(p.First, p.Second)),
         _ => object.Equals(x, y),
     };
 
     public int GetHashCode(object o) => o is object?[] a
-        ? a.Aggregate(17, (h, v) => h * 31 + (v is null ? 0 : GetHashCode(v)))
+        ? a.Aggregate(17, (h, v) => h * 31 + (v is null or object?[] ? 0 : v.GetHashCode()))
         : o.GetHashCode();
 }
 
