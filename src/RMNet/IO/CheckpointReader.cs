@@ -16,25 +16,29 @@ public static class CheckpointReader
     public static StateDict Read(string path)
     {
         var format = FileFormats.Detect(path);
+        return Guarded(path, format, () => format switch
+        {
+            FileFormat.TorchZip => FromTorchZip(path),
+            FileFormat.Safetensors => FromSafetensors(path),
+            FileFormat.TorchLegacy => throw new ModelInputException(path, "saved in PyTorch's legacy (pre-1.6) format; re-save it with torch.save in a current PyTorch"),
+            FileFormat.Onnx => throw new ModelInputException(path, "is an ONNX model; this command reads PyTorch checkpoints and safetensors"),
+            _ => throw new ModelInputException(path, "not a PyTorch checkpoint (.pth zip) or safetensors file"),
+        });
+    }
+
+    /// <summary>Runs a reader; any failure but our own messages (and running out of memory) becomes one naming the file.</summary>
+    static T Guarded<T>(string path, FileFormat format, Func<T> read)
+    {
         try
         {
-            return format switch
-            {
-                FileFormat.TorchZip => FromTorchZip(path),
-                FileFormat.Safetensors => FromSafetensors(path),
-                FileFormat.TorchLegacy => throw new ModelInputException(path, "saved in PyTorch's legacy (pre-1.6) format; re-save it with torch.save in a current PyTorch"),
-                FileFormat.Onnx => throw new ModelInputException(path, "is an ONNX model; this command reads PyTorch checkpoints and safetensors"),
-                _ => throw new ModelInputException(path, "not a PyTorch checkpoint (.pth zip) or safetensors file"),
-            };
+            return read();
         }
         catch (ModelInputException) { throw; }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            throw new ModelInputException(path, $"cannot read {Describe(format)}: {e.Message}", e);
+            throw new ModelInputException(path, $"cannot read {(format == FileFormat.Safetensors ? "safetensors file" : "PyTorch checkpoint")}: {e.Message}", e);
         }
     }
-
-    static string Describe(FileFormat f) => f == FileFormat.Safetensors ? "safetensors file" : "PyTorch checkpoint";
 
     static StateDict FromSafetensors(string path)
     {
@@ -52,18 +56,13 @@ public static class CheckpointReader
     public static IReadOnlyDictionary<string, string> ReadStrings(string path)
     {
         if (FileFormats.Detect(path) != FileFormat.TorchZip) return new Dictionary<string, string>();
-        try
+        return Guarded<IReadOnlyDictionary<string, string>>(path, FileFormat.TorchZip, () =>
         {
             using var zip = new ZipArchive(File.OpenRead(path), ZipArchiveMode.Read);
             return ReadPickle(zip, path).Root is PickleDict d
                 ? d.Entries.Where(e => e is { Key: string, Value: string }).ToDictionary(e => (string)e.Key, e => (string)e.Value!)
                 : new Dictionary<string, string>();
-        }
-        catch (ModelInputException) { throw; }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            throw new ModelInputException(path, $"cannot read PyTorch checkpoint: {e.Message}", e);
-        }
+        });
     }
 
     /// <summary>data.pkl read by <see cref="PickleReader"/>, and the archive's storage entries by key.</summary>
