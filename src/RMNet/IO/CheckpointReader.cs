@@ -117,7 +117,7 @@ public static class CheckpointReader
 
     /// <summary>
     /// The tensor a pickle record describes: its storage read from the archive (once per storage), the strided view
-    /// checked to lie inside it, copied out.
+    /// checked to lie inside it.
     /// </summary>
     static Tensor Materialize(PickleTensor t, Dictionary<string, ZipArchiveEntry> entries, Dictionary<string, Tensor> storages, string path, string name)
     {
@@ -145,14 +145,15 @@ public static class CheckpointReader
             throw new ModelInputException(path, $"tensor '{name}' has {numel} elements, more than the {count} of its storage");
         if (!storages.TryGetValue(t.Storage.Key, out var storage))
         {
-            int elementSize = PickleReader.StorageElementSize[t.Storage.StorageType];
-            var data = new byte[count * elementSize];
-            using (var s = entries[t.Storage.Key].Open()) s.ReadExactly(data);
+            // Read straight into the tensor's memory: one copy of the weights, not two.
             storage = empty(count, dtype: StorageTypes[t.Storage.StorageType]);
-            storage.bytes = data;
             storages[t.Storage.Key] = storage;
+            using var s = entries[t.Storage.Key].Open();
+            s.ReadExactly(storage.bytes);
         }
         if (noElements) return zeros(t.Shape, storage.dtype);
-        return storage.as_strided(t.Shape, t.Stride, t.Offset).clone();
+        // A view keeps the storage alive after its own handle is disposed; contiguous() copies only true strided views.
+        using var view = storage.as_strided(t.Shape, t.Stride, t.Offset);
+        return view.contiguous();
     }
 }
