@@ -71,7 +71,8 @@ public static class ConvertCommand
         VerificationReport? report = null;
         if (verify)
         {
-            ctx.Progress.Stage($"verifying {output} on {options.Samples} images of {options.InputSize}x{options.InputSize}");
+            int side = ckpt.FixedInputSize ?? options.InputSize;   // IResNet's head fixes it
+            ctx.Progress.Stage($"verifying {output} on {options.Samples} images of {side}x{side}");
             using var runner = ModelRunner.OpenConverted(pending.TempPath, ckpt);
             report = Verifier.Verify(ckpt, runner, options);
         }
