@@ -47,12 +47,14 @@ public class SavedCheckpointTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData("basic_narrow_whole.pth")]           // torch.save(model)
-    [InlineData("basic_narrow_whole_wrapped.pth")]   // {"epoch": .., "model": model, ..}
-    [InlineData("basic_narrow_script.pt")]           // torch.jit.script(model).save(..)
-    public void WholeModulesAndTorchScriptGiveTheStateDict(string file)
+    [InlineData("basic_narrow_whole.pth", "basic_narrow", "resnet", 5)]           // torch.save(model)
+    [InlineData("basic_narrow_whole_wrapped.pth", "basic_narrow", "resnet", 5)]   // {"epoch": .., "model": model, ..}
+    [InlineData("basic_narrow_script.pt", "basic_narrow", "resnet", 5)]           // torch.jit.script(model).save(..)
+    [InlineData("mobilenet_v2_narrow_whole.pth", "mobilenet_v2_narrow", "mobilenet_v2", 17)]
+    [InlineData("mobilenet_v2_narrow_script.pt", "mobilenet_v2_narrow", "mobilenet_v2", 17)]
+    public void WholeModulesAndTorchScriptGiveTheStateDict(string file, string stateDict, string family, int blocks)
     {
-        using var expected = CheckpointReader.Read(Fixture.Path_("basic_narrow.pth"));
+        using var expected = CheckpointReader.Read(Fixture.Path_($"{stateDict}.pth"));
         using var sd = CheckpointReader.Read(Fixture.Path_(file));
         Assert.Equal(expected.Keys, sd.Keys);
         foreach (var (key, t) in expected)
@@ -60,10 +62,10 @@ public class SavedCheckpointTests(ITestOutputHelper output)
             Assert.Equal(t.shape, sd[key].shape);
             Assert.True(t.eq(sd[key]).all().item<bool>(), key);
         }
-        FamilyChecks.AssertMatchesPyTorch(SourceModels.FromStateDict(sd), "basic_narrow", output, file);
+        FamilyChecks.AssertMatchesPyTorch(SourceModels.FromStateDict(sd), stateDict, output, file);
         var inspect = Inspect(Fixture.Path_(file));
-        Assert.Equal("resnet", inspect.GetProperty("family").GetString());
-        Assert.Equal(5, inspect.GetProperty("blocks").GetArrayLength());
+        Assert.Equal(family, inspect.GetProperty("family").GetString());
+        Assert.Equal(blocks, inspect.GetProperty("blocks").GetArrayLength());
     }
 
     [Fact]
