@@ -109,7 +109,7 @@ public static class BenchCommand
     /// A runner for one model file in the chosen runtime, prepared for a fixed input (the timed call does nothing
     /// else), and the input dimensions the model fixes [N, C, H, W] (-1 where free). <paramref name="convert"/> runs the file's RM conversion instead.
     /// Checkpoints run as TorchSharp modules or as ONNX exports of their residual network; rmnet plain models
-    /// (.safetensors) as TorchSharp modules or ONNX exports; ONNX models in ONNX Runtime only.
+    /// (.safetensors, .pth) as TorchSharp modules or ONNX exports; ONNX models in ONNX Runtime only.
     /// </summary>
     static (Func<Tensor, Action> Prepare, long[] Fixed) Prepare(string path, string runtime, int threads, RmMode mode, bool convert,
         TempFolder temp, List<IDisposable> disposables)

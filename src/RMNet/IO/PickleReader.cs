@@ -114,7 +114,7 @@ public static class PickleReader
             byte op = pickle[pos++];
             switch ((char)op)
             {
-                case '.': return stack.Count == 1 ? stack[0] : throw Bad(file, "pickle STOP with an unbalanced stack");
+                case '.': return Pop() is var top && top is not Mark ? top : throw Bad(file, "pickle STOP on a MARK"); // as Python: the top of the stack
                 case '\x80': Take(1); break; // PROTO
                 case '\x95': Take(8); break; // FRAME
                 case '(': stack.Add(Mark.Instance); break;
