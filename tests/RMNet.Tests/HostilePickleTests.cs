@@ -51,7 +51,7 @@ public class HostilePickleTests
             "pickle asks for global 'builtins.getattr', refused"),
         ("a module holding no tensors", p => p.Global("torch.nn.modules.conv", "Conv2d").Op(')').Op('\x81').Op('}').Str("_parameters").Op('}').Op('s').Op('b'),
             "the checkpoint holds no tensors"),
-        ("a list at the top", p => p.Op(']'), "holds a list, not a state dict or a module"),
+        ("a list at the top", p => p.Op(']'), "holds a list, not a state dict or a module" + RMNet.IO.PickledWeights.ReSave),
     }.Select(c => new object[] { c.Name, c.Body(new Pickle()).Bytes(), c.Expected });
 
     [Theory]

@@ -69,6 +69,22 @@ public class SavedCheckpointTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void OldTorchScriptArchivesAreRefusedWithWhatToRunInPyTorch()
+    {
+        using var dir = Fixture.Temp();
+        string path = dir.File("old_script.pt");
+        using (var zip = new System.IO.Compression.ZipArchive(File.Create(path), System.IO.Compression.ZipArchiveMode.Create))
+        {
+            using (var s = zip.CreateEntry("old_script/model.json").Open()) s.Write("{\"protoVersion\": \"6\"}"u8);
+            using (var s = zip.CreateEntry("old_script/tensors/0").Open()) s.Write(new byte[16]);
+        }
+        var (code, _, stderr) = Rmnet("inspect", path);
+        Assert.Equal(2, code);
+        Assert.Equal($"rmnet: error: {path}: a TorchScript archive of PyTorch 1.3 or older (model.json), which rmnet does not read; in PyTorch, "
+            + "save its weights with torch.save(torch.jit.load(path).state_dict(), 'weights.pth')", stderr.Trim());
+    }
+
+    [Fact]
     public void WholeModuleRecordsHoldTheirClassesWithoutRunningThem()
     {
         var bytes = System.IO.Compression.ZipFile.OpenRead(Fixture.Path_("basic_narrow_whole.pth")).Entries.Single(e => e.Name == "data.pkl");

@@ -69,6 +69,9 @@ public static class CheckpointReader
     static (object? Root, Dictionary<string, ZipArchiveEntry> Storages) ReadPickle(ZipArchive zip, string path)
     {
         var pkl = zip.Entries.Where(e => e.FullName.EndsWith("data.pkl", StringComparison.Ordinal)).ToList();
+        if (pkl.Count == 0 && zip.Entries.Any(e => e.Name == "model.json"))
+            throw new ModelInputException(path, "a TorchScript archive of PyTorch 1.3 or older (model.json), which rmnet does not read; in PyTorch, "
+                + "save its weights with torch.save(torch.jit.load(path).state_dict(), 'weights.pth')");
         if (pkl.Count != 1) throw new ModelInputException(path, pkl.Count == 0 ? "zip archive has no data.pkl: not a torch.save file" : "zip archive has several data.pkl entries");
         if (pkl[0].Length > MaxPickleBytes) throw new ModelInputException(path, $"data.pkl is {pkl[0].Length} bytes, over the {MaxPickleBytes} byte limit");
         var bytes = new byte[pkl[0].Length];

@@ -14,6 +14,9 @@ public static class PickledWeights
 
     const int MaxModuleDepth = 64;
 
+    /// <summary>What to run in PyTorch when the weights cannot be found.</summary>
+    public const string ReSave = "; in PyTorch, save the model's weights with torch.save(model.state_dict(), 'weights.pth')";
+
     /// <summary>The named tensors in <paramref name="root"/>, in state-dict order; <paramref name="path"/> names the file in errors.</summary>
     public static List<(string Name, PickleTensor Tensor)> Find(object? root, string path)
     {
@@ -26,14 +29,14 @@ public static class PickledWeights
                 return named;
             }
             if (root is not PickleDict table)
-                throw new ModelInputException(path, $"holds {Describe(root)}, not a state dict or a module");
+                throw new ModelInputException(path, $"holds {Describe(root)}, not a state dict or a module{ReSave}");
             if (table.Count > 0 && table.Entries.All(e => e.Value is PickleTensor))
                 return table.Entries.Select(e => (e.Key as string ?? throw new ModelInputException(path, $"state dict key {e.Key} is not a string"), (PickleTensor)e.Value!)).ToList();
             var inner = WrapperKeys.Select(table.Get).FirstOrDefault(v => v is PickleDict || v is PickleObject o && IsModule(o));
             if (inner is null)
             {
                 string keys = string.Join(", ", table.Entries.Take(8).Select(e => e.Key));
-                throw new ModelInputException(path, $"no state dict found: top-level keys are [{keys}], none of {string.Join("/", WrapperKeys)} holds tensors or a module");
+                throw new ModelInputException(path, $"no state dict found: top-level keys are [{keys}], none of {string.Join("/", WrapperKeys)} holds tensors or a module{ReSave}");
             }
             root = inner;
         }
