@@ -14,9 +14,9 @@ public class PlainPthTests
         JsonDocument.Parse(File.ReadAllText(Fixture.Path_("plain_pth_pytorch.json"))).RootElement.EnumerateObject().Select(p => new object[] { p.Name });
 
     /// <summary>
-    /// make_fixtures.py --load-plain had Debian's PyTorch load rmnet's plain .pth of each fixture with
-    /// tools/pytorch/load_plain.py and run it: its errors against the original's output are recorded, with the
-    /// architecture it loaded, which must be what rmnet writes today.
+    /// make_fixtures.py --load-plain had Debian's PyTorch load rmnet's plain .pth, .safetensors and float16 .pth
+    /// of each fixture with tools/pytorch/load_plain.py and run them: their errors against the original's output
+    /// are recorded, with the architecture it loaded, which must be what rmnet writes today.
     /// </summary>
     [Theory]
     [MemberData(nameof(LoadedByPyTorch))]
@@ -25,6 +25,9 @@ public class PlainPthTests
         var record = JsonDocument.Parse(File.ReadAllText(Fixture.Path_("plain_pth_pytorch.json"))).RootElement.GetProperty(fixture);
         Assert.True(record.GetProperty("max_rel_error").GetDouble() < 2e-6, record.ToString());
         Assert.True(record.GetProperty("max_abs_error").GetDouble() < 1e-5, record.ToString());
+        // The same network from rmnet's .safetensors, and with float16 weights (run in float32 by PyTorch on the CPU).
+        Assert.True(record.GetProperty("safetensors_max_rel_error").GetDouble() < 2e-6, record.ToString());
+        Assert.InRange(record.GetProperty("float16_max_rel_error").GetDouble(), 1e-5, 1e-3);
         using var model = SourceModels.Load(Fixture.Path_($"{fixture}.pth"));
         var plain = model.ToPlain();
         Assert.Equal(record.GetProperty("architecture").GetString(), PlainArchitecture.ToJson(plain));

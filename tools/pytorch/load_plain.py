@@ -8,7 +8,7 @@
 or from the shell:  python3 load_plain.py plain.pth [input.pt]   (prints the layers; with an input tensor
 saved by torch.save, its output). The .pth is read with torch.load(weights_only=True): a dict holding the
 architecture JSON under "rmnet.architecture" and the weights under "state_dict" (layers.{i}.weight/bias).
-A .safetensors written by rmnet loads too where the safetensors package is installed.
+A .safetensors written by rmnet loads too (architecture in its metadata).
 """
 import json
 import sys
@@ -150,13 +150,27 @@ class PlainNet(nn.Module):
         return x
 
 
+def _read_safetensors(path):
+    """(metadata, tensors) of a safetensors file: an 8-byte header length, a JSON header, the data."""
+    dtypes = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64}
+    with open(path, "rb") as f:
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        data = f.read()
+    meta = header.pop("__metadata__", {})
+    sd = {}
+    for name, entry in header.items():
+        begin, end = entry["data_offsets"]
+        dtype = dtypes[entry["dtype"]]
+        flat = torch.frombuffer(bytearray(data[begin:end]), dtype=dtype) if end > begin else torch.empty(0, dtype=dtype)
+        sd[name] = flat.reshape(entry["shape"])
+    return meta, sd
+
+
 def load_plain(path):
-    """The plain network in `path` (.pth, or .safetensors) as an eval-mode module with the file's weights."""
+    """The plain network in `path` (.pth or .safetensors) as an eval-mode module with the file's weights and dtype."""
     if path.endswith(".safetensors"):
-        from safetensors import safe_open
-        with safe_open(path, "pt") as f:
-            arch = json.loads(f.metadata()[KEY])
-            sd = {k: f.get_tensor(k) for k in f.keys()}
+        meta, sd = _read_safetensors(path)
+        arch = json.loads(meta[KEY])
     else:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         if KEY not in saved:
