@@ -31,12 +31,7 @@ public static class CliApp
         };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
-        {
-            foreach (var error in parsed.Errors)
-                stderr.WriteLine($"rmnet: error: {error.Message}");
-            stderr.WriteLine("Run 'rmnet --help' or 'rmnet <command> --help' for usage.");
-            return ExitCodes.BadInput;
-        }
+            return UsageErrors.Report(parsed, args, stdout, stderr);
         // ProcessTerminationTimeout null: signals are StopRequest's to handle (see there why).
         return parsed.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, ProcessTerminationTimeout = null });
     }

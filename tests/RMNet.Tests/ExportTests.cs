@@ -51,7 +51,7 @@ public class ExportTests
         using var dir = Fixture.Temp();
         string path = dir.File("plain.safetensors");
         ModelWriter.Save(plain, path);
-        Assert.True(PlainModelFile.IsPlainSafetensors(path));
+        Assert.True(PlainModelFile.IsPlain(path));
         var loaded = PlainModelFile.Load(path);
         Assert.Equal(plain.Layers.Select(l => l.Kind), loaded.Layers.Select(l => l.Kind));
         var io = Fixture.Io("bottleneck_narrow");
@@ -60,7 +60,7 @@ public class ExportTests
     }
 
     [Fact]
-    public void PthIsAStateDictWithTheSameTensors()
+    public void PthHoldsTheArchitectureAndAStateDictWithTheSameTensors()
     {
         using var ckpt = ResNetCheckpoint.Load(Fixture.Path_("basic_narrow.pth"));
         var plain = ckpt.ToPlain();
@@ -68,7 +68,10 @@ public class ExportTests
         string path = dir.File("plain.pth");
         ModelWriter.Save(plain, path);
         using var f = File.OpenRead(path);
-        var table = PyTorchUnpickler.UnpickleStateDict(f);
+        // PyBridge's own unpickler, as a second reader: {"rmnet.architecture": json, "state_dict": {...}}.
+        var outer = PyTorchUnpickler.UnpickleStateDict(f);
+        Assert.Equal(RMNet.Plain.PlainArchitecture.ToJson(plain), outer[RMNet.Plain.PlainArchitecture.MetadataKey]);
+        var table = (System.Collections.IDictionary)outer["state_dict"]!;
         var expected = RMNet.Plain.PlainArchitecture.Tensors(plain);
         Assert.Equal(expected.Count, table.Count);
         foreach (var (n, t) in expected)

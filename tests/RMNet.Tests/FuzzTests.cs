@@ -1,3 +1,4 @@
+using System.IO.Compression;
 using RMNet.Cli;
 using Xunit;
 using Xunit.Abstractions;
@@ -6,7 +7,7 @@ namespace RMNet.Tests;
 
 /// <summary>
 /// Seeded, time-bounded fuzzing of the readers through the CLI: mutated .pth, .safetensors and .onnx files
-/// (bit flips, truncations, splices, overwrites) must each end in a valid result (exit 0) or a clean refusal
+/// and whole-module pickles (bit flips, truncations, splices, overwrites) must each end in a valid result (exit 0) or a clean refusal
 /// (exit 2): never an internal error, an unhandled exception, or a hang.
 /// </summary>
 public class FuzzTests(ITestOutputHelper output)
@@ -18,17 +19,22 @@ public class FuzzTests(ITestOutputHelper output)
     [InlineData("pth")]
     [InlineData("safetensors")]
     [InlineData("onnx")]
+    [InlineData("whole-module")]
     public async Task MutatedFilesAreConvertedOrRefusedCleanly(string format)
     {
         using var dir = Fixture.Temp();
         byte[] seed = Seed(format, dir);
         var rng = new Random(20211207 + format.Length);
+        string label = format;
+        bool wholeModule = format == "whole-module";
+        if (wholeModule) format = "pth";
         var outcomes = new Dictionary<int, int>();
         var clock = System.Diagnostics.Stopwatch.StartNew();
         for (int i = 0; i < CasesPerFormat; i++)
         {
             string input = dir.File($"case.{format}");
-            File.WriteAllBytes(input, Mutate(seed, rng));
+            // A whole module's pickle is mutated inside a valid zip (CRCs right), so the cases reach the pickle reader.
+            File.WriteAllBytes(input, wholeModule ? WithPickle(Fixture.Path_("basic_narrow_whole.pth"), Mutate(seed, rng)) : Mutate(seed, rng));
             string[] args = format == "onnx"
                 ? new[] { "inspect", input, "--quiet" }
                 : new[] { "convert", input, "-o", dir.File("out.onnx"), "--force", "--quiet", "--input-size", "32" };
@@ -41,18 +47,43 @@ public class FuzzTests(ITestOutputHelper output)
             if (code == ExitCodes.BadInput) Assert.StartsWith("rmnet: error: ", stderr.ToString());
             Assert.Empty(Directory.GetFileSystemEntries(dir.Path, ".rmnet-*"));
         }
-        output.WriteLine($"{format}: {CasesPerFormat} cases in {clock.Elapsed.TotalSeconds:F1} s: " +
+        output.WriteLine($"{label}: {CasesPerFormat} cases in {clock.Elapsed.TotalSeconds:F1} s: " +
             string.Join(", ", outcomes.OrderBy(kv => kv.Key).Select(kv => $"exit {kv.Key}: {kv.Value}")));
     }
 
     static byte[] Seed(string format, TempDir dir)
     {
+        if (format == "whole-module") return PickleOf(Fixture.Path_("basic_narrow_whole.pth"));
         if (format != "onnx") return File.ReadAllBytes(Fixture.Path_($"basic_narrow.{format}"));
         string onnx = dir.File("seed.onnx");
         Assert.Equal(0, CliApp.Run(new[] { "convert", Fixture.Path_("basic_narrow.pth"), "-o", onnx, "--quiet" }, TextWriter.Null, TextWriter.Null));
         var bytes = File.ReadAllBytes(onnx);
         File.Delete(onnx);
         return bytes;
+    }
+
+    static byte[] PickleOf(string archive)
+    {
+        using var zip = ZipFile.OpenRead(archive);
+        using var s = zip.Entries.Single(e => e.Name == "data.pkl").Open();
+        var bytes = new MemoryStream();
+        s.CopyTo(bytes);
+        return bytes.ToArray();
+    }
+
+    /// <summary>The archive with its data.pkl replaced by <paramref name="pickle"/>, every other entry as it was.</summary>
+    static byte[] WithPickle(string archive, byte[] pickle)
+    {
+        var result = new MemoryStream();
+        using (var source = ZipFile.OpenRead(archive))
+        using (var target = new ZipArchive(result, ZipArchiveMode.Create, leaveOpen: true))
+            foreach (var e in source.Entries)
+            {
+                using var to = target.CreateEntry(e.FullName, CompressionLevel.NoCompression).Open();
+                if (e.Name == "data.pkl") to.Write(pickle);
+                else { using var from = e.Open(); from.CopyTo(to); }
+            }
+        return result.ToArray();
     }
 
     static byte[] Mutate(byte[] seed, Random rng)

@@ -27,6 +27,7 @@ public class HostileInputTests
     [InlineData("evil_os_system.pth", "posix.system")]   // os.system pickles under its module's real name
     [InlineData("evil_builtins_eval.pth", "__builtin__.eval")]      // protocol 2 writes Python 2 module names
     [InlineData("evil_subprocess_popen.pth", "commands.Popen")]
+    [InlineData("evil_whole_module.pth", "posix.system")]  // a whole torch.save(model) whose module carries the call
     public void PickleAskingForArbitraryGlobalsIsRefusedByName(string file, string global)
     {
         File.Delete("/tmp/rmnet-pwned");

@@ -13,7 +13,7 @@ namespace RMNet.Cli.Commands;
 public static class BenchCommand
 {
     public sealed record Result(string Model, string? Versus, string Runtime, string RmMode, int Batch, int Size, int Threads, int Runs, int Warmup,
-        LatencyStats Original, LatencyStats Converted, double LatencyRatio, double ThroughputRatio);
+        LatencyStats Original, LatencyStats Converted, double LatencyRatio, double ThroughputRatio, IReadOnlyList<long> InputShape, IReadOnlyList<string>? FixedByModel);
 
     public static Command Create(CommandIO io)
     {
@@ -52,18 +52,22 @@ public static class BenchCommand
         var disposables = new List<IDisposable>();
         try
         {
-            ctx.Progress.Stage($"preparing {path}{(versus is null ? "" : $" and {versus}")} ({runtime}, {threads} threads, batch {batch}, {size}x{size})");
+            ctx.Progress.Stage($"preparing {path}{(versus is null ? "" : $" and {versus}")} ({runtime}, {threads} threads)");
             if (runtime == "torchsharp") set_num_threads(threads);
-            var (original, channels) = Prepare(path, runtime, threads, size, mode, convert: false, temp, disposables, ctx.Cancellation);
-            var (converted, _) = Prepare(versus ?? path, runtime, threads, size, mode, convert: versus is null, temp, disposables, ctx.Cancellation);
-            var input = randn(new long[] { batch, channels, size, size }, generator: new Generator(0));
+            var (original, fixedA) = Prepare(path, runtime, threads, mode, convert: false, temp, disposables, ctx.Cancellation);
+            var (converted, fixedB) = Prepare(versus ?? path, runtime, threads, mode, convert: versus is null, temp, disposables, ctx.Cancellation);
+            var (shape, notes) = InputShape(fixedA, fixedB, batch, size, path, versus);
+            ctx.Progress.Stage($"input {FormatShape(shape)}{(notes.Count > 0 ? ": " + string.Join("; ", notes) : "")}");
+            var input = randn(shape, generator: new Generator(0));
             disposables.Add(input);
+            (batch, size) = ((int)shape[0], (int)shape[2]);
             var r = LatencyBenchmark.Run(original(input), converted(input), batch, runs, warmup, ctx.Progress, ctx.Cancellation);
             string secondName = versus is null ? "plain" : "versus";
             ctx.Document(new Result(path, versus, runtime, mode.ToString().ToLowerInvariant(), batch, size, threads, runs, warmup,
-                r.Original, r.Converted, r.LatencyRatio, r.ThroughputRatio));
-            ctx.Line($"{path}{(versus is null ? "" : $" versus {versus}")}: {runtime}, {threads} threads, batch {batch}, {size}x{size}, {runs} runs after {warmup} warm-up"
+                r.Original, r.Converted, r.LatencyRatio, r.ThroughputRatio, shape, notes.Count > 0 ? notes : null));
+            ctx.Line($"{path}{(versus is null ? "" : $" versus {versus}")}: {runtime}, {threads} threads, batch {batch}, {shape[2]}x{shape[3]}, {runs} runs after {warmup} warm-up"
                 + (versus is null ? $", {mode.ToString().ToLowerInvariant()} RM" : ""));
+            if (notes.Count > 0) ctx.Line($"  input {FormatShape(shape)}: {string.Join("; ", notes)}");
             var rows = new List<string[]>
             {
                 new[] { "", "median ms", "p90 ms", "min ms", "images/s" },
@@ -81,36 +85,59 @@ public static class BenchCommand
     }
 
     /// <summary>
-    /// A runner for one model file in the chosen runtime, prepared for a fixed input (the timed call does nothing
-    /// else), and the image channels it takes. <paramref name="convert"/> runs the file's RM conversion instead.
-    /// Checkpoints run as TorchSharp modules or as ONNX exports of their residual network; rmnet plain models
-    /// (.safetensors) as TorchSharp modules or ONNX exports; ONNX models in ONNX Runtime only.
+    /// The input [N, C, H, W] both models take: the options' batch and size, 3 channels, except where a model fixes a
+    /// dimension (an ONNX input shape, IResNet's head, a model's channels), which wins and is said in
+    /// <c>Notes</c>. Models that fix one dimension differently cannot share an input (exit 2).
     /// </summary>
-    static (Func<Tensor, Action> Prepare, long Channels) Prepare(string path, string runtime, int threads, int size, RmMode mode, bool convert,
+    static (long[] Shape, List<string> Notes) InputShape(long[] a, long[] b, int batch, int size, string path, string? versus)
+    {
+        var shape = new long[] { batch, 3, size, size };
+        string[] names = { "batch", "channels", "height", "width" };
+        for (int i = 0; i < 4; i++)
+        {
+            long fa = a[i], fb = b[i];
+            if (fa > 0 && fb > 0 && fa != fb)
+                throw new ModelInputException(path, $"fixes the input's {names[i]} at {fa}, {versus} at {fb}: they cannot run on one input");
+            if (Math.Max(fa, fb) > 0) shape[i] = Math.Max(fa, fb);
+        }
+        var notes = new List<string>();
+        if (shape[0] != batch) notes.Add($"batch {shape[0]} fixed by the model (not --batch {batch})");
+        if (shape[2] != size || shape[3] != size) notes.Add($"{shape[2]}x{shape[3]} fixed by the model (not --size {size})");
+        return (shape, notes);
+    }
+
+    static string FormatShape(long[] shape) => $"[{string.Join(", ", shape)}]";
+
+    /// <summary>
+    /// A runner for one model file in the chosen runtime, prepared for a fixed input (the timed call does nothing
+    /// else), and the input dimensions the model fixes [N, C, H, W] (-1 where free). <paramref name="convert"/> runs the file's RM conversion instead.
+    /// Checkpoints run as TorchSharp modules or as ONNX exports of their residual network; rmnet plain models
+    /// (.safetensors, .pth) as TorchSharp modules or ONNX exports; ONNX models in ONNX Runtime only.
+    /// </summary>
+    static (Func<Tensor, Action> Prepare, long[] Fixed) Prepare(string path, string runtime, int threads, RmMode mode, bool convert,
         TempFolder temp, List<IDisposable> disposables, CancellationToken cancellationToken)
     {
         var format = FileFormats.Detect(path);
-        bool plainFile = format == FileFormat.Safetensors && PlainModelFile.IsPlainSafetensors(path);
+        bool plainFile = PlainModelFile.IsPlain(path);
         if (runtime == "torchsharp")
         {
             if (format == FileFormat.Onnx) throw new ModelInputException(path, "an ONNX model is benchmarked with --runtime onnxruntime");
             nn.Module<Tensor, Tensor> module;
             long channels;
+            int? fixedSize;
             if (plainFile)
             {
                 var plain = PlainModelFile.Load(path);
-                (module, channels) = (plain.ToModule(), plain.InputChannels);
+                (module, channels, fixedSize) = (plain.ToModule(), plain.InputChannels, plain.FixedInputSize);
             }
             else
             {
                 using var ckpt = SourceModels.Load(path);
-                if (ckpt.FixedInputSize is int fixedSize && fixedSize != size)
-                    throw new ModelInputException(path, $"{ckpt.DisplayName} takes {fixedSize}x{fixedSize} inputs only (its head flattens the feature map); pass --size {fixedSize}");
                 module = convert ? Fitting(ckpt.ToPlain(mode, cancellationToken: cancellationToken), path, ckpt, mode).ToModule() : ckpt.CreateModule();
-                channels = ckpt.InputChannels;
+                (channels, fixedSize) = (ckpt.InputChannels, ckpt.FixedInputSize);   // IResNet's flatten head takes one size
             }
             disposables.Add(module);
-            return (x => () => { using var _ = inference_mode(); module.forward(x).Dispose(); }, channels);
+            return (x => () => { using var _ = inference_mode(); module.forward(x).Dispose(); }, new long[] { -1, channels, fixedSize ?? -1, fixedSize ?? -1 });
         }
         string onnx = path;
         if (format == FileFormat.Onnx)
@@ -138,7 +165,8 @@ public static class BenchCommand
         var runner = new OnnxRuntimeRunner(onnx, threads, cancellationToken);
         disposables.Add(runner);
         var shape = runner.InputShape;
-        return (x => runner.Prepare(x, cancellationToken), shape is { Length: 4 } && shape[1] > 0 ? shape[1] : 3);
+        if (shape.Length != 4) throw new ModelInputException(path, $"the model's input has {shape.Length} dimensions; bench measures image models [N, C, H, W]");
+        return (x => runner.Prepare(x, cancellationToken), shape.Select(d => (long)d).ToArray());
     }
 
     /// <summary><paramref name="plain"/>, once its size says the benchmark fits in memory (refused otherwise).</summary>

@@ -27,17 +27,38 @@ public static class CommonOptions
 
     public static Option<bool> AllowNonFinite() => new("--allow-nonfinite") { Description = "Accept checkpoints with NaN or infinite weights" };
 
-    public static Option<RMNet.Rm.RmMode> RmMode() => new("--rm-mode")
-    {
-        Description = "Form of the Bottleneck middle convs: grouped (cheapest exact form) or dense (the paper's)",
-        DefaultValueFactory = _ => RMNet.Rm.RmMode.Grouped,
-    };
+    public static Option<RMNet.Rm.RmMode> RmMode() => Choice("--rm-mode",
+        "Form of the Bottleneck middle convs: grouped (cheapest exact form) or dense (the paper's)",
+        ("grouped", RMNet.Rm.RmMode.Grouped), ("dense", RMNet.Rm.RmMode.Dense));
 
-    public static Option<RMNet.Rm.NegativeInputMode> NegativeInput() => new("--negative-input")
+    public static Option<RMNet.Rm.NegativeInputMode> NegativeInput() => Choice("--negative-input",
+        "Block inputs that may be negative (pre-activation ResNets): prelu (per-channel activation) or split (relu(x), relu(-x))",
+        ("prelu", RMNet.Rm.NegativeInputMode.PRelu), ("split", RMNet.Rm.NegativeInputMode.Split));
+
+    /// <summary>
+    /// An option whose values are the lower-case names the README uses (the first is the default); any other value
+    /// is refused with those names, not with .NET's enum type.
+    /// </summary>
+    public static Option<T> Choice<T>(string name, string description, params (string Name, T Value)[] choices) where T : struct, Enum
     {
-        Description = "Block inputs that may be negative (pre-activation ResNets): prelu (per-channel activation) or split (relu(x), relu(-x))",
-        DefaultValueFactory = _ => RMNet.Rm.NegativeInputMode.PRelu,
-    };
+        // The default is default(T), so help prints no "[default: Grouped]" in .NET's spelling; the description gives it.
+        if (!EqualityComparer<T>.Default.Equals(default, choices[0].Value))
+            throw new ArgumentException($"{name}: the first choice must be {typeof(T).Name}'s default value");
+        var option = new Option<T>(name)
+        {
+            Description = $"{description} [default: {choices[0].Name}]",
+            HelpName = string.Join("|", choices.Select(c => c.Name)),
+        };
+        option.CustomParser = result =>
+        {
+            string token = result.Tokens.Count > 0 ? result.Tokens[^1].Value : "";
+            foreach (var (choice, value) in choices)
+                if (string.Equals(choice, token, StringComparison.OrdinalIgnoreCase)) return value;
+            result.AddError($"{name}: '{token}' is not one of {string.Join(", ", choices.Select(c => c.Name))}");
+            return choices[0].Value;
+        };
+        return option;
+    }
 
     public static Option<long> Seed() => new("--seed") { Description = "Seed of the random images", DefaultValueFactory = _ => 0 };
 }

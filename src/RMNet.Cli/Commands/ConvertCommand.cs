@@ -10,7 +10,7 @@ namespace RMNet.Cli.Commands;
 public static class ConvertCommand
 {
     public sealed record Result(string Input, string Output, string Architecture, string RmMode, int Blocks, int ZeroChannels,
-        CostReport Original, CostReport Converted, IReadOnlyList<StageRow> Stages, double ConvertSeconds, VerificationJson? Verification);
+        CostReport Original, CostReport Converted, IReadOnlyList<StageRow> Stages, double ConvertSeconds, VerificationJson? Verification, string Dtype = "float32");
 
     public sealed record OnnxResult(string Input, string Output, int BlocksFound, int BlocksPlain, int FoldedBatchNorms, int MergedBranches,
         IReadOnlyList<RMNet.Onnx.GraphBlockReport> Blocks, CostReport Original, CostReport Converted, VerificationJson? Verification,
@@ -35,6 +35,8 @@ public static class ConvertCommand
         var allowNonFinite = CommonOptions.AllowNonFinite();
         var rmMode = CommonOptions.RmMode();
         var negative = CommonOptions.NegativeInput();
+        var dtype = CommonOptions.Choice("--dtype", "Weights of the written model: float32, or float16 (half the file; --verify then holds it to --tolerance 1e-2 unless given)",
+            ("float32", OutputDtype.Float32), ("float16", OutputDtype.Float16));
         var strict = new Option<bool>("--strict") { Description = "ONNX input: exit 1 (and write nothing) if any residual join (Add/Sum of paths that split from one value) remains" };
         var reluOnly = new Option<bool>("--relu-only")
         {
@@ -44,24 +46,30 @@ public static class ConvertCommand
         var json = CommonOptions.Json();
         var cmd = new Command("convert", "Remove the residual connections of a ResNet checkpoint and save the equivalent plain network")
         {
-            input, output, arch, numClasses, rmMode, negative, reluOnly, verify, tolerance, samples, size, force, allowNonFinite, strict, json,
+            input, output, arch, numClasses, rmMode, negative, reluOnly, dtype, verify, tolerance, samples, size, force, allowNonFinite, strict, json,
         };
         cmd.SetAction(p =>
         {
             var ctx = io.Context(p, json);
-            var options = new VerifyOptions(p.GetValue(samples), p.GetValue(size), p.GetValue(tolerance));
+            var weights = p.GetValue(dtype);
+            // A float16 model is held to float16's own tolerance unless one is given.
+            double bound = p.GetResult(tolerance) is { Implicit: false } ? p.GetValue(tolerance) : weights.DefaultTolerance();
+            var options = new VerifyOptions(p.GetValue(samples), p.GetValue(size), bound);
             return ctx.Run(() => FileFormats.Detect(p.GetValue(input)!) == FileFormat.Onnx
-                ? p.GetValue(reluOnly)
-                    ? throw new ModelInputException(p.GetValue(input)!, "--relu-only applies to checkpoints; ONNX input keeps its clamps as Max/Min (convert the checkpoint instead)")
-                    : RunOnnx(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(rmMode), p.GetValue(verify), options, p.GetValue(force), p.GetValue(strict))
+                ? weights != OutputDtype.Float32
+                    ? throw new ModelInputException(p.GetValue(input)!, "--dtype float16 applies to checkpoints; an ONNX model keeps its own weight types")
+                    : p.GetValue(reluOnly)
+                        ? throw new ModelInputException(p.GetValue(input)!, "--relu-only applies to checkpoints; ONNX input keeps its clamps as Max/Min (convert the checkpoint instead)")
+                        : RunOnnx(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(rmMode), p.GetValue(verify), options, p.GetValue(force), p.GetValue(strict))
                 : Run(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(rmMode),
-                    p.GetValue(verify), options, p.GetValue(force), p.GetValue(allowNonFinite), p.GetValue(negative), p.GetValue(reluOnly)));
+                    p.GetValue(verify), options, p.GetValue(force), p.GetValue(allowNonFinite), p.GetValue(negative), weights, p.GetValue(reluOnly)));
         });
         return cmd;
     }
 
     public static int Run(CliContext ctx, string input, string output, string arch, int? numClasses, RMNet.Rm.RmMode mode, bool verify,
-        VerifyOptions options, bool force, bool allowNonFinite, RMNet.Rm.NegativeInputMode negative = RMNet.Rm.NegativeInputMode.PRelu, bool reluOnly = false)
+        VerifyOptions options, bool force, bool allowNonFinite, RMNet.Rm.NegativeInputMode negative = RMNet.Rm.NegativeInputMode.PRelu,
+        OutputDtype dtype = OutputDtype.Float32, bool reluOnly = false)
     {
         using var pending = new PendingOutput(output, force, input);
         ctx.RemoveStaleTemporaries(output);
@@ -75,13 +83,14 @@ public static class ConvertCommand
         MemoryEstimate.EnsureFits(input, $"writing {output}{(verify ? " and verifying it" : "")}",
             MemoryEstimate.Convert(plain.ParameterCount * sizeof(float), FileFormats.ModelBytes(input), verify), SmallerForm(ckpt, mode, negative));
         ctx.Progress.Stage($"writing {output}");
-        ModelWriter.Save(plain, pending.TempPath, $"rmnet: residual connections removed (RM, {mode.ToString().ToLowerInvariant()} form) from {ckpt.DisplayName}, {Path.GetFileName(input)}",
-            ctx.Cancellation);
+        ModelWriter.Save(plain, pending.TempPath, $"rmnet: residual connections removed (RM, {mode.ToString().ToLowerInvariant()} form) from {ckpt.DisplayName}, {Path.GetFileName(input)}"
+            + (dtype == OutputDtype.Float16 ? "; float16 weights" : ""), dtype, ctx.Cancellation);
 
         VerificationReport? report = null;
         if (verify)
         {
-            ctx.Progress.Stage($"verifying {output} on {options.Samples} images of {options.InputSize}x{options.InputSize}");
+            int side = ckpt.FixedInputSize ?? options.InputSize;   // IResNet's head fixes it
+            ctx.Progress.Stage($"verifying {output} on {options.Samples} images of {side}x{side}");
             using var runner = ModelRunner.OpenConverted(pending.TempPath, ckpt, ctx.Cancellation);
             report = Verifier.Verify(ckpt, runner, options, ctx.Cancellation);
         }
@@ -89,7 +98,7 @@ public static class ConvertCommand
         var stages = StageRow.Compare(ckpt.CostByStage(options.InputSize, options.InputSize), plain.CostByStage(options.InputSize, options.InputSize));
         var result = new Result(input, output, ckpt.DisplayName, mode.ToString().ToLowerInvariant(), ckpt.BlockCount, plain.ZeroChannels,
             CostReport.Of(ckpt, options.InputSize, FileFormats.ModelBytes(input)), CostReport.Of(plain, options.InputSize, bytes),
-            stages, convertSeconds, report is null ? null : VerificationJson.Of(report));
+            stages, convertSeconds, report is null ? null : VerificationJson.Of(report), dtype.ToString().ToLowerInvariant());
 
         if (report is { Passed: false })
         {
@@ -100,7 +109,7 @@ public static class ConvertCommand
         }
         pending.Commit();
         ctx.Document(result);
-        ctx.Line($"converted {input}: {ckpt.Description}{(ckpt.Family == "resnet" ? $", {result.RmMode} RM" : "")}");
+        ctx.Line($"converted {input}: {ckpt.Description}{(ckpt.Family == "resnet" ? $", {result.RmMode} RM" : "")}{(dtype == OutputDtype.Float16 ? ", float16 weights" : "")}");
         foreach (var line in ReportText.CostTable(result.Original, result.Converted)) ctx.Line(line);
         foreach (var line in ReportText.StageTable(stages, result.Original.InputSize)) ctx.Line(line);
         if (plain.ZeroChannels > 0) ctx.Line($"  grouped RM padded the reserved channels with {plain.ZeroChannels} zero channels in all, so they fill whole groups");

@@ -40,7 +40,7 @@ public static class DemoCommand
 
         using var pending = new PendingOutput(output, overwrite: true);
         ctx.RemoveStaleTemporaries(output);
-        ModelWriter.Save(plain, pending.TempPath, "rmnet demo: seeded ResNet-18, residual connections removed", ctx.Cancellation);
+        ModelWriter.Save(plain, pending.TempPath, "rmnet demo: seeded ResNet-18, residual connections removed", cancellationToken: ctx.Cancellation);
         VerificationReport ortReport;
         using (var onnxRunner = ModelRunner.OpenConverted(pending.TempPath, ckpt, ctx.Cancellation))
             ortReport = Verifier.Verify(ckpt, onnxRunner, options, ctx.Cancellation);

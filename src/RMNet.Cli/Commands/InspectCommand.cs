@@ -17,7 +17,7 @@ public static class InspectCommand
 
     public static Command Create(CommandIO io)
     {
-        var file = new Argument<string>("file") { Description = "A checkpoint, a plain .safetensors written by rmnet, or an .onnx model" };
+        var file = new Argument<string>("file") { Description = "A checkpoint, a plain .safetensors or .pth written by rmnet, or an .onnx model" };
         var size = CommonOptions.InputSize();
         var json = CommonOptions.Json();
         var cmd = new Command("inspect", "Show the architecture, blocks, parameters and MACs of a model, and whether it is residual or plain")
@@ -53,11 +53,11 @@ public static class InspectCommand
             foreach (var j in s.Joins)
                 ctx.Line($"  {j.Kind} {j.Op} {j.Name}: {string.Join(j.Kind == "gate" ? " * " : " + ", j.Operands)}");
         }
-        else if (format == FileFormat.Safetensors && PlainModelFile.IsPlainSafetensors(path))
+        else if (PlainModelFile.IsPlain(path))
         {
             var plain = PlainModelFile.Load(path);
             var ops = plain.Layers.GroupBy(l => l.Kind).ToDictionary(g => g.Key, g => g.Count());
-            result = new Result(path, "safetensors", "plain", null, (int)plain.OutputSize(size, size), null,
+            result = new Result(path, format == FileFormat.Safetensors ? "safetensors" : "pytorch", "plain", null, (int)plain.OutputSize(size, size), null,
                 CostReport.Of(plain, size, FileFormats.ModelBytes(path)), plain.Layers.Count, ops, null, "rmnet", Stages: plain.CostByStage(size, size));
             ctx.Document(result);
             ctx.Line($"{path}: plain network written by rmnet, {plain.Layers.Count} layers ({string.Join(", ", ops.Select(kv => $"{kv.Key} {kv.Value}"))})");

@@ -39,9 +39,10 @@ public sealed record StageRow(string Stage, long OriginalParameters, long Conver
 }
 
 /// <summary>The verification part of a JSON document.</summary>
-public sealed record VerificationJson(int Samples, double MaxAbsError, double MaxRelError, double Top1Agreement, double Tolerance, bool Passed)
+public sealed record VerificationJson(int Samples, double MaxAbsError, double MaxRelError, double Top1Agreement, double Tolerance, bool Passed,
+    IReadOnlyList<long>? InputShape = null)
 {
-    public static VerificationJson Of(VerificationReport r) => new(r.Samples, r.MaxAbsError, r.MaxRelError, r.Top1Agreement, r.Tolerance, r.Passed);
+    public static VerificationJson Of(VerificationReport r) => new(r.Samples, r.MaxAbsError, r.MaxRelError, r.Top1Agreement, r.Tolerance, r.Passed, r.InputShape);
 }
 
 /// <summary>Text lines shared by the commands.</summary>
@@ -69,6 +70,22 @@ public static class ReportText
             Format.Count(r.OriginalMacs), Format.Count(r.ConvertedMacs), Format.Ratio(r.ConvertedMacs / (double)Math.Max(1, r.OriginalMacs)),
         }));
         return Format.Table(table).Select(l => "  " + l);
+    }
+
+    /// <summary>
+    /// What a verification ran on: the seeded images' shape (saying where the model fixed batch or size against the
+    /// options) and the user's images.
+    /// </summary>
+    public static string Inputs(VerificationReport r, int samples, int inputSize, string? userInput)
+    {
+        if (r.InputShape is not { Length: 4 } shape) return $"inputs: {r.Samples} images";
+        int seeded = r.SeededSamples ?? r.Samples;
+        var notes = new List<string>();
+        if (shape[0] != samples) notes.Add($"batch {shape[0]} fixed by the model, so {seeded / shape[0]} runs for --samples {samples}");
+        if (shape[2] != inputSize || shape[3] != inputSize) notes.Add($"{shape[2]}x{shape[3]} fixed by the model, not --input-size {inputSize}");
+        return $"inputs: {seeded} seeded images [{shape[1]}, {shape[2]}, {shape[3]}]"
+            + (userInput is null ? "" : $" plus {r.Samples - seeded} from {userInput}")
+            + (notes.Count > 0 ? $" ({string.Join("; ", notes)})" : "");
     }
 
     public static string Verification(VerificationReport r) =>

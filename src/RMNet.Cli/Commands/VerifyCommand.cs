@@ -21,7 +21,7 @@ public static class VerifyCommand
         var size = CommonOptions.InputSize();
         var tolerance = CommonOptions.Tolerance();
         var seed = CommonOptions.Seed();
-        var userInput = new Option<string?>("--input") { Description = "Also run this tensor [N, 3, H, W] (.pth or .safetensors; the entry named 'input' or the only one)" };
+        var userInput = new Option<string?>("--input") { Description = "Also run this tensor [N, C, H, W], C the model's input channels (.pth or .safetensors; the entry named 'input' or the only one)" };
         var allowNonFinite = CommonOptions.AllowNonFinite();
         var negative = CommonOptions.NegativeInput();
         var json = CommonOptions.Json();
@@ -48,8 +48,9 @@ public static class VerifyCommand
                         p.GetValue(userInput) is string inputPath ? ReadInput(inputPath) : null);
                     ctx.Progress.Stage($"verifying {conv} against {orig} in ONNX Runtime");
                     var onnxReport = Verifier.Verify(orig, conv, onnxOptions, ctx.Cancellation);
-                    ctx.Document(new Result(orig, conv, "onnx", onnxOptions.InputSize, onnxOptions.Seed, VerificationJson.Of(onnxReport)));
+                    ctx.Document(new Result(orig, conv, "onnx", (int)(onnxReport.InputShape?.LastOrDefault() ?? onnxOptions.InputSize), onnxOptions.Seed, VerificationJson.Of(onnxReport)));
                     ctx.Line($"{conv} against {orig} (both in ONNX Runtime)");
+                    ctx.Line(ReportText.Inputs(onnxReport, onnxOptions.Samples, onnxOptions.InputSize, p.GetValue(userInput)));
                     ctx.Line(ReportText.Verification(onnxReport));
                     return onnxReport.Passed ? ExitCodes.Success : ExitCodes.NotEquivalent;
                 }
@@ -57,11 +58,13 @@ public static class VerifyCommand
                 using var ckpt = SourceModels.Load(orig, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(allowNonFinite), p.GetValue(negative));
                 Tensor? extra = p.GetValue(userInput) is string path ? ReadInput(path) : null;
                 var options = new VerifyOptions(p.GetValue(samples), p.GetValue(size), p.GetValue(tolerance), p.GetValue(seed), extra);
-                ctx.Progress.Stage($"verifying {conv} on {options.Samples} images of {options.InputSize}x{options.InputSize}");
+                int side = ckpt.FixedInputSize ?? options.InputSize;
+                ctx.Progress.Stage($"verifying {conv} on {options.Samples} seeded images of {side}x{side}{(extra is null ? "" : $" and the {extra.shape[0]} of {p.GetValue(userInput)}")}");
                 using var runner = ModelRunner.OpenConverted(conv, ckpt, ctx.Cancellation);
                 var report = Verifier.Verify(ckpt, runner, options, ctx.Cancellation);
-                ctx.Document(new Result(orig, conv, ckpt.DisplayName, options.InputSize, options.Seed, VerificationJson.Of(report)));
+                ctx.Document(new Result(orig, conv, ckpt.DisplayName, side, options.Seed, VerificationJson.Of(report)));
                 ctx.Line($"{conv} against {orig} ({ckpt.Description})");
+                ctx.Line(ReportText.Inputs(report, options.Samples, options.InputSize, p.GetValue(userInput)));
                 ctx.Line(ReportText.Verification(report));
                 return report.Passed ? ExitCodes.Success : ExitCodes.NotEquivalent;
             });

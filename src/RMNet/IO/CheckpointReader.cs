@@ -1,4 +1,3 @@
-using System.Collections;
 using System.IO.Compression;
 using TorchSharp.PyBridge;
 using static TorchSharp.torch;
@@ -6,38 +5,40 @@ using static TorchSharp.torch;
 namespace RMNet.IO;
 
 /// <summary>
-/// Reads PyTorch checkpoints (<c>torch.save</c> zip archives, through TorchSharp.PyBridge) and safetensors into a
-/// <see cref="StateDict"/>. Training checkpoints are unwrapped: the weights are looked for under
-/// <c>state_dict</c>, <c>model</c>, <c>model_state_dict</c>, <c>net</c> or <c>module</c>, and a DataParallel
-/// <c>module.</c> prefix is removed.
+/// Reads PyTorch checkpoints (<c>torch.save</c> zip archives of state dicts, training checkpoints or whole modules,
+/// and TorchScript archives; read by <see cref="PickleReader"/>, which executes nothing) and safetensors (through
+/// TorchSharp.PyBridge) into a <see cref="StateDict"/>, in the file's own dtypes. Where the weights are found is
+/// <see cref="PickledWeights"/>; a DataParallel <c>module.</c> prefix is removed.
 /// </summary>
 public static class CheckpointReader
 {
-    static readonly string[] WrapperKeys = { "state_dict", "model", "model_state_dict", "net", "module" };
-
     /// <summary>Reads the weights of <paramref name="path"/>; bad files raise <see cref="ModelInputException"/>.</summary>
     public static StateDict Read(string path)
     {
         var format = FileFormats.Detect(path);
+        return Guarded(path, format, () => format switch
+        {
+            FileFormat.TorchZip => FromTorchZip(path),
+            FileFormat.Safetensors => FromSafetensors(path),
+            FileFormat.TorchLegacy => throw new ModelInputException(path, "saved in PyTorch's legacy (pre-1.6) format; re-save it with torch.save in a current PyTorch"),
+            FileFormat.Onnx => throw new ModelInputException(path, "is an ONNX model; this command reads PyTorch checkpoints and safetensors"),
+            _ => throw new ModelInputException(path, "not a PyTorch checkpoint (.pth zip) or safetensors file"),
+        });
+    }
+
+    /// <summary>Runs a reader; any failure but our own messages (and running out of memory) becomes one naming the file.</summary>
+    static T Guarded<T>(string path, FileFormat format, Func<T> read)
+    {
         try
         {
-            return format switch
-            {
-                FileFormat.TorchZip => FromTorchZip(path),
-                FileFormat.Safetensors => FromSafetensors(path),
-                FileFormat.TorchLegacy => throw new ModelInputException(path, "saved in PyTorch's legacy (pre-1.6) format; re-save it with torch.save in a current PyTorch"),
-                FileFormat.Onnx => throw new ModelInputException(path, "is an ONNX model; this command reads PyTorch checkpoints and safetensors"),
-                _ => throw new ModelInputException(path, "not a PyTorch checkpoint (.pth zip) or safetensors file"),
-            };
+            return read();
         }
         catch (ModelInputException) { throw; }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            throw new ModelInputException(path, $"cannot read {Describe(format)}: {e.Message}", e);
+            throw new ModelInputException(path, $"cannot read {(format == FileFormat.Safetensors ? "safetensors file" : "PyTorch checkpoint")}: {e.Message}", e);
         }
     }
-
-    static string Describe(FileFormat f) => f == FileFormat.Safetensors ? "safetensors file" : "PyTorch checkpoint";
 
     static StateDict FromSafetensors(string path)
     {
@@ -48,58 +49,114 @@ public static class CheckpointReader
         return sd;
     }
 
-    static StateDict FromTorchZip(string path)
+    /// <summary>
+    /// The top-level string entries of a <c>torch.save</c> archive that holds a dict (rmnet's plain <c>.pth</c> keeps
+    /// its architecture there); empty for any other file.
+    /// </summary>
+    public static IReadOnlyDictionary<string, string> ReadStrings(string path)
     {
-        CheckPickle(path);
-        using var stream = File.OpenRead(path);
-        var root = PyTorchUnpickler.UnpickleStateDict(stream);
-        var table = Unwrap(root, path);
-        var sd = new StateDict(path);
-        var keys = table.Keys.Cast<object>().Select(k => k.ToString()!).ToList();
-        bool dataParallel = keys.Count > 0 && keys.All(k => k.StartsWith("module.", StringComparison.Ordinal));
-        foreach (var key in keys)
+        if (FileFormats.Detect(path) != FileFormat.TorchZip) return new Dictionary<string, string>();
+        return Guarded<IReadOnlyDictionary<string, string>>(path, FileFormat.TorchZip, () =>
         {
-            if (table[key] is not Tensor t)
-                throw new ModelInputException(path, $"entry '{key}' is not a tensor");
-            sd.Add(dataParallel ? key["module.".Length..] : key, t);
-        }
-        if (sd.Count == 0) throw new ModelInputException(path, "the checkpoint holds no tensors");
-        // The unpickler's byte buffers (as large as the checkpoint) are garbage now: free them before conversion.
-        GC.Collect();
-        return sd;
+            using var zip = new ZipArchive(File.OpenRead(path), ZipArchiveMode.Read);
+            return ReadPickle(zip, path).Root is PickleDict d
+                ? d.Entries.Where(e => e is { Key: string, Value: string }).ToDictionary(e => (string)e.Key, e => (string)e.Value!)
+                : new Dictionary<string, string>();
+        });
     }
 
-    /// <summary>Scans data.pkl (globals, storage sizes) before anything is unpickled; see <see cref="PickleScanner"/>.</summary>
-    static void CheckPickle(string path)
+    /// <summary>data.pkl read by <see cref="PickleReader"/>, and the archive's storage entries by key.</summary>
+    static (object? Root, Dictionary<string, ZipArchiveEntry> Storages) ReadPickle(ZipArchive zip, string path)
     {
-        using var zip = new ZipArchive(File.OpenRead(path), ZipArchiveMode.Read);
         var pkl = zip.Entries.Where(e => e.FullName.EndsWith("data.pkl", StringComparison.Ordinal)).ToList();
+        if (pkl.Count == 0 && zip.Entries.Any(e => e.Name == "model.json"))
+            throw new ModelInputException(path, "a TorchScript archive of PyTorch 1.3 or older (model.json), which rmnet does not read; in PyTorch, "
+                + "save its weights with torch.save(torch.jit.load(path).state_dict(), 'weights.pth')");
         if (pkl.Count != 1) throw new ModelInputException(path, pkl.Count == 0 ? "zip archive has no data.pkl: not a torch.save file" : "zip archive has several data.pkl entries");
         if (pkl[0].Length > MaxPickleBytes) throw new ModelInputException(path, $"data.pkl is {pkl[0].Length} bytes, over the {MaxPickleBytes} byte limit");
         var bytes = new byte[pkl[0].Length];
         using (var s = pkl[0].Open()) s.ReadExactly(bytes);
         string prefix = pkl[0].FullName[..^"data.pkl".Length];
-        var sizes = zip.Entries.Where(e => e.FullName.StartsWith(prefix + "data/", StringComparison.Ordinal))
-            .ToDictionary(e => e.FullName[(prefix.Length + 5)..], e => e.Length);
-        PickleScanner.Check(bytes, key => sizes.TryGetValue(key, out var n) ? n : null, path);
+        var entries = zip.Entries.Where(e => e.FullName.StartsWith(prefix + "data/", StringComparison.Ordinal))
+            .GroupBy(e => e.FullName[(prefix.Length + 5)..]).ToDictionary(g => g.Key, g => g.First());
+        return (PickleReader.Read(bytes, key => entries.TryGetValue(key, out var e) ? e.Length : null, path), entries);
+    }
+
+    static StateDict FromTorchZip(string path)
+    {
+        using var zip = new ZipArchive(File.OpenRead(path), ZipArchiveMode.Read);
+        var (root, entries) = ReadPickle(zip, path);
+        var named = PickledWeights.Find(root, path);
+        var keys = named.Select(n => n.Name).ToList();
+        bool dataParallel = keys.Count > 0 && keys.All(k => k.StartsWith("module.", StringComparison.Ordinal));
+        var sd = new StateDict(path);
+        var storages = new Dictionary<string, Tensor>();
+        try
+        {
+            foreach (var (key, record) in named)
+                sd.Add(dataParallel ? key["module.".Length..] : key, Materialize(record, entries, storages, path, key));
+        }
+        catch
+        {
+            sd.Dispose();
+            throw;
+        }
+        finally
+        {
+            foreach (var t in storages.Values) t.Dispose();
+        }
+        if (sd.Count == 0) throw new ModelInputException(path, "the checkpoint holds no tensors");
+        return sd;
     }
 
     const long MaxPickleBytes = 64L << 20;
 
-    static IDictionary Unwrap(IDictionary table, string path)
+    static readonly Dictionary<string, ScalarType> StorageTypes = new()
     {
-        for (int depth = 0; depth < 4; depth++)
+        ["FloatStorage"] = ScalarType.Float32, ["DoubleStorage"] = ScalarType.Float64, ["HalfStorage"] = ScalarType.Float16,
+        ["BFloat16Storage"] = ScalarType.BFloat16, ["LongStorage"] = ScalarType.Int64, ["IntStorage"] = ScalarType.Int32,
+        ["ShortStorage"] = ScalarType.Int16, ["CharStorage"] = ScalarType.Int8, ["ByteStorage"] = ScalarType.Byte, ["BoolStorage"] = ScalarType.Bool,
+    };
+
+    /// <summary>
+    /// The tensor a pickle record describes: its storage read from the archive (once per storage), the strided view
+    /// checked to lie inside it.
+    /// </summary>
+    static Tensor Materialize(PickleTensor t, Dictionary<string, ZipArchiveEntry> entries, Dictionary<string, Tensor> storages, string path, string name)
+    {
+        long count = t.Storage.Count;
+        if (t.Offset < 0 || t.Shape.Any(d => d < 0) || t.Stride.Any(d => d < 0))
+            throw new ModelInputException(path, $"tensor '{name}' has a negative offset, size or stride");
+        long last = t.Offset, numel = 1;
+        bool noElements = t.Shape.Any(d => d == 0);
+        try
         {
-            var values = table.Values.Cast<object?>().ToList();
-            if (values.Count > 0 && values.All(v => v is Tensor)) return table;
-            var inner = WrapperKeys.Select(k => table.Contains(k) ? table[k] : null).OfType<IDictionary>().FirstOrDefault();
-            if (inner is null)
+            for (int i = 0; i < t.Shape.Length; i++)
             {
-                string keys = string.Join(", ", table.Keys.Cast<object>().Take(8));
-                throw new ModelInputException(path, $"no state dict found: top-level keys are [{keys}], none of {string.Join("/", WrapperKeys)} holds tensors");
+                last = checked(last + (t.Shape[i] - 1) * t.Stride[i]);
+                numel = checked(numel * t.Shape[i]);
             }
-            table = inner;
         }
-        throw new ModelInputException(path, "checkpoint nesting too deep to find the state dict");
+        catch (OverflowException)
+        {
+            throw new ModelInputException(path, $"tensor '{name}' has sizes and strides that overflow");
+        }
+        if (!noElements && last >= count)
+            throw new ModelInputException(path, $"tensor '{name}' reaches element {last} of a storage of {count} elements");
+        // A view with zero strides could claim any size over a tiny storage; weights never repeat their storage.
+        if (numel > Math.Max(count, 1))
+            throw new ModelInputException(path, $"tensor '{name}' has {numel} elements, more than the {count} of its storage");
+        if (!storages.TryGetValue(t.Storage.Key, out var storage))
+        {
+            // Read straight into the tensor's memory: one copy of the weights, not two.
+            storage = empty(count, dtype: StorageTypes[t.Storage.StorageType]);
+            storages[t.Storage.Key] = storage;
+            using var s = entries[t.Storage.Key].Open();
+            s.ReadExactly(storage.bytes);
+        }
+        if (noElements) return zeros(t.Shape, storage.dtype);
+        // A view keeps the storage alive after its own handle is disposed; contiguous() copies only true strided views.
+        using var view = storage.as_strided(t.Shape, t.Stride, t.Offset);
+        return view.contiguous();
     }
 }

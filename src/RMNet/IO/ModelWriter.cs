@@ -9,13 +9,17 @@ public static class ModelWriter
     /// <summary>The extensions <see cref="Save"/> accepts.</summary>
     public static IReadOnlyList<string> Extensions { get; } = new[] { ".onnx", ".safetensors", ".pth", ".pt" };
 
-    /// <summary>Writes <paramref name="model"/> to <paramref name="path"/> atomically; a cancelled write leaves nothing behind.</summary>
-    public static void Save(PlainModel model, string path, string docString = "", CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Writes <paramref name="model"/> to <paramref name="path"/> atomically, its weights as <paramref name="dtype"/>;
+    /// a cancelled write leaves nothing behind.
+    /// </summary>
+    public static void Save(PlainModel model, string path, string docString = "", OutputDtype dtype = OutputDtype.Float32,
+        CancellationToken cancellationToken = default)
     {
         switch (FileFormats.FromExtension(path))
         {
-            case FileFormat.Onnx: OnnxExporter.Save(model, path, docString, cancellationToken: cancellationToken); break;
-            case FileFormat.Safetensors or FileFormat.TorchZip: PlainModelFile.Save(model, path, cancellationToken); break;
+            case FileFormat.Onnx: OnnxExporter.Save(model, path, docString, dtype: dtype, cancellationToken: cancellationToken); break;
+            case FileFormat.Safetensors or FileFormat.TorchZip: PlainModelFile.Save(model, path, dtype, cancellationToken); break;
             default: throw new ModelInputException(path, $"unknown output format; use one of {string.Join(", ", Extensions)}");
         }
     }

@@ -1,6 +1,5 @@
 using System.Collections;
 using RMNet.Plain;
-using TorchSharp.PyBridge;
 
 namespace RMNet.IO;
 
@@ -8,12 +7,17 @@ namespace RMNet.IO;
 public static class PlainModelFile
 {
     /// <summary>
-    /// Writes <paramref name="model"/> to <paramref name="path"/> as safetensors (<c>.safetensors</c>) or a PyTorch
-    /// state dict (<c>.pth</c>/<c>.pt</c>) that <c>torch.load</c> reads; atomically. <paramref name="cancellationToken"/>
-    /// stops it before the next tensor (safetensors) or before it starts (the state dict is pickled in one piece).
+    /// Writes <paramref name="model"/> to <paramref name="path"/> atomically, its architecture JSON inside: as safetensors
+    /// (<c>.safetensors</c>, JSON in the metadata) or as a <c>torch.save</c> file (<c>.pth</c>/<c>.pt</c>: a dict of
+    /// the JSON under <see cref="PlainArchitecture.MetadataKey"/> and the tensors under <c>state_dict</c>, which
+    /// <c>torch.load(weights_only=True)</c> reads and tools/pytorch/load_plain.py builds a module from).
+    /// <paramref name="cancellationToken"/> stops it before the next tensor (safetensors) or before it starts (the
+    /// state dict is pickled in one piece).
     /// </summary>
-    public static void Save(PlainModel model, string path, CancellationToken cancellationToken = default)
+    public static void Save(PlainModel model, string path, OutputDtype dtype = OutputDtype.Float32, CancellationToken cancellationToken = default)
     {
+        // Weights are float32 in memory; float16 ones are rounded here, once, as the file is written.
+        var tensors = PlainArchitecture.Tensors(model).Select(t => (t.Name, dtype == OutputDtype.Float32 ? t.Tensor : t.Tensor.to_type(dtype.ScalarType()))).ToList();
         switch (FileFormats.FromExtension(path))
         {
             case FileFormat.Safetensors:
@@ -22,31 +26,38 @@ public static class PlainModelFile
                     ["format"] = "pt",
                     [PlainArchitecture.MetadataKey] = PlainArchitecture.ToJson(model),
                 };
-                AtomicFile.Write(path, s => SafetensorsFile.Write(s, PlainArchitecture.Tensors(model), meta, cancellationToken));
+                AtomicFile.Write(path, s => SafetensorsFile.Write(s, tensors, meta, cancellationToken));
                 break;
             case FileFormat.TorchZip:
                 cancellationToken.ThrowIfCancellationRequested();
-                StateDictFile.Save(path, PlainArchitecture.Tensors(model));
+                StateDictFile.Save(path, tensors, new Dictionary<string, string>
+                {
+                    [PlainArchitecture.MetadataKey] = PlainArchitecture.ToJson(model),
+                });
                 break;
             default:
                 throw new ModelInputException(path, "plain models are saved as .safetensors or .pth");
         }
     }
 
-    /// <summary>Loads a plain model saved as safetensors by <see cref="Save"/>.</summary>
+    /// <summary>Loads a plain model saved by <see cref="Save"/> (.safetensors or .pth).</summary>
     public static PlainModel Load(string path)
     {
-        if (FileFormats.Detect(path) != FileFormat.Safetensors)
-            throw new ModelInputException(path, "a plain model with its architecture is read from .safetensors written by rmnet");
-        var meta = SafetensorsFile.ReadMetadata(path);
-        if (!meta.TryGetValue(PlainArchitecture.MetadataKey, out var json))
-            throw new ModelInputException(path, $"no '{PlainArchitecture.MetadataKey}' in the safetensors metadata: not a plain model written by rmnet");
+        if (Architecture(path) is not string json)
+            throw new ModelInputException(path, $"no '{PlainArchitecture.MetadataKey}' inside: not a plain model written by rmnet (.safetensors or .pth)");
         // The model keeps the tensors it was given: the state dict is not disposed here.
         var sd = CheckpointReader.Read(path);
         return PlainArchitecture.FromJson(json, sd, path);
     }
 
-    /// <summary>True where <paramref name="path"/> is a safetensors file carrying an rmnet plain architecture.</summary>
-    public static bool IsPlainSafetensors(string path) =>
-        FileFormats.Detect(path) == FileFormat.Safetensors && SafetensorsFile.ReadMetadata(path).ContainsKey(PlainArchitecture.MetadataKey);
+    /// <summary>True where <paramref name="path"/> is a .safetensors or .pth file carrying an rmnet plain architecture.</summary>
+    public static bool IsPlain(string path) => Architecture(path) is not null;
+
+    /// <summary>The architecture JSON inside a plain .safetensors (metadata) or .pth (top-level string), else null.</summary>
+    static string? Architecture(string path) => FileFormats.Detect(path) switch
+    {
+        FileFormat.Safetensors => SafetensorsFile.ReadMetadata(path).GetValueOrDefault(PlainArchitecture.MetadataKey),
+        FileFormat.TorchZip => CheckpointReader.ReadStrings(path).GetValueOrDefault(PlainArchitecture.MetadataKey),
+        _ => null,
+    };
 }

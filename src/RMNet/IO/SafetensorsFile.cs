@@ -11,7 +11,10 @@ namespace RMNet.IO;
 /// </summary>
 public static class SafetensorsFile
 {
-    /// <summary>Writes float32/float64/int64 tensors in the given order, header padded to 8 bytes; <paramref name="cancellationToken"/> is checked before each tensor.</summary>
+    /// <summary>
+    /// Writes float32/float64/float16/bfloat16/int64 tensors in the given order, header padded to 8 bytes;
+    /// <paramref name="cancellationToken"/> is checked before each tensor.
+    /// </summary>
     public static void Write(Stream stream, IReadOnlyList<(string Name, Tensor Tensor)> tensors, IReadOnlyDictionary<string, string> metadata,
         CancellationToken cancellationToken = default)
     {
@@ -127,6 +130,8 @@ public static class SafetensorsFile
     {
         ScalarType.Float32 => "F32",
         ScalarType.Float64 => "F64",
+        ScalarType.Float16 => "F16",
+        ScalarType.BFloat16 => "BF16",
         ScalarType.Int64 => "I64",
         _ => throw new NotSupportedException($"safetensors writer: dtype {t}"),
     };

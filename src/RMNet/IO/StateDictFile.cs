@@ -7,12 +7,23 @@ namespace RMNet.IO;
 /// <summary>Writes tensors as a PyTorch state dict (<c>torch.load</c> reads it; key order kept), atomically and reproducibly.</summary>
 public static class StateDictFile
 {
-    /// <summary>Writes <paramref name="tensors"/> to <paramref name="path"/> in the order given.</summary>
-    public static void Save(string path, IEnumerable<(string Name, Tensor Tensor)> tensors)
+    /// <summary>
+    /// Writes <paramref name="tensors"/> to <paramref name="path"/> in the order given. With <paramref name="strings"/>
+    /// the file is a dict of those strings plus the tensors under <c>state_dict</c> (as a training checkpoint keeps
+    /// them), which <c>torch.load(weights_only=True)</c> still accepts.
+    /// </summary>
+    public static void Save(string path, IEnumerable<(string Name, Tensor Tensor)> tensors, IReadOnlyDictionary<string, string>? strings = null)
     {
-        // An ordered table: a hash-ordered one would make the bytes differ from run to run.
-        var table = new OrderedDictionary();
-        foreach (var (name, t) in tensors) table[name] = t;
+        // Ordered tables: a hash-ordered one would make the bytes differ from run to run.
+        var weights = new OrderedDictionary();
+        foreach (var (name, t) in tensors) weights[name] = t;
+        var table = weights;
+        if (strings is not null)
+        {
+            table = new OrderedDictionary();
+            foreach (var (key, value) in strings) table[key] = value;
+            table["state_dict"] = weights;
+        }
         AtomicFile.Write(path, s =>
         {
             PyTorchPickler.PickleStateDict(s, table, leaveOpen: true);

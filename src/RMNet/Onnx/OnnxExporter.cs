@@ -1,5 +1,6 @@
 using System.Reflection;
 using Onnx;
+using RMNet.IO;
 using RMNet.Plain;
 using Tensor = TorchSharp.torch.Tensor;
 
@@ -29,16 +30,26 @@ public static class OnnxExporter
         return proto;
     }
 
-    /// <summary>The model without initializers, and the initializers as (name, tensor) in graph order.</summary>
-    static (ModelProto Proto, List<(string Name, Tensor Tensor)> Initializers) Skeleton(PlainModel model, string docString)
+    /// <summary>
+    /// The model without initializers, and the initializers as (name, tensor) in graph order. With float16 weights
+    /// the graph still takes and gives float32: a Cast follows the input and precedes the output.
+    /// </summary>
+    static (ModelProto Proto, List<(string Name, Tensor Tensor)> Initializers) Skeleton(PlainModel model, string docString, OutputDtype dtype = OutputDtype.Float32)
     {
         var initializers = new List<(string Name, Tensor Tensor)>();
         var graph = new GraphProto { Name = "rmnet_plain" };
+        bool half = dtype == OutputDtype.Float16;
         string current = InputName;
+        if (half)
+        {
+            graph.Node.Add(OnnxNodes.Unary("Cast", "cast_input", InputName, "input_f16", OnnxNodes.Int("to", (int)TensorProto.Types.DataType.Float16)));
+            current = "input_f16";
+        }
+        string last = half ? "output_f16" : OutputName;
         for (int i = 0; i < model.Layers.Count; i++)
         {
             var layer = model.Layers[i];
-            string output = i == model.Layers.Count - 1 ? OutputName : $"x{i}";
+            string output = i == model.Layers.Count - 1 ? last : $"x{i}";
             string name = $"{layer.Kind}_{i}";
             if (layer is SeLayer se)
             {
@@ -88,6 +99,12 @@ public static class OnnxExporter
             });
             current = output;
         }
+        if (half)
+        {
+            graph.Node.Add(OnnxNodes.Unary("Cast", "cast_output", last, OutputName, OnnxNodes.Int("to", (int)TensorProto.Types.DataType.Float)));
+            // Weights rounded once, here; integer constants (SE's slice bounds) stay as they are.
+            initializers = initializers.Select(i => (i.Name, i.Tensor.is_floating_point() ? i.Tensor.to_type(TorchSharp.torch.ScalarType.Float16) : i.Tensor)).ToList();
+        }
         return (Model(graph, model.InputChannels, model.OutputSize(224, 224), docString, model.FixedInputSize), initializers);
     }
 
@@ -116,9 +133,9 @@ public static class OnnxExporter
 
     /// <summary>Writes <paramref name="model"/> to <paramref name="path"/> atomically, one tensor in memory at a time (external data past 1.75 GiB of weights).</summary>
     public static void Save(PlainModel model, string path, string docString = "", long externalDataThreshold = OnnxModelFile.ExternalDataThreshold,
-        CancellationToken cancellationToken = default)
+        OutputDtype dtype = OutputDtype.Float32, CancellationToken cancellationToken = default)
     {
-        var (proto, initializers) = Skeleton(model, docString);
+        var (proto, initializers) = Skeleton(model, docString, dtype);
         OnnxModelFile.Save(proto, initializers, path, externalDataThreshold, cancellationToken);
     }
 

@@ -53,9 +53,16 @@ public static class OnnxTensors
         return result;
     }
 
-    /// <summary>An initializer named <paramref name="name"/> holding <paramref name="t"/>: int64 as int64, anything else as float32.</summary>
+    /// <summary>An initializer named <paramref name="name"/> holding <paramref name="t"/>: int64 as int64, float16 as float16, anything else as float32.</summary>
     public static TensorProto FromTensor(string name, Tensor t)
     {
+        if (t.dtype == ScalarType.Float16)
+        {
+            var halves = new TensorProto { Name = name, DataType = (int)DataType.Float16 };
+            halves.Dims.AddRange(t.shape);
+            halves.RawData = UnsafeByteOperations.UnsafeWrap(t.contiguous().bytes.ToArray());
+            return halves;
+        }
         if (t.dtype == ScalarType.Int64)
         {
             var ints = new TensorProto { Name = name, DataType = (int)DataType.Int64 };

@@ -36,7 +36,7 @@ public sealed class ModelRunner : IDisposable
             var ort = new OnnxRuntimeRunner(path, cancellationToken: cancellationToken);
             return new ModelRunner(x => ort.Run(x, cancellationToken), ort);
         }
-        if (format == FileFormat.Safetensors && PlainModelFile.IsPlainSafetensors(path))
+        if (PlainModelFile.IsPlain(path))
             return ForModule(PlainModelFile.Load(path).ToModule());
         var sd = CheckpointReader.Read(path);
         string? mismatch = null;

@@ -25,7 +25,7 @@ public static class Verifier
         using var module = original.CreateModule();
         int size = original.FixedInputSize ?? options.InputSize;   // a flatten + fc head accepts one size only
         var batches = new List<Tensor> { Equivalence.SeededInputs(options.Samples, original.InputChannels, size, size, options.Seed) };
-        return Compare(module.forward, converted.Run, batches, options, cancellationToken);
+        return Compare(module.forward, converted.Run, batches, options, cancellationToken) with { InputShape = batches[0].shape };
     }
 
     /// <summary>
@@ -44,11 +44,16 @@ public static class Verifier
         // A dynamic channel dimension is what the first conv takes (or the user's batch has), not an assumed 3.
         int Channels() => options.UserInput is { } user ? (int)user.shape[1] : FirstConvInputChannels(originalOnnx);
         var shape = dims.Select((d, i) => i == 0 ? batch : d > 0 ? d : (dims.Length == 4 && i == 1 ? Channels() : options.InputSize)).Select(d => (long)d).ToArray();
+        if (options.UserInput is { } user && !FitsFixed(user.shape, dims))
+            throw new ModelInputException(originalOnnx, $"the input batch has shape [{string.Join(", ", user.shape)}], the model fixes [{string.Join(", ", dims.Select(d => d > 0 ? d.ToString() : "?"))}]");
         var batches = new List<Tensor>();
         for (int done = 0, k = 0; done < options.Samples; done += batch, k++)
             batches.Add(randn(shape, generator: new Generator((ulong)(options.Seed + k))));
-        return Compare(x => a.Run(x, cancellationToken), x => b.Run(x, cancellationToken), batches, options, cancellationToken);
+        return Compare(x => a.Run(x, cancellationToken), x => b.Run(x, cancellationToken), batches, options, cancellationToken) with { InputShape = shape };
     }
+
+    static bool FitsFixed(long[] shape, int[] declared) =>
+        shape.Length == declared.Length && shape.Zip(declared).All(p => p.Second <= 0 || p.First == p.Second);
 
     /// <summary>
     /// Input channels of the first Conv in the graph (its constant weight's second dimension times its groups): what an image
@@ -56,8 +61,7 @@ public static class Verifier
     /// </summary>
     static int FirstConvInputChannels(string onnx)
     {
-        global::Onnx.ModelProto model;
-        using (var f = File.OpenRead(onnx)) model = global::Onnx.ModelProto.Parser.ParseFrom(f);
+        var model = RMNet.Onnx.OnnxModelFile.LoadStructure(onnx);
         var initializers = model.Graph.Initializer.ToDictionary(t => t.Name);
         foreach (var constant in model.Graph.Node.Where(n => n.OpType == "Constant" && n.Output.Count == 1))
             if (constant.Attribute.FirstOrDefault(a => a.Name == "value")?.T is { } value) initializers.TryAdd(constant.Output[0], value);
@@ -73,6 +77,7 @@ public static class Verifier
     static VerificationReport Compare(Func<Tensor, Tensor> original, Func<Tensor, Tensor> converted, List<Tensor> batches, VerifyOptions options,
         CancellationToken cancellationToken)
     {
+        int seeded = batches.Sum(b => (int)b.shape[0]);
         if (options.UserInput is not null) batches.Add(options.UserInput);
         Func<Tensor, Tensor> Checked(Func<Tensor, Tensor> run) => x =>
         {
@@ -82,6 +87,6 @@ public static class Verifier
         var reports = batches.Select(x => Equivalence.Compare(Checked(original), Checked(converted), x, options.Tolerance)).ToList();
         int n = reports.Sum(r => r.Samples);
         return new VerificationReport(n, reports.Max(r => r.MaxAbsError), reports.Max(r => r.MaxRelError),
-            reports.Sum(r => r.Top1Agreement * r.Samples) / n, options.Tolerance);
+            reports.Sum(r => r.Top1Agreement * r.Samples) / n, options.Tolerance, SeededSamples: seeded);
     }
 }
