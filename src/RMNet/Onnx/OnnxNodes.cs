@@ -18,9 +18,10 @@ public static class OnnxNodes
     public static NodeProto Unary(string opType, string name, string input, string output, params AttributeProto[] attributes) =>
         With(new NodeProto { Name = name, OpType = opType, Input = { input }, Output = { output } }, attributes);
 
-    /// <summary>A Gemm node computing x W^T + b.</summary>
+    /// <summary>A Gemm node computing x W^T + b (alpha and beta written out, as PyTorch's exporter writes them).</summary>
     public static NodeProto Gemm(string name, string input, string weight, string bias, string output) => With(
-        new NodeProto { Name = name, OpType = "Gemm", Input = { input, weight, bias }, Output = { output } }, Int("transB", 1));
+        new NodeProto { Name = name, OpType = "Gemm", Input = { input, weight, bias }, Output = { output } },
+        Float("alpha", 1), Float("beta", 1), Int("transB", 1));
 
     /// <summary>
     /// Squeeze-and-excitation on channels [offset, C) of <paramref name="input"/>, the first <paramref name="offset"/>
@@ -55,6 +56,9 @@ public static class OnnxNodes
         }
         nodes.Add(new NodeProto { Name = Value("excite"), OpType = "Mul", Input = { input, gate }, Output = { output } });
     }
+
+    /// <summary>A FLOAT attribute.</summary>
+    public static AttributeProto Float(string name, float value) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Float, F = value };
 
     /// <summary>An INTS attribute.</summary>
     public static AttributeProto Ints(string name, params long[] values)
