@@ -109,8 +109,8 @@ public class RepVggOnnxTests(ITestOutputHelper output)
     public void MergedWeightsTakeNamesTheGraphDoesNotUseYet()
     {
         string input = Fixture.Path_("onnx/repvgg_narrow_opset13.onnx");
+        string taken = GraphBranchMerge.Run(OnnxModelFile.Load(input), input).Model.Graph.Initializer.Select(t => t.Name).First(n => n.EndsWith("_merged_weight"));
         var model = OnnxModelFile.Load(input);
-        string taken = GraphBranchMerge.Run(model, input).Model.Graph.Initializer.Select(t => t.Name).First(n => n.EndsWith("_merged_weight"));
         // The classifier's weight renamed to the name the first merged conv's weight would otherwise be given.
         var classifier = model.Graph.Node.First(n => n.OpType is "Gemm" or "MatMul");
         var weight = model.Graph.Initializer.Single(t => t.Name == classifier.Input[1]);

@@ -14,10 +14,17 @@ namespace RMNet.Onnx;
 /// <param name="Pad">A zero Pad node before the conv whose padding was merged into it, or null.</param>
 /// <param name="Input">The value the conv reads.</param>
 /// <param name="Output">The value the unit produces (the BN's output where there is one).</param>
-/// <param name="Fused">Weights with the BN folded in (float64) and the conv's geometry.</param>
+/// <param name="Fuse">Makes the weights with the BN folded in (float64) and the conv's geometry; see <see cref="Fused"/>.</param>
 /// <param name="Problem">Why the unit cannot take part in RM (dilation, auto_pad, non-square stride), or null.</param>
-public sealed record ConvUnit(NodeProto Conv, NodeProto? BatchNorm, string Input, string Output, FusedConv Fused, string? Problem, NodeProto? Pad = null)
+public sealed record ConvUnit(NodeProto Conv, NodeProto? BatchNorm, string Input, string Output, Func<FusedConv> Fuse, string? Problem, NodeProto? Pad = null)
 {
+    // Read on first use: a pass reads the weights of the units it rewrites only, not of every conv of a graph that
+    // may hold gigabytes of them (a dense plain network written by an earlier pass).
+    readonly Lazy<FusedConv> fused = new(Fuse);
+
+    /// <summary>Weights with the BN folded in (float64) and the conv's geometry, read from the graph on first use.</summary>
+    public FusedConv Fused => fused.Value;
+
     /// <summary>The nodes the unit replaces.</summary>
     public IEnumerable<NodeProto> Nodes => new[] { Pad, Conv, BatchNorm }.OfType<NodeProto>();
 }
@@ -33,21 +40,11 @@ public static class ConvNodes
         foreach (var conv in g.Order.Where(n => n.OpType == "Conv"))
         {
             if (conv.Input.Count < 2 || !g.Initializers.TryGetValue(conv.Input[1], out var w)) continue;
-            var weight = OnnxTensors.ToTensor(w, g.File);
-            if (weight.dim() != 4) continue; // only 2-D convs take part
-            var bias = conv.Input.Count > 2 && conv.Input[2].Length > 0
-                ? g.Initializers.TryGetValue(conv.Input[2], out var b) ? OnnxTensors.ToTensor(b, g.File) : null
-                : null;
-            if (conv.Input.Count > 2 && conv.Input[2].Length > 0 && bias is null) continue; // computed bias: leave alone
-            var (stride, padding, groups, problem) = Geometry(conv, weight, sizes.TryGetValue(conv.Input[0], out var size) ? size : null);
-            var weights = new ConvWeights(weight, bias);
+            if (w.Dims.Count != 4) continue; // only 2-D convs take part
+            bool hasBias = conv.Input.Count > 2 && conv.Input[2].Length > 0;
+            if (hasBias && !g.Initializers.ContainsKey(conv.Input[2])) continue; // computed bias: leave alone
+            var (stride, padding, groups, problem) = Geometry(conv, w, sizes.TryGetValue(conv.Input[0], out var size) ? size : null);
             NodeProto? bn = FoldableBatchNorm(g, conv);
-            if (bn is not null)
-            {
-                var p = bn.Input.Skip(1).Take(4).Select(i => OnnxTensors.ToTensor(g.Initializers[i], g.File).flatten()).ToArray();
-                double eps = bn.Attribute.FirstOrDefault(a => a.Name == "epsilon")?.F ?? 1e-5f;
-                weights = BatchNormFusion.Fuse(weights, new BatchNormWeights(p[0], p[1], p[2], p[3], eps));
-            }
             // A zero Pad node in front (TensorFlow exporters write explicit padding) adds to the conv's own padding.
             var pad = ZeroPad(g, conv.Input[0]);
             string input = conv.Input[0];
@@ -56,8 +53,19 @@ public static class ConvNodes
                 padding = new Padding2d(own.Top + zp.Pads.Top, own.Left + zp.Pads.Left, own.Bottom + zp.Pads.Bottom, own.Right + zp.Pads.Right);
                 input = zp.Node.Input[0];
             }
-            var unit = new ConvUnit(conv, bn, input, bn?.Output[0] ?? conv.Output[0],
-                new FusedConv(weights.ToFloat64(), stride, padding ?? Padding2d.All(0), groups), problem, padding is null ? null : pad?.Node);
+            var geometry = (stride, padding: padding ?? Padding2d.All(0), groups);
+            FusedConv Fuse()
+            {
+                var weights = new ConvWeights(OnnxTensors.ToTensor(w, g.File), hasBias ? OnnxTensors.ToTensor(g.Initializers[conv.Input[2]], g.File) : null);
+                if (bn is not null)
+                {
+                    var p = bn.Input.Skip(1).Take(4).Select(i => OnnxTensors.ToTensor(g.Initializers[i], g.File).flatten()).ToArray();
+                    double eps = bn.Attribute.FirstOrDefault(a => a.Name == "epsilon")?.F ?? 1e-5f;
+                    weights = BatchNormFusion.Fuse(weights, new BatchNormWeights(p[0], p[1], p[2], p[3], eps));
+                }
+                return new FusedConv(weights.ToFloat64(), geometry.stride, geometry.padding, geometry.groups);
+            }
+            var unit = new ConvUnit(conv, bn, input, bn?.Output[0] ?? conv.Output[0], Fuse, problem, padding is null ? null : pad?.Node);
             units[unit.Output] = unit;
         }
         return units;
@@ -96,7 +104,7 @@ public static class ConvNodes
         return bn.Input.Skip(1).Take(4).All(g.Initializers.ContainsKey) ? bn : null;
     }
 
-    static (int Stride, Padding2d? Padding, int Groups, string? Problem) Geometry(NodeProto conv, TorchSharp.torch.Tensor weight, (long H, long W)? inputSize)
+    static (int Stride, Padding2d? Padding, int Groups, string? Problem) Geometry(NodeProto conv, TensorProto weight, (long H, long W)? inputSize)
     {
         long[] Ints(string name) => conv.Attribute.FirstOrDefault(a => a.Name == name)?.Ints.ToArray() ?? Array.Empty<long>();
         int groups = (int)(conv.Attribute.FirstOrDefault(a => a.Name == "group")?.I ?? 1);
@@ -105,7 +113,7 @@ public static class ConvNodes
         var pads = Ints("pads");
         string autoPad = conv.Attribute.FirstOrDefault(a => a.Name == "auto_pad")?.S.ToStringUtf8() ?? "NOTSET";
         int sh = strides.Length > 0 ? (int)strides[0] : 1, sw = strides.Length > 1 ? (int)strides[1] : sh;
-        int kh = (int)weight.shape[2], kw = (int)weight.shape[3];
+        int kh = (int)weight.Dims[2], kw = (int)weight.Dims[3];
         if (dilations.Any(d => d != 1)) return (sh, null, groups, "dilated conv");
         if (sh != sw) return (sh, null, groups, $"strides {sh}x{sw} differ per axis");
         Padding2d? padding = autoPad switch

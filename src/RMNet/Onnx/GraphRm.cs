@@ -15,7 +15,7 @@ namespace RMNet.Onnx;
 public sealed record GraphBlockReport(string Name, string Shortcut, int Convs, bool Plain, string? Reason);
 
 /// <summary>The outcome of the graph-level RM pass.</summary>
-/// <param name="Model">The transformed model (a copy; the input is not modified).</param>
+/// <param name="Model">The transformed model (the input, rewritten in place).</param>
 /// <param name="Blocks">Every residual block found, in graph order.</param>
 /// <param name="FoldedBatchNorms">BatchNormalization nodes folded into convs.</param>
 public sealed record GraphRmResult(ModelProto Model, IReadOnlyList<GraphBlockReport> Blocks, int FoldedBatchNorms)
@@ -45,10 +45,11 @@ public static class GraphRm
 {
     sealed record Match(NodeProto Add, NodeProto Relu, string X, List<ConvUnit> Chain, List<NodeProto> InnerRelus, ConvUnit? Projection);
 
-    /// <summary>Transforms a copy of <paramref name="model"/>, middle convs in the given form.</summary>
+    /// <summary>Transforms <paramref name="model"/> in place, middle convs in the given form.</summary>
     public static GraphRmResult Transform(ModelProto model, string file, RmMode mode = RmMode.Grouped)
     {
-        model = model.Clone();
+        // In place, not on a copy (a dense ResNet-50 is 1.1 GB a copy); the pass's float64 tensors end with its scope.
+        using var scope = TorchSharp.torch.NewDisposeScope();
         var g = new OnnxGraph(model.Graph, file);
         var units = ConvNodes.Read(g);
         var sizes = StaticShapes.Spatial(g);
@@ -67,6 +68,11 @@ public static class GraphRm
 
         foreach (var m in matches)
         {
+            // The block's own weights are read first, into the pass's scope (a unit may be read again later);
+            // the new weights live in the block's scope: copied into initializers before the next block's are made.
+            var fused = m.Chain.Select(u => u.Fused).ToList();
+            var projection = m.Projection?.Fused;
+            using var blockScope = TorchSharp.torch.NewDisposeScope();
             string name = OnnxGraph.NodeName(m.Add);
             string shortcut = m.Projection is null ? "identity" : "projection";
             string? reason = m.Chain.Append(m.Projection).OfType<ConvUnit>().Select(u => u.Problem).FirstOrDefault(p => p is not null);
@@ -77,7 +83,7 @@ public static class GraphRm
             {
                 try
                 {
-                    convs = ResidualChainRm.Transform(m.Chain.Select(u => u.Fused).ToList(), m.Projection?.Fused, mode,
+                    convs = ResidualChainRm.Transform(fused, projection, mode,
                         inputSize: sizes.TryGetValue(m.X, out var size) ? size : null).Convs;
                 }
                 catch (RmException e) { reason = e.Message; }

@@ -22,10 +22,11 @@ public static class InlineAliases
 {
     const int FloatType = (int)TensorProto.Types.DataType.Float;
 
-    /// <summary>A copy of <paramref name="model"/> without such nodes, and how many were removed.</summary>
+    /// <summary>Removes such nodes from <paramref name="model"/> in place; returns it and how many were removed.</summary>
     public static (ModelProto Model, int Removed) Run(ModelProto model, string file)
     {
-        model = model.Clone();
+        // In place, not on a copy (a dense ResNet-50 is 1.1 GB a copy); the pass's float64 tensors end with its scope.
+        using var scope = TorchSharp.torch.NewDisposeScope();
         var g = new OnnxGraph(model.Graph, file);
         var outputs = model.Graph.Output.Select(o => o.Name).ToHashSet();
         var rename = new Dictionary<string, string>();
