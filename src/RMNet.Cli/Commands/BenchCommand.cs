@@ -103,7 +103,7 @@ public static class BenchCommand
             }
             else
             {
-                using var ckpt = SourceModels.Load(path);
+                using var ckpt = StopRequest.Abandonable(() => SourceModels.Load(path), cancellationToken);
                 if (ckpt.FixedInputSize is int fixedSize && fixedSize != size)
                     throw new ModelInputException(path, $"{ckpt.DisplayName} takes {fixedSize}x{fixedSize} inputs only (its head flattens the feature map); pass --size {fixedSize}");
                 module = convert ? Fitting(ckpt.ToPlain(mode, cancellationToken: cancellationToken), path, ckpt, mode).ToModule() : ckpt.CreateModule();
@@ -129,7 +129,7 @@ public static class BenchCommand
         }
         else
         {
-            using var source = SourceModels.Load(path);
+            using var source = StopRequest.Abandonable(() => SourceModels.Load(path), cancellationToken);
             onnx = temp.File($"model{disposables.Count}.onnx");
             if (convert) OnnxExporter.Save(Fitting(source.ToPlain(mode, cancellationToken: cancellationToken), path, source, mode), onnx, cancellationToken: cancellationToken);
             else if (source is ResNetCheckpoint ckpt) ResNetOnnxExporter.Save(ckpt, onnx);

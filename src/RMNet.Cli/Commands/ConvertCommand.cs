@@ -53,7 +53,7 @@ public static class ConvertCommand
         using var pending = new PendingOutput(output, force, input);
         ctx.RemoveStaleTemporaries(output);
         ctx.Progress.Stage($"loading {input}");
-        using var ckpt = SourceModels.Load(input, arch, numClasses, allowNonFinite, negative);
+        using var ckpt = StopRequest.Abandonable(() => SourceModels.Load(input, arch, numClasses, allowNonFinite, negative), ctx.Cancellation);
         var clock = Stopwatch.StartNew();
         var plain = ckpt.ToPlain(mode, ctx.Progress, ctx.Cancellation);
         double convertSeconds = clock.Elapsed.TotalSeconds;
