@@ -118,7 +118,7 @@ public static class BenchCommand
             if (convert)
             {
                 onnx = temp.File($"converted{disposables.Count}.onnx");
-                var conversion = OnnxConversion.Convert(path, mode);
+                var conversion = StopRequest.Abandonable(() => OnnxConversion.Convert(path, mode), cancellationToken);
                 OnnxModelFile.Save(conversion.Model, onnx, cancellationToken: cancellationToken);
             }
         }

@@ -108,8 +108,8 @@ public static class ConvertCommand
         using var pending = new PendingOutput(output, force, input);
         ctx.RemoveStaleTemporaries(output);
         ctx.Progress.Stage($"loading {input}");
-        var result = RMNet.Onnx.OnnxConversion.Convert(input, mode);
-        ctx.Cancellation.ThrowIfCancellationRequested();
+        // The graph passes have no safe points; they only read the file and build a new model, so a stop abandons them.
+        var result = StopRequest.Abandonable(() => RMNet.Onnx.OnnxConversion.Convert(input, mode), ctx.Cancellation);
         ctx.Progress.Stage($"writing {output}");
         RMNet.Onnx.OnnxModelFile.Save(result.Model, pending.TempPath, cancellationToken: ctx.Cancellation);
         VerificationReport? report = null;
