@@ -70,6 +70,23 @@ public sealed class StopRequest : IDisposable
     }
 
     /// <summary>
+    /// Runs <paramref name="step"/>, a step with no safe point of its own that touches nothing the command later
+    /// disposes (reading a checkpoint: seconds for a large one), on a worker thread, and stops waiting for it when
+    /// <paramref name="cancellationToken"/> is cancelled; the step then finishes unobserved while the process ends.
+    /// </summary>
+    public static T Abandonable<T>(Func<T> step, CancellationToken cancellationToken)
+    {
+        if (!cancellationToken.CanBeCanceled) return step();
+        var running = Task.Run(step, CancellationToken.None);
+        try
+        {
+            running.Wait(cancellationToken);
+        }
+        catch (AggregateException) { }   // the step's own exception is rethrown unwrapped below
+        return running.GetAwaiter().GetResult();
+    }
+
+    /// <summary>
     /// Ends the process with <paramref name="exitCode"/> once a stopped command has cleaned up, without the runtime's and
     /// native libraries' exit handlers: a model load left running in ONNX Runtime (it cannot be stopped midway) would
     /// otherwise race ONNX Runtime's own teardown and crash the exit.

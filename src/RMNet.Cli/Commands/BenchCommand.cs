@@ -132,7 +132,7 @@ public static class BenchCommand
             }
             else
             {
-                using var ckpt = SourceModels.Load(path);
+                using var ckpt = StopRequest.Abandonable(() => SourceModels.Load(path), cancellationToken);
                 module = convert ? Fitting(ckpt.ToPlain(mode, cancellationToken: cancellationToken), path, ckpt, mode).ToModule() : ckpt.CreateModule();
                 (channels, fixedSize) = (ckpt.InputChannels, ckpt.FixedInputSize);   // IResNet's flatten head takes one size
             }
@@ -145,7 +145,7 @@ public static class BenchCommand
             if (convert)
             {
                 onnx = temp.File($"converted{disposables.Count}.onnx");
-                var conversion = OnnxConversion.Convert(path, mode);
+                var conversion = StopRequest.Abandonable(() => OnnxConversion.Convert(path, mode), cancellationToken);
                 OnnxModelFile.Save(conversion.Model, onnx, cancellationToken: cancellationToken);
             }
         }
@@ -156,7 +156,7 @@ public static class BenchCommand
         }
         else
         {
-            using var source = SourceModels.Load(path);
+            using var source = StopRequest.Abandonable(() => SourceModels.Load(path), cancellationToken);
             onnx = temp.File($"model{disposables.Count}.onnx");
             if (convert) OnnxExporter.Save(Fitting(source.ToPlain(mode, cancellationToken: cancellationToken), path, source, mode), onnx, cancellationToken: cancellationToken);
             else if (source is ResNetCheckpoint ckpt) ResNetOnnxExporter.Save(ckpt, onnx);

@@ -74,7 +74,7 @@ public static class ConvertCommand
         using var pending = new PendingOutput(output, force, input);
         ctx.RemoveStaleTemporaries(output);
         ctx.Progress.Stage($"loading {input}");
-        using var ckpt = SourceModels.Load(input, arch, numClasses, allowNonFinite, negative);
+        using var ckpt = StopRequest.Abandonable(() => SourceModels.Load(input, arch, numClasses, allowNonFinite, negative), ctx.Cancellation);
         var clock = Stopwatch.StartNew();
         var plain = ckpt.ToPlain(mode, ctx.Progress, ctx.Cancellation);
         if (reluOnly) plain = RMNet.Plain.ClampAsRelu.Rewrite(plain);
@@ -131,8 +131,8 @@ public static class ConvertCommand
         using var pending = new PendingOutput(output, force, input);
         ctx.RemoveStaleTemporaries(output);
         ctx.Progress.Stage($"loading {input}");
-        var result = RMNet.Onnx.OnnxConversion.Convert(input, mode);
-        ctx.Cancellation.ThrowIfCancellationRequested();
+        // The graph passes have no safe points; they only read the file and build a new model, so a stop abandons them.
+        var result = StopRequest.Abandonable(() => RMNet.Onnx.OnnxConversion.Convert(input, mode), ctx.Cancellation);
         int plain = result.Blocks.Count(b => b.Plain);
         var joins = result.Joins;
         // --strict is decided on the converted graph in memory: a refused model is never written, not even as a temporary.

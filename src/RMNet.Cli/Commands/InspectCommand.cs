@@ -66,8 +66,7 @@ public static class InspectCommand
         }
         else
         {
-            using var ckpt = SourceModels.Load(path);
-            ctx.Cancellation.ThrowIfCancellationRequested();
+            using var ckpt = StopRequest.Abandonable(() => SourceModels.Load(path), ctx.Cancellation);
             var (form, blocks) = ckpt switch
             {
                 ResNetCheckpoint r => ("residual", r.Spec.Blocks().Select(b => new BlockJson(b.Prefix, b.InChannels, b.Width, b.OutChannels, b.Stride, b.Groups,

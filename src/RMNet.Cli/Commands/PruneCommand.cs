@@ -118,7 +118,7 @@ public static class PruneCommand
         if (Directory.Exists(workDir)) ctx.RemoveStaleTemporaries(workDir);
         var clock = Stopwatch.StartNew();
         ctx.Progress.Stage($"loading {input}");
-        using var source = ResNetCheckpoint.Load(input);
+        using var source = StopRequest.Abandonable(() => ResNetCheckpoint.Load(input), ctx.Cancellation);
         bool gatable = GatedResNet.Supports(source.Spec);
         if (form == TrainForm.Residual && !gatable)
             throw new ModelInputException(input, $"{source.DisplayName}: --train-form residual needs a Basic-block ResNet without SE; use --train-form plain");

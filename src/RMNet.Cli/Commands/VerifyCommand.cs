@@ -40,7 +40,9 @@ public static class VerifyCommand
                 if (File.Exists(conv))
                 {
                     long convBytes = FileFormats.ModelBytes(conv), origBytes = FileFormats.ModelBytes(orig);
-                    MemoryEstimate.EnsureFits(conv, "verifying", onnxOriginal ? MemoryEstimate.Verify(convBytes + origBytes, 0) : MemoryEstimate.Verify(convBytes, origBytes));
+                    bool external = File.Exists(conv + ".data");   // where rmnet writes ONNX external data
+                    MemoryEstimate.EnsureFits(conv, "verifying",
+                        onnxOriginal ? MemoryEstimate.Verify(convBytes + origBytes, 0, external) : MemoryEstimate.Verify(convBytes, origBytes, external));
                 }
                 if (onnxOriginal)
                 {
@@ -55,7 +57,8 @@ public static class VerifyCommand
                     return onnxReport.Passed ? ExitCodes.Success : ExitCodes.NotEquivalent;
                 }
                 ctx.Progress.Stage($"loading {orig}");
-                using var ckpt = SourceModels.Load(orig, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(allowNonFinite), p.GetValue(negative));
+                using var ckpt = StopRequest.Abandonable(() => SourceModels.Load(orig, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(allowNonFinite), p.GetValue(negative)),
+                    ctx.Cancellation);
                 Tensor? extra = p.GetValue(userInput) is string path ? ReadInput(path) : null;
                 var options = new VerifyOptions(p.GetValue(samples), p.GetValue(size), p.GetValue(tolerance), p.GetValue(seed), extra);
                 int side = ckpt.FixedInputSize ?? options.InputSize;

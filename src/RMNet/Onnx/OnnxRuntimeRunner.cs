@@ -40,6 +40,9 @@ public sealed class OnnxRuntimeRunner : IDisposable
                 InterOpNumThreads = 1,
                 ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
                 GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
+                // Its errors reach the caller as exceptions (one line each); its own log would print them twice, and a
+                // load abandoned on a stop would add an error about the deleted file after rmnet's last line.
+                LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL,
             };
             return new InferenceSession(path, options);
         }
