@@ -44,7 +44,6 @@ public class OnnxJoinTests
     {
         // name, residual joins in the input, joins RM cannot make plain, gates
         new object[] { "regnet_y_narrow_opset13", 3, 3, 3 },   // SE in the middle of each branch
-        new object[] { "resnet_d_narrow_opset13", 6, 2, 0 },   // avg-pool before the stride-2 projections
         new object[] { "unplainable_narrow_opset13", 2, 2, 1 }, // SiLU (x * Sigmoid(x)) in one branch, Concat in the other
     };
 
@@ -89,6 +88,41 @@ public class OnnxJoinTests
         Assert.Contains("--strict", refused.GetProperty("error").GetString());
         Assert.Equal(remaining, refused.GetProperty("joins_remaining").GetInt32());
         Assert.Empty(Directory.GetFileSystemEntries(dir.Path));
+    }
+
+    [Fact]
+    public void ResNetDAveragePooledShortcutsBecomePlainAndSayWhereTheyAreExact()
+    {
+        // timm's ResNet-D layout: AvgPool2d(2, 2, ceil_mode, count_include_pad=False) then a 1x1 conv on the stride-2 shortcuts.
+        string input = Onnx("resnet_d_narrow_opset13");
+        using var dir = Fixture.Temp();
+        string output = dir.File("plain.onnx");
+        var (code, stdout, stderr) = Rmnet("convert", input, "-o", output, "--strict", "--verify", "--input-size", "32", "--json");
+        Assert.True(code == 0, stderr);
+        var root = Json(stdout);
+        Assert.Equal((6, 0), (root.GetProperty("joins_found").GetInt32(), root.GetProperty("joins_remaining").GetInt32()));
+        var pooled = root.GetProperty("blocks").EnumerateArray().Where(b => b.GetProperty("shortcut").GetString() == "avg-pool projection").ToList();
+        Assert.Equal(2, pooled.Count);
+        Assert.All(pooled, b => Assert.Contains("divisible by 2", b.GetProperty("condition").GetString()));
+        Assert.True(root.GetProperty("verification").GetProperty("max_rel_error").GetDouble() < 1e-6);
+        Assert.DoesNotContain("AveragePool", OnnxSummary.Read(output).OpCounts.Keys);
+
+        // Where the condition holds (64: even maps at both pooled blocks) it is exact; at 36 layer2 gets a 9x9 map, and it is not.
+        Assert.Equal(0, Rmnet("verify", input, output, "--input-size", "64").Code);
+        Assert.Equal(ExitCodes.NotEquivalent, Rmnet("verify", input, output, "--input-size", "36").Code);
+
+        // A graph that fixes an odd map size keeps those blocks, says why, and fails --strict.
+        var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(input));
+        var dims = model.Graph.Input[0].Type.TensorType.Shape.Dim;
+        dims[2].DimValue = 36; dims[3].DimValue = 36;
+        string fixedInput = dir.File("fixed36.onnx");
+        File.WriteAllBytes(fixedInput, model.ToByteArray());
+        var (fixedCode, fixedOut, _) = Rmnet("convert", fixedInput, "-o", dir.File("p36.onnx"), "--json");
+        Assert.Equal(0, fixedCode);
+        var kept = Json(fixedOut).GetProperty("joins").EnumerateArray().Where(j => j.GetProperty("status").GetString() == "kept").ToList();
+        Assert.Equal(2, kept.Count);   // layer2.0 sees 9x9, layer3.0 5x5: both pools have partial windows
+        Assert.All(kept, j => Assert.Contains("partial windows", j.GetProperty("reason").GetString()));
+        Assert.Equal(ExitCodes.NotEquivalent, Rmnet("convert", fixedInput, "-o", dir.File("s36.onnx"), "--strict").Code);
     }
 
     [Fact]

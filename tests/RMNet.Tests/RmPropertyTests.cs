@@ -79,6 +79,61 @@ public class RmPropertyTests
         return F.relu(y + (shortcut is null ? x : Apply(shortcut, x)));
     }
 
+    public static IEnumerable<object[]> PooledSeeds() => Enumerable.Range(0, 12).SelectMany(i => new[]
+    {
+        new object[] { i, RmMode.Grouped }, new object[] { i, RmMode.Dense },
+    });
+
+    /// <summary>
+    /// ResNet-D shortcuts: relu(branch(x) + proj(avgpool2x2(x))), the stride in the first conv (Basic) or the middle
+    /// one (Bottleneck), on even-sized inputs where the pool's windows are whole.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(PooledSeeds))]
+    public void AveragePooledShortcutIsExactOnEvenSizes(int seed, RmMode mode)
+    {
+        var rng = new Random(100 + seed);
+        var g = new Generator((ulong)seed + 101);
+        bool bottleneck = seed % 2 == 0;
+        int c = rng.Next(1, 9), groups = bottleneck ? new[] { 1, 2, 4 }[rng.Next(3)] : 1;
+        int width = groups * rng.Next(1, 5), outC = rng.Next(1, 9);
+        FusedConv Conv(long o, long i, int kk, int s, int pad, int grp = 1) =>
+            new(new ConvWeights(randn(new[] { o, i / grp, kk, kk }, ScalarType.Float64, generator: g) * 0.5,
+                randn(new[] { o }, ScalarType.Float64, generator: g) * 0.2), s, Padding2d.All(pad), grp);
+        var chain = bottleneck
+            ? new[] { Conv(width, c, 1, 1, 0), Conv(width, width, 3, 2, 1, groups), Conv(outC, width, 1, 1, 0) }
+            : new[] { Conv(width, c, 3, 2, 1), Conv(outC, width, 3, 1, 1) };
+        var projection = Conv(outC, c, 1, 1, 0);
+        var x = rand(new long[] { 2, c, 2 * rng.Next(3, 7), 2 * rng.Next(3, 7) }, ScalarType.Float64, generator: g);
+
+        var y = x;
+        for (int i = 0; i < chain.Length; i++)
+        {
+            y = F.conv2d(F.pad(y, chain[i].Padding.ToTorchPad()), chain[i].Weights.Weight, chain[i].Weights.Bias,
+                strides: new long[] { chain[i].Stride, chain[i].Stride }, groups: chain[i].Groups);
+            if (i < chain.Length - 1) y = F.relu(y);
+        }
+        var pooled = F.avg_pool2d(x, new long[] { 2, 2 }, new long[] { 2, 2 }, ceil_mode: true, count_include_pad: false);
+        var expected = F.relu(y + F.conv2d(pooled, projection.Weights.Weight, projection.Weights.Bias));
+
+        var convs = ResidualChainRm.Transform(chain, projection, mode, shortcutPool: 2).Convs;
+        var layers = convs.SelectMany(cv => new PlainLayer[] { cv, new ReluLayer() }).ToList();
+        var actual = new PlainModel(layers, c).Forward(x.to_type(ScalarType.Float32)).to_type(ScalarType.Float64);
+        double err;
+        using (NewDisposeScope()) err = (actual - expected).abs().max().item<double>() / expected.abs().max().clamp_min(1e-9).item<double>();
+        Assert.True(err < 1e-5, $"seed {seed} {mode}: bottleneck={bottleneck} c={c} w={width} g={groups}: rel error {err}");
+    }
+
+    [Fact]
+    public void APooledShortcutNeedsOneStridedConvBeforeTheLast()
+    {
+        var w = new ConvWeights(ones(4, 4, 3, 3, dtype: ScalarType.Float64), zeros(4, dtype: ScalarType.Float64));
+        var p = new FusedConv(new ConvWeights(ones(4, 4, 1, 1, dtype: ScalarType.Float64), null), 1, Padding2d.All(0));
+        var lastStrided = new[] { new FusedConv(w, 1, Padding2d.All(1)), new FusedConv(w, 2, Padding2d.All(1)) };
+        var e = Assert.Throws<RmException>(() => ResidualChainRm.Transform(lastStrided, p, shortcutPool: 2));
+        Assert.Contains("not its last", e.Message);
+    }
+
     [Fact]
     public void TapOutsideKernelIsRefused()
     {

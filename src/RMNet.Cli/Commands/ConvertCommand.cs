@@ -168,7 +168,8 @@ public static class ConvertCommand
             $"{result.MergedBranches} parallel-branch sums merged into one conv");
         var shortcuts = result.Blocks.GroupBy(b => b.Name).ToDictionary(b => b.Key, b => b.First());
         foreach (var j in joins.Where(j => j.Kind == "residual"))
-            ctx.Line($"  {j.Name}: {(shortcuts.TryGetValue(j.Name, out var b) ? $"{b.Shortcut} shortcut, {b.Convs} convs" : j.Op)}: {(j.Remains ? "kept: " + j.Reason : "plain")}");
+            ctx.Line($"  {j.Name}: {(shortcuts.TryGetValue(j.Name, out var b) ? $"{b.Shortcut} shortcut, {b.Convs} convs" : j.Op)}: " +
+                (j.Remains ? "kept: " + j.Reason : b?.Condition is { } condition ? $"plain, {condition}" : "plain"));
         if (gates > 0) ctx.Line($"  gates (multiplications of one value's paths, kept by design): {string.Join(", ", joins.Where(j => j.Kind == "gate").Select(j => j.Name))}");
         foreach (var line in ReportText.CostTable(json.Original, json.Converted)) ctx.Line(line);
         if (report is not null) ctx.Line(ReportText.Verification(report));

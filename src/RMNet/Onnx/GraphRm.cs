@@ -8,11 +8,15 @@ namespace RMNet.Onnx;
 
 /// <summary>What happened to one residual block found in a graph.</summary>
 /// <param name="Name">The block's Add/Sum node.</param>
-/// <param name="Shortcut">"identity" or "projection".</param>
+/// <param name="Shortcut">"identity", "projection" or "avg-pool projection".</param>
 /// <param name="Convs">Convs in the residual branch.</param>
 /// <param name="Plain">True where the block was made plain.</param>
 /// <param name="Reason">Why it was left as it is, or null.</param>
-public sealed record GraphBlockReport(string Name, string Shortcut, int Convs, bool Plain, string? Reason);
+public sealed record GraphBlockReport(string Name, string Shortcut, int Convs, bool Plain, string? Reason)
+{
+    /// <summary>Where a plain block equals the original only under a condition the graph cannot fix (e.g. even sizes), that condition.</summary>
+    public string? Condition { get; init; }
+}
 
 /// <summary>The outcome of the graph-level RM pass.</summary>
 /// <param name="Model">The transformed model (the input, rewritten in place).</param>
@@ -43,7 +47,9 @@ public sealed record GraphRmResult(ModelProto Model, IReadOnlyList<GraphBlockRep
 /// </summary>
 public static class GraphRm
 {
-    sealed record Match(NodeProto Add, NodeProto Relu, string X, List<ConvUnit> Chain, List<NodeProto> InnerRelus, ConvUnit? Projection);
+    /// <summary>A block found: <paramref name="Pool"/> is an s x s AveragePool of stride s before the projection (ResNet-D), or null.</summary>
+    sealed record Match(NodeProto Add, NodeProto Relu, string X, List<ConvUnit> Chain, List<NodeProto> InnerRelus, ConvUnit? Projection,
+        NodeProto? Pool = null, int PoolSize = 1);
 
     /// <summary>Transforms <paramref name="model"/> in place, middle convs in the given form.</summary>
     public static GraphRmResult Transform(ModelProto model, string file, RmMode mode = RmMode.Grouped)
@@ -74,21 +80,28 @@ public static class GraphRm
             var projection = m.Projection?.Fused;
             using var blockScope = TorchSharp.torch.NewDisposeScope();
             string name = OnnxGraph.NodeName(m.Add);
-            string shortcut = m.Projection is null ? "identity" : "projection";
+            string shortcut = m.Projection is null ? "identity" : m.Pool is null ? "projection" : "avg-pool projection";
             string? reason = m.Chain.Append(m.Projection).OfType<ConvUnit>().Select(u => u.Problem).FirstOrDefault(p => p is not null);
             if (reason is null && !IsNonNegative(g, m.X))
                 reason = $"block input '{m.X}' may be negative (not produced by a Relu)";
             IReadOnlyList<ConvLayer>? convs = null;
+            string? condition = null;
             if (reason is null)
             {
                 try
                 {
-                    convs = ResidualChainRm.Transform(fused, projection, mode,
-                        inputSize: sizes.TryGetValue(m.X, out var size) ? size : null).Convs;
+                    var inputSize = sizes.TryGetValue(m.X, out var size) ? size : ((long H, long W)?)null;
+                    if (m.PoolSize > 1 && inputSize is { } fixedSize && (fixedSize.H % m.PoolSize != 0 || fixedSize.W % m.PoolSize != 0))
+                        throw new RmException($"the shortcut's {m.PoolSize}x{m.PoolSize} average pool has partial windows on the block's {fixedSize.H}x{fixedSize.W} input " +
+                            "(ceil_mode), which no conv kernel reproduces");
+                    convs = ResidualChainRm.Transform(fused, projection, mode, inputSize: inputSize, shortcutPool: m.PoolSize).Convs;
+                    // With a dynamic size the pool is exact only where its windows are whole: the report says so.
+                    if (m.PoolSize > 1 && inputSize is null)
+                        condition = $"exact where the block's input has H and W divisible by {m.PoolSize} (the shortcut's average pool then has whole windows)";
                 }
                 catch (RmException e) { reason = e.Message; }
             }
-            reports.Add(new GraphBlockReport(name, shortcut, m.Chain.Count, convs is not null, reason));
+            reports.Add(new GraphBlockReport(name, shortcut, m.Chain.Count, convs is not null, reason) { Condition = condition });
             if (convs is null) continue;
 
             var nodes = new List<NodeProto>();
@@ -106,7 +119,8 @@ public static class GraphRm
                 current = reluOut;
             }
             replacements[m.Relu] = nodes;
-            foreach (var n in m.Chain.Append(m.Projection).OfType<ConvUnit>().SelectMany(u => u.Nodes).Concat(m.InnerRelus).Append(m.Add))
+            foreach (var n in m.Chain.Append(m.Projection).OfType<ConvUnit>().SelectMany(u => u.Nodes).Concat(m.InnerRelus).Append(m.Add)
+                         .Concat(m.Pool is null ? Array.Empty<NodeProto>() : new[] { m.Pool }))
                 removed.Add(n);
         }
 
@@ -158,13 +172,33 @@ public static class GraphRm
                 ConvUnit? projection = null;
                 if (shortcut != x)
                 {
-                    if (!units.TryGetValue(shortcut, out projection) || projection.Input != x || !g.HasSingleUse(projection.Output)) continue;
+                    if (!units.TryGetValue(shortcut, out projection) || !g.HasSingleUse(projection.Output)) continue;
+                    if (projection.Input != x)
+                    {
+                        // ResNet-D: the projection reads an s x s, stride-s average pool of x.
+                        if (g.ProducerOf(projection.Input) is not { OpType: "AveragePool" } p || p.Input[0] != x || !g.HasSingleUse(projection.Input)
+                            || PoolWindow(p) is not int s) continue;
+                        matches.Add(new Match(add, relu, x, chain, relus, projection, p, s));
+                        break;
+                    }
                 }
                 matches.Add(new Match(add, relu, x, chain, relus, projection));
                 break;
             }
         }
         return matches;
+    }
+
+    /// <summary>s for an AveragePool of an s x s window, stride s and no padding (count_include_pad then does not matter), else null.</summary>
+    static int? PoolWindow(NodeProto pool)
+    {
+        long[] Ints(string name) => pool.Attribute.FirstOrDefault(a => a.Name == name)?.Ints.ToArray() ?? Array.Empty<long>();
+        var kernel = Ints("kernel_shape");
+        var strides = Ints("strides");
+        string autoPad = pool.Attribute.FirstOrDefault(a => a.Name == "auto_pad")?.S.ToStringUtf8() ?? "NOTSET";
+        if (kernel is not [var kh, var kw] || kh != kw || kh < 2 || !strides.SequenceEqual(kernel)) return null;
+        if (Ints("pads").Any(p => p != 0) || autoPad is not ("NOTSET" or "" or "VALID")) return null;
+        return (int)kh;
     }
 
     /// <summary>The conv's own output feeds only its BN (where folded), so removing the pair loses nothing.</summary>

@@ -32,8 +32,12 @@ public sealed record RmBlock(IReadOnlyList<ConvLayer> Convs, int ZeroChannels);
 /// <item>Every conv pads k-1 in total per axis, so reserved channels and the shortcut keep the same size.</item>
 /// <item>The reserved channel's Dirac tap is the conv's begin padding and must lie inside the kernel (docs/design.md section 6).</item>
 /// <item>Identity shortcut: overall stride 1, same channels. Projection: a 1x1 conv, no padding, stride equal to
-///   the product of the chain's strides.</item>
+///   the product of the chain's strides; or, with <c>shortcutPool</c> s (ResNet-D), an s x s average pool of stride s
+///   followed by a stride-1 1x1 conv, where the chain has exactly one conv of stride s and it is not the last.</item>
 /// </list>
+/// With a pooled shortcut, the strided conv carries the reserved channels with an averaging kernel (1/s² on the
+/// s x s taps from its Dirac tap on) instead of a Dirac: exact where every pooling window is whole, i.e. where the
+/// map entering that conv has H and W divisible by s (docs/design.md section 6).
 /// Weight arithmetic (BN fusion, shortcut biases) is float64 in the inputs; kernels are assembled directly in
 /// float32, each value cast once, so no float64 copy of the large plain kernels is ever made.
 /// </summary>
@@ -48,12 +52,15 @@ public static class ResidualChainRm
     /// conv (output [reserved ; branch]), so something can act on the branch alone first (squeeze-and-excitation).
     /// </param>
     /// <param name="inputSize">The block input's H and W where the graph fixes them (then padding need only line up at that size).</param>
+    /// <param name="shortcutPool">s where the shortcut average-pools s x s with stride s before its 1x1 conv (ResNet-D); 1 otherwise.</param>
     public static RmBlock Transform(IReadOnlyList<FusedConv> chain, FusedConv? projection, RmMode mode = RmMode.Grouped, bool mergeShortcut = true,
-        (long H, long W)? inputSize = null)
+        (long H, long W)? inputSize = null, int shortcutPool = 1)
     {
         if (chain.Count < 2) throw new RmException("a residual branch needs at least two convs to reserve and merge");
         long c = chain[0].InChannels;
-        CheckShortcut(chain, projection, c);
+        CheckShortcut(chain, projection, c, shortcutPool);
+        // The conv that averages the carried channels: the chain's strided one (CheckShortcut made sure there is one, not the last).
+        int pooling = shortcutPool > 1 ? chain.ToList().FindIndex(conv => conv.Stride == shortcutPool) : -1;
         if (AlignmentProblem(chain, inputSize) is string problem) throw new RmException(problem);
 
         // Grouped middle convs need the reserved channels in whole groups of the middle convs' group width.
@@ -77,7 +84,7 @@ public static class ResidualChainRm
             {
                 // Reserve: the first C outputs carry x (Dirac at the tap that reads x[i*s]); padding rows stay zero.
                 var weight = FreshZeros.Float32(reserved + conv.OutChannels, c, k1, k2);
-                PutDirac(weight, c, 0, tapH, tapW, groupWidth: c);
+                PutDirac(weight, c, 0, tapH, tapW, groupWidth: c, window: i == pooling ? shortcutPool : 1);
                 weight[TensorIndex.Slice(reserved)] = Kernels.Ungroup(w, conv.Groups);
                 layer = Layer(weight, Concat(reserved, b), conv, 1);
             }
@@ -85,7 +92,7 @@ public static class ResidualChainRm
             {
                 // Dense (also where a middle conv changes the width: its groups would not all be q wide).
                 var weight = FreshZeros.Float32(reserved + conv.OutChannels, reserved + conv.InChannels, k1, k2);
-                PutDirac(weight, c, 0, tapH, tapW, groupWidth: reserved);
+                PutDirac(weight, c, 0, tapH, tapW, groupWidth: reserved, window: i == pooling ? shortcutPool : 1);
                 weight[TensorIndex.Slice(reserved), TensorIndex.Slice(reserved)] = Kernels.Ungroup(w, conv.Groups);
                 layer = Layer(weight, Concat(reserved, b), conv, 1);
             }
@@ -94,7 +101,7 @@ public static class ResidualChainRm
                 // Grouped: reserved channels in groups of width q with a Dirac each, then the original groups.
                 long q = conv.InChannels / conv.Groups;
                 var weight = FreshZeros.Float32(reserved + conv.OutChannels, q, k1, k2);
-                PutDirac(weight, c, 0, tapH, tapW, groupWidth: q);
+                PutDirac(weight, c, 0, tapH, tapW, groupWidth: q, window: i == pooling ? shortcutPool : 1);
                 weight[TensorIndex.Slice(reserved)] = w;
                 layer = Layer(weight, Concat(reserved, b), conv, (int)(reserved / q) + conv.Groups);
             }
@@ -115,13 +122,20 @@ public static class ResidualChainRm
         return new RmBlock(layers, (int)(reserved - c));
     }
 
-    /// <summary>W[o, o mod groupWidth, tapH, tapW] = 1 for the first <paramref name="channels"/> rows (docs/design.md section 2).</summary>
-    static void PutDirac(Tensor weight, long channels, long firstRow, long tapH, long tapW, long groupWidth)
+    /// <summary>
+    /// W[o, o mod groupWidth, tapH, tapW] = 1 for the first <paramref name="channels"/> rows (docs/design.md section 2);
+    /// with a <paramref name="window"/> of s, 1/s² on the s x s taps from (tapH, tapW) on: an s x s average pool.
+    /// </summary>
+    static void PutDirac(Tensor weight, long channels, long firstRow, long tapH, long tapW, long groupWidth, int window = 1)
     {
-        if (tapH >= weight.shape[2] || tapW >= weight.shape[3] || tapH < 0 || tapW < 0)
-            throw new RmException($"a {weight.shape[2]}x{weight.shape[3]} kernel has no tap ({tapH},{tapW}): its begin padding is too large to carry the input through");
+        if (tapH + window > weight.shape[2] || tapW + window > weight.shape[3] || tapH < 0 || tapW < 0)
+            throw new RmException(window == 1
+                ? $"a {weight.shape[2]}x{weight.shape[3]} kernel has no tap ({tapH},{tapW}): its begin padding is too large to carry the input through"
+                : $"a {weight.shape[2]}x{weight.shape[3]} kernel with begin padding ({tapH},{tapW}) cannot hold the shortcut's {window}x{window} average pool");
         var rows = arange(firstRow, firstRow + channels, dtype: ScalarType.Int64);
-        weight.index_put_(ones(channels), rows, rows.remainder(groupWidth), tensor(tapH), tensor(tapW));
+        for (int dh = 0; dh < window; dh++)
+            for (int dw = 0; dw < window; dw++)
+                weight.index_put_(full(channels, 1f / (window * window)), rows, rows.remainder(groupWidth), tensor(tapH + dh), tensor(tapW + dw));
     }
 
     static Tensor Concat(long zeroCount, Tensor bias) =>
@@ -167,9 +181,18 @@ public static class ResidualChainRm
             : $"at the fixed input size {h0}x{w0} the branch gives {h}x{w} and the shortcut {sh}x{sw}";
     }
 
-    static void CheckShortcut(IReadOnlyList<FusedConv> chain, FusedConv? projection, long c)
+    static void CheckShortcut(IReadOnlyList<FusedConv> chain, FusedConv? projection, long c, int shortcutPool = 1)
     {
         int stride = chain.Aggregate(1, (s, conv) => s * conv.Stride);
+        if (shortcutPool > 1)
+        {
+            if (projection is null) throw new RmException("an average-pooled shortcut needs its 1x1 conv");
+            var strided = chain.Select((conv, i) => (conv, i)).Where(p => p.conv.Stride != 1).ToList();
+            if (strided is not [var only] || only.conv.Stride != shortcutPool || only.i == chain.Count - 1)
+                throw new RmException($"the shortcut average-pools {shortcutPool}x{shortcutPool}; the branch must have one conv of that stride, not its last");
+            if (projection.Stride != 1) throw new RmException($"an average-pooled shortcut's 1x1 conv has stride {projection.Stride}, not 1");
+            stride = 1;   // the pool strides; its conv does not
+        }
         long outC = chain[^1].OutChannels;
         if (projection is null)
         {
