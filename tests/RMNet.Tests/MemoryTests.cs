@@ -35,6 +35,19 @@ public class MemoryTests
     }
 
     [Fact]
+    public void OnnxConvertRefusesBeforeWritingWhatWouldNotFit()
+    {
+        using var dir = Fixture.Temp();
+        // The output's size is known after the passes: with 1 MiB to spare, writing and verifying are not started.
+        var (code, stderr) = Run(dir.Path, "1M", "convert", Fixture.Path_("onnx/basic_narrow_opset13.onnx"), "-o", "plain.onnx", "--verify");
+        Assert.Equal(ExitCodes.BadInput, code);
+        string error = Assert.Single(stderr.Split('\n'), l => l.StartsWith("rmnet: error:"));
+        Assert.Matches(@"basic_narrow_opset13\.onnx: writing plain\.onnx and verifying it needs about 0\.\d+ GiB of memory at its peak and 0\.0 GiB is available", error);
+        Assert.Empty(Directory.GetFileSystemEntries(dir.Path));
+        Assert.Equal(0, Run(dir.Path, "64G", "convert", Fixture.Path_("onnx/basic_narrow_opset13.onnx"), "-o", "plain.onnx", "--verify", "--quiet").Code);
+    }
+
+    [Fact]
     public void VerifyAndBenchRefuseToo()
     {
         using var dir = Fixture.Temp();

@@ -143,6 +143,11 @@ public static class ConvertCommand
         VerificationReport? report = null;
         if (refusal is null)
         {
+            // The output's size is known only once the passes ran; what writing and verifying add is checked before they start.
+            long outputBytes = result.Model.Graph.Initializer.Sum(t => (long)t.RawData.Length);
+            long sourceBytes = FileFormats.ModelBytes(input);
+            MemoryEstimate.EnsureFits(input, $"writing {output}{(verify ? " and verifying it" : "")}",
+                MemoryEstimate.Convert(outputBytes, sourceBytes, verify) - outputBytes - sourceBytes);
             ctx.Progress.Stage($"writing {output}");
             RMNet.Onnx.OnnxModelFile.Save(result.Model, pending.TempPath, cancellationToken: ctx.Cancellation);
             if (verify)
