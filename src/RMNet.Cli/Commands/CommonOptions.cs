@@ -21,7 +21,16 @@ public static class CommonOptions
         DefaultValueFactory = _ => 1e-4,
     };
 
-    public static Option<int> Samples() => new("--samples") { Description = "Seeded random images to compare", DefaultValueFactory = _ => 4 };
+    /// <summary><c>--samples</c>, refused below <paramref name="minimum"/> (verify takes 0 with --input: the user's images only).</summary>
+    public static Option<int> Samples(int minimum = 1)
+    {
+        var option = new Option<int>("--samples") { Description = "Seeded random images to compare", DefaultValueFactory = _ => 4 };
+        option.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<int>() is var n && n < minimum) result.AddError($"--samples: {n} is below {minimum}");
+        });
+        return option;
+    }
 
     public static Option<int> InputSize() => new("--input-size") { Description = "Height and width of the random images", DefaultValueFactory = _ => 224 };
 

@@ -78,8 +78,9 @@ public static class ReportText
     /// </summary>
     public static string Inputs(VerificationReport r, int samples, int inputSize, string? userInput)
     {
-        if (r.InputShape is not { Length: 4 } shape) return $"inputs: {r.Samples} images";
         int seeded = r.SeededSamples ?? r.Samples;
+        if (seeded == 0 && userInput is not null) return $"inputs: {r.Samples} images from {userInput} (no seeded images: --samples 0)";
+        if (r.InputShape is not { Length: 4 } shape) return $"inputs: {r.Samples} images";
         var notes = new List<string>();
         if (shape[0] != samples) notes.Add($"batch {shape[0]} fixed by the model, so {seeded / shape[0]} runs for --samples {samples}");
         if (shape[2] != inputSize || shape[3] != inputSize) notes.Add($"{shape[2]}x{shape[3]} fixed by the model, not --input-size {inputSize}");

@@ -17,7 +17,7 @@ public static class VerifyCommand
         var converted = new Argument<string>("converted") { Description = "The converted model (.onnx, .safetensors or .pth written by rmnet)" };
         var arch = CommonOptions.Arch();
         var numClasses = CommonOptions.NumClasses();
-        var samples = CommonOptions.Samples();
+        var samples = CommonOptions.Samples(minimum: 0);
         var size = CommonOptions.InputSize();
         var tolerance = CommonOptions.Tolerance();
         var seed = CommonOptions.Seed();
@@ -29,6 +29,11 @@ public static class VerifyCommand
         {
             original, converted, arch, numClasses, samples, size, tolerance, seed, userInput, allowNonFinite, negative, json,
         };
+        cmd.Validators.Add(result =>
+        {
+            if (result.GetValue(samples) == 0 && result.GetValue(userInput) is null)
+                result.AddError("--samples 0 needs --input (a tensor of your own images to verify on)");
+        });
         cmd.SetAction(p =>
         {
             var ctx = io.Context(p, json);
@@ -62,7 +67,8 @@ public static class VerifyCommand
                 Tensor? extra = p.GetValue(userInput) is string path ? ReadInput(path) : null;
                 var options = new VerifyOptions(p.GetValue(samples), p.GetValue(size), p.GetValue(tolerance), p.GetValue(seed), extra);
                 int side = ckpt.FixedInputSize ?? options.InputSize;
-                ctx.Progress.Stage($"verifying {conv} on {options.Samples} seeded images of {side}x{side}{(extra is null ? "" : $" and the {extra.shape[0]} of {p.GetValue(userInput)}")}");
+                ctx.Progress.Stage($"verifying {conv} on {(options.Samples > 0 ? $"{options.Samples} seeded images of {side}x{side}{(extra is null ? "" : " and ")}" : "")}"
+                    + (extra is null ? "" : $"the {extra.shape[0]} of {p.GetValue(userInput)}"));
                 using var runner = ModelRunner.OpenConverted(conv, ckpt, ctx.Cancellation);
                 var report = Verifier.Verify(ckpt, runner, options, ctx.Cancellation);
                 ctx.Document(new Result(orig, conv, ckpt.DisplayName, side, options.Seed, VerificationJson.Of(report)));

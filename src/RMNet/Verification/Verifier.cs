@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace RMNet.Verification;
 
 /// <summary>Settings of an equivalence check.</summary>
-/// <param name="Samples">Seeded random images to run.</param>
+/// <param name="Samples">Seeded random images to run (0: only <paramref name="UserInput"/>, which must then be given).</param>
 /// <param name="InputSize">Height and width of the random images.</param>
 /// <param name="Tolerance">Bound on the relative error (see <see cref="VerificationReport.MaxRelError"/>).</param>
 /// <param name="Seed">Seed of the random images.</param>
@@ -24,8 +24,10 @@ public static class Verifier
             throw new ModelInputException(original.Source, $"the input batch has {user.shape[1]} channels, {original.DisplayName} takes {original.InputChannels}");
         using var module = original.CreateModule();
         int size = original.FixedInputSize ?? options.InputSize;   // a flatten + fc head accepts one size only
-        var batches = new List<Tensor> { Equivalence.SeededInputs(options.Samples, original.InputChannels, size, size, options.Seed) };
-        return Compare(module.forward, converted.Run, batches, options, cancellationToken) with { InputShape = batches[0].shape };
+        var batches = new List<Tensor>();
+        if (options.Samples > 0) batches.Add(Equivalence.SeededInputs(options.Samples, original.InputChannels, size, size, options.Seed));
+        var shape = batches.FirstOrDefault()?.shape;   // before Compare adds the user's batch
+        return Compare(module.forward, converted.Run, batches, options, cancellationToken) with { InputShape = shape };
     }
 
     /// <summary>
@@ -49,7 +51,9 @@ public static class Verifier
         var batches = new List<Tensor>();
         for (int done = 0, k = 0; done < options.Samples; done += batch, k++)
             batches.Add(randn(shape, generator: new Generator((ulong)(options.Seed + k))));
-        return Compare(x => a.Run(x, cancellationToken), x => b.Run(x, cancellationToken), batches, options, cancellationToken) with { InputShape = shape };
+        bool seeded = batches.Count > 0;
+        return Compare(x => a.Run(x, cancellationToken), x => b.Run(x, cancellationToken), batches, options, cancellationToken)
+            with { InputShape = seeded ? shape : null };
     }
 
     static bool FitsFixed(long[] shape, int[] declared) =>
@@ -79,6 +83,7 @@ public static class Verifier
     {
         int seeded = batches.Sum(b => (int)b.shape[0]);
         if (options.UserInput is not null) batches.Add(options.UserInput);
+        if (batches.Count == 0) throw new ArgumentException("nothing to verify: no seeded samples and no user input", nameof(options));
         Func<Tensor, Tensor> Checked(Func<Tensor, Tensor> run) => x =>
         {
             cancellationToken.ThrowIfCancellationRequested();
