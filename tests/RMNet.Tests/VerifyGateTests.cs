@@ -1,5 +1,8 @@
 using System.Text.Json;
+using RMNet.IO;
+using RMNet.Verification;
 using Xunit;
+using TorchSharp;
 using static RMNet.Tests.CliHarness;
 
 namespace RMNet.Tests;
@@ -73,5 +76,98 @@ public class VerifyGateTests
         Assert.Equal(2, code);
         Assert.Equal($"rmnet: error: {Trial22}: --samples: 0 is below 1 (see 'rmnet convert --help')", stderr.Trim());
         Assert.False(File.Exists(output));
+    }
+
+    [Fact]
+    public void NaNFromTheUsersImageFailsTheCheckpointVerificationAndSaysWhy()
+    {
+        using var dir = Fixture.Temp();
+        string plain = Plain(dir);
+        string nan = Fixture.Path_("trial22_input_nan.pt");   // {'input': one all-NaN 3x32x32 image}
+        var (code, stdout, stderr) = Rmnet("verify", Trial22, plain, "--input", nan, "--input-size", "32", "--quiet");
+        Assert.True(code == 1, stderr);
+        // 4 seeded images and the NaN one; 3 classes: 3 NaN outputs in each model.
+        Assert.Contains("verification: 5 images, ", stdout);
+        Assert.Contains("non-finite outputs in 1 of 5 images (original: 3 NaN; converted: 3 NaN): NOT EQUIVALENT", stdout);
+        Assert.Contains($"  of which {nan}: 1 images, ", stdout);
+        Assert.Contains("non-finite outputs in 1 of 1 images (original: 3 NaN; converted: 3 NaN)", stdout.Split('\n').Single(l => l.StartsWith("  of which")));
+
+        (code, stdout, _) = Rmnet("verify", Trial22, plain, "--input", nan, "--input-size", "32", "--json", "--quiet");
+        Assert.Equal(1, code);
+        var v = Verification(stdout);
+        Assert.False(v.GetProperty("passed").GetBoolean());
+        Assert.Equal("non-finite outputs in 1 of 5 images (original: 3 NaN; converted: 3 NaN)", v.GetProperty("non_finite").GetString());
+        // The seeded images' errors are still measured, over the finite outputs.
+        Assert.True(v.GetProperty("max_rel_error").GetDouble() < 1e-5);
+        Assert.Equal(1, v.GetProperty("user_input").GetProperty("samples").GetInt32());
+        Assert.False(v.GetProperty("user_input").GetProperty("passed").GetBoolean());
+    }
+
+    [Fact]
+    public void TheUsersImagesAreReportedBesideTheSeededOnes()
+    {
+        using var dir = Fixture.Temp();
+        string plain = Plain(dir);
+        var (code, stdout, stderr) = Rmnet("verify", Trial22, plain, "--input", Fixture.Path_("trial22.io.pth"), "--input-size", "32", "--json", "--quiet");
+        Assert.True(code == 0, stderr);
+        var v = Verification(stdout);
+        Assert.Equal(6, v.GetProperty("samples").GetInt32());
+        var user = v.GetProperty("user_input");
+        Assert.Equal(2, user.GetProperty("samples").GetInt32());
+        Assert.True(user.GetProperty("passed").GetBoolean());
+        double userError = user.GetProperty("max_rel_error").GetDouble();
+        Assert.True(userError > 0 && userError < 1e-5 && userError <= v.GetProperty("max_rel_error").GetDouble());
+        Assert.False(v.TryGetProperty("non_finite", out _));
+    }
+
+    [Fact]
+    public void NaNFromTheUsersImageFailsTheOnnxVerification()
+    {
+        using var dir = Fixture.Temp();
+        var (original, plain) = OnnxPair(dir);
+        var (code, stdout, stderr) = Rmnet("verify", original, plain, "--input", Fixture.Path_("trial22_input_nan.pt"), "--input-size", "32", "--quiet");
+        Assert.True(code == 1, stderr);
+        // basic_narrow has 10 classes.
+        Assert.Contains("non-finite outputs in 1 of 5 images (original: 10 NaN; converted: 10 NaN): NOT EQUIVALENT", stdout);
+    }
+
+    [Fact]
+    public void ConvertVerifyRefusesNaNOutputsAndSaysWhy()
+    {
+        using var dir = Fixture.Temp();
+        string path = dir.File("nan_bias.safetensors");
+        using (var sd = CheckpointReader.Read(Trial22))
+        {
+            sd["fc.bias"][1] = float.NaN;
+            AtomicFile.Write(path, s => SafetensorsFile.Write(s, sd.Select(kv => (kv.Key, kv.Value)).ToList(), new Dictionary<string, string>()));
+        }
+        foreach (string output in new[] { dir.File("out.onnx"), dir.File("out.pth") })
+        {
+            var (code, _, stderr) = Rmnet("convert", path, "-o", output, "--allow-nonfinite", "--verify", "--input-size", "32", "--quiet");
+            Assert.Equal(1, code);
+            Assert.Equal($"rmnet: error: {output}: converted model differs from the original (non-finite outputs in 4 of 4 images (original: 4 NaN; converted: 4 NaN)); nothing written",
+                stderr.Trim());
+            Assert.False(File.Exists(output));
+        }
+    }
+
+    [Fact]
+    public void OnlyTheSameInfinityInBothModelsAgrees()
+    {
+        using var reference = torch.tensor(new[] { 1.0, double.PositiveInfinity, -2.0, 0.5, 1.0, 3.0 }).reshape(2, 3);
+        using var same = torch.tensor(new[] { 1.0, double.PositiveInfinity, -2.0 + 1e-7, 0.5, 1.0, 3.0 }).reshape(2, 3);
+        var agree = Equivalence.Measure(reference, same, 1e-4);
+        Assert.True(agree.Passed);
+        Assert.Null(agree.NonFinite);
+        Assert.Equal(1e-7, agree.MaxAbsError, 1e-12);
+        using var finite = torch.tensor(new[] { 1.0, 7.0, -2.0, 0.5, 1.0, 3.0 }).reshape(2, 3);
+        var differ = Equivalence.Measure(reference, finite, 1e-4);
+        Assert.False(differ.Passed);
+        Assert.Equal(new NonFiniteOutputs(0, 1, 0, 0, 1), differ.NonFinite);
+        using var nan = torch.tensor(new[] { 1.0, double.PositiveInfinity, -2.0, 0.5, double.NaN, 3.0 }).reshape(2, 3);
+        var both = Equivalence.Measure(nan, nan, 1e-4);
+        Assert.False(both.Passed);
+        Assert.Equal(new NonFiniteOutputs(1, 1, 1, 1, 1), both.NonFinite);
+        Assert.Equal(0, both.MaxRelError);
     }
 }

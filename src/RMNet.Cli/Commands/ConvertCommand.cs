@@ -104,7 +104,7 @@ public static class ConvertCommand
         {
             ctx.Document(result);
             ctx.Line(ReportText.Verification(report));
-            ctx.Err.WriteLine($"rmnet: error: {output}: converted model differs from the original (max rel error {Format.Sci(report.MaxRelError)} > {Format.Sci(report.Tolerance)}); nothing written");
+            ctx.Err.WriteLine($"rmnet: error: {output}: converted model differs from the original ({ReportText.Failure(report)}); nothing written");
             return ExitCodes.NotEquivalent;
         }
         pending.Commit();
@@ -150,7 +150,7 @@ public static class ConvertCommand
                 ctx.Progress.Stage($"verifying {output} in ONNX Runtime on {options.Samples} inputs");
                 report = Verifier.Verify(input, pending.TempPath, options, ctx.Cancellation);
                 if (!report.Passed)
-                    refusal = $"{output}: converted model differs from the original (max rel error {Format.Sci(report.MaxRelError)} > {Format.Sci(report.Tolerance)}); nothing written";
+                    refusal = $"{output}: converted model differs from the original ({ReportText.Failure(report)}); nothing written";
             }
         }
         var before = RMNet.Onnx.OnnxSummary.Read(input, options.InputSize);

@@ -56,10 +56,7 @@ public static class VerifyCommand
                     ctx.Progress.Stage($"verifying {conv} against {orig} in ONNX Runtime");
                     var onnxReport = Verifier.Verify(orig, conv, onnxOptions, ctx.Cancellation);
                     ctx.Document(new Result(orig, conv, "onnx", (int)(onnxReport.InputShape?.LastOrDefault() ?? onnxOptions.InputSize), onnxOptions.Seed, VerificationJson.Of(onnxReport)));
-                    ctx.Line($"{conv} against {orig} (both in ONNX Runtime)");
-                    ctx.Line(ReportText.Inputs(onnxReport, onnxOptions.Samples, onnxOptions.InputSize, p.GetValue(userInput)));
-                    ctx.Line(ReportText.Verification(onnxReport));
-                    return onnxReport.Passed ? ExitCodes.Success : ExitCodes.NotEquivalent;
+                    return Report(ctx, onnxReport, onnxOptions, $"{conv} against {orig} (both in ONNX Runtime)", p.GetValue(userInput));
                 }
                 ctx.Progress.Stage($"loading {orig}");
                 using var ckpt = StopRequest.Abandonable(() => SourceModels.Load(orig, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(allowNonFinite), p.GetValue(negative)),
@@ -72,13 +69,20 @@ public static class VerifyCommand
                 using var runner = ModelRunner.OpenConverted(conv, ckpt, ctx.Cancellation);
                 var report = Verifier.Verify(ckpt, runner, options, ctx.Cancellation);
                 ctx.Document(new Result(orig, conv, ckpt.DisplayName, side, options.Seed, VerificationJson.Of(report)));
-                ctx.Line($"{conv} against {orig} ({ckpt.Description})");
-                ctx.Line(ReportText.Inputs(report, options.Samples, options.InputSize, p.GetValue(userInput)));
-                ctx.Line(ReportText.Verification(report));
-                return report.Passed ? ExitCodes.Success : ExitCodes.NotEquivalent;
+                return Report(ctx, report, options, $"{conv} against {orig} ({ckpt.Description})", p.GetValue(userInput));
             });
         });
         return cmd;
+    }
+
+    /// <summary>The text lines of a verification (the JSON document is written before) and its exit code.</summary>
+    static int Report(CliContext ctx, VerificationReport report, VerifyOptions options, string title, string? userInput)
+    {
+        ctx.Line(title);
+        ctx.Line(ReportText.Inputs(report, options.Samples, options.InputSize, userInput));
+        ctx.Line(ReportText.Verification(report));
+        if (ReportText.UserImages(report, userInput) is { } line) ctx.Line(line);
+        return report.Passed ? ExitCodes.Success : ExitCodes.NotEquivalent;
     }
 
     static Tensor ReadInput(string path)

@@ -90,8 +90,18 @@ public static class Verifier
             return run(x);
         };
         var reports = batches.Select(x => Equivalence.Compare(Checked(original), Checked(converted), x, options.Tolerance)).ToList();
+        return Combine(reports, options.Tolerance) with
+        {
+            SeededSamples = seeded,
+            UserInput = options.UserInput is null ? null : reports[^1],
+        };
+    }
+
+    /// <summary>Several batches' reports as one: errors maximised (a NaN kept), agreement weighted by images, non-finite outputs summed.</summary>
+    static VerificationReport Combine(List<VerificationReport> reports, double tolerance)
+    {
         int n = reports.Sum(r => r.Samples);
-        return new VerificationReport(n, reports.Max(r => r.MaxAbsError), reports.Max(r => r.MaxRelError),
-            reports.Sum(r => r.Top1Agreement * r.Samples) / n, options.Tolerance, SeededSamples: seeded);
+        return new VerificationReport(n, reports.Select(r => r.MaxAbsError).Aggregate(Math.Max), reports.Select(r => r.MaxRelError).Aggregate(Math.Max),
+            reports.Sum(r => r.Top1Agreement * r.Samples) / n, tolerance, NonFinite: NonFiniteOutputs.Sum(reports.Select(r => r.NonFinite)));
     }
 }
