@@ -170,4 +170,27 @@ public class VerifyGateTests
         Assert.Equal(new NonFiniteOutputs(1, 1, 1, 1, 1), both.NonFinite);
         Assert.Equal(0, both.MaxRelError);
     }
+
+    [Fact]
+    public void InputMayBeABareTensorOrADictOfOne()
+    {
+        using var dir = Fixture.Temp();
+        string plain = Plain(dir);
+        string single = dir.File("single.safetensors");
+        using (var io = CheckpointReader.Read(Fixture.Path_("trial22.io.pth")))
+            AtomicFile.Write(single, s => SafetensorsFile.Write(s, new List<(string, torch.Tensor)> { ("images", io["input"]) }, new Dictionary<string, string>()));
+        // torch.save(x, 'x.pt'), {'input': x, 'output': y}, and {'images': x}: the same two images.
+        foreach (string input in new[] { Fixture.Path_("trial22_input_bare.pt"), Fixture.Path_("trial22.io.pth"), single })
+        {
+            var (code, stdout, stderr) = Rmnet("verify", Trial22, plain, "--samples", "0", "--input", input, "--json", "--quiet");
+            Assert.True(code == 0, stderr);
+            var v = Verification(stdout);
+            Assert.Equal(2, v.GetProperty("samples").GetInt32());
+            Assert.True(v.GetProperty("max_rel_error").GetDouble() is > 0 and < 1e-5, input);
+        }
+        // A bare tensor is input only: as a checkpoint it is still refused with what to save instead.
+        var (refused, _, error) = Rmnet("convert", Fixture.Path_("trial22_input_bare.pt"), "-o", dir.File("x.onnx"), "--quiet");
+        Assert.Equal(2, refused);
+        Assert.Equal($"rmnet: error: {Fixture.Path_("trial22_input_bare.pt")}: holds a single tensor, not a state dict or a module{PickledWeights.ReSave}", error.Trim());
+    }
 }

@@ -27,10 +27,14 @@ public static class CommonOptions
         var option = new Option<int>("--samples") { Description = "Seeded random images to compare", DefaultValueFactory = _ => 4 };
         option.Validators.Add(result =>
         {
-            if (result.GetValueOrDefault<int>() is var n && n < minimum) result.AddError($"--samples: {n} is below {minimum}");
+            if (Given(result) is int n && n < minimum) result.AddError($"--samples: {n} is below {minimum}");
         });
         return option;
     }
+
+    /// <summary>The whole number an option was given on the command line; null where it was not, or is not a whole number (the parser says so).</summary>
+    public static int? Given(System.CommandLine.Parsing.OptionResult? result) =>
+        result is { Implicit: false, Tokens.Count: > 0 } && int.TryParse(result.Tokens[^1].Value, out int n) ? n : null;
 
     public static Option<int> InputSize() => new("--input-size") { Description = "Height and width of the random images", DefaultValueFactory = _ => 224 };
 

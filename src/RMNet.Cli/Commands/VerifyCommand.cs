@@ -21,7 +21,10 @@ public static class VerifyCommand
         var size = CommonOptions.InputSize();
         var tolerance = CommonOptions.Tolerance();
         var seed = CommonOptions.Seed();
-        var userInput = new Option<string?>("--input") { Description = "Also run this tensor [N, C, H, W], C the model's input channels (.pth or .safetensors; the entry named 'input' or the only one)" };
+        var userInput = new Option<string?>("--input")
+        {
+            Description = "Also run this tensor [N, C, H, W], C the model's input channels (.pth or .safetensors: a tensor saved on its own, the entry named 'input', or the only one)",
+        };
         var allowNonFinite = CommonOptions.AllowNonFinite();
         var negative = CommonOptions.NegativeInput();
         var json = CommonOptions.Json();
@@ -31,7 +34,7 @@ public static class VerifyCommand
         };
         cmd.Validators.Add(result =>
         {
-            if (result.GetValue(samples) == 0 && result.GetValue(userInput) is null)
+            if (CommonOptions.Given(result.GetResult(samples)) == 0 && result.GetResult(userInput) is null)
                 result.AddError("--samples 0 needs --input (a tensor of your own images to verify on)");
         });
         cmd.SetAction(p =>
@@ -87,11 +90,11 @@ public static class VerifyCommand
 
     static Tensor ReadInput(string path)
     {
-        var sd = CheckpointReader.Read(path);
+        using var sd = CheckpointReader.ReadTensors(path, "input");
         var t = sd.TryGetValue("input", out var named) ? named
             : sd.Count == 1 ? sd.Values.First() : throw new ModelInputException(path, "holds several tensors and none is named 'input'");
         if (t.dim() != 4)
             throw new ModelInputException(path, $"input tensor has shape [{string.Join(", ", t.shape)}], expected [N, C, H, W]");
-        return t.to_type(ScalarType.Float32);
+        return t.to_type(ScalarType.Float32, copy: true);   // its own tensor: the state dict is disposed
     }
 }

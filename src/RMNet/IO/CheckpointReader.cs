@@ -13,12 +13,20 @@ namespace RMNet.IO;
 public static class CheckpointReader
 {
     /// <summary>Reads the weights of <paramref name="path"/>; bad files raise <see cref="ModelInputException"/>.</summary>
-    public static StateDict Read(string path)
+    public static StateDict Read(string path) => Read(path, bareTensorName: null);
+
+    /// <summary>
+    /// Reads the tensors of <paramref name="path"/> as <see cref="Read(string)"/> does, and also a file that holds one
+    /// bare tensor (<c>torch.save(x, 'x.pt')</c>), which comes back under <paramref name="bareTensorName"/>.
+    /// </summary>
+    public static StateDict ReadTensors(string path, string bareTensorName) => Read(path, bareTensorName);
+
+    static StateDict Read(string path, string? bareTensorName)
     {
         var format = FileFormats.Detect(path);
         return Guarded(path, format, () => format switch
         {
-            FileFormat.TorchZip => FromTorchZip(path),
+            FileFormat.TorchZip => FromTorchZip(path, bareTensorName),
             FileFormat.Safetensors => FromSafetensors(path),
             FileFormat.TorchLegacy => throw new ModelInputException(path, "saved in PyTorch's legacy (pre-1.6) format; re-save it with torch.save in a current PyTorch"),
             FileFormat.Onnx => throw new ModelInputException(path, "is an ONNX model; this command reads PyTorch checkpoints and safetensors"),
@@ -82,11 +90,11 @@ public static class CheckpointReader
         return (PickleReader.Read(bytes, key => entries.TryGetValue(key, out var e) ? e.Length : null, path), entries);
     }
 
-    static StateDict FromTorchZip(string path)
+    static StateDict FromTorchZip(string path, string? bareTensorName)
     {
         using var zip = new ZipArchive(File.OpenRead(path), ZipArchiveMode.Read);
         var (root, entries) = ReadPickle(zip, path);
-        var named = PickledWeights.Find(root, path);
+        var named = root is PickleTensor bare && bareTensorName is not null ? new() { (bareTensorName, bare) } : PickledWeights.Find(root, path);
         var keys = named.Select(n => n.Name).ToList();
         bool dataParallel = keys.Count > 0 && keys.All(k => k.StartsWith("module.", StringComparison.Ordinal));
         var sd = new StateDict(path);
