@@ -193,4 +193,41 @@ public class VerifyGateTests
         Assert.Equal(2, refused);
         Assert.Equal($"rmnet: error: {Fixture.Path_("trial22_input_bare.pt")}: holds a single tensor, not a state dict or a module{PickledWeights.ReSave}", error.Trim());
     }
+
+    [Theory]
+    [InlineData("f16.onnx")]
+    [InlineData("f16.pth")]
+    [InlineData("f16.safetensors")]
+    public void AFloat16FileIsVerifiedAtTheFloat16ToleranceUnlessOneIsGiven(string name)
+    {
+        using var dir = Fixture.Temp();
+        string f16 = dir.File(name);
+        ConvertVerified(Trial22, f16, 32, "--dtype", "float16");
+        var (code, stdout, stderr) = Rmnet("verify", Trial22, f16, "--input-size", "32", "--json", "--quiet");
+        Assert.True(code == 0, stderr);
+        var root = JsonDocument.Parse(stdout).RootElement;
+        Assert.Equal("float16", root.GetProperty("converted_dtype").GetString());
+        var v = root.GetProperty("verification");
+        Assert.Equal(1e-2, v.GetProperty("tolerance").GetDouble());
+        // Rounding every weight to float16 costs more than the float32 default allows, and far less than 1e-2.
+        Assert.True(v.GetProperty("max_rel_error").GetDouble() is > 1e-4 and < 1e-3, stdout);
+        (code, stdout, _) = Rmnet("verify", Trial22, f16, "--input-size", "32", "--quiet");
+        Assert.Equal(0, code);
+        Assert.Contains($"tolerance 1.00E-02: the float16 default, since {f16} holds float16 weights (--tolerance sets another)", stdout);
+        // A tolerance given is kept.
+        (code, stdout, _) = Rmnet("verify", Trial22, f16, "--input-size", "32", "--tolerance", "1e-4", "--json", "--quiet");
+        Assert.Equal(1, code);
+        Assert.Equal(1e-4, Verification(stdout).GetProperty("tolerance").GetDouble());
+    }
+
+    [Fact]
+    public void AFloat32FileKeepsTheFloat32Tolerance()
+    {
+        using var dir = Fixture.Temp();
+        var (code, stdout, stderr) = Rmnet("verify", Trial22, Plain(dir), "--input-size", "32", "--json", "--quiet");
+        Assert.True(code == 0, stderr);
+        var root = JsonDocument.Parse(stdout).RootElement;
+        Assert.Equal("float32", root.GetProperty("converted_dtype").GetString());
+        Assert.Equal(1e-4, root.GetProperty("verification").GetProperty("tolerance").GetDouble());
+    }
 }

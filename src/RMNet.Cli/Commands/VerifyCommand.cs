@@ -9,7 +9,9 @@ namespace RMNet.Cli.Commands;
 /// <summary><c>rmnet verify</c>: runs the original checkpoint and a converted file on the same inputs.</summary>
 public static class VerifyCommand
 {
-    public sealed record Result(string Original, string Converted, string Architecture, int InputSize, long Seed, VerificationJson Verification);
+    /// <summary><see cref="ConvertedDtype"/>: the converted file's weight types (float16 ones set the default tolerance to 1e-2).</summary>
+    public sealed record Result(string Original, string Converted, string Architecture, int InputSize, long Seed, VerificationJson Verification,
+        string? ConvertedDtype = null);
 
     public static Command Create(CommandIO io)
     {
@@ -52,37 +54,44 @@ public static class VerifyCommand
                     MemoryEstimate.EnsureFits(conv, "verifying",
                         onnxOriginal ? MemoryEstimate.Verify(convBytes + origBytes, 0, external) : MemoryEstimate.Verify(convBytes, origBytes, external));
                 }
+                var dtypes = WeightDtypes.Of(conv);
+                // A float16 file is held to float16's own tolerance unless one is given, as convert --verify held it.
+                bool float16 = dtypes is ["float16"] && p.GetResult(tolerance) is not { Implicit: false };
+                double bound = float16 ? OutputDtype.Float16.DefaultTolerance() : p.GetValue(tolerance);
+                string? note = float16 ? $"tolerance {Format.Sci(bound)}: the float16 default, since {conv} holds float16 weights (--tolerance sets another)" : null;
                 if (onnxOriginal)
                 {
-                    var onnxOptions = new VerifyOptions(p.GetValue(samples), p.GetValue(size), p.GetValue(tolerance), p.GetValue(seed),
+                    var onnxOptions = new VerifyOptions(p.GetValue(samples), p.GetValue(size), bound, p.GetValue(seed),
                         p.GetValue(userInput) is string inputPath ? ReadInput(inputPath) : null);
                     ctx.Progress.Stage($"verifying {conv} against {orig} in ONNX Runtime");
                     var onnxReport = Verifier.Verify(orig, conv, onnxOptions, ctx.Cancellation);
-                    ctx.Document(new Result(orig, conv, "onnx", (int)(onnxReport.InputShape?.LastOrDefault() ?? onnxOptions.InputSize), onnxOptions.Seed, VerificationJson.Of(onnxReport)));
-                    return Report(ctx, onnxReport, onnxOptions, $"{conv} against {orig} (both in ONNX Runtime)", p.GetValue(userInput));
+                    ctx.Document(new Result(orig, conv, "onnx", (int)(onnxReport.InputShape?.LastOrDefault() ?? onnxOptions.InputSize), onnxOptions.Seed,
+                        VerificationJson.Of(onnxReport), WeightDtypes.Describe(dtypes)));
+                    return Report(ctx, onnxReport, onnxOptions, $"{conv} against {orig} (both in ONNX Runtime)", p.GetValue(userInput), note);
                 }
                 ctx.Progress.Stage($"loading {orig}");
                 using var ckpt = StopRequest.Abandonable(() => SourceModels.Load(orig, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(allowNonFinite), p.GetValue(negative)),
                     ctx.Cancellation);
                 Tensor? extra = p.GetValue(userInput) is string path ? ReadInput(path) : null;
-                var options = new VerifyOptions(p.GetValue(samples), p.GetValue(size), p.GetValue(tolerance), p.GetValue(seed), extra);
+                var options = new VerifyOptions(p.GetValue(samples), p.GetValue(size), bound, p.GetValue(seed), extra);
                 int side = ckpt.FixedInputSize ?? options.InputSize;
                 ctx.Progress.Stage($"verifying {conv} on {(options.Samples > 0 ? $"{options.Samples} seeded images of {side}x{side}{(extra is null ? "" : " and ")}" : "")}"
                     + (extra is null ? "" : $"the {extra.shape[0]} of {p.GetValue(userInput)}"));
                 using var runner = ModelRunner.OpenConverted(conv, ckpt, ctx.Cancellation);
                 var report = Verifier.Verify(ckpt, runner, options, ctx.Cancellation);
-                ctx.Document(new Result(orig, conv, ckpt.DisplayName, side, options.Seed, VerificationJson.Of(report)));
-                return Report(ctx, report, options, $"{conv} against {orig} ({ckpt.Description})", p.GetValue(userInput));
+                ctx.Document(new Result(orig, conv, ckpt.DisplayName, side, options.Seed, VerificationJson.Of(report), WeightDtypes.Describe(dtypes)));
+                return Report(ctx, report, options, $"{conv} against {orig} ({ckpt.Description})", p.GetValue(userInput), note);
             });
         });
         return cmd;
     }
 
     /// <summary>The text lines of a verification (the JSON document is written before) and its exit code.</summary>
-    static int Report(CliContext ctx, VerificationReport report, VerifyOptions options, string title, string? userInput)
+    static int Report(CliContext ctx, VerificationReport report, VerifyOptions options, string title, string? userInput, string? note)
     {
         ctx.Line(title);
         ctx.Line(ReportText.Inputs(report, options.Samples, options.InputSize, userInput));
+        if (note is not null) ctx.Line(note);
         ctx.Line(ReportText.Verification(report));
         if (ReportText.UserImages(report, userInput) is { } line) ctx.Line(line);
         return report.Passed ? ExitCodes.Success : ExitCodes.NotEquivalent;

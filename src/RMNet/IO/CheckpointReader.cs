@@ -73,6 +73,13 @@ public static class CheckpointReader
         });
     }
 
+    /// <summary>The storage types (<c>HalfStorage</c>, <c>FloatStorage</c>, ...) of the weights of a <c>torch.save</c> archive, from its pickle alone.</summary>
+    internal static IEnumerable<string> WeightStorageTypes(string path) => Guarded(path, FileFormat.TorchZip, () =>
+    {
+        using var zip = new ZipArchive(File.OpenRead(path), ZipArchiveMode.Read);
+        return PickledWeights.Find(ReadPickle(zip, path).Root, path).Select(n => n.Tensor.Storage.StorageType).Distinct().ToList();
+    });
+
     /// <summary>data.pkl read by <see cref="PickleReader"/>, and the archive's storage entries by key.</summary>
     static (object? Root, Dictionary<string, ZipArchiveEntry> Storages) ReadPickle(ZipArchive zip, string path)
     {
