@@ -7,6 +7,22 @@ public static class CommonOptions
 {
     public static Option<bool> Json() => new("--json") { Description = "Write one JSON document to stdout instead of text (schema in the README)" };
 
+    /// <summary>
+    /// <c>--output</c>/<c>-o</c>: required unless <paramref name="defaultValue"/> is given. A value starting with '-' is refused:
+    /// it is an option the shell or the user put after -o (<c>-o --json</c>), not a file name (<c>./-x.onnx</c> names such a file).
+    /// </summary>
+    public static Option<string> Output(string description, string? defaultValue = null)
+    {
+        var option = new Option<string>("--output", "-o") { Description = description, Required = defaultValue is null };
+        if (defaultValue is not null) option.DefaultValueFactory = _ => defaultValue;
+        option.Validators.Add(result =>
+        {
+            if (result.Tokens.Count > 0 && result.Tokens[^1].Value is var name && name.StartsWith('-'))
+                result.AddError($"--output: '{name}' looks like an option, not a file name (for a file named so, write ./{name})");
+        });
+        return option;
+    }
+
     public static Option<string> Arch() => new("--arch")
     {
         Description = "Architecture: auto (detect from names and shapes) or a torchvision name such as resnet50",

@@ -24,7 +24,7 @@ public static class ConvertCommand
     public static Command Create(CommandIO io)
     {
         var input = new Argument<string>("model") { Description = "PyTorch checkpoint (.pth, .pt, .pth.tar), .safetensors, or an ONNX model (converted at the graph level)" };
-        var output = new Option<string>("--output", "-o") { Description = "Output file: .onnx, .safetensors or .pth", Required = true };
+        var output = CommonOptions.Output("Output file: .onnx, .safetensors or .pth");
         var arch = CommonOptions.Arch();
         var numClasses = CommonOptions.NumClasses();
         var verify = new Option<bool>("--verify") { Description = "Check the written model against the original before keeping it (exit 1 and no output if it differs)" };
@@ -71,6 +71,7 @@ public static class ConvertCommand
         VerifyOptions options, bool force, bool allowNonFinite, RMNet.Rm.NegativeInputMode negative = RMNet.Rm.NegativeInputMode.PRelu,
         OutputDtype dtype = OutputDtype.Float32, bool reluOnly = false)
     {
+        ModelWriter.CheckExtension(output);   // before anything is loaded, naming the path given (not the temporary one)
         using var pending = new PendingOutput(output, force, input);
         ctx.RemoveStaleTemporaries(output);
         ctx.Progress.Stage($"loading {input}");
