@@ -57,4 +57,31 @@ public class UserCheckpointTests(ITestOutputHelper output)
         var report = ConvertVerified(path, dir.File("plain.onnx"), 32);
         Assert.True(report.GetProperty("verification").GetProperty("max_rel_error").GetDouble() < 1e-5);
     }
+
+    [Theory]
+    [InlineData("trial22_lightning.ckpt", "model.", "state_dict")]   // trainer.save_checkpoint: the LightningModule's self.model
+    [InlineData("trial22_compiled.pth", "_orig_mod.", null)]          // torch.compile(model).state_dict()
+    public void LightningAndTorchCompilePrefixesAreRemoved(string file, string prefix, string? key)
+    {
+        string path = Fixture.Path_(file);
+        using var sd = CheckpointReader.Read(path);
+        Assert.Equal(prefix, sd.RemovedPrefix);
+        _ = key;   // checked with item 9
+        AssertSameWeights(Fixture.Path_("trial22.pth"), sd);
+        FamilyChecks.AssertMatchesPyTorch(SourceModels.FromStateDict(sd), "trial22", output, file);
+        using var dir = Fixture.Temp();
+        ConvertVerified(path, dir.File("plain.onnx"), 32);
+        Assert.Equal(4, Inspect(path).GetProperty("blocks").GetArrayLength());
+    }
+
+    [Theory]
+    [InlineData(new[] { "module.conv1.weight", "module.fc.bias" }, "module.")]
+    [InlineData(new[] { "model._orig_mod.conv1.weight", "model._orig_mod.fc.bias" }, "model._orig_mod.")]
+    [InlineData(new[] { "_orig_mod.module.conv1.weight", "_orig_mod.module.fc.bias" }, "_orig_mod.module.")]
+    [InlineData(new[] { "model.conv1.weight", "fc.bias" }, "")]                 // not every name: nothing is cut
+    [InlineData(new[] { "model.layers.0.weight", "models.fc.bias" }, "")]
+    [InlineData(new[] { "conv1.weight", "layer1.0.conv1.weight" }, "")]
+    [InlineData(new[] { "model.", "model.x" }, "")]                             // a cut would leave an empty name
+    public void OnlyAPrefixSharedByEveryNameIsRemoved(string[] keys, string expected) =>
+        Assert.Equal(expected, CheckpointReader.SharedWrapperPrefix(keys));
 }

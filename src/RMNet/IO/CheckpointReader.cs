@@ -8,10 +8,27 @@ namespace RMNet.IO;
 /// Reads PyTorch checkpoints (<c>torch.save</c> zip archives of state dicts, training checkpoints or whole modules,
 /// and TorchScript archives; read by <see cref="PickleReader"/>, which executes nothing) and safetensors (through
 /// TorchSharp.PyBridge) into a <see cref="StateDict"/>, in the file's own dtypes. Where the weights are found is
-/// <see cref="PickledWeights"/>; a DataParallel <c>module.</c> prefix is removed.
+/// <see cref="PickledWeights"/>; a wrapper's prefix shared by every name is removed (<see cref="WrapperPrefixes"/>).
 /// </summary>
 public static class CheckpointReader
 {
+    /// <summary>
+    /// Prefixes wrappers add to every name: DataParallel's <c>module.</c>, a PyTorch Lightning module's <c>model.</c>
+    /// (the network as <c>self.model</c>), torch.compile's <c>_orig_mod.</c>. Removed, repeatedly, only while every
+    /// name carries the same one, so a network's own names are never cut.
+    /// </summary>
+    public static IReadOnlyList<string> WrapperPrefixes { get; } = new[] { "module.", "model.", "_orig_mod." };
+
+    /// <summary>The prefix (possibly several wrappers' together, e.g. <c>model._orig_mod.</c>) that every one of <paramref name="keys"/> starts with; "" where none.</summary>
+    public static string SharedWrapperPrefix(IReadOnlyList<string> keys)
+    {
+        string prefix = "";
+        while (keys.Count > 0 && WrapperPrefixes.FirstOrDefault(p => keys.All(k => k.Length > prefix.Length + p.Length
+            && string.CompareOrdinal(k, prefix.Length, p, 0, p.Length) == 0)) is { } next)
+            prefix += next;
+        return prefix;
+    }
+
     /// <summary>Reads the weights of <paramref name="path"/>; bad files raise <see cref="ModelInputException"/>.</summary>
     public static StateDict Read(string path) => Read(path, bareTensorName: null);
 
@@ -102,14 +119,13 @@ public static class CheckpointReader
         using var zip = new ZipArchive(File.OpenRead(path), ZipArchiveMode.Read);
         var (root, entries) = ReadPickle(zip, path);
         var named = root is PickleTensor bare && bareTensorName is not null ? new() { (bareTensorName, bare) } : PickledWeights.Find(root, path);
-        var keys = named.Select(n => n.Name).ToList();
-        bool dataParallel = keys.Count > 0 && keys.All(k => k.StartsWith("module.", StringComparison.Ordinal));
-        var sd = new StateDict(path);
+        string prefix = SharedWrapperPrefix(named.Select(n => n.Name).ToList());
+        var sd = new StateDict(path) { RemovedPrefix = prefix.Length > 0 ? prefix : null };
         var storages = new Dictionary<string, Tensor>();
         try
         {
             foreach (var (key, record) in named)
-                sd.Add(dataParallel ? key["module.".Length..] : key, Materialize(record, entries, storages, path, key));
+                sd.Add(key[prefix.Length..], Materialize(record, entries, storages, path, key));
         }
         catch
         {
