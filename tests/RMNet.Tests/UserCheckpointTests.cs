@@ -1,6 +1,7 @@
 using System.IO.Compression;
 using RMNet.IO;
 using RMNet.Models;
+using RMNet.Verification;
 using Xunit;
 using Xunit.Abstractions;
 using static RMNet.Tests.CliHarness;
@@ -66,7 +67,7 @@ public class UserCheckpointTests(ITestOutputHelper output)
         string path = Fixture.Path_(file);
         using var sd = CheckpointReader.Read(path);
         Assert.Equal(prefix, sd.RemovedPrefix);
-        _ = key;   // checked with item 9
+        Assert.Equal(key, sd.WeightsKey);
         AssertSameWeights(Fixture.Path_("trial22.pth"), sd);
         FamilyChecks.AssertMatchesPyTorch(SourceModels.FromStateDict(sd), "trial22", output, file);
         using var dir = Fixture.Temp();
@@ -84,4 +85,74 @@ public class UserCheckpointTests(ITestOutputHelper output)
     [InlineData(new[] { "model.", "model.x" }, "")]                             // a cut would leave an empty name
     public void OnlyAPrefixSharedByEveryNameIsRemoved(string[] keys, string expected) =>
         Assert.Equal(expected, CheckpointReader.SharedWrapperPrefix(keys));
+
+    [Theory]
+    [InlineData("trial22_ema_timm.pth", "state_dict", "state_dict_ema")]   // timm
+    [InlineData("trial22_ema_model.pth", "model", "model_ema")]
+    public void EmaWeightsAreNamedAndChosenWithWeightsKey(string file, string trained, string ema)
+    {
+        string path = Fixture.Path_(file);
+        var io = Fixture.Io("trial22");
+        using (var sd = CheckpointReader.Read(path))
+        {
+            Assert.Equal(trained, sd.WeightsKey);
+            Assert.Equal(new[] { ema }, sd.OtherWeightsKeys);
+            AssertSameWeights(Fixture.Path_("trial22.pth"), sd);
+        }
+        using (var sd = CheckpointReader.Read(path, ema))
+        {
+            Assert.Equal(ema, sd.WeightsKey);
+            Assert.Equal(new[] { trained }, sd.OtherWeightsKeys);
+            using var model = SourceModels.FromStateDict(sd);
+            using var module = model.CreateModule();
+            // PyTorch's output of the EMA weights, 7.8e-2 away from the trained ones' at most.
+            var report = Equivalence.Measure(io["output_ema"], module.forward(io["input"]), 1e-5);
+            Assert.True(report.Passed, $"{report.MaxRelError}");
+        }
+
+        using var dir = Fixture.Temp();
+        string plain = dir.File("ema.onnx");
+        var (code, _, stderr) = Rmnet("convert", path, "-o", plain, "--weights-key", ema, "--verify", "--input-size", "32");
+        Assert.True(code == 0, stderr);
+        Assert.Contains($"rmnet: {path}: weights read from '{ema}' (also in the file: '{trained}'; --weights-key picks another)", stderr);
+        Assert.Equal(0, Rmnet("verify", path, plain, "--weights-key", ema, "--input-size", "32", "--quiet").Code);
+        // Without the key the trained weights are read, said so on stderr, and they are not the EMA ones.
+        (code, _, stderr) = Rmnet("verify", path, plain, "--input-size", "32");
+        Assert.Equal(1, code);
+        Assert.Contains($"rmnet: {path}: weights read from '{trained}' (also in the file: '{ema}'; --weights-key picks another)", stderr);
+        var inspect = Inspect(path);
+        Assert.Equal(trained, inspect.GetProperty("weights_key").GetString());
+        Assert.Equal(new[] { ema }, inspect.GetProperty("other_weights_keys").EnumerateArray().Select(e => e.GetString()));
+        (code, var stdout, stderr) = Rmnet("inspect", path, "--weights-key", ema, "--json", "--quiet");
+        Assert.True(code == 0, stderr);
+        Assert.Equal(ema, System.Text.Json.JsonDocument.Parse(stdout).RootElement.GetProperty("weights_key").GetString());
+        (code, _, _) = Rmnet("bench", path, "--weights-key", ema, "--runtime", "torchsharp", "--size", "32", "--batch", "1", "--runs", "1", "--warmup", "0", "--quiet");
+        Assert.Equal(0, code);
+    }
+
+    [Fact]
+    public void AWeightsKeyTheFileLacksIsRefusedWithItsKeys()
+    {
+        using var dir = Fixture.Temp();
+        string ema = Fixture.Path_("trial22_ema_model.pth"), plainDict = Fixture.Path_("trial22.pth"), safetensors = Fixture.Path_("basic_narrow.safetensors");
+        foreach (var (file, command, problem) in new[]
+        {
+            (ema, "convert", "--weights-key: the checkpoint has no key 'state_dict_ema'; its keys are [model, model_ema, epoch]"),
+            (ema, "inspect", "--weights-key: the checkpoint has no key 'state_dict_ema'; its keys are [model, model_ema, epoch]"),
+            (plainDict, "convert", "--weights-key: the file holds a state dict at its top level, not a checkpoint with keys to choose from"),
+            (safetensors, "convert", "--weights-key: a safetensors file holds one set of weights, with no keys to choose from"),
+        })
+        {
+            string output = dir.File("out.onnx");
+            var args = command == "convert" ? new[] { command, file, "-o", output, "--weights-key", "state_dict_ema", "--quiet" } : new[] { command, file, "--weights-key", "state_dict_ema", "--quiet" };
+            var (code, stdout, stderr) = Rmnet(args);
+            Assert.Equal(2, code);
+            Assert.Equal("", stdout);
+            Assert.Equal($"rmnet: error: {file}: {problem}", stderr.Trim());
+            Assert.False(File.Exists(output));
+        }
+        var (epochCode, _, epochError) = Rmnet("inspect", ema, "--weights-key", "epoch", "--quiet");
+        Assert.Equal(2, epochCode);
+        Assert.Equal($"rmnet: error: {ema}: --weights-key: 'epoch' holds a number, not a state dict or a module", epochError.Trim());
+    }
 }

@@ -23,6 +23,11 @@ public static class CommonOptions
         return option;
     }
 
+    public static Option<string?> WeightsKey() => new("--weights-key")
+    {
+        Description = "The training checkpoint's key to read the weights from (e.g. state_dict_ema, model_ema); default: state_dict, model, model_state_dict, net or module",
+    };
+
     public static Option<string> Arch() => new("--arch")
     {
         Description = "Architecture: auto (detect from names and shapes) or a torchvision name such as resnet50",

@@ -13,28 +13,37 @@ public static class InspectCommand
     public sealed record Result(string File, string Format, string Form, string? Architecture, int? NumClasses, IReadOnlyList<BlockJson>? Blocks,
         CostReport? Cost, int? Layers, IReadOnlyDictionary<string, int>? Operators, long? Opset, string? Producer,
         IReadOnlyList<StageCost>? Stages = null, string? Family = null, int? JoinsFound = null, IReadOnlyList<GraphJoin>? Joins = null,
-        int? UncountedConvs = null);
+        int? UncountedConvs = null)
+    {
+        /// <summary>Checkpoints: the key the weights were read from (null: the top level), other keys holding weights, a removed wrapper prefix.</summary>
+        public string? WeightsKey { get; init; }
+        public IReadOnlyList<string>? OtherWeightsKeys { get; init; }
+        public string? RemovedPrefix { get; init; }
+    }
 
     public static Command Create(CommandIO io)
     {
         var file = new Argument<string>("file") { Description = "A checkpoint, a plain .safetensors or .pth written by rmnet, or an .onnx model" };
         var size = CommonOptions.InputSize();
+        var weightsKey = CommonOptions.WeightsKey();
         var json = CommonOptions.Json();
         var cmd = new Command("inspect", "Show the architecture, blocks, parameters and MACs of a model, and whether it is residual or plain")
         {
-            file, size, json,
+            file, size, weightsKey, json,
         };
         cmd.SetAction(p =>
         {
             var ctx = io.Context(p, json);
-            return ctx.Run(() => Run(ctx, p.GetValue(file)!, p.GetValue(size)));
+            return ctx.Run(() => Run(ctx, p.GetValue(file)!, p.GetValue(size), p.GetValue(weightsKey)));
         });
         return cmd;
     }
 
-    static int Run(CliContext ctx, string path, int size)
+    static int Run(CliContext ctx, string path, int size, string? weightsKey)
     {
         var format = FileFormats.Detect(path);
+        if (weightsKey is not null && (format == FileFormat.Onnx || PlainModelFile.IsPlain(path)))
+            throw new ModelInputException(path, "--weights-key applies to training checkpoints; this file has one set of weights");
         Result result;
         if (format == FileFormat.Onnx)
         {
@@ -66,7 +75,8 @@ public static class InspectCommand
         }
         else
         {
-            using var ckpt = StopRequest.Abandonable(() => SourceModels.Load(path), ctx.Cancellation);
+            StateDict? read = null;
+            using var ckpt = CheckpointLoading.Load(ctx, path, weightsKey, read: sd => read = sd);
             var (form, blocks) = ckpt switch
             {
                 ResNetCheckpoint r => ("residual", r.Spec.Blocks().Select(b => new BlockJson(b.Prefix, b.InChannels, b.Width, b.OutChannels, b.Stride, b.Groups,
@@ -82,9 +92,13 @@ public static class InspectCommand
                 _ => throw new NotSupportedException(ckpt.Family),
             };
             result = new Result(path, format == FileFormat.Safetensors ? "safetensors" : "pytorch", form, ckpt.DisplayName, ckpt.NumClasses, blocks,
-                CostReport.Of(ckpt, size, FileFormats.ModelBytes(path)), null, null, null, null, Stages: ckpt.CostByStage(size, size), Family: ckpt.Family);
+                CostReport.Of(ckpt, size, FileFormats.ModelBytes(path)), null, null, null, null, Stages: ckpt.CostByStage(size, size), Family: ckpt.Family)
+            {
+                WeightsKey = read?.WeightsKey, OtherWeightsKeys = read?.OtherWeightsKeys is { Count: > 0 } others ? others : null, RemovedPrefix = read?.RemovedPrefix,
+            };
             ctx.Document(result);
             ctx.Line($"{path}: {ckpt.Family} {ckpt.Description}, {form}");
+            if (read is not null && CheckpointLoading.Note(read) is { } note) ctx.Line($"  {note[(path.Length + 2)..]}");
             ctx.Line($"  parameters: {Format.Count(result.Cost!.Parameters)}   MACs @{result.Cost.InputSize}: {Format.Count(result.Cost.Macs)}");
             foreach (var st in result.Stages!) ctx.Line($"    {st.Stage,-7} parameters {Format.Count(st.Parameters),8}   MACs {Format.Count(st.Macs),8}");
             var rows = new List<string[]> { new[] { "block", "in", "width", "out", "stride", "groups", ckpt.Family == "resnet" ? "shortcut" : "branches" } };

@@ -29,10 +29,11 @@ public static class VerifyCommand
         };
         var allowNonFinite = CommonOptions.AllowNonFinite();
         var negative = CommonOptions.NegativeInput();
+        var weightsKey = CommonOptions.WeightsKey();
         var json = CommonOptions.Json();
         var cmd = new Command("verify", "Check that a converted model computes the same as the original checkpoint (exit 0 equal, 1 different, 2 bad input)")
         {
-            original, converted, arch, numClasses, samples, size, tolerance, seed, userInput, allowNonFinite, negative, json,
+            original, converted, arch, numClasses, samples, size, tolerance, seed, userInput, allowNonFinite, negative, weightsKey, json,
         };
         cmd.Validators.Add(result =>
         {
@@ -61,6 +62,7 @@ public static class VerifyCommand
                 string? note = float16 ? $"tolerance {Format.Sci(bound)}: the float16 default, since {conv} holds float16 weights (--tolerance sets another)" : null;
                 if (onnxOriginal)
                 {
+                    if (p.GetValue(weightsKey) is not null) throw new ModelInputException(orig, "--weights-key applies to checkpoints; an ONNX model has one set of weights");
                     var onnxOptions = new VerifyOptions(p.GetValue(samples), p.GetValue(size), bound, p.GetValue(seed),
                         p.GetValue(userInput) is string inputPath ? ReadInput(inputPath) : null);
                     ctx.Progress.Stage($"verifying {conv} against {orig} in ONNX Runtime");
@@ -70,8 +72,7 @@ public static class VerifyCommand
                     return Report(ctx, onnxReport, onnxOptions, $"{conv} against {orig} (both in ONNX Runtime)", p.GetValue(userInput), note);
                 }
                 ctx.Progress.Stage($"loading {orig}");
-                using var ckpt = StopRequest.Abandonable(() => SourceModels.Load(orig, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(allowNonFinite), p.GetValue(negative)),
-                    ctx.Cancellation);
+                using var ckpt = CheckpointLoading.Load(ctx, orig, p.GetValue(weightsKey), p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(allowNonFinite), p.GetValue(negative));
                 Tensor? extra = p.GetValue(userInput) is string path ? ReadInput(path) : null;
                 var options = new VerifyOptions(p.GetValue(samples), p.GetValue(size), bound, p.GetValue(seed), extra);
                 int side = ckpt.FixedInputSize ?? options.InputSize;

@@ -29,21 +29,27 @@ public static class CheckpointReader
         return prefix;
     }
 
-    /// <summary>Reads the weights of <paramref name="path"/>; bad files raise <see cref="ModelInputException"/>.</summary>
-    public static StateDict Read(string path) => Read(path, bareTensorName: null);
+    /// <summary>
+    /// Reads the weights of <paramref name="path"/>; bad files raise <see cref="ModelInputException"/>. A training
+    /// checkpoint's weights come from its top-level key <paramref name="weightsKey"/> where given (e.g. <c>state_dict_ema</c>);
+    /// the key read is <see cref="StateDict.WeightsKey"/>.
+    /// </summary>
+    public static StateDict Read(string path, string? weightsKey = null) => Read(path, null, weightsKey);
 
     /// <summary>
-    /// Reads the tensors of <paramref name="path"/> as <see cref="Read(string)"/> does, and also a file that holds one
+    /// Reads the tensors of <paramref name="path"/> as <see cref="Read(string, string?)"/> does, and also a file that holds one
     /// bare tensor (<c>torch.save(x, 'x.pt')</c>), which comes back under <paramref name="bareTensorName"/>.
     /// </summary>
-    public static StateDict ReadTensors(string path, string bareTensorName) => Read(path, bareTensorName);
+    public static StateDict ReadTensors(string path, string bareTensorName) => Read(path, bareTensorName, null);
 
-    static StateDict Read(string path, string? bareTensorName)
+    static StateDict Read(string path, string? bareTensorName, string? weightsKey)
     {
         var format = FileFormats.Detect(path);
         return Guarded(path, format, () => format switch
         {
-            FileFormat.TorchZip => FromTorchZip(path, bareTensorName),
+            FileFormat.TorchZip => FromTorchZip(path, bareTensorName, weightsKey),
+            FileFormat.Safetensors when weightsKey is not null =>
+                throw new ModelInputException(path, "--weights-key: a safetensors file holds one set of weights, with no keys to choose from"),
             FileFormat.Safetensors => FromSafetensors(path),
             FileFormat.TorchLegacy => throw new ModelInputException(path, "saved in PyTorch's legacy (pre-1.6) format; re-save it with torch.save in a current PyTorch"),
             FileFormat.Onnx => throw new ModelInputException(path, "is an ONNX model; this command reads PyTorch checkpoints and safetensors"),
@@ -114,13 +120,15 @@ public static class CheckpointReader
         return (PickleReader.Read(bytes, key => entries.TryGetValue(key, out var e) ? e.Length : null, path), entries);
     }
 
-    static StateDict FromTorchZip(string path, string? bareTensorName)
+    static StateDict FromTorchZip(string path, string? bareTensorName, string? weightsKey)
     {
         using var zip = new ZipArchive(File.OpenRead(path), ZipArchiveMode.Read);
         var (root, entries) = ReadPickle(zip, path);
-        var named = root is PickleTensor bare && bareTensorName is not null ? new() { (bareTensorName, bare) } : PickledWeights.Find(root, path);
+        var found = root is PickleTensor bare && bareTensorName is not null ? new FoundWeights(new() { (bareTensorName, bare) }, null, Array.Empty<string>())
+            : PickledWeights.Locate(root, path, weightsKey);
+        var named = found.Named;
         string prefix = SharedWrapperPrefix(named.Select(n => n.Name).ToList());
-        var sd = new StateDict(path) { RemovedPrefix = prefix.Length > 0 ? prefix : null };
+        var sd = new StateDict(path) { RemovedPrefix = prefix.Length > 0 ? prefix : null, WeightsKey = found.Key, OtherWeightsKeys = found.OtherKeys };
         var storages = new Dictionary<string, Tensor>();
         try
         {
