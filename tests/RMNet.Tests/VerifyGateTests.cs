@@ -230,4 +230,40 @@ public class VerifyGateTests
         Assert.Equal("float32", root.GetProperty("converted_dtype").GetString());
         Assert.Equal(1e-4, root.GetProperty("verification").GetProperty("tolerance").GetDouble());
     }
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("-1e-4")]
+    [InlineData("NaN")]
+    [InlineData("Infinity")]
+    public void AToleranceThatIsNotAFiniteNumberAboveZeroIsAUsageError(string tolerance)
+    {
+        using var dir = Fixture.Temp();
+        string plain = Plain(dir), output = dir.File("out.onnx");
+        var (code, stdout, stderr) = Rmnet("verify", Trial22, plain, "--tolerance", tolerance);
+        Assert.Equal(2, code);
+        Assert.Equal("", stdout);
+        Assert.Equal($"rmnet: error: {Trial22}: --tolerance: {tolerance} is not a finite number above 0 (see 'rmnet verify --help')", stderr.Trim());
+        (code, _, stderr) = Rmnet("convert", Trial22, "-o", output, "--verify", "--tolerance", tolerance);
+        Assert.Equal(2, code);
+        Assert.Equal($"rmnet: error: {Trial22}: --tolerance: {tolerance} is not a finite number above 0 (see 'rmnet convert --help')", stderr.Trim());
+        Assert.False(File.Exists(output));
+    }
+
+    [Fact]
+    public void AnInputWithTheWrongChannelCountNamesTheInputFile()
+    {
+        using var dir = Fixture.Temp();
+        string gray = Fixture.Path_("trial22_input_gray.pt");   // torch.save(x[:, :1]): [2, 1, 32, 32]
+        var (code, stdout, stderr) = Rmnet("verify", Trial22, Plain(dir), "--input", gray, "--quiet");
+        Assert.Equal(2, code);
+        Assert.Equal("", stdout);
+        string line = stderr.Trim();
+        Assert.StartsWith($"rmnet: error: {gray}: the input batch has 1 channels, ", line);
+        Assert.EndsWith(" takes 3", line);
+        var (original, plainGraph) = OnnxPair(dir);
+        (code, _, stderr) = Rmnet("verify", original, plainGraph, "--input", gray, "--quiet");
+        Assert.Equal(2, code);
+        Assert.Equal($"rmnet: error: {gray}: the input batch has shape [2, 1, 32, 32], the model fixes [?, 3, ?, ?]", stderr.Trim());
+    }
 }

@@ -36,11 +36,22 @@ public static class CommonOptions
 
     public static Option<int?> NumClasses() => new("--num-classes") { Description = "Expected classifier outputs; an error if the checkpoint disagrees" };
 
-    public static Option<double> Tolerance() => new("--tolerance")
+    /// <summary><c>--tolerance</c>: a finite number above 0 (0, a negative bound or NaN would fail or pass everything).</summary>
+    public static Option<double> Tolerance()
     {
-        Description = "Largest accepted relative error: max|converted - original| / max|original| per image",
-        DefaultValueFactory = _ => 1e-4,
-    };
+        var option = new Option<double>("--tolerance")
+        {
+            Description = "Largest accepted relative error: max|converted - original| / max|original| per image",
+            DefaultValueFactory = _ => 1e-4,
+        };
+        option.Validators.Add(result =>
+        {
+            if (result is { Implicit: false, Tokens.Count: > 0 } && double.TryParse(result.Tokens[^1].Value, System.Globalization.NumberStyles.Float,
+                    System.Globalization.CultureInfo.InvariantCulture, out double v) && !(v > 0 && double.IsFinite(v)))
+                result.AddError($"--tolerance: {result.Tokens[^1].Value} is not a finite number above 0");
+        });
+        return option;
+    }
 
     /// <summary><c>--samples</c>, refused below <paramref name="minimum"/> (verify takes 0 with --input: the user's images only).</summary>
     public static Option<int> Samples(int minimum = 1)

@@ -64,7 +64,7 @@ public static class VerifyCommand
                 {
                     if (p.GetValue(weightsKey) is not null) throw new ModelInputException(orig, "--weights-key applies to checkpoints; an ONNX model has one set of weights");
                     var onnxOptions = new VerifyOptions(p.GetValue(samples), p.GetValue(size), bound, p.GetValue(seed),
-                        p.GetValue(userInput) is string inputPath ? ReadInput(inputPath) : null);
+                        p.GetValue(userInput) is string inputPath ? ReadInput(inputPath) : null, p.GetValue(userInput));
                     ctx.Progress.Stage($"verifying {conv} against {orig} in ONNX Runtime");
                     var onnxReport = Verifier.Verify(orig, conv, onnxOptions, ctx.Cancellation);
                     ctx.Document(new Result(orig, conv, "onnx", (int)(onnxReport.InputShape?.LastOrDefault() ?? onnxOptions.InputSize), onnxOptions.Seed,
@@ -74,7 +74,7 @@ public static class VerifyCommand
                 ctx.Progress.Stage($"loading {orig}");
                 using var ckpt = CheckpointLoading.Load(ctx, orig, p.GetValue(weightsKey), p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(allowNonFinite), p.GetValue(negative));
                 Tensor? extra = p.GetValue(userInput) is string path ? ReadInput(path) : null;
-                var options = new VerifyOptions(p.GetValue(samples), p.GetValue(size), bound, p.GetValue(seed), extra);
+                var options = new VerifyOptions(p.GetValue(samples), p.GetValue(size), bound, p.GetValue(seed), extra, p.GetValue(userInput));
                 int side = ckpt.FixedInputSize ?? options.InputSize;
                 ctx.Progress.Stage($"verifying {conv} on {(options.Samples > 0 ? $"{options.Samples} seeded images of {side}x{side}{(extra is null ? "" : " and ")}" : "")}"
                     + (extra is null ? "" : $"the {extra.shape[0]} of {p.GetValue(userInput)}"));

@@ -9,7 +9,9 @@ namespace RMNet.Verification;
 /// <param name="Tolerance">Bound on the relative error (see <see cref="VerificationReport.MaxRelError"/>).</param>
 /// <param name="Seed">Seed of the random images.</param>
 /// <param name="UserInput">An extra batch [N, C, H, W] of the user's own, run as well; null for none.</param>
-public sealed record VerifyOptions(int Samples = 4, int InputSize = 224, double Tolerance = 1e-4, long Seed = 0, Tensor? UserInput = null);
+/// <param name="UserInputSource">The file <paramref name="UserInput"/> came from, named where it does not fit the model.</param>
+public sealed record VerifyOptions(int Samples = 4, int InputSize = 224, double Tolerance = 1e-4, long Seed = 0, Tensor? UserInput = null,
+    string? UserInputSource = null);
 
 /// <summary>Checks a converted model against the original ResNet it came from.</summary>
 public static class Verifier
@@ -21,7 +23,8 @@ public static class Verifier
     public static VerificationReport Verify(ISourceModel original, ModelRunner converted, VerifyOptions options, CancellationToken cancellationToken = default)
     {
         if (options.UserInput is { } user && user.shape[1] != original.InputChannels)
-            throw new ModelInputException(original.Source, $"the input batch has {user.shape[1]} channels, {original.DisplayName} takes {original.InputChannels}");
+            throw new ModelInputException(options.UserInputSource ?? original.Source,
+                $"the input batch has {user.shape[1]} channels, {original.DisplayName} takes {original.InputChannels}");
         using var module = original.CreateModule();
         int size = original.FixedInputSize ?? options.InputSize;   // a flatten + fc head accepts one size only
         var batches = new List<Tensor>();
@@ -47,7 +50,7 @@ public static class Verifier
         int Channels() => options.UserInput is { } user ? (int)user.shape[1] : FirstConvInputChannels(originalOnnx);
         var shape = dims.Select((d, i) => i == 0 ? batch : d > 0 ? d : (dims.Length == 4 && i == 1 ? Channels() : options.InputSize)).Select(d => (long)d).ToArray();
         if (options.UserInput is { } user && !FitsFixed(user.shape, dims))
-            throw new ModelInputException(originalOnnx, $"the input batch has shape [{string.Join(", ", user.shape)}], the model fixes [{string.Join(", ", dims.Select(d => d > 0 ? d.ToString() : "?"))}]");
+            throw new ModelInputException(options.UserInputSource ?? originalOnnx, $"the input batch has shape [{string.Join(", ", user.shape)}], the model fixes [{string.Join(", ", dims.Select(d => d > 0 ? d.ToString() : "?"))}]");
         var batches = new List<Tensor>();
         for (int done = 0, k = 0; done < options.Samples; done += batch, k++)
             batches.Add(randn(shape, generator: new Generator((ulong)(options.Seed + k))));
