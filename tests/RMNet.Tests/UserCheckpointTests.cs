@@ -155,4 +155,33 @@ public class UserCheckpointTests(ITestOutputHelper output)
         Assert.Equal(2, epochCode);
         Assert.Equal($"rmnet: error: {ema}: --weights-key: 'epoch' holds a number, not a state dict or a module", epochError.Trim());
     }
+
+    [Fact]
+    public void InspectNamesTheFamilyOnceAndReportsTheWeightsDtypeAndAPlainFilesArchitecture()
+    {
+        foreach (var (file, first) in new[]
+        {
+            ("trial22.pth", "basic-resnet[1,1,1,1] stem 2, widths [2,4,8,16] (Basic blocks 1-1-1-1, 3 classes), residual, float32 weights"),
+            ("basic_narrow_fp16.pth", "basic-resnet[2,1,1,1] stem 8, widths [8,16,32,64] (Basic blocks 2-1-1-1, 10 classes), residual, float16 weights"),
+            ("mobilenet_v2_narrow.pth", "mobilenet_v2 (stem 8, last 1280) (17 inverted residual blocks, 11 with a residual, 10 classes), residual (inverted), float32 weights"),
+        })
+        {
+            string path = Fixture.Path_(file);
+            var (code, stdout, stderr) = Rmnet("inspect", path, "--quiet");
+            Assert.True(code == 0, stderr);
+            Assert.Equal($"{path}: {first}", stdout.Split('\n')[0]);
+        }
+        Assert.Equal("float16", Inspect(Fixture.Path_("basic_narrow_fp16.pth")).GetProperty("weights_dtype").GetString());
+        Assert.Equal("float16", Inspect(Fixture.Path_("basic_narrow_fp16.safetensors")).GetProperty("weights_dtype").GetString());
+        Assert.Equal("float64", Inspect(Fixture.Path_("basic_narrow_fp64.pth")).GetProperty("weights_dtype").GetString());
+        Assert.Equal("float32", Inspect(Fixture.Path_(Path.Combine("onnx", "basic_narrow_opset13.onnx"))).GetProperty("weights_dtype").GetString());
+        using var dir = Fixture.Temp();
+        string plain = dir.File("plain16.pth");
+        Assert.Equal(0, Rmnet("convert", Fixture.Path_("trial22.pth"), "-o", plain, "--dtype", "float16", "--quiet").Code);
+        var json = Inspect(plain);
+        Assert.Equal("float16", json.GetProperty("weights_dtype").GetString());
+        int layers = json.GetProperty("layers").GetInt32();
+        Assert.Equal($"plain ({layers} layers)", json.GetProperty("architecture").GetString());
+        Assert.True(layers > 4);
+    }
 }

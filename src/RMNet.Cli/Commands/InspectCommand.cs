@@ -19,6 +19,8 @@ public static class InspectCommand
         public string? WeightsKey { get; init; }
         public IReadOnlyList<string>? OtherWeightsKeys { get; init; }
         public string? RemovedPrefix { get; init; }
+        /// <summary>The floating-point types the weights are stored in (<c>float32</c>, <c>float16</c>, or several joined by '+').</summary>
+        public string? WeightsDtype { get; init; }
     }
 
     public static Command Create(CommandIO io)
@@ -44,6 +46,7 @@ public static class InspectCommand
         var format = FileFormats.Detect(path);
         if (weightsKey is not null && (format == FileFormat.Onnx || PlainModelFile.IsPlain(path)))
             throw new ModelInputException(path, "--weights-key applies to training checkpoints; this file has one set of weights");
+        string dtype = WeightDtypes.Describe(WeightDtypes.Of(path));
         Result result;
         if (format == FileFormat.Onnx)
         {
@@ -52,9 +55,9 @@ public static class InspectCommand
             int residual = s.Residuals.Count, gates = s.Gates.Count;
             result = new Result(path, "onnx", residual > 0 ? "residual" : "plain", null, null, null, CostReport.Of(s, FileFormats.ModelBytes(path)),
                 s.OpCounts.Values.Sum(), s.OpCounts, s.Opset, s.Producer, JoinsFound: residual, Joins: s.Joins,
-                UncountedConvs: s.UncountedConvs > 0 ? s.UncountedConvs : null);
+                UncountedConvs: s.UncountedConvs > 0 ? s.UncountedConvs : null) { WeightsDtype = dtype };
             ctx.Document(result);
-            ctx.Line($"{path}: ONNX opset {s.Opset}, producer '{s.Producer}', {result.Form} ({residual} residual joins, {gates} gates)");
+            ctx.Line($"{path}: ONNX opset {s.Opset}, producer '{s.Producer}', {result.Form} ({residual} residual joins, {gates} gates), {dtype} weights");
             ctx.Line($"  inputs: {string.Join("; ", s.Inputs)}   outputs: {string.Join("; ", s.Outputs)}");
             ctx.Line($"  parameters: {Format.Count(s.Parameters)}   MACs @{s.InputSize}: {Format.Count(s.Macs)}   nodes: {string.Join(", ", s.OpCounts.Select(kv => $"{kv.Key} {kv.Value}"))}");
             if (s.UncountedConvs > 0)
@@ -66,10 +69,11 @@ public static class InspectCommand
         {
             var plain = PlainModelFile.Load(path);
             var ops = plain.Layers.GroupBy(l => l.Kind).ToDictionary(g => g.Key, g => g.Count());
-            result = new Result(path, format == FileFormat.Safetensors ? "safetensors" : "pytorch", "plain", null, (int)plain.OutputSize(size, size), null,
-                CostReport.Of(plain, size, FileFormats.ModelBytes(path)), plain.Layers.Count, ops, null, "rmnet", Stages: plain.CostByStage(size, size));
+            result = new Result(path, format == FileFormat.Safetensors ? "safetensors" : "pytorch", "plain", $"plain ({plain.Layers.Count} layers)",
+                (int)plain.OutputSize(size, size), null, CostReport.Of(plain, size, FileFormats.ModelBytes(path)), plain.Layers.Count, ops, null, "rmnet",
+                Stages: plain.CostByStage(size, size)) { WeightsDtype = dtype };
             ctx.Document(result);
-            ctx.Line($"{path}: plain network written by rmnet, {plain.Layers.Count} layers ({string.Join(", ", ops.Select(kv => $"{kv.Key} {kv.Value}"))})");
+            ctx.Line($"{path}: plain network written by rmnet, {plain.Layers.Count} layers ({string.Join(", ", ops.Select(kv => $"{kv.Key} {kv.Value}"))}), {dtype} weights");
             ctx.Line($"  parameters: {Format.Count(result.Cost!.Parameters)}   MACs @{result.Cost.InputSize}: {Format.Count(result.Cost.Macs)}");
             foreach (var st in result.Stages!) ctx.Line($"    {st.Stage,-7} parameters {Format.Count(st.Parameters),8}   MACs {Format.Count(st.Macs),8}");
         }
@@ -94,10 +98,10 @@ public static class InspectCommand
             result = new Result(path, format == FileFormat.Safetensors ? "safetensors" : "pytorch", form, ckpt.DisplayName, ckpt.NumClasses, blocks,
                 CostReport.Of(ckpt, size, FileFormats.ModelBytes(path)), null, null, null, null, Stages: ckpt.CostByStage(size, size), Family: ckpt.Family)
             {
-                WeightsKey = read?.WeightsKey, OtherWeightsKeys = read?.OtherWeightsKeys is { Count: > 0 } others ? others : null, RemovedPrefix = read?.RemovedPrefix,
+                WeightsDtype = dtype, WeightsKey = read?.WeightsKey, OtherWeightsKeys = read?.OtherWeightsKeys is { Count: > 0 } others ? others : null, RemovedPrefix = read?.RemovedPrefix,
             };
             ctx.Document(result);
-            ctx.Line($"{path}: {ckpt.Family} {ckpt.Description}, {form}");
+            ctx.Line($"{path}: {(Squashed(ckpt.Description).Contains(Squashed(ckpt.Family)) ? "" : ckpt.Family + " ")}{ckpt.Description}, {form}, {dtype} weights");
             if (read is not null && CheckpointLoading.Note(read) is { } note) ctx.Line($"  {note[(path.Length + 2)..]}");
             ctx.Line($"  parameters: {Format.Count(result.Cost!.Parameters)}   MACs @{result.Cost.InputSize}: {Format.Count(result.Cost.Macs)}");
             foreach (var st in result.Stages!) ctx.Line($"    {st.Stage,-7} parameters {Format.Count(st.Parameters),8}   MACs {Format.Count(st.Macs),8}");
@@ -107,4 +111,7 @@ public static class InspectCommand
         }
         return ExitCodes.Success;
     }
+
+    /// <summary>Lower case without '-' and '_': "mobilenet_v2" is named in "MobileNetV2 ...", so inspect does not repeat it.</summary>
+    static string Squashed(string s) => s.ToLowerInvariant().Replace("-", "").Replace("_", "");
 }
