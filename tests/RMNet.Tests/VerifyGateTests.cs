@@ -59,22 +59,23 @@ public class VerifyGateTests
         Assert.True(v.GetProperty("max_rel_error").GetDouble() < 1e-5);
     }
 
+    /// <summary><c>rmnet command args</c> ends in exit 2 with one line naming trial22.pth, <paramref name="problem"/> and the command's help, and nothing on stdout.</summary>
+    static void AssertUsageError(string problem, string command, params string[] args)
+    {
+        var (code, stdout, stderr) = Rmnet(new[] { command }.Concat(args).ToArray());
+        Assert.Equal(2, code);
+        Assert.Equal("", stdout);
+        Assert.Equal($"rmnet: error: {Trial22}: {problem} (see 'rmnet {command} --help')", stderr.Trim());
+    }
+
     [Fact]
     public void SamplesBelowTheirMinimumAreUsageErrors()
     {
         using var dir = Fixture.Temp();
-        string plain = Plain(dir);
-        var (code, stdout, stderr) = Rmnet("verify", Trial22, plain, "--samples", "0");
-        Assert.Equal(2, code);
-        Assert.Equal("", stdout);
-        Assert.Equal($"rmnet: error: {Trial22}: --samples 0 needs --input (a tensor of your own images to verify on) (see 'rmnet verify --help')", stderr.Trim());
-        (code, _, stderr) = Rmnet("verify", Trial22, plain, "--samples", "-1", "--input", Fixture.Path_("trial22.io.pth"));
-        Assert.Equal(2, code);
-        Assert.Equal($"rmnet: error: {Trial22}: --samples: -1 is below 0 (see 'rmnet verify --help')", stderr.Trim());
-        string output = dir.File("out.onnx");
-        (code, _, stderr) = Rmnet("convert", Trial22, "-o", output, "--verify", "--samples", "0");
-        Assert.Equal(2, code);
-        Assert.Equal($"rmnet: error: {Trial22}: --samples: 0 is below 1 (see 'rmnet convert --help')", stderr.Trim());
+        string plain = Plain(dir), output = dir.File("out.onnx");
+        AssertUsageError("--samples 0 needs --input (a tensor of your own images to verify on)", "verify", Trial22, plain, "--samples", "0");
+        AssertUsageError("--samples: -1 is below 0", "verify", Trial22, plain, "--samples", "-1", "--input", Fixture.Path_("trial22.io.pth"));
+        AssertUsageError("--samples: 0 is below 1", "convert", Trial22, "-o", output, "--verify", "--samples", "0");
         Assert.False(File.Exists(output));
     }
 
@@ -240,13 +241,8 @@ public class VerifyGateTests
     {
         using var dir = Fixture.Temp();
         string plain = Plain(dir), output = dir.File("out.onnx");
-        var (code, stdout, stderr) = Rmnet("verify", Trial22, plain, "--tolerance", tolerance);
-        Assert.Equal(2, code);
-        Assert.Equal("", stdout);
-        Assert.Equal($"rmnet: error: {Trial22}: --tolerance: {tolerance} is not a finite number above 0 (see 'rmnet verify --help')", stderr.Trim());
-        (code, _, stderr) = Rmnet("convert", Trial22, "-o", output, "--verify", "--tolerance", tolerance);
-        Assert.Equal(2, code);
-        Assert.Equal($"rmnet: error: {Trial22}: --tolerance: {tolerance} is not a finite number above 0 (see 'rmnet convert --help')", stderr.Trim());
+        AssertUsageError($"--tolerance: {tolerance} is not a finite number above 0", "verify", Trial22, plain, "--tolerance", tolerance);
+        AssertUsageError($"--tolerance: {tolerance} is not a finite number above 0", "convert", Trial22, "-o", output, "--verify", "--tolerance", tolerance);
         Assert.False(File.Exists(output));
     }
 
