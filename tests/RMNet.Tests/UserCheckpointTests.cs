@@ -151,6 +151,10 @@ public class UserCheckpointTests(ITestOutputHelper output)
             Assert.Equal($"rmnet: error: {file}: {problem}", stderr.Trim());
             Assert.False(File.Exists(output));
         }
+        string onnx = Fixture.Path_(Path.Combine("onnx", "basic_narrow_opset13.onnx"));
+        var (onnxCode, _, onnxError) = Rmnet("bench", onnx, "--weights-key", "model_ema", "--quiet");
+        Assert.Equal(2, onnxCode);
+        Assert.Equal($"rmnet: error: {onnx}: --weights-key applies to checkpoints; an ONNX model has one set of weights", onnxError.Trim());
         var (epochCode, _, epochError) = Rmnet("inspect", ema, "--weights-key", "epoch", "--quiet");
         Assert.Equal(2, epochCode);
         Assert.Equal($"rmnet: error: {ema}: --weights-key: 'epoch' holds a number, not a state dict or a module", epochError.Trim());

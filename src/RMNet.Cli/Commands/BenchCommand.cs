@@ -46,6 +46,8 @@ public static class BenchCommand
         string? weightsKey = null)
     {
         ISourceModel Load(string file) => CheckpointLoading.Load(ctx, file, weightsKey);
+        if (weightsKey is not null && FileFormats.Detect(path) == FileFormat.Onnx)
+            throw new ModelInputException(path, "--weights-key applies to checkpoints; an ONNX model has one set of weights");
         if (batch < 1 || size < 8 || runs < 1 || warmup < 0 || threads < 1)
             throw new ModelInputException(path, "--batch, --runs and --threads must be at least 1, --size at least 8, --warmup at least 0");
         ctx.RemoveStaleTemporaries(Path.GetTempPath());
