@@ -15,6 +15,15 @@ public sealed class StateDict : IReadOnlyDictionary<string, Tensor>, IDisposable
     /// <summary>The file (or label) the tensors came from; errors name it.</summary>
     public string Source { get; }
 
+    /// <summary>The checkpoint key the weights were read from (<c>state_dict</c>, <c>model</c>, ...); null where they are the file's top level.</summary>
+    public string? WeightsKey { get; set; }
+
+    /// <summary>Other top-level keys of the checkpoint that hold weights too (e.g. <c>state_dict_ema</c>).</summary>
+    public IReadOnlyList<string> OtherWeightsKeys { get; set; } = Array.Empty<string>();
+
+    /// <summary>The wrapper prefix removed from every name (<c>module.</c>, <c>model.</c>, <c>_orig_mod.</c>, or several); null where none.</summary>
+    public string? RemovedPrefix { get; set; }
+
     /// <summary>Adds or replaces a tensor, keeping first-insertion order.</summary>
     public void Add(string key, Tensor value)
     {

@@ -52,6 +52,18 @@ public class HostilePickleTests
         ("a module holding no tensors", p => p.Global("torch.nn.modules.conv", "Conv2d").Op(')').Op('\x81').Op('}').Str("_parameters").Op('}').Op('s').Op('b'),
             "the checkpoint holds no tensors"),
         ("a list at the top", p => p.Op(']'), "holds a list, not a state dict or a module" + RMNet.IO.PickledWeights.ReSave),
+        // Numpy metadata's _codecs.encode is evaluated for latin-1 only, by rmnet itself; every other codec call is refused.
+        ("_codecs.encode with another codec", p => p.Op('}').Str("m").Global("_codecs", "encode").Str("n").Str("rot13").Op('\x86').Op('R').Op('s'),
+            "pickle calls _codecs.encode with encoding 'rot13', refused"),
+        ("_codecs.encode of text beyond latin-1", p => p.Op('}').Str("m").Global("_codecs", "encode").Str("\u20ac").Str("latin1").Op('\x86').Op('R').Op('s'),
+            "pickle calls _codecs.encode on text that latin-1 cannot encode, refused"),
+        ("_codecs.encode of a number", p => p.Op('}').Str("m").Global("_codecs", "encode").Int(7).Str("latin1").Op('\x86').Op('R').Op('s'),
+            "pickle calls _codecs.encode without a string and an encoding, refused"),
+        ("_codecs.decode", p => p.Op('}').Str("m").Global("_codecs", "decode").Str("n").Str("latin1").Op('\x86').Op('R').Op('s'),
+            "pickle asks for global '_codecs.decode', refused"),
+        ("a numpy array whose class is os.system", p => p.Op('}').Str("m").Global("numpy.core.multiarray", "_reconstruct")
+            .Op('(').Global("posix", "system").Tuple(0).Str("b").Op('t').Op('R').Op('s'),
+            "pickle rebuilds a numpy array of class 'posix.system', refused"),
     }.Select(c => new object[] { c.Name, c.Body(new Pickle()).Bytes(), c.Expected });
 
     [Theory]

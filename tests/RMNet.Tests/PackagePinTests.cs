@@ -19,7 +19,7 @@ public class PackagePinTests
     }
 
     /// <summary>The checkout the tests were built from: the first folder above the test binaries holding RMNet.sln.</summary>
-    static string RepositoryRoot()
+    internal static string RepositoryRoot()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
             if (File.Exists(Path.Combine(dir.FullName, "RMNet.sln"))) return dir.FullName;

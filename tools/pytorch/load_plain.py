@@ -2,13 +2,17 @@
 """Loads a plain network written by rmnet (`rmnet convert model.pth -o plain.pth`) as a PyTorch module.
 
     from load_plain import load_plain
-    model = load_plain("plain.pth")          # torch.nn.Module in eval mode, the file's dtype
+    model = load_plain("plain.pth")          # torch.nn.Module in eval mode on the CPU
     y = model(x)                             # x: [N, C, H, W]
 
 or from the shell:  python3 load_plain.py plain.pth [input.pt]   (prints the layers; with an input tensor
 saved by torch.save, its output). The .pth is read with torch.load(weights_only=True): a dict holding the
 architecture JSON under "rmnet.architecture" and the weights under "state_dict" (layers.{i}.weight/bias).
 A .safetensors written by rmnet loads too (architecture in its metadata).
+
+float16 (`rmnet convert --dtype float16`) and bfloat16 weights are cast to float32 on loading, since PyTorch's CPU
+convolutions take neither; `load_plain(path, keep_dtype=True)` keeps them (e.g. for `model.cuda()`). The model casts
+its input to its own dtype, so a float32 input runs either way.
 """
 import json
 import sys
@@ -145,6 +149,7 @@ class PlainNet(nn.Module):
         self.layers = nn.ModuleList(layers)
 
     def forward(self, x):
+        x = x.to(next(self.parameters()).dtype)
         for layer in self.layers:
             x = layer(x)
         return x
@@ -166,8 +171,9 @@ def _read_safetensors(path):
     return meta, sd
 
 
-def load_plain(path):
-    """The plain network in `path` (.pth or .safetensors) as an eval-mode module with the file's weights and dtype."""
+def load_plain(path, keep_dtype=False):
+    """The plain network in `path` (.pth or .safetensors) as an eval-mode module on the CPU with the file's weights,
+    in float32 where they are float16 or bfloat16 (PyTorch's CPU convolutions take neither) unless keep_dtype."""
     if path.endswith(".safetensors"):
         meta, sd = _read_safetensors(path)
         arch = json.loads(meta[KEY])
@@ -180,6 +186,8 @@ def load_plain(path):
     model.load_state_dict(sd, strict=True)
     model.input_channels = arch["input_channels"]
     model.input_size = arch.get("input_size")  # set where the head fixes it (IResNet)
+    if not keep_dtype and any(p.dtype in (torch.float16, torch.bfloat16) for p in model.parameters()):
+        model.float()
     return model.eval()
 
 

@@ -27,22 +27,27 @@ public static class BenchCommand
         var threads = new Option<int>("--threads") { Description = "Intra-op threads", DefaultValueFactory = _ => Environment.ProcessorCount };
         var rmMode = CommonOptions.RmMode();
         var versus = new Option<string?>("--versus") { Description = "Measure against this model (a checkpoint, rmnet plain .safetensors or .onnx) instead of the conversion" };
+        var weightsKey = CommonOptions.WeightsKey();
         var json = CommonOptions.Json();
         var cmd = new Command("bench", "Measure original and converted latency and throughput in one run (median, p90, ratio)")
         {
-            model, versus, batch, size, runs, warmup, runtime, threads, rmMode, json,
+            model, versus, batch, size, runs, warmup, runtime, threads, rmMode, weightsKey, json,
         };
         cmd.SetAction(p =>
         {
             var ctx = io.Context(p, json);
             return ctx.Run(() => Run(ctx, p.GetValue(model)!, p.GetValue(versus), p.GetValue(runtime)!, p.GetValue(rmMode), p.GetValue(batch), p.GetValue(size),
-                p.GetValue(runs), p.GetValue(warmup), p.GetValue(threads)));
+                p.GetValue(runs), p.GetValue(warmup), p.GetValue(threads), p.GetValue(weightsKey)));
         });
         return cmd;
     }
 
-    static int Run(CliContext ctx, string path, string? versus, string runtime, RmMode mode, int batch, int size, int runs, int warmup, int threads)
+    static int Run(CliContext ctx, string path, string? versus, string runtime, RmMode mode, int batch, int size, int runs, int warmup, int threads,
+        string? weightsKey = null)
     {
+        ISourceModel Load(string file) => CheckpointLoading.Load(ctx, file, weightsKey);
+        if (weightsKey is not null && FileFormats.Detect(path) == FileFormat.Onnx)
+            throw new ModelInputException(path, "--weights-key applies to checkpoints; an ONNX model has one set of weights");
         if (batch < 1 || size < 8 || runs < 1 || warmup < 0 || threads < 1)
             throw new ModelInputException(path, "--batch, --runs and --threads must be at least 1, --size at least 8, --warmup at least 0");
         ctx.RemoveStaleTemporaries(Path.GetTempPath());
@@ -54,8 +59,8 @@ public static class BenchCommand
         {
             ctx.Progress.Stage($"preparing {path}{(versus is null ? "" : $" and {versus}")} ({runtime}, {threads} threads)");
             if (runtime == "torchsharp") set_num_threads(threads);
-            var (original, fixedA) = Prepare(path, runtime, threads, mode, convert: false, temp, disposables, ctx.Cancellation);
-            var (converted, fixedB) = Prepare(versus ?? path, runtime, threads, mode, convert: versus is null, temp, disposables, ctx.Cancellation);
+            var (original, fixedA) = Prepare(path, runtime, threads, mode, convert: false, temp, disposables, Load, ctx.Cancellation);
+            var (converted, fixedB) = Prepare(versus ?? path, runtime, threads, mode, convert: versus is null, temp, disposables, Load, ctx.Cancellation);
             var (shape, notes) = InputShape(fixedA, fixedB, batch, size, path, versus);
             ctx.Progress.Stage($"input {FormatShape(shape)}{(notes.Count > 0 ? ": " + string.Join("; ", notes) : "")}");
             var input = randn(shape, generator: new Generator(0));
@@ -115,7 +120,7 @@ public static class BenchCommand
     /// (.safetensors, .pth) as TorchSharp modules or ONNX exports; ONNX models in ONNX Runtime only.
     /// </summary>
     static (Func<Tensor, Action> Prepare, long[] Fixed) Prepare(string path, string runtime, int threads, RmMode mode, bool convert,
-        TempFolder temp, List<IDisposable> disposables, CancellationToken cancellationToken)
+        TempFolder temp, List<IDisposable> disposables, Func<string, ISourceModel> load, CancellationToken cancellationToken)
     {
         var format = FileFormats.Detect(path);
         bool plainFile = PlainModelFile.IsPlain(path);
@@ -132,7 +137,7 @@ public static class BenchCommand
             }
             else
             {
-                using var ckpt = StopRequest.Abandonable(() => SourceModels.Load(path), cancellationToken);
+                using var ckpt = load(path);
                 module = convert ? Fitting(ckpt.ToPlain(mode, cancellationToken: cancellationToken), path, ckpt, mode).ToModule() : ckpt.CreateModule();
                 (channels, fixedSize) = (ckpt.InputChannels, ckpt.FixedInputSize);   // IResNet's flatten head takes one size
             }
@@ -156,7 +161,7 @@ public static class BenchCommand
         }
         else
         {
-            using var source = StopRequest.Abandonable(() => SourceModels.Load(path), cancellationToken);
+            using var source = load(path);
             onnx = temp.File($"model{disposables.Count}.onnx");
             if (convert) OnnxExporter.Save(Fitting(source.ToPlain(mode, cancellationToken: cancellationToken), path, source, mode), onnx, cancellationToken: cancellationToken);
             else if (source is ResNetCheckpoint ckpt) ResNetOnnxExporter.Save(ckpt, onnx);

@@ -7,6 +7,27 @@ public static class CommonOptions
 {
     public static Option<bool> Json() => new("--json") { Description = "Write one JSON document to stdout instead of text (schema in the README)" };
 
+    /// <summary>
+    /// <c>--output</c>/<c>-o</c>: required unless <paramref name="defaultValue"/> is given. A value starting with '-' is refused:
+    /// it is an option the shell or the user put after -o (<c>-o --json</c>), not a file name (<c>./-x.onnx</c> names such a file).
+    /// </summary>
+    public static Option<string> Output(string description, string? defaultValue = null)
+    {
+        var option = new Option<string>("--output", "-o") { Description = description, Required = defaultValue is null };
+        if (defaultValue is not null) option.DefaultValueFactory = _ => defaultValue;
+        option.Validators.Add(result =>
+        {
+            if (result.Tokens.Count > 0 && result.Tokens[^1].Value is var name && name.StartsWith('-'))
+                result.AddError($"--output: '{name}' looks like an option, not a file name (for a file named so, write ./{name})");
+        });
+        return option;
+    }
+
+    public static Option<string?> WeightsKey() => new("--weights-key")
+    {
+        Description = "The training checkpoint's key to read the weights from (e.g. state_dict_ema, model_ema); default: state_dict, model, model_state_dict, net or module",
+    };
+
     public static Option<string> Arch() => new("--arch")
     {
         Description = "Architecture: auto (detect from names and shapes) or a torchvision name such as resnet50",
@@ -15,13 +36,37 @@ public static class CommonOptions
 
     public static Option<int?> NumClasses() => new("--num-classes") { Description = "Expected classifier outputs; an error if the checkpoint disagrees" };
 
-    public static Option<double> Tolerance() => new("--tolerance")
+    /// <summary><c>--tolerance</c>: a finite number above 0 (0, a negative bound or NaN would fail or pass everything).</summary>
+    public static Option<double> Tolerance()
     {
-        Description = "Largest accepted relative error: max|converted - original| / max|original| per image",
-        DefaultValueFactory = _ => 1e-4,
-    };
+        var option = new Option<double>("--tolerance")
+        {
+            Description = "Largest accepted relative error: max|converted - original| / max|original| per image",
+            DefaultValueFactory = _ => 1e-4,
+        };
+        option.Validators.Add(result =>
+        {
+            if (result is { Implicit: false, Tokens.Count: > 0 } && double.TryParse(result.Tokens[^1].Value, System.Globalization.NumberStyles.Float,
+                    System.Globalization.CultureInfo.InvariantCulture, out double v) && !(v > 0 && double.IsFinite(v)))
+                result.AddError($"--tolerance: {result.Tokens[^1].Value} is not a finite number above 0");
+        });
+        return option;
+    }
 
-    public static Option<int> Samples() => new("--samples") { Description = "Seeded random images to compare", DefaultValueFactory = _ => 4 };
+    /// <summary><c>--samples</c>, refused below <paramref name="minimum"/> (verify takes 0 with --input: the user's images only).</summary>
+    public static Option<int> Samples(int minimum = 1)
+    {
+        var option = new Option<int>("--samples") { Description = "Seeded random images to compare", DefaultValueFactory = _ => 4 };
+        option.Validators.Add(result =>
+        {
+            if (Given(result) is int n && n < minimum) result.AddError($"--samples: {n} is below {minimum}");
+        });
+        return option;
+    }
+
+    /// <summary>The whole number an option was given on the command line; null where it was not, or is not a whole number (the parser says so).</summary>
+    public static int? Given(System.CommandLine.Parsing.OptionResult? result) =>
+        result is { Implicit: false, Tokens.Count: > 0 } && int.TryParse(result.Tokens[^1].Value, out int n) ? n : null;
 
     public static Option<int> InputSize() => new("--input-size") { Description = "Height and width of the random images", DefaultValueFactory = _ => 224 };
 

@@ -24,7 +24,7 @@ public static class ConvertCommand
     public static Command Create(CommandIO io)
     {
         var input = new Argument<string>("model") { Description = "PyTorch checkpoint (.pth, .pt, .pth.tar), .safetensors, or an ONNX model (converted at the graph level)" };
-        var output = new Option<string>("--output", "-o") { Description = "Output file: .onnx, .safetensors or .pth", Required = true };
+        var output = CommonOptions.Output("Output file: .onnx, .safetensors or .pth");
         var arch = CommonOptions.Arch();
         var numClasses = CommonOptions.NumClasses();
         var verify = new Option<bool>("--verify") { Description = "Check the written model against the original before keeping it (exit 1 and no output if it differs)" };
@@ -43,10 +43,11 @@ public static class ConvertCommand
             Description = "Checkpoints: write per-channel clamps (ReLU6, MobileNetV2) as differences of ReLUs folded into the neighbouring convs, " +
                 "so the output uses only Conv, Relu, pools, Reshape and Gemm (for runtimes without per-channel Max/Min)",
         };
+        var weightsKey = CommonOptions.WeightsKey();
         var json = CommonOptions.Json();
         var cmd = new Command("convert", "Remove the residual connections of a ResNet checkpoint and save the equivalent plain network")
         {
-            input, output, arch, numClasses, rmMode, negative, reluOnly, dtype, verify, tolerance, samples, size, force, allowNonFinite, strict, json,
+            input, output, arch, numClasses, rmMode, negative, reluOnly, dtype, verify, tolerance, samples, size, force, allowNonFinite, strict, weightsKey, json,
         };
         cmd.SetAction(p =>
         {
@@ -60,21 +61,24 @@ public static class ConvertCommand
                     ? throw new ModelInputException(p.GetValue(input)!, "--dtype float16 applies to checkpoints; an ONNX model keeps its own weight types")
                     : p.GetValue(reluOnly)
                         ? throw new ModelInputException(p.GetValue(input)!, "--relu-only applies to checkpoints; ONNX input keeps its clamps as Max/Min (convert the checkpoint instead)")
+                    : p.GetValue(weightsKey) is not null
+                        ? throw new ModelInputException(p.GetValue(input)!, "--weights-key applies to checkpoints; an ONNX model has one set of weights")
                         : RunOnnx(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(rmMode), p.GetValue(verify), options, p.GetValue(force), p.GetValue(strict))
                 : Run(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(rmMode),
-                    p.GetValue(verify), options, p.GetValue(force), p.GetValue(allowNonFinite), p.GetValue(negative), weights, p.GetValue(reluOnly)));
+                    p.GetValue(verify), options, p.GetValue(force), p.GetValue(allowNonFinite), p.GetValue(negative), weights, p.GetValue(reluOnly), p.GetValue(weightsKey)));
         });
         return cmd;
     }
 
     public static int Run(CliContext ctx, string input, string output, string arch, int? numClasses, RMNet.Rm.RmMode mode, bool verify,
         VerifyOptions options, bool force, bool allowNonFinite, RMNet.Rm.NegativeInputMode negative = RMNet.Rm.NegativeInputMode.PRelu,
-        OutputDtype dtype = OutputDtype.Float32, bool reluOnly = false)
+        OutputDtype dtype = OutputDtype.Float32, bool reluOnly = false, string? weightsKey = null)
     {
+        ModelWriter.CheckExtension(output);   // before anything is loaded, naming the path given (not the temporary one)
         using var pending = new PendingOutput(output, force, input);
         ctx.RemoveStaleTemporaries(output);
         ctx.Progress.Stage($"loading {input}");
-        using var ckpt = StopRequest.Abandonable(() => SourceModels.Load(input, arch, numClasses, allowNonFinite, negative), ctx.Cancellation);
+        using var ckpt = CheckpointLoading.Load(ctx, input, weightsKey, arch, numClasses, allowNonFinite, negative);
         var clock = Stopwatch.StartNew();
         var plain = ckpt.ToPlain(mode, ctx.Progress, ctx.Cancellation);
         if (reluOnly) plain = RMNet.Plain.ClampAsRelu.Rewrite(plain);
@@ -104,7 +108,7 @@ public static class ConvertCommand
         {
             ctx.Document(result);
             ctx.Line(ReportText.Verification(report));
-            ctx.Err.WriteLine($"rmnet: error: {output}: converted model differs from the original (max rel error {Format.Sci(report.MaxRelError)} > {Format.Sci(report.Tolerance)}); nothing written");
+            ctx.Err.WriteLine($"rmnet: error: {output}: converted model differs from the original ({ReportText.Failure(report)}); nothing written");
             return ExitCodes.NotEquivalent;
         }
         pending.Commit();
@@ -155,7 +159,7 @@ public static class ConvertCommand
                 ctx.Progress.Stage($"verifying {output} in ONNX Runtime on {options.Samples} inputs");
                 report = Verifier.Verify(input, pending.TempPath, options, ctx.Cancellation);
                 if (!report.Passed)
-                    refusal = $"{output}: converted model differs from the original (max rel error {Format.Sci(report.MaxRelError)} > {Format.Sci(report.Tolerance)}); nothing written";
+                    refusal = $"{output}: converted model differs from the original ({ReportText.Failure(report)}); nothing written";
             }
         }
         var before = RMNet.Onnx.OnnxSummary.Read(input, options.InputSize);

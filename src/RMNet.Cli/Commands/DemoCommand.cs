@@ -13,7 +13,7 @@ public static class DemoCommand
 
     public static Command Create(CommandIO io)
     {
-        var output = new Option<string>("--output", "-o") { Description = "Where to write the plain ONNX model (overwritten)", DefaultValueFactory = _ => "rmnet-demo.onnx" };
+        var output = CommonOptions.Output("Where to write the plain ONNX model (overwritten)", "rmnet-demo.onnx");
         var size = CommonOptions.InputSize();
         var json = CommonOptions.Json();
         var cmd = new Command("demo", "Convert a seeded ResNet-18 with non-trivial BN statistics, verify it, and write rmnet-demo.onnx")

@@ -13,28 +13,40 @@ public static class InspectCommand
     public sealed record Result(string File, string Format, string Form, string? Architecture, int? NumClasses, IReadOnlyList<BlockJson>? Blocks,
         CostReport? Cost, int? Layers, IReadOnlyDictionary<string, int>? Operators, long? Opset, string? Producer,
         IReadOnlyList<StageCost>? Stages = null, string? Family = null, int? JoinsFound = null, IReadOnlyList<GraphJoin>? Joins = null,
-        int? UncountedConvs = null);
+        int? UncountedConvs = null)
+    {
+        /// <summary>Checkpoints: the key the weights were read from (null: the top level), other keys holding weights, a removed wrapper prefix.</summary>
+        public string? WeightsKey { get; init; }
+        public IReadOnlyList<string>? OtherWeightsKeys { get; init; }
+        public string? RemovedPrefix { get; init; }
+        /// <summary>The floating-point types the weights are stored in (<c>float32</c>, <c>float16</c>, or several joined by '+').</summary>
+        public string? WeightsDtype { get; init; }
+    }
 
     public static Command Create(CommandIO io)
     {
         var file = new Argument<string>("file") { Description = "A checkpoint, a plain .safetensors or .pth written by rmnet, or an .onnx model" };
         var size = CommonOptions.InputSize();
+        var weightsKey = CommonOptions.WeightsKey();
         var json = CommonOptions.Json();
         var cmd = new Command("inspect", "Show the architecture, blocks, parameters and MACs of a model, and whether it is residual or plain")
         {
-            file, size, json,
+            file, size, weightsKey, json,
         };
         cmd.SetAction(p =>
         {
             var ctx = io.Context(p, json);
-            return ctx.Run(() => Run(ctx, p.GetValue(file)!, p.GetValue(size)));
+            return ctx.Run(() => Run(ctx, p.GetValue(file)!, p.GetValue(size), p.GetValue(weightsKey)));
         });
         return cmd;
     }
 
-    static int Run(CliContext ctx, string path, int size)
+    static int Run(CliContext ctx, string path, int size, string? weightsKey)
     {
         var format = FileFormats.Detect(path);
+        if (weightsKey is not null && (format == FileFormat.Onnx || PlainModelFile.IsPlain(path)))
+            throw new ModelInputException(path, "--weights-key applies to training checkpoints; this file has one set of weights");
+        string dtype = WeightDtypes.Describe(WeightDtypes.Of(path));
         Result result;
         if (format == FileFormat.Onnx)
         {
@@ -43,9 +55,9 @@ public static class InspectCommand
             int residual = s.Residuals.Count, gates = s.Gates.Count;
             result = new Result(path, "onnx", residual > 0 ? "residual" : "plain", null, null, null, CostReport.Of(s, FileFormats.ModelBytes(path)),
                 s.OpCounts.Values.Sum(), s.OpCounts, s.Opset, s.Producer, JoinsFound: residual, Joins: s.Joins,
-                UncountedConvs: s.UncountedConvs > 0 ? s.UncountedConvs : null);
+                UncountedConvs: s.UncountedConvs > 0 ? s.UncountedConvs : null) { WeightsDtype = dtype };
             ctx.Document(result);
-            ctx.Line($"{path}: ONNX opset {s.Opset}, producer '{s.Producer}', {result.Form} ({residual} residual joins, {gates} gates)");
+            ctx.Line($"{path}: ONNX opset {s.Opset}, producer '{s.Producer}', {result.Form} ({residual} residual joins, {gates} gates), {dtype} weights");
             ctx.Line($"  inputs: {string.Join("; ", s.Inputs)}   outputs: {string.Join("; ", s.Outputs)}");
             ctx.Line($"  parameters: {Format.Count(s.Parameters)}   MACs @{s.InputSize}: {Format.Count(s.Macs)}   nodes: {string.Join(", ", s.OpCounts.Select(kv => $"{kv.Key} {kv.Value}"))}");
             if (s.UncountedConvs > 0)
@@ -57,16 +69,18 @@ public static class InspectCommand
         {
             var plain = PlainModelFile.Load(path);
             var ops = plain.Layers.GroupBy(l => l.Kind).ToDictionary(g => g.Key, g => g.Count());
-            result = new Result(path, format == FileFormat.Safetensors ? "safetensors" : "pytorch", "plain", null, (int)plain.OutputSize(size, size), null,
-                CostReport.Of(plain, size, FileFormats.ModelBytes(path)), plain.Layers.Count, ops, null, "rmnet", Stages: plain.CostByStage(size, size));
+            result = new Result(path, format == FileFormat.Safetensors ? "safetensors" : "pytorch", "plain", $"plain ({plain.Layers.Count} layers)",
+                (int)plain.OutputSize(size, size), null, CostReport.Of(plain, size, FileFormats.ModelBytes(path)), plain.Layers.Count, ops, null, "rmnet",
+                Stages: plain.CostByStage(size, size)) { WeightsDtype = dtype };
             ctx.Document(result);
-            ctx.Line($"{path}: plain network written by rmnet, {plain.Layers.Count} layers ({string.Join(", ", ops.Select(kv => $"{kv.Key} {kv.Value}"))})");
+            ctx.Line($"{path}: plain network written by rmnet, {plain.Layers.Count} layers ({string.Join(", ", ops.Select(kv => $"{kv.Key} {kv.Value}"))}), {dtype} weights");
             ctx.Line($"  parameters: {Format.Count(result.Cost!.Parameters)}   MACs @{result.Cost.InputSize}: {Format.Count(result.Cost.Macs)}");
             foreach (var st in result.Stages!) ctx.Line($"    {st.Stage,-7} parameters {Format.Count(st.Parameters),8}   MACs {Format.Count(st.Macs),8}");
         }
         else
         {
-            using var ckpt = StopRequest.Abandonable(() => SourceModels.Load(path), ctx.Cancellation);
+            StateDict? read = null;
+            using var ckpt = CheckpointLoading.Load(ctx, path, weightsKey, read: sd => read = sd);
             var (form, blocks) = ckpt switch
             {
                 ResNetCheckpoint r => ("residual", r.Spec.Blocks().Select(b => new BlockJson(b.Prefix, b.InChannels, b.Width, b.OutChannels, b.Stride, b.Groups,
@@ -82,9 +96,13 @@ public static class InspectCommand
                 _ => throw new NotSupportedException(ckpt.Family),
             };
             result = new Result(path, format == FileFormat.Safetensors ? "safetensors" : "pytorch", form, ckpt.DisplayName, ckpt.NumClasses, blocks,
-                CostReport.Of(ckpt, size, FileFormats.ModelBytes(path)), null, null, null, null, Stages: ckpt.CostByStage(size, size), Family: ckpt.Family);
+                CostReport.Of(ckpt, size, FileFormats.ModelBytes(path)), null, null, null, null, Stages: ckpt.CostByStage(size, size), Family: ckpt.Family)
+            {
+                WeightsDtype = dtype, WeightsKey = read?.WeightsKey, OtherWeightsKeys = read?.OtherWeightsKeys is { Count: > 0 } others ? others : null, RemovedPrefix = read?.RemovedPrefix,
+            };
             ctx.Document(result);
-            ctx.Line($"{path}: {ckpt.Family} {ckpt.Description}, {form}");
+            ctx.Line($"{path}: {(Squashed(ckpt.Description).Contains(Squashed(ckpt.Family)) ? "" : ckpt.Family + " ")}{ckpt.Description}, {form}, {dtype} weights");
+            if (read is not null && CheckpointLoading.Note(read) is { } note) ctx.Line($"  {note[(path.Length + 2)..]}");
             ctx.Line($"  parameters: {Format.Count(result.Cost!.Parameters)}   MACs @{result.Cost.InputSize}: {Format.Count(result.Cost.Macs)}");
             foreach (var st in result.Stages!) ctx.Line($"    {st.Stage,-7} parameters {Format.Count(st.Parameters),8}   MACs {Format.Count(st.Macs),8}");
             var rows = new List<string[]> { new[] { "block", "in", "width", "out", "stride", "groups", ckpt.Family == "resnet" ? "shortcut" : "branches" } };
@@ -93,4 +111,7 @@ public static class InspectCommand
         }
         return ExitCodes.Success;
     }
+
+    /// <summary>Lower case without '-' and '_': "mobilenet_v2" is named in "MobileNetV2 ...", so inspect does not repeat it.</summary>
+    static string Squashed(string s) => s.ToLowerInvariant().Replace("-", "").Replace("_", "");
 }

@@ -19,7 +19,7 @@ public static class PruneCommand
     public static Command Create(CommandIO io)
     {
         var input = new Argument<string>("checkpoint") { Description = "Trained ResNet checkpoint (.pth or .safetensors), e.g. from rmnet train" };
-        var output = new Option<string>("--output", "-o") { Description = "Pruned plain model: .onnx, .safetensors or .pth", Required = true };
+        var output = CommonOptions.Output("Pruned plain model: .onnx, .safetensors or .pth");
         var target = new Option<double>("--target-flops") { Description = "MACs to reach, as a fraction of the original ResNet's", DefaultValueFactory = _ => 0.5 };
         var sparsityEpochs = new Option<int>("--sparsity-epochs") { Description = "Epochs of training while pruning (taylor) or with the L1 penalty on channel scales (l1)", DefaultValueFactory = _ => 3 };
         var penalty = new Option<double>("--penalty") { Description = "L1 penalty weight on the channel scales with --criterion l1 (large for a short schedule: the scales start near 1)", DefaultValueFactory = _ => 1e-2 };
@@ -108,8 +108,7 @@ public static class PruneCommand
         if (settings.SparsityEpochs < 0 || settings.FinetuneEpochs < 0 || settings.Penalty < 0 || settings.ChannelMultiple < 1)
             throw new ModelInputException(input, "--sparsity-epochs, --finetune-epochs and --penalty must not be negative, --channel-multiple at least 1");
         if (settings.Distill is < 0 or > 1) throw new ModelInputException(input, "--distill must be between 0 and 1");
-        if (!ModelWriter.Extensions.Contains(Path.GetExtension(output).ToLowerInvariant()))
-            throw new ModelInputException(output, $"unknown output extension; use one of {string.Join(", ", ModelWriter.Extensions)}");
+        ModelWriter.CheckExtension(output);
         string stem = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(output))!, Path.GetFileNameWithoutExtension(output));
         string residualPth = stem + ".residual.pth", residualOnnx = stem + ".residual.onnx";
         AtomicFile.CheckWritable(output, force, input);

@@ -38,11 +38,12 @@ public sealed record StageRow(string Stage, long OriginalParameters, long Conver
     }
 }
 
-/// <summary>The verification part of a JSON document.</summary>
+/// <summary>The verification part of a JSON document; <see cref="UserInput"/>: the same for the user's images alone.</summary>
 public sealed record VerificationJson(int Samples, double MaxAbsError, double MaxRelError, double Top1Agreement, double Tolerance, bool Passed,
-    IReadOnlyList<long>? InputShape = null)
+    IReadOnlyList<long>? InputShape = null, string? NonFinite = null, VerificationJson? UserInput = null)
 {
-    public static VerificationJson Of(VerificationReport r) => new(r.Samples, r.MaxAbsError, r.MaxRelError, r.Top1Agreement, r.Tolerance, r.Passed, r.InputShape);
+    public static VerificationJson Of(VerificationReport r) => new(r.Samples, r.MaxAbsError, r.MaxRelError, r.Top1Agreement, r.Tolerance, r.Passed, r.InputShape,
+        r.NonFinite?.Describe(r.Samples), r.UserInput is { } user ? Of(user) : null);
 }
 
 /// <summary>Text lines shared by the commands.</summary>
@@ -78,8 +79,9 @@ public static class ReportText
     /// </summary>
     public static string Inputs(VerificationReport r, int samples, int inputSize, string? userInput)
     {
-        if (r.InputShape is not { Length: 4 } shape) return $"inputs: {r.Samples} images";
         int seeded = r.SeededSamples ?? r.Samples;
+        if (seeded == 0 && userInput is not null) return $"inputs: {r.Samples} images from {userInput} (no seeded images: --samples 0)";
+        if (r.InputShape is not { Length: 4 } shape) return $"inputs: {r.Samples} images";
         var notes = new List<string>();
         if (shape[0] != samples) notes.Add($"batch {shape[0]} fixed by the model, so {seeded / shape[0]} runs for --samples {samples}");
         if (shape[2] != inputSize || shape[3] != inputSize) notes.Add($"{shape[2]}x{shape[3]} fixed by the model, not --input-size {inputSize}");
@@ -89,6 +91,18 @@ public static class ReportText
     }
 
     public static string Verification(VerificationReport r) =>
-        $"verification: {r.Samples} images, max abs error {Format.Sci(r.MaxAbsError)}, max rel error {Format.Sci(r.MaxRelError)}, " +
-        $"top-1 agreement {r.Top1Agreement:P0} (tolerance {Format.Sci(r.Tolerance)}): {(r.Passed ? "EQUIVALENT" : "NOT EQUIVALENT")}";
+        $"verification: {Errors(r)} (tolerance {Format.Sci(r.Tolerance)}){(r.NonFinite is { } n ? $", {n.Describe(r.Samples)}" : "")}: {(r.Passed ? "EQUIVALENT" : "NOT EQUIVALENT")}";
+
+    static string Errors(VerificationReport r) =>
+        $"{r.Samples} images, max abs error {Format.Sci(r.MaxAbsError)}, max rel error {Format.Sci(r.MaxRelError)}, top-1 agreement {r.Top1Agreement:P0}";
+
+    /// <summary>The user's images' own errors, where they were run beside seeded ones; else null.</summary>
+    public static string? UserImages(VerificationReport r, string? userInput) =>
+        r.UserInput is { } u && r.SeededSamples > 0
+            ? $"  of which {userInput}: {Errors(u)}{(u.NonFinite is { } n ? $", {n.Describe(u.Samples)}" : "")}"
+            : null;
+
+    /// <summary>Why a failed verification failed: the non-finite outputs, or the error against the tolerance.</summary>
+    public static string Failure(VerificationReport r) =>
+        r.NonFinite is { } n ? n.Describe(r.Samples) : $"max rel error {Format.Sci(r.MaxRelError)} > {Format.Sci(r.Tolerance)}";
 }

@@ -19,7 +19,7 @@ public static class TrainCommand
             Description = "Layout: resnet20/32/44/56/110 (CIFAR-style) or a torchvision name (resnet18, resnet50, ...)",
             DefaultValueFactory = _ => "resnet20",
         };
-        var output = new Option<string>("--output", "-o") { Description = "Checkpoint to write (.pth); saved after every epoch", Required = true };
+        var output = CommonOptions.Output("Checkpoint to write (.pth); saved after every epoch");
         var epochs = new Option<int>("--epochs") { Description = "Epochs to train (in all, counting those before a resume)", DefaultValueFactory = _ => 10 };
         var resume = new Option<bool>("--resume") { Description = "Continue the run saved at --output from its last finished epoch" };
         var force = new Option<bool>("--force") { Description = "Overwrite an existing checkpoint (starts afresh)" };

@@ -9,7 +9,9 @@ namespace RMNet.Cli.Commands;
 /// <summary><c>rmnet verify</c>: runs the original checkpoint and a converted file on the same inputs.</summary>
 public static class VerifyCommand
 {
-    public sealed record Result(string Original, string Converted, string Architecture, int InputSize, long Seed, VerificationJson Verification);
+    /// <summary><see cref="ConvertedDtype"/>: the converted file's weight types (float16 ones set the default tolerance to 1e-2).</summary>
+    public sealed record Result(string Original, string Converted, string Architecture, int InputSize, long Seed, VerificationJson Verification,
+        string? ConvertedDtype = null);
 
     public static Command Create(CommandIO io)
     {
@@ -17,18 +19,27 @@ public static class VerifyCommand
         var converted = new Argument<string>("converted") { Description = "The converted model (.onnx, .safetensors or .pth written by rmnet)" };
         var arch = CommonOptions.Arch();
         var numClasses = CommonOptions.NumClasses();
-        var samples = CommonOptions.Samples();
+        var samples = CommonOptions.Samples(minimum: 0);
         var size = CommonOptions.InputSize();
         var tolerance = CommonOptions.Tolerance();
         var seed = CommonOptions.Seed();
-        var userInput = new Option<string?>("--input") { Description = "Also run this tensor [N, C, H, W], C the model's input channels (.pth or .safetensors; the entry named 'input' or the only one)" };
+        var userInput = new Option<string?>("--input")
+        {
+            Description = "Also run this tensor [N, C, H, W], C the model's input channels (.pth or .safetensors: a tensor saved on its own, the entry named 'input', or the only one)",
+        };
         var allowNonFinite = CommonOptions.AllowNonFinite();
         var negative = CommonOptions.NegativeInput();
+        var weightsKey = CommonOptions.WeightsKey();
         var json = CommonOptions.Json();
         var cmd = new Command("verify", "Check that a converted model computes the same as the original checkpoint (exit 0 equal, 1 different, 2 bad input)")
         {
-            original, converted, arch, numClasses, samples, size, tolerance, seed, userInput, allowNonFinite, negative, json,
+            original, converted, arch, numClasses, samples, size, tolerance, seed, userInput, allowNonFinite, negative, weightsKey, json,
         };
+        cmd.Validators.Add(result =>
+        {
+            if (CommonOptions.Given(result.GetResult(samples)) == 0 && result.GetResult(userInput) is null)
+                result.AddError("--samples 0 needs --input (a tensor of your own images to verify on)");
+        });
         cmd.SetAction(p =>
         {
             var ctx = io.Context(p, json);
@@ -44,44 +55,56 @@ public static class VerifyCommand
                     MemoryEstimate.EnsureFits(conv, "verifying",
                         onnxOriginal ? MemoryEstimate.Verify(convBytes + origBytes, 0, external) : MemoryEstimate.Verify(convBytes, origBytes, external));
                 }
+                var dtypes = WeightDtypes.Of(conv);
+                // A float16 file is held to float16's own tolerance unless one is given, as convert --verify held it.
+                bool float16 = dtypes is ["float16"] && p.GetResult(tolerance) is not { Implicit: false };
+                double bound = float16 ? OutputDtype.Float16.DefaultTolerance() : p.GetValue(tolerance);
+                string? note = float16 ? $"tolerance {Format.Sci(bound)}: the float16 default, since {conv} holds float16 weights (--tolerance sets another)" : null;
                 if (onnxOriginal)
                 {
-                    var onnxOptions = new VerifyOptions(p.GetValue(samples), p.GetValue(size), p.GetValue(tolerance), p.GetValue(seed),
-                        p.GetValue(userInput) is string inputPath ? ReadInput(inputPath) : null);
+                    if (p.GetValue(weightsKey) is not null) throw new ModelInputException(orig, "--weights-key applies to checkpoints; an ONNX model has one set of weights");
+                    var onnxOptions = new VerifyOptions(p.GetValue(samples), p.GetValue(size), bound, p.GetValue(seed),
+                        p.GetValue(userInput) is string inputPath ? ReadInput(inputPath) : null, p.GetValue(userInput));
                     ctx.Progress.Stage($"verifying {conv} against {orig} in ONNX Runtime");
                     var onnxReport = Verifier.Verify(orig, conv, onnxOptions, ctx.Cancellation);
-                    ctx.Document(new Result(orig, conv, "onnx", (int)(onnxReport.InputShape?.LastOrDefault() ?? onnxOptions.InputSize), onnxOptions.Seed, VerificationJson.Of(onnxReport)));
-                    ctx.Line($"{conv} against {orig} (both in ONNX Runtime)");
-                    ctx.Line(ReportText.Inputs(onnxReport, onnxOptions.Samples, onnxOptions.InputSize, p.GetValue(userInput)));
-                    ctx.Line(ReportText.Verification(onnxReport));
-                    return onnxReport.Passed ? ExitCodes.Success : ExitCodes.NotEquivalent;
+                    ctx.Document(new Result(orig, conv, "onnx", (int)(onnxReport.InputShape?.LastOrDefault() ?? onnxOptions.InputSize), onnxOptions.Seed,
+                        VerificationJson.Of(onnxReport), WeightDtypes.Describe(dtypes)));
+                    return Report(ctx, onnxReport, onnxOptions, $"{conv} against {orig} (both in ONNX Runtime)", p.GetValue(userInput), note);
                 }
                 ctx.Progress.Stage($"loading {orig}");
-                using var ckpt = StopRequest.Abandonable(() => SourceModels.Load(orig, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(allowNonFinite), p.GetValue(negative)),
-                    ctx.Cancellation);
+                using var ckpt = CheckpointLoading.Load(ctx, orig, p.GetValue(weightsKey), p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(allowNonFinite), p.GetValue(negative));
                 Tensor? extra = p.GetValue(userInput) is string path ? ReadInput(path) : null;
-                var options = new VerifyOptions(p.GetValue(samples), p.GetValue(size), p.GetValue(tolerance), p.GetValue(seed), extra);
+                var options = new VerifyOptions(p.GetValue(samples), p.GetValue(size), bound, p.GetValue(seed), extra, p.GetValue(userInput));
                 int side = ckpt.FixedInputSize ?? options.InputSize;
-                ctx.Progress.Stage($"verifying {conv} on {options.Samples} seeded images of {side}x{side}{(extra is null ? "" : $" and the {extra.shape[0]} of {p.GetValue(userInput)}")}");
+                ctx.Progress.Stage($"verifying {conv} on {(options.Samples > 0 ? $"{options.Samples} seeded images of {side}x{side}{(extra is null ? "" : " and ")}" : "")}"
+                    + (extra is null ? "" : $"the {extra.shape[0]} of {p.GetValue(userInput)}"));
                 using var runner = ModelRunner.OpenConverted(conv, ckpt, ctx.Cancellation);
                 var report = Verifier.Verify(ckpt, runner, options, ctx.Cancellation);
-                ctx.Document(new Result(orig, conv, ckpt.DisplayName, side, options.Seed, VerificationJson.Of(report)));
-                ctx.Line($"{conv} against {orig} ({ckpt.Description})");
-                ctx.Line(ReportText.Inputs(report, options.Samples, options.InputSize, p.GetValue(userInput)));
-                ctx.Line(ReportText.Verification(report));
-                return report.Passed ? ExitCodes.Success : ExitCodes.NotEquivalent;
+                ctx.Document(new Result(orig, conv, ckpt.DisplayName, side, options.Seed, VerificationJson.Of(report), WeightDtypes.Describe(dtypes)));
+                return Report(ctx, report, options, $"{conv} against {orig} ({ckpt.Description})", p.GetValue(userInput), note);
             });
         });
         return cmd;
     }
 
+    /// <summary>The text lines of a verification (the JSON document is written before) and its exit code.</summary>
+    static int Report(CliContext ctx, VerificationReport report, VerifyOptions options, string title, string? userInput, string? note)
+    {
+        ctx.Line(title);
+        ctx.Line(ReportText.Inputs(report, options.Samples, options.InputSize, userInput));
+        if (note is not null) ctx.Line(note);
+        ctx.Line(ReportText.Verification(report));
+        if (ReportText.UserImages(report, userInput) is { } line) ctx.Line(line);
+        return report.Passed ? ExitCodes.Success : ExitCodes.NotEquivalent;
+    }
+
     static Tensor ReadInput(string path)
     {
-        var sd = CheckpointReader.Read(path);
+        using var sd = CheckpointReader.ReadTensors(path, "input");
         var t = sd.TryGetValue("input", out var named) ? named
             : sd.Count == 1 ? sd.Values.First() : throw new ModelInputException(path, "holds several tensors and none is named 'input'");
         if (t.dim() != 4)
             throw new ModelInputException(path, $"input tensor has shape [{string.Join(", ", t.shape)}], expected [N, C, H, W]");
-        return t.to_type(ScalarType.Float32);
+        return t.to_type(ScalarType.Float32, copy: true);   // its own tensor: the state dict is disposed
     }
 }

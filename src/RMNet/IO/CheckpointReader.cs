@@ -8,17 +8,48 @@ namespace RMNet.IO;
 /// Reads PyTorch checkpoints (<c>torch.save</c> zip archives of state dicts, training checkpoints or whole modules,
 /// and TorchScript archives; read by <see cref="PickleReader"/>, which executes nothing) and safetensors (through
 /// TorchSharp.PyBridge) into a <see cref="StateDict"/>, in the file's own dtypes. Where the weights are found is
-/// <see cref="PickledWeights"/>; a DataParallel <c>module.</c> prefix is removed.
+/// <see cref="PickledWeights"/>; a wrapper's prefix shared by every name is removed (<see cref="WrapperPrefixes"/>).
 /// </summary>
 public static class CheckpointReader
 {
-    /// <summary>Reads the weights of <paramref name="path"/>; bad files raise <see cref="ModelInputException"/>.</summary>
-    public static StateDict Read(string path)
+    /// <summary>
+    /// Prefixes wrappers add to every name: DataParallel's <c>module.</c>, a PyTorch Lightning module's <c>model.</c>
+    /// (the network as <c>self.model</c>), torch.compile's <c>_orig_mod.</c>. Removed, repeatedly, only while every
+    /// name carries the same one, so a network's own names are never cut.
+    /// </summary>
+    public static IReadOnlyList<string> WrapperPrefixes { get; } = new[] { "module.", "model.", "_orig_mod." };
+
+    /// <summary>The prefix (possibly several wrappers' together, e.g. <c>model._orig_mod.</c>) that every one of <paramref name="keys"/> starts with; "" where none.</summary>
+    public static string SharedWrapperPrefix(IReadOnlyList<string> keys)
+    {
+        string prefix = "";
+        while (keys.Count > 0 && WrapperPrefixes.FirstOrDefault(p => keys.All(k => k.Length > prefix.Length + p.Length
+            && string.CompareOrdinal(k, prefix.Length, p, 0, p.Length) == 0)) is { } next)
+            prefix += next;
+        return prefix;
+    }
+
+    /// <summary>
+    /// Reads the weights of <paramref name="path"/>; bad files raise <see cref="ModelInputException"/>. A training
+    /// checkpoint's weights come from its top-level key <paramref name="weightsKey"/> where given (e.g. <c>state_dict_ema</c>);
+    /// the key read is <see cref="StateDict.WeightsKey"/>.
+    /// </summary>
+    public static StateDict Read(string path, string? weightsKey = null) => Read(path, null, weightsKey);
+
+    /// <summary>
+    /// Reads the tensors of <paramref name="path"/> as <see cref="Read(string, string?)"/> does, and also a file that holds one
+    /// bare tensor (<c>torch.save(x, 'x.pt')</c>), which comes back under <paramref name="bareTensorName"/>.
+    /// </summary>
+    public static StateDict ReadTensors(string path, string bareTensorName) => Read(path, bareTensorName, null);
+
+    static StateDict Read(string path, string? bareTensorName, string? weightsKey)
     {
         var format = FileFormats.Detect(path);
         return Guarded(path, format, () => format switch
         {
-            FileFormat.TorchZip => FromTorchZip(path),
+            FileFormat.TorchZip => FromTorchZip(path, bareTensorName, weightsKey),
+            FileFormat.Safetensors when weightsKey is not null =>
+                throw new ModelInputException(path, "--weights-key: a safetensors file holds one set of weights, with no keys to choose from"),
             FileFormat.Safetensors => FromSafetensors(path),
             FileFormat.TorchLegacy => throw new ModelInputException(path, "saved in PyTorch's legacy (pre-1.6) format; re-save it with torch.save in a current PyTorch"),
             FileFormat.Onnx => throw new ModelInputException(path, "is an ONNX model; this command reads PyTorch checkpoints and safetensors"),
@@ -65,6 +96,13 @@ public static class CheckpointReader
         });
     }
 
+    /// <summary>The storage types (<c>HalfStorage</c>, <c>FloatStorage</c>, ...) of the weights of a <c>torch.save</c> archive, from its pickle alone.</summary>
+    internal static IEnumerable<string> WeightStorageTypes(string path) => Guarded(path, FileFormat.TorchZip, () =>
+    {
+        using var zip = new ZipArchive(File.OpenRead(path), ZipArchiveMode.Read);
+        return PickledWeights.Find(ReadPickle(zip, path).Root, path).Select(n => n.Tensor.Storage.StorageType).Distinct().ToList();
+    });
+
     /// <summary>data.pkl read by <see cref="PickleReader"/>, and the archive's storage entries by key.</summary>
     static (object? Root, Dictionary<string, ZipArchiveEntry> Storages) ReadPickle(ZipArchive zip, string path)
     {
@@ -82,19 +120,20 @@ public static class CheckpointReader
         return (PickleReader.Read(bytes, key => entries.TryGetValue(key, out var e) ? e.Length : null, path), entries);
     }
 
-    static StateDict FromTorchZip(string path)
+    static StateDict FromTorchZip(string path, string? bareTensorName, string? weightsKey)
     {
         using var zip = new ZipArchive(File.OpenRead(path), ZipArchiveMode.Read);
         var (root, entries) = ReadPickle(zip, path);
-        var named = PickledWeights.Find(root, path);
-        var keys = named.Select(n => n.Name).ToList();
-        bool dataParallel = keys.Count > 0 && keys.All(k => k.StartsWith("module.", StringComparison.Ordinal));
-        var sd = new StateDict(path);
+        var found = root is PickleTensor bare && bareTensorName is not null ? new FoundWeights(new() { (bareTensorName, bare) }, null, Array.Empty<string>())
+            : PickledWeights.Locate(root, path, weightsKey);
+        var named = found.Named;
+        string prefix = SharedWrapperPrefix(named.Select(n => n.Name).ToList());
+        var sd = new StateDict(path) { RemovedPrefix = prefix.Length > 0 ? prefix : null, WeightsKey = found.Key, OtherWeightsKeys = found.OtherKeys };
         var storages = new Dictionary<string, Tensor>();
         try
         {
             foreach (var (key, record) in named)
-                sd.Add(dataParallel ? key["module.".Length..] : key, Materialize(record, entries, storages, path, key));
+                sd.Add(key[prefix.Length..], Materialize(record, entries, storages, path, key));
         }
         catch
         {

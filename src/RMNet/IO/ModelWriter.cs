@@ -9,6 +9,13 @@ public static class ModelWriter
     /// <summary>The extensions <see cref="Save"/> accepts.</summary>
     public static IReadOnlyList<string> Extensions { get; } = new[] { ".onnx", ".safetensors", ".pth", ".pt" };
 
+    /// <summary>Throws <see cref="ModelInputException"/> naming <paramref name="path"/> where its extension is none <see cref="Save"/> writes.</summary>
+    public static void CheckExtension(string path)
+    {
+        if (FileFormats.FromExtension(path) == FileFormat.Unknown)
+            throw new ModelInputException(path, $"unknown output format; use one of {string.Join(", ", Extensions)}");
+    }
+
     /// <summary>
     /// Writes <paramref name="model"/> to <paramref name="path"/> atomically, its weights as <paramref name="dtype"/>;
     /// a cancelled write leaves nothing behind.
@@ -20,7 +27,7 @@ public static class ModelWriter
         {
             case FileFormat.Onnx: OnnxExporter.Save(model, path, docString, dtype: dtype, cancellationToken: cancellationToken); break;
             case FileFormat.Safetensors or FileFormat.TorchZip: PlainModelFile.Save(model, path, dtype, cancellationToken); break;
-            default: throw new ModelInputException(path, $"unknown output format; use one of {string.Join(", ", Extensions)}");
+            default: CheckExtension(path); break;
         }
     }
 }

@@ -19,14 +19,14 @@ public static class PickleReader
     {
         "collections.OrderedDict", "torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v2",
         "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state",
-        "argparse.Namespace", "numpy.core.multiarray.scalar", "numpy.dtype",
+        "argparse.Namespace", "numpy.dtype", PickleNumpy.Encode,
         "builtins.set", "builtins.frozenset", "builtins.slice", "torch.device", "torch.Size", "copyreg._reconstructor",
         // Protocol 2 (torch.save's default) writes Python 2 names for builtins.
         "__builtin__.set", "__builtin__.frozenset", "__builtin__.slice", "copy_reg._reconstructor",
         // TorchScript archives wrap typed lists in these; each returns its argument.
         "torch.jit._pickle.build_intlist", "torch.jit._pickle.build_doublelist", "torch.jit._pickle.build_boollist",
         "torch.jit._pickle.build_tensorlist", "torch.jit._pickle.build_genericlist",
-    };
+    }.Concat(PickleNumpy.ScalarNames).Concat(PickleNumpy.ReconstructNames).ToHashSet();
 
     /// <summary>Bytes per element of each tensor storage type.</summary>
     public static IReadOnlyDictionary<string, int> StorageElementSize { get; } = new Dictionary<string, int>
@@ -224,6 +224,12 @@ public static class PickleReader
             case "torch.Size" or "torch.jit._pickle.build_intlist" or "torch.jit._pickle.build_doublelist" or "torch.jit._pickle.build_boollist"
                 or "torch.jit._pickle.build_tensorlist" or "torch.jit._pickle.build_genericlist":
                 return args.Length > 0 ? args[0] : null;
+            case PickleNumpy.Encode:
+                return PickleNumpy.EncodeLatin1(args, file);
+            case var name when PickleNumpy.ScalarNames.Contains(name):
+                return PickleNumpy.ScalarValue(g, args);
+            case var name when PickleNumpy.ReconstructNames.Contains(name):
+                return PickleNumpy.ReconstructArray(g, args, file);
             case "copyreg._reconstructor" or "copy_reg._reconstructor":
                 return args.Length > 0 && args[0] is PickleGlobal cls ? new PickleObject(cls, Array.Empty<object?>()) : throw Bad(file, "malformed object record in pickle");
             default:

@@ -18,7 +18,46 @@ public static class PickledWeights
     public const string ReSave = "; in PyTorch, save the model's weights with torch.save(model.state_dict(), 'weights.pth')";
 
     /// <summary>The named tensors in <paramref name="root"/>, in state-dict order; <paramref name="path"/> names the file in errors.</summary>
-    public static List<(string Name, PickleTensor Tensor)> Find(object? root, string path)
+    public static List<(string Name, PickleTensor Tensor)> Find(object? root, string path) => Locate(root, path).Named;
+
+    /// <summary>
+    /// The weights in <paramref name="root"/>: under the top-level key <paramref name="weightsKey"/> where given (refused
+    /// where the checkpoint has no such key), else where <see cref="Find"/> looks; with the key they were found under and
+    /// the other top-level keys that hold weights (EMA copies such as <c>state_dict_ema</c>, <c>model_ema</c>).
+    /// </summary>
+    public static FoundWeights Locate(object? root, string path, string? weightsKey = null)
+    {
+        var others = new List<string>();
+        string? key = null;
+        if (root is PickleDict top && !IsStateDict(top))
+        {
+            if (weightsKey is not null)
+            {
+                if (!top.Has(weightsKey))
+                    throw new ModelInputException(path, $"--weights-key: the checkpoint has no key '{weightsKey}'; its keys are [{Keys(top)}]");
+                if (!HoldsWeights(top.Get(weightsKey)))
+                    throw new ModelInputException(path, $"--weights-key: '{weightsKey}' holds {Describe(top.Get(weightsKey))}, not a state dict or a module");
+                key = weightsKey;
+            }
+            else key = WrapperKeys.FirstOrDefault(k => HoldsWeights(top.Get(k)));
+            others = top.Entries.Where(e => e.Key is string k && k != key && HoldsWeights(e.Value)).Select(e => (string)e.Key).ToList();
+            if (key is not null) root = top.Get(key);
+        }
+        else if (weightsKey is not null)
+            throw new ModelInputException(path, $"--weights-key: the file holds {(root is PickleDict ? "a state dict" : Describe(root))} at its top level, not a checkpoint with keys to choose from");
+        return new FoundWeights(Search(root, path), key, others);
+    }
+
+    /// <summary>A dict whose values are all tensors.</summary>
+    static bool IsStateDict(PickleDict table) => table.Count > 0 && table.Entries.All(e => e.Value is PickleTensor);
+
+    /// <summary>A state dict (possibly wrapped once more) or a module.</summary>
+    static bool HoldsWeights(object? v) => v is PickleDict d && (IsStateDict(d) || WrapperKeys.Any(k => d.Get(k) is PickleDict or PickleObject))
+        || v is PickleObject o && IsModule(o);
+
+    static string Keys(PickleDict table) => string.Join(", ", table.Entries.Take(8).Select(e => e.Key));
+
+    static List<(string Name, PickleTensor Tensor)> Search(object? root, string path)
     {
         for (int depth = 0; depth < 4; depth++)
         {
@@ -30,13 +69,12 @@ public static class PickledWeights
             }
             if (root is not PickleDict table)
                 throw new ModelInputException(path, $"holds {Describe(root)}, not a state dict or a module{ReSave}");
-            if (table.Count > 0 && table.Entries.All(e => e.Value is PickleTensor))
+            if (IsStateDict(table))
                 return table.Entries.Select(e => (e.Key as string ?? throw new ModelInputException(path, $"state dict key {e.Key} is not a string"), (PickleTensor)e.Value!)).ToList();
             var inner = WrapperKeys.Select(table.Get).FirstOrDefault(v => v is PickleDict || v is PickleObject o && IsModule(o));
             if (inner is null)
             {
-                string keys = string.Join(", ", table.Entries.Take(8).Select(e => e.Key));
-                throw new ModelInputException(path, $"no state dict found: top-level keys are [{keys}], none of {string.Join("/", WrapperKeys)} holds tensors or a module{ReSave}");
+                throw new ModelInputException(path, $"no state dict found: top-level keys are [{Keys(table)}], none of {string.Join("/", WrapperKeys)} holds tensors or a module{ReSave}");
             }
             root = inner;
         }
@@ -91,6 +129,11 @@ public static class PickledWeights
         List<object?> => "a list",
         object?[] => "a tuple",
         string => "a string",
+        long or double => "a number",
+        bool => "a boolean",
         _ => $"a {v.GetType().Name}",
     };
 }
+
+/// <summary>Weights found in a checkpoint: the named tensors, the top-level key they were under (null: the top level), the other keys holding weights.</summary>
+public sealed record FoundWeights(List<(string Name, PickleTensor Tensor)> Named, string? Key, IReadOnlyList<string> OtherKeys);

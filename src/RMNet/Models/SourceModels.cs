@@ -15,9 +15,15 @@ public static class SourceModels
     /// <param name="numClasses">Expected classifier outputs, or null.</param>
     /// <param name="allowNonFinite">Accept NaN/Inf weights.</param>
     /// <param name="negative">How families whose block inputs can be negative carry them.</param>
+    /// <param name="weightsKey">The training checkpoint's key to take the weights from (null: the usual ones).</param>
+    /// <param name="read">Told the state dict read (its key and removed prefix), before the family is recognised.</param>
     public static ISourceModel Load(string path, string arch = "auto", int? numClasses = null, bool allowNonFinite = false,
-        Rm.NegativeInputMode negative = Rm.NegativeInputMode.PRelu) =>
-        FromStateDict(CheckpointReader.Read(path), arch, numClasses, allowNonFinite, negative);
+        Rm.NegativeInputMode negative = Rm.NegativeInputMode.PRelu, string? weightsKey = null, Action<StateDict>? read = null)
+    {
+        var sd = CheckpointReader.Read(path, weightsKey);
+        read?.Invoke(sd);
+        return FromStateDict(sd, arch, numClasses, allowNonFinite, negative);
+    }
 
     /// <summary>As <see cref="Load"/>, for weights in memory.</summary>
     public static ISourceModel FromStateDict(StateDict sd, string arch = "auto", int? numClasses = null, bool allowNonFinite = false,

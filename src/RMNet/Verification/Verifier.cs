@@ -4,12 +4,14 @@ using static TorchSharp.torch;
 namespace RMNet.Verification;
 
 /// <summary>Settings of an equivalence check.</summary>
-/// <param name="Samples">Seeded random images to run.</param>
+/// <param name="Samples">Seeded random images to run (0: only <paramref name="UserInput"/>, which must then be given).</param>
 /// <param name="InputSize">Height and width of the random images.</param>
 /// <param name="Tolerance">Bound on the relative error (see <see cref="VerificationReport.MaxRelError"/>).</param>
 /// <param name="Seed">Seed of the random images.</param>
 /// <param name="UserInput">An extra batch [N, C, H, W] of the user's own, run as well; null for none.</param>
-public sealed record VerifyOptions(int Samples = 4, int InputSize = 224, double Tolerance = 1e-4, long Seed = 0, Tensor? UserInput = null);
+/// <param name="UserInputSource">The file <paramref name="UserInput"/> came from, named where it does not fit the model.</param>
+public sealed record VerifyOptions(int Samples = 4, int InputSize = 224, double Tolerance = 1e-4, long Seed = 0, Tensor? UserInput = null,
+    string? UserInputSource = null);
 
 /// <summary>Checks a converted model against the original ResNet it came from.</summary>
 public static class Verifier
@@ -21,11 +23,14 @@ public static class Verifier
     public static VerificationReport Verify(ISourceModel original, ModelRunner converted, VerifyOptions options, CancellationToken cancellationToken = default)
     {
         if (options.UserInput is { } user && user.shape[1] != original.InputChannels)
-            throw new ModelInputException(original.Source, $"the input batch has {user.shape[1]} channels, {original.DisplayName} takes {original.InputChannels}");
+            throw new ModelInputException(options.UserInputSource ?? original.Source,
+                $"the input batch has {user.shape[1]} channels, {original.DisplayName} takes {original.InputChannels}");
         using var module = original.CreateModule();
         int size = original.FixedInputSize ?? options.InputSize;   // a flatten + fc head accepts one size only
-        var batches = new List<Tensor> { Equivalence.SeededInputs(options.Samples, original.InputChannels, size, size, options.Seed) };
-        return Compare(OneImageAtATime(module.forward, cancellationToken), converted.Run, batches, options, cancellationToken) with { InputShape = batches[0].shape };
+        var batches = new List<Tensor>();
+        if (options.Samples > 0) batches.Add(Equivalence.SeededInputs(options.Samples, original.InputChannels, size, size, options.Seed));
+        var shape = batches.FirstOrDefault()?.shape;   // before Compare adds the user's batch
+        return Compare(OneImageAtATime(module.forward, cancellationToken), converted.Run, batches, options, cancellationToken) with { InputShape = shape };
     }
 
     /// <summary>
@@ -62,11 +67,13 @@ public static class Verifier
         int Channels() => options.UserInput is { } user ? (int)user.shape[1] : FirstConvInputChannels(originalOnnx);
         var shape = dims.Select((d, i) => i == 0 ? batch : d > 0 ? d : (dims.Length == 4 && i == 1 ? Channels() : options.InputSize)).Select(d => (long)d).ToArray();
         if (options.UserInput is { } user && !FitsFixed(user.shape, dims))
-            throw new ModelInputException(originalOnnx, $"the input batch has shape [{string.Join(", ", user.shape)}], the model fixes [{string.Join(", ", dims.Select(d => d > 0 ? d.ToString() : "?"))}]");
+            throw new ModelInputException(options.UserInputSource ?? originalOnnx, $"the input batch has shape [{string.Join(", ", user.shape)}], the model fixes [{string.Join(", ", dims.Select(d => d > 0 ? d.ToString() : "?"))}]");
         var batches = new List<Tensor>();
         for (int done = 0, k = 0; done < options.Samples; done += batch, k++)
             batches.Add(randn(shape, generator: new Generator((ulong)(options.Seed + k))));
-        return Compare(x => a.Run(x, cancellationToken), x => b.Run(x, cancellationToken), batches, options, cancellationToken) with { InputShape = shape };
+        bool seeded = batches.Count > 0;
+        return Compare(x => a.Run(x, cancellationToken), x => b.Run(x, cancellationToken), batches, options, cancellationToken)
+            with { InputShape = seeded ? shape : null };
     }
 
     static bool FitsFixed(long[] shape, int[] declared) =>
@@ -96,14 +103,25 @@ public static class Verifier
     {
         int seeded = batches.Sum(b => (int)b.shape[0]);
         if (options.UserInput is not null) batches.Add(options.UserInput);
+        if (batches.Count == 0) throw new ArgumentException("nothing to verify: no seeded samples and no user input", nameof(options));
         Func<Tensor, Tensor> Checked(Func<Tensor, Tensor> run) => x =>
         {
             cancellationToken.ThrowIfCancellationRequested();
             return run(x);
         };
         var reports = batches.Select(x => Equivalence.Compare(Checked(original), Checked(converted), x, options.Tolerance)).ToList();
+        return Combine(reports, options.Tolerance) with
+        {
+            SeededSamples = seeded,
+            UserInput = options.UserInput is null ? null : reports[^1],
+        };
+    }
+
+    /// <summary>Several batches' reports as one: errors maximised (a NaN kept), agreement weighted by images, non-finite outputs summed.</summary>
+    static VerificationReport Combine(List<VerificationReport> reports, double tolerance)
+    {
         int n = reports.Sum(r => r.Samples);
-        return new VerificationReport(n, reports.Max(r => r.MaxAbsError), reports.Max(r => r.MaxRelError),
-            reports.Sum(r => r.Top1Agreement * r.Samples) / n, options.Tolerance, SeededSamples: seeded);
+        return new VerificationReport(n, reports.Select(r => r.MaxAbsError).Aggregate(Math.Max), reports.Select(r => r.MaxRelError).Aggregate(Math.Max),
+            reports.Sum(r => r.Top1Agreement * r.Samples) / n, tolerance, NonFinite: NonFiniteOutputs.Sum(reports.Select(r => r.NonFinite)));
     }
 }
