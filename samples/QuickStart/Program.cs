@@ -1,6 +1,8 @@
 // QuickStart: load a ResNet checkpoint, remove its residual connections, verify, save.
 //   dotnet run --project samples/QuickStart -- [checkpoint.pth] [output.onnx]
-// Without arguments it uses a seeded ResNet-18 and writes quickstart-plain.onnx.
+// Without arguments it uses a seeded ResNet-18 and writes quickstart-plain.onnx (and, for step 5, the seeded
+// weights as quickstart-resnet18.pth and their conversion as quickstart-plain.safetensors).
+using RMNet;
 using RMNet.IO;
 using RMNet.Models;
 using RMNet.Verification;
@@ -28,4 +30,14 @@ ModelWriter.Save(plain, output);
 using var onnx = ModelRunner.OpenConverted(output, original);
 var fileReport = Verifier.Verify(original, onnx, new VerifyOptions(Samples: 2));
 Console.WriteLine($"wrote {output}; ONNX Runtime max rel error {fileReport.MaxRelError:E2}");
-return report.Passed && fileReport.Passed ? 0 : 1;
+
+// 5. Or all of it in one call, through the front door: checkpoint file in, plain file out, checked.
+string checkpoint = input ?? "quickstart-resnet18.pth";
+if (input is null)
+{
+    using var weights = RandomResNet.Create(ResNetSpec.Named("resnet18"), seed: 7);
+    StateDictFile.Save(checkpoint, weights.Select(p => (p.Key, p.Value)));
+}
+var result = Converter.Convert(checkpoint, Path.ChangeExtension(output, ".safetensors"));
+Console.WriteLine($"Converter.Convert: {result.Architecture} -> {result.Output}, max rel error {result.Verification.MaxRelError:E2}: {(result.Equivalent ? "equivalent" : "NOT equivalent")}");
+return report.Passed && fileReport.Passed && result.Equivalent ? 0 : 1;

@@ -11,7 +11,7 @@ public static class ExitCodes
     /// <summary>The converted model is not equivalent to the original within the tolerance.</summary>
     public const int NotEquivalent = 1;
     /// <summary>Bad input or usage: missing/unreadable/malformed file, wrong option, unconvertible model.</summary>
-    public const int BadInput = 2;
+    public const int BadInput = RMNetException.BadInputExitCode;
     /// <summary>An internal error (a bug in rmnet): please report it with the --verbose output.</summary>
     public const int InternalError = 3;
     /// <summary>Stopped by SIGINT (Ctrl-C): 128 + 2, as a shell reports it; nothing unfinished was written.</summary>
@@ -86,13 +86,13 @@ public sealed class CliContext(TextWriter stdout, TextWriter stderr, bool json, 
             if (Verbose) Err.WriteLine(e.ToString());
             return _stop.ExitCode;
         }
-        catch (ModelInputException e)
-        {
-            return Fail(ExitCodes.BadInput, e.Message, e);
-        }
         catch (RmException e)
         {
-            return Fail(ExitCodes.BadInput, $"cannot remove residual connections exactly: {e.Message}", e);
+            return Fail(e.ExitCode, $"cannot remove residual connections exactly: {e.Message}", e);
+        }
+        catch (RMNetException e)
+        {
+            return Fail(e.ExitCode, e.Message, e);
         }
         catch (Exception e)
         {

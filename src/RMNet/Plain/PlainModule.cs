@@ -27,7 +27,7 @@ public sealed class PlainModule : nn.Module<Tensor, Tensor>
         return x.MoveToOuterDisposeScope();
     }
 
-    /// <summary>One layer applied to <paramref name="x"/> (shared with the trainable <see cref="Pruning.ScaledPlainNet"/>).</summary>
+    /// <summary>One layer applied to <paramref name="x"/> (shared with the trainable <c>RMNet.Pruning.ScaledPlainNet</c> of the RMNet.Training package).</summary>
     internal static Tensor Apply(PlainLayer layer, Tensor x) => layer switch
     {
         ConvLayer c => Conv(c, x),
