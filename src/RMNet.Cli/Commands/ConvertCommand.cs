@@ -85,7 +85,9 @@ public static class ConvertCommand
         double convertSeconds = clock.Elapsed.TotalSeconds;
         // The transform leaves its zeros untouched (no memory yet); writing and verifying fill them in.
         MemoryEstimate.EnsureFits(input, $"writing {output}{(verify ? " and verifying it" : "")}",
-            MemoryEstimate.Convert(plain.ParameterCount * sizeof(float), FileFormats.ModelBytes(input), verify), SmallerForm(ckpt, mode, negative));
+            MemoryEstimate.Convert(plain.ParameterCount * sizeof(float), FileFormats.ModelBytes(input), verify,
+                externalData: FileFormats.FromExtension(output) == FileFormat.Onnx && plain.ParameterCount * sizeof(float) > RMNet.Onnx.OnnxModelFile.ExternalDataThreshold),
+            SmallerForm(ckpt, mode, negative));
         ctx.Progress.Stage($"writing {output}");
         ModelWriter.Save(plain, pending.TempPath, $"rmnet: residual connections removed (RM, {mode.ToString().ToLowerInvariant()} form) from {ckpt.DisplayName}, {Path.GetFileName(input)}"
             + (dtype == OutputDtype.Float16 ? "; float16 weights" : ""), dtype, ctx.Cancellation);
@@ -151,7 +153,7 @@ public static class ConvertCommand
             long outputBytes = result.Model.Graph.Initializer.Sum(t => (long)t.RawData.Length);
             long sourceBytes = FileFormats.ModelBytes(input);
             MemoryEstimate.EnsureFits(input, $"writing {output}{(verify ? " and verifying it" : "")}",
-                MemoryEstimate.Convert(outputBytes, sourceBytes, verify) - outputBytes - sourceBytes);
+                MemoryEstimate.Convert(outputBytes, sourceBytes, verify, externalData: outputBytes > RMNet.Onnx.OnnxModelFile.ExternalDataThreshold) - outputBytes - sourceBytes);
             ctx.Progress.Stage($"writing {output}");
             RMNet.Onnx.OnnxModelFile.Save(result.Model, pending.TempPath, cancellationToken: ctx.Cancellation);
             if (verify)

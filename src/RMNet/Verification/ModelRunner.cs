@@ -26,7 +26,8 @@ public sealed class ModelRunner : IDisposable
     /// Opens a converted model: <c>.onnx</c> runs in ONNX Runtime; a plain <c>.safetensors</c> written by rmnet
     /// runs with its own architecture; a <c>.pth</c> plain state dict takes its structure from converting
     /// <paramref name="original"/> (in whichever RM form matches the file's shapes) and its weights from the file.
-    /// A cancelled <paramref name="cancellationToken"/> stops an ONNX Runtime run midway.
+    /// A cancelled <paramref name="cancellationToken"/> stops an ONNX Runtime run midway; where a stop can be asked for,
+    /// the model runs one image at a time (a dense ResNet-152 conv node or TorchSharp pass is not interruptible).
     /// </summary>
     public static ModelRunner OpenConverted(string path, ISourceModel original, CancellationToken cancellationToken = default)
     {
@@ -34,10 +35,12 @@ public sealed class ModelRunner : IDisposable
         if (format == FileFormat.Onnx)
         {
             var ort = new OnnxRuntimeRunner(path, cancellationToken: cancellationToken);
-            return new ModelRunner(x => ort.Run(x, cancellationToken), ort);
+            Func<Tensor, Tensor> run = x => ort.Run(x, cancellationToken);
+            // A batch the model fixes is run whole.
+            return new ModelRunner(ort.InputShape is [> 0, ..] ? run : Verifier.OneImageAtATime(run, cancellationToken), ort);
         }
         if (PlainModelFile.IsPlain(path))
-            return ForModule(PlainModelFile.Load(path).ToModule());
+            return Stoppable(PlainModelFile.Load(path).ToModule(), cancellationToken);
         var sd = CheckpointReader.Read(path);
         string? mismatch = null;
         foreach (var mode in Enum.GetValues<Rm.RmMode>())
@@ -45,10 +48,13 @@ public sealed class ModelRunner : IDisposable
             var structure = original.ToPlain(mode);
             var model = PlainArchitecture.FromJson(PlainArchitecture.ToJson(structure), sd, path);
             mismatch = ShapeMismatch(structure, model);
-            if (mismatch is null) return ForModule(model.ToModule());
+            if (mismatch is null) return Stoppable(model.ToModule(), cancellationToken);
         }
         throw new ModelInputException(path, mismatch!);
     }
+
+    static ModelRunner Stoppable(nn.Module<Tensor, Tensor> module, CancellationToken cancellationToken) =>
+        new(Verifier.OneImageAtATime(module.forward, cancellationToken), module);
 
     static string? ShapeMismatch(PlainModel expected, PlainModel actual)
     {
