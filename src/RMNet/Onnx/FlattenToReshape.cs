@@ -21,7 +21,7 @@ public static class FlattenToReshape
         long opset = model.OpsetImport.Where(o => o.Domain is "" or "ai.onnx").Select(o => o.Version).DefaultIfEmpty(1).Max();
         if (opset < 5) return 0;
         var g = new OnnxGraph(model.Graph, file);
-        var used = new HashSet<string>(g.Producers.Keys.Concat(g.Initializers.Keys).Concat(model.Graph.Input.Select(i => i.Name)));
+        var fresh = g.FreshNames();
         int rewritten = 0;
         foreach (var flatten in g.Order.Where(n => n.OpType == "Flatten" && (n.Attribute.FirstOrDefault(a => a.Name == "axis")?.I ?? 1) == 1))
         {
@@ -29,8 +29,7 @@ public static class FlattenToReshape
             if (readers.Count == 0 || model.Graph.Output.Any(o => o.Name == flatten.Output[0])) continue;
             var widths = readers.Select(r => GemmWidth(g, r, flatten.Output[0])).Distinct().ToList();
             if (widths is not [long k] || k < 0) continue;
-            string shape = $"{OnnxGraph.NodeName(flatten)}_shape";
-            for (int i = 1; !used.Add(shape); i++) shape = $"{OnnxGraph.NodeName(flatten)}_shape_{i}";
+            string shape = fresh($"{OnnxGraph.NodeName(flatten)}_shape");
             model.Graph.Initializer.Add(OnnxTensors.FromTensor(shape, TorchSharp.torch.tensor(new[] { -1L, k })));
             flatten.OpType = "Reshape";
             flatten.Attribute.Clear();

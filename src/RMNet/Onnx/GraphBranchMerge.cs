@@ -24,13 +24,7 @@ public static class GraphBranchMerge
         var removed = new HashSet<NodeProto>();
         var initializers = new List<TensorProto>();
         // New initializers must not take a name the graph already uses (as GraphRm's and GraphCarryRm's do not).
-        var used = new HashSet<string>(g.Producers.Keys.Concat(g.Initializers.Keys).Concat(model.Graph.Input.Select(i => i.Name)));
-        string Fresh(string stem)
-        {
-            string name = stem;
-            for (int i = 1; !used.Add(name); i++) name = $"{stem}_{i}";
-            return name;
-        }
+        var fresh = g.FreshNames();
         int merged = 0;
         foreach (var root in g.Order.Where(IsSum))
         {
@@ -59,8 +53,8 @@ public static class GraphBranchMerge
 
             string name = OnnxGraph.NodeName(root);
             var layer = fusedConv.ToLayer();
-            var w = OnnxTensors.FromTensor(Fresh($"{name}_merged_weight"), layer.Weight);
-            var b = OnnxTensors.FromTensor(Fresh($"{name}_merged_bias"), layer.Bias);
+            var w = OnnxTensors.FromTensor(fresh($"{name}_merged_weight"), layer.Weight);
+            var b = OnnxTensors.FromTensor(fresh($"{name}_merged_bias"), layer.Bias);
             initializers.Add(w);
             initializers.Add(b);
             replacements[root] = OnnxNodes.Conv($"{name}_merged", x, w.Name, b.Name, root.Output[0], layer);

@@ -40,16 +40,10 @@ public static class GraphCarryRm
         var replacements = new Dictionary<NodeProto, List<NodeProto>>();
         var removed = new HashSet<NodeProto>();
         var initializers = new List<TensorProto>();
-        var used = new HashSet<string>(g.Producers.Keys.Concat(g.Initializers.Keys).Concat(model.Graph.Input.Select(i => i.Name)));
-        string Fresh(string stem)
-        {
-            string name = stem;
-            for (int i = 1; !used.Add(name); i++) name = $"{stem}_{i}";
-            return name;
-        }
+        var fresh = g.FreshNames();
         string Init(string stem, Tensor t)
         {
-            var proto = OnnxTensors.FromTensor(Fresh(stem), t);
+            var proto = OnnxTensors.FromTensor(fresh(stem), t);
             initializers.Add(proto);
             return proto.Name;
         }
@@ -71,7 +65,7 @@ public static class GraphCarryRm
                     reports.Add(new GraphBlockReport(name, projection is null ? "identity" : "projection", convCount, false, reason));
                     break;
                 }
-                var nodes = Build(g, ops, projection, se, x, add.Output[0], name, Fresh, Init);
+                var nodes = Build(g, ops, projection, se, x, add.Output[0], name, fresh, Init);
                 if (nodes is null)
                 {
                     reports.Add(new GraphBlockReport(name, projection is null ? "identity" : "projection", convCount, false, "branch layout not supported"));

@@ -64,13 +64,7 @@ public static class GraphRm
         var replacements = new Dictionary<NodeProto, List<NodeProto>>();   // emitted at the key node's place
         var removed = new HashSet<NodeProto>();
         var newInitializers = new List<TensorProto>();
-        var used = new HashSet<string>(g.Producers.Keys.Concat(g.Initializers.Keys).Concat(model.Graph.Input.Select(i => i.Name)));
-        string Fresh(string stem)
-        {
-            string name = stem;
-            for (int i = 1; !used.Add(name); i++) name = $"{stem}_{i}";
-            return name;
-        }
+        var fresh = g.FreshNames();
 
         foreach (var m in matches)
         {
@@ -108,13 +102,13 @@ public static class GraphRm
             string current = m.X;
             for (int i = 0; i < convs.Count; i++)
             {
-                string w = Fresh($"{name}_rm{i}_weight"), b = Fresh($"{name}_rm{i}_bias");
+                string w = fresh($"{name}_rm{i}_weight"), b = fresh($"{name}_rm{i}_bias");
                 newInitializers.Add(OnnxTensors.FromTensor(w, convs[i].Weight));
                 newInitializers.Add(OnnxTensors.FromTensor(b, convs[i].Bias));
-                string convOut = Fresh($"{name}_rm{i}_conv");
+                string convOut = fresh($"{name}_rm{i}_conv");
                 nodes.Add(OnnxNodes.Conv($"{name}_rm{i}", current, w, b, convOut, convs[i]));
                 // The block's final Relu keeps its output name, so everything downstream is untouched.
-                string reluOut = i == convs.Count - 1 ? m.Relu.Output[0] : Fresh($"{name}_rm{i}_relu");
+                string reluOut = i == convs.Count - 1 ? m.Relu.Output[0] : fresh($"{name}_rm{i}_relu");
                 nodes.Add(OnnxNodes.Unary("Relu", $"{name}_rm{i}_relu", convOut, reluOut));
                 current = reluOut;
             }
@@ -127,7 +121,7 @@ public static class GraphRm
         // Fold every remaining Conv+BN pair (stem, blocks left as they are, other layers).
         foreach (var u in units.Values.Where(u => u.BatchNorm is not null && !removed.Contains(u.Conv)))
         {
-            string w = Fresh($"{OnnxGraph.NodeName(u.Conv)}_fused_weight"), b = Fresh($"{OnnxGraph.NodeName(u.Conv)}_fused_bias");
+            string w = fresh($"{OnnxGraph.NodeName(u.Conv)}_fused_weight"), b = fresh($"{OnnxGraph.NodeName(u.Conv)}_fused_bias");
             var layer = u.Fused.ToLayer();
             newInitializers.Add(OnnxTensors.FromTensor(w, layer.Weight));
             newInitializers.Add(OnnxTensors.FromTensor(b, layer.Bias));

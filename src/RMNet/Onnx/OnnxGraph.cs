@@ -69,6 +69,21 @@ public sealed class OnnxGraph
     /// <summary>The node producing <paramref name="value"/>, or null for graph inputs and initializers.</summary>
     public NodeProto? ProducerOf(string value) => Producers.GetValueOrDefault(value);
 
+    /// <summary>
+    /// Names for new values and initializers that nothing in the graph uses yet: the stem itself, else stem_1, stem_2, ...
+    /// (each name handed out once). The one way the passes name what they add.
+    /// </summary>
+    public Func<string, string> FreshNames()
+    {
+        var used = new HashSet<string>(Producers.Keys.Concat(Initializers.Keys).Concat(Graph.Input.Select(i => i.Name)));
+        return stem =>
+        {
+            string name = stem;
+            for (int i = 1; !used.Add(name); i++) name = $"{stem}_{i}";
+            return name;
+        };
+    }
+
     /// <summary>A printable node name (its name, or its first output).</summary>
     public static string NodeName(NodeProto n) => n.Name.Length > 0 ? n.Name : n.Output.FirstOrDefault() ?? n.OpType;
 
