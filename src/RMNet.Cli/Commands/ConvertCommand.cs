@@ -138,7 +138,7 @@ public static class ConvertCommand
         ctx.RemoveStaleTemporaries(output);
         ctx.Progress.Stage($"loading {input}");
         // The graph passes have no safe points; they only read the file and build a new model, so a stop abandons them.
-        var result = StopRequest.Abandonable(() => RMNet.Onnx.OnnxConversion.Convert(input, mode), ctx.Cancellation);
+        var result = StopRequest.Abandonable(() => RMNet.Onnx.OnnxConversion.Convert(input, mode, options.InputSize), ctx.Cancellation);
         int plain = result.Blocks.Count(b => b.Plain);
         var joins = result.Joins;
         // --strict is decided on the converted graph in memory: a refused model is never written, not even as a temporary.
@@ -164,8 +164,7 @@ public static class ConvertCommand
                     refusal = $"{output}: converted model differs from the original ({ReportText.Failure(report)}); nothing written";
             }
         }
-        var before = RMNet.Onnx.OnnxSummary.Read(input, options.InputSize);
-        var after = RMNet.Onnx.OnnxSummary.Of(result.Model, input, options.InputSize);
+        var (before, after) = (result.Input!, result.Output!);
         int gates = joins.Count(j => j.Kind == "gate");
         var json = new OnnxResult(input, output, result.Blocks.Count, plain, result.FoldedBatchNorms, result.MergedBranches, result.Blocks,
             CostReport.Of(before, FileFormats.ModelBytes(input)), CostReport.Of(after, refusal is null ? FileFormats.ModelBytes(pending.TempPath) : null),

@@ -30,6 +30,12 @@ public sealed record GraphRmResult(ModelProto Model, IReadOnlyList<GraphBlockRep
     /// <summary>Every join of the input graph and what became of it, plus any join only the output has.</summary>
     public IReadOnlyList<JoinReport> Joins { get; init; } = Array.Empty<JoinReport>();
 
+    /// <summary>The input graph's summary (costs, joins), taken before the passes rewrote it; null where not taken.</summary>
+    public OnnxSummary? Input { get; init; }
+
+    /// <summary>The converted graph's summary (costs, joins); null where not taken.</summary>
+    public OnnxSummary? Output { get; init; }
+
     /// <summary>Residual joins (Add/Sum) of the input graph.</summary>
     public int JoinsFound { get; init; }
 

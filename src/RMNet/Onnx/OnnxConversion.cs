@@ -9,11 +9,16 @@ namespace RMNet.Onnx;
 /// </summary>
 public static class OnnxConversion
 {
-    /// <summary>Reads <paramref name="input"/>, converts it, and returns the result (not yet written).</summary>
-    public static GraphRmResult Convert(string input, Rm.RmMode mode = Rm.RmMode.Grouped)
+    /// <summary>
+    /// Reads <paramref name="input"/>, converts it, and returns the result (not yet written), with the summaries of the
+    /// input and of the converted graph (costs at <paramref name="inputSize"/> where H and W are dynamic, and joins).
+    /// </summary>
+    public static GraphRmResult Convert(string input, Rm.RmMode mode = Rm.RmMode.Grouped, int inputSize = 224)
     {
         var model = OnnxModelFile.Load(input);
-        var joinsBefore = ResidualJoins.Find(new OnnxGraph(model.Graph, input));
+        string producer = (model.ProducerName + " " + model.ProducerVersion).Trim();
+        // Summarised before the passes, which rewrite the model in place.
+        var before = OnnxSummary.Of(model, input, inputSize);
         var (inlined, _) = InlineAliases.Run(model, input);
         var (branchesMerged, merged) = GraphBranchMerge.Run(inlined, input);
         var rm = GraphRm.Transform(branchesMerged, input, mode);
@@ -22,16 +27,16 @@ public static class OnnxConversion
         var carriedNames = carryBlocks.Select(b => b.Name).ToHashSet();
         var blocks = rm.Blocks.Where(b => !carriedNames.Contains(b.Name)).Concat(carryBlocks).ToList();
         FlattenToReshape.Run(carried, input);
-        var joins = JoinReport.Account(joinsBefore, ResidualJoins.Find(new OnnxGraph(carried.Graph, input)), blocks);
+        carried.ProducerName = "rmnet";
+        carried.ProducerVersion = OnnxExporter.Version;
+        var after = OnnxSummary.Of(carried, input, inputSize);
+        var joins = JoinReport.Account(before.Joins, after.Joins, blocks);
         var result = rm with { Model = carried, Blocks = blocks, MergedBranches = merged, Joins = joins,
-            JoinsFound = joinsBefore.Count(j => j.Kind == "residual") };
-        var m = result.Model;
+            JoinsFound = before.Residuals.Count, Input = before, Output = after };
         string note = $"rmnet {OnnxExporter.Version}: {result.JoinsFound - result.JoinsRemaining} of {result.JoinsFound} residual joins made plain (RM, {mode.ToString().ToLowerInvariant()} form), " +
             $"{result.FoldedBatchNorms} BatchNormalization nodes folded, {merged} parallel-branch sums merged; converted from '{Path.GetFileName(input)}' " +
-            $"(producer '{(model.ProducerName + " " + model.ProducerVersion).Trim()}')";
-        m.DocString = string.IsNullOrEmpty(m.DocString) ? note : m.DocString + "\n" + note;
-        m.ProducerName = "rmnet";
-        m.ProducerVersion = OnnxExporter.Version;
+            $"(producer '{producer}')";
+        carried.DocString = string.IsNullOrEmpty(carried.DocString) ? note : carried.DocString + "\n" + note;
         // Conv and Relu exist since opset 1: the model's own opset is never too old for what was added.
         return result;
     }
