@@ -85,13 +85,11 @@ public static class Verifier
     /// </summary>
     static int FirstConvInputChannels(string onnx)
     {
-        var model = RMNet.Onnx.OnnxModelFile.LoadStructure(onnx);
-        var initializers = model.Graph.Initializer.ToDictionary(t => t.Name);
-        foreach (var constant in model.Graph.Node.Where(n => n.OpType == "Constant" && n.Output.Count == 1))
-            if (constant.Attribute.FirstOrDefault(a => a.Name == "value")?.T is { } value) initializers.TryAdd(constant.Output[0], value);
-        foreach (var node in model.Graph.Node.Where(n => n.OpType == "Conv" && n.Input.Count > 1))
+        // The graph index already knows initializers and Constant values alike.
+        var g = new RMNet.Onnx.OnnxGraph(RMNet.Onnx.OnnxModelFile.LoadStructure(onnx).Graph, onnx);
+        foreach (var node in g.Graph.Node.Where(n => n.OpType == "Conv" && n.Input.Count > 1))
         {
-            if (!initializers.TryGetValue(node.Input[1], out var weight) || weight.Dims.Count != 4) continue;
+            if (!g.Initializers.TryGetValue(node.Input[1], out var weight) || weight.Dims.Count != 4) continue;
             long groups = node.Attribute.FirstOrDefault(a => a.Name == "group")?.I ?? 1;
             return checked((int)(weight.Dims[1] * Math.Max(1, groups)));
         }
