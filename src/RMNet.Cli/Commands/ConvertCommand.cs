@@ -92,6 +92,18 @@ public static class ConvertCommand
         ModelWriter.Save(plain, pending.TempPath, $"rmnet: residual connections removed (RM, {mode.ToString().ToLowerInvariant()} form) from {ckpt.DisplayName}, {Path.GetFileName(input)}"
             + (dtype == OutputDtype.Float16 ? "; float16 weights" : ""), dtype, ctx.Cancellation);
 
+        long bytes = FileFormats.ModelBytes(pending.TempPath);
+        var stages = StageRow.Compare(ckpt.CostByStage(options.InputSize, options.InputSize), plain.CostByStage(options.InputSize, options.InputSize));
+        var converted = CostReport.Of(plain, options.InputSize, bytes);
+        int zeroChannels = plain.ZeroChannels;
+        // Written, the weights are not needed again. Freed before verification loads the file (with the writer's managed
+        // copies, and what the C heap keeps), they add neither to its peak nor to the exit of a stopped run: 1.1 GB less
+        // resident for a dense ResNet-152.
+        foreach (var (_, tensor) in RMNet.Plain.PlainArchitecture.Tensors(plain)) tensor.Dispose();
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        RMNet.NativeHeap.Trim();
+
         VerificationReport? report = null;
         if (verify)
         {
@@ -100,10 +112,8 @@ public static class ConvertCommand
             using var runner = ModelRunner.OpenConverted(pending.TempPath, ckpt, ctx.Cancellation);
             report = Verifier.Verify(ckpt, runner, options, ctx.Cancellation);
         }
-        long bytes = FileFormats.ModelBytes(pending.TempPath);
-        var stages = StageRow.Compare(ckpt.CostByStage(options.InputSize, options.InputSize), plain.CostByStage(options.InputSize, options.InputSize));
-        var result = new Result(input, output, ckpt.DisplayName, mode.ToString().ToLowerInvariant(), ckpt.BlockCount, plain.ZeroChannels,
-            CostReport.Of(ckpt, options.InputSize, FileFormats.ModelBytes(input)), CostReport.Of(plain, options.InputSize, bytes),
+        var result = new Result(input, output, ckpt.DisplayName, mode.ToString().ToLowerInvariant(), ckpt.BlockCount, zeroChannels,
+            CostReport.Of(ckpt, options.InputSize, FileFormats.ModelBytes(input)), converted,
             stages, convertSeconds, report is null ? null : VerificationJson.Of(report), dtype.ToString().ToLowerInvariant());
 
         if (report is { Passed: false })
@@ -118,7 +128,7 @@ public static class ConvertCommand
         ctx.Line($"converted {input}: {ckpt.Description}{(ckpt.Family == "resnet" ? $", {result.RmMode} RM" : "")}{(dtype == OutputDtype.Float16 ? ", float16 weights" : "")}");
         foreach (var line in ReportText.CostTable(result.Original, result.Converted)) ctx.Line(line);
         foreach (var line in ReportText.StageTable(stages, result.Original.InputSize)) ctx.Line(line);
-        if (plain.ZeroChannels > 0) ctx.Line($"  grouped RM padded the reserved channels with {plain.ZeroChannels} zero channels in all, so they fill whole groups");
+        if (zeroChannels > 0) ctx.Line($"  grouped RM padded the reserved channels with {zeroChannels} zero channels in all, so they fill whole groups");
         if (report is not null) ctx.Line(ReportText.Verification(report));
         ctx.Line($"wrote {output} ({Format.Bytes(bytes)}); RM transform took {convertSeconds:F2} s");
         return ExitCodes.Success;

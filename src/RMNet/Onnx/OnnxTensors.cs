@@ -72,8 +72,14 @@ public static class OnnxTensors
         }
         var proto = new TensorProto { Name = name, DataType = (int)DataType.Float };
         proto.Dims.AddRange(t.shape);
-        // One managed copy of the values, wrapped rather than copied again: plain models run to gigabytes.
-        proto.RawData = UnsafeByteOperations.UnsafeWrap(t.to_type(ScalarType.Float32).contiguous().bytes.ToArray());
+        // One managed copy of the values, wrapped rather than copied again: plain models run to gigabytes. The float32,
+        // contiguous handles made on the way are released here: left to the finalizer (or to an enclosing dispose
+        // scope) they would keep the tensor's memory alive after its owner disposed it.
+        var floats = t.dtype == ScalarType.Float32 ? t : t.to_type(ScalarType.Float32);
+        var packed = floats.is_contiguous() ? floats : floats.contiguous();
+        proto.RawData = UnsafeByteOperations.UnsafeWrap(packed.bytes.ToArray());
+        if (!ReferenceEquals(packed, t)) packed.Dispose();
+        if (!ReferenceEquals(floats, t)) floats.Dispose();
         return proto;
     }
 }
