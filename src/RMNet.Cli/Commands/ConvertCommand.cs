@@ -7,7 +7,7 @@ using RMNet.Verification;
 namespace RMNet.Cli.Commands;
 
 /// <summary><c>rmnet convert</c>: checkpoint in, plain model out (format by extension), optionally verified before it lands.</summary>
-public static class ConvertCommand
+internal static class ConvertCommand
 {
     public sealed record Result(string Input, string Output, string Architecture, string RmMode, int Blocks, int ZeroChannels,
         CostReport Original, CostReport Converted, IReadOnlyList<StageRow> Stages, double ConvertSeconds, VerificationJson? Verification, string Dtype = "float32");

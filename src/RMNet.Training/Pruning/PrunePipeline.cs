@@ -148,7 +148,7 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
     {
         Directory.CreateDirectory(workDir);
         var cost = ReachableResidualCost();
-        using var net = source.CreateModule();
+        using var net = source.CreateResNet();
         var scales = ResidualPruning.InnerScales(net).Select(ChannelScales.Of).ToList();
         Sparsify(net, scales, cost, ResidualTargetMacs, "residual");
         var planValue = Plan("residual", scales, cost, ResidualTargetMacs);

@@ -68,7 +68,7 @@ public enum PruningCriterion
 }
 
 /// <summary>What the pruning criteria have in common.</summary>
-public static class PruningCriterionExtensions
+internal static class PruningCriterionExtensions
 {
     /// <summary>True for the criteria that remove channels in rounds while training (<see cref="GradualTaylorPruning"/>).</summary>
     public static bool PrunesWhileTraining(this PruningCriterion criterion) => criterion != PruningCriterion.L1;

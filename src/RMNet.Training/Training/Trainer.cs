@@ -29,7 +29,7 @@ public sealed class Trainer : IDisposable
     public Func<Tensor>? Penalty { get; init; }
 
     /// <summary>A teacher whose softened outputs the model also learns from; null for plain cross-entropy.</summary>
-    public Distillation? Distillation { get; init; }
+    internal Distillation? Distillation { get; init; }
 
     /// <summary>Run after every optimiser step (e.g. to keep pruned channels at zero); null for none.</summary>
     public Action? AfterStep { get; init; }

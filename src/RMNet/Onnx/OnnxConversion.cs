@@ -7,7 +7,7 @@ namespace RMNet.Onnx;
 /// well-behaved converter: graph inputs, outputs, names, shapes, element types, opset, IR version and metadata
 /// are kept; the producer fields name rmnet and the transform is recorded in <c>doc_string</c>.
 /// </summary>
-public static class OnnxConversion
+internal static class OnnxConversion
 {
     /// <summary>
     /// Reads <paramref name="input"/>, converts it, and returns the result (not yet written), with the summaries of the
