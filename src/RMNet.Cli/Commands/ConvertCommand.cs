@@ -132,8 +132,7 @@ internal static class ConvertCommand
     /// <summary>ONNX in, ONNX out: graph-level RM, blocks reported one by one.</summary>
     public static int RunOnnx(CliContext ctx, string input, string output, RMNet.Rm.RmMode mode, bool verify, VerifyOptions options, bool force, bool strict)
     {
-        if (FileFormats.FromExtension(output) != FileFormat.Onnx)
-            throw new ModelInputException(output, "an ONNX model converts to .onnx only");
+        RMNet.Onnx.OnnxConversion.CheckOutput(output);
         using var pending = new PendingOutput(output, force, input);
         ctx.RemoveStaleTemporaries(output);
         ctx.Progress.Stage($"loading {input}");
