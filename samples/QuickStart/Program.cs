@@ -14,11 +14,11 @@ string output = args.Length > 1 ? args[1] : "quickstart-plain.onnx";
 using var original = input is null
     ? ResNetCheckpoint.FromStateDict(RandomResNet.Create(ResNetSpec.Named("resnet18"), seed: 7))
     : ResNetCheckpoint.Load(input);
-Console.WriteLine($"loaded {original.Spec.DisplayName}: {original.Spec.Blocks().Count()} residual blocks");
+Console.WriteLine($"loaded {original.Spec.DisplayName}: {original.BlockCount} residual blocks");
 
-// 2. Convert: BN folded, every block reserved and merged; the result has no additions.
-var plain = original.ToPlain();
-Console.WriteLine($"plain: {plain.Convs.Count()} convs, {plain.ParameterCount / 1e6:F2}M parameters, {plain.MultiplyAccumulates(224, 224) / 1e9:F2} GMACs at 224x224");
+// 2. Convert: BN folded, every block reserved and merged; the result has no additions. It owns its weights: dispose it.
+using var plain = original.ToPlain();
+Console.WriteLine($"plain: {plain.ParameterCount / 1e6:F2}M parameters, {plain.MultiplyAccumulates(224, 224) / 1e9:F2} GMACs at 224x224");
 
 // 3. Verify in process, on seeded random images.
 using var runner = ModelRunner.ForModule(plain.ToModule());

@@ -4,7 +4,7 @@ using RMNet.Cli.Commands;
 namespace RMNet.Cli;
 
 /// <summary>The rmnet command line: parses arguments, runs a command, returns its exit code.</summary>
-public static class CliApp
+internal static class CliApp
 {
     /// <summary>Runs rmnet with <paramref name="args"/>, writing results to <paramref name="stdout"/> and errors to <paramref name="stderr"/>.</summary>
     /// <param name="args">Command-line arguments.</param>
@@ -38,7 +38,7 @@ public static class CliApp
 }
 
 /// <summary>The writers and global options every command gets.</summary>
-public sealed record CommandIO(TextWriter Out, TextWriter Err, Option<bool> Verbose, Option<bool> Quiet, bool Interactive, StopRequest Stop)
+internal sealed record CommandIO(TextWriter Out, TextWriter Err, Option<bool> Verbose, Option<bool> Quiet, bool Interactive, StopRequest Stop)
 {
     /// <summary>The context of one invocation.</summary>
     public CliContext Context(ParseResult p, Option<bool> json) =>

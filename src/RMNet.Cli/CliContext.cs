@@ -4,7 +4,7 @@ using System.Text.Json.Serialization;
 namespace RMNet.Cli;
 
 /// <summary>Exit codes of every rmnet command (documented in the README).</summary>
-public static class ExitCodes
+internal static class ExitCodes
 {
     /// <summary>Success (and, for verify, equivalent within the tolerance).</summary>
     public const int Success = 0;
@@ -21,7 +21,7 @@ public static class ExitCodes
 }
 
 /// <summary>Where a command writes: stdout for results, stderr for errors; JSON or text.</summary>
-public sealed class CliContext(TextWriter stdout, TextWriter stderr, bool json, bool verbose, ProgressDisplay progress, StopRequest? stop = null)
+internal sealed class CliContext(TextWriter stdout, TextWriter stderr, bool json, bool verbose, ProgressDisplay progress, StopRequest? stop = null)
 {
     /// <summary>Serializer settings of every --json document.</summary>
     public static readonly JsonSerializerOptions JsonOptions = new()

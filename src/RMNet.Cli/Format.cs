@@ -3,7 +3,7 @@ using System.Globalization;
 namespace RMNet.Cli;
 
 /// <summary>Human-readable numbers for the text output.</summary>
-public static class Format
+internal static class Format
 {
     public static string Count(long n) => n switch
     {

@@ -4,7 +4,7 @@ namespace RMNet.Cli;
 /// Progress of long operations on stderr: a bar redrawn in place on a terminal, plain log lines (stage start
 /// and end) when stderr is redirected, nothing under --quiet. stdout stays clean for results and JSON.
 /// </summary>
-public sealed class ProgressDisplay(TextWriter stderr, bool interactive, bool quiet) : IProgress<ProgressStep>
+internal sealed class ProgressDisplay(TextWriter stderr, bool interactive, bool quiet) : IProgress<ProgressStep>
 {
     string? _stage;
 

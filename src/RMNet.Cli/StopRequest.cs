@@ -14,7 +14,7 @@ namespace RMNet.Cli;
 /// OperationCanceledException as exit 1, and after its timeout returns while the command still runs, so temporary
 /// files would outlive the process.
 /// </remarks>
-public sealed class StopRequest : IDisposable
+internal sealed class StopRequest : IDisposable
 {
     readonly CancellationTokenSource _source = new();
     readonly List<PosixSignalRegistration> _registrations = new();

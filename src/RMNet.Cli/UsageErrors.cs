@@ -9,7 +9,7 @@ namespace RMNet.Cli;
 /// Command-line parse errors as every other error: one line <c>rmnet: error: &lt;file or command&gt;: &lt;problem&gt;</c>
 /// on stderr, and under <c>--json</c> the document <c>{"error": ..., "exit_code": 2}</c> on stdout.
 /// </summary>
-public static partial class UsageErrors
+internal static partial class UsageErrors
 {
     /// <summary>Writes the errors of <paramref name="parsed"/> and returns the usage exit code.</summary>
     public static int Report(ParseResult parsed, IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr)

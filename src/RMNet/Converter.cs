@@ -1,11 +1,12 @@
 using RMNet.IO;
 using RMNet.Models;
+using RMNet.Onnx;
 using RMNet.Rm;
 using RMNet.Verification;
 
 namespace RMNet;
 
-/// <summary>Settings of <see cref="Converter.Convert"/>; every one has the CLI's default.</summary>
+/// <summary>Settings of <see cref="Converter.Convert"/>; every one has the CLI's default. An ONNX input takes only <see cref="Mode"/> and <see cref="Verify"/>.</summary>
 /// <param name="Architecture"><c>auto</c> (detected from the weights) or a layout name such as <c>resnet50</c>.</param>
 /// <param name="NumClasses">Expected classifier outputs, or null to take them from the weights.</param>
 /// <param name="Mode">Grouped (default) or dense middle convs, where the family has them.</param>
@@ -21,16 +22,29 @@ public sealed record ConvertOptions(
 
 /// <summary>What <see cref="Converter.Convert"/> did.</summary>
 /// <param name="Output">The file written.</param>
-/// <param name="Architecture">The layout converted, e.g. <c>resnet50</c>.</param>
+/// <param name="Architecture">The layout converted, e.g. <c>resnet50</c>; for an ONNX input, <c>ONNX graph</c> and its producer.</param>
 /// <param name="Verification">The check of the written file against the original.</param>
 public sealed record ConversionResult(string Output, string Architecture, VerificationReport Verification)
 {
     /// <summary>True when the written file computes the original's function within the tolerance.</summary>
     public bool Equivalent => Verification.Passed;
+
+    /// <summary>
+    /// Residual joins of the input: a checkpoint's residual blocks (<see cref="ISourceModel.BlockCount"/>), or an
+    /// ONNX graph's additions (<c>Add</c>/<c>Sum</c>) of paths that split from one value.
+    /// </summary>
+    public int ResidualJoins { get; init; }
+
+    /// <summary>
+    /// Residual joins left in the output: always 0 for a checkpoint (a block that cannot be made plain is an
+    /// <see cref="RmException"/>); for an ONNX graph, the joins the passes did not recognise as residual blocks,
+    /// which <c>rmnet convert --strict</c> refuses.
+    /// </summary>
+    public int ResidualJoinsRemaining { get; init; }
 }
 
 /// <summary>
-/// The front door for the common job: a trained checkpoint in, an equivalent plain network (no residual
+/// The front door for the common job: a trained checkpoint or ONNX model in, an equivalent plain network (no residual
 /// connections) out, written and checked. Errors are <see cref="RMNetException"/>s.
 /// </summary>
 /// <example>
@@ -45,23 +59,73 @@ public sealed record ConversionResult(string Output, string Architecture, Verifi
 public static class Converter
 {
     /// <summary>
-    /// Loads <paramref name="checkpoint"/> (any supported family and format: PyTorch state dicts, training
-    /// checkpoints, TorchScript, safetensors), removes its residual connections, writes the plain network to
-    /// <paramref name="output"/> (format by extension, written atomically) and runs the written file against the
-    /// original on seeded images (ONNX Runtime for <c>.onnx</c>). Unlike <c>rmnet convert --verify</c>, the file
-    /// is kept whatever the check finds: see <see cref="ConversionResult.Equivalent"/>.
+    /// Loads <paramref name="input"/>, removes its residual connections, writes the plain network to
+    /// <paramref name="output"/> (written atomically) and runs the written file against the original on seeded
+    /// images. Unlike <c>rmnet convert --verify</c>, the file is kept whatever the check finds: see
+    /// <see cref="ConversionResult.Equivalent"/>.
+    /// <list type="bullet">
+    /// <item>A checkpoint (any supported family and format: PyTorch state dicts, training checkpoints, TorchScript,
+    /// safetensors) is written in the format <paramref name="output"/>'s extension names (<c>.onnx</c>,
+    /// <c>.safetensors</c>, <c>.pth</c>) and checked in ONNX Runtime for <c>.onnx</c>, in TorchSharp otherwise.</item>
+    /// <item>An ONNX model (<c>.onnx</c>) is converted at the graph level, as <c>rmnet convert model.onnx -o plain.onnx
+    /// --verify</c> does: the output must be <c>.onnx</c>, both models run in ONNX Runtime, and only
+    /// <see cref="ConvertOptions.Mode"/> and <see cref="ConvertOptions.Verify"/> apply (a non-default architecture,
+    /// class count or dtype is refused). Joins the passes do not recognise stay in the output, counted in
+    /// <see cref="ConversionResult.ResidualJoinsRemaining"/>.</item>
+    /// </list>
     /// </summary>
-    /// <exception cref="ModelInputException">The checkpoint or the output path does not fit.</exception>
+    /// <param name="input">The checkpoint or ONNX model to convert; the format is read from the file's content.</param>
+    /// <param name="output">The file to write; an existing file is replaced.</param>
+    /// <param name="options">Settings; null for the CLI's defaults.</param>
+    /// <param name="cancellationToken">Checked while loading, converting, writing and verifying.</param>
+    /// <exception cref="ModelInputException">The input or the output path does not fit, or an option does not apply to the input.</exception>
     /// <exception cref="RmException">The model cannot be transformed exactly.</exception>
-    public static ConversionResult Convert(string checkpoint, string output, ConvertOptions? options = null,
+    public static ConversionResult Convert(string input, string output, ConvertOptions? options = null,
         CancellationToken cancellationToken = default)
     {
         options ??= new ConvertOptions();
+        return FileFormats.Detect(input) == FileFormat.Onnx
+            ? ConvertOnnx(input, output, options, cancellationToken)
+            : ConvertCheckpoint(input, output, options, cancellationToken);
+    }
+
+    static ConversionResult ConvertCheckpoint(string checkpoint, string output, ConvertOptions options, CancellationToken cancellationToken)
+    {
         using var original = SourceModels.Load(checkpoint, options.Architecture, options.NumClasses);
-        var plain = original.ToPlain(options.Mode, cancellationToken: cancellationToken);
-        ModelWriter.Save(plain, output, dtype: options.Dtype, cancellationToken: cancellationToken);
-        var verify = options.Verify ?? new VerifyOptions(Tolerance: options.Dtype == OutputDtype.Float16 ? 1e-2 : 1e-4);
+        using (var plain = original.ToPlain(options.Mode, cancellationToken: cancellationToken))
+            ModelWriter.Save(plain, output, dtype: options.Dtype, cancellationToken: cancellationToken);
+        var verify = options.Verify ?? new VerifyOptions(Tolerance: options.Dtype.DefaultTolerance());
         using var runner = ModelRunner.OpenConverted(output, original, cancellationToken);
-        return new ConversionResult(output, original.DisplayName, Verifier.Verify(original, runner, verify, cancellationToken));
+        return new ConversionResult(output, original.DisplayName, Verifier.Verify(original, runner, verify, cancellationToken))
+        {
+            ResidualJoins = original.BlockCount,
+        };
+    }
+
+    static ConversionResult ConvertOnnx(string input, string output, ConvertOptions options, CancellationToken cancellationToken)
+    {
+        var defaults = new ConvertOptions();
+        if (options.Dtype != defaults.Dtype)
+            throw new ModelInputException(input, $"ConvertOptions.Dtype {options.Dtype} applies to checkpoints; an ONNX model keeps its own weight types");
+        if (options.Architecture != defaults.Architecture)
+            throw new ModelInputException(input, $"ConvertOptions.Architecture '{options.Architecture}' applies to checkpoints; an ONNX model's graph is its layout");
+        if (options.NumClasses is { } classes)
+            throw new ModelInputException(input, $"ConvertOptions.NumClasses {classes} applies to checkpoints; an ONNX model's graph fixes its outputs");
+        OnnxConversion.CheckOutput(output);
+        var verify = options.Verify ?? new VerifyOptions();
+        // Written under its final name in a private directory beside the target, checked there, then moved into place.
+        using var pending = new PendingOutput(output, overwrite: true, input);
+        cancellationToken.ThrowIfCancellationRequested();
+        var result = OnnxConversion.Convert(input, options.Mode, verify.InputSize);   // the graph passes have no safe points
+        cancellationToken.ThrowIfCancellationRequested();
+        OnnxModelFile.Save(result.Model, pending.TempPath, cancellationToken: cancellationToken);
+        var report = Verifier.Verify(input, pending.TempPath, verify, cancellationToken);
+        pending.Commit();
+        string producer = result.Input?.Producer is { Length: > 0 } p ? $" by {p}" : "";
+        return new ConversionResult(output, "ONNX graph" + producer, report)
+        {
+            ResidualJoins = result.JoinsFound,
+            ResidualJoinsRemaining = result.JoinsRemaining,
+        };
     }
 }

@@ -9,7 +9,7 @@ namespace RMNet;
 /// The factors are the largest measured with <c>/usr/bin/time -f %M</c> on ResNet-50/152 (grouped and dense RM)
 /// and IResNet-100, rounded up (README, "Memory").
 /// </summary>
-public static class MemoryEstimate
+internal static class MemoryEstimate
 {
     /// <summary>The process itself with .NET, libtorch and ONNX Runtime loaded: measured 180-230 MB on a tiny model.</summary>
     public const long BaseBytes = 256L << 20;

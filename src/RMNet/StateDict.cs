@@ -16,13 +16,13 @@ public sealed class StateDict : IReadOnlyDictionary<string, Tensor>, IDisposable
     public string Source { get; }
 
     /// <summary>The checkpoint key the weights were read from (<c>state_dict</c>, <c>model</c>, ...); null where they are the file's top level.</summary>
-    public string? WeightsKey { get; set; }
+    public string? WeightsKey { get; internal set; }
 
     /// <summary>Other top-level keys of the checkpoint that hold weights too (e.g. <c>state_dict_ema</c>).</summary>
-    public IReadOnlyList<string> OtherWeightsKeys { get; set; } = Array.Empty<string>();
+    public IReadOnlyList<string> OtherWeightsKeys { get; internal set; } = Array.Empty<string>();
 
     /// <summary>The wrapper prefix removed from every name (<c>module.</c>, <c>model.</c>, <c>_orig_mod.</c>, or several); null where none.</summary>
-    public string? RemovedPrefix { get; set; }
+    public string? RemovedPrefix { get; internal set; }
 
     /// <summary>Adds or replaces a tensor, keeping first-insertion order.</summary>
     public void Add(string key, Tensor value)
@@ -56,11 +56,11 @@ public sealed class StateDict : IReadOnlyDictionary<string, Tensor>, IDisposable
     /// The tensors for a TorchSharp module's <c>load_state_dict</c>: floating-point values as float32 (checkpoints
     /// may hold float16 or float64), BN step counters as they are.
     /// </summary>
-    public Dictionary<string, Tensor> ToModuleWeights() => _order.ToDictionary(k => k, k =>
+    internal Dictionary<string, Tensor> ToModuleWeights() => _order.ToDictionary(k => k, k =>
         k.EndsWith("num_batches_tracked", StringComparison.Ordinal) ? _tensors[k] : _tensors[k].to_type(ScalarType.Float32));
 
     /// <summary>Learnable parameters under <paramref name="prefix"/> (BN running statistics and step counters excluded).</summary>
-    public long ParameterCount(string prefix) => _order
+    internal long ParameterCount(string prefix) => _order
         .Where(k => k.StartsWith(prefix, StringComparison.Ordinal) && !k.EndsWith("running_mean", StringComparison.Ordinal)
             && !k.EndsWith("running_var", StringComparison.Ordinal) && !k.EndsWith("num_batches_tracked", StringComparison.Ordinal))
         .Sum(k => _tensors[k].numel());

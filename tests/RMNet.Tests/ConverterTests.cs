@@ -1,9 +1,12 @@
+using RMNet.IO;
+using RMNet.Onnx;
+using RMNet.Rm;
 using RMNet.Verification;
 using Xunit;
 
 namespace RMNet.Tests;
 
-/// <summary>The front door: checkpoint in, plain file out, checked; errors share RMNetException.</summary>
+/// <summary>The front door: checkpoint or ONNX model in, plain file out, checked; errors share RMNetException.</summary>
 public class ConverterTests
 {
     [Fact]
@@ -16,6 +19,7 @@ public class ConverterTests
         Assert.True(result.Equivalent, $"max rel error {result.Verification.MaxRelError}");
         Assert.True(new FileInfo(output).Length > 0);
         Assert.Equal(output, result.Output);
+        Assert.Equal((5, 0), (result.ResidualJoins, result.ResidualJoinsRemaining));   // basic_narrow: five blocks
     }
 
     [Fact]
@@ -25,5 +29,76 @@ public class ConverterTests
         var e = Assert.ThrowsAny<RMNetException>(() => Converter.Convert(dir.File("missing.pth"), dir.File("plain.onnx")));
         Assert.Equal(2, e.ExitCode);
         Assert.False(File.Exists(dir.File("plain.onnx")));
+    }
+
+    static string Onnx(string name) => Fixture.Path_($"onnx/{name}.onnx");
+
+    [Theory]
+    [InlineData("basic_narrow", RmMode.Grouped)]
+    [InlineData("bottleneck_narrow", RmMode.Dense)]
+    [InlineData("resnext_narrow", RmMode.Grouped)]
+    public void ConvertsAnOnnxExportAsTheCliDoesAndMatchesPyTorch(string name, RmMode mode)
+    {
+        using var dir = new TempDir();
+        string output = dir.File("plain.onnx");
+        var result = Converter.Convert(Onnx($"{name}_ckpt_opset13"), output,
+            new ConvertOptions(Mode: mode, Verify: new VerifyOptions(Samples: 2, InputSize: 32)));
+        // Checked in ONNX Runtime against the original graph, as `rmnet convert model.onnx --verify` does.
+        Assert.True(result.Equivalent, $"max rel error {result.Verification.MaxRelError}");
+        Assert.Equal(2, result.Verification.Samples);
+        Assert.Equal(output, result.Output);
+        Assert.StartsWith("ONNX graph", result.Architecture);
+        var joins = OnnxConversion.Convert(Onnx($"{name}_ckpt_opset13"), mode).JoinsFound;
+        Assert.Equal((joins, 0), (result.ResidualJoins, result.ResidualJoinsRemaining));
+        Assert.True(joins > 0);
+        Assert.Equal("rmnet", OnnxModelFile.Load(output).ProducerName);
+        Assert.Single(Directory.GetFileSystemEntries(dir.Path));   // no temporary left beside it
+
+        // The written file computes what PyTorch computed for the checkpoint the export came from.
+        var io = Fixture.Io(name);
+        using var runner = new OnnxRuntimeRunner(output);
+        var report = Equivalence.Measure(io["output"], runner.Run(io["input"]), 1e-4);
+        Assert.True(report.Passed, $"against PyTorch: max rel error {report.MaxRelError}");
+    }
+
+    [Fact]
+    public void AnOnnxModelWithJoinsRmCannotMakePlainIsConvertedAndTheRemainingJoinsCounted()
+    {
+        using var dir = new TempDir();
+        var result = Converter.Convert(Onnx("unplainable_narrow_opset13"), dir.File("plain.onnx"),
+            new ConvertOptions(Verify: new VerifyOptions(Samples: 1, InputSize: 32)));
+        Assert.True(result.Equivalent, $"max rel error {result.Verification.MaxRelError}");
+        Assert.Equal((2, 2), (result.ResidualJoins, result.ResidualJoinsRemaining));
+    }
+
+    public static IEnumerable<object[]> OptionsOnnxCannotHonour() => new[]
+    {
+        new object[] { new ConvertOptions(Dtype: OutputDtype.Float16), "plain.onnx", "Dtype Float16 applies to checkpoints" },
+        new object[] { new ConvertOptions(Architecture: "resnet18"), "plain.onnx", "Architecture 'resnet18' applies to checkpoints" },
+        new object[] { new ConvertOptions(NumClasses: 10), "plain.onnx", "NumClasses 10 applies to checkpoints" },
+        new object[] { new ConvertOptions(), "plain.safetensors", "an ONNX model converts to .onnx only" },
+        new object[] { new ConvertOptions(), "plain.pth", "an ONNX model converts to .onnx only" },
+    };
+
+    [Theory]
+    [MemberData(nameof(OptionsOnnxCannotHonour))]
+    public void OptionsThatDoNotApplyToOnnxInputAreRefusedBeforeAnythingIsWritten(ConvertOptions options, string output, string problem)
+    {
+        using var dir = new TempDir();
+        var e = Assert.Throws<ModelInputException>(() => Converter.Convert(Onnx("basic_narrow_opset13"), dir.File(output), options));
+        Assert.Contains(problem, e.Message);
+        Assert.Equal(2, e.ExitCode);
+        Assert.Empty(Directory.GetFileSystemEntries(dir.Path));
+    }
+
+    [Fact]
+    public void AnOnnxModelIsNotConvertedOntoItself()
+    {
+        using var dir = new TempDir();
+        string model = dir.File("model.onnx");
+        File.Copy(Onnx("basic_narrow_opset13"), model);
+        var e = Assert.Throws<ModelInputException>(() => Converter.Convert(model, model));
+        Assert.Contains("output path is the input file", e.Message);
+        Assert.Equal(File.ReadAllBytes(Onnx("basic_narrow_opset13")), File.ReadAllBytes(model));
     }
 }

@@ -56,10 +56,8 @@ public class MobileNetV2Tests(ITestOutputHelper output)
         Assert.True(peak > 6f);
 
         // The simplified approach (ReLU6 on every channel, reserved ones included) is not equivalent here.
-        var relu6Everywhere = plain with
-        {
-            Layers = plain.Layers.Select(l => l is ClampLayer c ? new ClampLayer(zeros_like(c.Lower), full_like(c.Upper, 6f)) : l).ToList(),
-        };
+        var relu6Everywhere = plain.WithLayers(
+            plain.Layers.Select(l => l is ClampLayer c ? new ClampLayer(zeros_like(c.Lower), full_like(c.Upper, 6f)) : l).ToList());
         var io = Fixture.Io("mobilenet_v2_narrow");
         var wrong = Equivalence.Measure(io["output"], relu6Everywhere.Forward(x), 1e-4);
         output.WriteLine($"ReLU6 on reserved channels: rel error {wrong.MaxRelError:E2}");

@@ -248,7 +248,7 @@ public class PruningTests(ITestOutputHelper output)
     public void ResidualChannelRemovalEqualsTheMaskedResNet()
     {
         using var ckpt = Cifar();
-        using var net = ckpt.CreateModule();
+        using var net = ckpt.CreateResNet();
         var scales = ResidualPruning.InnerScales(net);
         Assert.Equal(4, scales.Count);
         var keep = scales.Select((s, b) => Enumerable.Range(0, (int)s.weight!.shape[0]).Select(c => (c + b) % 2 == 0).ToArray()).ToList();

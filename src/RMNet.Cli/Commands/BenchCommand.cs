@@ -10,7 +10,7 @@ using static TorchSharp.torch;
 namespace RMNet.Cli.Commands;
 
 /// <summary><c>rmnet bench</c>: original against converted, one run, alternating, after warm-up.</summary>
-public static class BenchCommand
+internal static class BenchCommand
 {
     public sealed record Result(string Model, string? Versus, string Runtime, string RmMode, int Batch, int Size, int Threads, int Runs, int Warmup,
         LatencyStats Original, LatencyStats Converted, double LatencyRatio, double ThroughputRatio, IReadOnlyList<long> InputShape, IReadOnlyList<string>? FixedByModel);

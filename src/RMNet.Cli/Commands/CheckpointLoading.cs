@@ -4,7 +4,7 @@ using RMNet.Models;
 namespace RMNet.Cli.Commands;
 
 /// <summary>Loads a checkpoint for a command, saying on stderr which of its keys the weights came from.</summary>
-public static class CheckpointLoading
+internal static class CheckpointLoading
 {
     /// <summary>
     /// <see cref="SourceModels.Load"/>, abandoned on a stop; logs where the weights were found when the checkpoint had a

@@ -3,7 +3,7 @@ using System.CommandLine;
 namespace RMNet.Cli.Commands;
 
 /// <summary>Options several commands share, defined once.</summary>
-public static class CommonOptions
+internal static class CommonOptions
 {
     public static Option<bool> Json() => new("--json") { Description = "Write one JSON document to stdout instead of text (schema in the README)" };
 

@@ -7,7 +7,7 @@ using RMNet.Verification;
 namespace RMNet.Cli.Commands;
 
 /// <summary><c>rmnet convert</c>: checkpoint in, plain model out (format by extension), optionally verified before it lands.</summary>
-public static class ConvertCommand
+internal static class ConvertCommand
 {
     public sealed record Result(string Input, string Output, string Architecture, string RmMode, int Blocks, int ZeroChannels,
         CostReport Original, CostReport Converted, IReadOnlyList<StageRow> Stages, double ConvertSeconds, VerificationJson? Verification, string Dtype = "float32");
@@ -99,7 +99,7 @@ public static class ConvertCommand
         // Written, the weights are not needed again. Freed before verification loads the file (with the writer's managed
         // copies, and what the C heap keeps), they add neither to its peak nor to the exit of a stopped run: 1.1 GB less
         // resident for a dense ResNet-152.
-        foreach (var (_, tensor) in RMNet.Plain.PlainArchitecture.Tensors(plain)) tensor.Dispose();
+        plain.Dispose();
         GC.Collect();
         GC.WaitForPendingFinalizers();
         RMNet.NativeHeap.Trim();
@@ -142,8 +142,7 @@ public static class ConvertCommand
     /// <summary>ONNX in, ONNX out: graph-level RM, blocks reported one by one.</summary>
     public static int RunOnnx(CliContext ctx, string input, string output, RMNet.Rm.RmMode mode, bool verify, VerifyOptions options, bool force, bool strict)
     {
-        if (FileFormats.FromExtension(output) != FileFormat.Onnx)
-            throw new ModelInputException(output, "an ONNX model converts to .onnx only");
+        RMNet.Onnx.OnnxConversion.CheckOutput(output);
         using var pending = new PendingOutput(output, force, input);
         ctx.RemoveStaleTemporaries(output);
         ctx.Progress.Stage($"loading {input}");

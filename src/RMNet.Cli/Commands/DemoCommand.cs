@@ -6,7 +6,7 @@ using RMNet.Verification;
 namespace RMNet.Cli.Commands;
 
 /// <summary><c>rmnet demo</c>: the whole path on an embedded seeded ResNet-18, no file needed.</summary>
-public static class DemoCommand
+internal static class DemoCommand
 {
     public sealed record Result(string Architecture, string Output, CostReport Original, CostReport Converted,
         VerificationJson TorchSharp, VerificationJson OnnxRuntime);

@@ -6,7 +6,7 @@ using RMNet.Onnx;
 namespace RMNet.Cli.Commands;
 
 /// <summary><c>rmnet inspect</c>: what a checkpoint, plain model or ONNX file holds, and what it costs.</summary>
-public static class InspectCommand
+internal static class InspectCommand
 {
     public sealed record BlockJson(string Name, int InChannels, int Width, int OutChannels, int Stride, int Groups, string Shortcut);
 

@@ -12,7 +12,7 @@ namespace RMNet.Cli.Commands;
 /// MACs target, fine-tune, fold and export; optionally the same budget on the ResNet itself for comparison.
 /// Every stage is saved in a work folder and a re-run resumes.
 /// </summary>
-public static class PruneCommand
+internal static class PruneCommand
 {
     public sealed record Result(string Input, string Output, string Data, double TargetFlops, double? ResidualTargetFlops, IReadOnlyList<PrunedModel> Models, string WorkDir, double Seconds);
 

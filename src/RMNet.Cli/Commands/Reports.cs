@@ -5,7 +5,7 @@ using RMNet.Verification;
 namespace RMNet.Cli.Commands;
 
 /// <summary>Cost of one network, as reported by convert, inspect and demo, at <see cref="InputSize"/>: the size asked for, or the one the network takes where its head fixes it (IResNet: 112).</summary>
-public sealed record CostReport(long Parameters, long Macs, long Flops, int InputSize, long? FileBytes = null)
+internal sealed record CostReport(long Parameters, long Macs, long Flops, int InputSize, long? FileBytes = null)
 {
     public static CostReport Of(ISourceModel model, int size, long? fileBytes = null)
     {
@@ -27,7 +27,7 @@ public sealed record CostReport(long Parameters, long Macs, long Flops, int Inpu
 }
 
 /// <summary>One stage of a cost comparison.</summary>
-public sealed record StageRow(string Stage, long OriginalParameters, long ConvertedParameters, long OriginalMacs, long ConvertedMacs)
+internal sealed record StageRow(string Stage, long OriginalParameters, long ConvertedParameters, long OriginalMacs, long ConvertedMacs)
 {
     public static IReadOnlyList<StageRow> Compare(IReadOnlyList<StageCost> original, IReadOnlyList<StageCost> converted)
     {
@@ -39,7 +39,7 @@ public sealed record StageRow(string Stage, long OriginalParameters, long Conver
 }
 
 /// <summary>The verification part of a JSON document; <see cref="UserInput"/>: the same for the user's images alone.</summary>
-public sealed record VerificationJson(int Samples, double MaxAbsError, double MaxRelError, double Top1Agreement, double Tolerance, bool Passed,
+internal sealed record VerificationJson(int Samples, double MaxAbsError, double MaxRelError, double Top1Agreement, double Tolerance, bool Passed,
     IReadOnlyList<long>? InputShape = null, string? NonFinite = null, VerificationJson? UserInput = null)
 {
     public static VerificationJson Of(VerificationReport r) => new(r.Samples, r.MaxAbsError, r.MaxRelError, r.Top1Agreement, r.Tolerance, r.Passed, r.InputShape,
@@ -47,7 +47,7 @@ public sealed record VerificationJson(int Samples, double MaxAbsError, double Ma
 }
 
 /// <summary>Text lines shared by the commands.</summary>
-public static class ReportText
+internal static class ReportText
 {
     public static IEnumerable<string> CostTable(CostReport original, CostReport converted)
     {

@@ -7,7 +7,7 @@ using RMNet.Training;
 namespace RMNet.Cli.Commands;
 
 /// <summary><c>rmnet train</c>: trains a ResNet on a data set and saves a PyTorch-compatible checkpoint after every epoch.</summary>
-public static class TrainCommand
+internal static class TrainCommand
 {
     public sealed record Result(string Output, string Architecture, string Data, int TrainImages, int TestImages, long Parameters,
         double TestAccuracy, IReadOnlyList<EpochResult> Epochs, bool Resumed);

@@ -5,7 +5,7 @@ using RMNet.Training;
 namespace RMNet.Cli.Commands;
 
 /// <summary>The data and optimiser options <c>train</c> and <c>prune</c> share, defined once.</summary>
-public sealed class TrainingArguments
+internal sealed class TrainingArguments
 {
     readonly Option<string> _data = new("--data")
     {

@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace RMNet.Cli.Commands;
 
 /// <summary><c>rmnet verify</c>: runs the original checkpoint and a converted file on the same inputs.</summary>
-public static class VerifyCommand
+internal static class VerifyCommand
 {
     /// <summary><see cref="ConvertedDtype"/>: the converted file's weight types (float16 ones set the default tolerance to 1e-2).</summary>
     public sealed record Result(string Original, string Converted, string Architecture, int InputSize, long Seed, VerificationJson Verification,

@@ -6,7 +6,7 @@ namespace RMNet.Data;
 /// Fashion-MNIST (Xiao et al. 2017): 60,000 training and 10,000 test images, 28x28 grayscale, ten classes, as
 /// IDX files. Debian's <c>dataset-fashion-mnist</c> package installs them under <see cref="DefaultFolder"/>.
 /// </summary>
-public static class FashionMnist
+internal static class FashionMnist
 {
     /// <summary>Where Debian's dataset-fashion-mnist package puts the files.</summary>
     public const string DefaultFolder = "/usr/share/datasets/fashion-mnist";

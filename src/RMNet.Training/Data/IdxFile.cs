@@ -6,7 +6,7 @@ namespace RMNet.Data;
 /// Reads IDX files (LeCun's MNIST format, also Fashion-MNIST's), raw or gzipped: a magic number giving the
 /// element type and rank, big-endian dimension sizes, then the unsigned bytes.
 /// </summary>
-public static class IdxFile
+internal static class IdxFile
 {
     /// <summary>The dimensions and bytes of an unsigned-byte IDX file.</summary>
     public static (int[] Shape, byte[] Data) Read(string path)

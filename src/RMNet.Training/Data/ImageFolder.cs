@@ -7,7 +7,7 @@ namespace RMNet.Data;
 /// A user's own images, one sub-folder per class (the class names, sorted, give the labels), decoded with
 /// SkiaSharp (PNG, JPEG, BMP, GIF, WebP) and resized to one size. Grayscale where the first image is.
 /// </summary>
-public static class ImageFolder
+internal static class ImageFolder
 {
     static readonly HashSet<string> Extensions = new(StringComparer.OrdinalIgnoreCase) { ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp" };
 

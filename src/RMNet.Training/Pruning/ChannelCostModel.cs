@@ -6,7 +6,7 @@ namespace RMNet.Pruning;
 /// where n_l is the number of channels layer l keeps. A conv between two prunable layers is a pair term; a conv
 /// whose other side is fixed (the image, the classifier, a residual stream) is a linear term.
 /// </summary>
-public sealed class ChannelCostModel
+internal sealed class ChannelCostModel
 {
     readonly long[] _linear;
     readonly List<(int A, int B, long Coefficient)> _pairs = new();

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace RMNet.Pruning;
 
 /// <summary>Weight math of removing channels: tensors in, tensors out.</summary>
-public static class ChannelRemoval
+internal static class ChannelRemoval
 {
     /// <summary>The indices of the channels <paramref name="keep"/> marks, as an int64 tensor.</summary>
     public static Tensor Indices(bool[] keep) =>

@@ -9,14 +9,14 @@ namespace RMNet.Pruning;
 /// </summary>
 /// <param name="Scale">The scale vector (a BN weight or a gate).</param>
 /// <param name="Shift">The BN bias that goes with it, or null for a pure multiplier.</param>
-public sealed record ScaleSegment(Tensor Scale, Tensor? Shift = null);
+internal sealed record ScaleSegment(Tensor Scale, Tensor? Shift = null);
 
 /// <summary>
 /// The scales of one prunable layer's output channels, in channel order, possibly from several parameters (a
 /// block's first plain conv carries the reserved input and the inner channels, each gated by its own vector).
 /// The L1 penalty or the Taylor saliency acts on them, selection ranks them, and the pruning mask zeroes them.
 /// </summary>
-public sealed class ChannelScales
+internal sealed class ChannelScales
 {
     readonly ScaleSegment[] _segments;
 

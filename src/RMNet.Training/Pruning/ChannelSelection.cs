@@ -5,7 +5,7 @@ namespace RMNet.Pruning;
 /// <param name="MacsBefore">MACs with every channel.</param>
 /// <param name="MacsAfter">MACs with the kept channels.</param>
 /// <param name="Threshold">The largest importance removed (0 where nothing was).</param>
-public sealed record ChannelPlan(IReadOnlyList<bool[]> Keep, long MacsBefore, long MacsAfter, double Threshold)
+internal sealed record ChannelPlan(IReadOnlyList<bool[]> Keep, long MacsBefore, long MacsAfter, double Threshold)
 {
     /// <summary>Channels kept per layer.</summary>
     public IReadOnlyList<int> Counts => Keep.Select(k => k.Count(x => x)).ToList();
@@ -16,7 +16,7 @@ public sealed record ChannelPlan(IReadOnlyList<bool[]> Keep, long MacsBefore, lo
 /// (the magnitude of their scale after L1 sparsity training, or their Taylor saliency) and the least important are removed, one by one, until
 /// the network's MACs reach the target. Each layer keeps a minimum, so no path is cut.
 /// </summary>
-public static class ChannelSelection
+internal static class ChannelSelection
 {
     /// <summary>The plan that meets <paramref name="targetMacs"/>; <see cref="RmException"/> where the minimums forbid it.</summary>
     /// <param name="importance">Per layer, per channel importance (larger stays longer; channels of exactly 0 count as already removed and go whatever the target).</param>

@@ -4,7 +4,7 @@ using RMNet.Plain;
 namespace RMNet.Pruning;
 
 /// <summary>The <see cref="ChannelCostModel"/>s of the two things pruned here: a plain network and a ResNet's inner channels.</summary>
-public static class CostModels
+internal static class CostModels
 {
     /// <summary>
     /// Every conv of a plain network is prunable: conv i costs kh*kw*Ho*Wo * n_(i-1) * n_i (the first conv's input

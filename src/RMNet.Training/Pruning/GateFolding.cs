@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace RMNet.Pruning;
 
 /// <summary>Weight math of folding channel gates into BN-folded convs (float64): tensors in, tensors out.</summary>
-public static class GateFolding
+internal static class GateFolding
 {
     /// <summary>A conv whose output channel c is then multiplied by <paramref name="gate"/>[c]: g * (W x + b) = (g W) x + g b.</summary>
     public static FusedConv ScaleOutputs(FusedConv conv, Tensor gate)

@@ -12,7 +12,7 @@ namespace RMNet.Pruning;
 /// in the paper's pruning code), cut as a plain network: the gates fold into the dense RM form, and a channel whose
 /// gate is 0 is removed, reserved channels included.
 /// </summary>
-public sealed class GatedResNet : IChannelPrunable, IDisposable
+internal sealed class GatedResNet : IChannelPrunable, IDisposable
 {
     readonly ResNet _model;
     readonly ChannelScales[] _scales;
@@ -22,7 +22,7 @@ public sealed class GatedResNet : IChannelPrunable, IDisposable
     {
         if (!Supports(source.Spec))
             throw new RmException($"{source.DisplayName}: gated (residual-form) pruning is implemented for Basic-block ResNets without SE; use --train-form plain");
-        _model = source.CreateModule();
+        _model = source.CreateResNet();
         _model.AddGates();
         // Plain conv order: the stem, then per block its first conv ([reserved ; inner], reserved first as ResNetRm
         // lays them out) and its second (the block output).

@@ -13,7 +13,7 @@ namespace RMNet.Pruning;
 /// the round's allowance; removed channels stay at zero. Rounds fall inside epochs and the sums restart with each
 /// epoch, so a run resumed at an epoch boundary prunes exactly as one that never stopped.</para>
 /// </summary>
-public sealed class GradualTaylorPruning
+internal sealed class GradualTaylorPruning
 {
     /// <summary>Pruning rounds per pruning epoch.</summary>
     public const int RoundsPerEpoch = 4;

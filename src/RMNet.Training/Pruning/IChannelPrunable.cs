@@ -7,7 +7,7 @@ namespace RMNet.Pruning;
 /// A network RM pruning trains and cuts: the trainable module, the scales of its prunable channels grouped as the
 /// convs of its plain form, and that plain form with channels removed.
 /// </summary>
-public interface IChannelPrunable : IDisposable
+internal interface IChannelPrunable : IDisposable
 {
     /// <summary>The module that is trained (sparsity, fine-tuning) and evaluated.</summary>
     nn.Module<Tensor, Tensor> Network { get; }

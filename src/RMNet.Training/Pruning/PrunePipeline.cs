@@ -148,7 +148,7 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
     {
         Directory.CreateDirectory(workDir);
         var cost = ReachableResidualCost();
-        using var net = source.CreateModule();
+        using var net = source.CreateResNet();
         var scales = ResidualPruning.InnerScales(net).Select(ChannelScales.Of).ToList();
         Sparsify(net, scales, cost, ResidualTargetMacs, "residual");
         var planValue = Plan("residual", scales, cost, ResidualTargetMacs);
@@ -280,7 +280,7 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
     }
 
     /// <summary>Parameters of a ResNet as deployed: conv kernels with one bias per output channel (BN folded), and the classifier.</summary>
-    public static long DeployedParameters(ResNetSpec spec) => spec.ExpectedParameters()
+    internal static long DeployedParameters(ResNetSpec spec) => spec.ExpectedParameters()
         .Where(p => p.Shape.Length == 4 || p.Key.StartsWith("fc.", StringComparison.Ordinal))
         .Sum(p => p.Shape.Aggregate(1L, (a, b) => a * b) + (p.Shape.Length == 4 ? p.Shape[0] : 0));
 }

@@ -36,7 +36,7 @@ public sealed record PruneSettings(double TargetFlops, int SparsityEpochs, doubl
     public const int DefaultChannelMultiple = 8;
 
     /// <summary>The residual-constrained comparison's MACs target, as a fraction of the original's.</summary>
-    public double ResidualTarget => ResidualTargetFlops ?? TargetFlops;
+    internal double ResidualTarget => ResidualTargetFlops ?? TargetFlops;
 
     /// <summary>
     /// Whether fine-tuning trains the pruned plain network (channels removed, a BatchNorm after each conv) instead of
@@ -44,7 +44,7 @@ public sealed record PruneSettings(double TargetFlops, int SparsityEpochs, doubl
     /// become ordinary weights, as in the paper's pruning code, which fine-tunes the deployed plain network; measured
     /// 0.04-0.16 points more accurate than fine-tuning the masked gated ResNet, at about twice its images/s (docs/pruning.md 3.8).
     /// </summary>
-    public bool FinetunesCut => Form == TrainForm.Residual && FinetuneForm == TrainForm.Plain;
+    internal bool FinetunesCut => Form == TrainForm.Residual && FinetuneForm == TrainForm.Plain;
 }
 
 /// <summary>How RM pruning chooses the channels to remove.</summary>
@@ -68,7 +68,7 @@ public enum PruningCriterion
 }
 
 /// <summary>What the pruning criteria have in common.</summary>
-public static class PruningCriterionExtensions
+internal static class PruningCriterionExtensions
 {
     /// <summary>True for the criteria that remove channels in rounds while training (<see cref="GradualTaylorPruning"/>).</summary>
     public static bool PrunesWhileTraining(this PruningCriterion criterion) => criterion != PruningCriterion.L1;

@@ -12,7 +12,7 @@ namespace RMNet.Pruning;
 /// penalty or data starts afresh. With --residual-target-flops each model has its own target, and a new one redoes
 /// only that model's stages from its plan on (with the Taylor criterion, from its sparsity stage).
 /// </summary>
-public static class PruneWorkFolder
+internal static class PruneWorkFolder
 {
     const string SettingsFile = "settings.json";
 

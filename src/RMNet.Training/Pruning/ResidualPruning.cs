@@ -9,7 +9,7 @@ namespace RMNet.Pruning;
 /// Pruning a ResNet as it is, for comparison with RM pruning: only the inner channels of each Basic block (the
 /// output of conv1/bn1) can go, because a block's input and output channels are tied to its shortcut's addition.
 /// </summary>
-public static class ResidualPruning
+internal static class ResidualPruning
 {
     /// <summary>The BatchNorm after each block's first conv (bn1), in block order: the prunable scales.</summary>
     public static IReadOnlyList<BatchNorm2d> InnerScales(ResNet model)

@@ -13,7 +13,7 @@ namespace RMNet.Pruning;
 /// (<see cref="Calibrate"/>). Names: <c>conv{i}</c>, <c>bn{i}</c>, <c>fc</c>, and <c>branch{i}</c> for the optional
 /// training-time branches (<see cref="TrainingBranches"/>), which are for fine-tuning a network already pruned.
 /// </summary>
-public sealed class ScaledPlainNet : nn.Module<Tensor, Tensor>, IChannelPrunable
+internal sealed class ScaledPlainNet : nn.Module<Tensor, Tensor>, IChannelPrunable
 {
     const double Eps = 1e-5;
     readonly PlainLayer[] _plan;

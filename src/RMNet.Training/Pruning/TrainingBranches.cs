@@ -12,7 +12,7 @@ namespace RMNet.Pruning;
 /// They start silent (every BatchNorm weight and shift zero), so the network starts computing what it computed
 /// without them. Names: <c>conv</c>, <c>bn</c>, <c>id</c>.
 /// </summary>
-public sealed class TrainingBranches : nn.Module
+internal sealed class TrainingBranches : nn.Module
 {
     const double Eps = 1e-5;
     readonly Conv2d _oneByOne;

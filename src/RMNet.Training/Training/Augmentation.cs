@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace RMNet.Training;
 
 /// <summary>Standard small-image augmentation on a batch: random shifts by up to <c>pad</c> pixels (zero fill) and horizontal flips.</summary>
-public static class Augmentation
+internal static class Augmentation
 {
     /// <summary>A new batch: each image shifted and possibly mirrored, drawn from <paramref name="generator"/>.</summary>
     public static Tensor ShiftAndFlip(Tensor images, int pad, Generator generator)

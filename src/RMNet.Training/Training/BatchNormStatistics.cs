@@ -8,7 +8,7 @@ namespace RMNet.Training;
 /// is the one training sees. Needed after pruning: the last channels removed change what the later BatchNorms see,
 /// and their running averages lag behind by as many steps as training has taken since.
 /// </summary>
-public static class BatchNormStatistics
+internal static class BatchNormStatistics
 {
     /// <summary>
     /// Forgets every BatchNorm's running mean and variance in <paramref name="network"/> and measures them again on

@@ -10,7 +10,7 @@ namespace RMNet.Training;
 /// <param name="Teacher">The teacher's logits for a batch (run without gradients).</param>
 /// <param name="Weight">w: the soft term's share of the loss, 0..1.</param>
 /// <param name="Temperature">T: how much the distributions are softened.</param>
-public sealed record Distillation(Func<Tensor, Tensor> Teacher, double Weight, double Temperature = 4)
+internal sealed record Distillation(Func<Tensor, Tensor> Teacher, double Weight, double Temperature = 4)
 {
     /// <summary>The loss of a batch whose student logits are <paramref name="logits"/>.</summary>
     public Tensor Loss(Tensor logits, Tensor images, Tensor labels)

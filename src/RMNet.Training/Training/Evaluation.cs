@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace RMNet.Training;
 
 /// <summary>Top-1 accuracy of a classifier on labelled images.</summary>
-public static class Evaluation
+internal static class Evaluation
 {
     /// <summary>
     /// The fraction of <paramref name="data"/> that <paramref name="classify"/> labels correctly, run in batches

@@ -15,7 +15,7 @@ public sealed record TrainOptions(
     long Seed = 0, bool Augment = true, int? TrainLimit = null, int? TestLimit = null)
 {
     /// <summary>Optimiser steps in one epoch over <paramref name="images"/> training images (the last batch may be short).</summary>
-    public int StepsPerEpoch(int images) => (images + BatchSize - 1) / BatchSize;
+    internal int StepsPerEpoch(int images) => (images + BatchSize - 1) / BatchSize;
 }
 
 /// <summary>What one epoch achieved.</summary>

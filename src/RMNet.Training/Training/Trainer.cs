@@ -26,13 +26,13 @@ public sealed class Trainer : IDisposable
     }
 
     /// <summary>An extra loss term computed each step (e.g. the L1 sparsity penalty on channel scales); null for none.</summary>
-    public Func<Tensor>? Penalty { get; init; }
+    internal Func<Tensor>? Penalty { get; init; }
 
     /// <summary>A teacher whose softened outputs the model also learns from; null for plain cross-entropy.</summary>
-    public Distillation? Distillation { get; init; }
+    internal Distillation? Distillation { get; init; }
 
     /// <summary>Run after every optimiser step (e.g. to keep pruned channels at zero); null for none.</summary>
-    public Action? AfterStep { get; init; }
+    internal Action? AfterStep { get; init; }
 
     /// <summary>
     /// Trains epoch <paramref name="epoch"/> (0-based) on <paramref name="train"/> and measures accuracy on <paramref name="test"/>.

@@ -10,7 +10,7 @@ namespace RMNet.Training;
 /// <param name="EpochsDone">Epochs finished and saved in the weights file.</param>
 /// <param name="Options">The run's settings.</param>
 /// <param name="History">Every finished epoch, in order.</param>
-public sealed record TrainingState(int EpochsDone, TrainOptions Options, IReadOnlyList<EpochResult> History);
+internal sealed record TrainingState(int EpochsDone, TrainOptions Options, IReadOnlyList<EpochResult> History);
 
 /// <summary>
 /// Runs a <see cref="Trainer"/> epoch by epoch and saves after each one: the weights as a PyTorch state dict at
@@ -18,7 +18,7 @@ public sealed record TrainingState(int EpochsDone, TrainOptions Options, IReadOn
 /// (<c>.optim</c>) and a JSON sidecar (<c>.state.json</c>) with the epochs done. A run stopped at any point
 /// resumes from the last saved epoch and ends where an uninterrupted run ends.
 /// </summary>
-public static class TrainingCheckpoint
+internal static class TrainingCheckpoint
 {
     static readonly JsonSerializerOptions Json = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull };
 

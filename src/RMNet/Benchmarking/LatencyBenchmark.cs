@@ -7,7 +7,7 @@ namespace RMNet.Benchmarking;
 /// <param name="P90Ms">90th-percentile latency, milliseconds.</param>
 /// <param name="MinMs">Fastest run, milliseconds.</param>
 /// <param name="ImagesPerSecond">Batch size / median latency.</param>
-public sealed record LatencyStats(double MedianMs, double P90Ms, double MinMs, double ImagesPerSecond);
+internal sealed record LatencyStats(double MedianMs, double P90Ms, double MinMs, double ImagesPerSecond);
 
 /// <summary>Original against converted, measured in one run.</summary>
 /// <param name="Original">The original model.</param>
@@ -15,7 +15,7 @@ public sealed record LatencyStats(double MedianMs, double P90Ms, double MinMs, d
 /// <param name="Runs">Timed runs per model.</param>
 /// <param name="Warmup">Untimed runs per model first.</param>
 /// <param name="Batch">Images per run.</param>
-public sealed record BenchmarkResult(LatencyStats Original, LatencyStats Converted, int Runs, int Warmup, int Batch)
+internal sealed record BenchmarkResult(LatencyStats Original, LatencyStats Converted, int Runs, int Warmup, int Batch)
 {
     /// <summary>Converted median latency / original median latency (above 1: the converted model is slower).</summary>
     public double LatencyRatio => Converted.MedianMs / Original.MedianMs;
@@ -28,7 +28,7 @@ public sealed record BenchmarkResult(LatencyStats Original, LatencyStats Convert
 /// Times two models on the same prepared input, alternating which goes first in each round so that drift
 /// (thermal, caches, other load) falls on both alike, after untimed warm-up runs.
 /// </summary>
-public static class LatencyBenchmark
+internal static class LatencyBenchmark
 {
     /// <summary>Runs <paramref name="warmup"/> untimed and <paramref name="runs"/> timed rounds of both actions; <paramref name="cancellationToken"/> is checked after each round.</summary>
     public static BenchmarkResult Run(Action original, Action converted, int batch, int runs, int warmup, IProgress<ProgressStep>? progress = null,

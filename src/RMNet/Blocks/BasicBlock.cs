@@ -9,7 +9,7 @@ namespace RMNet.Blocks;
 /// torchvision's BasicBlock: relu(bn2(conv2(relu(bn1(conv1 x)))) + shortcut(x)). Field names match
 /// torchvision's state-dict keys (conv1, bn1, conv2, bn2, downsample.0, downsample.1).
 /// </summary>
-public sealed class BasicBlock : Module<Tensor, Tensor>
+internal sealed class BasicBlock : Module<Tensor, Tensor>
 {
 #pragma warning disable IDE1006 // names mirror torchvision's state-dict keys
     private readonly Conv2d conv1;

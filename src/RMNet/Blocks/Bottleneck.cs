@@ -9,7 +9,7 @@ namespace RMNet.Blocks;
 /// torchvision's Bottleneck (ResNet v1.5: the stride sits on the 3x3 conv): 1x1 -> 3x3 (groups) -> 1x1 with
 /// expansion 4, plus the identity or projection shortcut. Field names match torchvision's state-dict keys.
 /// </summary>
-public sealed class Bottleneck : Module<Tensor, Tensor>
+internal sealed class Bottleneck : Module<Tensor, Tensor>
 {
 #pragma warning disable IDE1006 // names mirror torchvision's state-dict keys
     private readonly Conv2d conv1;

@@ -10,7 +10,7 @@ namespace RMNet.Blocks;
 /// <c>gates</c>, so a gated network's state dict is torchvision's plus <c>gates.*</c> keys. A gate at 0 switches
 /// its channel off exactly.
 /// </summary>
-public sealed class ChannelGates : nn.Module
+internal sealed class ChannelGates : nn.Module
 {
     readonly Dictionary<string, Parameter> _gates = new();
 

@@ -7,7 +7,7 @@ using static TorchSharp.torch.nn;
 namespace RMNet.Blocks;
 
 /// <summary>InsightFace's IBasicBlock: bn3(conv2(prelu(bn2(conv1(bn1(x)))))) + (downsample(x) or x).</summary>
-public sealed class IBasicBlock : Module<Tensor, Tensor>
+internal sealed class IBasicBlock : Module<Tensor, Tensor>
 {
 #pragma warning disable IDE1006 // names mirror arcface_torch's state-dict keys
     private readonly BatchNorm2d bn1, bn2, bn3;
@@ -40,7 +40,7 @@ public sealed class IBasicBlock : Module<Tensor, Tensor>
 }
 
 /// <summary>InsightFace's IResNet (conv1, bn1, prelu, layer1..4, bn2, fc, features), the original for verification.</summary>
-public sealed class IResNet : Module<Tensor, Tensor>
+internal sealed class IResNet : Module<Tensor, Tensor>
 {
 #pragma warning disable IDE1006 // names mirror arcface_torch's state-dict keys
     private readonly Conv2d conv1;

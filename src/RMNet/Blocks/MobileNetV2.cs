@@ -7,7 +7,7 @@ using static TorchSharp.torch.nn;
 namespace RMNet.Blocks;
 
 /// <summary>torchvision's InvertedResidual, its parts under <c>conv</c> with torchvision's indices.</summary>
-public sealed class InvertedResidual : Module<Tensor, Tensor>
+internal sealed class InvertedResidual : Module<Tensor, Tensor>
 {
 #pragma warning disable IDE1006 // names mirror torchvision's state-dict keys
     private readonly Sequential conv;
@@ -32,7 +32,7 @@ public sealed class InvertedResidual : Module<Tensor, Tensor>
 }
 
 /// <summary>torchvision's MobileNetV2 (features, classifier), the original for verification.</summary>
-public sealed class MobileNetV2 : Module<Tensor, Tensor>
+internal sealed class MobileNetV2 : Module<Tensor, Tensor>
 {
 #pragma warning disable IDE1006 // names mirror torchvision's state-dict keys
     private readonly Sequential features;

@@ -7,7 +7,7 @@ using static TorchSharp.torch.nn;
 namespace RMNet.Blocks;
 
 /// <summary>A pre-activation block with the CIFAR-code names (bn1, conv1, bn2, conv2[, bn3, conv3], shortcut.0).</summary>
-public sealed class PreActBlock : Module<Tensor, Tensor>
+internal sealed class PreActBlock : Module<Tensor, Tensor>
 {
 #pragma warning disable IDE1006 // names mirror the checkpoint keys
     private readonly BatchNorm2d bn1, bn2;
@@ -52,7 +52,7 @@ public sealed class PreActBlock : Module<Tensor, Tensor>
 }
 
 /// <summary>A pre-activation ResNet (conv1, layer1..4, bn, linear), the original for verification.</summary>
-public sealed class PreActResNet : Module<Tensor, Tensor>
+internal sealed class PreActResNet : Module<Tensor, Tensor>
 {
 #pragma warning disable IDE1006 // names mirror the checkpoint keys
     private readonly Conv2d conv1;

@@ -11,7 +11,7 @@ namespace RMNet.Blocks;
 /// <c>rbr_dense</c> = 3x3 conv + BN, <c>rbr_1x1</c> = 1x1 conv + BN, <c>rbr_identity</c> = BN (where shapes allow);
 /// or, in deploy form, relu(rbr_reparam(x)).
 /// </summary>
-public sealed class RepVggBlock : Module<Tensor, Tensor>
+internal sealed class RepVggBlock : Module<Tensor, Tensor>
 {
 #pragma warning disable IDE1006 // names mirror the official state-dict keys
     private readonly Sequential? rbr_dense;
@@ -47,7 +47,7 @@ public sealed class RepVggBlock : Module<Tensor, Tensor>
 }
 
 /// <summary>A RepVGG network with the official names (stage0..stage4, linear), the original for verification.</summary>
-public sealed class RepVgg : Module<Tensor, Tensor>
+internal sealed class RepVgg : Module<Tensor, Tensor>
 {
 #pragma warning disable IDE1006 // names mirror the official state-dict keys
     private readonly RepVggBlock stage0;

@@ -11,7 +11,7 @@ namespace RMNet.Blocks;
 /// layer1..layerN, fc), so a PyTorch state dict loads unchanged. This is the original, residual network.
 /// In eval mode (the default) it runs without autograd; in training mode it trains like any module.
 /// </summary>
-public sealed class ResNet : Module<Tensor, Tensor>
+internal sealed class ResNet : Module<Tensor, Tensor>
 {
 #pragma warning disable IDE1006 // names mirror torchvision's state-dict keys
     private readonly Conv2d conv1;

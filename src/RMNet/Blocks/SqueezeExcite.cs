@@ -6,7 +6,7 @@ using static TorchSharp.torch.nn;
 namespace RMNet.Blocks;
 
 /// <summary>Squeeze-and-excitation with timm's names: x * sigmoid(fc2(relu(fc1(mean(x))))), fc1/fc2 1x1 convs with bias.</summary>
-public sealed class SqueezeExcite : Module<Tensor, Tensor>
+internal sealed class SqueezeExcite : Module<Tensor, Tensor>
 {
 #pragma warning disable IDE1006 // names mirror timm's state-dict keys
     private readonly Conv2d fc1, fc2;

@@ -4,7 +4,7 @@ namespace RMNet.IO;
 /// Writes an output file through a temporary file in the same directory and a rename, so a failure leaves no
 /// partial output, and refuses to overwrite the input or (without <c>overwrite</c>) an existing file.
 /// </summary>
-public static class AtomicFile
+internal static class AtomicFile
 {
     /// <summary>Checks that <paramref name="output"/> may be written; throws <see cref="ModelInputException"/> naming it otherwise.</summary>
     public static void CheckWritable(string output, bool overwrite, params string[] inputs)

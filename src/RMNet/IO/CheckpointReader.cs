@@ -10,7 +10,7 @@ namespace RMNet.IO;
 /// TorchSharp.PyBridge) into a <see cref="StateDict"/>, in the file's own dtypes. Where the weights are found is
 /// <see cref="PickledWeights"/>; a wrapper's prefix shared by every name is removed (<see cref="WrapperPrefixes"/>).
 /// </summary>
-public static class CheckpointReader
+internal static class CheckpointReader
 {
     /// <summary>
     /// Prefixes wrappers add to every name: DataParallel's <c>module.</c>, a PyTorch Lightning module's <c>model.</c>

@@ -1,7 +1,7 @@
 namespace RMNet.IO;
 
 /// <summary>File formats RMNet reads or writes.</summary>
-public enum FileFormat
+internal enum FileFormat
 {
     /// <summary>Not recognised.</summary>
     Unknown,
@@ -16,7 +16,7 @@ public enum FileFormat
 }
 
 /// <summary>Recognises a file's format from its first bytes, falling back to the extension for ONNX.</summary>
-public static class FileFormats
+internal static class FileFormats
 {
     /// <summary>The format of <paramref name="path"/>; throws <see cref="ModelInputException"/> for missing, empty or unreadable files.</summary>
     public static FileFormat Detect(string path)

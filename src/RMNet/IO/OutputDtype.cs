@@ -18,7 +18,7 @@ public enum OutputDtype
 }
 
 /// <summary>Conversions of <see cref="OutputDtype"/>.</summary>
-public static class OutputDtypes
+internal static class OutputDtypes
 {
     /// <summary>The TorchSharp scalar type of <paramref name="dtype"/>.</summary>
     public static ScalarType ScalarType(this OutputDtype dtype) => dtype == OutputDtype.Float16 ? TorchSharp.torch.ScalarType.Float16 : TorchSharp.torch.ScalarType.Float32;

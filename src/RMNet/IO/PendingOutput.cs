@@ -7,7 +7,7 @@ namespace RMNet.IO;
 /// conversion leaves nothing behind; the directory's name (<see cref="TemporaryNames"/>) lets a later run remove
 /// it where the process was killed outright.
 /// </summary>
-public sealed class PendingOutput : IDisposable
+internal sealed class PendingOutput : IDisposable
 {
     readonly string _tempDir;
     readonly bool _overwrite;

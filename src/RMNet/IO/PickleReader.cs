@@ -12,7 +12,7 @@ namespace RMNet.IO;
 /// every tensor storage must fit inside the archive entry that holds its bytes, so one that declares 10^12
 /// elements is refused before anything is allocated.
 /// </summary>
-public static class PickleReader
+internal static class PickleReader
 {
     /// <summary>Callables a PyTorch checkpoint may call; none of them is run, each is read as what it would build.</summary>
     public static IReadOnlySet<string> AllowedGlobals { get; } = new HashSet<string>

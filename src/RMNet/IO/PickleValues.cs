@@ -1,7 +1,7 @@
 namespace RMNet.IO;
 
 /// <summary>A global a pickle names (<c>module.name</c>): only ever a name here, never resolved or called.</summary>
-public sealed record PickleGlobal(string Module, string Name)
+internal sealed record PickleGlobal(string Module, string Name)
 {
     /// <inheritdoc />
     public override string ToString() => $"{Module}.{Name}";
@@ -12,7 +12,7 @@ public sealed record PickleGlobal(string Module, string Name)
 /// state BUILD gave it (for a torch module, its <c>__dict__</c> with <c>_parameters</c>, <c>_buffers</c>,
 /// <c>_modules</c>). No constructor or <c>__setstate__</c> runs.
 /// </summary>
-public sealed class PickleObject(PickleGlobal type, object?[] args)
+internal sealed class PickleObject(PickleGlobal type, object?[] args)
 {
     /// <summary>The class (or allow-listed callable) named in the pickle.</summary>
     public PickleGlobal Type { get; } = type;
@@ -34,7 +34,7 @@ public sealed class PickleObject(PickleGlobal type, object?[] args)
 }
 
 /// <summary>A pickled dict (or OrderedDict), in insertion order.</summary>
-public sealed class PickleDict
+internal sealed class PickleDict
 {
     readonly Dictionary<object, object?> _items = new(PickleKeyComparer.Instance);
     readonly List<object> _order = new();
@@ -61,7 +61,7 @@ public sealed class PickleDict
 }
 
 /// <summary>Python's None as a dict key (values use null).</summary>
-public sealed class PickleNone
+internal sealed class PickleNone
 {
     /// <summary>The one instance.</summary>
     public static readonly PickleNone Instance = new();
@@ -89,7 +89,7 @@ sealed class PickleKeyComparer : IEqualityComparer<object>
 }
 
 /// <summary>A tensor storage a pickle refers to by persistent id: the archive entry <c>data/{Key}</c>.</summary>
-public sealed record PickleStorage(string Key, string StorageType, long Count);
+internal sealed record PickleStorage(string Key, string StorageType, long Count);
 
 /// <summary>A tensor a pickle rebuilds (<c>torch._utils._rebuild_tensor_v2</c>): a strided view of a storage.</summary>
-public sealed record PickleTensor(PickleStorage Storage, long Offset, long[] Shape, long[] Stride);
+internal sealed record PickleTensor(PickleStorage Storage, long Offset, long[] Shape, long[] Stride);

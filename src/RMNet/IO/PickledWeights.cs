@@ -7,7 +7,7 @@ namespace RMNet.IO;
 /// names dotted as <c>state_dict()</c> dots them); or a TorchScript module (its tensor attributes and
 /// <c>__torch__</c> submodules).
 /// </summary>
-public static class PickledWeights
+internal static class PickledWeights
 {
     /// <summary>Keys under which training checkpoints keep the weights, tried in this order.</summary>
     public static IReadOnlyList<string> WrapperKeys { get; } = new[] { "state_dict", "model", "model_state_dict", "net", "module" };
@@ -136,4 +136,4 @@ public static class PickledWeights
 }
 
 /// <summary>Weights found in a checkpoint: the named tensors, the top-level key they were under (null: the top level), the other keys holding weights.</summary>
-public sealed record FoundWeights(List<(string Name, PickleTensor Tensor)> Named, string? Key, IReadOnlyList<string> OtherKeys);
+internal sealed record FoundWeights(List<(string Name, PickleTensor Tensor)> Named, string? Key, IReadOnlyList<string> OtherKeys);

@@ -4,7 +4,7 @@ using RMNet.Plain;
 namespace RMNet.IO;
 
 /// <summary>Saves plain models as safetensors (weights + architecture) or PyTorch state dicts, and loads them back.</summary>
-public static class PlainModelFile
+internal static class PlainModelFile
 {
     /// <summary>
     /// Writes <paramref name="model"/> to <paramref name="path"/> atomically, its architecture JSON inside: as safetensors

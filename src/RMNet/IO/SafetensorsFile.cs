@@ -9,7 +9,7 @@ namespace RMNet.IO;
 /// safetensors writing with a <c>__metadata__</c> block (TorchSharp.PyBridge writes none) and reading of that
 /// block. Tensors are read with TorchSharp.PyBridge.
 /// </summary>
-public static class SafetensorsFile
+internal static class SafetensorsFile
 {
     /// <summary>
     /// Writes float32/float64/float16/bfloat16/int64 tensors in the given order, header padded to 8 bytes;

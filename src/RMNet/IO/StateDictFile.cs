@@ -32,6 +32,6 @@ public static class StateDictFile
     }
 
     /// <summary>Writes a module's parameters and buffers under their state-dict names.</summary>
-    public static void Save(string path, nn.Module module) =>
+    internal static void Save(string path, nn.Module module) =>
         Save(path, module.state_dict().Select(kv => (kv.Key, kv.Value)));
 }

@@ -9,7 +9,7 @@ namespace RMNet.IO;
 /// them. A run stopped normally removes its own; one killed outright (SIGKILL, power loss) cannot, so a later run
 /// in the same directory removes those whose process is gone (<see cref="RemoveStale"/>).
 /// </summary>
-public static class TemporaryNames
+internal static class TemporaryNames
 {
     /// <summary>The prefix every temporary name starts with.</summary>
     public const string Prefix = ".rmnet-";

@@ -9,7 +9,7 @@ namespace RMNet.IO;
 /// <c>float32</c>, <c>float64</c>), read from the file's structure alone: ONNX initializer types, safetensors
 /// header dtypes, the storage types of a <c>torch.save</c> pickle's weights. No weight is read.
 /// </summary>
-public static class WeightDtypes
+internal static class WeightDtypes
 {
     static readonly string[] Order = { "float16", "bfloat16", "float32", "float64" };
 

@@ -9,7 +9,7 @@ namespace RMNet.Models;
 /// <param name="Stem">The stem conv, BN folded.</param>
 /// <param name="Branch">A block's residual branch, BN folded, in order.</param>
 /// <param name="Projection">A block's projection shortcut, BN folded, or null for the identity.</param>
-public sealed record FusedResNetWeights(Func<FusedConv> Stem, Func<BlockSpec, IReadOnlyList<FusedConv>> Branch, Func<BlockSpec, FusedConv?> Projection)
+internal sealed record FusedResNetWeights(Func<FusedConv> Stem, Func<BlockSpec, IReadOnlyList<FusedConv>> Branch, Func<BlockSpec, FusedConv?> Projection)
 {
     /// <summary>The weights of a torchvision-named state dict.</summary>
     public static FusedResNetWeights Torchvision(StateDict sd, ResNetSpec spec) => new(

@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace RMNet.Models;
 
 /// <summary>An InsightFace IResNet checkpoint; converts with <see cref="IResNetRm"/>. The output is the embedding.</summary>
-public sealed class IResNetCheckpoint : ISourceModel
+internal sealed class IResNetCheckpoint : ISourceModel
 {
     IResNetCheckpoint(StateDict weights, IResNetSpec spec, NegativeInputMode negative) => (Weights, Spec, Negative) = (weights, spec, negative);
 

@@ -9,7 +9,7 @@ namespace RMNet.Models;
 /// <param name="Planes">Output channels.</param>
 /// <param name="Stride">2 for each stage's first block (layer1 included), else 1.</param>
 /// <param name="HasProjection">True where <c>downsample.0</c> (1x1 conv) and <c>downsample.1</c> (BN) exist.</param>
-public sealed record IBasicBlockSpec(string Prefix, int Stage, int InChannels, int Planes, int Stride, bool HasProjection);
+internal sealed record IBasicBlockSpec(string Prefix, int Stage, int InChannels, int Planes, int Stride, bool HasProjection);
 
 /// <summary>
 /// InsightFace's IResNet (arcface_torch names): stem <c>conv1</c>, <c>bn1</c>, <c>prelu</c>; blocks
@@ -17,7 +17,7 @@ public sealed record IBasicBlockSpec(string Prefix, int Stage, int InChannels, i
 /// head <c>bn2</c>, flatten, <c>fc</c>, <c>features</c> (BatchNorm1d). No activation after the addition, so
 /// block inputs can be negative.
 /// </summary>
-public sealed partial record IResNetSpec(int StemWidth, IReadOnlyList<IBasicBlockSpec> Blocks, int Spatial, int NumFeatures, string? Name)
+internal sealed partial record IResNetSpec(int StemWidth, IReadOnlyList<IBasicBlockSpec> Blocks, int Spatial, int NumFeatures, string? Name)
 {
     [GeneratedRegex(@"^layer([1-4])\.(\d+)\.conv1\.weight$")]
     private static partial Regex BlockConv();

@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace RMNet.Models;
 
 /// <summary>A torchvision MobileNetV2 checkpoint; converts with <see cref="MobileNetV2Rm"/>.</summary>
-public sealed class MobileNetV2Checkpoint : ISourceModel
+internal sealed class MobileNetV2Checkpoint : ISourceModel
 {
     MobileNetV2Checkpoint(StateDict weights, MobileNetV2Spec spec) => (Weights, Spec) = (weights, spec);
 

@@ -7,7 +7,7 @@ namespace RMNet.Models;
 /// <param name="OutChannels">Output channels.</param>
 /// <param name="Stride">Stride of the depthwise conv.</param>
 /// <param name="Expand">True where a 1x1 expansion conv comes first (expand ratio above 1).</param>
-public sealed record InvertedResidualSpec(int Index, int InChannels, int Hidden, int OutChannels, int Stride, bool Expand)
+internal sealed record InvertedResidualSpec(int Index, int InChannels, int Hidden, int OutChannels, int Stride, bool Expand)
 {
     /// <summary>torchvision's use_res_connect: stride 1 and same channels.</summary>
     public bool Residual => Stride == 1 && InChannels == OutChannels;
@@ -22,7 +22,7 @@ public sealed record InvertedResidualSpec(int Index, int InChannels, int Hidden,
 /// conv <c>features.N</c>, and <c>classifier.1</c>. Strides are not stored in a state dict: they follow
 /// torchvision's standard setting (17 blocks), which every width multiplier keeps.
 /// </summary>
-public sealed record MobileNetV2Spec(int StemWidth, IReadOnlyList<InvertedResidualSpec> Blocks, int LastIndex, int LastWidth, int NumClasses)
+internal sealed record MobileNetV2Spec(int StemWidth, IReadOnlyList<InvertedResidualSpec> Blocks, int LastIndex, int LastWidth, int NumClasses)
 {
     // torchvision's inverted_residual_setting (t, c, n, s): [1,16,1,1] [6,24,2,2] [6,32,3,2] [6,64,4,2] [6,96,3,1]
     // [6,160,3,2] [6,320,1,1]: the first block of each group has stride s, the others 1.

@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace RMNet.Models;
 
 /// <summary>A pre-activation ResNet checkpoint; converts with <see cref="PreActRm"/> in the chosen negative-input mode.</summary>
-public sealed class PreActCheckpoint : ISourceModel
+internal sealed class PreActCheckpoint : ISourceModel
 {
     PreActCheckpoint(StateDict weights, PreActResNetSpec spec, NegativeInputMode negative) => (Weights, Spec, Negative) = (weights, spec, negative);
 

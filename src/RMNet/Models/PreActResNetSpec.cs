@@ -10,7 +10,7 @@ namespace RMNet.Models;
 /// <param name="OutChannels">Output channels.</param>
 /// <param name="Stride">Stride (on conv1 in basic blocks, conv2 in bottlenecks, as in the common CIFAR code).</param>
 /// <param name="HasProjection">True where <c>shortcut.0</c> exists.</param>
-public sealed record PreActBlockSpec(string Prefix, int Stage, int InChannels, int Width, int OutChannels, int Stride, bool HasProjection);
+internal sealed record PreActBlockSpec(string Prefix, int Stage, int InChannels, int Width, int OutChannels, int Stride, bool HasProjection);
 
 /// <summary>
 /// A pre-activation ResNet with the names common in CIFAR code: stem <c>conv1</c> (no BN), blocks
@@ -19,7 +19,7 @@ public sealed record PreActBlockSpec(string Prefix, int Stage, int InChannels, i
 /// a = relu(bn1(x)); y = conv(... relu(bn2(conv1(a))) ...) + (shortcut(a) or x); no activation after the sum,
 /// so block inputs can be negative.
 /// </summary>
-public sealed partial record PreActResNetSpec(bool Bottleneck, IReadOnlyList<PreActBlockSpec> Blocks, int StemWidth, int StemKernel, int NumClasses, string? Name)
+internal sealed partial record PreActResNetSpec(bool Bottleneck, IReadOnlyList<PreActBlockSpec> Blocks, int StemWidth, int StemKernel, int NumClasses, string? Name)
 {
     [GeneratedRegex(@"^layer([1-4])\.(\d+)\.bn1\.weight$")]
     private static partial Regex BlockBn();

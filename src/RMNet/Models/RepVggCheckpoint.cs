@@ -10,7 +10,7 @@ namespace RMNet.Models;
 /// A RepVGG checkpoint (official names, train-time or deploy form). Its plain form is RepVGG's own deploy
 /// form: each block's branches merged into one 3x3 conv (<see cref="BranchFusion"/>), followed by ReLU.
 /// </summary>
-public sealed class RepVggCheckpoint : ISourceModel
+internal sealed class RepVggCheckpoint : ISourceModel
 {
     RepVggCheckpoint(StateDict weights, RepVggSpec spec) => (Weights, Spec) = (weights, spec);
 

@@ -11,7 +11,7 @@ namespace RMNet.Models;
 /// <param name="Groups">Groups of the 3x3 and 1x1 convs.</param>
 /// <param name="HasIdentity">True where an identity BN branch exists.</param>
 /// <param name="Deploy">True where the block is already re-parameterised (<c>rbr_reparam</c>).</param>
-public sealed record RepVggBlockSpec(string Prefix, int Stage, int InChannels, int OutChannels, int Stride, int Groups, bool HasIdentity, bool Deploy);
+internal sealed record RepVggBlockSpec(string Prefix, int Stage, int InChannels, int OutChannels, int Stride, int Groups, bool HasIdentity, bool Deploy);
 
 /// <summary>
 /// A RepVGG network with the official parameter names: <c>stage0</c> (one block), <c>stage1</c>..<c>stage4</c>
@@ -19,7 +19,7 @@ public sealed record RepVggBlockSpec(string Prefix, int Stage, int InChannels, i
 /// form), global average pooling and <c>linear</c>. Read from the shapes of a state dict; named where the shapes
 /// match an official variant.
 /// </summary>
-public sealed partial record RepVggSpec(IReadOnlyList<RepVggBlockSpec> Blocks, int NumClasses, string? Name)
+internal sealed partial record RepVggSpec(IReadOnlyList<RepVggBlockSpec> Blocks, int NumClasses, string? Name)
 {
     /// <summary>The official variants: blocks per stage 1..4, width multipliers a (stages 1-3) and b (stage 4), grouped layers.</summary>
     public static IReadOnlyDictionary<string, (int[] Blocks, double A, double B, int Groups)> Variants { get; } =

@@ -70,10 +70,11 @@ public sealed class ResNetCheckpoint : ISourceModel
         return new ResNetCheckpoint(sd, spec);
     }
 
-    /// <summary>The original, residual network as a TorchSharp module (eval mode).</summary>
-    public ResNet CreateModule() => ResNet.FromStateDict(Spec, Weights);
+    /// <summary>The original, residual network as a TorchSharp module (eval mode), with torchvision's names.</summary>
+    public TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> CreateModule() => CreateResNet();
 
-    TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> ISourceModel.CreateModule() => CreateModule();
+    /// <summary>The original as RMNet's own <see cref="ResNet"/> module, for the callers that need its blocks (pruning, training).</summary>
+    internal ResNet CreateResNet() => ResNet.FromStateDict(Spec, Weights);
 
     /// <summary>The equivalent plain network.</summary>
     /// <param name="mode">Grouped (default) or the paper's dense form for Bottleneck blocks.</param>

@@ -7,7 +7,7 @@ namespace RMNet.Models;
 public sealed record StageCost(string Stage, long Parameters, long Macs);
 
 /// <summary>Parameter and multiply-accumulate counts of the original (residual) network, from its layout.</summary>
-public static class ResNetCost
+internal static class ResNetCost
 {
     /// <summary>Parameters as torchvision counts them (conv, BN affine and fc weights; no BN running statistics).</summary>
     public static long Parameters(ResNetSpec spec) => ByStage(spec, 224, 224).Sum(s => s.Parameters);

@@ -6,7 +6,7 @@ namespace RMNet.Models;
 /// Recognises a torchvision-layout ResNet from the names and shapes of a state dict, and checks a state dict
 /// against a layout. Every mismatch is reported with the first key or shape that does not fit.
 /// </summary>
-public static partial class ResNetDetector
+internal static partial class ResNetDetector
 {
     [GeneratedRegex(@"^layer([1-9])\.(\d+)\.")]
     private static partial Regex BlockKey();

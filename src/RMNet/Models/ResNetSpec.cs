@@ -26,7 +26,7 @@ public enum StemKind
 /// <param name="OutChannels">Output channels.</param>
 /// <param name="Stride">Stride, carried by conv1 (Basic) or conv2 (Bottleneck).</param>
 /// <param name="Groups">Groups of the 3x3 conv (Bottleneck only).</param>
-public sealed record BlockSpec(string Prefix, int Stage, int InChannels, int Width, int OutChannels, int Stride, int Groups)
+internal sealed record BlockSpec(string Prefix, int Stage, int InChannels, int Width, int OutChannels, int Stride, int Groups)
 {
     /// <summary>True where the shortcut is a strided 1x1 conv with BN (torchvision's <c>downsample</c>).</summary>
     public bool HasProjection => Stride != 1 || InChannels != OutChannels;
@@ -139,7 +139,7 @@ public sealed record ResNetSpec(BlockKind Block, int[] Layers, int StemWidth, in
     }
 
     /// <summary>Every residual block, in order.</summary>
-    public IEnumerable<BlockSpec> Blocks()
+    internal IEnumerable<BlockSpec> Blocks()
     {
         int inChannels = StemWidth, index = 0;
         for (int s = 0; s < StageCount; s++)
@@ -168,7 +168,7 @@ public sealed record ResNetSpec(BlockKind Block, int[] Layers, int StemWidth, in
     public int Depth => Layers.Sum() * (Block == BlockKind.Basic ? 2 : 3) + 2;
 
     /// <summary>Structural equality (records compare arrays by reference).</summary>
-    public bool SameLayout(ResNetSpec other) =>
+    internal bool SameLayout(ResNetSpec other) =>
         Block == other.Block && Layers.SequenceEqual(other.Layers) && StemWidth == other.StemWidth
         && Stem == other.Stem && InputChannels == other.InputChannels
         && (BlockWidths ?? Array.Empty<int>()).SequenceEqual(other.BlockWidths ?? Array.Empty<int>())
@@ -176,7 +176,7 @@ public sealed record ResNetSpec(BlockKind Block, int[] Layers, int StemWidth, in
         && NumClasses == other.NumClasses && (SeChannels ?? Array.Empty<int>()).SequenceEqual(other.SeChannels ?? Array.Empty<int>());
 
     /// <summary>Every state-dict key of this layout with its shape, in torchvision's order.</summary>
-    public IEnumerable<(string Key, long[] Shape)> ExpectedParameters()
+    internal IEnumerable<(string Key, long[] Shape)> ExpectedParameters()
     {
         foreach (var p in ConvBn("conv1", "bn1", StemWidth, InputChannels, StemKernel)) yield return p;
         foreach (var b in Blocks())

@@ -4,7 +4,7 @@ using RMNet.Weights;
 namespace RMNet.Models;
 
 /// <summary>The one place that turns torchvision state-dict names into fused weights.</summary>
-public static class TorchvisionWeights
+internal static class TorchvisionWeights
 {
     /// <summary>BatchNorm epsilon of torchvision's ResNets.</summary>
     public const double BatchNormEps = 1e-5;

@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 namespace RMNet.Models;
 
 /// <summary>Sanity checks on weights before they are converted: finite values, positive BN variances.</summary>
-public static class WeightChecks
+internal static class WeightChecks
 {
     /// <summary>
     /// Throws <see cref="ModelInputException"/> naming the first tensor with NaN or infinite values in its own dtype (unless

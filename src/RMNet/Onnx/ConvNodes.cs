@@ -16,7 +16,7 @@ namespace RMNet.Onnx;
 /// <param name="Output">The value the unit produces (the BN's output where there is one).</param>
 /// <param name="Fuse">Makes the weights with the BN folded in (float64) and the conv's geometry; see <see cref="Fused"/>.</param>
 /// <param name="Problem">Why the unit cannot take part in RM (dilation, auto_pad, non-square stride), or null.</param>
-public sealed record ConvUnit(NodeProto Conv, NodeProto? BatchNorm, string Input, string Output, Func<FusedConv> Fuse, string? Problem, NodeProto? Pad = null)
+internal sealed record ConvUnit(NodeProto Conv, NodeProto? BatchNorm, string Input, string Output, Func<FusedConv> Fuse, string? Problem, NodeProto? Pad = null)
 {
     // Read on first use: a pass reads the weights of the units it rewrites only, not of every conv of a graph that
     // may hold gigabytes of them (a dense plain network written by an earlier pass).
@@ -30,7 +30,7 @@ public sealed record ConvUnit(NodeProto Conv, NodeProto? BatchNorm, string Input
 }
 
 /// <summary>Reads Conv (+ BatchNormalization) units out of an <see cref="OnnxGraph"/>.</summary>
-public static class ConvNodes
+internal static class ConvNodes
 {
     /// <summary>Every Conv with initializer weights, keyed by the value the unit outputs (after a foldable BN).</summary>
     public static Dictionary<string, ConvUnit> Read(OnnxGraph g)

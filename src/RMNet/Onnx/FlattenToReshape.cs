@@ -13,7 +13,7 @@ namespace RMNet.Onnx;
 /// Conditions: Flatten with axis 1; every reader a Gemm with an initializer weight and no transA; opset 5 or later
 /// (Reshape's shape is an input from opset 5 on).
 /// </summary>
-public static class FlattenToReshape
+internal static class FlattenToReshape
 {
     /// <summary>Rewrites <paramref name="model"/> in place; returns how many Flatten nodes became Reshape.</summary>
     public static int Run(ModelProto model, string file)

@@ -11,7 +11,7 @@ namespace RMNet.Onnx;
 /// A kxk conv with "same" padding, 1x1 convs without padding, the same stride and groups. This turns a
 /// train-time RepVGG export into its deploy form; the math is <see cref="BranchFusion"/>'s, float64.
 /// </summary>
-public static class GraphBranchMerge
+internal static class GraphBranchMerge
 {
     /// <summary>Merges the sums of <paramref name="model"/> in place; returns it and how many sums were merged.</summary>
     public static (ModelProto Model, int Merged) Run(ModelProto model, string file)

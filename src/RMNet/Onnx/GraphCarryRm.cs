@@ -19,7 +19,7 @@ namespace RMNet.Onnx;
 /// depthwise convs); every activation becomes per-channel with the identity on them (PRelu slope 1, or Max/Min
 /// with infinite bounds for Clip); the last conv adds the shortcut. Exact for any sign of x, float64 math.
 /// </summary>
-public static class GraphCarryRm
+internal static class GraphCarryRm
 {
     static readonly HashSet<string> Activations = new() { "Relu", "PRelu", "LeakyRelu", "Clip" };
 

@@ -12,7 +12,7 @@ namespace RMNet.Onnx;
 /// <param name="Convs">Convs in the residual branch.</param>
 /// <param name="Plain">True where the block was made plain.</param>
 /// <param name="Reason">Why it was left as it is, or null.</param>
-public sealed record GraphBlockReport(string Name, string Shortcut, int Convs, bool Plain, string? Reason)
+internal sealed record GraphBlockReport(string Name, string Shortcut, int Convs, bool Plain, string? Reason)
 {
     /// <summary>Where a plain block equals the original only under a condition the graph cannot fix (e.g. even sizes), that condition.</summary>
     public string? Condition { get; init; }
@@ -22,7 +22,7 @@ public sealed record GraphBlockReport(string Name, string Shortcut, int Convs, b
 /// <param name="Model">The transformed model (the input, rewritten in place).</param>
 /// <param name="Blocks">Every residual block found, in graph order.</param>
 /// <param name="FoldedBatchNorms">BatchNormalization nodes folded into convs.</param>
-public sealed record GraphRmResult(ModelProto Model, IReadOnlyList<GraphBlockReport> Blocks, int FoldedBatchNorms)
+internal sealed record GraphRmResult(ModelProto Model, IReadOnlyList<GraphBlockReport> Blocks, int FoldedBatchNorms)
 {
     /// <summary>Sums of parallel branches merged into one conv first (RepVGG style; see <see cref="GraphBranchMerge"/>).</summary>
     public int MergedBranches { get; init; }
@@ -51,7 +51,7 @@ public sealed record GraphRmResult(ModelProto Model, IReadOnlyList<GraphBlockRep
 /// Conv/Relu nodes (<see cref="ResidualChainRm"/>). Blocks that cannot be made exactly plain are kept and
 /// reported with the reason. Every other node is kept as it is.
 /// </summary>
-public static class GraphRm
+internal static class GraphRm
 {
     /// <summary>A block found: <paramref name="Pool"/> is an s x s AveragePool of stride s before the projection (ResNet-D), or null.</summary>
     sealed record Match(NodeProto Add, NodeProto Relu, string X, List<ConvUnit> Chain, List<NodeProto> InnerRelus, ConvUnit? Projection,

@@ -18,7 +18,7 @@ namespace RMNet.Onnx;
 ///   W16 --Cast(to=float)--> W --> Conv  becomes   W (float32 initializer) --> Conv
 /// </code>
 /// </summary>
-public static class InlineAliases
+internal static class InlineAliases
 {
     const int FloatType = (int)TensorProto.Types.DataType.Float;
 

@@ -6,7 +6,7 @@ namespace RMNet.Onnx;
 /// <param name="Kind"><c>residual</c> or <c>gate</c>.</param>
 /// <param name="Status"><c>plain</c> (the residual join is gone), <c>kept</c> (it remains in the output) or <c>gate</c> (stays by design).</param>
 /// <param name="Reason">Why a residual join was kept, or null.</param>
-public sealed record JoinReport(string Name, string Op, string Kind, string Status, string? Reason)
+internal sealed record JoinReport(string Name, string Op, string Kind, string Status, string? Reason)
 {
     /// <summary>True for a residual join that remains in the output: what <c>--strict</c> refuses.</summary>
     [System.Text.Json.Serialization.JsonIgnore]

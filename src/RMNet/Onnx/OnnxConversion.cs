@@ -7,8 +7,15 @@ namespace RMNet.Onnx;
 /// well-behaved converter: graph inputs, outputs, names, shapes, element types, opset, IR version and metadata
 /// are kept; the producer fields name rmnet and the transform is recorded in <c>doc_string</c>.
 /// </summary>
-public static class OnnxConversion
+internal static class OnnxConversion
 {
+    /// <summary>Throws <see cref="ModelInputException"/> naming <paramref name="output"/> unless it is an ONNX file: an ONNX model converts to ONNX only.</summary>
+    public static void CheckOutput(string output)
+    {
+        if (IO.FileFormats.FromExtension(output) != IO.FileFormat.Onnx)
+            throw new ModelInputException(output, "an ONNX model converts to .onnx only");
+    }
+
     /// <summary>
     /// Reads <paramref name="input"/>, converts it, and returns the result (not yet written), with the summaries of the
     /// input and of the converted graph (costs at <paramref name="inputSize"/> where H and W are dynamic, and joins).

@@ -8,7 +8,7 @@ namespace RMNet.Onnx;
 /// with initializer weights, the layers that carry a convolutional network's arithmetic; a dynamic H or W is
 /// taken to be <c>inputSize</c>.
 /// </summary>
-public static class OnnxCost
+internal static class OnnxCost
 {
     /// <summary>Elements in all initializers and Constant tensors.</summary>
     public static long Parameters(OnnxGraph g) => g.Initializers.Values.Sum(t => t.Dims.Aggregate(1L, (a, b) => a * b));

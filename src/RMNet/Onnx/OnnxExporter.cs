@@ -11,7 +11,7 @@ namespace RMNet.Onnx;
 /// dynamic N, H, W, output <c>output</c>; only Conv, Relu, MaxPool, GlobalAveragePool, Reshape (or Flatten) and Gemm,
 /// plus PRelu, Max/Min and the SE gate's nodes where the network has them.
 /// </summary>
-public static class OnnxExporter
+internal static class OnnxExporter
 {
     /// <summary>The opset the exporter writes.</summary>
     public const int Opset = 13;

@@ -8,7 +8,7 @@ namespace RMNet.Onnx;
 /// input, an initializer or another node's output; every graph output must be produced; no value may be
 /// produced twice; no cycles; no unknown operator in the standard domain. Errors name the node and value.
 /// </summary>
-public sealed class OnnxGraph
+internal sealed class OnnxGraph
 {
     /// <summary>Indexes and validates <paramref name="graph"/>; <paramref name="file"/> names it in errors.</summary>
     public OnnxGraph(GraphProto graph, string file)

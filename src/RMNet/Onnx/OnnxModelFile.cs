@@ -10,7 +10,7 @@ namespace RMNet.Onnx;
 /// 2 GB protobuf limit). External data is loaded into the tensors on read; on write, models whose
 /// initializers exceed <see cref="ExternalDataThreshold"/> bytes get one side file <c>&lt;name&gt;.data</c>.
 /// </summary>
-public static class OnnxModelFile
+internal static class OnnxModelFile
 {
     /// <summary>
     /// Initializer bytes above which the writer moves tensors to external data by default: 1.75 GiB, leaving

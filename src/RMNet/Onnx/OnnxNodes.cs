@@ -6,7 +6,7 @@ using RMNet.Plain;
 namespace RMNet.Onnx;
 
 /// <summary>Builders for the few ONNX nodes RMNet writes, shared by every writer.</summary>
-public static class OnnxNodes
+internal static class OnnxNodes
 {
     /// <summary>A Conv node with explicit pads, the geometry of <paramref name="c"/>.</summary>
     public static NodeProto Conv(string name, string input, string weight, string bias, string output, ConvLayer c) => With(

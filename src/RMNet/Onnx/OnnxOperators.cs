@@ -1,7 +1,7 @@
 namespace RMNet.Onnx;
 
 /// <summary>Operator names of the default ONNX domain (opsets 1 to 21), to tell an unknown op from a known one.</summary>
-public static class OnnxOperators
+internal static class OnnxOperators
 {
     /// <summary>The names.</summary>
     public static IReadOnlySet<string> Standard { get; } = new HashSet<string>((

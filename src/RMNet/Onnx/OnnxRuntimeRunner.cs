@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace RMNet.Onnx;
 
 /// <summary>Runs an ONNX model with ONNX Runtime (CPU) on TorchSharp tensors: float32 in, float32 out.</summary>
-public sealed class OnnxRuntimeRunner : IDisposable
+internal sealed class OnnxRuntimeRunner : IDisposable
 {
     readonly InferenceSession _session;
     readonly string _inputName;

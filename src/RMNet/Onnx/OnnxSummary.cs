@@ -17,7 +17,7 @@ namespace RMNet.Onnx;
 /// <param name="Macs">Multiply-accumulates for one image (see <see cref="OnnxCost"/>).</param>
 /// <param name="InputSize">The H (and W) the MACs are for: the graph's own where it fixes them, else the size asked for.</param>
 /// <param name="UncountedConvs">Convs left out of <paramref name="Macs"/> because their output size could not be propagated.</param>
-public sealed record OnnxSummary(long Opset, string Producer, IReadOnlyDictionary<string, int> OpCounts, long Parameters,
+internal sealed record OnnxSummary(long Opset, string Producer, IReadOnlyDictionary<string, int> OpCounts, long Parameters,
     IReadOnlyList<string> Inputs, IReadOnlyList<string> Outputs, IReadOnlyList<GraphJoin> Joins, long Macs, int InputSize, int UncountedConvs = 0)
 {
     /// <summary>Residual joins (Add/Sum whose operands share an ancestor).</summary>

@@ -7,7 +7,7 @@ using DataType = Onnx.TensorProto.Types.DataType;
 namespace RMNet.Onnx;
 
 /// <summary>Conversions between ONNX <see cref="TensorProto"/> and TorchSharp tensors.</summary>
-public static class OnnxTensors
+internal static class OnnxTensors
 {
     /// <summary>
     /// The tensor's values as float64 (float, double, float16 and integer types), from raw or typed data.

@@ -9,7 +9,7 @@ namespace RMNet.Onnx;
 /// Writes the original, residual network of a checkpoint as ONNX (BN folded into the convs, as any deployment
 /// would, Add and Relu after each block): the fair baseline for benchmarks and a reference for the ONNX path.
 /// </summary>
-public static class ResNetOnnxExporter
+internal static class ResNetOnnxExporter
 {
     /// <summary>Writes <paramref name="checkpoint"/>'s residual network to <paramref name="path"/>.</summary>
     public static void Save(ResNetCheckpoint checkpoint, string path)

@@ -10,7 +10,7 @@ namespace RMNet.Onnx;
 /// <param name="Op">Its operator: Add or Sum for a residual join, Mul for a gate.</param>
 /// <param name="Kind"><c>residual</c> (an addition: what RM removes) or <c>gate</c> (a multiplication: SE, ECA, SiLU, which stay by design).</param>
 /// <param name="Operands">The data values it combines.</param>
-public sealed record GraphJoin(string Name, string Op, string Kind, IReadOnlyList<string> Operands);
+internal sealed record GraphJoin(string Name, string Op, string Kind, IReadOnlyList<string> Operands);
 
 /// <summary>
 /// Finds every join of a graph, independent of any block pattern: an Add or Sum node (a residual join) or a Mul
@@ -24,7 +24,7 @@ public sealed record GraphJoin(string Name, string Op, string Kind, IReadOnlyLis
 /// one pass in topological order.
 /// </para>
 /// </summary>
-public static class ResidualJoins
+internal static class ResidualJoins
 {
     static readonly HashSet<string> Additions = new() { "Add", "Sum" };
 

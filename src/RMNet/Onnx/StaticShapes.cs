@@ -7,7 +7,7 @@ namespace RMNet.Onnx;
 /// ops residual networks use. Needed where padding depends on the input size (auto_pad SAME_* with stride above
 /// 1, as TensorFlow exporters write it). Values whose size cannot be told are absent.
 /// </summary>
-public static class StaticShapes
+internal static class StaticShapes
 {
     static readonly HashSet<string> SizePreserving = new()
     {

@@ -19,7 +19,7 @@ namespace RMNet.Plain;
 /// layer's bias, which its zero padding does not see). Exact; it costs R times the channels at each clamp
 /// (R = 2 for ReLU6 and for carried channels).
 /// </summary>
-public static class ClampAsRelu
+internal static class ClampAsRelu
 {
     /// <summary>One ReLU copy of a channel: relu(Sign * z + Shift), added to the channel with factor Weight.</summary>
     readonly record struct Copy(double Sign, double Shift, double Weight);
@@ -47,7 +47,7 @@ public static class ClampAsRelu
                 var other => throw new RmException($"layer {next}: a clamp written as ReLUs needs a conv or a linear layer after it (found {other.Kind})"),
             } : throw new RmException($"layer {i}: a clamp written as ReLUs cannot end the network");
         }
-        return model with { Layers = layers };
+        return model.WithLayers(layers);
     }
 
     static List<List<Copy>> Copies(ClampLayer clamp, int index)

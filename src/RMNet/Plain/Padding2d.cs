@@ -10,10 +10,10 @@ public readonly record struct Padding2d(int Top, int Left, int Bottom, int Right
     public bool IsSymmetric => Top == Bottom && Left == Right;
 
     /// <summary>[top, left, bottom, right], the ONNX <c>pads</c> attribute.</summary>
-    public long[] ToOnnx() => new long[] { Top, Left, Bottom, Right };
+    internal long[] ToOnnx() => new long[] { Top, Left, Bottom, Right };
 
     /// <summary>[left, right, top, bottom], the order of <c>torch.nn.functional.pad</c> for the last two dims.</summary>
-    public long[] ToTorchPad() => new long[] { Left, Right, Top, Bottom };
+    internal long[] ToTorchPad() => new long[] { Left, Right, Top, Bottom };
 
     /// <inheritdoc />
     public override string ToString() => IsSymmetric && Top == Left ? Top.ToString() : $"[{Top},{Left},{Bottom},{Right}]";

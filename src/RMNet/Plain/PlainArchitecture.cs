@@ -8,7 +8,7 @@ namespace RMNet.Plain;
 /// The plain network's structure as JSON (stored in safetensors <c>__metadata__</c> under
 /// <see cref="MetadataKey"/>) and its tensors under the names <c>layers.{i}.weight</c> / <c>layers.{i}.bias</c>.
 /// </summary>
-public static class PlainArchitecture
+internal static class PlainArchitecture
 {
     /// <summary>The metadata key that holds the architecture JSON.</summary>
     public const string MetadataKey = "rmnet.architecture";

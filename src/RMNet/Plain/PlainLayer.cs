@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 namespace RMNet.Plain;
 
 /// <summary>One layer of a plain (single-branch) network.</summary>
-public abstract record PlainLayer
+internal abstract record PlainLayer
 {
     /// <summary>Short type name used in saved architectures and reports.</summary>
     public abstract string Kind { get; }
@@ -23,17 +23,37 @@ public abstract record PlainLayer
     /// </summary>
     public static IReadOnlyList<PlainLayer> MoveToOuterDisposeScope(IReadOnlyList<PlainLayer> layers)
     {
-        var tensors = layers.SelectMany(layer => layer switch
-        {
-            ConvLayer c => new[] { c.Weight, c.Bias },
-            LinearLayer l => new[] { l.Weight, l.Bias },
-            SeLayer s => new[] { s.Fc1Weight, s.Fc1Bias, s.Fc2Weight, s.Fc2Bias },
-            PReluLayer p => new[] { p.Slope },
-            ClampLayer c => new[] { c.Lower, c.Upper },
-            _ => Array.Empty<Tensor>(),
-        });
-        foreach (var t in tensors) t.MoveToOuterDisposeScope();
+        foreach (var t in layers.SelectMany(TensorsOf)) t.MoveToOuterDisposeScope();
         return layers;
+    }
+
+    /// <summary>The tensors <paramref name="layer"/> holds (weights, biases, slopes, bounds).</summary>
+    internal static IEnumerable<Tensor> TensorsOf(PlainLayer layer) => layer switch
+    {
+        ConvLayer c => new[] { c.Weight, c.Bias },
+        LinearLayer l => new[] { l.Weight, l.Bias },
+        SeLayer s => new[] { s.Fc1Weight, s.Fc1Bias, s.Fc2Weight, s.Fc2Bias },
+        PReluLayer p => new[] { p.Slope },
+        ClampLayer c => new[] { c.Lower, c.Upper },
+        _ => Array.Empty<Tensor>(),
+    };
+
+    /// <summary>
+    /// <paramref name="layer"/> with new references to the same tensors (no copy), outside any dispose scope:
+    /// disposing either layer's tensors leaves the other's usable.
+    /// </summary>
+    internal static PlainLayer Alias(PlainLayer layer)
+    {
+        static Tensor A(Tensor t) => t.alias().DetachFromDisposeScope();
+        return layer switch
+        {
+            ConvLayer c => c with { Weight = A(c.Weight), Bias = A(c.Bias) },
+            LinearLayer l => l with { Weight = A(l.Weight), Bias = A(l.Bias) },
+            SeLayer s => s with { Fc1Weight = A(s.Fc1Weight), Fc1Bias = A(s.Fc1Bias), Fc2Weight = A(s.Fc2Weight), Fc2Bias = A(s.Fc2Bias) },
+            PReluLayer p => p with { Slope = A(p.Slope) },
+            ClampLayer c => c with { Lower = A(c.Lower), Upper = A(c.Upper) },
+            _ => layer,
+        };
     }
 
     /// <summary>Output length of a window op along one axis.</summary>
@@ -42,7 +62,7 @@ public abstract record PlainLayer
 }
 
 /// <summary>2-D convolution with bias. Weight [out, in/groups, kh, kw], float32.</summary>
-public sealed record ConvLayer(Tensor Weight, Tensor Bias, int StrideH, int StrideW, Padding2d Padding, int Groups) : PlainLayer
+internal sealed record ConvLayer(Tensor Weight, Tensor Bias, int StrideH, int StrideW, Padding2d Padding, int Groups) : PlainLayer
 {
     /// <inheritdoc />
     public override string Kind => "conv";
@@ -76,7 +96,7 @@ public sealed record ConvLayer(Tensor Weight, Tensor Bias, int StrideH, int Stri
 }
 
 /// <summary>Elementwise max(x, 0).</summary>
-public sealed record ReluLayer : PlainLayer
+internal sealed record ReluLayer : PlainLayer
 {
     /// <inheritdoc />
     public override string Kind => "relu";
@@ -88,7 +108,7 @@ public sealed record ReluLayer : PlainLayer
 /// Per-channel PReLU: y = x where x &gt;= 0, slope[c] * x elsewhere. With slopes 1 and 0 it is the identity on
 /// some channels and ReLU on the others: how RM carries a possibly negative input through an activation.
 /// </summary>
-public sealed record PReluLayer(Tensor Slope) : PlainLayer
+internal sealed record PReluLayer(Tensor Slope) : PlainLayer
 {
     /// <inheritdoc />
     public override string Kind => "prelu";
@@ -107,7 +127,7 @@ public sealed record PReluLayer(Tensor Slope) : PlainLayer
 /// Per-channel clamp: y = min(max(x, lower[c]), upper[c]). ReLU6 is [0, 6]; a carried channel is
 /// (-inf, inf), so the reserved copy of a MobileNetV2 block input passes unclipped (docs/design.md section 7).
 /// </summary>
-public sealed record ClampLayer(Tensor Lower, Tensor Upper) : PlainLayer
+internal sealed record ClampLayer(Tensor Lower, Tensor Upper) : PlainLayer
 {
     /// <inheritdoc />
     public override string Kind => "clamp";
@@ -125,7 +145,7 @@ public sealed record ClampLayer(Tensor Lower, Tensor Upper) : PlainLayer
 /// sigmoid(fc2(relu(fc1(mean over H, W)))); the channels before Offset (the reserved block input) pass unchanged.
 /// The one layer of a plain network that keeps a (gating) branch.
 /// </summary>
-public sealed record SeLayer(long Offset, long Count, Tensor Fc1Weight, Tensor Fc1Bias, Tensor Fc2Weight, Tensor Fc2Bias) : PlainLayer
+internal sealed record SeLayer(long Offset, long Count, Tensor Fc1Weight, Tensor Fc1Bias, Tensor Fc2Weight, Tensor Fc2Bias) : PlainLayer
 {
     /// <inheritdoc />
     public override string Kind => "se";
@@ -143,7 +163,7 @@ public sealed record SeLayer(long Offset, long Count, Tensor Fc1Weight, Tensor F
 }
 
 /// <summary>Max pooling with a square window (padding counts as minus infinity).</summary>
-public sealed record MaxPoolLayer(int Kernel, int Stride, Padding2d Padding) : PlainLayer
+internal sealed record MaxPoolLayer(int Kernel, int Stride, Padding2d Padding) : PlainLayer
 {
     /// <inheritdoc />
     public override string Kind => "maxpool";
@@ -154,7 +174,7 @@ public sealed record MaxPoolLayer(int Kernel, int Stride, Padding2d Padding) : P
 }
 
 /// <summary>Mean over the spatial axes, keeping them as 1x1.</summary>
-public sealed record GlobalAvgPoolLayer : PlainLayer
+internal sealed record GlobalAvgPoolLayer : PlainLayer
 {
     /// <inheritdoc />
     public override string Kind => "gap";
@@ -163,7 +183,7 @@ public sealed record GlobalAvgPoolLayer : PlainLayer
 }
 
 /// <summary>Flattens [N, C, 1, 1] into [N, C].</summary>
-public sealed record FlattenLayer : PlainLayer
+internal sealed record FlattenLayer : PlainLayer
 {
     /// <inheritdoc />
     public override string Kind => "flatten";
@@ -172,7 +192,7 @@ public sealed record FlattenLayer : PlainLayer
 }
 
 /// <summary>Fully connected layer y = x W^T + b. Weight [out, in].</summary>
-public sealed record LinearLayer(Tensor Weight, Tensor Bias) : PlainLayer
+internal sealed record LinearLayer(Tensor Weight, Tensor Bias) : PlainLayer
 {
     /// <inheritdoc />
     public override string Kind => "linear";

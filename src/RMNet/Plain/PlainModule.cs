@@ -4,16 +4,26 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace RMNet.Plain;
 
-/// <summary>Runs a <see cref="PlainModel"/> layer by layer with TorchSharp's functional ops.</summary>
+/// <summary>
+/// Runs a <see cref="PlainModel"/> layer by layer with TorchSharp's functional ops (eval mode, no autograd); made by
+/// <see cref="PlainModel.ToModule"/>. Disposing the module frees its references to the weights.
+/// </summary>
 public sealed class PlainModule : nn.Module<Tensor, Tensor>
 {
     readonly PlainModel _model;
 
-    /// <summary>Wraps a plain model; the model's tensors are used as they are, not copied.</summary>
-    public PlainModule(PlainModel model) : base("PlainModel")
+    /// <summary>Wraps <paramref name="model"/>, which the module then owns (disposed with it); its tensors are used as they are, not copied.</summary>
+    internal PlainModule(PlainModel model) : base("PlainModel")
     {
         _model = model;
         eval();
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) _model.Dispose();
+        base.Dispose(disposing);
     }
 
     /// <summary>The network's output for input [N, C, H, W].</summary>

@@ -20,7 +20,7 @@ namespace RMNet.Rm;
 /// </list>
 /// float64 weight arithmetic, each plain kernel cast once.
 /// </summary>
-public static class IResNetRm
+internal static class IResNetRm
 {
     /// <summary>The plain network equivalent to the IResNet.</summary>
     public static PlainModel Transform(StateDict sd, IResNetSpec spec, NegativeInputMode negative, IProgress<ProgressStep>? progress = null, CancellationToken cancellationToken = default)

@@ -18,7 +18,7 @@ namespace RMNet.Rm;
 /// </list>
 /// float64 weight arithmetic, each plain kernel cast once.
 /// </summary>
-public static class MobileNetV2Rm
+internal static class MobileNetV2Rm
 {
     sealed record Pending(Tensor Weight, Tensor Bias, int Stride, Padding2d Padding, int Groups);
 

@@ -27,7 +27,7 @@ public enum NegativeInputMode
 /// </list>
 /// All weight arithmetic is float64; each plain kernel is cast to float32 once.
 /// </summary>
-public static class PreActRm
+internal static class PreActRm
 {
     sealed record Pending(Tensor Weight, Tensor Bias, int Stride, Padding2d Padding);
 

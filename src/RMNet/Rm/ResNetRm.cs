@@ -10,7 +10,7 @@ namespace RMNet.Rm;
 /// Every block input is non-negative: it is the output of the stem's ReLU+maxpool or of the previous
 /// block's final ReLU.
 /// </summary>
-public static class ResNetRm
+internal static class ResNetRm
 {
     /// <summary>The plain network equivalent to the ResNet with layout <paramref name="spec"/> and weights <paramref name="sd"/>.</summary>
     /// <param name="sd">The weights, torchvision names.</param>

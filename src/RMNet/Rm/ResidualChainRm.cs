@@ -20,7 +20,7 @@ public enum RmMode
 /// <summary>The plain convs of one block, and how many zero channels grouped RM added to make groups divide.</summary>
 /// <param name="Convs">The plain convs; a ReLU follows each of them in the plain network.</param>
 /// <param name="ZeroChannels">Reserved channels added as zeros (grouped form, where C is not a multiple of the group width).</param>
-public sealed record RmBlock(IReadOnlyList<ConvLayer> Convs, int ZeroChannels);
+internal sealed record RmBlock(IReadOnlyList<ConvLayer> Convs, int ZeroChannels);
 
 /// <summary>
 /// The RM operation on one residual block whose residual branch is a chain of convs with ReLUs between them
@@ -41,7 +41,7 @@ public sealed record RmBlock(IReadOnlyList<ConvLayer> Convs, int ZeroChannels);
 /// Weight arithmetic (BN fusion, shortcut biases) is float64 in the inputs; kernels are assembled directly in
 /// float32, each value cast once, so no float64 copy of the large plain kernels is ever made.
 /// </summary>
-public static class ResidualChainRm
+internal static class ResidualChainRm
 {
     /// <summary>Reserve-and-merge in the given form.</summary>
     /// <param name="chain">The residual branch, BN folded in, in order (at least two convs).</param>

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace RMNet.Verification;
 
 /// <summary>Runs an original and a converted network on the same inputs and measures how far apart they are.</summary>
-public static class Equivalence
+internal static class Equivalence
 {
     /// <summary>Seeded standard-normal images [samples, channels, height, width] (the same for the same seed).</summary>
     public static Tensor SeededInputs(int samples, int channels, int height, int width, long seed = 0)

@@ -40,7 +40,11 @@ public sealed class ModelRunner : IDisposable
             return new ModelRunner(ort.InputShape is [> 0, ..] ? run : Verifier.OneImageAtATime(run, cancellationToken), ort);
         }
         if (PlainModelFile.IsPlain(path))
-            return Stoppable(PlainModelFile.Load(path).ToModule(), cancellationToken);
+        {
+            // The module holds its own references to the weights: the loaded model's go now, the memory with the runner.
+            using var plain = PlainModelFile.Load(path);
+            return Stoppable(plain.ToModule(), cancellationToken);
+        }
         var sd = CheckpointReader.Read(path);
         string? mismatch = null;
         foreach (var mode in Enum.GetValues<Rm.RmMode>())

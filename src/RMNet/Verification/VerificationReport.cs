@@ -25,7 +25,7 @@ public sealed record VerificationReport(int Samples, double MaxAbsError, double 
 public sealed record NonFiniteOutputs(long OriginalNaN, long OriginalInfinite, long ConvertedNaN, long ConvertedInfinite, int Images)
 {
     /// <summary>The counts of several batches together; null where none had any.</summary>
-    public static NonFiniteOutputs? Sum(IEnumerable<NonFiniteOutputs?> parts)
+    internal static NonFiniteOutputs? Sum(IEnumerable<NonFiniteOutputs?> parts)
     {
         var present = parts.OfType<NonFiniteOutputs>().ToList();
         return present.Count == 0 ? null : new NonFiniteOutputs(present.Sum(p => p.OriginalNaN), present.Sum(p => p.OriginalInfinite),
@@ -33,7 +33,7 @@ public sealed record NonFiniteOutputs(long OriginalNaN, long OriginalInfinite, l
     }
 
     /// <summary>E.g. "non-finite outputs in 1 of 5 images (original: 3 NaN; converted: 3 NaN)".</summary>
-    public string Describe(int samples) =>
+    internal string Describe(int samples) =>
         $"non-finite outputs in {Images} of {samples} images (original: {Counts(OriginalNaN, OriginalInfinite)}; converted: {Counts(ConvertedNaN, ConvertedInfinite)})";
 
     static string Counts(long nan, long infinite) => (nan, infinite) switch

@@ -16,11 +16,15 @@ public sealed record VerifyOptions(int Samples = 4, int InputSize = 224, double 
 /// <summary>Checks a converted model against the original ResNet it came from.</summary>
 public static class Verifier
 {
+    /// <summary>Runs the original checkpoint and <paramref name="converted"/> on the same inputs and reports the errors.</summary>
+    public static VerificationReport Verify(ISourceModel original, ModelRunner converted, VerifyOptions options) =>
+        Verify(original, converted, options, CancellationToken.None);
+
     /// <summary>
     /// Runs the original checkpoint and <paramref name="converted"/> on the same inputs and reports the errors;
     /// <paramref name="cancellationToken"/> is checked before each model runs (a runner may also stop mid-run).
     /// </summary>
-    public static VerificationReport Verify(ISourceModel original, ModelRunner converted, VerifyOptions options, CancellationToken cancellationToken = default)
+    public static VerificationReport Verify(ISourceModel original, ModelRunner converted, VerifyOptions options, CancellationToken cancellationToken)
     {
         if (options.UserInput is { } user && user.shape[1] != original.InputChannels)
             throw new ModelInputException(options.UserInputSource ?? original.Source,
@@ -54,9 +58,17 @@ public static class Verifier
     /// Runs two ONNX models in ONNX Runtime on seeded inputs of the original's own input shape: fixed dimensions
     /// as declared, a dynamic batch as <see cref="VerifyOptions.Samples"/> and dynamic sizes as
     /// <see cref="VerifyOptions.InputSize"/>. A fixed batch is filled with as many batches as the samples need.
+    /// </summary>
+    public static VerificationReport Verify(string originalOnnx, string convertedOnnx, VerifyOptions options) =>
+        Verify(originalOnnx, convertedOnnx, options, CancellationToken.None);
+
+    /// <summary>
+    /// Runs two ONNX models in ONNX Runtime on seeded inputs of the original's own input shape: fixed dimensions
+    /// as declared, a dynamic batch as <see cref="VerifyOptions.Samples"/> and dynamic sizes as
+    /// <see cref="VerifyOptions.InputSize"/>. A fixed batch is filled with as many batches as the samples need.
     /// A cancelled <paramref name="cancellationToken"/> stops ONNX Runtime mid-run.
     /// </summary>
-    public static VerificationReport Verify(string originalOnnx, string convertedOnnx, VerifyOptions options, CancellationToken cancellationToken = default)
+    public static VerificationReport Verify(string originalOnnx, string convertedOnnx, VerifyOptions options, CancellationToken cancellationToken)
     {
         using var a = new Onnx.OnnxRuntimeRunner(originalOnnx, cancellationToken: cancellationToken);
         using var b = new Onnx.OnnxRuntimeRunner(convertedOnnx, cancellationToken: cancellationToken);

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace RMNet.Weights;
 
 /// <summary>Folds an inference-time BatchNorm into the convolution before it (RepVGG style), in float64.</summary>
-public static class BatchNormFusion
+internal static class BatchNormFusion
 {
     /// <summary>
     /// conv then BN equals one conv with W' = W * t and b' = beta + (b - mean) * t, t = gamma / sqrt(var + eps),

@@ -21,9 +21,9 @@ public sealed record FusedConv(ConvWeights Weights, int Stride, Padding2d Paddin
     public int KernelW => (int)Weights.Weight.shape[3];
 
     /// <summary>The kernel with groups expanded to a dense [out, in, kh, kw] kernel.</summary>
-    public Tensor DenseKernel() => Kernels.Ungroup(Weights.Weight, Groups);
+    internal Tensor DenseKernel() => Kernels.Ungroup(Weights.Weight, Groups);
 
     /// <summary>The plain layer: weights cast once to float32.</summary>
-    public ConvLayer ToLayer() => new(Weights.Weight.to_type(ScalarType.Float32), Weights.BiasOrZeros().to_type(ScalarType.Float32),
+    internal ConvLayer ToLayer() => new(Weights.Weight.to_type(ScalarType.Float32), Weights.BiasOrZeros().to_type(ScalarType.Float32),
         Stride, Stride, Padding, Groups);
 }

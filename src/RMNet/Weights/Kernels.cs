@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace RMNet.Weights;
 
 /// <summary>Kernel building blocks of the RM transform (float64, no modules).</summary>
-public static class Kernels
+internal static class Kernels
 {
     /// <summary>
     /// The identity as a kxk conv with <paramref name="groups"/> groups: W[o, o mod (C/groups), tapH, tapW] = 1
