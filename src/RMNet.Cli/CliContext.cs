@@ -81,6 +81,7 @@ internal sealed class CliContext(TextWriter stdout, TextWriter stderr, bool json
         catch (OperationCanceledException e) when (_stop.Token.IsCancellationRequested)
         {
             // The usings on the way out have deleted the temporary files by now.
+            Progress.EndBar();
             Err.WriteLine($"rmnet: stopped by {_stop.Reason}; nothing unfinished was written");
             if (Json) Out.WriteLine(JsonSerializer.Serialize(new { error = $"stopped by {_stop.Reason}", exit_code = _stop.ExitCode }, JsonOptions));
             if (Verbose) Err.WriteLine(e.ToString());
@@ -102,6 +103,7 @@ internal sealed class CliContext(TextWriter stdout, TextWriter stderr, bool json
 
     int Fail(int code, string message, Exception e)
     {
+        Progress.EndBar();
         Err.WriteLine($"rmnet: error: {message.ReplaceLineEndings(" ")}");
         if (Json) Out.WriteLine(JsonSerializer.Serialize(new { error = message, exit_code = code }, JsonOptions));
         if (Verbose) Err.WriteLine(e.ToString());

@@ -33,7 +33,8 @@ internal sealed class ProgressDisplay(TextWriter stderr, bool interactive, bool 
         }
     }
 
-    void EndBar()
+    /// <summary>Ends a bar drawn in place, so that what is written next (a stop, an error) starts a line of its own.</summary>
+    public void EndBar()
     {
         if (_stage is null) return;
         stderr.WriteLine();

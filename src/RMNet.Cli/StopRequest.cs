@@ -6,7 +6,7 @@ namespace RMNet.Cli;
 /// A request to stop the running command, from SIGINT (Ctrl-C) or SIGTERM: its token is cancelled, the command
 /// stops at its next safe point (between blocks, tensors, batches, runs; ONNX Runtime mid-run), deletes what it
 /// wrote and exits with <see cref="ExitCode"/> (130 for SIGINT, 143 for SIGTERM, the shell's 128 + signal).
-/// A second signal is not intercepted, so it ends the process at once; what that leaves behind carries rmnet's
+/// A second signal ends the process at once, with one line that says so; what that leaves behind carries rmnet's
 /// temporary names and the next run in that directory removes it.
 /// </summary>
 /// <remarks>
@@ -65,8 +65,18 @@ internal sealed class StopRequest : IDisposable
     void OnSignal(PosixSignalContext context)
     {
         bool sigint = context.Signal == PosixSignal.SIGINT;
-        // Only the first signal waits for the command to clean up; a second one takes the default: the process ends.
-        context.Cancel = Stop(sigint ? ExitCodes.Interrupted : ExitCodes.Terminated, sigint ? "SIGINT" : "SIGTERM");
+        string name = sigint ? "SIGINT" : "SIGTERM";
+        int code = sigint ? ExitCodes.Interrupted : ExitCodes.Terminated;
+        context.Cancel = true;
+        if (Stop(code, name)) return;
+        // Only the first signal waits for the command to clean up; a second one ends the process at once, saying what it may leave.
+        try
+        {
+            Console.Error.WriteLine();
+            Console.Error.WriteLine($"rmnet: stopped at once by a second {name}; temporary files named .rmnet-{Environment.ProcessId}-* may remain, and the next rmnet run in their directory removes them");
+        }
+        catch (IOException) { }   // stderr closed: end all the same
+        ExitNow(code);
     }
 
     /// <summary>

@@ -49,6 +49,42 @@ public class StopTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void ASecondSignalEndsAtOnceAndSaysWhatMayRemain()
+    {
+        using var dir = Fixture.Temp();
+        using (var sd = FormulaCheckpoint.Create(ResNetSpec.Named("resnet50")))
+            StateDictFile.Save(dir.File("resnet50.pth"), sd.Select(kv => (kv.Key, kv.Value)));
+        using var child = new ChildRmnet(dir.Path, "convert", "resnet50.pth", "-o", "plain.onnx", "--rm-mode", "dense", "--verify");
+        // In verification the first stop has a gigabyte to delete: time enough for a second signal to arrive during it.
+        child.WaitForLine("rmnet: verifying plain.onnx", Generous);
+        child.Signal(ChildRmnet.Sigint);
+        // Apart, or the kernel merges the two into one.
+        Thread.Sleep(20);
+        child.Signal(ChildRmnet.Sigint);
+        int code = child.WaitForExit(Generous);
+        output.WriteLine(child.Stderr);
+
+        Assert.Equal(ExitCodes.Interrupted, code);
+        Assert.Contains("rmnet: stopped at once by a second SIGINT; temporary files named .rmnet-", child.Stderr);
+        Assert.DoesNotContain("plain.onnx", Entries(dir.Path));
+    }
+
+    [Fact]
+    public void TheStopLineStartsALineOfItsOwnAfterAProgressBar()
+    {
+        var err = new StringWriter();
+        using var stop = new StopRequest();
+        var ctx = new CliContext(TextWriter.Null, err, json: false, verbose: false, new ProgressDisplay(err, interactive: true, quiet: false), stop);
+        ctx.Progress.Report(new ProgressStep("converting", 3, 50));
+        stop.Stop(ExitCodes.Interrupted, "SIGINT");
+
+        int code = ctx.Run(() => { stop.Token.ThrowIfCancellationRequested(); return 0; });
+
+        Assert.Equal(ExitCodes.Interrupted, code);
+        Assert.EndsWith("3/50\nrmnet: stopped by SIGINT; nothing unfinished was written\n", err.ToString().ReplaceLineEndings("\n"));
+    }
+
+    [Fact]
     public void TrainStopsWithinAnEpochKeepsTheLastFinishedOneAndResumes()
     {
         using var dir = Fixture.Temp();
