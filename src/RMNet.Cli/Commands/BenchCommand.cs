@@ -53,7 +53,7 @@ internal static class BenchCommand
         ctx.RemoveStaleTemporaries(Path.GetTempPath());
         if (versus is not null && File.Exists(versus) && File.Exists(path))   // missing files are reported where they are opened
             MemoryEstimate.EnsureFits(versus, "benchmarking", MemoryEstimate.Bench(FileFormats.ModelBytes(versus), FileFormats.ModelBytes(path)));
-        using var temp = new TempFolder();
+        using var temp = new TempFolder("bench");
         var disposables = new List<IDisposable>();
         try
         {
@@ -186,12 +186,4 @@ internal static class BenchCommand
     {
         name, s.MedianMs.ToString("F1"), s.P90Ms.ToString("F1"), s.MinMs.ToString("F1"), s.ImagesPerSecond.ToString("F1"),
     };
-
-    /// <summary>A private temporary folder for the models a benchmark writes, removed afterwards (or by a later run, see <see cref="TemporaryNames"/>).</summary>
-    sealed class TempFolder : IDisposable
-    {
-        readonly string _path = Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), TemporaryNames.New("bench"))).FullName;
-        public string File(string name) => Path.Combine(_path, name);
-        public void Dispose() { try { Directory.Delete(_path, true); } catch (IOException) { } }
-    }
 }

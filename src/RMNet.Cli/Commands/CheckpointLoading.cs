@@ -24,6 +24,19 @@ internal static class CheckpointLoading
         return model;
     }
 
+    /// <summary>The state dict alone (no family recognised yet), abandoned on a stop, with the same note as <see cref="Load"/>.</summary>
+    public static StateDict Read(CliContext ctx, string path, string? weightsKey)
+    {
+        var sd = StopRequest.Abandonable(() => CheckpointReader.Read(path, weightsKey), ctx.Cancellation);
+        if (Note(sd) is { } note) ctx.Progress.Stage(note);
+        return sd;
+    }
+
+    /// <summary>The family <paramref name="sd"/>'s names say (<see cref="SourceModels.FromStateDict"/>), which then owns it.</summary>
+    public static ISourceModel FromStateDict(CliContext ctx, StateDict sd, string arch = "auto", int? numClasses = null,
+        bool allowNonFinite = false, RMNet.Rm.NegativeInputMode negative = RMNet.Rm.NegativeInputMode.PRelu) =>
+        StopRequest.Abandonable(() => SourceModels.FromStateDict(sd, arch, numClasses, allowNonFinite, negative), ctx.Cancellation);
+
     /// <summary>E.g. "weights read from 'state_dict' (also in the file: 'state_dict_ema'; --weights-key picks another)"; null where there was no choice.</summary>
     public static string? Note(StateDict sd)
     {

@@ -16,6 +16,8 @@ internal static class ConvertCommand
         IReadOnlyList<RMNet.Onnx.GraphBlockReport> Blocks, CostReport Original, CostReport Converted, VerificationJson? Verification,
         int JoinsFound, int JoinsRemaining, int Gates, IReadOnlyList<RMNet.Onnx.JoinReport> Joins)
     {
+        /// <summary>The family a checkpoint lowered into the graph was recognised as; null for an ONNX input.</summary>
+        public string? Architecture { get; init; }
         /// <summary>Why nothing was written (--strict, or verification failed), with <see cref="ExitCode"/>; null on success.</summary>
         public string? Error { get; init; }
         public int? ExitCode { get; init; }
@@ -65,20 +67,32 @@ internal static class ConvertCommand
                         ? throw new ModelInputException(p.GetValue(input)!, "--weights-key applies to checkpoints; an ONNX model has one set of weights")
                         : RunOnnx(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(rmMode), p.GetValue(verify), options, p.GetValue(force), p.GetValue(strict))
                 : Run(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(rmMode),
-                    p.GetValue(verify), options, p.GetValue(force), p.GetValue(allowNonFinite), p.GetValue(negative), weights, p.GetValue(reluOnly), p.GetValue(weightsKey)));
+                    p.GetValue(verify), options, p.GetValue(force), p.GetValue(allowNonFinite), p.GetValue(negative), weights, p.GetValue(reluOnly), p.GetValue(weightsKey), p.GetValue(strict)));
         });
         return cmd;
     }
 
     public static int Run(CliContext ctx, string input, string output, string arch, int? numClasses, RMNet.Rm.RmMode mode, bool verify,
         VerifyOptions options, bool force, bool allowNonFinite, RMNet.Rm.NegativeInputMode negative = RMNet.Rm.NegativeInputMode.PRelu,
-        OutputDtype dtype = OutputDtype.Float32, bool reluOnly = false, string? weightsKey = null)
+        OutputDtype dtype = OutputDtype.Float32, bool reluOnly = false, string? weightsKey = null, bool strict = false)
     {
         ModelWriter.CheckExtension(output);   // before anything is loaded, naming the path given (not the temporary one)
         using var pending = new PendingOutput(output, force, input);
         ctx.RemoveStaleTemporaries(output);
         ctx.Progress.Stage($"loading {input}");
-        using var ckpt = CheckpointLoading.Load(ctx, input, weightsKey, arch, numClasses, allowNonFinite, negative);
+        var sd = CheckpointLoading.Read(ctx, input, weightsKey);
+        if (RMNet.Lowering.CheckpointLowerings.Find(sd) is { } lowered)
+        {
+            using (lowered)
+            {
+                if (FileFormats.FromExtension(output) != FileFormat.Onnx)
+                    throw new ModelInputException(output, $"{lowered.Description}: converts to .onnx only (its plain network is written by the graph engine)");
+                if (dtype != OutputDtype.Float32 || reluOnly || arch != "auto" || numClasses is not null)
+                    throw new ModelInputException(input, $"{lowered.Description}: --dtype, --relu-only, --arch and --num-classes do not apply (its layout and weights are read from the names)");
+                return RunGraph(ctx, input, output, pending, mode, verify, options, strict, lowered.Lower, lowered.Description);
+            }
+        }
+        using var ckpt = CheckpointLoading.FromStateDict(ctx, sd, arch, numClasses, allowNonFinite, negative);
         var clock = Stopwatch.StartNew();
         var plain = ckpt.ToPlain(mode, ctx.Progress, ctx.Cancellation);
         if (reluOnly) plain = RMNet.Plain.ClampAsRelu.Rewrite(plain);
@@ -146,8 +160,25 @@ internal static class ConvertCommand
         using var pending = new PendingOutput(output, force, input);
         ctx.RemoveStaleTemporaries(output);
         ctx.Progress.Stage($"loading {input}");
+        return RunGraph(ctx, input, output, pending, mode, verify, options, strict, lower: null);
+    }
+
+    /// <summary>
+    /// The graph engine's conversion of <paramref name="input"/> into <paramref name="pending"/>: an ONNX file, or a
+    /// checkpoint whose graph <paramref name="lower"/> builds (verified against that graph, written to a temporary file).
+    /// </summary>
+    static int RunGraph(CliContext ctx, string input, string output, PendingOutput pending, RMNet.Rm.RmMode mode, bool verify, VerifyOptions options, bool strict,
+        Func<global::Onnx.ModelProto>? lower, string? description = null)
+    {
+        using var scratch = lower is null || !verify ? null : new TempFolder("lowered");
+        string original = scratch?.File("original.onnx") ?? input;
         // The graph passes have no safe points; they only read the file and build a new model, so a stop abandons them.
-        var result = StopRequest.Abandonable(() => RMNet.Onnx.OnnxConversion.Convert(input, mode, options.InputSize), ctx.Cancellation);
+        var result = StopRequest.Abandonable(() =>
+        {
+            if (lower is null) return RMNet.Onnx.OnnxConversion.Convert(input, mode, options.InputSize);
+            if (scratch is not null) RMNet.Onnx.OnnxModelFile.Save(lower(), original);
+            return RMNet.Onnx.OnnxConversion.Convert(lower(), input, mode, options.InputSize);
+        }, ctx.Cancellation);
         int plain = result.Blocks.Count(b => b.Plain);
         var joins = result.Joins;
         // --strict is decided on the converted graph in memory: a refused model is never written, not even as a temporary.
@@ -168,7 +199,7 @@ internal static class ConvertCommand
             if (verify)
             {
                 ctx.Progress.Stage($"verifying {output} in ONNX Runtime on {options.Samples} inputs");
-                report = Verifier.Verify(input, pending.TempPath, options, ctx.Cancellation);
+                report = Verifier.Verify(original, pending.TempPath, options, ctx.Cancellation);
                 if (!report.Passed)
                     refusal = $"{output}: converted model differs from the original ({ReportText.Failure(report)}); nothing written";
             }
@@ -179,10 +210,10 @@ internal static class ConvertCommand
             CostReport.Of(before, FileFormats.ModelBytes(input)), CostReport.Of(after, refusal is null ? FileFormats.ModelBytes(pending.TempPath) : null),
             report is null ? null : VerificationJson.Of(report), result.JoinsFound, result.JoinsRemaining, gates, joins)
         {
-            Error = refusal, ExitCode = refusal is null ? null : ExitCodes.NotEquivalent,
+            Error = refusal, ExitCode = refusal is null ? null : ExitCodes.NotEquivalent, Architecture = description,
         };
         ctx.Document(json);
-        ctx.Line($"converted {input}: {result.JoinsFound - result.JoinsRemaining} of {result.JoinsFound} residual joins made plain " +
+        ctx.Line($"converted {input}{(description is null ? "" : $" ({description}, lowered into the graph)")}: {result.JoinsFound - result.JoinsRemaining} of {result.JoinsFound} residual joins made plain " +
             $"({result.Blocks.Count} blocks recognised, {plain} made plain), {gates} gates kept, {result.FoldedBatchNorms} BatchNormalization nodes folded, " +
             $"{result.MergedBranches} parallel-branch sums merged into one conv");
         var shortcuts = result.Blocks.GroupBy(b => b.Name).ToDictionary(b => b.Key, b => b.First());

@@ -20,9 +20,15 @@ internal static class OnnxConversion
     /// Reads <paramref name="input"/>, converts it, and returns the result (not yet written), with the summaries of the
     /// input and of the converted graph (costs at <paramref name="inputSize"/> where H and W are dynamic, and joins).
     /// </summary>
-    public static GraphRmResult Convert(string input, Rm.RmMode mode = Rm.RmMode.Grouped, int inputSize = 224)
+    public static GraphRmResult Convert(string input, Rm.RmMode mode = Rm.RmMode.Grouped, int inputSize = 224) =>
+        Convert(OnnxModelFile.Load(input), input, mode, inputSize);
+
+    /// <summary>
+    /// As <see cref="Convert(string, Rm.RmMode, int)"/>, for a model in memory (a checkpoint lowered into the graph,
+    /// see <c>Lowering/</c>), rewritten in place; <paramref name="input"/> names its source in messages.
+    /// </summary>
+    public static GraphRmResult Convert(ModelProto model, string input, Rm.RmMode mode = Rm.RmMode.Grouped, int inputSize = 224)
     {
-        var model = OnnxModelFile.Load(input);
         string producer = (model.ProducerName + " " + model.ProducerVersion).Trim();
         // Summarised before the passes, which rewrite the model in place.
         var before = OnnxSummary.Of(model, input, inputSize);

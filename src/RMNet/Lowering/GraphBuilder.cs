@@ -1,0 +1,86 @@
+using Onnx;
+using RMNet.Onnx;
+using RMNet.Weights;
+using static TorchSharp.torch;
+
+namespace RMNet.Lowering;
+
+/// <summary>
+/// Builds the ONNX graph of a network from its checkpoint's weights, in the form PyTorch's exporter gives it in eval mode
+/// (each BatchNorm folded into the conv before it, in float64), so that the graph passes treat a lowered checkpoint
+/// exactly as they treat the export of the same network. Values and nodes are named after the checkpoint's modules.
+/// </summary>
+internal sealed class GraphBuilder
+{
+    readonly GraphProto _graph = new() { Name = "rmnet_lowered" };
+    readonly List<(string Name, Tensor Tensor)> _initializers = new();
+
+    /// <summary>The graph input [N, C, H, W].</summary>
+    public string Input => OnnxExporter.InputName;
+
+    /// <summary>conv then BN (<paramref name="bn"/> the BN module's prefix) as one Conv with bias; returns its output.</summary>
+    public string ConvBn(string x, StateDict sd, string conv, string bn, int stride, int groups = 1, double eps = 1e-5)
+    {
+        var weight = sd.Require(conv + ".weight");
+        var fused = BatchNormFusion.Fuse(new ConvWeights(weight, sd.TryGetValue(conv + ".bias", out var b) ? b : null),
+            new BatchNormWeights(sd.Require(bn + ".weight"), sd.Require(bn + ".bias"), sd.Require(bn + ".running_mean"), sd.Require(bn + ".running_var"), eps));
+        return Conv(x, conv, fused, stride, groups);
+    }
+
+    /// <summary>A Conv with bias (float64 <paramref name="weights"/>, written as float32), padded to keep the size at stride 1.</summary>
+    public string Conv(string x, string name, ConvWeights weights, int stride, int groups = 1)
+    {
+        long kh = weights.Weight.shape[2], kw = weights.Weight.shape[3];
+        var node = new NodeProto { Name = name, OpType = "Conv", Input = { x, Initializer(name + ".weight", weights.Weight), Initializer(name + ".bias", weights.BiasOrZeros()) }, Output = { name } };
+        node.Attribute.Add(OnnxNodes.Ints("kernel_shape", kh, kw));
+        node.Attribute.Add(OnnxNodes.Ints("strides", stride, stride));
+        node.Attribute.Add(OnnxNodes.Ints("pads", kh / 2, kw / 2, kh / 2, kw / 2));
+        node.Attribute.Add(OnnxNodes.Ints("dilations", 1, 1));
+        node.Attribute.Add(OnnxNodes.Int("group", groups));
+        _graph.Node.Add(node);
+        return name;
+    }
+
+    /// <summary>A Relu named <paramref name="name"/>.</summary>
+    public string Relu(string x, string name) => Add(OnnxNodes.Unary("Relu", name, x, name));
+
+    /// <summary>A square MaxPool.</summary>
+    public string MaxPool(string x, string name, int kernel, int stride, int pad) => Add(OnnxNodes.Unary("MaxPool", name, x, name,
+        OnnxNodes.Ints("kernel_shape", kernel, kernel), OnnxNodes.Ints("strides", stride, stride), OnnxNodes.Ints("pads", pad, pad, pad, pad)));
+
+    /// <summary>A square AveragePool without padding, as PyTorch's <c>AvgPool2d(k, s, ceil_mode, count_include_pad)</c>.</summary>
+    public string AveragePool(string x, string name, int kernel, int stride, bool ceilMode, bool countIncludePad) => Add(OnnxNodes.Unary("AveragePool", name, x, name,
+        OnnxNodes.Ints("kernel_shape", kernel, kernel), OnnxNodes.Ints("strides", stride, stride), OnnxNodes.Ints("pads", 0, 0, 0, 0),
+        OnnxNodes.Int("ceil_mode", ceilMode ? 1 : 0), OnnxNodes.Int("count_include_pad", countIncludePad ? 1 : 0)));
+
+    /// <summary>The residual join a + b.</summary>
+    public string Sum(string a, string b, string name) => Add(new NodeProto { Name = name, OpType = "Add", Input = { a, b }, Output = { name } });
+
+    /// <summary>Global average pool, flatten and the linear classifier <paramref name="fc"/>: the graph's output.</summary>
+    public void Classifier(string x, StateDict sd, string fc)
+    {
+        string pooled = Add(OnnxNodes.Unary("GlobalAveragePool", "global_pool", x, "global_pool"));
+        string flat = Add(OnnxNodes.Unary("Flatten", "flatten", pooled, "flatten", OnnxNodes.Int("axis", 1)));
+        _graph.Node.Add(OnnxNodes.Gemm(fc, flat, Initializer(fc + ".weight", sd.Require(fc + ".weight")), Initializer(fc + ".bias", sd.Require(fc + ".bias")), OnnxExporter.OutputName));
+    }
+
+    /// <summary>The model: input [N, <paramref name="inputChannels"/>, H, W], output [N, <paramref name="classes"/>], float32 weights.</summary>
+    public ModelProto Build(long inputChannels, long classes, string docString)
+    {
+        var model = OnnxExporter.Model(_graph, inputChannels, classes, docString);
+        foreach (var (name, tensor) in _initializers) model.Graph.Initializer.Add(OnnxTensors.FromTensor(name, tensor));
+        return model;
+    }
+
+    string Add(NodeProto node)
+    {
+        _graph.Node.Add(node);
+        return node.Output[0];
+    }
+
+    string Initializer(string name, Tensor value)
+    {
+        _initializers.Add((name, value.to_type(ScalarType.Float32)));
+        return name;
+    }
+}

@@ -1,0 +1,95 @@
+using System.Text.Json;
+using RMNet.Cli;
+using RMNet.Lowering;
+using RMNet.Onnx;
+using RMNet.Verification;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace RMNet.Tests;
+
+/// <summary>
+/// Checkpoint families lowered into the graph engine: timm's ResNet-D (deep stem, average-pooled shortcuts), from
+/// state dicts PyTorch saved of modules with timm's names (tools/fixtures/make_fixtures.py --lowered), compared with
+/// PyTorch's own outputs.
+/// </summary>
+public class LoweringTests(ITestOutputHelper output)
+{
+    [Theory]
+    [InlineData("timm_resnet_d_basic_narrow", "Basic blocks 2-2-2, 5 classes")]
+    [InlineData("timm_resnet_d_bottleneck_narrow", "Bottleneck blocks 1-2-1-1, 6 classes")]
+    public void TheLoweredGraphIsTheNetworkPyTorchRan(string name, string layout)
+    {
+        using var sd = IO.CheckpointReader.Read(Fixture.Path_($"{name}.pth"));
+        var lowered = CheckpointLowerings.Find(sd);
+        Assert.NotNull(lowered);
+        Assert.Equal($"timm ResNet-D (deep stem, average-pooled shortcuts), {layout}", lowered!.Description);
+        using var dir = Fixture.Temp();
+        OnnxModelFile.Save(lowered.Lower(), dir.File("original.onnx"));
+        using var ort = new OnnxRuntimeRunner(dir.File("original.onnx"));
+        var io = Fixture.Io(name);
+        foreach (var key in new[] { "", "_odd" })
+        {
+            var r = Equivalence.Measure(io["output" + key], ort.Run(io["input" + key]), 1e-5);
+            output.WriteLine($"{name}{key}: lowered graph vs PyTorch rel {r.MaxRelError:E2}");
+            Assert.True(r.Passed, $"{key}: {r.MaxRelError}");
+        }
+    }
+
+    [Theory]
+    [InlineData("timm_resnet_d_basic_narrow", 32, "grouped", 6)]
+    [InlineData("timm_resnet_d_basic_narrow", 32, "dense", 6)]
+    [InlineData("timm_resnet_d_bottleneck_narrow", 64, "grouped", 5)]
+    [InlineData("timm_resnet_d_bottleneck_narrow", 64, "dense", 5)]
+    public void ConvertsToAPlainNetworkThatEqualsPyTorch(string name, int size, string mode, int joins)
+    {
+        using var dir = Fixture.Temp();
+        string plain = dir.File("plain.onnx");
+        var (code, stdout, stderr) = CliHarness.Rmnet("convert", Fixture.Path_($"{name}.pth"), "-o", plain, "--rm-mode", mode,
+            "--verify", "--input-size", size.ToString(), "--strict", "--json", "--quiet");
+        Assert.True(code == 0, stderr);
+        var json = JsonDocument.Parse(stdout).RootElement;
+        Assert.StartsWith("timm ResNet-D", json.GetProperty("architecture").GetString());
+        Assert.Equal(joins, json.GetProperty("joins_found").GetInt32());
+        Assert.Equal(0, json.GetProperty("joins_remaining").GetInt32());
+        var g = new OnnxGraph(OnnxModelFile.Load(plain).Graph, plain);
+        Assert.DoesNotContain(g.Graph.Node, n => n.OpType is "Add" or "Sum" or "AveragePool");
+        using var ort = new OnnxRuntimeRunner(plain);
+        var io = Fixture.Io(name);
+        var r = Equivalence.Measure(io["output"], ort.Run(io["input"]), 1e-5);
+        output.WriteLine($"{name} {mode}: plain vs PyTorch at {size} rel {r.MaxRelError:E2}; {g.Graph.Node.Count(n => n.OpType == "Conv")} Conv");
+        Assert.True(r.Passed, $"{r.MaxRelError}");
+    }
+
+    [Fact]
+    public void AtASizeWithAnOddPooledMapVerificationFailsAndNothingIsWritten()
+    {
+        using var dir = Fixture.Temp();
+        string plain = dir.File("plain.onnx");
+        // 36: the second stage's input is 9x9, so its shortcut's 2x2 average pool has partial windows.
+        var (code, _, stderr) = CliHarness.Rmnet("convert", Fixture.Path_("timm_resnet_d_basic_narrow.pth"), "-o", plain, "--verify", "--input-size", "36", "--quiet");
+        output.WriteLine(stderr);
+        Assert.Equal(ExitCodes.NotEquivalent, code);
+        Assert.Contains("converted model differs from the original", stderr);
+        Assert.False(File.Exists(plain));
+        // PyTorch's output at 36 is not what the plain network computes there: the report's condition is real.
+        var (ok, _, _) = CliHarness.Rmnet("convert", Fixture.Path_("timm_resnet_d_basic_narrow.pth"), "-o", plain, "--quiet");
+        Assert.Equal(0, ok);
+        using var ort = new OnnxRuntimeRunner(plain);
+        var io = Fixture.Io("timm_resnet_d_basic_narrow");
+        Assert.False(Equivalence.Measure(io["output_odd"], ort.Run(io["input_odd"]), 1e-4).Passed);
+    }
+
+    [Theory]
+    [InlineData("plain.safetensors", "converts to .onnx only")]
+    [InlineData("plain.onnx", "--dtype, --relu-only, --arch and --num-classes do not apply", "--dtype", "float16")]
+    public void OptionsTheGraphEngineCannotHonourAreRefused(string file, string message, params string[] extra)
+    {
+        using var dir = Fixture.Temp();
+        var (code, _, stderr) = CliHarness.Rmnet(new[] { "convert", Fixture.Path_("timm_resnet_d_basic_narrow.pth"), "-o", dir.File(file) }.Concat(extra).ToArray());
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Contains(message, stderr);
+        Assert.Single(stderr.Trim().Split('\n'), l => l.StartsWith("rmnet: error"));
+        Assert.Empty(Directory.GetFileSystemEntries(dir.Path));
+    }
+}
