@@ -48,16 +48,23 @@ internal static class InspectCommand
             throw new ModelInputException(path, "--weights-key applies to training checkpoints; this file has one set of weights");
         string dtype = WeightDtypes.Describe(WeightDtypes.Of(path));
         Result result;
-        if (format == FileFormat.Onnx)
+        StateDict? sd = format == FileFormat.Onnx || PlainModelFile.IsPlain(path) ? null : CheckpointLoading.Read(ctx, path, weightsKey);
+        var lowered = sd is null ? null : RMNet.Lowering.CheckpointLowerings.Find(sd);
+        if (format == FileFormat.Onnx || lowered is not null)
         {
             // The structure alone: no weight of external data is read and nothing is converted.
-            var s = OnnxSummary.Read(path, size);
+            var s = lowered is null ? OnnxSummary.Read(path, size) : OnnxSummary.Of(lowered.Lower(), path, size);
+            lowered?.Dispose();
             int residual = s.Residuals.Count, gates = s.Gates.Count;
-            result = new Result(path, "onnx", residual > 0 ? "residual" : "plain", null, null, null, CostReport.Of(s, FileFormats.ModelBytes(path)),
-                s.OpCounts.Values.Sum(), s.OpCounts, s.Opset, s.Producer, JoinsFound: residual, Joins: s.Joins,
+            result = new Result(path, lowered is null ? "onnx" : format == FileFormat.Safetensors ? "safetensors" : "pytorch", residual > 0 ? "residual" : "plain",
+                lowered?.Description, null, null, CostReport.Of(s, FileFormats.ModelBytes(path)),
+                s.OpCounts.Values.Sum(), s.OpCounts, lowered is null ? s.Opset : null, lowered is null ? s.Producer : null, JoinsFound: residual, Joins: s.Joins,
                 UncountedConvs: s.UncountedConvs > 0 ? s.UncountedConvs : null) { WeightsDtype = dtype };
             ctx.Document(result);
-            ctx.Line($"{path}: ONNX opset {s.Opset}, producer '{s.Producer}', {result.Form} ({residual} residual joins, {gates} gates), {dtype} weights");
+            if (lowered is null)
+                ctx.Line($"{path}: ONNX opset {s.Opset}, producer '{s.Producer}', {result.Form} ({residual} residual joins, {gates} gates), {dtype} weights");
+            else
+                ctx.Line($"{path}: {lowered.Description}, {result.Form} ({residual} residual joins, {gates} gates, as lowered into the graph), {dtype} weights");
             ctx.Line($"  inputs: {string.Join("; ", s.Inputs)}   outputs: {string.Join("; ", s.Outputs)}");
             ctx.Line($"  parameters: {Format.Count(s.Parameters)}   MACs @{s.InputSize}: {Format.Count(s.Macs)}   nodes: {string.Join(", ", s.OpCounts.Select(kv => $"{kv.Key} {kv.Value}"))}");
             if (s.UncountedConvs > 0)
@@ -79,8 +86,8 @@ internal static class InspectCommand
         }
         else
         {
-            StateDict? read = null;
-            using var ckpt = CheckpointLoading.Load(ctx, path, weightsKey, read: sd => read = sd);
+            StateDict read = sd!;
+            using var ckpt = CheckpointLoading.FromStateDict(ctx, read);
             var (form, blocks) = ckpt switch
             {
                 ResNetCheckpoint r => ("residual", r.Spec.Blocks().Select(b => new BlockJson(b.Prefix, b.InChannels, b.Width, b.OutChannels, b.Stride, b.Groups,
@@ -98,11 +105,11 @@ internal static class InspectCommand
             result = new Result(path, format == FileFormat.Safetensors ? "safetensors" : "pytorch", form, ckpt.DisplayName, ckpt.NumClasses, blocks,
                 CostReport.Of(ckpt, size, FileFormats.ModelBytes(path)), null, null, null, null, Stages: ckpt.CostByStage(size, size), Family: ckpt.Family)
             {
-                WeightsDtype = dtype, WeightsKey = read?.WeightsKey, OtherWeightsKeys = read?.OtherWeightsKeys is { Count: > 0 } others ? others : null, RemovedPrefix = read?.RemovedPrefix,
+                WeightsDtype = dtype, WeightsKey = read.WeightsKey, OtherWeightsKeys = read.OtherWeightsKeys is { Count: > 0 } others ? others : null, RemovedPrefix = read.RemovedPrefix,
             };
             ctx.Document(result);
             ctx.Line($"{path}: {(Squashed(ckpt.Description).Contains(Squashed(ckpt.Family)) ? "" : ckpt.Family + " ")}{ckpt.Description}, {form}, {dtype} weights");
-            if (read is not null && CheckpointLoading.Note(read) is { } note) ctx.Line($"  {note[(path.Length + 2)..]}");
+            if (CheckpointLoading.Note(read) is { } note) ctx.Line($"  {note[(path.Length + 2)..]}");
             ctx.Line($"  parameters: {Format.Count(result.Cost!.Parameters)}   MACs @{result.Cost.InputSize}: {Format.Count(result.Cost.Macs)}");
             foreach (var st in result.Stages!) ctx.Line($"    {st.Stage,-7} parameters {Format.Count(st.Parameters),8}   MACs {Format.Count(st.Macs),8}");
             var rows = new List<string[]> { new[] { "block", "in", "width", "out", "stride", "groups", ckpt.Family == "resnet" ? "shortcut" : "branches" } };
