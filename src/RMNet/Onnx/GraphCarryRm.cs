@@ -177,6 +177,9 @@ public static class GraphCarryRm
         string current = x;
         long features = c;                              // feature channels after the carried ones
         bool shared = true;                              // carried and feature channels are the same tensor (no entry conv)
+        // Carried values that are provably non-negative (x is a Relu's output) pass a Relu unchanged: a Relu then stays
+        // a Relu on all channels, as in the checkpoint engine; otherwise it becomes a PRelu with slope 1 on them.
+        bool nonNegative = GraphRm.IsNonNegative(g, x);
 
         // Entry: [x ; BN(x)] as one 1x1 conv, where the branch starts with BN or a grouped conv.
         var pre = ops.Take(firstConv).Select(o => o.Node!).ToList();
@@ -198,7 +201,7 @@ public static class GraphCarryRm
             var act = pre.FirstOrDefault(n => Activations.Contains(n.OpType));
             if (act is not null)
             {
-                if (EmitActivation(g, nodes, act, current, c, c, $"{name}_carry_entry_act", fresh, init) is not string activated) return null;
+                if (EmitActivation(g, nodes, act, current, c, c, nonNegative, $"{name}_carry_entry_act", fresh, init) is not string activated) return null;
                 current = activated;
             }
         }
@@ -209,7 +212,7 @@ public static class GraphCarryRm
             var op = convOps[k];
             if (op.Node is not null)
             {
-                if (EmitActivation(g, nodes, op.Node, current, c, features, $"{name}_carry_act{k}", fresh, init) is not string activated) return null;
+                if (EmitActivation(g, nodes, op.Node, current, c, features, nonNegative, $"{name}_carry_act{k}", fresh, init) is not string activated) return null;
                 current = activated;
                 continue;
             }
@@ -296,13 +299,16 @@ public static class GraphCarryRm
     }
 
     /// <summary>The activation applied per channel: identity on the <paramref name="carried"/> first channels.</summary>
-    static string? EmitActivation(OnnxGraph g, List<NodeProto> nodes, NodeProto act, string input, long carried, long features, string name,
-        Func<string, string> fresh, Func<string, Tensor, string> init)
+    static string? EmitActivation(OnnxGraph g, List<NodeProto> nodes, NodeProto act, string input, long carried, long features, bool carriedNonNegative,
+        string name, Func<string, string> fresh, Func<string, Tensor, string> init)
     {
         string output = fresh(name);
         Tensor Slopes(Tensor own) => cat(new[] { ones(carried), own.to_type(ScalarType.Float32).flatten().expand(features) }, 0).reshape(-1, 1, 1);
         switch (act.OpType)
         {
+            case "Relu" when carriedNonNegative:
+                nodes.Add(OnnxNodes.Unary("Relu", name, input, output));
+                return output;
             case "Relu":
                 nodes.Add(new NodeProto { Name = name, OpType = "PRelu", Input = { input, init($"{name}_slope", Slopes(zeros(1))) }, Output = { output } });
                 return output;

@@ -52,8 +52,16 @@ public static class PreActRm
             var bn1 = CarryKernels.Bn(sd, $"{b.Prefix}.bn1");
             long c = b.InChannels;
 
-            // Entry: the previous linear conv emits [carried x ; bn1(x)] (identity) or [bn1(x)] (projection).
+            // Entry: the previous linear conv emits [carried x ; bn1(x)] (identity) or [bn1(x)] (projection) where
+            // that costs no more than the conv as it is followed by a 1x1 entry conv (LinearConvMerge.Pays; a BN alone
+            // always folds); otherwise the conv is emitted as it is and the entry is that 1x1 conv.
             long carried = b.HasProjection ? 0 : negative == NegativeInputMode.Split ? 2 * c : c;
+            if (!LinearConvMerge.Pays(pending.Weight.shape[0], pending.Weight.shape[1], pending.Weight.shape[2], pending.Weight.shape[3], 1, carried + c))
+            {
+                Emit(CarryKernels.Layer(pending.Weight, pending.Bias, pending.Stride, pending.Padding), pendingStage);
+                pending = new Pending(eye(c, dtype: ScalarType.Float64).reshape(c, c, 1, 1), zeros(c, dtype: ScalarType.Float64), 1, Padding2d.All(0));
+                pendingStage = stage;
+            }
             var rows = new List<(Tensor W, Tensor B)>();
             if (!b.HasProjection)
             {
