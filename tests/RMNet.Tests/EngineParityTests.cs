@@ -12,18 +12,18 @@ namespace RMNet.Tests;
 /// <summary>
 /// One network, two front ends: a checkpoint fixture and PyTorch's ONNX export of the same module must convert to
 /// the same plain network (the same operators in the same order, every conv and linear weight and bias equal within
-/// 1e-6 relative), in both RM forms. ResNets (basic, bottleneck, ResNeXt, wide) and pre-activation ResNets.
+/// 1e-6 relative), in both RM forms. ResNets (basic, bottleneck, ResNeXt, wide), pre-activation ResNets and SE-ResNets.
 /// The ResNet exports are `{name}_ckpt_opset13.onnx` (make_fixtures.py --parity); the other families' exports
-/// `{name}_opset13.onnx` were written from the very module saved as the checkpoint (--preact).
+/// `{name}_opset13.onnx` were written from the very module saved as the checkpoint (--preact, --se, ...).
 /// </summary>
 public class EngineParityTests(ITestOutputHelper output)
 {
     static readonly string[] ResNets = { "basic_narrow", "bottleneck_narrow", "resnext_narrow", "wide_narrow" };
 
     public static IEnumerable<object[]> Cases() =>
-        (from name in ResNets.Concat(new[] { "preact_basic_narrow", "preact_bottleneck_narrow" })
+        (from name in ResNets.Concat(new[] { "preact_basic_narrow", "preact_bottleneck_narrow", "se_basic_narrow" })
         from mode in new[] { RmMode.Grouped, RmMode.Dense }
-        select new object[] { name, mode });
+        select new object[] { name, mode }).Append(new object[] { "se_bottleneck_narrow", RmMode.Dense });
 
     /// <summary>
     /// The operators in graph order, the global average pool written one way: PyTorch exports <c>x.mean((2, 3))</c>
