@@ -18,8 +18,10 @@ public enum NegativeInputMode
 /// RM for pre-activation ResNets. Block: a = relu(bn1(x)); y = branch(a) + (shortcut(a) or x), no activation
 /// after the sum. x is the output of a linear conv and may be negative.
 /// <list type="bullet">
-/// <item>bn1 follows the previous linear conv directly, so it folds into that conv's output rows; where the block
-///   also needs x itself (identity shortcut) that conv emits both x (carried) and bn1(x).</item>
+/// <item>bn1 follows the previous linear conv directly, so it folds into that conv's output rows (projection
+///   blocks). Where the block also needs x itself (identity shortcut) a 1x1 entry conv emits both x (carried) and
+///   bn1(x), unless folding those rows into the previous conv costs no more (<see cref="LinearConvMerge.Pays"/>:
+///   after a wide enough stem).</item>
 /// <item>Identity shortcut: x is carried through the activations as PReLU slope-1 channels, or as relu(x) and
 ///   relu(-x) under the sign split, and merged into the last conv with +I (and -I).</item>
 /// <item>Projection shortcut: it reads a = relu(bn1(x)) >= 0, so a is reserved exactly as in a ResNet block.</item>
