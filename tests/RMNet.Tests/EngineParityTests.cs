@@ -12,16 +12,16 @@ namespace RMNet.Tests;
 /// <summary>
 /// One network, two front ends: a checkpoint fixture and PyTorch's ONNX export of the same module must convert to
 /// the same plain network (the same operators in the same order, every conv and linear weight and bias equal within
-/// 1e-6 relative), in both RM forms. ResNets (basic, bottleneck, ResNeXt, wide), pre-activation ResNets, SE-ResNets and IResNet.
+/// 1e-6 relative), in both RM forms. ResNets (basic, bottleneck, ResNeXt, wide), pre-activation ResNets, SE-ResNets, IResNet and MobileNetV2.
 /// The ResNet exports are `{name}_ckpt_opset13.onnx` (make_fixtures.py --parity); the other families' exports
-/// `{name}_opset13.onnx` were written from the very module saved as the checkpoint (--preact, --se, --iresnet).
+/// `{name}_opset13.onnx` were written from the very module saved as the checkpoint (--preact, --se, --iresnet, --mobilenet).
 /// </summary>
 public class EngineParityTests(ITestOutputHelper output)
 {
     static readonly string[] ResNets = { "basic_narrow", "bottleneck_narrow", "resnext_narrow", "wide_narrow" };
 
     public static IEnumerable<object[]> Cases() =>
-        (from name in ResNets.Concat(new[] { "preact_basic_narrow", "preact_bottleneck_narrow", "se_basic_narrow", "iresnet18_narrow" })
+        (from name in ResNets.Concat(new[] { "preact_basic_narrow", "preact_bottleneck_narrow", "se_basic_narrow", "iresnet18_narrow", "mobilenet_v2_narrow" })
         from mode in new[] { RmMode.Grouped, RmMode.Dense }
         select new object[] { name, mode }).Append(new object[] { "se_bottleneck_narrow", RmMode.Dense });
 
