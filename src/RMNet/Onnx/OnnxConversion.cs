@@ -23,7 +23,7 @@ public static class OnnxConversion
         var (branchesMerged, merged) = GraphBranchMerge.Run(inlined, input);
         var rm = GraphRm.Transform(branchesMerged, input, mode);
         // Blocks the ReLU-only pass cannot take (negative inputs, BN or other activations in the branch) go to the carry pass.
-        var (carried, carryBlocks) = GraphCarryRm.Run(rm.Model, input);
+        var (carried, carryBlocks) = GraphCarryRm.Run(rm.Model, input, mode);
         var carriedNames = carryBlocks.Select(b => b.Name).ToHashSet();
         var blocks = rm.Blocks.Where(b => !carriedNames.Contains(b.Name)).Concat(carryBlocks).ToList();
         // The merge convs leave BNs and 1x1 convs right after convs (pre-activation blocks, IResNet's head): fold them.
