@@ -18,6 +18,10 @@ namespace RMNet.Onnx;
 /// with BN or a grouped conv; every conv passes the carried channels on with Dirac kernels (one-channel groups in
 /// depthwise convs); every activation becomes per-channel with the identity on them (PRelu slope 1, or Max/Min
 /// with infinite bounds for Clip); the last conv adds the shortcut. Exact for any sign of x, float64 math.
+/// A Relu stays a Relu where x is provably non-negative (a Relu's output). An SE block on such an input with a Relu
+/// between each two convs (SE-ResNet) is made by ResNet's own block transform (<see cref="Rm.ResidualChainRm"/>,
+/// grouped or dense middle convs), as the checkpoint engine makes it; SE then gates the branch channels and a 1x1
+/// conv adds the shortcut.
 /// </summary>
 internal static class GraphCarryRm
 {
@@ -29,7 +33,10 @@ internal static class GraphCarryRm
     sealed record SqueezeExcite(List<NodeProto> Nodes, ConvUnit Fc1, ConvUnit Fc2);
 
     /// <summary>Transforms <paramref name="model"/> in place; returns it and a report per block found.</summary>
-    public static (ModelProto Model, List<GraphBlockReport> Blocks) Run(ModelProto model, string file)
+    /// <param name="model">The model, rewritten in place.</param>
+    /// <param name="file">Names the model in errors.</param>
+    /// <param name="mode">The form of middle convs where a block is an SE-ResNet block (ResNet's RM; the carry itself is dense).</param>
+    public static (ModelProto Model, List<GraphBlockReport> Blocks) Run(ModelProto model, string file, Rm.RmMode mode = Rm.RmMode.Grouped)
     {
         // In place, not on a copy (a dense ResNet-50 is 1.1 GB a copy); the pass's float64 tensors end with its scope.
         using var scope = TorchSharp.torch.NewDisposeScope();
@@ -65,7 +72,7 @@ internal static class GraphCarryRm
                     reports.Add(new GraphBlockReport(name, projection is null ? "identity" : "projection", convCount, false, reason));
                     break;
                 }
-                var nodes = Build(g, ops, projection, se, x, add.Output[0], name, fresh, Init);
+                var nodes = Build(g, ops, projection, se, x, add.Output[0], name, fresh, Init, mode, sizes.TryGetValue(x, out var xSize) ? xSize : null);
                 if (nodes is null)
                 {
                     reports.Add(new GraphBlockReport(name, projection is null ? "identity" : "projection", convCount, false, "branch layout not supported"));
@@ -167,7 +174,7 @@ internal static class GraphCarryRm
 
     /// <summary>The plain nodes, or null where shapes do not fit.</summary>
     static List<NodeProto>? Build(OnnxGraph g, List<Op> ops, ConvUnit? projection, SqueezeExcite? se, string x, string output, string name,
-        Func<string, string> fresh, Func<string, Tensor, string> init)
+        Func<string, string> fresh, Func<string, Tensor, string> init, Rm.RmMode mode, (long H, long W)? inputSize)
     {
         var nodes = new List<NodeProto>();
         int firstConv = ops.FindIndex(o => o.Conv is not null);
@@ -177,6 +184,9 @@ internal static class GraphCarryRm
         string current = x;
         long features = c;                              // feature channels after the carried ones
         bool shared = true;                              // carried and feature channels are the same tensor (no entry conv)
+        // Carried values that are provably non-negative (x is a Relu's output) pass a Relu unchanged: a Relu then stays
+        // a Relu on all channels, as in the checkpoint engine; otherwise it becomes a PRelu with slope 1 on them.
+        bool nonNegative = GraphRm.IsNonNegative(g, x);
 
         // Entry: [x ; BN(x)] as one 1x1 conv, where the branch starts with BN or a grouped conv.
         var pre = ops.Take(firstConv).Select(o => o.Node!).ToList();
@@ -198,18 +208,42 @@ internal static class GraphCarryRm
             var act = pre.FirstOrDefault(n => Activations.Contains(n.OpType));
             if (act is not null)
             {
-                if (EmitActivation(g, nodes, act, current, c, c, $"{name}_carry_entry_act", fresh, init) is not string activated) return null;
+                if (EmitActivation(g, nodes, act, current, c, c, nonNegative, $"{name}_carry_entry_act", fresh, init) is not string activated) return null;
                 current = activated;
             }
         }
 
         var convOps = ops.Skip(firstConv).ToList();
+        // An SE block on a non-negative input whose convs have a Relu between each two (SE-ResNet): the ResNet block
+        // transform itself (ResidualChainRm, as the checkpoint engine calls it), so middle convs take the RM form
+        // asked for (grouped or dense) and a Relu follows each conv but the last, which passes the input on to SE.
+        bool reluChain = convOps.Count % 2 == 1 && convOps.Select((o, i) => i % 2 == 0 ? o.Conv is not null : o.Node?.OpType == "Relu").All(ok => ok);
+        if (se is not null && nonNegative && pre.Count == 0 && reluChain && convOps.Count >= 3)
+        {
+            var chain = convOps.Where(o => o.Conv is not null).Select(o => o.Conv!.Fused).ToList();
+            Rm.RmBlock block;
+            try { block = Rm.ResidualChainRm.Transform(chain, projection?.Fused, mode, mergeShortcut: false, inputSize: inputSize); }
+            catch (RmException) { return null; }
+            for (int i = 0; i < block.Convs.Count; i++)
+            {
+                var layer = block.Convs[i];
+                string convName = $"{name}_rm{i}", convOut = fresh(convName);
+                nodes.Add(OnnxNodes.Conv(convName, current, init($"{convName}_weight", layer.Weight), init($"{convName}_bias", layer.Bias), convOut, layer));
+                current = convOut;
+                if (i == block.Convs.Count - 1) break;
+                string reluOut = fresh($"{convName}_relu");
+                nodes.Add(OnnxNodes.Unary("Relu", $"{convName}_relu", current, reluOut));
+                current = reluOut;
+            }
+            long branch = chain[^1].OutChannels;
+            return SqueezeExciteMerge(nodes, current, block.Convs[^1].OutChannels - branch, c, branch, projection, se, output, name, fresh, init) ? nodes : null;
+        }
         for (int k = 0; k < convOps.Count; k++)
         {
             var op = convOps[k];
             if (op.Node is not null)
             {
-                if (EmitActivation(g, nodes, op.Node, current, c, features, $"{name}_carry_act{k}", fresh, init) is not string activated) return null;
+                if (EmitActivation(g, nodes, op.Node, current, c, features, nonNegative, $"{name}_carry_act{k}", fresh, init) is not string activated) return null;
                 current = activated;
                 continue;
             }
@@ -257,18 +291,27 @@ internal static class GraphCarryRm
             shared = false;
         }
         if (se is null) return null;
+        return SqueezeExciteMerge(nodes, current, c, c, features, projection, se, output, name, fresh, init) ? nodes : null;
+    }
 
-        // SE gates the branch channels only; then a 1x1 conv adds the shortcut to them. SE keeps its gating branch.
+    /// <summary>
+    /// SE gates the branch channels only (those after the <paramref name="offset"/> carried ones: the block input's
+    /// <paramref name="c"/> channels, then any zero channels); then a 1x1 conv adds the shortcut to them. SE keeps its
+    /// gating branch. False where the shapes do not fit.
+    /// </summary>
+    static bool SqueezeExciteMerge(List<NodeProto> nodes, string current, long offset, long c, long features, ConvUnit? projection, SqueezeExcite se,
+        string output, string name, Func<string, string> fresh, Func<string, Tensor, string> init)
+    {
         string gated = fresh($"{name}_carry_se");
-        OnnxNodes.SqueezeExcite(nodes, $"{name}_carry_se", current, gated, c,
+        OnnxNodes.SqueezeExcite(nodes, $"{name}_carry_se", current, gated, offset,
             (se.Fc1.Fused.Weights.Weight, se.Fc1.Fused.Weights.BiasOrZeros()), (se.Fc2.Fused.Weights.Weight, se.Fc2.Fused.Weights.BiasOrZeros()),
             (n, t) => init($"{name}_se_{n}", t));
-        var merge = zeros(new[] { features, c + features, 1, 1 }, dtype: ScalarType.Float64);
-        PutDirac(merge, 0, c, features, 0, 0);
+        var merge = zeros(new[] { features, offset + features, 1, 1 }, dtype: ScalarType.Float64);
+        PutDirac(merge, 0, offset, features, 0, 0);
         var mergeBias = zeros(features, dtype: ScalarType.Float64);
         if (projection is null)
         {
-            if (features != c) return null;
+            if (features != c) return false;
             PutDirac(merge, 0, 0, c, 0, 0);
         }
         else
@@ -277,7 +320,7 @@ internal static class GraphCarryRm
             mergeBias = projection.Fused.Weights.BiasOrZeros();
         }
         EmitConv(nodes, gated, merge, mergeBias, 1, Padding2d.All(0), 1, $"{name}_carry_merge", _ => output, init);
-        return nodes;
+        return true;
     }
 
     static void PutDirac(Tensor weight, long firstRow, long firstCol, long count, long tapH, long tapW)
@@ -296,13 +339,16 @@ internal static class GraphCarryRm
     }
 
     /// <summary>The activation applied per channel: identity on the <paramref name="carried"/> first channels.</summary>
-    static string? EmitActivation(OnnxGraph g, List<NodeProto> nodes, NodeProto act, string input, long carried, long features, string name,
-        Func<string, string> fresh, Func<string, Tensor, string> init)
+    static string? EmitActivation(OnnxGraph g, List<NodeProto> nodes, NodeProto act, string input, long carried, long features, bool carriedNonNegative,
+        string name, Func<string, string> fresh, Func<string, Tensor, string> init)
     {
         string output = fresh(name);
         Tensor Slopes(Tensor own) => cat(new[] { ones(carried), own.to_type(ScalarType.Float32).flatten().expand(features) }, 0).reshape(-1, 1, 1);
         switch (act.OpType)
         {
+            case "Relu" when carriedNonNegative:
+                nodes.Add(OnnxNodes.Unary("Relu", name, input, output));
+                return output;
             case "Relu":
                 nodes.Add(new NodeProto { Name = name, OpType = "PRelu", Input = { input, init($"{name}_slope", Slopes(zeros(1))) }, Output = { output } });
                 return output;

@@ -125,21 +125,7 @@ internal static class GraphRm
         }
 
         // Fold every remaining Conv+BN pair (stem, blocks left as they are, other layers).
-        foreach (var u in units.Values.Where(u => u.BatchNorm is not null && !removed.Contains(u.Conv)))
-        {
-            string w = fresh($"{OnnxGraph.NodeName(u.Conv)}_fused_weight"), b = fresh($"{OnnxGraph.NodeName(u.Conv)}_fused_bias");
-            var layer = u.Fused.ToLayer();
-            newInitializers.Add(OnnxTensors.FromTensor(w, layer.Weight));
-            newInitializers.Add(OnnxTensors.FromTensor(b, layer.Bias));
-            var conv = u.Conv.Clone();
-            conv.Input.Clear();
-            conv.Input.Add(new[] { u.Conv.Input[0], w, b });   // the conv keeps its own input (a Pad before it stays)
-            conv.Output.Clear();
-            conv.Output.Add(u.Output);
-            replacements[u.BatchNorm!] = new List<NodeProto> { conv };
-            removed.Add(u.Conv);
-            removed.Add(u.BatchNorm!);
-        }
+        GraphLinearFold.FoldConvBatchNorms(g, units, replacements, removed, newInitializers, fresh);
         GraphRewrite.Apply(model, g, replacements, removed, newInitializers);
         return new GraphRmResult(model, reports, removed.Count(n => n.OpType == "BatchNormalization"));
     }
@@ -205,7 +191,7 @@ internal static class GraphRm
     static bool SingleUseInside(OnnxGraph g, ConvUnit u) => u.BatchNorm is null || g.HasSingleUse(u.Conv.Output[0]);
 
     /// <summary>x is provably >= 0: a Relu's output, or a MaxPool of such a value.</summary>
-    static bool IsNonNegative(OnnxGraph g, string value)
+    internal static bool IsNonNegative(OnnxGraph g, string value)
     {
         for (int depth = 0; depth < 16; depth++)
         {

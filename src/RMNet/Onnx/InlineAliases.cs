@@ -12,6 +12,9 @@ namespace RMNet.Onnx;
 /// <item>A <c>Cast</c> to float of an initializer or Constant becomes a float initializer (exporters that keep
 /// weights in float16 or float64 cast them in the graph).</item>
 /// </list>
+/// <item>A <c>Constant</c> node holding a tensor (<c>value</c>) becomes an initializer of the same name (PyTorch writes
+/// Clip's bounds that way), in models of IR version 4 or later (earlier ones must also list initializers as graph
+/// inputs).</item>
 /// Condition: the node's output is not a graph output (those names are the model's interface and stay).
 /// <code>
 ///   W --Identity--> W' --> Conv        becomes   W --> Conv
@@ -22,7 +25,7 @@ internal static class InlineAliases
 {
     const int FloatType = (int)TensorProto.Types.DataType.Float;
 
-    /// <summary>Removes such nodes from <paramref name="model"/> in place; returns it and how many were removed.</summary>
+    /// <summary>Removes such nodes from <paramref name="model"/> in place; returns it and how many Identity and Cast nodes were removed.</summary>
     public static (ModelProto Model, int Removed) Run(ModelProto model, string file)
     {
         // In place, not on a copy (a dense ResNet-50 is 1.1 GB a copy); the pass's float64 tensors end with its scope.
@@ -33,8 +36,19 @@ internal static class InlineAliases
         var removed = new HashSet<NodeProto>();
         string Resolve(string value) => rename.TryGetValue(value, out var to) ? to : value;
 
+        int constants = 0;
         foreach (var node in g.Order)
         {
+            if (node.OpType == "Constant" && model.IrVersion >= 4 && node.Output.Count == 1 && !outputs.Contains(node.Output[0])
+                && node.Attribute is [{ Name: "value", T: { } value }])
+            {
+                var t = value.Clone();
+                t.Name = node.Output[0];
+                model.Graph.Initializer.Add(t);
+                removed.Add(node);
+                constants++;
+                continue;
+            }
             if (node.Input.Count == 0 || node.Output.Count != 1 || outputs.Contains(node.Output[0])) continue;
             if (node.OpType == "Identity")
             {
@@ -55,6 +69,6 @@ internal static class InlineAliases
             for (int i = 0; i < node.Input.Count; i++)
                 node.Input[i] = Resolve(node.Input[i]);
         GraphRewrite.Apply(model, g, new Dictionary<NodeProto, List<NodeProto>>(), removed, Array.Empty<TensorProto>());
-        return (model, removed.Count);
+        return (model, removed.Count - constants);
     }
 }

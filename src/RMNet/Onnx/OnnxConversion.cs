@@ -36,15 +36,17 @@ internal static class OnnxConversion
         var (branchesMerged, merged) = GraphBranchMerge.Run(inlined, input);
         var rm = GraphRm.Transform(branchesMerged, input, mode);
         // Blocks the ReLU-only pass cannot take (negative inputs, BN or other activations in the branch) go to the carry pass.
-        var (carried, carryBlocks) = GraphCarryRm.Run(rm.Model, input);
+        var (carried, carryBlocks) = GraphCarryRm.Run(rm.Model, input, mode);
         var carriedNames = carryBlocks.Select(b => b.Name).ToHashSet();
         var blocks = rm.Blocks.Where(b => !carriedNames.Contains(b.Name)).Concat(carryBlocks).ToList();
+        // The merge convs leave BNs and 1x1 convs right after convs (pre-activation blocks, IResNet's head): fold them.
+        var (foldedAfter, _) = GraphLinearFold.Run(carried, input);
         FlattenToReshape.Run(carried, input);
         carried.ProducerName = "rmnet";
         carried.ProducerVersion = OnnxExporter.Version;
         var after = OnnxSummary.Of(carried, input, inputSize);
         var joins = JoinReport.Account(before.Joins, after.Joins, blocks);
-        var result = rm with { Model = carried, Blocks = blocks, MergedBranches = merged, Joins = joins,
+        var result = rm with { Model = carried, FoldedBatchNorms = rm.FoldedBatchNorms + foldedAfter, Blocks = blocks, MergedBranches = merged, Joins = joins,
             JoinsFound = before.Residuals.Count, Input = before, Output = after };
         string note = $"rmnet {OnnxExporter.Version}: {result.JoinsFound - result.JoinsRemaining} of {result.JoinsFound} residual joins made plain (RM, {mode.ToString().ToLowerInvariant()} form), " +
             $"{result.FoldedBatchNorms} BatchNormalization nodes folded, {merged} parallel-branch sums merged; converted from '{Path.GetFileName(input)}' " +

@@ -9,7 +9,8 @@ namespace RMNet.Onnx;
 /// <summary>
 /// Writes a <see cref="PlainModel"/> as ONNX (OnnxSharp protobuf classes): input <c>input</c> [N, C, H, W] with
 /// dynamic N, H, W, output <c>output</c>; only Conv, Relu, MaxPool, GlobalAveragePool, Reshape (or Flatten) and Gemm,
-/// plus PRelu, Max/Min and the SE gate's nodes where the network has them.
+/// plus PRelu, Clip (a clamp with the same bounds on every channel) or Max/Min (per-channel bounds) and the SE gate's
+/// nodes where the network has them.
 /// </summary>
 internal static class OnnxExporter
 {
@@ -57,6 +58,14 @@ internal static class OnnxExporter
                 OnnxNodes.SqueezeExcite(seNodes, name, current, output, se.Offset, (se.Fc1Weight, se.Fc1Bias), (se.Fc2Weight, se.Fc2Bias),
                     (n, t) => Initializer(initializers, $"layers.{i}.{n}", t.detach().MoveToOuterDisposeScope()));
                 graph.Node.AddRange(seNodes);
+                current = output;
+                continue;
+            }
+            if (layer is ClampLayer same && Uniform(same) is var (lo, hi))
+            {
+                // The same bounds on every channel (ReLU6 outside the carried channels): one Clip, as exporters write it.
+                graph.Node.Add(new NodeProto { Name = name, OpType = "Clip", Output = { output },
+                    Input = { current, Initializer(initializers, $"layers.{i}.min", TorchSharp.torch.tensor(lo)), Initializer(initializers, $"layers.{i}.max", TorchSharp.torch.tensor(hi)) } });
                 current = output;
                 continue;
             }
@@ -147,6 +156,14 @@ internal static class OnnxExporter
     {
         initializers.Add((name, t));
         return name;
+    }
+
+    /// <summary>The bounds where every channel has the same ones, else null.</summary>
+    static (float Lo, float Hi)? Uniform(ClampLayer clamp)
+    {
+        var lo = clamp.Lower.to_type(TorchSharp.torch.ScalarType.Float32).data<float>().ToArray();
+        var hi = clamp.Upper.to_type(TorchSharp.torch.ScalarType.Float32).data<float>().ToArray();
+        return lo.Length > 0 && lo.All(v => v.Equals(lo[0])) && hi.All(v => v.Equals(hi[0])) ? (lo[0], hi[0]) : null;
     }
 
     static TensorShapeProto.Types.Dimension Dim(string param) => new() { DimParam = param };

@@ -9,9 +9,10 @@ namespace RMNet.Rm;
 /// RM for InsightFace's IResNet. Block: y = bn3(conv2(prelu(bn2(conv1(bn1(x)))))) + (downsample(x) or x), no
 /// activation after the sum, so x can be negative.
 /// <list type="bullet">
-/// <item>bn1 comes before a zero-padded conv and cannot fold into it. It folds into the previous linear conv's
-///   output rows instead (the previous block's last conv emits [x carried ; bn1(x)]); the first block follows the
-///   stem's PReLU, so there it is a per-channel affine 1x1 conv that also emits the carried x.</item>
+/// <item>bn1 comes before a zero-padded conv and cannot fold into it. A 1x1 entry conv emits [x carried ; bn1(x)]
+///   (after the stem's PReLU, and after a block's last conv where folding it into that conv's rows would cost more,
+///   <see cref="LinearConvMerge.Pays"/>: at every width, as it doubles the 3x3 conv's rows); where it pays, the
+///   previous block's last conv emits those rows itself.</item>
 /// <item>The carried x passes conv1 and conv2 as Dirac channels and the PReLU with slope 1 (or, under the sign
 ///   split, as relu(x) and relu(-x) with slope 0); bn2 and bn3 fold into conv1 and conv2.</item>
 /// <item>The shortcut merges into conv2: +I (and -I), or the downsample conv with its BN at conv2's centre tap (and
@@ -41,8 +42,12 @@ internal static class IResNetRm
             long c = b.InChannels, w = b.Planes, carried = split ? 2 * c : c;
             var bn1 = CarryKernels.Bn(sd, $"{b.Prefix}.bn1");
 
-            // Entry rows: [x (; -x) ; bn1(x)], from the previous block's conv or, after the stem's PReLU, a 1x1 conv.
-            var (prevW, prevB, prevStride, prevPad) = pending is { } p
+            // Entry rows: [x (; -x) ; bn1(x)], from the previous block's conv where that costs no more than the conv
+            // as it is and a 1x1 entry conv after it (LinearConvMerge.Pays, as the ONNX path decides), else, and after
+            // the stem's PReLU, a 1x1 conv of their own.
+            bool merge = pending is { } q && LinearConvMerge.Pays(q.W.shape[0], q.W.shape[1], q.W.shape[2], q.W.shape[3], 1, carried + c);
+            if (pending is { } alone && !merge) layers.Add(CarryKernels.Layer(alone.W, alone.B, alone.Stride, Padding2d.All(1)));
+            var (prevW, prevB, prevStride, prevPad) = merge && pending is { } p
                 ? (p.W, p.B, p.Stride, Padding2d.All(1))
                 : (IdentityOneByOne(c), zeros(c, dtype: ScalarType.Float64), 1, Padding2d.All(0));
             var bnRows = CarryKernels.BnRows(prevW, prevB, bn1);

@@ -12,7 +12,10 @@ namespace RMNet.Rm;
 ///   or above 6. It is carried in extra channels whose clamp is (-inf, inf), never ReLU6, so it passes exactly;
 ///   the other channels keep ReLU6 as a [0, 6] clamp.</item>
 /// <item>The previous projection (1x1, linear) and the next expansion (1x1) have no nonlinearity between them
-///   and merge into one conv: W = We Wp, b = We bp + be; the same for the last projection and the final 1x1 conv.</item>
+///   and merge into one conv (W = We Wp, b = We bp + be; the same for the last projection and the final 1x1 conv)
+///   only where the merged conv costs no more than the pair (<see cref="LinearConvMerge.Pays"/>, the ONNX path's
+///   decision too). With torchvision's 6x expansions it never does (a 24 -> 144 expansion after a 144 -> 24
+///   projection: 144 x 144 merged against 2 x 144 x 24), so both stay, the expansion with the carried rows.</item>
 /// <item>The depthwise conv passes the carried channels through with one-channel Dirac groups; the projection
 ///   merges them back with +I.</item>
 /// </list>
@@ -40,6 +43,12 @@ internal static class MobileNetV2Rm
                 var e = ConvBn(sd, $"{p}.0.0", $"{p}.0.1", 1, 0);
                 if (pending is null)
                     throw new RmException($"block features.{b.Index} expands right after a nonlinearity; only torchvision's layout (block 1 without expansion) is supported");
+                // The expansion emits [x carried ; expand(x)]: merged into the projection that made x, or on its own.
+                if (!Pays(pending, carried + b.Hidden))
+                {
+                    layers.Add(Layer(pending.Weight, pending.Bias, pending.Stride, pending.Padding, pending.Groups));
+                    pending = Identity(pending.Weight.shape[0]);
+                }
                 var merged = MergeOneByOne(e, pending);
                 var w = b.Residual ? cat(new[] { pending.Weight, merged.W }, 0) : merged.W;
                 var bias = b.Residual ? cat(new[] { pending.Bias, merged.B }, 0) : merged.B;
@@ -52,11 +61,22 @@ internal static class MobileNetV2Rm
             else if (b.Residual)
             {
                 // No expansion: x is the output of the conv+clamp just emitted (x = relu6(...)). Emitting those rows
-                // twice gives the carried copy and the depthwise input; the clamp is the same for both.
+                // twice gives the carried copy and the depthwise input (the clamp is the same for both), where that
+                // costs no more than a 1x1 conv [I ; I] after the clamp (LinearConvMerge.Pays, as the ONNX path's
+                // entry conv), which is emitted otherwise (torchvision at width 0.25: an 8-channel stem of 3 x 3x3).
                 var conv = (ConvLayer)layers[^2];
                 var clamp = (ClampLayer)layers[^1];
-                layers[^2] = conv with { Weight = cat(new[] { conv.Weight, conv.Weight }, 0), Bias = cat(new[] { conv.Bias, conv.Bias }, 0) };
-                layers[^1] = new ClampLayer(cat(new[] { clamp.Lower, clamp.Lower }, 0), cat(new[] { clamp.Upper, clamp.Upper }, 0));
+                if (LinearConvMerge.Pays(conv.Weight.shape[0], conv.Weight.shape[1] * conv.Groups, conv.Weight.shape[2], conv.Weight.shape[3], conv.Groups, 2 * conv.Weight.shape[0]))
+                {
+                    layers[^2] = conv with { Weight = cat(new[] { conv.Weight, conv.Weight }, 0), Bias = cat(new[] { conv.Bias, conv.Bias }, 0) };
+                    layers[^1] = new ClampLayer(cat(new[] { clamp.Lower, clamp.Lower }, 0), cat(new[] { clamp.Upper, clamp.Upper }, 0));
+                }
+                else
+                {
+                    long c = conv.Weight.shape[0];
+                    var eye2 = cat(new[] { eye(c, dtype: ScalarType.Float64), eye(c, dtype: ScalarType.Float64) }, 0).reshape(2 * c, c, 1, 1);
+                    layers.Add(Layer(eye2, zeros(2 * c, dtype: ScalarType.Float64), 1, Padding2d.All(0), 1));
+                }
             }
 
             // Depthwise conv, with one-channel Dirac groups for the carried channels in front.
@@ -82,6 +102,11 @@ internal static class MobileNetV2Rm
             progress?.Report(new ProgressStep("converting", i + 1, spec.Blocks.Count));
         }
         var last = ConvBn(sd, $"features.{spec.LastIndex}.0", $"features.{spec.LastIndex}.1", 1, 0);
+        if (!Pays(pending!, last.OutChannels))
+        {
+            layers.Add(Layer(pending!.Weight, pending.Bias, pending.Stride, pending.Padding, pending.Groups));
+            pending = Identity(pending.Weight.shape[0]);
+        }
         var head = MergeOneByOne(last, pending!);
         layers.Add(Layer(head.W, head.B, pending!.Stride, pending.Padding, pending.Groups));
         layers.Add(Clamp(0, spec.LastWidth));
@@ -96,12 +121,16 @@ internal static class MobileNetV2Rm
     {
         if (second.KernelH != 1 || second.KernelW != 1 || second.Stride != 1)
             throw new RmException("only a 1x1, stride-1 conv merges into the conv before it");
-        var w2 = second.Weights.Weight.flatten(1);                    // [out, mid]
-        var w1 = first.Weight.flatten(1);                             // [mid, in*kh*kw]
-        var w = w2.matmul(w1).reshape(new[] { w2.shape[0] }.Concat(first.Weight.shape.Skip(1)).ToArray());
-        var b = w2.matmul(first.Bias) + second.Weights.BiasOrZeros();
-        return (w, b);
+        return LinearConvMerge.Merge(first.Weight, first.Bias, second.Weights.Weight, second.Weights.BiasOrZeros());
     }
+
+    /// <summary>Whether <paramref name="outputs"/> rows of a 1x1 conv after <paramref name="first"/> are cheaper merged into it.</summary>
+    static bool Pays(Pending first, long outputs) =>
+        LinearConvMerge.Pays(first.Weight.shape[0], first.Weight.shape[1] * first.Groups, first.Weight.shape[2], first.Weight.shape[3], first.Groups, outputs);
+
+    /// <summary>The identity as a pending 1x1 conv over <paramref name="c"/> channels: what a 1x1 conv merges into when it stands alone.</summary>
+    static Pending Identity(long c) =>
+        new(eye(c, dtype: ScalarType.Float64).reshape(c, c, 1, 1), zeros(c, dtype: ScalarType.Float64), 1, Padding2d.All(0), 1);
 
     static FusedConv ConvBn(StateDict sd, string conv, string bn, int stride, int padding, int groups = 1) =>
         new(BatchNormFusion.Fuse(new ConvWeights(sd.Require($"{conv}.weight"), null),

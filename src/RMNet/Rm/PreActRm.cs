@@ -18,8 +18,10 @@ public enum NegativeInputMode
 /// RM for pre-activation ResNets. Block: a = relu(bn1(x)); y = branch(a) + (shortcut(a) or x), no activation
 /// after the sum. x is the output of a linear conv and may be negative.
 /// <list type="bullet">
-/// <item>bn1 follows the previous linear conv directly, so it folds into that conv's output rows; where the block
-///   also needs x itself (identity shortcut) that conv emits both x (carried) and bn1(x).</item>
+/// <item>bn1 follows the previous linear conv directly, so it folds into that conv's output rows (projection
+///   blocks). Where the block also needs x itself (identity shortcut) a 1x1 entry conv emits both x (carried) and
+///   bn1(x), unless folding those rows into the previous conv costs no more (<see cref="LinearConvMerge.Pays"/>:
+///   after a wide enough stem).</item>
 /// <item>Identity shortcut: x is carried through the activations as PReLU slope-1 channels, or as relu(x) and
 ///   relu(-x) under the sign split, and merged into the last conv with +I (and -I).</item>
 /// <item>Projection shortcut: it reads a = relu(bn1(x)) >= 0, so a is reserved exactly as in a ResNet block.</item>
@@ -52,8 +54,16 @@ internal static class PreActRm
             var bn1 = CarryKernels.Bn(sd, $"{b.Prefix}.bn1");
             long c = b.InChannels;
 
-            // Entry: the previous linear conv emits [carried x ; bn1(x)] (identity) or [bn1(x)] (projection).
+            // Entry: the previous linear conv emits [carried x ; bn1(x)] (identity) or [bn1(x)] (projection) where
+            // that costs no more than the conv as it is followed by a 1x1 entry conv (LinearConvMerge.Pays; a BN alone
+            // always folds); otherwise the conv is emitted as it is and the entry is that 1x1 conv.
             long carried = b.HasProjection ? 0 : negative == NegativeInputMode.Split ? 2 * c : c;
+            if (!LinearConvMerge.Pays(pending.Weight.shape[0], pending.Weight.shape[1], pending.Weight.shape[2], pending.Weight.shape[3], 1, carried + c))
+            {
+                Emit(CarryKernels.Layer(pending.Weight, pending.Bias, pending.Stride, pending.Padding), pendingStage);
+                pending = new Pending(eye(c, dtype: ScalarType.Float64).reshape(c, c, 1, 1), zeros(c, dtype: ScalarType.Float64), 1, Padding2d.All(0));
+                pendingStage = stage;
+            }
             var rows = new List<(Tensor W, Tensor B)>();
             if (!b.HasProjection)
             {
