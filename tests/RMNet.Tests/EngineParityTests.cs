@@ -14,14 +14,16 @@ namespace RMNet.Tests;
 /// the same plain network (the same operators in the same order, every conv and linear weight and bias equal within
 /// 1e-6 relative), in both RM forms. ResNets (basic, bottleneck, ResNeXt, wide), pre-activation ResNets, SE-ResNets, IResNet and MobileNetV2.
 /// The ResNet exports are `{name}_ckpt_opset13.onnx` (make_fixtures.py --parity); the other families' exports
-/// `{name}_opset13.onnx` were written from the very module saved as the checkpoint (--preact, --se, --iresnet, --mobilenet).
+/// `{name}_opset13.onnx` were written from the very module saved as the checkpoint (--preact, --se, --iresnet, --mobilenet,
+/// and --lowered for timm's ResNet-D, whose checkpoints are lowered into the graph that the passes then convert).
 /// </summary>
 public class EngineParityTests(ITestOutputHelper output)
 {
     static readonly string[] ResNets = { "basic_narrow", "bottleneck_narrow", "resnext_narrow", "wide_narrow" };
 
     public static IEnumerable<object[]> Cases() =>
-        from name in ResNets.Concat(new[] { "preact_basic_narrow", "preact_bottleneck_narrow", "se_basic_narrow", "se_bottleneck_narrow", "iresnet18_narrow", "mobilenet_v2_narrow" })
+        from name in ResNets.Concat(new[] { "preact_basic_narrow", "preact_bottleneck_narrow", "se_basic_narrow", "se_bottleneck_narrow", "iresnet18_narrow", "mobilenet_v2_narrow",
+            "timm_resnet_d_basic_narrow", "timm_resnet_d_bottleneck_narrow" })
         from mode in new[] { RmMode.Grouped, RmMode.Dense }
         select new object[] { name, mode };
 
@@ -38,10 +40,7 @@ public class EngineParityTests(ITestOutputHelper output)
     public void CheckpointAndOnnxExportGiveTheSamePlainNetwork(string name, RmMode mode)
     {
         using var dir = Fixture.Temp();
-        using var ckpt = SourceModels.Load(Fixture.Path_($"{name}.pth"));
-        string fromCheckpoint = dir.File("ckpt.onnx");
-        ModelWriter.Save(ckpt.ToPlain(mode), fromCheckpoint);
-        var a = OnnxModelFile.Load(fromCheckpoint).Graph;
+        var a = FromCheckpoint(Fixture.Path_($"{name}.pth"), mode, dir.File("ckpt.onnx"));
         string export = ResNets.Contains(name) ? $"{name}_ckpt_opset13" : $"{name}_opset13";
         var b = OnnxConversion.Convert(Fixture.Path_($"onnx/{export}.onnx"), mode).Model.Graph;
 
@@ -71,6 +70,19 @@ public class EngineParityTests(ITestOutputHelper output)
         }
         Assert.Equal(Weighted(a).Count(), Weighted(b).Count());
         output.WriteLine($"{name} {mode}: {opsA.Split(' ').Length} nodes, largest weight difference {worst:E2} relative");
+    }
+
+    /// <summary>The plain graph a checkpoint converts to: through its family's transform, or lowered into the graph and through the passes.</summary>
+    static GraphProto FromCheckpoint(string path, RmMode mode, string written)
+    {
+        var sd = CheckpointReader.Read(path);
+        if (RMNet.Lowering.CheckpointLowerings.Find(sd) is { } lowered)
+            using (lowered)
+                return OnnxConversion.Convert(lowered.Lower(), path, mode).Model.Graph;
+        using var ckpt = SourceModels.FromStateDict(sd);
+        using var plain = ckpt.ToPlain(mode);
+        ModelWriter.Save(plain, written);
+        return OnnxModelFile.Load(written).Graph;
     }
 
     /// <summary>Nodes with weights or per-channel constants: convs, linear layers, PReLU slopes, clamp bounds, the SE gate's constants.</summary>
