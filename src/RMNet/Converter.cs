@@ -91,38 +91,72 @@ public static class Converter
 
     static ConversionResult ConvertCheckpoint(string checkpoint, string output, ConvertOptions options, CancellationToken cancellationToken)
     {
-        using var original = SourceModels.Load(checkpoint, options.Architecture, options.NumClasses);
+        var verify = (options.Verify ?? new VerifyOptions(Tolerance: options.Dtype.DefaultTolerance())).Checked();
+        ModelWriter.CheckExtension(output);
+        // Written under its final name in a private directory beside the target (never over the input), checked there, then moved into place.
+        using var pending = new PendingOutput(output, overwrite: true, checkpoint);
+        var sd = CheckpointReader.Read(checkpoint);
+        if (Lowering.CheckpointLowerings.Find(sd) is { } lowered)
+            using (lowered)
+            {
+                RefuseCheckpointOnlyOptions(checkpoint, options, lowered.Description);
+                return ConvertGraph(checkpoint, output, pending, options, verify, cancellationToken, lowered.Lower, lowered.Description);
+            }
+        using var original = SourceModels.FromStateDict(sd, options.Architecture, options.NumClasses);
         using (var plain = original.ToPlain(options.Mode, cancellationToken: cancellationToken))
-            ModelWriter.Save(plain, output, dtype: options.Dtype, cancellationToken: cancellationToken);
-        var verify = options.Verify ?? new VerifyOptions(Tolerance: options.Dtype.DefaultTolerance());
-        using var runner = ModelRunner.OpenConverted(output, original, cancellationToken);
-        return new ConversionResult(output, original.DisplayName, Verifier.Verify(original, runner, verify, cancellationToken))
-        {
-            ResidualJoins = original.BlockCount,
-        };
+            ModelWriter.Save(plain, pending.TempPath, dtype: options.Dtype, cancellationToken: cancellationToken);
+        VerificationReport report;
+        using (var runner = ModelRunner.OpenConverted(pending.TempPath, original, cancellationToken))
+            report = Verifier.Verify(original, runner, verify, cancellationToken);
+        pending.Commit();
+        return new ConversionResult(output, original.DisplayName, report) { ResidualJoins = original.BlockCount };
     }
 
     static ConversionResult ConvertOnnx(string input, string output, ConvertOptions options, CancellationToken cancellationToken)
     {
+        RefuseCheckpointOnlyOptions(input, options, "an ONNX model");
+        var verify = (options.Verify ?? new VerifyOptions()).Checked();
+        OnnxConversion.CheckOutput(output);
+        using var pending = new PendingOutput(output, overwrite: true, input);
+        return ConvertGraph(input, output, pending, options, verify, cancellationToken, lower: null);
+    }
+
+    /// <summary>Options the graph engine cannot honour: it keeps the graph's own layout and weight types.</summary>
+    static void RefuseCheckpointOnlyOptions(string input, ConvertOptions options, string what)
+    {
         var defaults = new ConvertOptions();
         if (options.Dtype != defaults.Dtype)
-            throw new ModelInputException(input, $"ConvertOptions.Dtype {options.Dtype} applies to checkpoints; an ONNX model keeps its own weight types");
+            throw new ModelInputException(input, $"ConvertOptions.Dtype {options.Dtype} does not apply to {what}, which keeps its own weight types");
         if (options.Architecture != defaults.Architecture)
-            throw new ModelInputException(input, $"ConvertOptions.Architecture '{options.Architecture}' applies to checkpoints; an ONNX model's graph is its layout");
+            throw new ModelInputException(input, $"ConvertOptions.Architecture '{options.Architecture}' does not apply to {what}, whose layout is read from its graph or names");
         if (options.NumClasses is { } classes)
-            throw new ModelInputException(input, $"ConvertOptions.NumClasses {classes} applies to checkpoints; an ONNX model's graph fixes its outputs");
+            throw new ModelInputException(input, $"ConvertOptions.NumClasses {classes} does not apply to {what}, whose outputs are read from its graph or weights");
+    }
+
+    /// <summary>
+    /// The graph engine: an ONNX file, or a checkpoint whose family <paramref name="lower"/> builds the graph of (checked against that
+    /// graph, written to a temporary file), converted by the graph passes into <paramref name="pending"/> and checked in ONNX Runtime.
+    /// </summary>
+    static ConversionResult ConvertGraph(string input, string output, PendingOutput pending, ConvertOptions options, VerifyOptions verify,
+        CancellationToken cancellationToken, Func<global::Onnx.ModelProto>? lower, string? architecture = null)
+    {
         OnnxConversion.CheckOutput(output);
-        var verify = options.Verify ?? new VerifyOptions();
-        // Written under its final name in a private directory beside the target, checked there, then moved into place.
-        using var pending = new PendingOutput(output, overwrite: true, input);
         cancellationToken.ThrowIfCancellationRequested();
-        var result = OnnxConversion.Convert(input, options.Mode, verify.InputSize);   // the graph passes have no safe points
+        string original = input;
+        if (lower is not null)
+        {
+            // The lowered original goes beside the output's temporary file, which Commit would move: so under another name, deleted before.
+            original = Path.Combine(Path.GetDirectoryName(pending.TempPath)!, TemporaryNames.New("original.onnx"));
+            OnnxModelFile.Save(lower(), original);
+        }
+        var result = OnnxConversion.Convert(lower?.Invoke() ?? OnnxModelFile.Load(input), input, options.Mode, verify.InputSize);   // the graph passes have no safe points
         cancellationToken.ThrowIfCancellationRequested();
         OnnxModelFile.Save(result.Model, pending.TempPath, cancellationToken: cancellationToken);
-        var report = Verifier.Verify(input, pending.TempPath, verify, cancellationToken);
+        var report = Verifier.Verify(original, pending.TempPath, verify, cancellationToken);
+        if (lower is not null) File.Delete(original);
         pending.Commit();
         string producer = result.Input?.Producer is { Length: > 0 } p ? $" by {p}" : "";
-        return new ConversionResult(output, "ONNX graph" + producer, report)
+        return new ConversionResult(output, architecture ?? "ONNX graph" + producer, report)
         {
             ResidualJoins = result.JoinsFound,
             ResidualJoinsRemaining = result.JoinsRemaining,

@@ -73,9 +73,9 @@ public class ConverterTests
 
     public static IEnumerable<object[]> OptionsOnnxCannotHonour() => new[]
     {
-        new object[] { new ConvertOptions(Dtype: OutputDtype.Float16), "plain.onnx", "Dtype Float16 applies to checkpoints" },
-        new object[] { new ConvertOptions(Architecture: "resnet18"), "plain.onnx", "Architecture 'resnet18' applies to checkpoints" },
-        new object[] { new ConvertOptions(NumClasses: 10), "plain.onnx", "NumClasses 10 applies to checkpoints" },
+        new object[] { new ConvertOptions(Dtype: OutputDtype.Float16), "plain.onnx", "Dtype Float16 does not apply to an ONNX model" },
+        new object[] { new ConvertOptions(Architecture: "resnet18"), "plain.onnx", "Architecture 'resnet18' does not apply to an ONNX model" },
+        new object[] { new ConvertOptions(NumClasses: 10), "plain.onnx", "NumClasses 10 does not apply to an ONNX model" },
         new object[] { new ConvertOptions(), "plain.safetensors", "an ONNX model converts to .onnx only" },
         new object[] { new ConvertOptions(), "plain.pth", "an ONNX model converts to .onnx only" },
     };
@@ -89,6 +89,69 @@ public class ConverterTests
         Assert.Contains(problem, e.Message);
         Assert.Equal(2, e.ExitCode);
         Assert.Empty(Directory.GetFileSystemEntries(dir.Path));
+    }
+
+    [Theory]
+    [InlineData("basic_narrow.pth", "model.pth")]
+    [InlineData("timm_resnet_d_basic_narrow.pth", "model.pth")]
+    public void ACheckpointIsNotConvertedOntoItselfNorThroughALink(string fixture, string name)
+    {
+        using var dir = new TempDir();
+        string model = dir.File(name);
+        File.Copy(Fixture.Path_(fixture), model);
+        var e = Assert.Throws<ModelInputException>(() => Converter.Convert(model, model));
+        Assert.Contains("output path is the input file", e.Message);
+        File.CreateSymbolicLink(dir.File("link.pth"), model);
+        e = Assert.Throws<ModelInputException>(() => Converter.Convert(dir.File("link.pth"), model));
+        Assert.Contains("output path is the input file", e.Message);
+        Assert.Equal(File.ReadAllBytes(Fixture.Path_(fixture)), File.ReadAllBytes(model));
+        Assert.Equal(new[] { "link.pth", name }.Order(), Directory.GetFileSystemEntries(dir.Path).Select(Path.GetFileName).Order());
+    }
+
+    public static IEnumerable<object[]> OptionsNoCheckCanRunWith() => new[]
+    {
+        new object[] { new VerifyOptions(Samples: -1), "Samples" },
+        new object[] { new VerifyOptions(Samples: 0), "Samples" },
+        new object[] { new VerifyOptions(InputSize: 0), "InputSize" },
+        new object[] { new VerifyOptions(Tolerance: double.NaN), "Tolerance" },
+        new object[] { new VerifyOptions(Tolerance: -1), "Tolerance" },
+    };
+
+    [Theory]
+    [MemberData(nameof(OptionsNoCheckCanRunWith))]
+    public void VerifySettingsNoCheckCanRunWithAreArgumentErrorsBeforeAnythingIsWritten(VerifyOptions verify, string parameter)
+    {
+        using var dir = new TempDir();
+        foreach (var input in new[] { Fixture.Path_("basic_narrow.pth"), Onnx("basic_narrow_opset13") })
+        {
+            var e = Assert.Throws<ArgumentOutOfRangeException>(() => Converter.Convert(input, dir.File("plain.onnx"), new ConvertOptions(Verify: verify)));
+            Assert.Equal(parameter, e.ParamName);
+            Assert.Empty(Directory.GetFileSystemEntries(dir.Path));
+        }
+    }
+
+    [Fact]
+    public void ATimmResNetDCheckpointGoesThroughTheGraphEngine()
+    {
+        using var dir = new TempDir();
+        var result = Converter.Convert(Fixture.Path_("timm_resnet_d_bottleneck_narrow.pth"), dir.File("plain.onnx"),
+            new ConvertOptions(Verify: new VerifyOptions(Samples: 2, InputSize: 64)));
+        Assert.True(result.Equivalent, $"{result.Verification.MaxRelError}");
+        Assert.StartsWith("timm ResNet-D", result.Architecture);
+        Assert.Equal((5, 0), (result.ResidualJoins, result.ResidualJoinsRemaining));
+        Assert.Equal(new[] { "plain.onnx" }, Directory.GetFileSystemEntries(dir.Path).Select(Path.GetFileName));
+        var e = Assert.Throws<ModelInputException>(() => Converter.Convert(Fixture.Path_("timm_resnet_d_bottleneck_narrow.pth"), dir.File("p.onnx"),
+            new ConvertOptions(Dtype: OutputDtype.Float16)));
+        Assert.Contains("does not apply to timm ResNet-D", e.Message);
+    }
+
+    [Fact]
+    public void APlainFileRmnetWroteIsNamedAsSuch()
+    {
+        using var dir = new TempDir();
+        Converter.Convert(Fixture.Path_("basic_narrow.pth"), dir.File("plain.pth"), new ConvertOptions(Verify: new VerifyOptions(Samples: 1, InputSize: 32)));
+        var e = Assert.Throws<ModelInputException>(() => Converter.Convert(dir.File("plain.pth"), dir.File("again.onnx")));
+        Assert.Contains("already a plain network written by rmnet", e.Message);
     }
 
     [Fact]

@@ -21,8 +21,9 @@ public class PlainModelDisposalTests
         var x = Input();
         var expected = plain.Forward(x);
         using var module = plain.ToModule();
+        var layers = plain.Layers;
         plain.Dispose();
-        Assert.True(plain.Layers.OfType<ConvLayer>().All(c => c.Weight.IsInvalid), "the model's own references are freed");
+        Assert.True(layers.OfType<ConvLayer>().All(c => c.Weight.IsInvalid), "the model's own references are freed");
         Assert.Equal(0.0, (module.forward(x) - expected).abs().max().item<float>());
     }
 
@@ -47,6 +48,20 @@ public class PlainModelDisposalTests
         plain.Dispose();
         Assert.Throws<ObjectDisposedException>(() => plain.ToModule());
         Assert.Throws<ObjectDisposedException>(() => plain.Forward(Input()));
+        Assert.Throws<ObjectDisposedException>(() => plain.ParameterCount);
+        using var dir = new TempDir();
+        Assert.Throws<ObjectDisposedException>(() => IO.ModelWriter.Save(plain, dir.File("plain.onnx")));
+        Assert.Empty(Directory.GetFileSystemEntries(dir.Path));
+    }
+
+    [Fact]
+    public void ADisposedRunnerSaysSo()
+    {
+        using var ckpt = ResNetCheckpoint.Load(Fixture.Path_("basic_narrow.pth"));
+        using var plain = ckpt.ToPlain();
+        var runner = Verification.ModelRunner.ForModule(plain.ToModule());
+        runner.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => runner.Run(Input()));
     }
 
     [Fact]

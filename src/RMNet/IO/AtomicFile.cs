@@ -11,12 +11,26 @@ internal static class AtomicFile
     {
         string full = Path.GetFullPath(output);
         foreach (var input in inputs)
-            if (string.Equals(full, Path.GetFullPath(input), StringComparison.Ordinal))
+            if (string.Equals(RealPath(full), RealPath(input), StringComparison.Ordinal))
                 throw new ModelInputException(output, "output path is the input file; choose another name");
         if (Directory.Exists(full)) throw new ModelInputException(output, "output path is a directory");
         string? dir = Path.GetDirectoryName(full);
         if (dir is not null && !Directory.Exists(dir)) throw new ModelInputException(output, $"output directory {dir} does not exist");
         if (File.Exists(full) && !overwrite) throw new ModelInputException(output, "output exists; pass --force to overwrite it");
+    }
+
+    /// <summary>The absolute path with symbolic links followed to the file they name: a link to the input is the input.</summary>
+    static string RealPath(string path)
+    {
+        string full = Path.GetFullPath(path);
+        try
+        {
+            return File.Exists(full) ? new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? full : full;
+        }
+        catch (IOException)
+        {
+            return full;   // a link loop: not the input, and the write will fail on its own
+        }
     }
 
     /// <summary>

@@ -31,6 +31,8 @@ public static class SourceModels
     {
         if (arch != "auto" && !KnownNames.Contains(arch))
             throw new ModelInputException(sd.Source, $"unknown --arch '{arch}'; known: auto, {string.Join(", ", KnownNames)}");
+        if (sd.Count > 0 && sd.Keys.All(k => k.StartsWith("layers.", StringComparison.Ordinal)) && File.Exists(sd.Source) && PlainModelFile.IsPlain(sd.Source))
+            throw new ModelInputException(sd.Source, "already a plain network written by rmnet (it carries its architecture): there is nothing to convert; inspect, verify and bench read it as it is");
         if (sd.Count > 0 && sd.Keys.All(k => k.StartsWith("layers.", StringComparison.Ordinal)))
             throw new ModelInputException(sd.Source, "a plain network's weights (layers.{i}.*) without its architecture, as rmnet wrote .pth files before they carried it: "
                 + "rmnet verify still checks it against its original; convert the original again for a file inspect, bench and PyTorch can load");

@@ -11,17 +11,26 @@ namespace RMNet.Plain;
 /// A plain model owns its weight tensors: <see cref="Dispose"/> frees them (the garbage collector does otherwise, later).
 /// A module made by <see cref="ToModule"/> holds its own references to the same weights (no copy), so either can be
 /// disposed first. Everything else (costs, <see cref="Forward"/>, <see cref="IO.ModelWriter.Save"/>) reads the
-/// weights and needs the model undisposed.
+/// weights and raises <see cref="ObjectDisposedException"/> on a disposed model.
 /// </remarks>
 public sealed class PlainModel : IDisposable
 {
     /// <summary>A plain model of <paramref name="layers"/>, which it then owns.</summary>
     /// <param name="layers">The layers, in order.</param>
     /// <param name="inputChannels">Channels of the input image.</param>
-    internal PlainModel(IReadOnlyList<PlainLayer> layers, int inputChannels = 3) => (Layers, InputChannels) = (layers, inputChannels);
+    internal PlainModel(IReadOnlyList<PlainLayer> layers, int inputChannels = 3) => (_layers, InputChannels) = (layers, inputChannels);
 
-    /// <summary>The layers, in order.</summary>
-    internal IReadOnlyList<PlainLayer> Layers { get; }
+    readonly IReadOnlyList<PlainLayer> _layers;
+
+    /// <summary>The layers, in order; everything that reads the weights comes through here, so a disposed model says so.</summary>
+    internal IReadOnlyList<PlainLayer> Layers
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return _layers;
+        }
+    }
 
     /// <summary>Channels of the input image.</summary>
     public int InputChannels { get; }
@@ -119,6 +128,6 @@ public sealed class PlainModel : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
-        foreach (var tensor in Layers.SelectMany(PlainLayer.TensorsOf)) tensor.Dispose();
+        foreach (var tensor in _layers.SelectMany(PlainLayer.TensorsOf)) tensor.Dispose();
     }
 }

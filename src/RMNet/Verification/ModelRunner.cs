@@ -17,7 +17,13 @@ public sealed class ModelRunner : IDisposable
     public ModelRunner(Func<Tensor, Tensor> run, IDisposable? owned = null) => (_run, _owned) = (run, owned);
 
     /// <summary>Outputs for <paramref name="input"/>.</summary>
-    public Tensor Run(Tensor input) => _run(input);
+    public Tensor Run(Tensor input)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return _run(input);
+    }
+
+    bool _disposed;
 
     /// <summary>A runner for a TorchSharp module.</summary>
     public static ModelRunner ForModule(nn.Module<Tensor, Tensor> module) => new(module.forward, module);
@@ -71,5 +77,9 @@ public sealed class ModelRunner : IDisposable
     }
 
     /// <inheritdoc />
-    public void Dispose() => _owned?.Dispose();
+    public void Dispose()
+    {
+        _disposed = true;
+        _owned?.Dispose();
+    }
 }

@@ -10,8 +10,21 @@ namespace RMNet.Verification;
 /// <param name="Seed">Seed of the random images.</param>
 /// <param name="UserInput">An extra batch [N, C, H, W] of the user's own, run as well; null for none.</param>
 /// <param name="UserInputSource">The file <paramref name="UserInput"/> came from, named where it does not fit the model.</param>
+/// <remarks>Checked before anything runs: a negative sample count, a size below 1, a tolerance that is not a finite positive number, or no
+/// images at all raise <see cref="ArgumentOutOfRangeException"/> (an error in the calling code, as everywhere in .NET).</remarks>
 public sealed record VerifyOptions(int Samples = 4, int InputSize = 224, double Tolerance = 1e-4, long Seed = 0, Tensor? UserInput = null,
-    string? UserInputSource = null);
+    string? UserInputSource = null)
+{
+    /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> for settings no check can run with.</summary>
+    internal VerifyOptions Checked()
+    {
+        if (Samples < 0) throw new ArgumentOutOfRangeException(nameof(Samples), Samples, "the number of seeded images cannot be negative");
+        if (Samples == 0 && UserInput is null) throw new ArgumentOutOfRangeException(nameof(Samples), Samples, "no images to run: give seeded samples or a UserInput batch");
+        if (InputSize < 1) throw new ArgumentOutOfRangeException(nameof(InputSize), InputSize, "the image size must be at least 1");
+        if (!double.IsFinite(Tolerance) || Tolerance <= 0) throw new ArgumentOutOfRangeException(nameof(Tolerance), Tolerance, "the tolerance must be a finite positive number");
+        return this;
+    }
+}
 
 /// <summary>Checks a converted model against the original ResNet it came from.</summary>
 public static class Verifier
@@ -26,6 +39,7 @@ public static class Verifier
     /// </summary>
     public static VerificationReport Verify(ISourceModel original, ModelRunner converted, VerifyOptions options, CancellationToken cancellationToken)
     {
+        options.Checked();
         if (options.UserInput is { } user && user.shape[1] != original.InputChannels)
             throw new ModelInputException(options.UserInputSource ?? original.Source,
                 $"the input batch has {user.shape[1]} channels, {original.DisplayName} takes {original.InputChannels}");
@@ -70,6 +84,7 @@ public static class Verifier
     /// </summary>
     public static VerificationReport Verify(string originalOnnx, string convertedOnnx, VerifyOptions options, CancellationToken cancellationToken)
     {
+        options.Checked();
         using var a = new Onnx.OnnxRuntimeRunner(originalOnnx, cancellationToken: cancellationToken);
         using var b = new Onnx.OnnxRuntimeRunner(convertedOnnx, cancellationToken: cancellationToken);
         var dims = a.InputShape;
