@@ -165,3 +165,17 @@ public class ConverterTests
         Assert.Equal(File.ReadAllBytes(Onnx("basic_narrow_opset13")), File.ReadAllBytes(model));
     }
 }
+
+public class MissingBackendTests
+{
+    [Fact]
+    public void AnAppWithoutATorchSharpBackendIsToldSoNotThatTheFileIsBad()
+    {
+        var missing = new TypeInitializationException("TorchSharp.torch", new DllNotFoundException("libLibTorchSharp"));
+        var e = Assert.Throws<InvalidOperationException>(() => IO.CheckpointReader.Guarded<int>("model.pth", IO.FileFormat.TorchZip, () => throw missing));
+        Assert.Contains("must reference a TorchSharp backend package (TorchSharp-cpu", e.Message);
+        // Any other failure still names the file.
+        var other = Assert.Throws<ModelInputException>(() => IO.CheckpointReader.Guarded<int>("model.pth", IO.FileFormat.TorchZip, () => throw new InvalidDataException("bad zip")));
+        Assert.Contains("model.pth", other.Message);
+    }
+}

@@ -58,13 +58,19 @@ internal static class CheckpointReader
     }
 
     /// <summary>Runs a reader; any failure but our own messages (and running out of memory) becomes one naming the file.</summary>
-    static T Guarded<T>(string path, FileFormat format, Func<T> read)
+    internal static T Guarded<T>(string path, FileFormat format, Func<T> read)
     {
         try
         {
             return read();
         }
         catch (ModelInputException) { throw; }
+        catch (TypeInitializationException e) when (e.TypeName?.StartsWith("TorchSharp", StringComparison.Ordinal) == true)
+        {
+            // Not the file's fault: the application has no TorchSharp backend (its native libraries).
+            throw new InvalidOperationException("TorchSharp could not load its native library: the application must reference a TorchSharp backend package " +
+                "(TorchSharp-cpu, or a CUDA one) besides RMNet", e);
+        }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             throw new ModelInputException(path, $"cannot read {(format == FileFormat.Safetensors ? "safetensors file" : "PyTorch checkpoint")}: {e.Message}", e);
