@@ -167,7 +167,7 @@ internal static class BenchCommand
             else if (source is ResNetCheckpoint ckpt) ResNetOnnxExporter.Save(ckpt, onnx);
             else throw new ModelInputException(path, $"{source.DisplayName} is benchmarked with --runtime torchsharp (its original has no ONNX export yet)");
         }
-        var runner = new OnnxRuntimeRunner(onnx, threads, cancellationToken);
+        var runner = new OnnxRuntimeRunner(onnx, threads, cancellationToken, forLatency: true);
         disposables.Add(runner);
         var shape = runner.InputShape;
         if (shape.Length != 4) throw new ModelInputException(path, $"the model's input has {shape.Length} dimensions; bench measures image models [N, C, H, W]");
