@@ -9,21 +9,24 @@ using Xunit.Abstractions;
 namespace RMNet.Tests;
 
 /// <summary>
-/// Checkpoint families lowered into the graph engine: timm's ResNet-D (deep stem, average-pooled shortcuts), from
-/// state dicts PyTorch saved of modules with timm's names (tools/fixtures/make_fixtures.py --lowered), compared with
-/// PyTorch's own outputs.
+/// Checkpoint families lowered into the graph engine: timm's ResNet-D (deep stem, average-pooled shortcuts) and Hugging
+/// Face's ResNet, from state dicts (and safetensors) PyTorch saved of modules with those libraries' names
+/// (tools/fixtures/make_fixtures.py --lowered, --hf), compared with PyTorch's own outputs.
 /// </summary>
 public class LoweringTests(ITestOutputHelper output)
 {
     [Theory]
-    [InlineData("timm_resnet_d_basic_narrow", "Basic blocks 2-2-2, 5 classes")]
-    [InlineData("timm_resnet_d_bottleneck_narrow", "Bottleneck blocks 1-2-1-1, 6 classes")]
-    public void TheLoweredGraphIsTheNetworkPyTorchRan(string name, string layout)
+    [InlineData("timm_resnet_d_basic_narrow.pth", "timm ResNet-D (deep stem, average-pooled shortcuts), Basic blocks 2-2-2, 5 classes")]
+    [InlineData("timm_resnet_d_bottleneck_narrow.pth", "timm ResNet-D (deep stem, average-pooled shortcuts), Bottleneck blocks 1-2-1-1, 6 classes")]
+    [InlineData("hf_resnet_basic_narrow.safetensors", "Hugging Face ResNet, Basic layers 2-1-1-1, 5 classes")]
+    [InlineData("hf_resnet_bottleneck_narrow.pth", "Hugging Face ResNet, Bottleneck layers 1-2-1-1, 6 classes")]
+    public void TheLoweredGraphIsTheNetworkPyTorchRan(string file, string description)
     {
-        using var sd = IO.CheckpointReader.Read(Fixture.Path_($"{name}.pth"));
+        string name = Path.GetFileNameWithoutExtension(file);
+        using var sd = IO.CheckpointReader.Read(Fixture.Path_(file));
         var lowered = CheckpointLowerings.Find(sd);
         Assert.NotNull(lowered);
-        Assert.Equal($"timm ResNet-D (deep stem, average-pooled shortcuts), {layout}", lowered!.Description);
+        Assert.Equal(description, lowered!.Description);
         using var dir = Fixture.Temp();
         OnnxModelFile.Save(lowered.Lower(), dir.File("original.onnx"));
         using var ort = new OnnxRuntimeRunner(dir.File("original.onnx"));
@@ -41,15 +44,18 @@ public class LoweringTests(ITestOutputHelper output)
     [InlineData("timm_resnet_d_basic_narrow", 32, "dense", 6)]
     [InlineData("timm_resnet_d_bottleneck_narrow", 64, "grouped", 5)]
     [InlineData("timm_resnet_d_bottleneck_narrow", 64, "dense", 5)]
-    public void ConvertsToAPlainNetworkThatEqualsPyTorch(string name, int size, string mode, int joins)
+    [InlineData("hf_resnet_basic_narrow.safetensors", 64, "grouped", 5)]
+    [InlineData("hf_resnet_bottleneck_narrow", 64, "dense", 5)]
+    public void ConvertsToAPlainNetworkThatEqualsPyTorch(string file, int size, string mode, int joins)
     {
+        string name = Path.GetFileNameWithoutExtension(file);
         using var dir = Fixture.Temp();
         string plain = dir.File("plain.onnx");
-        var (code, stdout, stderr) = CliHarness.Rmnet("convert", Fixture.Path_($"{name}.pth"), "-o", plain, "--rm-mode", mode,
+        var (code, stdout, stderr) = CliHarness.Rmnet("convert", Fixture.Path_(Path.HasExtension(file) ? file : $"{file}.pth"), "-o", plain, "--rm-mode", mode,
             "--verify", "--input-size", size.ToString(), "--strict", "--json", "--quiet");
         Assert.True(code == 0, stderr);
         var json = JsonDocument.Parse(stdout).RootElement;
-        Assert.StartsWith("timm ResNet-D", json.GetProperty("architecture").GetString());
+        Assert.StartsWith(name.StartsWith("hf_") ? "Hugging Face ResNet" : "timm ResNet-D", json.GetProperty("architecture").GetString());
         Assert.Equal(joins, json.GetProperty("joins_found").GetInt32());
         Assert.Equal(0, json.GetProperty("joins_remaining").GetInt32());
         var g = new OnnxGraph(OnnxModelFile.Load(plain).Graph, plain);

@@ -23,5 +23,7 @@ internal static class CheckpointLowerings
 {
     /// <summary>The lowering for <paramref name="sd"/>'s names, or null where another loader takes it.</summary>
     public static LoweredCheckpoint? Find(StateDict sd) =>
-        TimmResNet.Matches(sd) ? new LoweredCheckpoint(sd, TimmResNet.Describe(sd), w => TimmResNet.Lower(w)) : null;
+        TimmResNet.Matches(sd) ? new LoweredCheckpoint(sd, TimmResNet.Describe(sd), w => TimmResNet.Lower(w))
+        : HuggingFaceResNet.Matches(sd) ? new LoweredCheckpoint(sd, HuggingFaceResNet.Describe(sd), w => HuggingFaceResNet.Lower(w))
+        : null;
 }
