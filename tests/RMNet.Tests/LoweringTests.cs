@@ -68,6 +68,29 @@ public class LoweringTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void VerifyChecksAConversionAgainstTheLoweredCheckpointAndInspectNamesIt()
+    {
+        using var dir = Fixture.Temp();
+        string checkpoint = Fixture.Path_("hf_resnet_bottleneck_narrow.safetensors"), plain = dir.File("plain.onnx");
+        Assert.Equal(0, CliHarness.Rmnet("convert", checkpoint, "-o", plain, "--quiet").Code);
+        var (code, stdout, stderr) = CliHarness.Rmnet("verify", checkpoint, plain, "--input-size", "64", "--json", "--quiet");
+        Assert.True(code == 0, stderr);
+        var json = JsonDocument.Parse(stdout).RootElement;
+        Assert.Equal("Hugging Face ResNet, Bottleneck layers 1-2-1-1, 6 classes", json.GetProperty("architecture").GetString());
+        // Against another network's conversion it fails, and a plain .safetensors is no conversion of it.
+        Assert.Equal(0, CliHarness.Rmnet("convert", Fixture.Path_("hf_resnet_basic_narrow.pth"), "-o", dir.File("other.onnx"), "--quiet").Code);
+        Assert.Equal(ExitCodes.NotEquivalent, CliHarness.Rmnet("verify", checkpoint, dir.File("other.onnx"), "--quiet").Code);
+        var (refused, _, error) = CliHarness.Rmnet("verify", checkpoint, Fixture.Path_("basic_narrow.safetensors"), "--quiet");
+        Assert.Equal(ExitCodes.BadInput, refused);
+        Assert.Contains("converts to .onnx only", error);
+
+        var inspect = CliHarness.Inspect(checkpoint);
+        Assert.Equal("Hugging Face ResNet, Bottleneck layers 1-2-1-1, 6 classes", inspect.GetProperty("architecture").GetString());
+        Assert.Equal(5, inspect.GetProperty("joins_found").GetInt32());
+        Assert.Equal("residual", inspect.GetProperty("form").GetString());
+    }
+
+    [Fact]
     public void AtASizeWithAnOddPooledMapVerificationFailsAndNothingIsWritten()
     {
         using var dir = Fixture.Temp();

@@ -60,19 +60,38 @@ internal static class VerifyCommand
                 bool float16 = dtypes is ["float16"] && p.GetResult(tolerance) is not { Implicit: false };
                 double bound = float16 ? OutputDtype.Float16.DefaultTolerance() : p.GetValue(tolerance);
                 string? note = float16 ? $"tolerance {Format.Sci(bound)}: the float16 default, since {conv} holds float16 weights (--tolerance sets another)" : null;
-                if (onnxOriginal)
+                if (onnxOriginal && p.GetValue(weightsKey) is not null)
+                    throw new ModelInputException(orig, "--weights-key applies to checkpoints; an ONNX model has one set of weights");
+                StateDict? sd = null;
+                if (!onnxOriginal)
                 {
-                    if (p.GetValue(weightsKey) is not null) throw new ModelInputException(orig, "--weights-key applies to checkpoints; an ONNX model has one set of weights");
+                    ctx.Progress.Stage($"loading {orig}");
+                    sd = CheckpointLoading.Read(ctx, orig, p.GetValue(weightsKey));
+                }
+                var lowered = sd is null ? null : RMNet.Lowering.CheckpointLowerings.Find(sd);
+                if (onnxOriginal || lowered is not null)
+                {
+                    using var scratch = lowered is null ? null : new TempFolder("lowered");
+                    string originalGraph = orig;
+                    if (lowered is not null)
+                        using (lowered)
+                        {
+                            // The checkpoint runs as the graph its family is lowered into, in ONNX Runtime like the converted file.
+                            if (FileFormats.Detect(conv) != FileFormat.Onnx)
+                                throw new ModelInputException(conv, $"{lowered.Description} converts to .onnx only, so its conversion is checked as an ONNX file");
+                            originalGraph = scratch!.File("original.onnx");
+                            RMNet.Onnx.OnnxModelFile.Save(lowered.Lower(), originalGraph);
+                        }
                     var onnxOptions = new VerifyOptions(p.GetValue(samples), p.GetValue(size), bound, p.GetValue(seed),
                         p.GetValue(userInput) is string inputPath ? ReadInput(inputPath) : null, p.GetValue(userInput));
                     ctx.Progress.Stage($"verifying {conv} against {orig} in ONNX Runtime");
-                    var onnxReport = Verifier.Verify(orig, conv, onnxOptions, ctx.Cancellation);
-                    ctx.Document(new Result(orig, conv, "onnx", (int)(onnxReport.InputShape?.LastOrDefault() ?? onnxOptions.InputSize), onnxOptions.Seed,
+                    var onnxReport = Verifier.Verify(originalGraph, conv, onnxOptions, ctx.Cancellation);
+                    ctx.Document(new Result(orig, conv, lowered?.Description ?? "onnx", (int)(onnxReport.InputShape?.LastOrDefault() ?? onnxOptions.InputSize), onnxOptions.Seed,
                         VerificationJson.Of(onnxReport), WeightDtypes.Describe(dtypes)));
-                    return Report(ctx, onnxReport, onnxOptions, $"{conv} against {orig} (both in ONNX Runtime)", p.GetValue(userInput), note);
+                    return Report(ctx, onnxReport, onnxOptions, $"{conv} against {orig} ({(lowered is null ? "" : lowered.Description + ", lowered into the graph; ")}both in ONNX Runtime)",
+                        p.GetValue(userInput), note);
                 }
-                ctx.Progress.Stage($"loading {orig}");
-                using var ckpt = CheckpointLoading.Load(ctx, orig, p.GetValue(weightsKey), p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(allowNonFinite), p.GetValue(negative));
+                using var ckpt = CheckpointLoading.FromStateDict(ctx, sd!, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(allowNonFinite), p.GetValue(negative));
                 Tensor? extra = p.GetValue(userInput) is string path ? ReadInput(path) : null;
                 var options = new VerifyOptions(p.GetValue(samples), p.GetValue(size), bound, p.GetValue(seed), extra, p.GetValue(userInput));
                 int side = ckpt.FixedInputSize ?? options.InputSize;
