@@ -91,6 +91,24 @@ public class LoweringTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void ACheckpointWithWeightsTheLayoutLeavesOutIsRefusedNotVerifiedAgainstALesserGraph()
+    {
+        // timm's SE-ResNeXt-D has the ResNet-D names plus an SE module in each block: lowered without it, the original
+        // that verification runs would not be the checkpoint's network.
+        using var dir = Fixture.Temp();
+        using (var sd = IO.CheckpointReader.Read(Fixture.Path_("timm_resnet_d_basic_narrow.pth")))
+            IO.StateDictFile.Save(dir.File("se.pth"), sd.Select(kv => (kv.Key, kv.Value))
+                .Append(("layer1.0.se.fc1.weight", TorchSharp.torch.ones(2, 8, 1, 1))).Append(("layer1.0.se.fc1.bias", TorchSharp.torch.zeros(2))));
+        foreach (var command in new[] { new[] { "convert", dir.File("se.pth"), "-o", dir.File("plain.onnx"), "--verify" }, new[] { "inspect", dir.File("se.pth") } })
+        {
+            var (code, _, stderr) = CliHarness.Rmnet(command);
+            Assert.Equal(ExitCodes.BadInput, code);
+            Assert.Contains("2 tensor(s) the layout does not use ('layer1.0.se.fc1.weight', 'layer1.0.se.fc1.bias')", stderr);
+        }
+        Assert.Equal(new[] { "se.pth" }, Directory.GetFileSystemEntries(dir.Path).Select(Path.GetFileName));
+    }
+
+    [Fact]
     public void AtASizeWithAnOddPooledMapVerificationFailsAndNothingIsWritten()
     {
         using var dir = Fixture.Temp();

@@ -9,9 +9,12 @@ namespace RMNet.Lowering;
 /// Builds the ONNX graph of a network from its checkpoint's weights, in the form PyTorch's exporter gives it in eval mode
 /// (each BatchNorm folded into the conv before it, in float64), so that the graph passes treat a lowered checkpoint
 /// exactly as they treat the export of the same network. Values and nodes are named after the checkpoint's modules.
+/// Every tensor read is recorded: <see cref="Build"/> refuses a checkpoint with weights the lowering did not use (an SE
+/// module, an extra head), which would otherwise be verified against a graph that leaves them out.
 /// </summary>
-internal sealed class GraphBuilder
+internal sealed class GraphBuilder(StateDict sd)
 {
+    readonly HashSet<string> _read = new(StringComparer.Ordinal);
     readonly GraphProto _graph = new() { Name = "rmnet_lowered" };
     readonly List<(string Name, Tensor Tensor)> _initializers = new();
 
@@ -19,11 +22,11 @@ internal sealed class GraphBuilder
     public string Input => OnnxExporter.InputName;
 
     /// <summary>conv then BN (<paramref name="bn"/> the BN module's prefix) as one Conv with bias; returns its output.</summary>
-    public string ConvBn(string x, StateDict sd, string conv, string bn, int stride, int groups = 1, double eps = 1e-5)
+    public string ConvBn(string x, string conv, string bn, int stride, int groups = 1, double eps = 1e-5)
     {
-        var weight = sd.Require(conv + ".weight");
-        var fused = BatchNormFusion.Fuse(new ConvWeights(weight, sd.TryGetValue(conv + ".bias", out var b) ? b : null),
-            new BatchNormWeights(sd.Require(bn + ".weight"), sd.Require(bn + ".bias"), sd.Require(bn + ".running_mean"), sd.Require(bn + ".running_var"), eps));
+        var weight = Read(conv + ".weight");
+        var fused = BatchNormFusion.Fuse(new ConvWeights(weight, sd.ContainsKey(conv + ".bias") ? Read(conv + ".bias") : null),
+            new BatchNormWeights(Read(bn + ".weight"), Read(bn + ".bias"), Read(bn + ".running_mean"), Read(bn + ".running_var"), eps));
         return Conv(x, conv, fused, stride, groups);
     }
 
@@ -57,19 +60,32 @@ internal sealed class GraphBuilder
     public string Sum(string a, string b, string name) => Add(new NodeProto { Name = name, OpType = "Add", Input = { a, b }, Output = { name } });
 
     /// <summary>Global average pool, flatten and the linear classifier <paramref name="fc"/>: the graph's output.</summary>
-    public void Classifier(string x, StateDict sd, string fc)
+    public void Classifier(string x, string fc)
     {
         string pooled = Add(OnnxNodes.Unary("GlobalAveragePool", "global_pool", x, "global_pool"));
         string flat = Add(OnnxNodes.Unary("Flatten", "flatten", pooled, "flatten", OnnxNodes.Int("axis", 1)));
-        _graph.Node.Add(OnnxNodes.Gemm(fc, flat, Initializer(fc + ".weight", sd.Require(fc + ".weight")), Initializer(fc + ".bias", sd.Require(fc + ".bias")), OnnxExporter.OutputName));
+        _graph.Node.Add(OnnxNodes.Gemm(fc, flat, Initializer(fc + ".weight", Read(fc + ".weight")), Initializer(fc + ".bias", Read(fc + ".bias")), OnnxExporter.OutputName));
     }
 
     /// <summary>The model: input [N, <paramref name="inputChannels"/>, H, W], output [N, <paramref name="classes"/>], float32 weights.</summary>
     public ModelProto Build(long inputChannels, long classes, string docString)
     {
+        // BatchNorm's step counter is bookkeeping, not a weight.
+        var unused = sd.Keys.Where(k => !_read.Contains(k) && !k.EndsWith(".num_batches_tracked", StringComparison.Ordinal)).ToList();
+        if (unused.Count > 0)
+            throw new ModelInputException(sd.Source, $"{unused.Count} tensor(s) the layout does not use ({string.Join(", ", unused.Take(3).Select(k => $"'{k}'"))}" +
+                $"{(unused.Count > 3 ? ", ..." : "")}): a module rmnet does not know (an SE block?) would be left out, so the checkpoint is refused");
         var model = OnnxExporter.Model(_graph, inputChannels, classes, docString);
         foreach (var (name, tensor) in _initializers) model.Graph.Initializer.Add(OnnxTensors.FromTensor(name, tensor));
         return model;
+    }
+
+    /// <summary>The tensor under <paramref name="key"/> (a <see cref="ModelInputException"/> naming it where missing), recorded as used.</summary>
+    public TorchSharp.torch.Tensor Read(string key)
+    {
+        var t = sd.Require(key);
+        _read.Add(key);
+        return t;
     }
 
     string Add(NodeProto node)

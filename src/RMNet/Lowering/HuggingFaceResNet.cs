@@ -26,8 +26,8 @@ internal static class HuggingFaceResNet
     /// <summary>The network as a graph, with <paramref name="eps"/> the BatchNorms' epsilon.</summary>
     public static ModelProto Lower(StateDict sd, double eps = 1e-5)
     {
-        var g = new GraphBuilder();
-        string x = g.Relu(g.ConvBn(g.Input, sd, $"{Stem}.convolution", $"{Stem}.normalization", stride: 2, eps: eps), $"{Stem}.activation");
+        var g = new GraphBuilder(sd);
+        string x = g.Relu(g.ConvBn(g.Input, $"{Stem}.convolution", $"{Stem}.normalization", stride: 2, eps: eps), $"{Stem}.activation");
         x = g.MaxPool(x, "resnet.embedder.pooler", 3, 2, 1);
         bool bottleneck = Bottleneck(sd);
         var depths = Depths(sd);
@@ -42,15 +42,15 @@ internal static class HuggingFaceResNet
                 {
                     // The stride sits in the 3x3 conv: the first of a basic layer, the middle one of a bottleneck.
                     int s = k == (bottleneck ? 1 : 0) ? stride : 1;
-                    y = g.ConvBn(y, sd, $"{p}.layer.{k}.convolution", $"{p}.layer.{k}.normalization", s, eps: eps);
+                    y = g.ConvBn(y, $"{p}.layer.{k}.convolution", $"{p}.layer.{k}.normalization", s, eps: eps);
                     if (k < convs - 1) y = g.Relu(y, $"{p}.layer.{k}.activation");
                 }
                 string shortcut = sd.ContainsKey($"{p}.shortcut.convolution.weight")
-                    ? g.ConvBn(x, sd, $"{p}.shortcut.convolution", $"{p}.shortcut.normalization", stride, eps: eps)
+                    ? g.ConvBn(x, $"{p}.shortcut.convolution", $"{p}.shortcut.normalization", stride, eps: eps)
                     : x;
                 x = g.Relu(g.Sum(y, shortcut, $"{p}.add"), $"{p}.activation");
             }
-        g.Classifier(x, sd, "classifier.1");
+        g.Classifier(x, "classifier.1");
         return g.Build(sd.Require($"{Stem}.convolution.weight").shape[1], sd.Require("classifier.1.weight").shape[0],
             $"lowered by rmnet from '{Path.GetFileName(sd.Source)}': {Describe(sd)}");
     }

@@ -32,17 +32,17 @@ internal static class TimmResNet
     /// <summary>The network as a graph, with <paramref name="eps"/> the BatchNorms' epsilon (timm's default 1e-5).</summary>
     public static ModelProto Lower(StateDict sd, double eps = 1e-5)
     {
-        var g = new GraphBuilder();
+        var g = new GraphBuilder(sd);
         string x = g.Input;
         if (sd.ContainsKey("conv1.0.weight"))
         {
-            x = g.Relu(g.ConvBn(x, sd, "conv1.0", "conv1.1", stride: 2, eps: eps), "conv1.2");
-            x = g.Relu(g.ConvBn(x, sd, "conv1.3", "conv1.4", stride: 1, eps: eps), "conv1.5");
-            x = g.ConvBn(x, sd, "conv1.6", "bn1", stride: 1, eps: eps);
+            x = g.Relu(g.ConvBn(x, "conv1.0", "conv1.1", stride: 2, eps: eps), "conv1.2");
+            x = g.Relu(g.ConvBn(x, "conv1.3", "conv1.4", stride: 1, eps: eps), "conv1.5");
+            x = g.ConvBn(x, "conv1.6", "bn1", stride: 1, eps: eps);
         }
         else
         {
-            x = g.ConvBn(x, sd, "conv1", "bn1", stride: 2, eps: eps);
+            x = g.ConvBn(x, "conv1", "bn1", stride: 2, eps: eps);
         }
         x = g.MaxPool(g.Relu(x, "act1"), "maxpool", 3, 2, 1);
         bool bottleneck = Bottleneck(sd);
@@ -54,15 +54,15 @@ internal static class TimmResNet
                 int stride = stage > 0 && block == 0 ? 2 : 1;
                 x = bottleneck ? Bottleneck(g, sd, p, x, stride, eps) : Basic(g, sd, p, x, stride, eps);
             }
-        g.Classifier(x, sd, "fc");
+        g.Classifier(x, "fc");
         long inputChannels = sd.Require(sd.ContainsKey("conv1.0.weight") ? "conv1.0.weight" : "conv1.weight").shape[1];
         return g.Build(inputChannels, sd.Require("fc.weight").shape[0], $"lowered by rmnet from '{Path.GetFileName(sd.Source)}': {Describe(sd)}");
     }
 
     static string Basic(GraphBuilder g, StateDict sd, string p, string x, int stride, double eps)
     {
-        var y = g.Relu(g.ConvBn(x, sd, $"{p}.conv1", $"{p}.bn1", stride, eps: eps), $"{p}.act1");
-        y = g.ConvBn(y, sd, $"{p}.conv2", $"{p}.bn2", 1, eps: eps);
+        var y = g.Relu(g.ConvBn(x, $"{p}.conv1", $"{p}.bn1", stride, eps: eps), $"{p}.act1");
+        y = g.ConvBn(y, $"{p}.conv2", $"{p}.bn2", 1, eps: eps);
         return g.Relu(g.Sum(y, Shortcut(g, sd, p, x, stride, eps), $"{p}.add"), $"{p}.act2");
     }
 
@@ -70,9 +70,9 @@ internal static class TimmResNet
     {
         long width = sd.Require($"{p}.conv1.weight").shape[0];
         int groups = checked((int)(width / sd.Require($"{p}.conv2.weight").shape[1]));
-        var y = g.Relu(g.ConvBn(x, sd, $"{p}.conv1", $"{p}.bn1", 1, eps: eps), $"{p}.act1");
-        y = g.Relu(g.ConvBn(y, sd, $"{p}.conv2", $"{p}.bn2", stride, groups, eps), $"{p}.act2");
-        y = g.ConvBn(y, sd, $"{p}.conv3", $"{p}.bn3", 1, eps: eps);
+        var y = g.Relu(g.ConvBn(x, $"{p}.conv1", $"{p}.bn1", 1, eps: eps), $"{p}.act1");
+        y = g.Relu(g.ConvBn(y, $"{p}.conv2", $"{p}.bn2", stride, groups, eps), $"{p}.act2");
+        y = g.ConvBn(y, $"{p}.conv3", $"{p}.bn3", 1, eps: eps);
         return g.Relu(g.Sum(y, Shortcut(g, sd, p, x, stride, eps), $"{p}.add"), $"{p}.act3");
     }
 
@@ -82,10 +82,10 @@ internal static class TimmResNet
         if (sd.ContainsKey($"{p}.downsample.2.running_var"))
         {
             string pooled = stride == 1 ? x : g.AveragePool(x, $"{p}.downsample.0", 2, stride, ceilMode: true, countIncludePad: false);
-            return g.ConvBn(pooled, sd, $"{p}.downsample.1", $"{p}.downsample.2", 1, eps: eps);
+            return g.ConvBn(pooled, $"{p}.downsample.1", $"{p}.downsample.2", 1, eps: eps);
         }
         if (sd.ContainsKey($"{p}.downsample.0.weight"))
-            return g.ConvBn(x, sd, $"{p}.downsample.0", $"{p}.downsample.1", stride, eps: eps);
+            return g.ConvBn(x, $"{p}.downsample.0", $"{p}.downsample.1", stride, eps: eps);
         return x;
     }
 
