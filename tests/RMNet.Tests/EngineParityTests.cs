@@ -23,7 +23,7 @@ public class EngineParityTests(ITestOutputHelper output)
 
     public static IEnumerable<object[]> Cases() =>
         from name in ResNets.Concat(new[] { "preact_basic_narrow", "preact_bottleneck_narrow", "se_basic_narrow", "se_bottleneck_narrow", "iresnet18_narrow", "mobilenet_v2_narrow",
-            "timm_resnet_d_basic_narrow", "timm_resnet_d_bottleneck_narrow", "hf_resnet_basic_narrow", "hf_resnet_bottleneck_narrow" })
+            "timm_resnet_d_basic_narrow", "timm_resnet_d_bottleneck_narrow", "timm_seresnext_d_narrow", "hf_resnet_basic_narrow", "hf_resnet_bottleneck_narrow" })
         from mode in new[] { RmMode.Grouped, RmMode.Dense }
         select new object[] { name, mode };
 

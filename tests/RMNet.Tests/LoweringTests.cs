@@ -18,6 +18,7 @@ public class LoweringTests(ITestOutputHelper output)
     [Theory]
     [InlineData("timm_resnet_d_basic_narrow.pth", "timm ResNet-D (deep stem, average-pooled shortcuts), Basic blocks 2-2-2, 5 classes")]
     [InlineData("timm_resnet_d_bottleneck_narrow.pth", "timm ResNet-D (deep stem, average-pooled shortcuts), Bottleneck blocks 1-2-1-1, 6 classes")]
+    [InlineData("timm_seresnext_d_narrow.pth", "timm ResNet-D (deep stem, average-pooled shortcuts, SE), Bottleneck blocks 1-2-1-1, 6 classes")]
     [InlineData("hf_resnet_basic_narrow.safetensors", "Hugging Face ResNet, Basic layers 2-1-1-1, 5 classes")]
     [InlineData("hf_resnet_bottleneck_narrow.pth", "Hugging Face ResNet, Bottleneck layers 1-2-1-1, 6 classes")]
     public void TheLoweredGraphIsTheNetworkPyTorchRan(string file, string description)
@@ -44,6 +45,8 @@ public class LoweringTests(ITestOutputHelper output)
     [InlineData("timm_resnet_d_basic_narrow", 32, "dense", 6)]
     [InlineData("timm_resnet_d_bottleneck_narrow", 64, "grouped", 5)]
     [InlineData("timm_resnet_d_bottleneck_narrow", 64, "dense", 5)]
+    [InlineData("timm_seresnext_d_narrow", 64, "grouped", 5)]
+    [InlineData("timm_seresnext_d_narrow", 64, "dense", 5)]
     [InlineData("hf_resnet_basic_narrow.safetensors", 64, "grouped", 5)]
     [InlineData("hf_resnet_bottleneck_narrow", 64, "dense", 5)]
     public void ConvertsToAPlainNetworkThatEqualsPyTorch(string file, int size, string mode, int joins)
@@ -56,10 +59,12 @@ public class LoweringTests(ITestOutputHelper output)
         Assert.True(code == 0, stderr);
         var json = JsonDocument.Parse(stdout).RootElement;
         Assert.StartsWith(name.StartsWith("hf_") ? "Hugging Face ResNet" : "timm ResNet-D", json.GetProperty("architecture").GetString());
+        Assert.Equal(name.Contains("seresnext") ? joins : 0, json.GetProperty("gates").GetInt32());
         Assert.Equal(joins, json.GetProperty("joins_found").GetInt32());
         Assert.Equal(0, json.GetProperty("joins_remaining").GetInt32());
         var g = new OnnxGraph(OnnxModelFile.Load(plain).Graph, plain);
-        Assert.DoesNotContain(g.Graph.Node, n => n.OpType is "Add" or "Sum" or "AveragePool");
+        // No sum of two computed values (SE's gate adds a constant 1 to its carried channels) and no pooled shortcut remain.
+        Assert.DoesNotContain(g.Graph.Node, n => n.OpType is "Add" or "Sum" && n.Input.All(i => g.Producers.ContainsKey(i)) || n.OpType == "AveragePool");
         using var ort = new OnnxRuntimeRunner(plain);
         var io = Fixture.Io(name);
         var r = Equivalence.Measure(io["output"], ort.Run(io["input"]), 1e-5);
@@ -93,17 +98,18 @@ public class LoweringTests(ITestOutputHelper output)
     [Fact]
     public void ACheckpointWithWeightsTheLayoutLeavesOutIsRefusedNotVerifiedAgainstALesserGraph()
     {
-        // timm's SE-ResNeXt-D has the ResNet-D names plus an SE module in each block: lowered without it, the original
-        // that verification runs would not be the checkpoint's network.
+        // timm's ECA-ResNet-D has the ResNet-D names plus an ECA gate (`se.conv`, a 1-d conv across channels) in each
+        // block, which the lowering does not know: lowered without it, the original that verification runs would not be
+        // the checkpoint's network.
         using var dir = Fixture.Temp();
         using (var sd = IO.CheckpointReader.Read(Fixture.Path_("timm_resnet_d_basic_narrow.pth")))
             IO.StateDictFile.Save(dir.File("se.pth"), sd.Select(kv => (kv.Key, kv.Value))
-                .Append(("layer1.0.se.fc1.weight", TorchSharp.torch.ones(2, 8, 1, 1))).Append(("layer1.0.se.fc1.bias", TorchSharp.torch.zeros(2))));
+                .Append(("layer1.0.se.conv.weight", TorchSharp.torch.ones(1, 1, 3))));
         foreach (var command in new[] { new[] { "convert", dir.File("se.pth"), "-o", dir.File("plain.onnx"), "--verify" }, new[] { "inspect", dir.File("se.pth") } })
         {
             var (code, _, stderr) = CliHarness.Rmnet(command);
             Assert.Equal(ExitCodes.BadInput, code);
-            Assert.Contains("2 tensor(s) the layout does not use ('layer1.0.se.fc1.weight', 'layer1.0.se.fc1.bias')", stderr);
+            Assert.Contains("1 tensor(s) the layout does not use ('layer1.0.se.conv.weight')", stderr);
         }
         Assert.Equal(new[] { "se.pth" }, Directory.GetFileSystemEntries(dir.Path).Select(Path.GetFileName));
     }

@@ -56,6 +56,18 @@ internal sealed class GraphBuilder(StateDict sd)
         OnnxNodes.Ints("kernel_shape", kernel, kernel), OnnxNodes.Ints("strides", stride, stride), OnnxNodes.Ints("pads", 0, 0, 0, 0),
         OnnxNodes.Int("ceil_mode", ceilMode ? 1 : 0), OnnxNodes.Int("count_include_pad", countIncludePad ? 1 : 0)));
 
+    /// <summary>
+    /// Squeeze-and-excitation as timm's SEModule and PyTorch's export of it: mean over H and W (ReduceMean), 1x1 conv
+    /// <c>fc1</c> with bias, ReLU, 1x1 conv <c>fc2</c>, Sigmoid, and the input multiplied by that gate.
+    /// </summary>
+    public string SqueezeExcite(string x, string se)
+    {
+        string mean = Add(OnnxNodes.Unary("ReduceMean", $"{se}.mean", x, $"{se}.mean", OnnxNodes.Ints("axes", 2, 3), OnnxNodes.Int("keepdims", 1)));
+        string fc1 = Relu(Conv(mean, $"{se}.fc1", new ConvWeights(Read($"{se}.fc1.weight"), Read($"{se}.fc1.bias")), 1), $"{se}.act");
+        string gate = Add(OnnxNodes.Unary("Sigmoid", $"{se}.gate", Conv(fc1, $"{se}.fc2", new ConvWeights(Read($"{se}.fc2.weight"), Read($"{se}.fc2.bias")), 1), $"{se}.gate"));
+        return Add(new NodeProto { Name = $"{se}.excite", OpType = "Mul", Input = { x, gate }, Output = { $"{se}.excite" } });
+    }
+
     /// <summary>The residual join a + b.</summary>
     public string Sum(string a, string b, string name) => Add(new NodeProto { Name = name, OpType = "Add", Input = { a, b }, Output = { name } });
 

@@ -10,6 +10,7 @@ namespace RMNet.Lowering;
 /// <c>downsample.0</c> is <c>AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)</c> (an identity at
 /// stride 1), <c>downsample.1</c> the 1x1 conv and <c>downsample.2</c> its BN. Basic blocks take the stride in
 /// <c>conv1</c>, bottlenecks in <c>conv2</c>, whose groups the weight shapes give (ResNeXt-D). Stages 2 to 4 halve the size.
+/// timm's SE module (<c>se.fc1</c>, <c>se.fc2</c>: SE-ResNeXt-D) gates the branch before the sum.
 /// </summary>
 internal static class TimmResNet
 {
@@ -26,6 +27,7 @@ internal static class TimmResNet
         var parts = new List<string>();
         if (sd.ContainsKey("conv1.0.weight")) parts.Add("deep stem");
         if (sd.Keys.Any(AvgShortcut.IsMatch)) parts.Add("average-pooled shortcuts");
+        if (sd.ContainsKey("layer1.0.se.fc1.weight")) parts.Add("SE");
         return $"timm ResNet-D ({string.Join(", ", parts)}), {(Bottleneck(sd) ? "Bottleneck" : "Basic")} blocks {string.Join("-", Depths(sd))}, {sd.Require("fc.weight").shape[0]} classes";
     }
 
@@ -62,7 +64,7 @@ internal static class TimmResNet
     static string Basic(GraphBuilder g, StateDict sd, string p, string x, int stride, double eps)
     {
         var y = g.Relu(g.ConvBn(x, $"{p}.conv1", $"{p}.bn1", stride, eps: eps), $"{p}.act1");
-        y = g.ConvBn(y, $"{p}.conv2", $"{p}.bn2", 1, eps: eps);
+        y = SqueezeExcite(g, sd, p, g.ConvBn(y, $"{p}.conv2", $"{p}.bn2", 1, eps: eps));
         return g.Relu(g.Sum(y, Shortcut(g, sd, p, x, stride, eps), $"{p}.add"), $"{p}.act2");
     }
 
@@ -72,7 +74,7 @@ internal static class TimmResNet
         int groups = checked((int)(width / sd.Require($"{p}.conv2.weight").shape[1]));
         var y = g.Relu(g.ConvBn(x, $"{p}.conv1", $"{p}.bn1", 1, eps: eps), $"{p}.act1");
         y = g.Relu(g.ConvBn(y, $"{p}.conv2", $"{p}.bn2", stride, groups, eps), $"{p}.act2");
-        y = g.ConvBn(y, $"{p}.conv3", $"{p}.bn3", 1, eps: eps);
+        y = SqueezeExcite(g, sd, p, g.ConvBn(y, $"{p}.conv3", $"{p}.bn3", 1, eps: eps));
         return g.Relu(g.Sum(y, Shortcut(g, sd, p, x, stride, eps), $"{p}.add"), $"{p}.act3");
     }
 
@@ -88,6 +90,10 @@ internal static class TimmResNet
             return g.ConvBn(x, $"{p}.downsample.0", $"{p}.downsample.1", stride, eps: eps);
         return x;
     }
+
+    /// <summary>timm's SE module (<c>se.fc1/fc2</c>) on the branch, before the sum, where the block has one.</summary>
+    static string SqueezeExcite(GraphBuilder g, StateDict sd, string p, string y) =>
+        sd.ContainsKey($"{p}.se.fc1.weight") ? g.SqueezeExcite(y, $"{p}.se") : y;
 
     static bool Bottleneck(StateDict sd) => sd.ContainsKey("layer1.0.conv3.weight");
 

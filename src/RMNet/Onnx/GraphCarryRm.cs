@@ -63,19 +63,30 @@ internal static class GraphCarryRm
                 var ops = Walk(g, units, branch, out string x, start: se is not null);
                 if (ops.Count(o => o.Conv is not null) < 1 || ops[^1].Conv is null) continue;
                 ConvUnit? projection = null;
-                if (shortcut != x && (!units.TryGetValue(shortcut, out projection) || projection.Input != x || !g.HasSingleUse(shortcut))) continue;
+                NodeProto? pool = null;
+                if (shortcut != x && (!units.TryGetValue(shortcut, out projection) || !g.HasSingleUse(shortcut))) continue;
+                if (projection is not null && projection.Input != x)
+                {
+                    // ResNet-D: the projection reads an s x s, stride-s average pool of x (taken by the SE-ResNet form below only).
+                    if (g.ProducerOf(projection.Input) is not { OpType: "AveragePool" } p || p.Input[0] != x || !g.HasSingleUse(projection.Input)
+                        || GraphRm.PoolWindow(p) is null) continue;
+                    pool = p;
+                }
                 string name = OnnxGraph.NodeName(add);
-                string? reason = Check(ops, projection, sizes.TryGetValue(x, out var size) ? size : null);
+                string? reason = Check(ops, projection, sizes.TryGetValue(x, out var size) ? size : null, pool is null ? 1 : GraphRm.PoolWindow(pool)!.Value)
+                    ?? (pool is null ? null : GraphRm.PoolProblem(GraphRm.PoolWindow(pool)!.Value, sizes.TryGetValue(x, out var fixedSize) ? fixedSize : null));
                 var convCount = ops.Count(o => o.Conv is not null);
                 if (reason is not null)
                 {
                     reports.Add(new GraphBlockReport(name, projection is null ? "identity" : "projection", convCount, false, reason));
                     break;
                 }
-                var nodes = Build(g, ops, projection, se, x, add.Output[0], name, fresh, Init, mode, sizes.TryGetValue(x, out var xSize) ? xSize : null);
+                var nodes = Build(g, ops, projection, se, x, add.Output[0], name, fresh, Init, mode, sizes.TryGetValue(x, out var xSize) ? xSize : null,
+                    pool is null ? 1 : GraphRm.PoolWindow(pool)!.Value);
+                string shortcutKind = pool is not null ? "avg-pool projection" : projection is null ? "identity" : "projection";
                 if (nodes is null)
                 {
-                    reports.Add(new GraphBlockReport(name, projection is null ? "identity" : "projection", convCount, false, "branch layout not supported"));
+                    reports.Add(new GraphBlockReport(name, shortcutKind, convCount, false, "branch layout not supported"));
                     break;
                 }
                 replacements[add] = nodes;
@@ -85,8 +96,12 @@ internal static class GraphCarryRm
                     if (o.Node is not null) removed.Add(o.Node);
                 }
                 if (projection is not null) foreach (var n in projection.Nodes) removed.Add(n);
+                if (pool is not null) removed.Add(pool);
                 if (se is not null) foreach (var n in se.Nodes) removed.Add(n);
-                reports.Add(new GraphBlockReport(name, projection is null ? "identity" : "projection", convCount, true, null));
+                reports.Add(new GraphBlockReport(name, shortcutKind, convCount, true, null)
+                {
+                    Condition = pool is null || sizes.ContainsKey(x) ? null : GraphRm.PoolCondition(GraphRm.PoolWindow(pool)!.Value),
+                });
                 break;
             }
         }
@@ -148,7 +163,7 @@ internal static class GraphCarryRm
         return ops;
     }
 
-    static string? Check(List<Op> ops, ConvUnit? projection, (long H, long W)? inputSize)
+    static string? Check(List<Op> ops, ConvUnit? projection, (long H, long W)? inputSize, int shortcutPool = 1)
     {
         int firstConv = ops.FindIndex(o => o.Conv is not null);
         var pre = ops.Take(firstConv).Select(o => o.Node!.OpType).ToList();
@@ -167,14 +182,15 @@ internal static class GraphCarryRm
         {
             if (stride != 1) return $"identity shortcut around a branch of stride {stride}";
         }
-        else if (projection.Fused.KernelH != 1 || projection.Fused.KernelW != 1 || projection.Fused.Stride != stride || projection.Fused.Padding != Padding2d.All(0))
-            return "projection shortcut is not a 1x1 conv with the branch's stride";
+        else if (projection.Fused.KernelH != 1 || projection.Fused.KernelW != 1 || projection.Fused.Stride * shortcutPool != stride || projection.Fused.Padding != Padding2d.All(0))
+            return shortcutPool > 1 ? $"the {shortcutPool}x{shortcutPool} average pool and 1x1 projection do not stride as the branch does"
+                : "projection shortcut is not a 1x1 conv with the branch's stride";
         return null;
     }
 
     /// <summary>The plain nodes, or null where shapes do not fit.</summary>
     static List<NodeProto>? Build(OnnxGraph g, List<Op> ops, ConvUnit? projection, SqueezeExcite? se, string x, string output, string name,
-        Func<string, string> fresh, Func<string, Tensor, string> init, Rm.RmMode mode, (long H, long W)? inputSize)
+        Func<string, string> fresh, Func<string, Tensor, string> init, Rm.RmMode mode, (long H, long W)? inputSize, int shortcutPool)
     {
         var nodes = new List<NodeProto>();
         int firstConv = ops.FindIndex(o => o.Conv is not null);
@@ -222,7 +238,7 @@ internal static class GraphCarryRm
         {
             var chain = convOps.Where(o => o.Conv is not null).Select(o => o.Conv!.Fused).ToList();
             Rm.RmBlock block;
-            try { block = Rm.ResidualChainRm.Transform(chain, projection?.Fused, mode, mergeShortcut: false, inputSize: inputSize); }
+            try { block = Rm.ResidualChainRm.Transform(chain, projection?.Fused, mode, mergeShortcut: false, inputSize: inputSize, shortcutPool: shortcutPool); }
             catch (RmException) { return null; }
             for (int i = 0; i < block.Convs.Count; i++)
             {

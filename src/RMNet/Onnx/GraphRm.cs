@@ -91,13 +91,9 @@ internal static class GraphRm
                 try
                 {
                     var inputSize = sizes.TryGetValue(m.X, out var size) ? size : ((long H, long W)?)null;
-                    if (m.PoolSize > 1 && inputSize is { } fixedSize && (fixedSize.H % m.PoolSize != 0 || fixedSize.W % m.PoolSize != 0))
-                        throw new RmException($"the shortcut's {m.PoolSize}x{m.PoolSize} average pool has partial windows on the block's {fixedSize.H}x{fixedSize.W} input " +
-                            "(ceil_mode), which no conv kernel reproduces");
+                    if (m.PoolSize > 1 && PoolProblem(m.PoolSize, inputSize) is string problem) throw new RmException(problem);
                     convs = ResidualChainRm.Transform(fused, projection, mode, inputSize: inputSize, shortcutPool: m.PoolSize).Convs;
-                    // With a dynamic size the pool is exact only where its windows are whole: the report says so.
-                    if (m.PoolSize > 1 && inputSize is null)
-                        condition = $"exact where the block's input has H and W divisible by {m.PoolSize} (the shortcut's average pool then has whole windows)";
+                    if (m.PoolSize > 1 && inputSize is null) condition = PoolCondition(m.PoolSize);
                 }
                 catch (RmException e) { reason = e.Message; }
             }
@@ -175,8 +171,18 @@ internal static class GraphRm
         return matches;
     }
 
+    /// <summary>Why an s x s average-pooled shortcut cannot be exact on a block input of the fixed <paramref name="size"/> (partial windows), or null.</summary>
+    internal static string? PoolProblem(int s, (long H, long W)? size) =>
+        size is { } fixedSize && (fixedSize.H % s != 0 || fixedSize.W % s != 0)
+            ? $"the shortcut's {s}x{s} average pool has partial windows on the block's {fixedSize.H}x{fixedSize.W} input (ceil_mode), which no conv kernel reproduces"
+            : null;
+
+    /// <summary>The condition a block with an s x s average-pooled shortcut is exact under, where the graph leaves H and W dynamic.</summary>
+    internal static string PoolCondition(int s) =>
+        $"exact where the block's input has H and W divisible by {s} (the shortcut's average pool then has whole windows)";
+
     /// <summary>s for an AveragePool of an s x s window, stride s and no padding (count_include_pad then does not matter), else null.</summary>
-    static int? PoolWindow(NodeProto pool)
+    internal static int? PoolWindow(NodeProto pool)
     {
         long[] Ints(string name) => pool.Attribute.FirstOrDefault(a => a.Name == name)?.Ints.ToArray() ?? Array.Empty<long>();
         var kernel = Ints("kernel_shape");
