@@ -25,5 +25,6 @@ internal static class CheckpointLowerings
     public static LoweredCheckpoint? Find(StateDict sd) =>
         TimmResNet.Matches(sd) ? new LoweredCheckpoint(sd, TimmResNet.Describe(sd), w => TimmResNet.Lower(w))
         : HuggingFaceResNet.Matches(sd) ? new LoweredCheckpoint(sd, HuggingFaceResNet.Describe(sd), w => HuggingFaceResNet.Lower(w))
+        : TorchvisionRegNet.Matches(sd) ? new LoweredCheckpoint(sd, TorchvisionRegNet.Describe(sd), w => TorchvisionRegNet.Lower(w))
         : null;
 }
