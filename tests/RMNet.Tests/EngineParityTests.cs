@@ -15,7 +15,7 @@ namespace RMNet.Tests;
 /// 1e-6 relative), in both RM forms. ResNets (basic, bottleneck, ResNeXt, wide), pre-activation ResNets, SE-ResNets, IResNet and MobileNetV2.
 /// The ResNet exports are `{name}_ckpt_opset13.onnx` (make_fixtures.py --parity); the other families' exports
 /// `{name}_opset13.onnx` were written from the very module saved as the checkpoint (--preact, --se, --iresnet, --mobilenet,
-/// and --lowered / --hf / --regnet for timm's ResNet-D, Hugging Face's ResNet and torchvision's RegNetX, whose checkpoints are lowered into the graph that the passes then convert).
+/// and --lowered / --hf / --regnet for timm's ResNet-D, Hugging Face's ResNet and torchvision's RegNetX and RegNetY, whose checkpoints are lowered into the graph that the passes then convert).
 /// </summary>
 public class EngineParityTests(ITestOutputHelper output)
 {
@@ -23,7 +23,7 @@ public class EngineParityTests(ITestOutputHelper output)
 
     public static IEnumerable<object[]> Cases() =>
         from name in ResNets.Concat(new[] { "preact_basic_narrow", "preact_bottleneck_narrow", "se_basic_narrow", "se_bottleneck_narrow", "iresnet18_narrow", "mobilenet_v2_narrow",
-            "timm_resnet_d_basic_narrow", "timm_resnet_d_bottleneck_narrow", "timm_seresnext_d_narrow", "hf_resnet_basic_narrow", "hf_resnet_bottleneck_narrow", "regnet_x_narrow" })
+            "timm_resnet_d_basic_narrow", "timm_resnet_d_bottleneck_narrow", "timm_seresnext_d_narrow", "hf_resnet_basic_narrow", "hf_resnet_bottleneck_narrow", "regnet_x_narrow", "regnet_y_se_narrow" })
         from mode in new[] { RmMode.Grouped, RmMode.Dense }
         select new object[] { name, mode };
 

@@ -43,9 +43,22 @@ public class OnnxJoinTests
     public static IEnumerable<object[]> Unplainable() => new[]
     {
         // name, residual joins in the input, joins RM cannot make plain, gates
-        new object[] { "regnet_y_narrow_opset13", 3, 3, 3 },   // SE in the middle of each branch
         new object[] { "unplainable_narrow_opset13", 2, 2, 1 }, // SiLU (x * Sigmoid(x)) in one branch, Concat in the other
     };
+
+    [Fact]
+    public void RegNetYsSeInTheMiddleOfTheBranchIsCarriedThroughAndItsJoinsMadePlain()
+    {
+        // torchvision's RegNet-Y export: a, b, SE, c in each branch. The carried channels get a gate of exactly 1.
+        using var dir = Fixture.Temp();
+        string output = dir.File("out.onnx");
+        var (code, stdout, stderr) = Rmnet("convert", Onnx("regnet_y_narrow_opset13"), "-o", output, "--input-size", "32", "--verify", "--strict", "--json");
+        Assert.True(code == 0, stderr);
+        var root = Json(stdout);
+        Assert.Equal((3, 0, 3), (root.GetProperty("joins_found").GetInt32(), root.GetProperty("joins_remaining").GetInt32(), root.GetProperty("gates").GetInt32()));
+        Assert.True(root.GetProperty("verification").GetProperty("passed").GetBoolean());
+        Assert.Empty(OnnxSummary.Read(output).Residuals);
+    }
 
     [Theory]
     [MemberData(nameof(Unplainable))]

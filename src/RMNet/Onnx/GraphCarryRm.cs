@@ -27,7 +27,7 @@ internal static class GraphCarryRm
 {
     static readonly HashSet<string> Activations = new() { "Relu", "PRelu", "LeakyRelu", "Clip" };
 
-    sealed record Op(ConvUnit? Conv, NodeProto? Node);
+    sealed record Op(ConvUnit? Conv, NodeProto? Node, SqueezeExcite? Gate = null);
 
     /// <summary>A squeeze-and-excitation gate on the branch's last conv output: its nodes and the two 1x1 convs.</summary>
     sealed record SqueezeExcite(List<NodeProto> Nodes, ConvUnit Fc1, ConvUnit Fc2);
@@ -94,6 +94,7 @@ internal static class GraphCarryRm
                 {
                     if (o.Conv is not null) foreach (var n in o.Conv.Nodes) removed.Add(n);
                     if (o.Node is not null) removed.Add(o.Node);
+                    if (o.Gate is not null) foreach (var n in o.Gate.Nodes) removed.Add(n);
                 }
                 if (projection is not null) foreach (var n in projection.Nodes) removed.Add(n);
                 if (pool is not null) removed.Add(pool);
@@ -148,6 +149,15 @@ internal static class GraphCarryRm
             {
                 ops.Insert(0, new Op(unit, null));
                 value = unit.Input;
+                continue;
+            }
+            // An SE gate inside the branch (RegNetY: after the 3x3 conv's activation, before the last conv): the walk goes on
+            // from the gated value, which the gate's pool reads too.
+            if (ops.Count > 0 && MatchSqueezeExcite(g, units, value, out string gated) is { } gate)
+            {
+                ops.Insert(0, new Op(null, null, gate));
+                value = gated;
+                start = true;
                 continue;
             }
             var p = g.ProducerOf(value);
@@ -229,11 +239,18 @@ internal static class GraphCarryRm
             }
         }
 
-        var convOps = ops.Skip(firstConv).ToList();
+        var midGate = ops.FirstOrDefault(o => o.Gate is not null)?.Gate;
+        // The convs before the gate: it gates the output (after its activation) of the last of them.
+        int gateAfter = ops.TakeWhile(o => o.Gate is null).Count(o => o.Conv is not null) - 1;
+        var convOps = ops.Skip(firstConv).Where(o => o.Gate is null).ToList();
         // An SE block on a non-negative input whose convs have a Relu between each two (SE-ResNet): the ResNet block
         // transform itself (ResidualChainRm, as the checkpoint engine calls it), so middle convs take the RM form
         // asked for (grouped or dense) and a Relu follows each conv but the last, which passes the input on to SE.
         bool reluChain = convOps.Count % 2 == 1 && convOps.Select((o, i) => i % 2 == 0 ? o.Conv is not null : o.Node?.OpType == "Relu").All(ok => ok);
+        if (midGate is not null)
+            return se is null && nonNegative && pre.Count == 0 && reluChain && gateAfter >= 0
+                ? MidBranchGate(convOps, gateAfter, midGate, projection, output, name, fresh, init, mode, inputSize, shortcutPool, nodes, current)
+                : null;
         if (se is not null && nonNegative && pre.Count == 0 && reluChain && convOps.Count >= 3)
         {
             var chain = convOps.Where(o => o.Conv is not null).Select(o => o.Conv!.Fused).ToList();
@@ -308,6 +325,40 @@ internal static class GraphCarryRm
         }
         if (se is null) return null;
         return SqueezeExciteMerge(nodes, current, c, c, features, projection, se, output, name, fresh, init) ? nodes : null;
+    }
+
+    /// <summary>
+    /// A ReLU chain with an SE gate inside it (RegNetY: a, b, SE, c), on a non-negative input: ResNet's block transform
+    /// with the shortcut merged into the last conv, and the gate applied to the branch channels only of the conv it
+    /// follows (the carried channels before them get a gate of exactly 1, see <see cref="OnnxNodes.SqueezeExcite"/>).
+    /// </summary>
+    static List<NodeProto>? MidBranchGate(List<Op> convOps, int gateAfter, SqueezeExcite gate, ConvUnit? projection, string output, string name,
+        Func<string, string> fresh, Func<string, Tensor, string> init, Rm.RmMode mode, (long H, long W)? inputSize, int shortcutPool,
+        List<NodeProto> nodes, string current)
+    {
+        var chain = convOps.Where(o => o.Conv is not null).Select(o => o.Conv!.Fused).ToList();
+        if (chain.Count < 2 || gateAfter >= chain.Count - 1) return null;
+        Rm.RmBlock block;
+        try { block = Rm.ResidualChainRm.Transform(chain, projection?.Fused, mode, inputSize: inputSize, shortcutPool: shortcutPool); }
+        catch (RmException) { return null; }
+        for (int i = 0; i < block.Convs.Count; i++)
+        {
+            var layer = block.Convs[i];
+            string convName = $"{name}_rm{i}", convOut = i == block.Convs.Count - 1 ? output : fresh(convName);
+            nodes.Add(OnnxNodes.Conv(convName, current, init($"{convName}_weight", layer.Weight), init($"{convName}_bias", layer.Bias), convOut, layer));
+            current = convOut;
+            if (i == block.Convs.Count - 1) break;
+            string reluOut = fresh($"{convName}_relu");
+            nodes.Add(OnnxNodes.Unary("Relu", $"{convName}_relu", current, reluOut));
+            current = reluOut;
+            if (i != gateAfter) continue;
+            string gated = fresh($"{name}_carry_se");
+            OnnxNodes.SqueezeExcite(nodes, $"{name}_carry_se", current, gated, layer.OutChannels - chain[i].OutChannels,
+                (gate.Fc1.Fused.Weights.Weight, gate.Fc1.Fused.Weights.BiasOrZeros()), (gate.Fc2.Fused.Weights.Weight, gate.Fc2.Fused.Weights.BiasOrZeros()),
+                (n, t) => init($"{name}_se_{n}", t));
+            current = gated;
+        }
+        return nodes;
     }
 
     /// <summary>
