@@ -121,6 +121,36 @@ public class LoweringTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void BnEpsGivesTheEpsilonAStateDictDoesNotHold()
+    {
+        // BatchNorms with eps 1e-3 and small running variances: read with the default 1e-5 the network is another one.
+        using var dir = Fixture.Temp();
+        string checkpoint = Fixture.Path_("hf_resnet_bn_eps_1e-3_narrow.pth");
+        var io = Fixture.Io("hf_resnet_bn_eps_1e-3_narrow");
+        double Error(params string[] extra)
+        {
+            string plain = dir.File("plain.onnx");
+            var (code, _, stderr) = CliHarness.Rmnet(new[] { "convert", checkpoint, "-o", plain, "--force", "--quiet" }.Concat(extra).ToArray());
+            Assert.True(code == 0, stderr);
+            using var ort = new OnnxRuntimeRunner(plain);
+            return Equivalence.Measure(io["output"], ort.Run(io["input"]), 1e-5).MaxRelError;
+        }
+        double defaultEps = Error(), given = Error("--bn-eps", "1e-3");
+        output.WriteLine($"vs PyTorch: default eps rel {defaultEps:E2}, --bn-eps 1e-3 rel {given:E2}");
+        Assert.True(defaultEps > 1e-3, $"{defaultEps}");
+        Assert.True(given <= 1e-5, $"{given}");
+        Assert.Equal(0, CliHarness.Rmnet("verify", checkpoint, dir.File("plain.onnx"), "--bn-eps", "1e-3", "--quiet").Code);
+
+        // Where the family's own transform reads the checkpoint, or the input is ONNX, it is refused, as is a bad value.
+        var (refused, _, error) = CliHarness.Rmnet("convert", Fixture.Path_("basic_narrow.pth"), "-o", dir.File("b.onnx"), "--bn-eps", "1e-3");
+        Assert.Equal(ExitCodes.BadInput, refused);
+        Assert.Contains("--bn-eps applies to checkpoints lowered into the graph", error);
+        Assert.Equal(ExitCodes.BadInput, CliHarness.Rmnet("convert", Fixture.Path_("onnx/basic_narrow_opset13.onnx"), "-o", dir.File("b.onnx"), "--bn-eps", "1e-3").Code);
+        Assert.Equal(ExitCodes.BadInput, CliHarness.Rmnet("convert", checkpoint, "-o", dir.File("b.onnx"), "--bn-eps", "0").Code);
+        Assert.False(File.Exists(dir.File("b.onnx")));
+    }
+
+    [Fact]
     public void AtASizeWithAnOddPooledMapVerificationFailsAndNothingIsWritten()
     {
         using var dir = Fixture.Temp();

@@ -53,6 +53,25 @@ internal static class CommonOptions
         return option;
     }
 
+    /// <summary>
+    /// <c>--bn-eps</c>: the BatchNorms' epsilon, which a state dict does not hold, for the families lowered into the graph
+    /// (each states its default: 1e-5 for timm, Hugging Face and torchvision); null where not given.
+    /// </summary>
+    public static Option<double?> BnEps()
+    {
+        var option = new Option<double?>("--bn-eps")
+        {
+            Description = "BatchNorm epsilon of a checkpoint lowered into the graph (timm ResNet-D, Hugging Face ResNet, torchvision RegNet; their default 1e-5); a state dict does not store it",
+        };
+        option.Validators.Add(result =>
+        {
+            if (result is { Implicit: false, Tokens.Count: > 0 } && double.TryParse(result.Tokens[^1].Value, System.Globalization.NumberStyles.Float,
+                    System.Globalization.CultureInfo.InvariantCulture, out double v) && !(v > 0 && double.IsFinite(v)))
+                result.AddError($"--bn-eps: {result.Tokens[^1].Value} is not a finite number above 0");
+        });
+        return option;
+    }
+
     /// <summary><c>--samples</c>, refused below <paramref name="minimum"/> (verify takes 0 with --input: the user's images only).</summary>
     public static Option<int> Samples(int minimum = 1)
     {

@@ -46,10 +46,11 @@ internal static class ConvertCommand
                 "so the output uses only Conv, Relu, pools, Reshape and Gemm (for runtimes without per-channel Max/Min)",
         };
         var weightsKey = CommonOptions.WeightsKey();
+        var bnEps = CommonOptions.BnEps();
         var json = CommonOptions.Json();
         var cmd = new Command("convert", "Remove the residual connections of a ResNet checkpoint and save the equivalent plain network")
         {
-            input, output, arch, numClasses, rmMode, negative, reluOnly, dtype, verify, tolerance, samples, size, force, allowNonFinite, strict, weightsKey, json,
+            input, output, arch, numClasses, rmMode, negative, reluOnly, dtype, verify, tolerance, samples, size, force, allowNonFinite, strict, weightsKey, bnEps, json,
         };
         cmd.SetAction(p =>
         {
@@ -65,23 +66,25 @@ internal static class ConvertCommand
                         ? throw new ModelInputException(p.GetValue(input)!, "--relu-only applies to checkpoints; ONNX input keeps its clamps as Max/Min (convert the checkpoint instead)")
                     : p.GetValue(weightsKey) is not null
                         ? throw new ModelInputException(p.GetValue(input)!, "--weights-key applies to checkpoints; an ONNX model has one set of weights")
+                        : p.GetValue(bnEps) is not null
+                            ? throw new ModelInputException(p.GetValue(input)!, "--bn-eps applies to checkpoints; an ONNX model's BatchNormalization nodes carry their own epsilon")
                         : RunOnnx(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(rmMode), p.GetValue(verify), options, p.GetValue(force), p.GetValue(strict))
                 : Run(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(rmMode),
-                    p.GetValue(verify), options, p.GetValue(force), p.GetValue(allowNonFinite), p.GetValue(negative), weights, p.GetValue(reluOnly), p.GetValue(weightsKey), p.GetValue(strict)));
+                    p.GetValue(verify), options, p.GetValue(force), p.GetValue(allowNonFinite), p.GetValue(negative), weights, p.GetValue(reluOnly), p.GetValue(weightsKey), p.GetValue(strict), p.GetValue(bnEps)));
         });
         return cmd;
     }
 
     public static int Run(CliContext ctx, string input, string output, string arch, int? numClasses, RMNet.Rm.RmMode mode, bool verify,
         VerifyOptions options, bool force, bool allowNonFinite, RMNet.Rm.NegativeInputMode negative = RMNet.Rm.NegativeInputMode.PRelu,
-        OutputDtype dtype = OutputDtype.Float32, bool reluOnly = false, string? weightsKey = null, bool strict = false)
+        OutputDtype dtype = OutputDtype.Float32, bool reluOnly = false, string? weightsKey = null, bool strict = false, double? bnEps = null)
     {
         ModelWriter.CheckExtension(output);   // before anything is loaded, naming the path given (not the temporary one)
         using var pending = new PendingOutput(output, force, input);
         ctx.RemoveStaleTemporaries(output);
         ctx.Progress.Stage($"loading {input}");
         var sd = CheckpointLoading.Read(ctx, input, weightsKey);
-        if (RMNet.Lowering.CheckpointLowerings.Find(sd) is { } lowered)
+        if (RMNet.Lowering.CheckpointLowerings.Find(sd, bnEps) is { } lowered)
         {
             using (lowered)
             {
@@ -91,6 +94,11 @@ internal static class ConvertCommand
                     throw new ModelInputException(input, $"{lowered.Description}: --dtype, --relu-only, --arch and --num-classes do not apply (its layout and weights are read from the names)");
                 return RunGraph(ctx, input, output, pending, mode, verify, options, strict, lowered.Lower, lowered.Description);
             }
+        }
+        if (bnEps is not null)
+        {
+            sd.Dispose();
+            throw new ModelInputException(input, BnEpsRefusal);
         }
         using var ckpt = CheckpointLoading.FromStateDict(ctx, sd, arch, numClasses, allowNonFinite, negative);
         var clock = Stopwatch.StartNew();
@@ -148,6 +156,10 @@ internal static class ConvertCommand
         ctx.Line($"wrote {output} ({Format.Bytes(bytes)}); RM transform took {convertSeconds:F2} s");
         return ExitCodes.Success;
     }
+
+    /// <summary>Why <c>--bn-eps</c> is refused for a checkpoint its families' own transforms convert.</summary>
+    internal const string BnEpsRefusal = "--bn-eps applies to checkpoints lowered into the graph (timm ResNet-D, Hugging Face ResNet, torchvision RegNet); " +
+        "this family is read with PyTorch's default epsilon, 1e-5";
 
     /// <summary>The advice for a model too large for the machine: a smaller exact form where the options chose a larger one.</summary>
     internal static string? SmallerForm(ISourceModel model, RMNet.Rm.RmMode mode, RMNet.Rm.NegativeInputMode negative) =>

@@ -28,20 +28,21 @@ internal static class InspectCommand
         var file = new Argument<string>("file") { Description = "A checkpoint, a plain .safetensors or .pth written by rmnet, or an .onnx model" };
         var size = CommonOptions.InputSize();
         var weightsKey = CommonOptions.WeightsKey();
+        var bnEps = CommonOptions.BnEps();
         var json = CommonOptions.Json();
         var cmd = new Command("inspect", "Show the architecture, blocks, parameters and MACs of a model, and whether it is residual or plain")
         {
-            file, size, weightsKey, json,
+            file, size, weightsKey, bnEps, json,
         };
         cmd.SetAction(p =>
         {
             var ctx = io.Context(p, json);
-            return ctx.Run(() => Run(ctx, p.GetValue(file)!, p.GetValue(size), p.GetValue(weightsKey)));
+            return ctx.Run(() => Run(ctx, p.GetValue(file)!, p.GetValue(size), p.GetValue(weightsKey), p.GetValue(bnEps)));
         });
         return cmd;
     }
 
-    static int Run(CliContext ctx, string path, int size, string? weightsKey)
+    static int Run(CliContext ctx, string path, int size, string? weightsKey, double? bnEps = null)
     {
         var format = FileFormats.Detect(path);
         if (weightsKey is not null && (format == FileFormat.Onnx || PlainModelFile.IsPlain(path)))
@@ -49,7 +50,12 @@ internal static class InspectCommand
         string dtype = WeightDtypes.Describe(WeightDtypes.Of(path));
         Result result;
         StateDict? sd = format == FileFormat.Onnx || PlainModelFile.IsPlain(path) ? null : CheckpointLoading.Read(ctx, path, weightsKey);
-        var lowered = sd is null ? null : RMNet.Lowering.CheckpointLowerings.Find(sd);
+        var lowered = sd is null ? null : RMNet.Lowering.CheckpointLowerings.Find(sd, bnEps);
+        if (bnEps is not null && lowered is null)
+        {
+            sd?.Dispose();
+            throw new ModelInputException(path, sd is null ? "--bn-eps applies to checkpoints that are lowered into the graph" : ConvertCommand.BnEpsRefusal);
+        }
         if (format == FileFormat.Onnx || lowered is not null)
         {
             // The structure alone: no weight of external data is read and nothing is converted.

@@ -30,10 +30,11 @@ internal static class VerifyCommand
         var allowNonFinite = CommonOptions.AllowNonFinite();
         var negative = CommonOptions.NegativeInput();
         var weightsKey = CommonOptions.WeightsKey();
+        var bnEps = CommonOptions.BnEps();
         var json = CommonOptions.Json();
         var cmd = new Command("verify", "Check that a converted model computes the same as the original checkpoint (exit 0 equal, 1 different, 2 bad input)")
         {
-            original, converted, arch, numClasses, samples, size, tolerance, seed, userInput, allowNonFinite, negative, weightsKey, json,
+            original, converted, arch, numClasses, samples, size, tolerance, seed, userInput, allowNonFinite, negative, weightsKey, bnEps, json,
         };
         cmd.Validators.Add(result =>
         {
@@ -68,7 +69,12 @@ internal static class VerifyCommand
                     ctx.Progress.Stage($"loading {orig}");
                     sd = CheckpointLoading.Read(ctx, orig, p.GetValue(weightsKey));
                 }
-                var lowered = sd is null ? null : RMNet.Lowering.CheckpointLowerings.Find(sd);
+                var lowered = sd is null ? null : RMNet.Lowering.CheckpointLowerings.Find(sd, p.GetValue(bnEps));
+                if (p.GetValue(bnEps) is not null && lowered is null)
+                {
+                    sd?.Dispose();
+                    throw new ModelInputException(orig, onnxOriginal ? "--bn-eps applies to checkpoints; an ONNX model's BatchNormalization nodes carry their own epsilon" : ConvertCommand.BnEpsRefusal);
+                }
                 if (onnxOriginal || lowered is not null)
                 {
                     using var scratch = lowered is null ? null : new TempFolder("lowered");

@@ -9,10 +9,11 @@ namespace RMNet.Lowering;
 /// <param name="Weights">The checkpoint's tensors.</param>
 /// <param name="Description">The family and layout, e.g. "timm ResNet-D (deep stem, average-pooled shortcuts), Bottleneck blocks 3-4-6-3, 1000 classes".</param>
 /// <param name="LowerWeights">Builds the graph from the weights.</param>
-internal sealed record LoweredCheckpoint(StateDict Weights, string Description, Func<StateDict, ModelProto> LowerWeights) : IDisposable
+/// <param name="BnEps">The BatchNorms' epsilon, which a state dict does not hold: the family's default unless the user gave one.</param>
+internal sealed record LoweredCheckpoint(StateDict Weights, string Description, Func<StateDict, double, ModelProto> LowerWeights, double BnEps = 1e-5) : IDisposable
 {
     /// <summary>A fresh graph of the network (the passes rewrite the one they get in place).</summary>
-    public ModelProto Lower() => LowerWeights(Weights);
+    public ModelProto Lower() => LowerWeights(Weights, BnEps);
 
     /// <inheritdoc />
     public void Dispose() => Weights.Dispose();
@@ -22,9 +23,14 @@ internal sealed record LoweredCheckpoint(StateDict Weights, string Description, 
 internal static class CheckpointLowerings
 {
     /// <summary>The lowering for <paramref name="sd"/>'s names, or null where another loader takes it.</summary>
-    public static LoweredCheckpoint? Find(StateDict sd) =>
-        TimmResNet.Matches(sd) ? new LoweredCheckpoint(sd, TimmResNet.Describe(sd), w => TimmResNet.Lower(w))
-        : HuggingFaceResNet.Matches(sd) ? new LoweredCheckpoint(sd, HuggingFaceResNet.Describe(sd), w => HuggingFaceResNet.Lower(w))
-        : TorchvisionRegNet.Matches(sd) ? new LoweredCheckpoint(sd, TorchvisionRegNet.Describe(sd), w => TorchvisionRegNet.Lower(w))
-        : null;
+    /// <param name="sd">The checkpoint's tensors, which the result then owns.</param>
+    /// <param name="bnEps">The BatchNorms' epsilon where the user gave one; null for the family's default (1e-5 for every family here).</param>
+    public static LoweredCheckpoint? Find(StateDict sd, double? bnEps = null)
+    {
+        var found = TimmResNet.Matches(sd) ? new LoweredCheckpoint(sd, TimmResNet.Describe(sd), TimmResNet.Lower)
+            : HuggingFaceResNet.Matches(sd) ? new LoweredCheckpoint(sd, HuggingFaceResNet.Describe(sd), HuggingFaceResNet.Lower)
+            : TorchvisionRegNet.Matches(sd) ? new LoweredCheckpoint(sd, TorchvisionRegNet.Describe(sd), TorchvisionRegNet.Lower)
+            : null;
+        return found is not null && bnEps is double eps ? found with { BnEps = eps } : found;
+    }
 }
