@@ -68,6 +68,33 @@ internal sealed class GraphBuilder(StateDict sd)
         return Add(new NodeProto { Name = $"{se}.excite", OpType = "Mul", Input = { x, gate }, Output = { $"{se}.excite" } });
     }
 
+    /// <summary>
+    /// timm's ECA gate (<c>conv</c>: a 1-d conv of odd kernel k across the channels of the mean, zero-padded, no bias;
+    /// then a sigmoid) written as an SE gate, so that the passes treat it as one: the 1-d conv is the banded C x C matrix
+    /// W (W[i, j] = w[j - i + k/2]), and a = W m becomes relu(a) - relu(-a), exactly a, with fc1 = [W; -W] and
+    /// fc2 = [I, -I]: ReduceMean, fc1, ReLU, fc2, Sigmoid, Mul, as for <see cref="SqueezeExcite"/>.
+    /// </summary>
+    public string EfficientChannelAttention(string x, string eca, long channels)
+    {
+        var w = Read($"{eca}.conv.weight").to_type(TorchSharp.torch.ScalarType.Float64).flatten();
+        long k = w.shape[0], pad = k / 2;
+        if (k % 2 == 0) throw new ModelInputException(sd.Source, $"'{eca}.conv.weight' has an even kernel ({k}); ECA's is odd");
+        var band = TorchSharp.torch.zeros(channels, channels, dtype: TorchSharp.torch.ScalarType.Float64);
+        for (long i = 0; i < channels; i++)
+            for (long t = 0; t < k; t++)
+            {
+                long j = i + t - pad;
+                if (j >= 0 && j < channels) band[i, j] = w[t];
+            }
+        var fc1 = TorchSharp.torch.cat(new[] { band, -band }, 0).reshape(2 * channels, channels, 1, 1);
+        var eye = TorchSharp.torch.eye(channels, dtype: TorchSharp.torch.ScalarType.Float64);
+        var fc2 = TorchSharp.torch.cat(new[] { eye, -eye }, 1).reshape(channels, 2 * channels, 1, 1);
+        string mean = Add(OnnxNodes.Unary("ReduceMean", $"{eca}.mean", x, $"{eca}.mean", OnnxNodes.Ints("axes", 2, 3), OnnxNodes.Int("keepdims", 1)));
+        string split = Relu(Conv(mean, $"{eca}.conv_signs", new ConvWeights(fc1, null), 1), $"{eca}.conv_relu");
+        string gate = Add(OnnxNodes.Unary("Sigmoid", $"{eca}.gate", Conv(split, $"{eca}.conv", new ConvWeights(fc2, null), 1), $"{eca}.gate"));
+        return Add(new NodeProto { Name = $"{eca}.excite", OpType = "Mul", Input = { x, gate }, Output = { $"{eca}.excite" } });
+    }
+
     /// <summary>The residual join a + b.</summary>
     public string Sum(string a, string b, string name) => Add(new NodeProto { Name = name, OpType = "Add", Input = { a, b }, Output = { name } });
 

@@ -10,7 +10,8 @@ namespace RMNet.Lowering;
 /// <c>downsample.0</c> is <c>AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)</c> (an identity at
 /// stride 1), <c>downsample.1</c> the 1x1 conv and <c>downsample.2</c> its BN. Basic blocks take the stride in
 /// <c>conv1</c>, bottlenecks in <c>conv2</c>, whose groups the weight shapes give (ResNeXt-D). Stages 2 to 4 halve the size.
-/// timm's SE module (<c>se.fc1</c>, <c>se.fc2</c>: SE-ResNeXt-D) gates the branch before the sum.
+/// timm's SE module (<c>se.fc1</c>, <c>se.fc2</c>: SE-ResNeXt-D) or ECA module (<c>se.conv</c>: ECA-ResNet-D) gates the
+/// branch before the sum.
 /// </summary>
 internal static class TimmResNet
 {
@@ -28,6 +29,7 @@ internal static class TimmResNet
         if (sd.ContainsKey("conv1.0.weight")) parts.Add("deep stem");
         if (sd.Keys.Any(AvgShortcut.IsMatch)) parts.Add("average-pooled shortcuts");
         if (sd.ContainsKey("layer1.0.se.fc1.weight")) parts.Add("SE");
+        if (sd.ContainsKey("layer1.0.se.conv.weight")) parts.Add("ECA");
         return $"timm ResNet-D ({string.Join(", ", parts)}), {(Bottleneck(sd) ? "Bottleneck" : "Basic")} blocks {string.Join("-", Depths(sd))}, {sd.Require("fc.weight").shape[0]} classes";
     }
 
@@ -64,7 +66,7 @@ internal static class TimmResNet
     static string Basic(GraphBuilder g, StateDict sd, string p, string x, int stride, double eps)
     {
         var y = g.Relu(g.ConvBn(x, $"{p}.conv1", $"{p}.bn1", stride, eps: eps), $"{p}.act1");
-        y = SqueezeExcite(g, sd, p, g.ConvBn(y, $"{p}.conv2", $"{p}.bn2", 1, eps: eps));
+        y = SqueezeExcite(g, sd, p, g.ConvBn(y, $"{p}.conv2", $"{p}.bn2", 1, eps: eps), sd.Require($"{p}.conv2.weight").shape[0]);
         return g.Relu(g.Sum(y, Shortcut(g, sd, p, x, stride, eps), $"{p}.add"), $"{p}.act2");
     }
 
@@ -74,7 +76,7 @@ internal static class TimmResNet
         int groups = checked((int)(width / sd.Require($"{p}.conv2.weight").shape[1]));
         var y = g.Relu(g.ConvBn(x, $"{p}.conv1", $"{p}.bn1", 1, eps: eps), $"{p}.act1");
         y = g.Relu(g.ConvBn(y, $"{p}.conv2", $"{p}.bn2", stride, groups, eps), $"{p}.act2");
-        y = SqueezeExcite(g, sd, p, g.ConvBn(y, $"{p}.conv3", $"{p}.bn3", 1, eps: eps));
+        y = SqueezeExcite(g, sd, p, g.ConvBn(y, $"{p}.conv3", $"{p}.bn3", 1, eps: eps), sd.Require($"{p}.conv3.weight").shape[0]);
         return g.Relu(g.Sum(y, Shortcut(g, sd, p, x, stride, eps), $"{p}.add"), $"{p}.act3");
     }
 
@@ -91,9 +93,11 @@ internal static class TimmResNet
         return x;
     }
 
-    /// <summary>timm's SE module (<c>se.fc1/fc2</c>) on the branch, before the sum, where the block has one.</summary>
-    static string SqueezeExcite(GraphBuilder g, StateDict sd, string p, string y) =>
-        sd.ContainsKey($"{p}.se.fc1.weight") ? g.SqueezeExcite(y, $"{p}.se") : y;
+    /// <summary>timm's SE module (<c>se.fc1/fc2</c>) or ECA module (<c>se.conv</c>) on the branch, before the sum, where the block has one.</summary>
+    static string SqueezeExcite(GraphBuilder g, StateDict sd, string p, string y, long channels) =>
+        sd.ContainsKey($"{p}.se.fc1.weight") ? g.SqueezeExcite(y, $"{p}.se")
+        : sd.ContainsKey($"{p}.se.conv.weight") ? g.EfficientChannelAttention(y, $"{p}.se", channels)
+        : y;
 
     static bool Bottleneck(StateDict sd) => sd.ContainsKey("layer1.0.conv3.weight");
 
