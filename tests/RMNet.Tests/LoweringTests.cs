@@ -24,6 +24,7 @@ public class LoweringTests(ITestOutputHelper output)
     [InlineData("hf_resnet_bottleneck_narrow.pth", "Hugging Face ResNet, Bottleneck layers 1-2-1-1, 6 classes")]
     [InlineData("regnet_x_narrow.pth", "torchvision RegNetX, stages of 1-1-2 blocks, 6 classes")]
     [InlineData("regnet_y_se_narrow.pth", "torchvision RegNetY (SE inside the branch), stages of 1-1-2 blocks, 6 classes")]
+    [InlineData("timm_repvgg_narrow.pth", "timm RepVGG, stages of 2-2-1-1 blocks, 5 classes")]
     public void TheLoweredGraphIsTheNetworkPyTorchRan(string file, string description)
     {
         string name = Path.GetFileNameWithoutExtension(file);
@@ -58,6 +59,7 @@ public class LoweringTests(ITestOutputHelper output)
     [InlineData("regnet_x_narrow", 64, "dense", 4)]
     [InlineData("regnet_y_se_narrow", 64, "grouped", 4)]
     [InlineData("regnet_y_se_narrow", 64, "dense", 4)]
+    [InlineData("timm_repvgg_narrow", 64, "grouped", 9)]
     public void ConvertsToAPlainNetworkThatEqualsPyTorch(string file, int size, string mode, int joins)
     {
         string name = Path.GetFileNameWithoutExtension(file);
@@ -67,7 +69,8 @@ public class LoweringTests(ITestOutputHelper output)
             "--verify", "--input-size", size.ToString(), "--strict", "--json", "--quiet");
         Assert.True(code == 0, stderr);
         var json = JsonDocument.Parse(stdout).RootElement;
-        Assert.StartsWith(name.StartsWith("hf_") ? "Hugging Face ResNet" : name.StartsWith("regnet") ? "torchvision RegNet" : "timm ResNet-D", json.GetProperty("architecture").GetString());
+        Assert.StartsWith(name.StartsWith("hf_") ? "Hugging Face ResNet" : name.StartsWith("regnet") ? "torchvision RegNet" : name.Contains("repvgg") ? "timm RepVGG" : "timm ResNet-D",
+            json.GetProperty("architecture").GetString());
         Assert.Equal(name.Contains("seresnext") || name.Contains("ecaresnet") || name.StartsWith("regnet_y") ? joins : 0, json.GetProperty("gates").GetInt32());
         Assert.Equal(joins, json.GetProperty("joins_found").GetInt32());
         Assert.Equal(0, json.GetProperty("joins_remaining").GetInt32());

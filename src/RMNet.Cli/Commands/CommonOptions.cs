@@ -61,7 +61,7 @@ internal static class CommonOptions
     {
         var option = new Option<double?>("--bn-eps")
         {
-            Description = "BatchNorm epsilon of a checkpoint lowered into the graph (timm ResNet-D, Hugging Face ResNet, torchvision RegNet; their default 1e-5); a state dict does not store it",
+            Description = "BatchNorm epsilon of a checkpoint lowered into the graph (timm ResNet-D and RepVGG, Hugging Face ResNet, torchvision RegNet; their default 1e-5); a state dict does not store it",
         };
         option.Validators.Add(result =>
         {

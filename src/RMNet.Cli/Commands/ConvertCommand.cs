@@ -158,7 +158,7 @@ internal static class ConvertCommand
     }
 
     /// <summary>Why <c>--bn-eps</c> is refused for a checkpoint its families' own transforms convert.</summary>
-    internal const string BnEpsRefusal = "--bn-eps applies to checkpoints lowered into the graph (timm ResNet-D, Hugging Face ResNet, torchvision RegNet); " +
+    internal const string BnEpsRefusal = "--bn-eps applies to checkpoints lowered into the graph (timm ResNet-D and RepVGG, Hugging Face ResNet, torchvision RegNet); " +
         "this family is read with PyTorch's default epsilon, 1e-5";
 
     /// <summary>The advice for a model too large for the machine: a smaller exact form where the options chose a larger one.</summary>

@@ -30,6 +30,7 @@ internal static class CheckpointLowerings
         var found = TimmResNet.Matches(sd) ? new LoweredCheckpoint(sd, TimmResNet.Describe(sd), TimmResNet.Lower)
             : HuggingFaceResNet.Matches(sd) ? new LoweredCheckpoint(sd, HuggingFaceResNet.Describe(sd), HuggingFaceResNet.Lower)
             : TorchvisionRegNet.Matches(sd) ? new LoweredCheckpoint(sd, TorchvisionRegNet.Describe(sd), TorchvisionRegNet.Lower)
+            : TimmRepVgg.Matches(sd) ? new LoweredCheckpoint(sd, TimmRepVgg.Describe(sd), TimmRepVgg.Lower)
             : null;
         return found is not null && bnEps is double eps ? found with { BnEps = eps } : found;
     }

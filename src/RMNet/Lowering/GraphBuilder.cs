@@ -95,6 +95,19 @@ internal sealed class GraphBuilder(StateDict sd)
         return Add(new NodeProto { Name = $"{eca}.excite", OpType = "Mul", Input = { x, gate }, Output = { $"{eca}.excite" } });
     }
 
+    /// <summary>An inference-time BatchNormalization node on <paramref name="x"/> (the BN module <paramref name="bn"/>), as an identity branch is exported.</summary>
+    public string BatchNorm(string x, string bn, double eps = 1e-5)
+    {
+        var node = new NodeProto
+        {
+            Name = bn, OpType = "BatchNormalization", Output = { bn },
+            Input = { x, Initializer(bn + ".weight", Read(bn + ".weight")), Initializer(bn + ".bias", Read(bn + ".bias")),
+                Initializer(bn + ".running_mean", Read(bn + ".running_mean")), Initializer(bn + ".running_var", Read(bn + ".running_var")) },
+        };
+        node.Attribute.Add(OnnxNodes.Float("epsilon", (float)eps));
+        return Add(node);
+    }
+
     /// <summary>The residual join a + b.</summary>
     public string Sum(string a, string b, string name) => Add(new NodeProto { Name = name, OpType = "Add", Input = { a, b }, Output = { name } });
 
