@@ -20,6 +20,7 @@ public class LoweringTests(ITestOutputHelper output)
     [InlineData("timm_resnet_d_bottleneck_narrow.pth", "timm ResNet-D (deep stem, average-pooled shortcuts), Bottleneck blocks 1-2-1-1, 6 classes")]
     [InlineData("timm_seresnext_d_narrow.pth", "timm ResNet-D (deep stem, average-pooled shortcuts, SE), Bottleneck blocks 1-2-1-1, 6 classes")]
     [InlineData("timm_ecaresnet_d_narrow.pth", "timm ResNet-D (deep stem, average-pooled shortcuts, ECA), Bottleneck blocks 1-2-1-1, 6 classes")]
+    [InlineData("timm_resnetrs_narrow.pth", "timm ResNet-D (deep stem, conv stem pool, average-pooled shortcuts, SE), Bottleneck blocks 1-2-1-1, 6 classes")]
     [InlineData("hf_resnet_basic_narrow.safetensors", "Hugging Face ResNet, Basic layers 2-1-1-1, 5 classes")]
     [InlineData("hf_resnet_bottleneck_narrow.pth", "Hugging Face ResNet, Bottleneck layers 1-2-1-1, 6 classes")]
     [InlineData("regnet_x_narrow.pth", "torchvision RegNetX, stages of 1-1-2 blocks, 6 classes")]
@@ -53,6 +54,7 @@ public class LoweringTests(ITestOutputHelper output)
     [InlineData("timm_seresnext_d_narrow", 64, "dense", 5)]
     [InlineData("timm_ecaresnet_d_narrow", 64, "grouped", 5)]
     [InlineData("timm_ecaresnet_d_narrow", 64, "dense", 5)]
+    [InlineData("timm_resnetrs_narrow", 64, "grouped", 5)]
     [InlineData("hf_resnet_basic_narrow.safetensors", 64, "grouped", 5)]
     [InlineData("hf_resnet_bottleneck_narrow", 64, "dense", 5)]
     [InlineData("regnet_x_narrow", 64, "grouped", 4)]
@@ -71,7 +73,7 @@ public class LoweringTests(ITestOutputHelper output)
         var json = JsonDocument.Parse(stdout).RootElement;
         Assert.StartsWith(name.StartsWith("hf_") ? "Hugging Face ResNet" : name.StartsWith("regnet") ? "torchvision RegNet" : name.Contains("repvgg") ? "timm RepVGG" : "timm ResNet-D",
             json.GetProperty("architecture").GetString());
-        Assert.Equal(name.Contains("seresnext") || name.Contains("ecaresnet") || name.StartsWith("regnet_y") ? joins : 0, json.GetProperty("gates").GetInt32());
+        Assert.Equal(name.Contains("seresnext") || name.Contains("ecaresnet") || name.Contains("resnetrs") || name.StartsWith("regnet_y") ? joins : 0, json.GetProperty("gates").GetInt32());
         Assert.Equal(joins, json.GetProperty("joins_found").GetInt32());
         Assert.Equal(0, json.GetProperty("joins_remaining").GetInt32());
         var g = new OnnxGraph(OnnxModelFile.Load(plain).Graph, plain);
@@ -110,18 +112,18 @@ public class LoweringTests(ITestOutputHelper output)
     [Fact]
     public void ACheckpointWithWeightsTheLayoutLeavesOutIsRefusedNotVerifiedAgainstALesserGraph()
     {
-        // timm's ResNet-RS has ResNet-D's names, but its stem's max pool is replaced by a strided conv (`maxpool.0`, BN
-        // `maxpool.1`), which the lowering does not know: lowered without it, the original that verification runs would
-        // not be the checkpoint's network.
+        // timm's ResNet-blur has ResNet-D's names plus an anti-aliasing blur filter (`aa.filt`) in its strided blocks,
+        // which the lowering does not know: lowered without it, the original that verification runs would not be the
+        // checkpoint's network.
         using var dir = Fixture.Temp();
         using (var sd = IO.CheckpointReader.Read(Fixture.Path_("timm_resnet_d_basic_narrow.pth")))
             IO.StateDictFile.Save(dir.File("se.pth"), sd.Select(kv => (kv.Key, kv.Value))
-                .Append(("maxpool.0.weight", TorchSharp.torch.ones(8, 8, 3, 3))));
+                .Append(("layer2.0.aa.filt", TorchSharp.torch.ones(16, 1, 3, 3))));
         foreach (var command in new[] { new[] { "convert", dir.File("se.pth"), "-o", dir.File("plain.onnx"), "--verify" }, new[] { "inspect", dir.File("se.pth") } })
         {
             var (code, _, stderr) = CliHarness.Rmnet(command);
             Assert.Equal(ExitCodes.BadInput, code);
-            Assert.Contains("1 tensor(s) the layout does not use ('maxpool.0.weight')", stderr);
+            Assert.Contains("1 tensor(s) the layout does not use ('layer2.0.aa.filt')", stderr);
         }
         Assert.Equal(new[] { "se.pth" }, Directory.GetFileSystemEntries(dir.Path).Select(Path.GetFileName));
     }

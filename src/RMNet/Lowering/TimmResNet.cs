@@ -10,7 +10,8 @@ namespace RMNet.Lowering;
 /// <c>downsample.0</c> is <c>AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)</c> (an identity at
 /// stride 1), <c>downsample.1</c> the 1x1 conv and <c>downsample.2</c> its BN. Basic blocks take the stride in
 /// <c>conv1</c>, bottlenecks in <c>conv2</c>, whose groups the weight shapes give (ResNeXt-D). Stages 2 to 4 halve the size.
-/// timm's SE module (<c>se.fc1</c>, <c>se.fc2</c>: SE-ResNeXt-D) or ECA module (<c>se.conv</c>: ECA-ResNet-D) gates the
+/// ResNet-RS's strided conv in place of the stem's max pool (<c>maxpool.0</c> + BN <c>maxpool.1</c>) is taken too.
+/// timm's SE module (<c>se.fc1</c>, <c>se.fc2</c>: SE-ResNeXt-D, ResNet-RS) or ECA module (<c>se.conv</c>: ECA-ResNet-D) gates the
 /// branch before the sum.
 /// </summary>
 internal static class TimmResNet
@@ -27,6 +28,7 @@ internal static class TimmResNet
     {
         var parts = new List<string>();
         if (sd.ContainsKey("conv1.0.weight")) parts.Add("deep stem");
+        if (sd.ContainsKey("maxpool.0.weight")) parts.Add("conv stem pool");
         if (sd.Keys.Any(AvgShortcut.IsMatch)) parts.Add("average-pooled shortcuts");
         if (sd.ContainsKey("layer1.0.se.fc1.weight")) parts.Add("SE");
         if (sd.ContainsKey("layer1.0.se.conv.weight")) parts.Add("ECA");
@@ -48,7 +50,11 @@ internal static class TimmResNet
         {
             x = g.ConvBn(x, "conv1", "bn1", stride: 2, eps: eps);
         }
-        x = g.MaxPool(g.Relu(x, "act1"), "maxpool", 3, 2, 1);
+        x = g.Relu(x, "act1");
+        // ResNet-RS replaces the stem's max pool with a strided conv + BN + ReLU (timm's replace_stem_pool).
+        x = sd.ContainsKey("maxpool.0.weight")
+            ? g.Relu(g.ConvBn(x, "maxpool.0", "maxpool.1", stride: 2, eps: eps), "maxpool.2")
+            : g.MaxPool(x, "maxpool", 3, 2, 1);
         bool bottleneck = Bottleneck(sd);
         var depths = Depths(sd);
         for (int stage = 0; stage < depths.Count; stage++)
