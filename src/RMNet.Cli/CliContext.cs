@@ -37,7 +37,13 @@ internal sealed class CliContext(TextWriter stdout, TextWriter stderr, bool json
     public bool Json { get; } = json;
     public bool Verbose { get; } = verbose;
     public ProgressDisplay Progress { get; } = progress;
-    readonly StopRequest _stop = stop ?? new StopRequest();
+    readonly StopRequest _stop = Attach(stop ?? new StopRequest(), progress);
+
+    static StopRequest Attach(StopRequest stop, ProgressDisplay progress)
+    {
+        stop.EndProgressLine = progress.EndBar;
+        return stop;
+    }
 
     /// <summary>Cancelled when the command is asked to stop (SIGINT, SIGTERM); long operations take it.</summary>
     public CancellationToken Cancellation => _stop.Token;

@@ -53,6 +53,9 @@ internal sealed class StopRequest : IDisposable
         return request;
     }
 
+    /// <summary>Ends a progress bar being drawn, so that the line a second signal writes starts a line of its own.</summary>
+    public Action? EndProgressLine { get; set; }
+
     /// <summary>Requests the stop (the first request wins); true where this call made it.</summary>
     public bool Stop(int exitCode, string reason)
     {
@@ -72,7 +75,7 @@ internal sealed class StopRequest : IDisposable
         // Only the first signal waits for the command to clean up; a second one ends the process at once, saying what it may leave.
         try
         {
-            Console.Error.WriteLine();
+            EndProgressLine?.Invoke();
             Console.Error.WriteLine($"rmnet: stopped at once by a second {name}; temporary files named .rmnet-{Environment.ProcessId}-* may remain, and the next rmnet run in their directory removes them");
         }
         catch (IOException) { }   // stderr closed: end all the same
@@ -105,8 +108,30 @@ internal sealed class StopRequest : IDisposable
     {
         Console.Out.Flush();
         Console.Error.Flush();
+        RemoveRuntimeFiles();
         if (!OperatingSystem.IsWindows()) ExitWithoutHandlers(exitCode);
         Environment.Exit(exitCode);
+    }
+
+    /// <summary>
+    /// The .NET runtime's diagnostic pipes and socket of this process in the temporary directory
+    /// (<c>clr-debug-pipe-&lt;pid&gt;-*</c>, <c>dotnet-diagnostic-&lt;pid&gt;-*</c>): its shutdown removes them, which an exit
+    /// without handlers skips, so they are removed here.
+    /// </summary>
+    static void RemoveRuntimeFiles()
+    {
+        try
+        {
+            string pid = $"-{Environment.ProcessId}-";
+            foreach (var file in Directory.EnumerateFiles(Path.GetTempPath(), $"*{pid}*"))
+            {
+                string name = Path.GetFileName(file);
+                if (name.StartsWith("clr-debug-pipe" + pid, StringComparison.Ordinal) || name.StartsWith("dotnet-diagnostic" + pid, StringComparison.Ordinal))
+                    File.Delete(file);
+            }
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
     }
 
     [DllImport("libc", EntryPoint = "_exit")]

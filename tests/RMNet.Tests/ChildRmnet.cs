@@ -48,6 +48,9 @@ public sealed class ChildRmnet : IDisposable
         _process.BeginOutputReadLine();
     }
 
+    /// <summary>The process id (the runtime's own files in the temporary directory carry it).</summary>
+    public int Pid => _process.Id;
+
     /// <summary>Everything written to stderr so far.</summary>
     public string Stderr => string.Join("\n", _all);
 

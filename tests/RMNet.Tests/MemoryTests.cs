@@ -22,14 +22,30 @@ public class MemoryTests
     public void ConvertRefusesWhatWouldNotFitNamingTheEstimateAndTheMemoryAvailable()
     {
         using var dir = Fixture.Temp();
-        // IResNet with the sign split (twice the carried channels), on a machine with 100 MiB to spare.
+        // A full-size ResNet-50 (98 MiB) in the dense form (1.1 GB out), on a machine with 1 GiB to spare: loading and
+        // converting fit, writing and verifying the output would not.
+        using (var sd = FormulaCheckpoint.Create(Models.ResNetSpec.Named("resnet50")))
+            IO.StateDictFile.Save(dir.File("resnet50.pth"), sd.Select(kv => (kv.Key, kv.Value)));
+        var (code, stderr) = Run(dir.Path, "1G", "convert", "resnet50.pth", "-o", "plain.onnx", "--rm-mode", "dense", "--verify");
+        Assert.Equal(ExitCodes.BadInput, code);
+        string error = Assert.Single(stderr.Split('\n'), l => l.StartsWith("rmnet: error:"));
+        Assert.Matches(@"^rmnet: error: resnet50\.pth: writing plain\.onnx and verifying it needs about \d\.\d GiB of memory at its peak and 1\.0 GiB is available, so it was not started; "
+            + @"the default --rm-mode grouped is smaller \(set RMNET_MEMORY_AVAILABLE to override\)$", error);
+        Assert.Equal(new[] { "resnet50.pth" }, Directory.GetFileSystemEntries(dir.Path).Select(Path.GetFileName));   // no output, no temporary files
+    }
+
+    [Fact]
+    public void ConvertRefusesBeforeLoadingWhatLoadingAloneWouldNotFit()
+    {
+        using var dir = Fixture.Temp();
+        // Reading a checkpoint and converting it hold about six times the checkpoint besides the process (256 MiB):
+        // with 100 MiB to spare nothing is read. With enough memory the same conversion runs.
         var (code, stderr) = Run(dir.Path, "100M", "convert", Fixture.Path_("iresnet18_narrow.pth"), "-o", "face.onnx", "--negative-input", "split");
         Assert.Equal(ExitCodes.BadInput, code);
         string error = Assert.Single(stderr.Split('\n'), l => l.StartsWith("rmnet: error:"));
-        Assert.Matches(@"^rmnet: error: .*iresnet18_narrow\.pth: writing face\.onnx needs about 0\.\d GiB of memory at its peak and 0\.1 GiB is available, so it was not started; "
-            + @"--negative-input prelu carries negative inputs in half the channels \(set RMNET_MEMORY_AVAILABLE to override\)$", error);
-        Assert.Empty(Directory.GetFileSystemEntries(dir.Path));   // no output, no temporary files
-        // With enough memory the same conversion runs.
+        Assert.Matches(@"^rmnet: error: .*iresnet18_narrow\.pth: loading and converting .*iresnet18_narrow\.pth needs about 0\.\d GiB of memory at its peak and 0\.1 GiB is available, so it was not started \(set RMNET_MEMORY_AVAILABLE to override\)$", error);
+        Assert.DoesNotContain("rmnet: loading", stderr);
+        Assert.Empty(Directory.GetFileSystemEntries(dir.Path));
         Assert.Equal(0, Run(dir.Path, "64G", "convert", Fixture.Path_("iresnet18_narrow.pth"), "-o", "face.onnx", "--negative-input", "split", "--quiet").Code);
         Assert.Equal(new[] { "face.onnx" }, Directory.GetFileSystemEntries(dir.Path).Select(Path.GetFileName));
     }

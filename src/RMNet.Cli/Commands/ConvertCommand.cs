@@ -82,6 +82,7 @@ internal static class ConvertCommand
         ModelWriter.CheckExtension(output);   // before anything is loaded, naming the path given (not the temporary one)
         using var pending = new PendingOutput(output, force, input);
         ctx.RemoveStaleTemporaries(output);
+        MemoryEstimate.EnsureFits(input, $"loading and converting {input}", MemoryEstimate.Load(FileFormats.ModelBytes(input)));
         ctx.Progress.Stage($"loading {input}");
         var sd = CheckpointLoading.Read(ctx, input, weightsKey);
         if (RMNet.Lowering.CheckpointLowerings.Find(sd, bnEps) is { } lowered)

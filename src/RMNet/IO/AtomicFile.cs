@@ -35,9 +35,11 @@ internal static class AtomicFile
 
     /// <summary>
     /// Writes with <paramref name="write"/> into a temporary file, then renames it to <paramref name="path"/>.
-    /// The stream is also readable and seekable, so a writer may patch what it wrote.
+    /// The stream is also readable and seekable, so a writer may patch what it wrote. A cancelled
+    /// <paramref name="cancellationToken"/> stops the next write to the stream (<see cref="StoppableStream"/>), and the
+    /// temporary file is deleted.
     /// </summary>
-    public static void Write(string path, Action<Stream> write, bool overwrite = true)
+    public static void Write(string path, Action<Stream> write, bool overwrite = true, CancellationToken cancellationToken = default)
     {
         string full = Path.GetFullPath(path);
         string dir = Path.GetDirectoryName(full) ?? ".";
@@ -46,7 +48,11 @@ internal static class AtomicFile
         {
             using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1 << 20))
             {
-                write(stream);
+                if (cancellationToken.CanBeCanceled)
+                    using (var stoppable = new StoppableStream(stream, cancellationToken))
+                        write(stoppable);
+                else
+                    write(stream);
                 stream.Flush(flushToDisk: true);
             }
             File.Move(temp, full, overwrite);

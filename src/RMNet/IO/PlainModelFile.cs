@@ -11,8 +11,8 @@ internal static class PlainModelFile
     /// (<c>.safetensors</c>, JSON in the metadata) or as a <c>torch.save</c> file (<c>.pth</c>/<c>.pt</c>: a dict of
     /// the JSON under <see cref="PlainArchitecture.MetadataKey"/> and the tensors under <c>state_dict</c>, which
     /// <c>torch.load(weights_only=True)</c> reads and tools/pytorch/load_plain.py builds a module from).
-    /// <paramref name="cancellationToken"/> stops it before the next tensor (safetensors) or before it starts (the
-    /// state dict is pickled in one piece).
+    /// <paramref name="cancellationToken"/> stops it before the next tensor (safetensors) or the next write of the
+    /// pickle (the state dict is pickled in one piece).
     /// </summary>
     public static void Save(PlainModel model, string path, OutputDtype dtype = OutputDtype.Float32, CancellationToken cancellationToken = default)
     {
@@ -26,14 +26,13 @@ internal static class PlainModelFile
                     ["format"] = "pt",
                     [PlainArchitecture.MetadataKey] = PlainArchitecture.ToJson(model),
                 };
-                AtomicFile.Write(path, s => SafetensorsFile.Write(s, tensors, meta, cancellationToken));
+                AtomicFile.Write(path, s => SafetensorsFile.Write(s, tensors, meta, cancellationToken), cancellationToken: cancellationToken);
                 break;
             case FileFormat.TorchZip:
-                cancellationToken.ThrowIfCancellationRequested();
                 StateDictFile.Save(path, tensors, new Dictionary<string, string>
                 {
                     [PlainArchitecture.MetadataKey] = PlainArchitecture.ToJson(model),
-                });
+                }, cancellationToken);
                 break;
             default:
                 throw new ModelInputException(path, "plain models are saved as .safetensors or .pth");

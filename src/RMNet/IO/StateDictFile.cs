@@ -12,7 +12,11 @@ public static class StateDictFile
     /// the file is a dict of those strings plus the tensors under <c>state_dict</c> (as a training checkpoint keeps
     /// them), which <c>torch.load(weights_only=True)</c> still accepts.
     /// </summary>
-    public static void Save(string path, IEnumerable<(string Name, Tensor Tensor)> tensors, IReadOnlyDictionary<string, string>? strings = null)
+    public static void Save(string path, IEnumerable<(string Name, Tensor Tensor)> tensors, IReadOnlyDictionary<string, string>? strings = null) =>
+        Save(path, tensors, strings, CancellationToken.None);
+
+    /// <summary>As <see cref="Save(string, IEnumerable{ValueTuple{string, Tensor}}, IReadOnlyDictionary{string, string}?)"/>, stopped mid-write (the partial file deleted) when <paramref name="cancellationToken"/> is cancelled.</summary>
+    internal static void Save(string path, IEnumerable<(string Name, Tensor Tensor)> tensors, IReadOnlyDictionary<string, string>? strings, CancellationToken cancellationToken)
     {
         // Ordered tables: a hash-ordered one would make the bytes differ from run to run.
         var weights = new OrderedDictionary();
@@ -28,7 +32,7 @@ public static class StateDictFile
         {
             PyTorchPickler.PickleStateDict(s, table, leaveOpen: true);
             ZipTimestamps.Normalize(s); // the same tensors give the same bytes
-        });
+        }, cancellationToken: cancellationToken);
     }
 
     /// <summary>Writes a module's parameters and buffers under their state-dict names.</summary>

@@ -132,7 +132,7 @@ internal static class OnnxModelFile
                 t.WriteTo(output);
             }
             output.Flush();
-        });
+        }, cancellationToken: cancellationToken);
     }
 
     const int GraphField = 7;        // ModelProto.graph
@@ -168,10 +168,10 @@ internal static class OnnxModelFile
                     offset += t.RawData.Length;
                     t.RawData = ByteString.Empty;
                 }
-            });
+            }, cancellationToken: cancellationToken);
             model = external;
         }
         AttributePresence.Mark(model);
-        AtomicFile.Write(path, s => model.WriteTo(s));
+        AtomicFile.Write(path, s => model.WriteTo(s), cancellationToken: cancellationToken);
     }
 }
