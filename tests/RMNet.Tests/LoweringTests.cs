@@ -159,6 +159,21 @@ public class LoweringTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void ACheckpointOfNoKnownFamilyGetsOneMessageNamingWhatWasFoundAndTheClosestFamily()
+    {
+        // DenseNet-like names: known to no family. Many tensors, so that a hash order would show.
+        using var dir = Fixture.Temp();
+        IO.StateDictFile.Save(dir.File("densenet.pth"), Enumerable.Range(0, 40).Select(i => (i == 0 ? "features.conv0.weight" : $"features.denseblock1.layer{i}.conv.weight",
+            TorchSharp.torch.ones(4, 4, 1, 1))).Append(("classifier.weight", TorchSharp.torch.ones(3, 4))));
+        var messages = Enumerable.Range(0, 3).Select(_ => CliHarness.Rmnet("inspect", dir.File("densenet.pth"))).ToList();
+        Assert.All(messages, m => Assert.Equal(ExitCodes.BadInput, m.Code));
+        Assert.Single(messages.Select(m => m.Err).Distinct());
+        string error = messages[0].Err;
+        Assert.Contains("not a checkpoint of a family rmnet knows: its first tensor is 'features.conv0.weight' (41 tensors); closest: MobileNetV2 (torchvision) ('features.0.0.weight')", error);
+        Assert.Contains("'conv1.0.weight' (timm ResNet-D/SE/ECA/RS)", error);
+    }
+
+    [Fact]
     public void AtASizeWithAnOddPooledMapVerificationFailsAndNothingIsWritten()
     {
         using var dir = Fixture.Temp();

@@ -20,10 +20,9 @@ internal static partial class ResNetDetector
         var first = sd.Keys.FirstOrDefault() ?? throw new ModelInputException(sd.Source, "the checkpoint holds no tensors");
         if (!sd.TryGetValue("conv1.weight", out var stem) || stem.dim() != 4 || stem.shape[2] != stem.shape[3] || stem.shape[2] is not (3 or 7))
         {
-            string why = sd.ContainsKey("conv1.weight")
-                ? $"key 'conv1.weight' has shape {Shape(sd["conv1.weight"].shape)}, expected [C, in, 7, 7] (torchvision) or [C, in, 3, 3] (CIFAR)"
-                : $"key '{first}' does not fit a torchvision ResNet (expected 'conv1.weight' first)";
-            throw new ModelInputException(sd.Source, $"not a ResNet: {why}");
+            if (sd.ContainsKey("conv1.weight"))
+                throw new ModelInputException(sd.Source, $"not a ResNet: key 'conv1.weight' has shape {Shape(sd["conv1.weight"].shape)}, expected [C, in, 7, 7] (torchvision) or [C, in, 3, 3] (CIFAR)");
+            throw new ModelInputException(sd.Source, KnownFamilies.NotRecognised(sd));
         }
         var block = sd.ContainsKey("layer1.0.conv3.weight") ? BlockKind.Bottleneck : BlockKind.Basic;
         var layers = new int[9];

@@ -1,0 +1,48 @@
+namespace RMNet.Models;
+
+/// <summary>
+/// The checkpoint families rmnet recognises, by the names their first tensors have, for the one message a checkpoint
+/// of none of them gets: what was found, what each family starts with, and the closest one.
+/// </summary>
+internal static class KnownFamilies
+{
+    /// <summary>A family and the key its state dict starts with (as PyTorch saves it: module order).</summary>
+    static readonly (string Family, string FirstKey)[] Starts =
+    {
+        ("torchvision ResNet/ResNeXt, SE-ResNet, IResNet, pre-activation and CIFAR ResNets", "conv1.weight"),
+        ("timm ResNet-D/SE/ECA/RS", "conv1.0.weight"),
+        ("MobileNetV2 (torchvision)", "features.0.0.weight"),
+        ("RepVGG (official)", "stage0.rbr_dense.conv.weight"),
+        ("timm RepVGG", "stem.conv_kxk.conv.weight"),
+        ("torchvision RegNet", "stem.0.weight"),
+        ("Hugging Face ResNet", "resnet.embedder.embedder.convolution.weight"),
+    };
+
+    /// <summary>
+    /// E.g. "not a checkpoint of a family rmnet knows: its first tensor is 'features.0.0.weight'; closest: MobileNetV2
+    /// (torchvision), which starts so but whose blocks did not fit; the families start with 'conv1.weight' (...), ...".
+    /// The same on every run: it names the file's first key in file order.
+    /// </summary>
+    public static string NotRecognised(StateDict sd)
+    {
+        string first = sd.Keys.First();
+        var closest = Starts.Select(f => (f.Family, f.FirstKey, Shared: SharedPrefix(first, f.FirstKey))).OrderByDescending(f => f.Shared).First();
+        string near = closest.Shared == closest.FirstKey.Length
+            ? $"closest: {closest.Family}, which starts so but whose other names did not fit"
+            : closest.Shared > 0 ? $"closest: {closest.Family} ('{closest.FirstKey}')" : "no family starts like it";
+        return $"not a checkpoint of a family rmnet knows: its first tensor is '{first}' ({sd.Count} tensors); {near}; the families start with "
+            + string.Join(", ", Starts.Select(f => $"'{f.FirstKey}' ({f.Family})"));
+    }
+
+    /// <summary>Characters the two names share from the start, counted in whole dot-separated parts.</summary>
+    static int SharedPrefix(string a, string b)
+    {
+        int n = 0, lastDot = 0;
+        while (n < a.Length && n < b.Length && a[n] == b[n])
+        {
+            n++;
+            if (n == a.Length || a[n - 1] == '.' ) lastDot = n;
+        }
+        return n == b.Length && n == a.Length ? n : lastDot;
+    }
+}
