@@ -60,15 +60,5 @@ internal static class HuggingFaceResNet
     static bool Bottleneck(StateDict sd) => sd.ContainsKey(Layer(0, 0) + ".layer.2.convolution.weight");
 
     /// <summary>Layers per stage.</summary>
-    static List<int> Depths(StateDict sd)
-    {
-        var depths = new List<int>();
-        for (int stage = 0; sd.ContainsKey(Layer(stage, 0) + ".layer.0.convolution.weight"); stage++)
-        {
-            int layers = 0;
-            while (sd.ContainsKey(Layer(stage, layers) + ".layer.0.convolution.weight")) layers++;
-            depths.Add(layers);
-        }
-        return depths;
-    }
+    static List<int> Depths(StateDict sd) => StageDepths.Count((stage, layer) => sd.ContainsKey(Layer(stage, layer) + ".layer.0.convolution.weight"));
 }

@@ -61,16 +61,6 @@ internal static class TimmRepVgg
     /// <summary>The block's kxk kernel: <c>conv_kxk.conv</c>, or <c>reparam_conv</c> in deploy form.</summary>
     static string KxK(StateDict sd, string p) => sd.ContainsKey($"{p}.reparam_conv.weight") ? $"{p}.reparam_conv.weight" : $"{p}.conv_kxk.conv.weight";
 
-    static List<int> Depths(StateDict sd)
-    {
-        bool Has(int stage, int block) => sd.ContainsKey($"stages.{stage}.{block}.conv_kxk.conv.weight") || sd.ContainsKey($"stages.{stage}.{block}.reparam_conv.weight");
-        var depths = new List<int>();
-        for (int stage = 0; Has(stage, 0); stage++)
-        {
-            int blocks = 0;
-            while (Has(stage, blocks)) blocks++;
-            depths.Add(blocks);
-        }
-        return depths;
-    }
+    static List<int> Depths(StateDict sd) =>
+        StageDepths.Count((stage, block) => sd.ContainsKey($"stages.{stage}.{block}.conv_kxk.conv.weight") || sd.ContainsKey($"stages.{stage}.{block}.reparam_conv.weight"));
 }

@@ -108,15 +108,5 @@ internal static class TimmResNet
     static bool Bottleneck(StateDict sd) => sd.ContainsKey("layer1.0.conv3.weight");
 
     /// <summary>Blocks per stage, layer1 to the last layer present.</summary>
-    static List<int> Depths(StateDict sd)
-    {
-        var depths = new List<int>();
-        for (int stage = 1; sd.ContainsKey($"layer{stage}.0.conv1.weight"); stage++)
-        {
-            int blocks = 0;
-            while (sd.ContainsKey($"layer{stage}.{blocks}.conv1.weight")) blocks++;
-            depths.Add(blocks);
-        }
-        return depths;
-    }
+    static List<int> Depths(StateDict sd) => StageDepths.Count((stage, block) => sd.ContainsKey($"layer{stage}.{block}.conv1.weight"), first: 1);
 }

@@ -47,15 +47,5 @@ internal static class TorchvisionRegNet
 
     static bool SqueezeExcite(StateDict sd) => sd.ContainsKey(Block(1, 0) + ".f.se.fc1.weight");
 
-    static List<int> Depths(StateDict sd)
-    {
-        var depths = new List<int>();
-        for (int stage = 1; sd.ContainsKey(Block(stage, 0) + ".f.a.0.weight"); stage++)
-        {
-            int blocks = 0;
-            while (sd.ContainsKey(Block(stage, blocks) + ".f.a.0.weight")) blocks++;
-            depths.Add(blocks);
-        }
-        return depths;
-    }
+    static List<int> Depths(StateDict sd) => StageDepths.Count((stage, block) => sd.ContainsKey(Block(stage, block) + ".f.a.0.weight"), first: 1);
 }

@@ -257,17 +257,7 @@ internal static class GraphCarryRm
             Rm.RmBlock block;
             try { block = Rm.ResidualChainRm.Transform(chain, projection?.Fused, mode, mergeShortcut: false, inputSize: inputSize, shortcutPool: shortcutPool); }
             catch (RmException) { return null; }
-            for (int i = 0; i < block.Convs.Count; i++)
-            {
-                var layer = block.Convs[i];
-                string convName = $"{name}_rm{i}", convOut = fresh(convName);
-                nodes.Add(OnnxNodes.Conv(convName, current, init($"{convName}_weight", layer.Weight), init($"{convName}_bias", layer.Bias), convOut, layer));
-                current = convOut;
-                if (i == block.Convs.Count - 1) break;
-                string reluOut = fresh($"{convName}_relu");
-                nodes.Add(OnnxNodes.Unary("Relu", $"{convName}_relu", current, reluOut));
-                current = reluOut;
-            }
+            current = EmitReluChain(block, nodes, current, name, fresh, init, lastOutput: null);
             long branch = chain[^1].OutChannels;
             return SqueezeExciteMerge(nodes, current, block.Convs[^1].OutChannels - branch, c, branch, projection, se, output, name, fresh, init) ? nodes : null;
         }
@@ -341,24 +331,39 @@ internal static class GraphCarryRm
         Rm.RmBlock block;
         try { block = Rm.ResidualChainRm.Transform(chain, projection?.Fused, mode, inputSize: inputSize, shortcutPool: shortcutPool); }
         catch (RmException) { return null; }
+        EmitReluChain(block, nodes, current, name, fresh, init, lastOutput: output, afterRelu: (i, value) =>
+        {
+            if (i != gateAfter) return value;
+            string gated = fresh($"{name}_carry_se");
+            OnnxNodes.SqueezeExcite(nodes, $"{name}_carry_se", value, gated, block.Convs[i].OutChannels - chain[i].OutChannels,
+                (gate.Fc1.Fused.Weights.Weight, gate.Fc1.Fused.Weights.BiasOrZeros()), (gate.Fc2.Fused.Weights.Weight, gate.Fc2.Fused.Weights.BiasOrZeros()),
+                (n, t) => init($"{name}_se_{n}", t));
+            return gated;
+        });
+        return nodes;
+    }
+
+    /// <summary>
+    /// The block's convs from <paramref name="current"/> with a Relu after each but the last (whose output is
+    /// <paramref name="lastOutput"/> where given); <paramref name="afterRelu"/>(i, value) may add nodes after conv i's Relu
+    /// and returns the value the chain goes on from. Returns the last conv's output.
+    /// </summary>
+    static string EmitReluChain(Rm.RmBlock block, List<NodeProto> nodes, string current, string name, Func<string, string> fresh,
+        Func<string, Tensor, string> init, string? lastOutput, Func<int, string, string>? afterRelu = null)
+    {
         for (int i = 0; i < block.Convs.Count; i++)
         {
             var layer = block.Convs[i];
-            string convName = $"{name}_rm{i}", convOut = i == block.Convs.Count - 1 ? output : fresh(convName);
+            bool last = i == block.Convs.Count - 1;
+            string convName = $"{name}_rm{i}", convOut = last && lastOutput is not null ? lastOutput : fresh(convName);
             nodes.Add(OnnxNodes.Conv(convName, current, init($"{convName}_weight", layer.Weight), init($"{convName}_bias", layer.Bias), convOut, layer));
             current = convOut;
-            if (i == block.Convs.Count - 1) break;
+            if (last) break;
             string reluOut = fresh($"{convName}_relu");
             nodes.Add(OnnxNodes.Unary("Relu", $"{convName}_relu", current, reluOut));
-            current = reluOut;
-            if (i != gateAfter) continue;
-            string gated = fresh($"{name}_carry_se");
-            OnnxNodes.SqueezeExcite(nodes, $"{name}_carry_se", current, gated, layer.OutChannels - chain[i].OutChannels,
-                (gate.Fc1.Fused.Weights.Weight, gate.Fc1.Fused.Weights.BiasOrZeros()), (gate.Fc2.Fused.Weights.Weight, gate.Fc2.Fused.Weights.BiasOrZeros()),
-                (n, t) => init($"{name}_se_{n}", t));
-            current = gated;
+            current = afterRelu?.Invoke(i, reluOut) ?? reluOut;
         }
-        return nodes;
+        return current;
     }
 
     /// <summary>
