@@ -174,6 +174,20 @@ public class LoweringTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void BenchRunsTheLoweredOriginalAgainstItsPlainNetworkInOnnxRuntime()
+    {
+        string checkpoint = Fixture.Path_("regnet_y_se_narrow.pth");
+        var (code, stdout, stderr) = CliHarness.Rmnet("bench", checkpoint, "--batch", "2", "--size", "64", "--runs", "2", "--warmup", "1", "--json", "--quiet");
+        Assert.True(code == 0, stderr);
+        var json = JsonDocument.Parse(stdout).RootElement;
+        Assert.True(json.GetProperty("original").GetProperty("median_ms").GetDouble() > 0);
+        Assert.True(json.GetProperty("converted").GetProperty("median_ms").GetDouble() > 0);
+        var (refused, _, error) = CliHarness.Rmnet("bench", checkpoint, "--runtime", "torchsharp");
+        Assert.Equal(ExitCodes.BadInput, refused);
+        Assert.Contains("is lowered into the graph and benchmarked with --runtime onnxruntime", error);
+    }
+
+    [Fact]
     public void AtASizeWithAnOddPooledMapVerificationFailsAndNothingIsWritten()
     {
         using var dir = Fixture.Temp();

@@ -45,7 +45,12 @@ internal static class BenchCommand
     static int Run(CliContext ctx, string path, string? versus, string runtime, RmMode mode, int batch, int size, int runs, int warmup, int threads,
         string? weightsKey = null)
     {
-        ISourceModel Load(string file) => CheckpointLoading.Load(ctx, file, weightsKey);
+        // A checkpoint: a family lowered into the graph, or one with its own transform (read once either way).
+        Checkpoint Load(string file)
+        {
+            var sd = CheckpointLoading.Read(ctx, file, weightsKey);
+            return RMNet.Lowering.CheckpointLowerings.Find(sd) is { } lowered ? new Checkpoint(null, lowered) : new Checkpoint(CheckpointLoading.FromStateDict(ctx, sd), null);
+        }
         if (weightsKey is not null && FileFormats.Detect(path) == FileFormat.Onnx)
             throw new ModelInputException(path, "--weights-key applies to checkpoints; an ONNX model has one set of weights");
         if (batch < 1 || size < 8 || runs < 1 || warmup < 0 || threads < 1)
@@ -120,7 +125,7 @@ internal static class BenchCommand
     /// (.safetensors, .pth) as TorchSharp modules or ONNX exports; ONNX models in ONNX Runtime only.
     /// </summary>
     static (Func<Tensor, Action> Prepare, long[] Fixed) Prepare(string path, string runtime, int threads, RmMode mode, bool convert,
-        TempFolder temp, List<IDisposable> disposables, Func<string, ISourceModel> load, CancellationToken cancellationToken)
+        TempFolder temp, List<IDisposable> disposables, Func<string, Checkpoint> load, CancellationToken cancellationToken)
     {
         var format = FileFormats.Detect(path);
         bool plainFile = PlainModelFile.IsPlain(path);
@@ -137,7 +142,8 @@ internal static class BenchCommand
             }
             else
             {
-                using var ckpt = load(path);
+                using var checkpoint = load(path);
+                var ckpt = checkpoint.Model ?? throw new ModelInputException(path, $"{checkpoint.Lowered!.Description} is lowered into the graph and benchmarked with --runtime onnxruntime");
                 module = convert ? Fitting(ckpt.ToPlain(mode, cancellationToken: cancellationToken), path, ckpt, mode).ToModule() : ckpt.CreateModule();
                 (channels, fixedSize) = (ckpt.InputChannels, ckpt.FixedInputSize);   // IResNet's flatten head takes one size
             }
@@ -161,17 +167,41 @@ internal static class BenchCommand
         }
         else
         {
-            using var source = load(path);
+            using var checkpoint = load(path);
             onnx = temp.File($"model{disposables.Count}.onnx");
+            if (checkpoint.Lowered is { } lowered)
+            {
+                // The original is the lowered graph; the plain network is what the graph passes make of it.
+                var graph = convert ? StopRequest.Abandonable(() => OnnxConversion.Convert(lowered.Lower(), path, mode).Model, cancellationToken) : lowered.Lower();
+                OnnxModelFile.Save(graph, onnx, cancellationToken: cancellationToken);
+                return Open(onnx, path, threads, disposables, cancellationToken);
+            }
+            var source = checkpoint.Model!;
             if (convert) OnnxExporter.Save(Fitting(source.ToPlain(mode, cancellationToken: cancellationToken), path, source, mode), onnx, cancellationToken: cancellationToken);
             else if (source is ResNetCheckpoint ckpt) ResNetOnnxExporter.Save(ckpt, onnx);
             else throw new ModelInputException(path, $"{source.DisplayName} is benchmarked with --runtime torchsharp (its original has no ONNX export yet)");
         }
+        return Open(onnx, path, threads, disposables, cancellationToken);
+    }
+
+    /// <summary>An ONNX Runtime session for <paramref name="onnx"/> (all optimisations, as deployed), and the input dimensions it fixes.</summary>
+    static (Func<Tensor, Action> Prepare, long[] Fixed) Open(string onnx, string path, int threads, List<IDisposable> disposables, CancellationToken cancellationToken)
+    {
         var runner = new OnnxRuntimeRunner(onnx, threads, cancellationToken, forLatency: true);
         disposables.Add(runner);
         var shape = runner.InputShape;
         if (shape.Length != 4) throw new ModelInputException(path, $"the model's input has {shape.Length} dimensions; bench measures image models [N, C, H, W]");
         return (x => runner.Prepare(x, cancellationToken), shape.Select(d => (long)d).ToArray());
+    }
+
+    /// <summary>A checkpoint as bench reads it: a family with its own transform (<paramref name="Model"/>) or one lowered into the graph.</summary>
+    sealed record Checkpoint(ISourceModel? Model, RMNet.Lowering.LoweredCheckpoint? Lowered) : IDisposable
+    {
+        public void Dispose()
+        {
+            Model?.Dispose();
+            Lowered?.Dispose();
+        }
     }
 
     /// <summary><paramref name="plain"/>, once its size says the benchmark fits in memory (refused otherwise).</summary>
