@@ -140,7 +140,7 @@ public static class Converter
     static ConversionResult ConvertGraph(string input, string output, PendingOutput pending, ConvertOptions options, VerifyOptions verify,
         CancellationToken cancellationToken, Func<global::Onnx.ModelProto>? lower, string? architecture = null)
     {
-        OnnxConversion.CheckOutput(output);
+        if (lower is null) OnnxConversion.CheckOutput(output);   // a lowered checkpoint may also be written as a plain .safetensors or .pth
         cancellationToken.ThrowIfCancellationRequested();
         string original = input;
         if (lower is not null)
@@ -151,8 +151,8 @@ public static class Converter
         }
         var result = OnnxConversion.Convert(lower?.Invoke() ?? OnnxModelFile.Load(input), input, options.Mode, verify.InputSize);   // the graph passes have no safe points
         cancellationToken.ThrowIfCancellationRequested();
-        OnnxModelFile.Save(result.Model, pending.TempPath, cancellationToken: cancellationToken);
-        var report = Verifier.Verify(original, pending.TempPath, verify, cancellationToken);
+        GraphOutput.Write(result.Model, pending.TempPath, input, $"rmnet: residual connections removed (RM) from {architecture ?? "an ONNX graph"}", cancellationToken);
+        var report = GraphOutput.Verify(original, pending.TempPath, verify, cancellationToken);
         if (lower is not null) File.Delete(original);
         pending.Commit();
         string producer = result.Input?.Producer is { Length: > 0 } p ? $" by {p}" : "";

@@ -140,6 +140,11 @@ public class ConverterTests
         Assert.StartsWith("timm ResNet-D", result.Architecture);
         Assert.Equal((5, 0), (result.ResidualJoins, result.ResidualJoinsRemaining));
         Assert.Equal(new[] { "plain.onnx" }, Directory.GetFileSystemEntries(dir.Path).Select(Path.GetFileName));
+        // Or as a plain safetensors, read back from the plain graph and run in TorchSharp.
+        var safetensors = Converter.Convert(Fixture.Path_("timm_resnet_d_bottleneck_narrow.pth"), dir.File("plain.safetensors"),
+            new ConvertOptions(Verify: new VerifyOptions(Samples: 2, InputSize: 64)));
+        Assert.True(safetensors.Equivalent, $"{safetensors.Verification.MaxRelError}");
+        Assert.Equal(new[] { "plain.onnx", "plain.safetensors" }, Directory.GetFileSystemEntries(dir.Path).Select(Path.GetFileName).Order());
         var e = Assert.Throws<ModelInputException>(() => Converter.Convert(Fixture.Path_("timm_resnet_d_bottleneck_narrow.pth"), dir.File("p.onnx"),
             new ConvertOptions(Dtype: OutputDtype.Float16)));
         Assert.Contains("does not apply to timm ResNet-D", e.Message);

@@ -89,8 +89,6 @@ internal static class ConvertCommand
         {
             using (lowered)
             {
-                if (FileFormats.FromExtension(output) != FileFormat.Onnx)
-                    throw new ModelInputException(output, $"{lowered.Description}: converts to .onnx only (its plain network is written by the graph engine)");
                 if (dtype != OutputDtype.Float32 || reluOnly || arch != "auto" || numClasses is not null)
                     throw new ModelInputException(input, $"{lowered.Description}: --dtype, --relu-only, --arch and --num-classes do not apply (its layout and weights are read from the names)");
                 return RunGraph(ctx, input, output, pending, mode, verify, options, strict, lowered.Lower, lowered.Description);
@@ -209,11 +207,15 @@ internal static class ConvertCommand
             MemoryEstimate.EnsureFits(input, $"writing {output}{(verify ? " and verifying it" : "")}",
                 MemoryEstimate.Convert(outputBytes, sourceBytes, verify, externalData: outputBytes > RMNet.Onnx.OnnxModelFile.ExternalDataThreshold) - outputBytes - sourceBytes);
             ctx.Progress.Stage($"writing {output}");
-            RMNet.Onnx.OnnxModelFile.Save(result.Model, pending.TempPath, cancellationToken: ctx.Cancellation);
+            // A checkpoint lowered into the graph may also be written as a plain .safetensors or .pth: the plain graph read
+            // back into a plain model (a graph that is not a plain chain is refused, naming where), then run in TorchSharp.
+            bool onnxOut = FileFormats.FromExtension(output) == FileFormat.Onnx;
+            RMNet.Onnx.GraphOutput.Write(result.Model, pending.TempPath, input,
+                $"rmnet: residual connections removed (RM, {mode.ToString().ToLowerInvariant()} form) from {description ?? "an ONNX graph"}, {Path.GetFileName(input)}", ctx.Cancellation);
             if (verify)
             {
-                ctx.Progress.Stage($"verifying {output} in ONNX Runtime on {options.Samples} inputs");
-                report = Verifier.Verify(original, pending.TempPath, options, ctx.Cancellation);
+                ctx.Progress.Stage($"verifying {output} {(onnxOut ? "in ONNX Runtime" : "in TorchSharp against the original in ONNX Runtime")} on {options.Samples} inputs");
+                report = RMNet.Onnx.GraphOutput.Verify(original, pending.TempPath, options, ctx.Cancellation);
                 if (!report.Passed)
                     refusal = $"{output}: converted model differs from the original ({ReportText.Failure(report)}); nothing written";
             }

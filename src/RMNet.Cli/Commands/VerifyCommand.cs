@@ -82,16 +82,16 @@ internal static class VerifyCommand
                     if (lowered is not null)
                         using (lowered)
                         {
-                            // The checkpoint runs as the graph its family is lowered into, in ONNX Runtime like the converted file.
-                            if (FileFormats.Detect(conv) != FileFormat.Onnx)
-                                throw new ModelInputException(conv, $"{lowered.Description} converts to .onnx only, so its conversion is checked as an ONNX file");
+                            // The checkpoint runs as the graph its family is lowered into, in ONNX Runtime.
                             originalGraph = scratch!.File("original.onnx");
                             RMNet.Onnx.OnnxModelFile.Save(lowered.Lower(), originalGraph);
                         }
                     var onnxOptions = new VerifyOptions(p.GetValue(samples), p.GetValue(size), bound, p.GetValue(seed),
                         p.GetValue(userInput) is string inputPath ? ReadInput(inputPath) : null, p.GetValue(userInput));
                     ctx.Progress.Stage($"verifying {conv} against {orig} in ONNX Runtime");
-                    var onnxReport = Verifier.Verify(originalGraph, conv, onnxOptions, ctx.Cancellation);
+                    // A plain .safetensors or .pth (as convert writes for a lowered family) runs in TorchSharp.
+                    var onnxReport = lowered is null ? Verifier.Verify(originalGraph, conv, onnxOptions, ctx.Cancellation)
+                        : RMNet.Onnx.GraphOutput.Verify(originalGraph, conv, onnxOptions, ctx.Cancellation);
                     ctx.Document(new Result(orig, conv, lowered?.Description ?? "onnx", (int)(onnxReport.InputShape?.LastOrDefault() ?? onnxOptions.InputSize), onnxOptions.Seed,
                         VerificationJson.Of(onnxReport), WeightDtypes.Describe(dtypes)));
                     return Report(ctx, onnxReport, onnxOptions, $"{conv} against {orig} ({(lowered is null ? "" : lowered.Description + ", lowered into the graph; ")}both in ONNX Runtime)",

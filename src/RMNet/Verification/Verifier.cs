@@ -85,8 +85,20 @@ public static class Verifier
     public static VerificationReport Verify(string originalOnnx, string convertedOnnx, VerifyOptions options, CancellationToken cancellationToken)
     {
         options.Checked();
-        using var a = new Onnx.OnnxRuntimeRunner(originalOnnx, cancellationToken: cancellationToken);
         using var b = new Onnx.OnnxRuntimeRunner(convertedOnnx, cancellationToken: cancellationToken);
+        return Verify(originalOnnx, x => b.Run(x, cancellationToken), options, cancellationToken);
+    }
+
+    /// <summary>
+    /// An ONNX original in ONNX Runtime against <paramref name="converted"/> (a plain model's TorchSharp module, where the graph
+    /// engine wrote a <c>.safetensors</c> or <c>.pth</c>), on seeded inputs of the original's own input shape.
+    /// </summary>
+    internal static VerificationReport Verify(string originalOnnx, ModelRunner converted, VerifyOptions options, CancellationToken cancellationToken) =>
+        Verify(originalOnnx, OneImageAtATime(converted.Run, cancellationToken), options.Checked(), cancellationToken);
+
+    static VerificationReport Verify(string originalOnnx, Func<Tensor, Tensor> converted, VerifyOptions options, CancellationToken cancellationToken)
+    {
+        using var a = new Onnx.OnnxRuntimeRunner(originalOnnx, cancellationToken: cancellationToken);
         var dims = a.InputShape;
         if (dims.Length == 0) throw new ModelInputException(originalOnnx, "the model's input has no shape");
         int batch = dims[0] > 0 ? dims[0] : options.Samples;
@@ -99,7 +111,7 @@ public static class Verifier
         for (int done = 0, k = 0; done < options.Samples; done += batch, k++)
             batches.Add(randn(shape, generator: new Generator((ulong)(options.Seed + k))));
         bool seeded = batches.Count > 0;
-        return Compare(x => a.Run(x, cancellationToken), x => b.Run(x, cancellationToken), batches, options, cancellationToken)
+        return Compare(x => a.Run(x, cancellationToken), converted, batches, options, cancellationToken)
             with { InputShape = seeded ? shape : null };
     }
 
