@@ -216,6 +216,39 @@ public class LoweringTests(ITestOutputHelper output)
         Assert.Contains("write it as .onnx", e.Message);
     }
 
+    public static IEnumerable<object[]> BrokenRegNets() => new[]
+    {
+        new object[] { "trunk_output.block2.block2-0.f.b.1.running_var", new long[] { 7 }, float.NaN,
+            "key 'trunk_output.block2.block2-0.f.b.1.running_var' has shape [7], expected [16]" },
+        new object[] { "trunk_output.block1.block1-0.f.a.0.weight", new long[] { 8, 3, 1, 1 }, 1f,
+            "key 'trunk_output.block1.block1-0.f.a.0.weight' has shape [8, 3, 1, 1], expected [out, 8, kh, kw] for its 8-channel input" },
+        new object[] { "stem.1.weight", new long[] { 7 }, 1f, "key 'stem.1.weight' has shape [7], expected [8]" },
+        new object[] { "trunk_output.block1.block1-0.f.a.0.weight", null!, float.NaN, "holds NaN or infinite values (pass --allow-nonfinite" },
+        new object[] { "trunk_output.block1.block1-0.f.a.1.running_var", null!, -1f, "has a value <= -eps" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BrokenRegNets))]
+    public void ALoweredCheckpointWithABadTensorIsRefusedNamingIt(string key, long[]? shape, float value, string message)
+    {
+        // A wrong shape, a NaN or a negative variance: one line naming the tensor and exit 2, never a graph with NaN
+        // outputs or an internal error from deep inside the math.
+        using var dir = Fixture.Temp();
+        using (var sd = IO.CheckpointReader.Read(Fixture.Path_("regnet_x_narrow.pth")))
+            IO.StateDictFile.Save(dir.File("bad.pth"), sd.Select(kv => (kv.Key, kv.Key != key ? kv.Value
+                : shape is not null ? TorchSharp.torch.full(shape, float.IsNaN(value) ? 1f : value) : TorchSharp.torch.full_like(kv.Value, value))));
+        foreach (var command in new[] { "convert", "inspect" })
+        {
+            var (code, _, stderr) = command == "convert"
+                ? CliHarness.Rmnet("convert", dir.File("bad.pth"), "-o", dir.File("plain.onnx"))
+                : CliHarness.Rmnet("inspect", dir.File("bad.pth"));
+            Assert.Equal(ExitCodes.BadInput, code);
+            string error = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.StartsWith("rmnet: error:"));
+            Assert.Contains(message, error);
+        }
+        Assert.False(File.Exists(dir.File("plain.onnx")));
+    }
+
     [Fact]
     public void AtASizeWithAnOddPooledMapVerificationFailsAndNothingIsWritten()
     {

@@ -85,7 +85,7 @@ internal static class ConvertCommand
         MemoryEstimate.EnsureFits(input, $"loading and converting {input}", MemoryEstimate.Load(FileFormats.ModelBytes(input)));
         ctx.Progress.Stage($"loading {input}");
         var sd = CheckpointLoading.Read(ctx, input, weightsKey);
-        if (RMNet.Lowering.CheckpointLowerings.Find(sd, bnEps) is { } lowered)
+        if (RMNet.Lowering.CheckpointLowerings.Find(sd, bnEps, allowNonFinite) is { } lowered)
         {
             using (lowered)
             {

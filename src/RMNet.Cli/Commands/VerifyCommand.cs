@@ -69,7 +69,7 @@ internal static class VerifyCommand
                     ctx.Progress.Stage($"loading {orig}");
                     sd = CheckpointLoading.Read(ctx, orig, p.GetValue(weightsKey));
                 }
-                var lowered = sd is null ? null : RMNet.Lowering.CheckpointLowerings.Find(sd, p.GetValue(bnEps));
+                var lowered = sd is null ? null : RMNet.Lowering.CheckpointLowerings.Find(sd, p.GetValue(bnEps), p.GetValue(allowNonFinite));
                 if (p.GetValue(bnEps) is not null && lowered is null)
                 {
                     sd?.Dispose();

@@ -25,13 +25,18 @@ internal static class CheckpointLowerings
     /// <summary>The lowering for <paramref name="sd"/>'s names, or null where another loader takes it.</summary>
     /// <param name="sd">The checkpoint's tensors, which the result then owns.</param>
     /// <param name="bnEps">The BatchNorms' epsilon where the user gave one; null for the family's default (1e-5 for every family here).</param>
-    public static LoweredCheckpoint? Find(StateDict sd, double? bnEps = null)
+    /// <param name="allowNonFinite">Accept NaN or infinite weights; a BatchNorm variance at or below -eps is refused regardless.</param>
+    public static LoweredCheckpoint? Find(StateDict sd, double? bnEps = null, bool allowNonFinite = false)
     {
         var found = TimmResNet.Matches(sd) ? new LoweredCheckpoint(sd, TimmResNet.Describe(sd), TimmResNet.Lower)
             : HuggingFaceResNet.Matches(sd) ? new LoweredCheckpoint(sd, HuggingFaceResNet.Describe(sd), HuggingFaceResNet.Lower)
             : TorchvisionRegNet.Matches(sd) ? new LoweredCheckpoint(sd, TorchvisionRegNet.Describe(sd), TorchvisionRegNet.Lower)
             : TimmRepVgg.Matches(sd) ? new LoweredCheckpoint(sd, TimmRepVgg.Describe(sd), TimmRepVgg.Lower)
             : null;
-        return found is not null && bnEps is double eps ? found with { BnEps = eps } : found;
+        if (found is null) return null;
+        if (bnEps is double eps) found = found with { BnEps = eps };
+        // The same checks every family's weights get: the graph would carry NaN to every output otherwise.
+        Models.WeightChecks.Check(sd, allowNonFinite, found.BnEps);
+        return found;
     }
 }

@@ -15,6 +15,8 @@ namespace RMNet.Lowering;
 internal sealed class GraphBuilder(StateDict sd)
 {
     readonly HashSet<string> _read = new(StringComparer.Ordinal);
+    // Channels of each value, so that a tensor of the wrong shape is named here rather than failing in libtorch or ONNX Runtime.
+    readonly Dictionary<string, long> _channels = new(StringComparer.Ordinal);
     readonly GraphProto _graph = new() { Name = "rmnet_lowered" };
     readonly List<(string Name, Tensor Tensor)> _initializers = new();
 
@@ -24,16 +26,26 @@ internal sealed class GraphBuilder(StateDict sd)
     /// <summary>conv then BN (<paramref name="bn"/> the BN module's prefix) as one Conv with bias; returns its output.</summary>
     public string ConvBn(string x, string conv, string bn, int stride, int groups = 1, double eps = 1e-5)
     {
-        var weight = Read(conv + ".weight");
-        var fused = BatchNormFusion.Fuse(new ConvWeights(weight, sd.ContainsKey(conv + ".bias") ? Read(conv + ".bias") : null),
-            new BatchNormWeights(Read(bn + ".weight"), Read(bn + ".bias"), Read(bn + ".running_mean"), Read(bn + ".running_var"), eps));
+        var weight = Read(conv + ".weight", 4);
+        long outChannels = weight.shape[0];
+        var fused = BatchNormFusion.Fuse(new ConvWeights(weight, sd.ContainsKey(conv + ".bias") ? Read(conv + ".bias", outChannels) : null),
+            new BatchNormWeights(Read(bn + ".weight", outChannels), Read(bn + ".bias", outChannels), Read(bn + ".running_mean", outChannels),
+                Read(bn + ".running_var", outChannels), eps));
         return Conv(x, conv, fused, stride, groups);
     }
 
     /// <summary>A Conv with bias (float64 <paramref name="weights"/>, written as float32), padded to keep the size at stride 1.</summary>
     public string Conv(string x, string name, ConvWeights weights, int stride, int groups = 1)
     {
-        long kh = weights.Weight.shape[2], kw = weights.Weight.shape[3];
+        var w = weights.Weight;
+        if (w.dim() != 4) throw Shape($"{name}.weight", w, "[out, in/groups, kh, kw]");
+        long inChannels = w.shape[1] * groups;
+        if (_channels.TryGetValue(x, out long c) ? c != inChannels : x != Input)
+            throw Shape($"{name}.weight", w, $"[out, {c / Math.Max(groups, 1)}, kh, kw] for its {c}-channel input{(groups > 1 ? $" in {groups} groups" : "")}");
+        if (weights.Bias is { } bias && bias.numel() != w.shape[0]) throw Shape($"{name}.bias", bias, $"[{w.shape[0]}]");
+        _channels[x] = inChannels;
+        _channels[name] = w.shape[0];
+        long kh = w.shape[2], kw = w.shape[3];
         var node = new NodeProto { Name = name, OpType = "Conv", Input = { x, Initializer(name + ".weight", weights.Weight), Initializer(name + ".bias", weights.BiasOrZeros()) }, Output = { name } };
         node.Attribute.Add(OnnxNodes.Ints("kernel_shape", kh, kw));
         node.Attribute.Add(OnnxNodes.Ints("strides", stride, stride));
@@ -45,16 +57,16 @@ internal sealed class GraphBuilder(StateDict sd)
     }
 
     /// <summary>A Relu named <paramref name="name"/>.</summary>
-    public string Relu(string x, string name) => Add(OnnxNodes.Unary("Relu", name, x, name));
+    public string Relu(string x, string name) => Same(x, Add(OnnxNodes.Unary("Relu", name, x, name)));
 
     /// <summary>A square MaxPool.</summary>
-    public string MaxPool(string x, string name, int kernel, int stride, int pad) => Add(OnnxNodes.Unary("MaxPool", name, x, name,
-        OnnxNodes.Ints("kernel_shape", kernel, kernel), OnnxNodes.Ints("strides", stride, stride), OnnxNodes.Ints("pads", pad, pad, pad, pad)));
+    public string MaxPool(string x, string name, int kernel, int stride, int pad) => Same(x, Add(OnnxNodes.Unary("MaxPool", name, x, name,
+        OnnxNodes.Ints("kernel_shape", kernel, kernel), OnnxNodes.Ints("strides", stride, stride), OnnxNodes.Ints("pads", pad, pad, pad, pad))));
 
     /// <summary>A square AveragePool without padding, as PyTorch's <c>AvgPool2d(k, s, ceil_mode, count_include_pad)</c>.</summary>
-    public string AveragePool(string x, string name, int kernel, int stride, bool ceilMode, bool countIncludePad) => Add(OnnxNodes.Unary("AveragePool", name, x, name,
+    public string AveragePool(string x, string name, int kernel, int stride, bool ceilMode, bool countIncludePad) => Same(x, Add(OnnxNodes.Unary("AveragePool", name, x, name,
         OnnxNodes.Ints("kernel_shape", kernel, kernel), OnnxNodes.Ints("strides", stride, stride), OnnxNodes.Ints("pads", 0, 0, 0, 0),
-        OnnxNodes.Int("ceil_mode", ceilMode ? 1 : 0), OnnxNodes.Int("count_include_pad", countIncludePad ? 1 : 0)));
+        OnnxNodes.Int("ceil_mode", ceilMode ? 1 : 0), OnnxNodes.Int("count_include_pad", countIncludePad ? 1 : 0))));
 
     /// <summary>
     /// Squeeze-and-excitation as timm's SEModule and PyTorch's export of it: mean over H and W (ReduceMean), 1x1 conv
@@ -62,10 +74,12 @@ internal sealed class GraphBuilder(StateDict sd)
     /// </summary>
     public string SqueezeExcite(string x, string se)
     {
-        string mean = Add(OnnxNodes.Unary("ReduceMean", $"{se}.mean", x, $"{se}.mean", OnnxNodes.Ints("axes", 2, 3), OnnxNodes.Int("keepdims", 1)));
+        string mean = Same(x, Add(OnnxNodes.Unary("ReduceMean", $"{se}.mean", x, $"{se}.mean", OnnxNodes.Ints("axes", 2, 3), OnnxNodes.Int("keepdims", 1))));
         string fc1 = Relu(Conv(mean, $"{se}.fc1", new ConvWeights(Read($"{se}.fc1.weight"), Read($"{se}.fc1.bias")), 1), $"{se}.act");
-        string gate = Add(OnnxNodes.Unary("Sigmoid", $"{se}.gate", Conv(fc1, $"{se}.fc2", new ConvWeights(Read($"{se}.fc2.weight"), Read($"{se}.fc2.bias")), 1), $"{se}.gate"));
-        return Add(new NodeProto { Name = $"{se}.excite", OpType = "Mul", Input = { x, gate }, Output = { $"{se}.excite" } });
+        string fc2 = Conv(fc1, $"{se}.fc2", new ConvWeights(Read($"{se}.fc2.weight"), Read($"{se}.fc2.bias")), 1);
+        if (_channels[fc2] != _channels[x]) throw Shape($"{se}.fc2.weight", sd[$"{se}.fc2.weight"], $"[{_channels[x]}, hidden, 1, 1] to gate {_channels[x]} channels");
+        string gate = Add(OnnxNodes.Unary("Sigmoid", $"{se}.gate", fc2, $"{se}.gate"));
+        return Same(x, Add(new NodeProto { Name = $"{se}.excite", OpType = "Mul", Input = { x, gate }, Output = { $"{se}.excite" } }));
     }
 
     /// <summary>
@@ -89,34 +103,43 @@ internal sealed class GraphBuilder(StateDict sd)
         var fc1 = TorchSharp.torch.cat(new[] { band, -band }, 0).reshape(2 * channels, channels, 1, 1);
         var eye = TorchSharp.torch.eye(channels, dtype: TorchSharp.torch.ScalarType.Float64);
         var fc2 = TorchSharp.torch.cat(new[] { eye, -eye }, 1).reshape(channels, 2 * channels, 1, 1);
-        string mean = Add(OnnxNodes.Unary("ReduceMean", $"{eca}.mean", x, $"{eca}.mean", OnnxNodes.Ints("axes", 2, 3), OnnxNodes.Int("keepdims", 1)));
+        if (_channels.TryGetValue(x, out long c) && c != channels) throw Shape($"{eca}.conv.weight", w, $"a gate of {c} channels, not {channels}");
+        string mean = Same(x, Add(OnnxNodes.Unary("ReduceMean", $"{eca}.mean", x, $"{eca}.mean", OnnxNodes.Ints("axes", 2, 3), OnnxNodes.Int("keepdims", 1))));
         string split = Relu(Conv(mean, $"{eca}.conv_signs", new ConvWeights(fc1, null), 1), $"{eca}.conv_relu");
         string gate = Add(OnnxNodes.Unary("Sigmoid", $"{eca}.gate", Conv(split, $"{eca}.conv", new ConvWeights(fc2, null), 1), $"{eca}.gate"));
-        return Add(new NodeProto { Name = $"{eca}.excite", OpType = "Mul", Input = { x, gate }, Output = { $"{eca}.excite" } });
+        return Same(x, Add(new NodeProto { Name = $"{eca}.excite", OpType = "Mul", Input = { x, gate }, Output = { $"{eca}.excite" } }));
     }
 
     /// <summary>An inference-time BatchNormalization node on <paramref name="x"/> (the BN module <paramref name="bn"/>), as an identity branch is exported.</summary>
     public string BatchNorm(string x, string bn, double eps = 1e-5)
     {
+        long c = _channels[x];
         var node = new NodeProto
         {
             Name = bn, OpType = "BatchNormalization", Output = { bn },
-            Input = { x, Initializer(bn + ".weight", Read(bn + ".weight")), Initializer(bn + ".bias", Read(bn + ".bias")),
-                Initializer(bn + ".running_mean", Read(bn + ".running_mean")), Initializer(bn + ".running_var", Read(bn + ".running_var")) },
+            Input = { x, Initializer(bn + ".weight", Read(bn + ".weight", c)), Initializer(bn + ".bias", Read(bn + ".bias", c)),
+                Initializer(bn + ".running_mean", Read(bn + ".running_mean", c)), Initializer(bn + ".running_var", Read(bn + ".running_var", c)) },
         };
         node.Attribute.Add(OnnxNodes.Float("epsilon", (float)eps));
-        return Add(node);
+        return Same(x, Add(node));
     }
 
     /// <summary>The residual join a + b.</summary>
-    public string Sum(string a, string b, string name) => Add(new NodeProto { Name = name, OpType = "Add", Input = { a, b }, Output = { name } });
+    public string Sum(string a, string b, string name)
+    {
+        if (_channels[a] != _channels[b])
+            throw new ModelInputException(sd.Source, $"the sum '{name}' would add {_channels[a]} channels ('{a}') to {_channels[b]} ('{b}'): the checkpoint's shapes do not fit its layout");
+        return Same(a, Add(new NodeProto { Name = name, OpType = "Add", Input = { a, b }, Output = { name } }));
+    }
 
     /// <summary>Global average pool, flatten and the linear classifier <paramref name="fc"/>: the graph's output.</summary>
     public void Classifier(string x, string fc)
     {
         string pooled = Add(OnnxNodes.Unary("GlobalAveragePool", "global_pool", x, "global_pool"));
         string flat = Add(OnnxNodes.Unary("Flatten", "flatten", pooled, "flatten", OnnxNodes.Int("axis", 1)));
-        _graph.Node.Add(OnnxNodes.Gemm(fc, flat, Initializer(fc + ".weight", Read(fc + ".weight")), Initializer(fc + ".bias", Read(fc + ".bias")), OnnxExporter.OutputName));
+        var w = Read(fc + ".weight", 2);
+        if (w.shape[1] != _channels[x]) throw Shape(fc + ".weight", w, $"[classes, {_channels[x]}]");
+        _graph.Node.Add(OnnxNodes.Gemm(fc, flat, Initializer(fc + ".weight", w), Initializer(fc + ".bias", Read(fc + ".bias", w.shape[0])), OnnxExporter.OutputName));
     }
 
     /// <summary>The model: input [N, <paramref name="inputChannels"/>, H, W], output [N, <paramref name="classes"/>], float32 weights.</summary>
@@ -138,6 +161,30 @@ internal sealed class GraphBuilder(StateDict sd)
         var t = sd.Require(key);
         _read.Add(key);
         return t;
+    }
+
+    /// <summary><see cref="Read(string)"/> of a vector of <paramref name="length"/> values, refused (naming key and shapes) otherwise.</summary>
+    TorchSharp.torch.Tensor Read(string key, long length)
+    {
+        var t = Read(key);
+        return t.dim() == 1 && t.shape[0] == length ? t : throw Shape(key, t, $"[{length}]");
+    }
+
+    /// <summary><see cref="Read(string)"/> of a tensor of <paramref name="dims"/> dimensions.</summary>
+    TorchSharp.torch.Tensor Read(string key, int dims)
+    {
+        var t = Read(key);
+        return t.dim() == dims ? t : throw Shape(key, t, $"{dims} dimensions");
+    }
+
+    ModelInputException Shape(string key, TorchSharp.torch.Tensor t, string expected) =>
+        new(sd.Source, $"key '{key}' has shape [{string.Join(", ", t.shape)}], expected {expected}");
+
+    /// <summary><paramref name="y"/> has the channels of <paramref name="x"/>.</summary>
+    string Same(string x, string y)
+    {
+        if (_channels.TryGetValue(x, out long c)) _channels[y] = c;
+        return y;
     }
 
     string Add(NodeProto node)
