@@ -24,6 +24,9 @@ public sealed class StateDict : IReadOnlyDictionary<string, Tensor>, IDisposable
     /// <summary>The wrapper prefix removed from every name (<c>module.</c>, <c>model.</c>, <c>_orig_mod.</c>, or several); null where none.</summary>
     public string? RemovedPrefix { get; internal set; }
 
+    /// <summary>The BatchNorm epsilons a whole module (<c>torch.save(model)</c>) was saved with, by module name; empty for a state dict.</summary>
+    internal IReadOnlyDictionary<string, double> SavedBatchNormEps { get; init; } = new Dictionary<string, double>();
+
     /// <summary>Adds or replaces a tensor, keeping first-insertion order.</summary>
     public void Add(string key, Tensor value)
     {

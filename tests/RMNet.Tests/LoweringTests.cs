@@ -148,6 +148,15 @@ public class LoweringTests(ITestOutputHelper output)
         Assert.True(defaultEps > 1e-3, $"{defaultEps}");
         Assert.True(given <= 1e-5, $"{given}");
         Assert.Equal(0, CliHarness.Rmnet("verify", checkpoint, dir.File("plain.onnx"), "--bn-eps", "1e-3", "--quiet").Code);
+        // Saved whole (torch.save(model)), the file holds each BatchNorm's eps: read without being told.
+        checkpoint = Fixture.Path_("hf_resnet_bn_eps_1e-3_narrow_whole.pth");
+        double whole = Error();
+        output.WriteLine($"whole module, no --bn-eps: rel {whole:E2}");
+        Assert.True(whole <= 1e-5, $"{whole}");
+        // A family with its own transform converts with 1e-5: a whole module saved with another eps is refused, not converted wrongly.
+        var (wrongEps, _, epsError) = CliHarness.Rmnet("convert", Fixture.Path_("resnet_bn_eps_1e-3_whole.pth"), "-o", dir.File("r.onnx"));
+        Assert.Equal(ExitCodes.BadInput, wrongEps);
+        Assert.Contains("BatchNorm 'bn1' was saved with eps 0.001; this family is converted with 1E-05, which would not be exact", epsError);
 
         // Where the family's own transform reads the checkpoint, or the input is ONNX, it is refused, as is a bad value.
         var (refused, _, error) = CliHarness.Rmnet("convert", Fixture.Path_("basic_narrow.pth"), "-o", dir.File("b.onnx"), "--bn-eps", "1e-3");

@@ -134,7 +134,12 @@ internal static class CheckpointReader
             : PickledWeights.Locate(root, path, weightsKey);
         var named = found.Named;
         string prefix = SharedWrapperPrefix(named.Select(n => n.Name).ToList());
-        var sd = new StateDict(path) { RemovedPrefix = prefix.Length > 0 ? prefix : null, WeightsKey = found.Key, OtherWeightsKeys = found.OtherKeys };
+        var sd = new StateDict(path)
+        {
+            RemovedPrefix = prefix.Length > 0 ? prefix : null, WeightsKey = found.Key, OtherWeightsKeys = found.OtherKeys,
+            SavedBatchNormEps = found.BatchNormEps.Where(kv => kv.Key.StartsWith(prefix.TrimEnd('.'), StringComparison.Ordinal))
+                .ToDictionary(kv => prefix.Length > 0 ? kv.Key[Math.Min(prefix.Length, kv.Key.Length)..] : kv.Key, kv => kv.Value),
+        };
         var storages = new Dictionary<string, Tensor>();
         try
         {

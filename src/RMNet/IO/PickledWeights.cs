@@ -45,7 +45,8 @@ internal static class PickledWeights
         }
         else if (weightsKey is not null)
             throw new ModelInputException(path, $"--weights-key: the file holds {(root is PickleDict ? "a state dict" : Describe(root))} at its top level, not a checkpoint with keys to choose from");
-        return new FoundWeights(Search(root, path), key, others);
+        var eps = new Dictionary<string, double>(StringComparer.Ordinal);
+        return new FoundWeights(Search(root, path, eps), key, others) { BatchNormEps = eps };
     }
 
     /// <summary>A dict whose values are all tensors.</summary>
@@ -57,14 +58,15 @@ internal static class PickledWeights
 
     static string Keys(PickleDict table) => string.Join(", ", table.Entries.Take(8).Select(e => e.Key));
 
-    static List<(string Name, PickleTensor Tensor)> Search(object? root, string path)
+    /// <summary>The named tensors; a whole module's BatchNorm epsilons go to <paramref name="eps"/> by module name.</summary>
+    static List<(string Name, PickleTensor Tensor)> Search(object? root, string path, Dictionary<string, double> eps)
     {
         for (int depth = 0; depth < 4; depth++)
         {
             if (root is PickleObject module && IsModule(module))
             {
                 var named = new List<(string, PickleTensor)>();
-                Flatten(module, "", named, 0, path);
+                Flatten(module, "", named, 0, path, eps);
                 return named;
             }
             if (root is not PickleDict table)
@@ -85,7 +87,7 @@ internal static class PickledWeights
     static bool IsModule(PickleObject o) =>
         o.StateDict is { } st && (st.Has("_parameters") || st.Has("_modules")) || o.Type.Module.StartsWith("__torch__", StringComparison.Ordinal);
 
-    static void Flatten(PickleObject module, string prefix, List<(string, PickleTensor)> named, int depth, string path)
+    static void Flatten(PickleObject module, string prefix, List<(string, PickleTensor)> named, int depth, string path, Dictionary<string, double> eps)
     {
         if (depth > MaxModuleDepth) throw new ModelInputException(path, $"modules nested deeper than {MaxModuleDepth} levels (or a module that contains itself)");
         var state = module.StateDict;
@@ -98,7 +100,10 @@ internal static class PickledWeights
             foreach (var (name, value) in Entries(state.Get("_buffers")))
                 if (value is PickleTensor t && !nonPersistent.Contains(name)) named.Add((prefix + name, t));
             foreach (var (name, value) in Entries(state.Get("_modules")))
-                if (value is PickleObject child) Flatten(child, $"{prefix}{name}.", named, depth + 1, path);
+                if (value is PickleObject child) Flatten(child, $"{prefix}{name}.", named, depth + 1, path, eps);
+            // A state dict does not hold a BatchNorm's epsilon; a whole module does (torch.nn BatchNorm*d's attribute 'eps').
+            if (module.Type.Name.StartsWith("BatchNorm", StringComparison.Ordinal) && state.Get("eps") is double e)
+                eps[prefix.TrimEnd('.')] = e;
             return;
         }
         // TorchScript: parameters, buffers and submodules are all plain attributes.
@@ -106,7 +111,7 @@ internal static class PickledWeights
         {
             if (value is PickleTensor t) named.Add((prefix + name, t));
             else if (value is PickleObject child && child.Type.Module.StartsWith("__torch__", StringComparison.Ordinal))
-                Flatten(child, $"{prefix}{name}.", named, depth + 1, path);
+                Flatten(child, $"{prefix}{name}.", named, depth + 1, path, eps);
         }
     }
 
@@ -136,4 +141,8 @@ internal static class PickledWeights
 }
 
 /// <summary>Weights found in a checkpoint: the named tensors, the top-level key they were under (null: the top level), the other keys holding weights.</summary>
-internal sealed record FoundWeights(List<(string Name, PickleTensor Tensor)> Named, string? Key, IReadOnlyList<string> OtherKeys);
+internal sealed record FoundWeights(List<(string Name, PickleTensor Tensor)> Named, string? Key, IReadOnlyList<string> OtherKeys)
+{
+    /// <summary>A whole module's BatchNorm epsilons by module name (empty for a state dict, which does not hold them).</summary>
+    public IReadOnlyDictionary<string, double> BatchNormEps { get; init; } = new Dictionary<string, double>();
+}

@@ -36,7 +36,7 @@ internal static class CheckpointLowerings
         if (found is null) return null;
         if (bnEps is double eps) found = found with { BnEps = eps };
         // The same checks every family's weights get: the graph would carry NaN to every output otherwise.
-        Models.WeightChecks.Check(sd, allowNonFinite, found.BnEps);
+        Models.WeightChecks.Check(sd, allowNonFinite, found.BnEps, savedEpsHonoured: true);
         return found;
     }
 }

@@ -30,7 +30,7 @@ internal sealed class GraphBuilder(StateDict sd)
         long outChannels = weight.shape[0];
         var fused = BatchNormFusion.Fuse(new ConvWeights(weight, sd.ContainsKey(conv + ".bias") ? Read(conv + ".bias", outChannels) : null),
             new BatchNormWeights(Read(bn + ".weight", outChannels), Read(bn + ".bias", outChannels), Read(bn + ".running_mean", outChannels),
-                Read(bn + ".running_var", outChannels), eps));
+                Read(bn + ".running_var", outChannels), Eps(bn, eps)));
         return Conv(x, conv, fused, stride, groups);
     }
 
@@ -120,7 +120,7 @@ internal sealed class GraphBuilder(StateDict sd)
             Input = { x, Initializer(bn + ".weight", Read(bn + ".weight", c)), Initializer(bn + ".bias", Read(bn + ".bias", c)),
                 Initializer(bn + ".running_mean", Read(bn + ".running_mean", c)), Initializer(bn + ".running_var", Read(bn + ".running_var", c)) },
         };
-        node.Attribute.Add(OnnxNodes.Float("epsilon", (float)eps));
+        node.Attribute.Add(OnnxNodes.Float("epsilon", (float)Eps(bn, eps)));
         return Same(x, Add(node));
     }
 
@@ -179,6 +179,9 @@ internal sealed class GraphBuilder(StateDict sd)
 
     ModelInputException Shape(string key, TorchSharp.torch.Tensor t, string expected) =>
         new(sd.Source, $"key '{key}' has shape [{string.Join(", ", t.shape)}], expected {expected}");
+
+    /// <summary>The epsilon of BatchNorm <paramref name="bn"/>: as a whole module saved it, else <paramref name="eps"/> (the family's, or --bn-eps).</summary>
+    double Eps(string bn, double eps) => sd.SavedBatchNormEps.TryGetValue(bn, out double saved) ? saved : eps;
 
     /// <summary><paramref name="y"/> has the channels of <paramref name="x"/>.</summary>
     string Same(string x, string y)

@@ -9,8 +9,16 @@ internal static class WeightChecks
     /// Throws <see cref="ModelInputException"/> naming the first tensor with NaN or infinite values in its own dtype (unless
     /// <paramref name="allowNonFinite"/>) or a BN running variance that makes var + eps non-positive.
     /// </summary>
-    public static void Check(StateDict sd, bool allowNonFinite, double bnEps = TorchvisionWeights.BatchNormEps)
+    /// <param name="sd">The weights.</param>
+    /// <param name="allowNonFinite">Accept NaN or infinite values.</param>
+    /// <param name="bnEps">The epsilon the family converts with.</param>
+    /// <param name="savedEpsHonoured">The family reads each BatchNorm's own epsilon where a whole module saved one; otherwise a
+    /// saved epsilon other than <paramref name="bnEps"/> is refused, since converting with the wrong one is not exact.</param>
+    public static void Check(StateDict sd, bool allowNonFinite, double bnEps = TorchvisionWeights.BatchNormEps, bool savedEpsHonoured = false)
     {
+        if (!savedEpsHonoured && sd.SavedBatchNormEps.FirstOrDefault(kv => Math.Abs(kv.Value - bnEps) > 1e-12 * bnEps) is { Key: not null } other)
+            throw new ModelInputException(sd.Source, $"BatchNorm '{other.Key}' was saved with eps {other.Value.ToString(System.Globalization.CultureInfo.InvariantCulture)}; " +
+                $"this family is converted with {bnEps.ToString(System.Globalization.CultureInfo.InvariantCulture)}, which would not be exact");
         foreach (var (key, t) in sd)
         {
             if (!t.is_floating_point()) continue;
