@@ -149,7 +149,7 @@ internal sealed class GraphBuilder(StateDict sd)
         var unused = sd.Keys.Where(k => !_read.Contains(k) && !k.EndsWith(".num_batches_tracked", StringComparison.Ordinal)).ToList();
         if (unused.Count > 0)
             throw new ModelInputException(sd.Source, $"{unused.Count} tensor(s) the layout does not use ({string.Join(", ", unused.Take(3).Select(k => $"'{k}'"))}" +
-                $"{(unused.Count > 3 ? ", ..." : "")}): a module rmnet does not know (an SE block?) would be left out, so the checkpoint is refused");
+                $"{(unused.Count > 3 ? ", ..." : "")}): a module rmnet does not know (an attention block, an anti-aliasing filter, another head?) would be left out, so the checkpoint is refused");
         var model = OnnxExporter.Model(_graph, inputChannels, classes, docString);
         foreach (var (name, tensor) in _initializers) model.Graph.Initializer.Add(OnnxTensors.FromTensor(name, tensor));
         return model;

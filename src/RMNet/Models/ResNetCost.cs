@@ -32,6 +32,8 @@ internal static class ResNetCost
                 ? ho * wo * b.Width * b.InChannels * 9 + ho * wo * b.OutChannels * b.Width * 9
                 : h * w * b.Width * b.InChannels + ho * wo * b.Width * (b.Width / b.Groups) * 9 + ho * wo * b.OutChannels * b.Width;
             if (b.HasProjection) m += ho * wo * b.OutChannels * b.InChannels;
+            // SE's two 1x1 convs on the pooled [C, 1, 1], counted as PyTorch's hooks on every Conv2d count them.
+            if (spec.SeChannels is { } se) m += 2L * se[b.Stage] * b.OutChannels;
             string stage = $"layer{b.Stage + 1}";
             macs[stage] = macs.GetValueOrDefault(stage) + m;
         }

@@ -43,6 +43,9 @@ internal static class StaticShapes
                 _ when SizePreserving.Contains(node.OpType) => (h, w),
                 "Concat" when node.Attribute.FirstOrDefault(a => a.Name == "axis")?.I == 1 => (h, w),
                 "GlobalAveragePool" or "GlobalMaxPool" => (1, 1),
+                // x.mean((2, 3), keepdim=True), as timm's SE modules are exported (axes an attribute up to opset 17).
+                "ReduceMean" when node.Attribute.FirstOrDefault(a => a.Name == "axes")?.Ints.SequenceEqual(new long[] { 2, 3 }) == true
+                    && node.Attribute.FirstOrDefault(a => a.Name == "keepdims")?.I != 0 => (1, 1),
                 "Pad" => PadSize(g, node, h, w),
                 "Conv" or "MaxPool" or "AveragePool" => WindowSize(g, node, h, w),
                 _ => null,
