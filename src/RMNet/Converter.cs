@@ -140,7 +140,7 @@ public static class Converter
     static ConversionResult ConvertGraph(string input, string output, PendingOutput pending, ConvertOptions options, VerifyOptions verify,
         CancellationToken cancellationToken, Func<global::Onnx.ModelProto>? lower, string? architecture = null)
     {
-        if (lower is null) OnnxConversion.CheckOutput(output);   // a lowered checkpoint may also be written as a plain .safetensors or .pth
+        OnnxConversion.CheckOutput(output);
         cancellationToken.ThrowIfCancellationRequested();
         string original = input;
         if (lower is not null)

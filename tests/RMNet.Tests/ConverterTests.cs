@@ -76,8 +76,7 @@ public class ConverterTests
         new object[] { new ConvertOptions(Dtype: OutputDtype.Float16), "plain.onnx", "Dtype Float16 does not apply to an ONNX model" },
         new object[] { new ConvertOptions(Architecture: "resnet18"), "plain.onnx", "Architecture 'resnet18' does not apply to an ONNX model" },
         new object[] { new ConvertOptions(NumClasses: 10), "plain.onnx", "NumClasses 10 does not apply to an ONNX model" },
-        new object[] { new ConvertOptions(), "plain.safetensors", "an ONNX model converts to .onnx only" },
-        new object[] { new ConvertOptions(), "plain.pth", "an ONNX model converts to .onnx only" },
+        new object[] { new ConvertOptions(), "plain.txt", "unknown output format; use one of .onnx" },
     };
 
     [Theory]

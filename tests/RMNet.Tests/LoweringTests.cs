@@ -215,6 +215,24 @@ public class LoweringTests(ITestOutputHelper output)
         Assert.True(r.Passed, $"{r.MaxRelError}");
     }
 
+    [Theory]
+    [InlineData("preact_basic_narrow", "plain.safetensors")]   // x.mean((2, 3)) head: ReduceMean without keepdims
+    [InlineData("mobilenet_v2_narrow", "plain.pth")]           // Clip and per-channel Max/Min
+    [InlineData("se_bottleneck_narrow", "plain.pth")]          // SE gates
+    [InlineData("iresnet18_narrow", "plain.safetensors")]      // PRelu, flatten + linear head
+    public void AnOnnxModelIsAlsoWrittenAsAPlainSafetensorsOrPth(string name, string file)
+    {
+        using var dir = Fixture.Temp();
+        int size = name.StartsWith("iresnet") ? 112 : 64;
+        var (code, _, stderr) = CliHarness.Rmnet("convert", Fixture.Path_($"onnx/{name}_opset13.onnx"), "-o", dir.File(file), "--verify", "--input-size", size.ToString(), "--quiet");
+        Assert.True(code == 0, stderr);
+        using var plain = IO.PlainModelFile.Load(dir.File(file));
+        var io = Fixture.Io(name);
+        var r = Equivalence.Measure(io["output"], plain.Forward(io["input"]), 1e-5);
+        output.WriteLine($"{name}.onnx -> {file}: vs PyTorch rel {r.MaxRelError:E2}");
+        Assert.True(r.Passed, $"{r.MaxRelError}");
+    }
+
     [Fact]
     public void AGraphWithAJoinLeftIsNoPlainChainAndSaysWhere()
     {

@@ -9,12 +9,11 @@ namespace RMNet.Onnx;
 /// </summary>
 internal static class OnnxConversion
 {
-    /// <summary>Throws <see cref="ModelInputException"/> naming <paramref name="output"/> unless it is an ONNX file: an ONNX model converts to ONNX only.</summary>
-    public static void CheckOutput(string output)
-    {
-        if (IO.FileFormats.FromExtension(output) != IO.FileFormat.Onnx)
-            throw new ModelInputException(output, "an ONNX model converts to .onnx only");
-    }
+    /// <summary>
+    /// Throws <see cref="ModelInputException"/> naming <paramref name="output"/> unless its extension names a format the graph
+    /// engine writes: <c>.onnx</c> (the graph), or <c>.safetensors</c>/<c>.pth</c> (the plain graph read back, see <see cref="GraphOutput"/>).
+    /// </summary>
+    public static void CheckOutput(string output) => IO.ModelWriter.CheckExtension(output);
 
     /// <summary>
     /// Reads <paramref name="input"/>, converts it, and returns the result (not yet written), with the summaries of the

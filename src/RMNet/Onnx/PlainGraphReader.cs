@@ -18,7 +18,12 @@ internal static class PlainGraphReader
     {
         var g = new OnnxGraph(model.Graph, file);
         string current = model.Graph.Input.First(i => !g.Initializers.ContainsKey(i.Name)).Name;
-        long inputChannels = model.Graph.Input.First(i => i.Name == current).Type.TensorType.Shape.Dim[1].DimValue;
+        long inputChannels = model.Graph.Input.First(i => i.Name == current).Type.TensorType.Shape.Dim is { Count: 4 } dims && dims[1].DimValue > 0
+            ? dims[1].DimValue
+            // A dynamic channel dimension: what the first conv takes.
+            : g.Order.FirstOrDefault(n => n.OpType == "Conv") is { } first && g.Initializers.TryGetValue(first.Input[1], out var w0)
+                ? w0.Dims[1] * (first.Attribute.FirstOrDefault(a => a.Name == "group")?.I ?? 1)
+                : throw Refuse(file, current, "the input's channels are neither fixed nor given by a first conv");
         var layers = new List<PlainLayer>();
         string output = model.Graph.Output[0].Name;
         long channels = inputChannels;
@@ -78,7 +83,11 @@ internal static class PlainGraphReader
                     break;
                 }
                 case "GlobalAveragePool": layers.Add(new GlobalAvgPoolLayer()); break;
-                case "ReduceMean" when Ints("axes").SequenceEqual(new long[] { 2, 3 }) && Int("keepdims", 1) == 1: layers.Add(new GlobalAvgPoolLayer()); break;
+                case "ReduceMean" when Ints("axes").SequenceEqual(new long[] { 2, 3 }):
+                    // keepdims=0 (x.mean((2, 3)) before a linear layer) also flattens.
+                    layers.Add(new GlobalAvgPoolLayer());
+                    if (Int("keepdims", 1) == 0) layers.Add(new FlattenLayer());
+                    break;
                 case "Flatten" or "Reshape": layers.Add(new FlattenLayer()); break;
                 case "Gemm" when Int("transB", 0) == 1 && (node.Attribute.FirstOrDefault(a => a.Name == "alpha")?.F ?? 1) == 1:
                     layers.Add(new LinearLayer(Init(1), Init(2)));
