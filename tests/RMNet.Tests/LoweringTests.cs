@@ -197,39 +197,27 @@ public class LoweringTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData("regnet_y_se_narrow", "plain.safetensors")]
-    [InlineData("regnet_y_se_narrow", "plain.pth")]
-    [InlineData("timm_seresnext_d_narrow", "plain.pth")]
-    [InlineData("timm_ecaresnet_d_narrow", "plain.safetensors")]
-    [InlineData("timm_repvgg_narrow", "plain.safetensors")]
-    [InlineData("hf_resnet_bottleneck_narrow", "plain.pth")]
-    public void APlainSafetensorsOrPthIsReadBackFromThePlainGraphAndEqualsPyTorch(string name, string file)
+    [InlineData("regnet_y_se_narrow.pth", "plain.safetensors", 64)]
+    [InlineData("regnet_y_se_narrow.pth", "plain.pth", 64)]
+    [InlineData("timm_seresnext_d_narrow.pth", "plain.pth", 64)]
+    [InlineData("timm_ecaresnet_d_narrow.pth", "plain.safetensors", 64)]
+    [InlineData("timm_repvgg_narrow.pth", "plain.safetensors", 64)]
+    [InlineData("hf_resnet_bottleneck_narrow.pth", "plain.pth", 64)]
+    [InlineData("onnx/preact_basic_narrow_opset13.onnx", "plain.safetensors", 64)]   // x.mean((2, 3)) head: ReduceMean without keepdims
+    [InlineData("onnx/mobilenet_v2_narrow_opset13.onnx", "plain.pth", 64)]           // Clip and per-channel Max/Min
+    [InlineData("onnx/se_bottleneck_narrow_opset13.onnx", "plain.pth", 64)]          // SE gates
+    [InlineData("onnx/iresnet18_narrow_opset13.onnx", "plain.safetensors", 112)]     // PRelu, flatten + linear head
+    public void ThePlainGraphIsAlsoWrittenAsSafetensorsOrPthAndEqualsPyTorch(string input, string file, int size)
     {
+        // A lowered checkpoint or an ONNX model: the plain graph read back into a plain model, loaded and run against PyTorch.
+        string name = Path.GetFileName(input).Replace("_opset13.onnx", "").Replace(".pth", "");
         using var dir = Fixture.Temp();
-        var (code, _, stderr) = CliHarness.Rmnet("convert", Fixture.Path_($"{name}.pth"), "-o", dir.File(file), "--verify", "--input-size", "64", "--quiet");
+        var (code, _, stderr) = CliHarness.Rmnet("convert", Fixture.Path_(input), "-o", dir.File(file), "--verify", "--input-size", size.ToString(), "--quiet");
         Assert.True(code == 0, stderr);
         using var plain = IO.PlainModelFile.Load(dir.File(file));
         var io = Fixture.Io(name);
         var r = Equivalence.Measure(io["output"], plain.Forward(io["input"]), 1e-5);
-        output.WriteLine($"{name} -> {file}: {plain.ParameterCount} parameters, vs PyTorch rel {r.MaxRelError:E2}");
-        Assert.True(r.Passed, $"{r.MaxRelError}");
-    }
-
-    [Theory]
-    [InlineData("preact_basic_narrow", "plain.safetensors")]   // x.mean((2, 3)) head: ReduceMean without keepdims
-    [InlineData("mobilenet_v2_narrow", "plain.pth")]           // Clip and per-channel Max/Min
-    [InlineData("se_bottleneck_narrow", "plain.pth")]          // SE gates
-    [InlineData("iresnet18_narrow", "plain.safetensors")]      // PRelu, flatten + linear head
-    public void AnOnnxModelIsAlsoWrittenAsAPlainSafetensorsOrPth(string name, string file)
-    {
-        using var dir = Fixture.Temp();
-        int size = name.StartsWith("iresnet") ? 112 : 64;
-        var (code, _, stderr) = CliHarness.Rmnet("convert", Fixture.Path_($"onnx/{name}_opset13.onnx"), "-o", dir.File(file), "--verify", "--input-size", size.ToString(), "--quiet");
-        Assert.True(code == 0, stderr);
-        using var plain = IO.PlainModelFile.Load(dir.File(file));
-        var io = Fixture.Io(name);
-        var r = Equivalence.Measure(io["output"], plain.Forward(io["input"]), 1e-5);
-        output.WriteLine($"{name}.onnx -> {file}: vs PyTorch rel {r.MaxRelError:E2}");
+        output.WriteLine($"{input} -> {file}: {plain.ParameterCount} parameters, vs PyTorch rel {r.MaxRelError:E2}");
         Assert.True(r.Passed, $"{r.MaxRelError}");
     }
 
