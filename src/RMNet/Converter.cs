@@ -116,7 +116,7 @@ public static class Converter
     {
         RefuseCheckpointOnlyOptions(input, options, "an ONNX model");
         var verify = (options.Verify ?? new VerifyOptions()).Checked();
-        OnnxConversion.CheckOutput(output);
+        ModelWriter.CheckExtension(output);
         using var pending = new PendingOutput(output, overwrite: true, input);
         return ConvertGraph(input, output, pending, options, verify, cancellationToken, lower: null);
     }
@@ -140,16 +140,12 @@ public static class Converter
     static ConversionResult ConvertGraph(string input, string output, PendingOutput pending, ConvertOptions options, VerifyOptions verify,
         CancellationToken cancellationToken, Func<global::Onnx.ModelProto>? lower, string? architecture = null)
     {
-        OnnxConversion.CheckOutput(output);
         cancellationToken.ThrowIfCancellationRequested();
-        string original = input;
-        if (lower is not null)
-        {
-            // The lowered original goes beside the output's temporary file, which Commit would move: so under another name, deleted before.
-            original = Path.Combine(Path.GetDirectoryName(pending.TempPath)!, TemporaryNames.New("original.onnx"));
-            OnnxModelFile.Save(lower(), original);
-        }
-        var result = OnnxConversion.Convert(lower?.Invoke() ?? OnnxModelFile.Load(input), input, options.Mode, verify.InputSize);   // the graph passes have no safe points
+        // A lowered original goes beside the output's temporary file, which Commit would move: so under another name, deleted before.
+        string original = lower is null ? input : Path.Combine(Path.GetDirectoryName(pending.TempPath)!, TemporaryNames.New("original.onnx"));
+        var result = lower is null   // the graph passes have no safe points
+            ? OnnxConversion.Convert(input, options.Mode, verify.InputSize)
+            : OnnxConversion.ConvertLowered(lower(), input, options.Mode, verify.InputSize, original);
         cancellationToken.ThrowIfCancellationRequested();
         GraphOutput.Write(result.Model, pending.TempPath, input, $"rmnet: residual connections removed (RM) from {architecture ?? "an ONNX graph"}", cancellationToken);
         var report = GraphOutput.Verify(original, pending.TempPath, verify, cancellationToken);

@@ -168,7 +168,7 @@ internal static class ConvertCommand
     /// <summary>ONNX in, ONNX out: graph-level RM, blocks reported one by one.</summary>
     public static int RunOnnx(CliContext ctx, string input, string output, RMNet.Rm.RmMode mode, bool verify, VerifyOptions options, bool force, bool strict)
     {
-        RMNet.Onnx.OnnxConversion.CheckOutput(output);
+        ModelWriter.CheckExtension(output);
         using var pending = new PendingOutput(output, force, input);
         ctx.RemoveStaleTemporaries(output);
         ctx.Progress.Stage($"loading {input}");
@@ -185,12 +185,9 @@ internal static class ConvertCommand
         using var scratch = lower is null || !verify ? null : new TempFolder("lowered");
         string original = scratch?.File("original.onnx") ?? input;
         // The graph passes have no safe points; they only read the file and build a new model, so a stop abandons them.
-        var result = StopRequest.Abandonable(() =>
-        {
-            if (lower is null) return RMNet.Onnx.OnnxConversion.Convert(input, mode, options.InputSize);
-            if (scratch is not null) RMNet.Onnx.OnnxModelFile.Save(lower(), original);
-            return RMNet.Onnx.OnnxConversion.Convert(lower(), input, mode, options.InputSize);
-        }, ctx.Cancellation);
+        var result = StopRequest.Abandonable(() => lower is null
+            ? RMNet.Onnx.OnnxConversion.Convert(input, mode, options.InputSize)
+            : RMNet.Onnx.OnnxConversion.ConvertLowered(lower(), input, mode, options.InputSize, scratch is null ? null : original), ctx.Cancellation);
         int plain = result.Blocks.Count(b => b.Plain);
         var joins = result.Joins;
         // --strict is decided on the converted graph in memory: a refused model is never written, not even as a temporary.

@@ -10,17 +10,21 @@ namespace RMNet.Onnx;
 internal static class OnnxConversion
 {
     /// <summary>
-    /// Throws <see cref="ModelInputException"/> naming <paramref name="output"/> unless its extension names a format the graph
-    /// engine writes: <c>.onnx</c> (the graph), or <c>.safetensors</c>/<c>.pth</c> (the plain graph read back, see <see cref="GraphOutput"/>).
-    /// </summary>
-    public static void CheckOutput(string output) => IO.ModelWriter.CheckExtension(output);
-
-    /// <summary>
     /// Reads <paramref name="input"/>, converts it, and returns the result (not yet written), with the summaries of the
     /// input and of the converted graph (costs at <paramref name="inputSize"/> where H and W are dynamic, and joins).
     /// </summary>
     public static GraphRmResult Convert(string input, Rm.RmMode mode = Rm.RmMode.Grouped, int inputSize = 224) =>
         Convert(OnnxModelFile.Load(input), input, mode, inputSize);
+
+    /// <summary>
+    /// A checkpoint's <paramref name="lowered"/> graph converted in place; where <paramref name="originalPath"/> is given, a
+    /// copy is written there first, as the original that verification runs (the graph is built once, not twice).
+    /// </summary>
+    public static GraphRmResult ConvertLowered(ModelProto lowered, string input, Rm.RmMode mode, int inputSize, string? originalPath)
+    {
+        if (originalPath is not null) OnnxModelFile.Save(lowered.Clone(), originalPath);
+        return Convert(lowered, input, mode, inputSize);
+    }
 
     /// <summary>
     /// As <see cref="Convert(string, Rm.RmMode, int)"/>, for a model in memory (a checkpoint lowered into the graph,
