@@ -72,6 +72,9 @@ internal static class CommonOptions
         return option;
     }
 
+    /// <summary>Why <c>--bn-eps</c> is refused for an ONNX model.</summary>
+    public const string BnEpsOnOnnx = "--bn-eps applies to checkpoints; an ONNX model's BatchNormalization nodes carry their own epsilon";
+
     /// <summary><c>--samples</c>, refused below <paramref name="minimum"/> (verify takes 0 with --input: the user's images only).</summary>
     public static Option<int> Samples(int minimum = 1)
     {

@@ -67,7 +67,7 @@ internal static class ConvertCommand
                     : p.GetValue(weightsKey) is not null
                         ? throw new ModelInputException(p.GetValue(input)!, "--weights-key applies to checkpoints; an ONNX model has one set of weights")
                         : p.GetValue(bnEps) is not null
-                            ? throw new ModelInputException(p.GetValue(input)!, "--bn-eps applies to checkpoints; an ONNX model's BatchNormalization nodes carry their own epsilon")
+                            ? throw new ModelInputException(p.GetValue(input)!, CommonOptions.BnEpsOnOnnx)
                         : RunOnnx(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(rmMode), p.GetValue(verify), options, p.GetValue(force), p.GetValue(strict))
                 : Run(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(rmMode),
                     p.GetValue(verify), options, p.GetValue(force), p.GetValue(allowNonFinite), p.GetValue(negative), weights, p.GetValue(reluOnly), p.GetValue(weightsKey), p.GetValue(strict), p.GetValue(bnEps)));
@@ -93,11 +93,6 @@ internal static class ConvertCommand
                     throw new ModelInputException(input, $"{lowered.Description}: --dtype, --relu-only, --arch and --num-classes do not apply (its layout and weights are read from the names)");
                 return RunGraph(ctx, input, output, pending, mode, verify, options, strict, lowered.Lower, lowered.Description);
             }
-        }
-        if (bnEps is not null)
-        {
-            sd.Dispose();
-            throw new ModelInputException(input, BnEpsRefusal);
         }
         using var ckpt = CheckpointLoading.FromStateDict(ctx, sd, arch, numClasses, allowNonFinite, negative);
         var clock = Stopwatch.StartNew();
@@ -155,10 +150,6 @@ internal static class ConvertCommand
         ctx.Line($"wrote {output} ({Format.Bytes(bytes)}); RM transform took {convertSeconds:F2} s");
         return ExitCodes.Success;
     }
-
-    /// <summary>Why <c>--bn-eps</c> is refused for a checkpoint its families' own transforms convert.</summary>
-    internal const string BnEpsRefusal = "--bn-eps applies to checkpoints lowered into the graph (timm ResNet-D and RepVGG, Hugging Face ResNet, torchvision RegNet); " +
-        "this family is read with PyTorch's default epsilon, 1e-5";
 
     /// <summary>The advice for a model too large for the machine: a smaller exact form where the options chose a larger one.</summary>
     internal static string? SmallerForm(ISourceModel model, RMNet.Rm.RmMode mode, RMNet.Rm.NegativeInputMode negative) =>

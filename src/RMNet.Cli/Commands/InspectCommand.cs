@@ -50,12 +50,8 @@ internal static class InspectCommand
         string dtype = WeightDtypes.Describe(WeightDtypes.Of(path));
         Result result;
         StateDict? sd = format == FileFormat.Onnx || PlainModelFile.IsPlain(path) ? null : CheckpointLoading.Read(ctx, path, weightsKey);
+        if (sd is null && bnEps is not null) throw new ModelInputException(path, "--bn-eps applies to checkpoints that are lowered into the graph");
         var lowered = sd is null ? null : RMNet.Lowering.CheckpointLowerings.Find(sd, bnEps);
-        if (bnEps is not null && lowered is null)
-        {
-            sd?.Dispose();
-            throw new ModelInputException(path, sd is null ? "--bn-eps applies to checkpoints that are lowered into the graph" : ConvertCommand.BnEpsRefusal);
-        }
         if (format == FileFormat.Onnx || lowered is not null)
         {
             // The structure alone: no weight of external data is read and nothing is converted.

@@ -63,6 +63,7 @@ internal static class VerifyCommand
                 string? note = float16 ? $"tolerance {Format.Sci(bound)}: the float16 default, since {conv} holds float16 weights (--tolerance sets another)" : null;
                 if (onnxOriginal && p.GetValue(weightsKey) is not null)
                     throw new ModelInputException(orig, "--weights-key applies to checkpoints; an ONNX model has one set of weights");
+                if (onnxOriginal && p.GetValue(bnEps) is not null) throw new ModelInputException(orig, CommonOptions.BnEpsOnOnnx);
                 StateDict? sd = null;
                 if (!onnxOriginal)
                 {
@@ -70,11 +71,6 @@ internal static class VerifyCommand
                     sd = CheckpointLoading.Read(ctx, orig, p.GetValue(weightsKey));
                 }
                 var lowered = sd is null ? null : RMNet.Lowering.CheckpointLowerings.Find(sd, p.GetValue(bnEps), p.GetValue(allowNonFinite));
-                if (p.GetValue(bnEps) is not null && lowered is null)
-                {
-                    sd?.Dispose();
-                    throw new ModelInputException(orig, onnxOriginal ? "--bn-eps applies to checkpoints; an ONNX model's BatchNormalization nodes carry their own epsilon" : ConvertCommand.BnEpsRefusal);
-                }
                 if (onnxOriginal || lowered is not null)
                 {
                     using var scratch = lowered is null ? null : new TempFolder("lowered");

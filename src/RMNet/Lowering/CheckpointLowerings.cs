@@ -22,7 +22,10 @@ internal sealed record LoweredCheckpoint(StateDict Weights, string Description, 
 /// <summary>The checkpoint families lowered into the graph rather than converted by a family's own transform (<c>Rm/</c>).</summary>
 internal static class CheckpointLowerings
 {
-    /// <summary>The lowering for <paramref name="sd"/>'s names, or null where another loader takes it.</summary>
+    /// <summary>
+    /// The lowering for <paramref name="sd"/>'s names, or null where another loader takes it (refused where
+    /// <paramref name="bnEps"/> is given: the other families convert with 1e-5).
+    /// </summary>
     /// <param name="sd">The checkpoint's tensors, which the result then owns.</param>
     /// <param name="bnEps">The BatchNorms' epsilon where the user gave one; null for the family's default (1e-5 for every family here).</param>
     /// <param name="allowNonFinite">Accept NaN or infinite weights; a BatchNorm variance at or below -eps is refused regardless.</param>
@@ -33,7 +36,10 @@ internal static class CheckpointLowerings
             : TorchvisionRegNet.Matches(sd) ? new LoweredCheckpoint(sd, TorchvisionRegNet.Describe(sd), TorchvisionRegNet.Lower)
             : TimmRepVgg.Matches(sd) ? new LoweredCheckpoint(sd, TimmRepVgg.Describe(sd), TimmRepVgg.Lower)
             : null;
-        if (found is null) return null;
+        if (found is null)
+            return bnEps is null ? null
+                : throw new ModelInputException(sd.Source, "--bn-eps applies to checkpoints lowered into the graph (timm ResNet-D and RepVGG, Hugging Face ResNet, " +
+                    "torchvision RegNet); this family is read with PyTorch's default epsilon, 1e-5");
         if (bnEps is double eps) found = found with { BnEps = eps };
         // The same checks every family's weights get: the graph would carry NaN to every output otherwise.
         Models.WeightChecks.Check(sd, allowNonFinite, found.BnEps, savedEpsHonoured: true);
