@@ -90,7 +90,8 @@ internal static class VerifyCommand
                         : RMNet.Onnx.GraphOutput.Verify(originalGraph, conv, onnxOptions, ctx.Cancellation);
                     ctx.Document(new Result(orig, conv, lowered?.Description ?? "onnx", (int)(onnxReport.InputShape?.LastOrDefault() ?? onnxOptions.InputSize), onnxOptions.Seed,
                         VerificationJson.Of(onnxReport), WeightDtypes.Describe(dtypes)));
-                    return Report(ctx, onnxReport, onnxOptions, $"{conv} against {orig} ({(lowered is null ? "" : lowered.Description + ", lowered into the graph; ")}both in ONNX Runtime)",
+                    return Report(ctx, onnxReport, onnxOptions, $"{conv} against {orig} ({(lowered is null ? "" : lowered.Description + ", lowered into the graph; ")}" +
+                        $"{(FileFormats.Detect(conv) == FileFormat.Onnx ? "both in ONNX Runtime" : "the original in ONNX Runtime, the plain model in TorchSharp")})",
                         p.GetValue(userInput), note);
                 }
                 using var ckpt = CheckpointLoading.FromStateDict(ctx, sd!, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(allowNonFinite), p.GetValue(negative));
