@@ -45,15 +45,9 @@ internal sealed class GraphBuilder(StateDict sd)
         if (weights.Bias is { } bias && bias.numel() != w.shape[0]) throw Shape($"{name}.bias", bias, $"[{w.shape[0]}]");
         _channels[x] = inChannels;
         _channels[name] = w.shape[0];
-        long kh = w.shape[2], kw = w.shape[3];
-        var node = new NodeProto { Name = name, OpType = "Conv", Input = { x, Initializer(name + ".weight", weights.Weight), Initializer(name + ".bias", weights.BiasOrZeros()) }, Output = { name } };
-        node.Attribute.Add(OnnxNodes.Ints("kernel_shape", kh, kw));
-        node.Attribute.Add(OnnxNodes.Ints("strides", stride, stride));
-        node.Attribute.Add(OnnxNodes.Ints("pads", kh / 2, kw / 2, kh / 2, kw / 2));
-        node.Attribute.Add(OnnxNodes.Ints("dilations", 1, 1));
-        node.Attribute.Add(OnnxNodes.Int("group", groups));
-        _graph.Node.Add(node);
-        return name;
+        int ph = (int)w.shape[2] / 2, pw = (int)w.shape[3] / 2;
+        var geometry = new Plain.ConvLayer(w, weights.BiasOrZeros(), stride, stride, new Plain.Padding2d(ph, pw, ph, pw), groups);
+        return Add(OnnxNodes.Conv(name, x, Initializer(name + ".weight", geometry.Weight), Initializer(name + ".bias", geometry.Bias), name, geometry));
     }
 
     /// <summary>A Relu named <paramref name="name"/>.</summary>
