@@ -32,17 +32,8 @@ internal static class GraphLinearFold
     }
 
     /// <summary>Folds every Conv + BatchNormalization pair <see cref="ConvNodes"/> finds.</summary>
-    static int FoldConvBatchNorms(ModelProto model, string file)
-    {
-        using var scope = NewDisposeScope();
-        var g = new OnnxGraph(model.Graph, file);
-        var replacements = new Dictionary<NodeProto, List<NodeProto>>();
-        var removed = new HashSet<NodeProto>();
-        var initializers = new List<TensorProto>();
-        int n = FoldConvBatchNorms(g, ConvNodes.Read(g), replacements, removed, initializers, g.FreshNames());
-        if (n > 0) GraphRewrite.Apply(model, g, replacements, removed, initializers);
-        return n;
-    }
+    static int FoldConvBatchNorms(ModelProto model, string file) => GraphRewrite.Round(model, file,
+        (g, e) => FoldConvBatchNorms(g, ConvNodes.Read(g), e.Replacements, e.Removed, e.Initializers, g.FreshNames()));
 
     /// <summary>Each Conv + BN unit not already <paramref name="removed"/> becomes one Conv with the BN folded in (shared with <see cref="GraphRm"/>).</summary>
     internal static int FoldConvBatchNorms(OnnxGraph g, Dictionary<string, ConvUnit> units, Dictionary<NodeProto, List<NodeProto>> replacements,
@@ -68,13 +59,9 @@ internal static class GraphLinearFold
         return count;
     }
 
-    static int FoldGemmBatchNorms(ModelProto model, string file)
+    static int FoldGemmBatchNorms(ModelProto model, string file) => GraphRewrite.Round(model, file, (g, e) =>
     {
-        using var scope = NewDisposeScope();
-        var g = new OnnxGraph(model.Graph, file);
-        var replacements = new Dictionary<NodeProto, List<NodeProto>>();
-        var removed = new HashSet<NodeProto>();
-        var initializers = new List<TensorProto>();
+        var (replacements, removed, initializers) = (e.Replacements, e.Removed, e.Initializers);
         var fresh = g.FreshNames();
         foreach (var gemm in g.Order.Where(n => n.OpType == "Gemm" && n.Input.Count >= 2))
         {
@@ -104,19 +91,14 @@ internal static class GraphLinearFold
             removed.Add(gemm);
             removed.Add(bn);
         }
-        if (replacements.Count > 0) GraphRewrite.Apply(model, g, replacements, removed, initializers);
         return replacements.Count;
-    }
+    });
 
     /// <summary>One round of conv pair merges (a conv takes part in at most one merge a round).</summary>
-    static int MergeConvPairs(ModelProto model, string file)
+    static int MergeConvPairs(ModelProto model, string file) => GraphRewrite.Round(model, file, (g, e) =>
     {
-        using var scope = NewDisposeScope();
-        var g = new OnnxGraph(model.Graph, file);
         var units = ConvNodes.Read(g);
-        var replacements = new Dictionary<NodeProto, List<NodeProto>>();
-        var removed = new HashSet<NodeProto>();
-        var initializers = new List<TensorProto>();
+        var (replacements, removed, initializers) = (e.Replacements, e.Removed, e.Initializers);
         var fresh = g.FreshNames();
         foreach (var second in units.Values.Where(u => u.BatchNorm is null && u.Pad is null && u.Problem is null))
         {
@@ -136,7 +118,6 @@ internal static class GraphLinearFold
             removed.Add(first.Conv);
             removed.Add(second.Conv);
         }
-        if (replacements.Count > 0) GraphRewrite.Apply(model, g, replacements, removed, initializers);
         return replacements.Count;
-    }
+    });
 }

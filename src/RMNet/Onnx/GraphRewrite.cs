@@ -2,9 +2,29 @@ using Onnx;
 
 namespace RMNet.Onnx;
 
+/// <summary>What one round of a pass changes: nodes replaced (the key's place takes the list), nodes removed, initializers added.</summary>
+internal sealed record GraphEdits(Dictionary<NodeProto, List<NodeProto>> Replacements, HashSet<NodeProto> Removed, List<TensorProto> Initializers)
+{
+    public GraphEdits() : this(new(), new(), new()) { }
+}
+
 /// <summary>The one way the graph passes write their result back into a model.</summary>
 internal static class GraphRewrite
 {
+    /// <summary>
+    /// One rewrite round: indexes <paramref name="model"/>'s graph, lets <paramref name="edit"/> collect its edits, applies
+    /// them where there are any, and returns what <paramref name="edit"/> counted. The round's tensors end with its dispose scope.
+    /// </summary>
+    public static int Round(ModelProto model, string file, Func<OnnxGraph, GraphEdits, int> edit)
+    {
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        var g = new OnnxGraph(model.Graph, file);
+        var edits = new GraphEdits();
+        int count = edit(g, edits);
+        if (edits.Replacements.Count > 0) Apply(model, g, edits.Replacements, edits.Removed, edits.Initializers);
+        return count;
+    }
+
     /// <summary>
     /// Replaces the graph's nodes: in topological order, each node in <paramref name="replacements"/> becomes its
     /// replacement nodes (which produce its outputs), nodes in <paramref name="removed"/> go, Constant nodes and
