@@ -62,7 +62,7 @@ internal sealed class PendingOutput : IDisposable
     /// <remarks>
     /// An uncommitted output is deleted on a worker thread while this thread hands the memory the command freed back
     /// to the system (<see cref="NativeHeap.Trim"/>): deleting gigabytes takes over half a second, and so does unmapping
-    /// them in the process's exit, which a stopped command reaches next; in parallel, a stop ends in about half the time.
+    /// memory in the process's exit, which a stopped command reaches next; the two then overlap instead of adding up.
     /// </remarks>
     public void Dispose()
     {
