@@ -12,19 +12,20 @@ namespace RMNet.Tests;
 /// <summary>
 /// One network, two front ends: a checkpoint fixture and PyTorch's ONNX export of the same module must convert to
 /// the same plain network (the same operators in the same order, every conv and linear weight and bias equal within
-/// 1e-6 relative), in both RM forms and, where a block input may be negative (pre-activation ResNets, IResNet), in both
+/// 1e-6 relative), in both RM forms, for every family fixture (RepVGG's too, whose export is of the saved module), and, where a block input may be negative (pre-activation ResNets, IResNet), in both
 /// negative-input modes. ResNets (basic, bottleneck, ResNeXt, wide), pre-activation ResNets, SE-ResNets, IResNet and MobileNetV2.
-/// The ResNet exports are `{name}_ckpt_opset13.onnx` (make_fixtures.py --parity); the other families' exports
+/// The ResNet exports are `{name}_ckpt_opset13.onnx` (make_fixtures.py --parity, and --parity-cifar for the CIFAR layouts,
+/// one of them channel-pruned per block); the other families' exports
 /// `{name}_opset13.onnx` were written from the very module saved as the checkpoint (--preact, --se, --iresnet, --mobilenet,
 /// and --lowered / --hf / --regnet / --timm-repvgg for timm's ResNet-D, Hugging Face's ResNet, torchvision's RegNetX and RegNetY and timm's RepVGG, whose checkpoints are lowered into the graph that the passes then convert).
 /// </summary>
 public class EngineParityTests(ITestOutputHelper output)
 {
-    static readonly string[] ResNets = { "basic_narrow", "bottleneck_narrow", "resnext_narrow", "wide_narrow" };
+    static readonly string[] ResNets = { "basic_narrow", "bottleneck_narrow", "resnext_narrow", "wide_narrow", "cifar_narrow", "cifar_pruned" };
 
     public static IEnumerable<object[]> Cases() =>
         from name in ResNets.Concat(new[] { "preact_basic_narrow", "preact_bottleneck_narrow", "se_basic_narrow", "se_bottleneck_narrow", "iresnet18_narrow", "mobilenet_v2_narrow",
-            "timm_resnet_d_basic_narrow", "timm_resnet_d_bottleneck_narrow", "timm_seresnext_d_narrow", "hf_resnet_basic_narrow", "hf_resnet_bottleneck_narrow", "regnet_x_narrow", "regnet_y_se_narrow", "timm_repvgg_narrow" })
+            "timm_resnet_d_basic_narrow", "timm_resnet_d_bottleneck_narrow", "timm_seresnext_d_narrow", "hf_resnet_basic_narrow", "hf_resnet_bottleneck_narrow", "regnet_x_narrow", "regnet_y_se_narrow", "timm_repvgg_narrow", "repvgg_narrow" })
         from mode in new[] { RmMode.Grouped, RmMode.Dense }
         from negative in name.StartsWith("preact") || name.StartsWith("iresnet") ? new[] { NegativeInputMode.PRelu, NegativeInputMode.Split } : new[] { NegativeInputMode.PRelu }
         select new object[] { name, mode, negative };
