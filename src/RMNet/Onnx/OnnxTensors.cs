@@ -21,7 +21,14 @@ internal static class OnnxTensors
         if (shape.Any(d => d < 0)) throw new ModelInputException(file, $"initializer '{t.Name}' has a negative dimension");
         var type = (DataType)t.DataType;
         Tensor flat;
-        if (!t.RawData.IsEmpty)
+        if (TensorMemory.TensorOf(t.RawData) is { } held)
+        {
+            // A weight a pass computed: its tensor itself, no copy (a copy only where another type is asked for).
+            if (held.numel() != count)
+                throw new ModelInputException(file, $"initializer '{t.Name}' holds {held.numel()} values, its shape needs {count}");
+            flat = held;
+        }
+        else if (!t.RawData.IsEmpty)
         {
             var (stored, size) = type switch
             {
@@ -75,13 +82,13 @@ internal static class OnnxTensors
         }
         var proto = new TensorProto { Name = name, DataType = (int)DataType.Float };
         proto.Dims.AddRange(t.shape);
-        // One managed copy of the values, wrapped rather than copied again: plain models run to gigabytes. The float32,
-        // contiguous handles made on the way are released here: left to the finalizer (or to an enclosing dispose
-        // scope) they would keep the tensor's memory alive after its owner disposed it.
+        // The tensor's own memory, not a managed copy of it (TensorMemory): plain models run to gigabytes. The float32
+        // handle made on the way is released here: left to the finalizer (or to an enclosing dispose scope) it would
+        // keep the tensor's memory alive after its owner disposed it; the bytes hold a handle of their own.
         var floats = t.dtype == ScalarType.Float32 ? t : t.to_type(ScalarType.Float32);
-        var packed = floats.is_contiguous() ? floats : floats.contiguous();
-        proto.RawData = UnsafeByteOperations.UnsafeWrap(packed.bytes.ToArray());
-        if (!ReferenceEquals(packed, t)) packed.Dispose();
+        proto.RawData = floats.numel() * sizeof(float) <= int.MaxValue
+            ? TensorMemory.Wrap(floats)
+            : UnsafeByteOperations.UnsafeWrap(floats.contiguous().bytes.ToArray());
         if (!ReferenceEquals(floats, t)) floats.Dispose();
         return proto;
     }
