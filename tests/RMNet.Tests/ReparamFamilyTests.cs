@@ -37,8 +37,21 @@ public class ReparamFamilyTests(ITestOutputHelper output)
 
     static string Checkpoint(string name, bool deploy) => Fixture.Path_($"{name}{(deploy ? "_deploy" : "")}.pth");
 
-    /// <summary>PyTorch's output of the train form, or of the deploy module, for the input of that key.</summary>
-    static string OutputKey(bool deploy, string input) => (deploy ? "output_deploy" : "output") + input.Replace("input", "");
+    /// <summary>
+    /// The ONNX model <paramref name="onnx"/> run on both fixture inputs (the second of an odd size) equals PyTorch's
+    /// output of the train form, or of the deploy module, within 1e-5 relative.
+    /// </summary>
+    void AgreesWithPyTorch(string onnx, string name, bool deploy, string what)
+    {
+        using var ort = new OnnxRuntimeRunner(onnx);
+        var io = Fixture.Io(name);
+        foreach (var input in new[] { "input", "input_odd" })
+        {
+            var r = Equivalence.Measure(io[(deploy ? "output_deploy" : "output") + input.Replace("input", "")], ort.Run(io[input]), 1e-5);
+            output.WriteLine($"{name} {(deploy ? "deploy" : "train")} {input}: {what} vs PyTorch rel {r.MaxRelError:E2}");
+            Assert.True(r.Passed, $"{input}: {r.MaxRelError}");
+        }
+    }
 
     [Theory]
     [MemberData(nameof(Forms))]
@@ -50,14 +63,7 @@ public class ReparamFamilyTests(ITestOutputHelper output)
         Assert.Equal(deploy, lowered!.Description.Contains("(deploy form)"));
         using var dir = Fixture.Temp();
         OnnxModelFile.Save(lowered.Lower(), dir.File("original.onnx"));
-        using var ort = new OnnxRuntimeRunner(dir.File("original.onnx"));
-        var io = Fixture.Io(name);
-        foreach (var input in new[] { "input", "input_odd" })
-        {
-            var r = Equivalence.Measure(io[OutputKey(deploy, input)], ort.Run(io[input]), 1e-5);
-            output.WriteLine($"{name} {(deploy ? "deploy" : "train")} {input}: lowered graph vs PyTorch rel {r.MaxRelError:E2}");
-            Assert.True(r.Passed, $"{input}: {r.MaxRelError}");
-        }
+        AgreesWithPyTorch(dir.File("original.onnx"), name, deploy, "lowered graph");
     }
 
     [Theory]
@@ -75,14 +81,7 @@ public class ReparamFamilyTests(ITestOutputHelper output)
         // Every block's branches are one conv (a deploy-form checkpoint passes through as it is), and no sum is left.
         Assert.Equal(blocks, g.Graph.Node.Count(n => n.OpType == "Conv"));
         Assert.DoesNotContain(g.Graph.Node, n => n.OpType is "Add" or "Sum" or "BatchNormalization" or "AveragePool");
-        using var ort = new OnnxRuntimeRunner(plain);
-        var io = Fixture.Io(name);
-        foreach (var input in new[] { "input", "input_odd" })
-        {
-            var r = Equivalence.Measure(io[OutputKey(deploy, input)], ort.Run(io[input]), 1e-5);
-            output.WriteLine($"{name} {(deploy ? "deploy" : "train")} {mode} {input}: plain vs PyTorch rel {r.MaxRelError:E2}");
-            Assert.True(r.Passed, $"{input}: {r.MaxRelError}");
-        }
+        AgreesWithPyTorch(plain, name, deploy, $"{mode} plain");
     }
 
     [Theory]
