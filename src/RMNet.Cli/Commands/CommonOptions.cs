@@ -99,7 +99,7 @@ internal static class CommonOptions
         ("grouped", RMNet.Rm.RmMode.Grouped), ("dense", RMNet.Rm.RmMode.Dense));
 
     public static Option<RMNet.Rm.NegativeInputMode> NegativeInput() => Choice("--negative-input",
-        "Block inputs that may be negative (pre-activation ResNets): prelu (per-channel activation) or split (relu(x), relu(-x))",
+        "Block inputs that may be negative (pre-activation ResNets, IResNet; checkpoints and ONNX): prelu (per-channel activation) or split (relu(x), relu(-x))",
         ("prelu", RMNet.Rm.NegativeInputMode.PRelu), ("split", RMNet.Rm.NegativeInputMode.Split));
 
     /// <summary>

@@ -68,7 +68,7 @@ internal static class ConvertCommand
                         ? throw new ModelInputException(p.GetValue(input)!, "--weights-key applies to checkpoints; an ONNX model has one set of weights")
                         : p.GetValue(bnEps) is not null
                             ? throw new ModelInputException(p.GetValue(input)!, CommonOptions.BnEpsOnOnnx)
-                        : RunOnnx(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(rmMode), p.GetValue(verify), options, p.GetValue(force), p.GetValue(strict))
+                        : RunOnnx(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(rmMode), p.GetValue(verify), options, p.GetValue(force), p.GetValue(strict), p.GetValue(negative))
                 : Run(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(rmMode),
                     p.GetValue(verify), options, p.GetValue(force), p.GetValue(allowNonFinite), p.GetValue(negative), weights, p.GetValue(reluOnly), p.GetValue(weightsKey), p.GetValue(strict), p.GetValue(bnEps)));
         });
@@ -157,13 +157,14 @@ internal static class ConvertCommand
         : mode == RMNet.Rm.RmMode.Dense && model.Family == "resnet" ? "the default --rm-mode grouped is smaller" : null;
 
     /// <summary>ONNX in, ONNX out: graph-level RM, blocks reported one by one.</summary>
-    public static int RunOnnx(CliContext ctx, string input, string output, RMNet.Rm.RmMode mode, bool verify, VerifyOptions options, bool force, bool strict)
+    public static int RunOnnx(CliContext ctx, string input, string output, RMNet.Rm.RmMode mode, bool verify, VerifyOptions options, bool force, bool strict,
+        RMNet.Rm.NegativeInputMode negative = RMNet.Rm.NegativeInputMode.PRelu)
     {
         ModelWriter.CheckExtension(output);
         using var pending = new PendingOutput(output, force, input);
         ctx.RemoveStaleTemporaries(output);
         ctx.Progress.Stage($"loading {input}");
-        return RunGraph(ctx, input, output, pending, mode, verify, options, strict, lower: null);
+        return RunGraph(ctx, input, output, pending, mode, verify, options, strict, lower: null, negative: negative);
     }
 
     /// <summary>
@@ -171,14 +172,14 @@ internal static class ConvertCommand
     /// checkpoint whose graph <paramref name="lower"/> builds (verified against that graph, written to a temporary file).
     /// </summary>
     static int RunGraph(CliContext ctx, string input, string output, PendingOutput pending, RMNet.Rm.RmMode mode, bool verify, VerifyOptions options, bool strict,
-        Func<global::Onnx.ModelProto>? lower, string? description = null)
+        Func<global::Onnx.ModelProto>? lower, string? description = null, RMNet.Rm.NegativeInputMode negative = RMNet.Rm.NegativeInputMode.PRelu)
     {
         using var scratch = lower is null || !verify ? null : new TempFolder("lowered");
         string original = scratch?.File("original.onnx") ?? input;
         // The graph passes have no safe points; they only read the file and build a new model, so a stop abandons them.
         var result = StopRequest.Abandonable(() => lower is null
-            ? RMNet.Onnx.OnnxConversion.Convert(input, mode, options.InputSize)
-            : RMNet.Onnx.OnnxConversion.ConvertLowered(lower(), input, mode, options.InputSize, scratch is null ? null : original), ctx.Cancellation);
+            ? RMNet.Onnx.OnnxConversion.Convert(input, mode, options.InputSize, negative)
+            : RMNet.Onnx.OnnxConversion.ConvertLowered(lower(), input, mode, options.InputSize, scratch is null ? null : original, negative), ctx.Cancellation);
         int plain = result.Blocks.Count(b => b.Plain);
         var joins = result.Joins;
         // --strict is decided on the converted graph in memory: a refused model is never written, not even as a temporary.
