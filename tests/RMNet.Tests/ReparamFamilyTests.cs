@@ -118,6 +118,21 @@ public class ReparamFamilyTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void AnIdentityBasedConvOfTheWrongShapeIsRefusedNamingIt()
+    {
+        // DBB adds the identity (which the state dict does not hold) to idconv1's weight: it must be [C, C/groups, 1, 1].
+        using var dir = Fixture.Temp();
+        const string key = "conv1.dbb_1x1_kxk.idconv1.weight";
+        using (var sd = IO.CheckpointReader.Read(Checkpoint("dbb_mobilenet_narrow", false)))
+            IO.StateDictFile.Save(dir.File("bad.pth"), sd.Select(kv => (kv.Key, kv.Key == key ? TorchSharp.torch.ones(3, 2, 1, 1) : kv.Value)));
+        var (code, _, stderr) = CliHarness.Rmnet("convert", dir.File("bad.pth"), "-o", dir.File("plain.onnx"));
+        Assert.Equal(ExitCodes.BadInput, code);
+        string error = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.StartsWith("rmnet: error:"));
+        Assert.Contains($"key '{key}' has shape [3, 2, 1, 1], expected [3, 3, 1, 1] (an identity-based 1x1 conv)", error);
+        Assert.False(File.Exists(dir.File("plain.onnx")));
+    }
+
+    [Fact]
     public void TheUnrecognisedCheckpointMessageNamesTheFamilies()
     {
         using var dir = Fixture.Temp();
