@@ -204,6 +204,8 @@ public class LoweringTests(ITestOutputHelper output)
     [InlineData("timm_seresnext_d_narrow.pth", "plain.pth", 64)]
     [InlineData("timm_ecaresnet_d_narrow.pth", "plain.safetensors", 64)]
     [InlineData("timm_repvgg_narrow.pth", "plain.safetensors", 64)]
+    [InlineData("timm_mobileone_narrow.pth", "plain.safetensors", 64)]
+    [InlineData("dbb_mobilenet_narrow.pth", "plain.pth", 64)]
     [InlineData("hf_resnet_bottleneck_narrow.pth", "plain.pth", 64)]
     [InlineData("onnx/preact_basic_narrow_opset13.onnx", "plain.safetensors", 64)]   // x.mean((2, 3)) head: ReduceMean without keepdims
     [InlineData("onnx/mobilenet_v2_narrow_opset13.onnx", "plain.pth", 64)]           // Clip and per-channel Max/Min
