@@ -69,14 +69,16 @@ internal static class TimmResNet
         return g.Build(inputChannels, sd.Require("fc.weight").shape[0], $"lowered by rmnet from '{Path.GetFileName(sd.Source)}': {Describe(sd)}");
     }
 
-    static string Basic(GraphBuilder g, StateDict sd, string p, string x, int stride, double eps)
+    /// <summary>A Basic block <paramref name="p"/> on <paramref name="x"/> (torchvision's names; timm's SE or ECA where present).</summary>
+    internal static string Basic(GraphBuilder g, StateDict sd, string p, string x, int stride, double eps)
     {
         var y = g.Relu(g.ConvBn(x, $"{p}.conv1", $"{p}.bn1", stride, eps: eps), $"{p}.act1");
         y = SqueezeExcite(g, sd, p, g.ConvBn(y, $"{p}.conv2", $"{p}.bn2", 1, eps: eps), sd.Require($"{p}.conv2.weight").shape[0]);
         return g.Relu(g.Sum(y, Shortcut(g, sd, p, x, stride, eps), $"{p}.add"), $"{p}.act2");
     }
 
-    static string Bottleneck(GraphBuilder g, StateDict sd, string p, string x, int stride, double eps)
+    /// <summary>A Bottleneck block <paramref name="p"/> on <paramref name="x"/>, its groups from the weight shapes.</summary>
+    internal static string Bottleneck(GraphBuilder g, StateDict sd, string p, string x, int stride, double eps)
     {
         long width = sd.Require($"{p}.conv1.weight").shape[0];
         int groups = checked((int)(width / sd.Require($"{p}.conv2.weight").shape[1]));

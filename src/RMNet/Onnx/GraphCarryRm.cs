@@ -41,8 +41,9 @@ internal static class GraphCarryRm
     /// <param name="file">Names the model in errors.</param>
     /// <param name="mode">The form of middle convs where a block is an SE-ResNet block (ResNet's RM; the carry itself is dense).</param>
     /// <param name="negative">How a block input that may be negative is carried: PRelu slope-1 channels, or the sign split.</param>
+    /// <param name="blockDone">Called after each block.</param>
     public static (ModelProto Model, List<GraphBlockReport> Blocks) Run(ModelProto model, string file, Rm.RmMode mode = Rm.RmMode.Grouped,
-        Rm.NegativeInputMode negative = Rm.NegativeInputMode.PRelu)
+        Rm.NegativeInputMode negative = Rm.NegativeInputMode.PRelu, Action? blockDone = null)
     {
         // In place, not on a copy (a dense ResNet-50 is 1.1 GB a copy); the pass's float64 tensors end with its scope.
         using var scope = TorchSharp.torch.NewDisposeScope();
@@ -85,11 +86,14 @@ internal static class GraphCarryRm
                 if (reason is not null)
                 {
                     reports.Add(new GraphBlockReport(name, projection is null ? "identity" : "projection", convCount, false, reason));
+                    blockDone?.Invoke();
                     break;
                 }
+                int zeroChannels = 0;
                 var nodes = Build(g, ops, projection, se, x, add.Output[0], name, fresh, Init, mode, sizes.TryGetValue(x, out var xSize) ? xSize : null,
-                    pool is null ? 1 : GraphRm.PoolWindow(pool)!.Value, negative);
+                    pool is null ? 1 : GraphRm.PoolWindow(pool)!.Value, negative, ref zeroChannels);
                 string shortcutKind = pool is not null ? "avg-pool projection" : projection is null ? "identity" : "projection";
+                blockDone?.Invoke();
                 if (nodes is null)
                 {
                     reports.Add(new GraphBlockReport(name, shortcutKind, convCount, false, "branch layout not supported"));
@@ -108,6 +112,7 @@ internal static class GraphCarryRm
                 reports.Add(new GraphBlockReport(name, shortcutKind, convCount, true, null)
                 {
                     Condition = pool is null || sizes.ContainsKey(x) ? null : GraphRm.PoolCondition(GraphRm.PoolWindow(pool)!.Value),
+                    ZeroChannels = zeroChannels,
                 });
                 break;
             }
@@ -207,7 +212,7 @@ internal static class GraphCarryRm
     /// <summary>The plain nodes, or null where shapes do not fit.</summary>
     static List<NodeProto>? Build(OnnxGraph g, List<Op> ops, ConvUnit? projection, SqueezeExcite? se, string x, string output, string name,
         Func<string, string> fresh, Func<string, Tensor, string> init, Rm.RmMode mode, (long H, long W)? inputSize, int shortcutPool,
-        Rm.NegativeInputMode negative)
+        Rm.NegativeInputMode negative, ref int zeroChannels)
     {
         var nodes = new List<NodeProto>();
         int firstConv = ops.FindIndex(o => o.Conv is not null);
@@ -262,7 +267,7 @@ internal static class GraphCarryRm
         bool reluChain = convOps.Count % 2 == 1 && convOps.Select((o, i) => i % 2 == 0 ? o.Conv is not null : o.Node?.OpType == "Relu").All(ok => ok);
         if (midGate is not null)
             return se is null && nonNegative && pre.Count == 0 && reluChain && gateAfter >= 0
-                ? MidBranchGate(convOps, gateAfter, midGate, projection, output, name, fresh, init, mode, inputSize, shortcutPool, nodes, current)
+                ? MidBranchGate(convOps, gateAfter, midGate, projection, output, name, fresh, init, mode, inputSize, shortcutPool, nodes, current, ref zeroChannels)
                 : null;
         if (se is not null && nonNegative && pre.Count == 0 && reluChain && convOps.Count >= 3)
         {
@@ -270,6 +275,7 @@ internal static class GraphCarryRm
             Rm.RmBlock block;
             try { block = Rm.ResidualChainRm.Transform(chain, projection?.Fused, mode, mergeShortcut: false, inputSize: inputSize, shortcutPool: shortcutPool); }
             catch (RmException) { return null; }
+            zeroChannels = block.ZeroChannels;
             current = EmitReluChain(block, nodes, current, name, fresh, init, lastOutput: null);
             long branch = chain[^1].OutChannels;
             return SqueezeExciteMerge(nodes, current, block.Convs[^1].OutChannels - branch, c, branch, projection, se, output, name, fresh, init) ? nodes : null;
@@ -336,13 +342,14 @@ internal static class GraphCarryRm
     /// </summary>
     static List<NodeProto>? MidBranchGate(List<Op> convOps, int gateAfter, SqueezeExcite gate, ConvUnit? projection, string output, string name,
         Func<string, string> fresh, Func<string, Tensor, string> init, Rm.RmMode mode, (long H, long W)? inputSize, int shortcutPool,
-        List<NodeProto> nodes, string current)
+        List<NodeProto> nodes, string current, ref int zeroChannels)
     {
         var chain = convOps.Where(o => o.Conv is not null).Select(o => o.Conv!.Fused).ToList();
         if (chain.Count < 2 || gateAfter >= chain.Count - 1) return null;
         Rm.RmBlock block;
         try { block = Rm.ResidualChainRm.Transform(chain, projection?.Fused, mode, inputSize: inputSize, shortcutPool: shortcutPool); }
         catch (RmException) { return null; }
+        zeroChannels = block.ZeroChannels;
         EmitReluChain(block, nodes, current, name, fresh, init, lastOutput: output, afterRelu: (i, value) =>
         {
             if (i != gateAfter) return value;

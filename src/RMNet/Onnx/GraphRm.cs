@@ -16,6 +16,9 @@ internal sealed record GraphBlockReport(string Name, string Shortcut, int Convs,
 {
     /// <summary>Where a plain block equals the original only under a condition the graph cannot fix (e.g. even sizes), that condition.</summary>
     public string? Condition { get; init; }
+
+    /// <summary>Reserved channels the grouped form added as zeros so they fill whole groups (see <see cref="RmBlock.ZeroChannels"/>).</summary>
+    public int ZeroChannels { get; init; }
 }
 
 /// <summary>The outcome of the graph-level RM pass.</summary>
@@ -57,8 +60,8 @@ internal static class GraphRm
     sealed record Match(NodeProto Add, NodeProto Relu, string X, List<ConvUnit> Chain, List<NodeProto> InnerRelus, ConvUnit? Projection,
         NodeProto? Pool = null, int PoolSize = 1);
 
-    /// <summary>Transforms <paramref name="model"/> in place, middle convs in the given form.</summary>
-    public static GraphRmResult Transform(ModelProto model, string file, RmMode mode = RmMode.Grouped)
+    /// <summary>Transforms <paramref name="model"/> in place, middle convs in the given form; <paramref name="blockDone"/> is called after each block made plain.</summary>
+    public static GraphRmResult Transform(ModelProto model, string file, RmMode mode = RmMode.Grouped, Action? blockDone = null)
     {
         // In place, not on a copy (a dense ResNet-50 is 1.1 GB a copy); the pass's float64 tensors end with its scope.
         using var scope = TorchSharp.torch.NewDisposeScope();
@@ -86,19 +89,22 @@ internal static class GraphRm
                 reason = $"block input '{m.X}' may be negative (not produced by a Relu)";
             IReadOnlyList<ConvLayer>? convs = null;
             string? condition = null;
+            int zeroChannels = 0;
             if (reason is null)
             {
                 try
                 {
                     var inputSize = sizes.TryGetValue(m.X, out var size) ? size : ((long H, long W)?)null;
                     if (m.PoolSize > 1 && PoolProblem(m.PoolSize, inputSize) is string problem) throw new RmException(problem);
-                    convs = ResidualChainRm.Transform(fused, projection, mode, inputSize: inputSize, shortcutPool: m.PoolSize).Convs;
+                    var block = ResidualChainRm.Transform(fused, projection, mode, inputSize: inputSize, shortcutPool: m.PoolSize);
+                    (convs, zeroChannels) = (block.Convs, block.ZeroChannels);
                     if (m.PoolSize > 1 && inputSize is null) condition = PoolCondition(m.PoolSize);
                 }
                 catch (RmException e) { reason = e.Message; }
             }
-            reports.Add(new GraphBlockReport(name, shortcut, m.Chain.Count, convs is not null, reason) { Condition = condition });
-            if (convs is null) continue;
+            reports.Add(new GraphBlockReport(name, shortcut, m.Chain.Count, convs is not null, reason) { Condition = condition, ZeroChannels = zeroChannels });
+            if (convs is null) continue;   // the carry pass may take it: counted there
+            blockDone?.Invoke();
 
             var nodes = new List<NodeProto>();
             string current = m.X;

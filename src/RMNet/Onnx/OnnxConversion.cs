@@ -31,19 +31,26 @@ internal static class OnnxConversion
     /// <summary>
     /// As <see cref="Convert(string, Rm.RmMode, int, Rm.NegativeInputMode)"/>, for a model in memory (a checkpoint lowered into the graph,
     /// see <c>Lowering/</c>), rewritten in place; <paramref name="input"/> names its source in messages. <paramref name="negative"/>
-    /// is how block inputs that may be negative are carried (<see cref="GraphCarryRm"/>).
+    /// is how block inputs that may be negative are carried (<see cref="GraphCarryRm"/>). <paramref name="progress"/> is told, and
+    /// <paramref name="cancellationToken"/> checked, after each residual block.
     /// </summary>
     public static GraphRmResult Convert(ModelProto model, string input, Rm.RmMode mode = Rm.RmMode.Grouped, int inputSize = 224,
-        Rm.NegativeInputMode negative = Rm.NegativeInputMode.PRelu)
+        Rm.NegativeInputMode negative = Rm.NegativeInputMode.PRelu, IProgress<ProgressStep>? progress = null, CancellationToken cancellationToken = default)
     {
         string producer = (model.ProducerName + " " + model.ProducerVersion).Trim();
         // Summarised before the passes, which rewrite the model in place.
         var before = OnnxSummary.Of(model, input, inputSize);
+        int done = 0, total = before.Residuals.Count;
+        void BlockDone()
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            progress?.Report(new ProgressStep("converting", Math.Min(++done, total), total));
+        }
         var (inlined, _) = InlineAliases.Run(model, input);
         var (branchesMerged, merged) = GraphBranchMerge.Run(inlined, input);
-        var rm = GraphRm.Transform(branchesMerged, input, mode);
+        var rm = GraphRm.Transform(branchesMerged, input, mode, BlockDone);
         // Blocks the ReLU-only pass cannot take (negative inputs, BN or other activations in the branch) go to the carry pass.
-        var (carried, carryBlocks) = GraphCarryRm.Run(rm.Model, input, mode, negative);
+        var (carried, carryBlocks) = GraphCarryRm.Run(rm.Model, input, mode, negative, BlockDone);
         var carriedNames = carryBlocks.Select(b => b.Name).ToHashSet();
         var blocks = rm.Blocks.Where(b => !carriedNames.Contains(b.Name)).Concat(carryBlocks).ToList();
         // The merge convs leave BNs and 1x1 convs right after convs (pre-activation blocks, IResNet's head): fold them.

@@ -14,7 +14,11 @@ namespace RMNet.Onnx;
 /// </summary>
 internal static class PlainGraphReader
 {
-    public static PlainModel Read(ModelProto model, string file)
+    /// <summary>
+    /// The plain model of <paramref name="model"/>; where <paramref name="stageOf"/> is given, each layer is tagged with the
+    /// stage it names for the node the layer comes from (null: the stage of the layer before), for per-stage costs.
+    /// </summary>
+    public static PlainModel Read(ModelProto model, string file, Func<string, string?>? stageOf = null)
     {
         var g = new OnnxGraph(model.Graph, file);
         string current = model.Graph.Input.First(i => !g.Initializers.ContainsKey(i.Name)).Name;
@@ -25,6 +29,13 @@ internal static class PlainGraphReader
                 ? w0.Dims[1] * (first.Attribute.FirstOrDefault(a => a.Name == "group")?.I ?? 1)
                 : throw Refuse(file, current, "the input's channels are neither fixed nor given by a first conv");
         var layers = new List<PlainLayer>();
+        var stages = new List<string>();
+        string stage = "stem";
+        void Tag(NodeProto n)
+        {
+            stage = stageOf?.Invoke(OnnxGraph.NodeName(n)) ?? stage;
+            while (stages.Count < layers.Count) stages.Add(stage);
+        }
         string output = model.Graph.Output[0].Name;
         long channels = inputChannels;
         while (current != output)
@@ -38,6 +49,7 @@ internal static class PlainGraphReader
             {
                 var (se, gated) = SqueezeExcite(g, node, current, channels, file);
                 layers.Add(se);
+                Tag(node);
                 current = gated;
                 continue;
             }
@@ -96,9 +108,10 @@ internal static class PlainGraphReader
                 default:
                     throw Refuse(file, node.Name, $"'{node.OpType}' has no plain layer");
             }
+            Tag(node);
             current = node.Output[0];
         }
-        return new PlainModel(layers, (int)inputChannels);
+        return new PlainModel(layers, (int)inputChannels) { LayerStages = stageOf is null ? null : stages };
     }
 
     /// <summary>
