@@ -16,9 +16,22 @@ internal static class ConvertCommand
         IReadOnlyList<RMNet.Onnx.GraphBlockReport> Blocks, CostReport Original, CostReport Converted, VerificationJson? Verification,
         int JoinsFound, int JoinsRemaining, int Gates, IReadOnlyList<RMNet.Onnx.JoinReport> Joins)
     {
-        /// <summary>The family a checkpoint lowered into the graph was recognised as; null for an ONNX input.</summary>
-        public string? Architecture { get; init; }
         /// <summary>Why nothing was written (--strict, or verification failed), with <see cref="ExitCode"/>; null on success.</summary>
+        public string? Error { get; init; }
+        public int? ExitCode { get; init; }
+    }
+
+    /// <summary>
+    /// A checkpoint lowered into the graph: every field of a checkpoint's document (<see cref="Result"/>, <c>blocks</c> the
+    /// count of its blocks), then the graph's joins and what the passes did, the block list of an ONNX input's document
+    /// under <c>graph_blocks</c>.
+    /// </summary>
+    public sealed record LoweredResult(string Input, string Output, string Architecture, string RmMode, int Blocks, int ZeroChannels,
+        CostReport Original, CostReport Converted, IReadOnlyList<StageRow> Stages, double ConvertSeconds, VerificationJson? Verification, string Dtype,
+        int JoinsFound, int JoinsRemaining, int Gates, IReadOnlyList<RMNet.Onnx.JoinReport> Joins,
+        int BlocksFound, int BlocksPlain, int FoldedBatchNorms, int MergedBranches, IReadOnlyList<RMNet.Onnx.GraphBlockReport> GraphBlocks)
+    {
+        /// <summary>As <see cref="OnnxResult.Error"/>.</summary>
         public string? Error { get; init; }
         public int? ExitCode { get; init; }
     }
@@ -91,7 +104,7 @@ internal static class ConvertCommand
             {
                 if (dtype != OutputDtype.Float32 || reluOnly || arch != "auto" || numClasses is not null)
                     throw new ModelInputException(input, $"{lowered.Description}: --dtype, --relu-only, --arch and --num-classes do not apply (its layout and weights are read from the names)");
-                return RunGraph(ctx, input, output, pending, mode, verify, options, strict, lowered.Lower, lowered.Description);
+                return RunGraph(ctx, input, output, pending, mode, verify, options, strict, lowered);
             }
         }
         using var ckpt = CheckpointLoading.FromStateDict(ctx, sd, arch, numClasses, allowNonFinite, negative);
@@ -163,22 +176,37 @@ internal static class ConvertCommand
         using var pending = new PendingOutput(output, force, input);
         ctx.RemoveStaleTemporaries(output);
         ctx.Progress.Stage($"loading {input}");
-        return RunGraph(ctx, input, output, pending, mode, verify, options, strict, lower: null);
+        return RunGraph(ctx, input, output, pending, mode, verify, options, strict, lowered: null);
     }
 
     /// <summary>
     /// The graph engine's conversion of <paramref name="input"/> into <paramref name="pending"/>: an ONNX file, or a
-    /// checkpoint whose graph <paramref name="lower"/> builds (verified against that graph, written to a temporary file).
+    /// checkpoint <paramref name="lowered"/> into the graph (verified against that graph, written to a temporary file).
     /// </summary>
     static int RunGraph(CliContext ctx, string input, string output, PendingOutput pending, RMNet.Rm.RmMode mode, bool verify, VerifyOptions options, bool strict,
-        Func<global::Onnx.ModelProto>? lower, string? description = null)
+        RMNet.Lowering.LoweredCheckpoint? lowered)
     {
-        using var scratch = lower is null || !verify ? null : new TempFolder("lowered");
+        using var scratch = lowered is null || !verify ? null : new TempFolder("lowered");
         string original = scratch?.File("original.onnx") ?? input;
+        string? description = lowered?.Description;
+        IReadOnlyList<StageRow>? stages = null;
+        var clock = new Stopwatch();
         // The graph passes have no safe points; they only read the file and build a new model, so a stop abandons them.
-        var result = StopRequest.Abandonable(() => lower is null
-            ? RMNet.Onnx.OnnxConversion.Convert(input, mode, options.InputSize)
-            : RMNet.Onnx.OnnxConversion.ConvertLowered(lower(), input, mode, options.InputSize, scratch is null ? null : original), ctx.Cancellation);
+        var result = StopRequest.Abandonable(() =>
+        {
+            if (lowered is null) return RMNet.Onnx.OnnxConversion.Convert(input, mode, options.InputSize);
+            // A checkpoint's convert_seconds is its transform's time: here lowering and the passes, not the costing.
+            clock.Start();
+            var model = lowered.Lower();
+            clock.Stop();
+            var prefixes = lowered.Layout.StagePrefixes;
+            var before = RMNet.Onnx.GraphStageCost.Of(model, input, options.InputSize, prefixes);
+            clock.Start();
+            var converted = RMNet.Onnx.OnnxConversion.ConvertLowered(model, input, mode, options.InputSize, scratch is null ? null : original);
+            clock.Stop();
+            stages = StageRow.Compare(before, RMNet.Onnx.GraphStageCost.Of(converted.Model, input, options.InputSize, prefixes));
+            return converted;
+        }, ctx.Cancellation);
         int plain = result.Blocks.Count(b => b.Plain);
         var joins = result.Joins;
         // --strict is decided on the converted graph in memory: a refused model is never written, not even as a temporary.
@@ -210,13 +238,16 @@ internal static class ConvertCommand
         }
         var (before, after) = (result.Input!, result.Output!);
         int gates = joins.Count(j => j.Kind == "gate");
-        var json = new OnnxResult(input, output, result.Blocks.Count, plain, result.FoldedBatchNorms, result.MergedBranches, result.Blocks,
-            CostReport.Of(before, FileFormats.ModelBytes(input)), CostReport.Of(after, refusal is null ? FileFormats.ModelBytes(pending.TempPath) : null),
-            report is null ? null : VerificationJson.Of(report), result.JoinsFound, result.JoinsRemaining, gates, joins)
-        {
-            Error = refusal, ExitCode = refusal is null ? null : ExitCodes.NotEquivalent, Architecture = description,
-        };
-        ctx.Document(json);
+        var (originalCost, convertedCost) = (CostReport.Of(before, FileFormats.ModelBytes(input)), CostReport.Of(after, refusal is null ? FileFormats.ModelBytes(pending.TempPath) : null));
+        var verification = report is null ? null : VerificationJson.Of(report);
+        int? exitCode = refusal is null ? null : ExitCodes.NotEquivalent;
+        ctx.Document(lowered is null
+            ? new OnnxResult(input, output, result.Blocks.Count, plain, result.FoldedBatchNorms, result.MergedBranches, result.Blocks,
+                originalCost, convertedCost, verification, result.JoinsFound, result.JoinsRemaining, gates, joins) { Error = refusal, ExitCode = exitCode }
+            : new LoweredResult(input, output, lowered.Description, mode.ToString().ToLowerInvariant(), lowered.Layout.Blocks,
+                result.Blocks.Sum(b => b.ZeroChannels), originalCost, convertedCost, stages!, clock.Elapsed.TotalSeconds, verification, "float32",
+                result.JoinsFound, result.JoinsRemaining, gates, joins, result.Blocks.Count, plain, result.FoldedBatchNorms, result.MergedBranches, result.Blocks)
+            { Error = refusal, ExitCode = exitCode });
         ctx.Line($"converted {input}{(description is null ? "" : $" ({description}, lowered into the graph)")}: {result.JoinsFound - result.JoinsRemaining} of {result.JoinsFound} residual joins made plain " +
             $"({result.Blocks.Count} blocks recognised, {plain} made plain), {gates} gates kept, {result.FoldedBatchNorms} BatchNormalization nodes folded, " +
             $"{result.MergedBranches} parallel-branch sums merged into one conv");
@@ -225,7 +256,9 @@ internal static class ConvertCommand
             ctx.Line($"  {j.Name}: {(shortcuts.TryGetValue(j.Name, out var b) ? $"{b.Shortcut} shortcut, {b.Convs} convs" : j.Op)}: " +
                 (j.Remains ? "kept: " + j.Reason : b?.Condition is { } condition ? $"plain, {condition}" : "plain"));
         if (gates > 0) ctx.Line($"  gates (multiplications of one value's paths, kept by design): {string.Join(", ", joins.Where(j => j.Kind == "gate").Select(j => j.Name))}");
-        foreach (var line in ReportText.CostTable(json.Original, json.Converted)) ctx.Line(line);
+        foreach (var line in ReportText.CostTable(originalCost, convertedCost)) ctx.Line(line);
+        if (stages is not null)
+            foreach (var line in ReportText.StageTable(stages, originalCost.InputSize)) ctx.Line(line);
         if (report is not null) ctx.Line(ReportText.Verification(report));
         if (refusal is not null)
         {

@@ -61,6 +61,9 @@ internal static class TimmRepVgg
     /// <summary>The block's kxk kernel: <c>conv_kxk.conv</c>, or <c>reparam_conv</c> in deploy form.</summary>
     static string KxK(StateDict sd, string p) => sd.ContainsKey($"{p}.reparam_conv.weight") ? $"{p}.reparam_conv.weight" : $"{p}.conv_kxk.conv.weight";
 
+    /// <summary>Stages <c>stages.i</c>; the stem is a block too.</summary>
+    public static LoweredLayout Layout(StateDict sd) => LoweredLayout.Of(Depths(sd), i => $"stages.{i}", extraBlocks: 1);
+
     static List<int> Depths(StateDict sd) =>
         StageDepths.Count((stage, block) => sd.ContainsKey($"stages.{stage}.{block}.conv_kxk.conv.weight") || sd.ContainsKey($"stages.{stage}.{block}.reparam_conv.weight"));
 }

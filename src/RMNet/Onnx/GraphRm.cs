@@ -16,6 +16,13 @@ internal sealed record GraphBlockReport(string Name, string Shortcut, int Convs,
 {
     /// <summary>Where a plain block equals the original only under a condition the graph cannot fix (e.g. even sizes), that condition.</summary>
     public string? Condition { get; init; }
+
+    /// <summary>
+    /// Zero channels the grouped form added so that the reserved channels fill whole groups (a checkpoint's
+    /// <c>zero_channels</c>); counted by this pass only, so left out of an ONNX input's block list.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public int ZeroChannels { get; init; }
 }
 
 /// <summary>The outcome of the graph-level RM pass.</summary>
@@ -86,18 +93,20 @@ internal static class GraphRm
                 reason = $"block input '{m.X}' may be negative (not produced by a Relu)";
             IReadOnlyList<ConvLayer>? convs = null;
             string? condition = null;
+            int zeroChannels = 0;
             if (reason is null)
             {
                 try
                 {
                     var inputSize = sizes.TryGetValue(m.X, out var size) ? size : ((long H, long W)?)null;
                     if (m.PoolSize > 1 && PoolProblem(m.PoolSize, inputSize) is string problem) throw new RmException(problem);
-                    convs = ResidualChainRm.Transform(fused, projection, mode, inputSize: inputSize, shortcutPool: m.PoolSize).Convs;
+                    var block = ResidualChainRm.Transform(fused, projection, mode, inputSize: inputSize, shortcutPool: m.PoolSize);
+                    (convs, zeroChannels) = (block.Convs, block.ZeroChannels);
                     if (m.PoolSize > 1 && inputSize is null) condition = PoolCondition(m.PoolSize);
                 }
                 catch (RmException e) { reason = e.Message; }
             }
-            reports.Add(new GraphBlockReport(name, shortcut, m.Chain.Count, convs is not null, reason) { Condition = condition });
+            reports.Add(new GraphBlockReport(name, shortcut, m.Chain.Count, convs is not null, reason) { Condition = condition, ZeroChannels = zeroChannels });
             if (convs is null) continue;
 
             var nodes = new List<NodeProto>();
