@@ -233,6 +233,24 @@ public class LoweringTests(ITestOutputHelper output)
         Assert.Contains("is lowered into the graph and benchmarked with --runtime onnxruntime", error);
     }
 
+    [Fact]
+    public void BenchTakesBnEpsWhereConvertDoes()
+    {
+        // Taken for a lowered checkpoint, refused as convert refuses it: another family, an ONNX model, a value not above 0.
+        string[] Bench(string model, string eps) => new[] { "bench", Fixture.Path_(model), "--bn-eps", eps, "--batch", "1", "--size", "64", "--runs", "1", "--warmup", "0", "--quiet" };
+        var (code, _, stderr) = CliHarness.Rmnet(Bench("hf_resnet_bn_eps_1e-3_narrow.pth", "1e-3"));
+        Assert.True(code == 0, stderr);
+        var (family, _, familyError) = CliHarness.Rmnet(Bench("basic_narrow.pth", "1e-3"));
+        Assert.Equal(ExitCodes.BadInput, family);
+        Assert.Contains("--bn-eps applies to checkpoints lowered into the graph", familyError);
+        var (onnx, _, onnxError) = CliHarness.Rmnet(Bench("onnx/basic_narrow_opset13.onnx", "1e-3"));
+        Assert.Equal(ExitCodes.BadInput, onnx);
+        Assert.Contains("an ONNX model's BatchNormalization nodes carry their own epsilon", onnxError);
+        var (zero, _, zeroError) = CliHarness.Rmnet(Bench("hf_resnet_bn_eps_1e-3_narrow.pth", "0"));
+        Assert.Equal(ExitCodes.BadInput, zero);
+        Assert.Contains("--bn-eps: 0 is not a finite number above 0", zeroError);
+    }
+
     [Theory]
     [InlineData("regnet_y_se_narrow.pth", "plain.safetensors", 64)]
     [InlineData("regnet_y_se_narrow.pth", "plain.pth", 64)]
