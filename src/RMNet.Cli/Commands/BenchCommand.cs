@@ -51,6 +51,11 @@ internal static class BenchCommand
         Checkpoint Load(string file)
         {
             var sd = CheckpointLoading.Read(ctx, file, weightsKey);
+            if (RMNet.RepBlocks.RepBlockFinder.Matches(sd))
+            {
+                sd.Dispose();
+                throw new ModelInputException(file, "a detector's checkpoint: rmnet converts only its re-parameterisable blocks and cannot run the detector to measure it");
+            }
             return RMNet.Lowering.CheckpointLowerings.Find(sd, bnEps) is { } lowered ? new Checkpoint(null, lowered) : new Checkpoint(CheckpointLoading.FromStateDict(ctx, sd), null);
         }
         if (weightsKey is not null && FileFormats.Detect(path) == FileFormat.Onnx)

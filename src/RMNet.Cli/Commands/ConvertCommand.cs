@@ -83,14 +83,16 @@ internal static class ConvertCommand
                             ? throw new ModelInputException(p.GetValue(input)!, CommonOptions.BnEpsOnOnnx)
                         : RunOnnx(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(rmMode), p.GetValue(verify), options, p.GetValue(force), p.GetValue(strict))
                 : Run(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(rmMode),
-                    p.GetValue(verify), options, p.GetValue(force), p.GetValue(allowNonFinite), p.GetValue(negative), weights, p.GetValue(reluOnly), p.GetValue(weightsKey), p.GetValue(strict), p.GetValue(bnEps)));
+                    p.GetValue(verify), options, p.GetValue(force), p.GetValue(allowNonFinite), p.GetValue(negative), weights, p.GetValue(reluOnly), p.GetValue(weightsKey), p.GetValue(strict), p.GetValue(bnEps),
+                    p.GetResult(tolerance) is { Implicit: false } ? p.GetValue(tolerance) : null));
         });
         return cmd;
     }
 
     public static int Run(CliContext ctx, string input, string output, string arch, int? numClasses, RMNet.Rm.RmMode mode, bool verify,
         VerifyOptions options, bool force, bool allowNonFinite, RMNet.Rm.NegativeInputMode negative = RMNet.Rm.NegativeInputMode.PRelu,
-        OutputDtype dtype = OutputDtype.Float32, bool reluOnly = false, string? weightsKey = null, bool strict = false, double? bnEps = null)
+        OutputDtype dtype = OutputDtype.Float32, bool reluOnly = false, string? weightsKey = null, bool strict = false, double? bnEps = null,
+        double? givenTolerance = null)
     {
         ModelWriter.CheckExtension(output);   // before anything is loaded, naming the path given (not the temporary one)
         using var pending = new PendingOutput(output, force, input);
@@ -98,6 +100,15 @@ internal static class ConvertCommand
         MemoryEstimate.EnsureFits(input, $"loading and converting {input}", MemoryEstimate.Load(FileFormats.ModelBytes(input)));
         ctx.Progress.Stage($"loading {input}");
         var sd = CheckpointLoading.Read(ctx, input, weightsKey);
+        if (RMNet.RepBlocks.RepBlockFinder.Matches(sd))
+        {
+            using (sd)
+            {
+                if (dtype != OutputDtype.Float32 || reluOnly || arch != "auto" || numClasses is not null || strict)
+                    throw new ModelInputException(input, "a detector's blocks: --dtype, --relu-only, --arch, --num-classes and --strict do not apply (each tensor keeps its dtype; only the blocks are rewritten)");
+                return DetectorBlocks.Convert(ctx, input, output, pending, sd, bnEps, verify, givenTolerance, allowNonFinite);
+            }
+        }
         if (RMNet.Lowering.CheckpointLowerings.Find(sd, bnEps, allowNonFinite) is { } lowered)
         {
             using (lowered)
