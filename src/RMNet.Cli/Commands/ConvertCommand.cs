@@ -271,6 +271,15 @@ internal static class ConvertCommand
         if (stages is not null)
             foreach (var line in ReportText.StageTable(stages, originalCost.InputSize)) ctx.Line(line);
         if (report is not null) ctx.Line(ReportText.Verification(report));
+        return Finish(ctx, pending, output, refusal);
+    }
+
+    /// <summary>
+    /// The end of a conversion whose report is out: the output kept and named, or, where <paramref name="refusal"/> says
+    /// why (--strict, or verification failed), that said on stderr, nothing written, exit 1.
+    /// </summary>
+    internal static int Finish(CliContext ctx, PendingOutput pending, string output, string? refusal)
+    {
         if (refusal is not null)
         {
             ctx.Err.WriteLine($"rmnet: error: {refusal}");

@@ -93,14 +93,7 @@ internal static class DetectorBlocks
         ctx.Line($"  {result.Fused} {fusedKind} blocks fused{(result.AlreadyDeploy > 0 ? $", {result.AlreadyDeploy} already in deploy form" : "")}, {result.Kept} tensors kept as they are ({dtype} weights)");
         ctx.Line($"  BatchNorm eps: {EpsSource(sd, bnEps)}");
         if (report is not null) ctx.Line(Text(report));
-        if (refusal is not null)
-        {
-            ctx.Err.WriteLine($"rmnet: error: {refusal}");
-            return ExitCodes.NotEquivalent;
-        }
-        pending.Commit();
-        ctx.Line($"wrote {output} ({Format.Bytes(FileFormats.ModelBytes(output))})");
-        return ExitCodes.Success;
+        return ConvertCommand.Finish(ctx, pending, output, refusal);
     }
 
     /// <summary><c>rmnet verify</c> of a detector's deploy-form file against its checkpoint.</summary>
