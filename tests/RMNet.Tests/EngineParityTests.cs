@@ -12,37 +12,46 @@ namespace RMNet.Tests;
 /// <summary>
 /// One network, two front ends: a checkpoint fixture and PyTorch's ONNX export of the same module must convert to
 /// the same plain network (the same operators in the same order, every conv and linear weight and bias equal within
-/// 1e-6 relative), in both RM forms. ResNets (basic, bottleneck, ResNeXt, wide), pre-activation ResNets, SE-ResNets, IResNet and MobileNetV2.
-/// The ResNet exports are `{name}_ckpt_opset13.onnx` (make_fixtures.py --parity); the other families' exports
+/// 1e-6 relative), in both RM forms, for every family fixture (RepVGG's too, whose export is of the saved module), and, where a block input may be negative (pre-activation ResNets, IResNet), in both
+/// negative-input modes. ResNets (basic, bottleneck, ResNeXt, wide), pre-activation ResNets, SE-ResNets, IResNet and MobileNetV2.
+/// The ResNet exports are `{name}_ckpt_opset13.onnx` (make_fixtures.py --parity, and --parity-cifar for the CIFAR layouts,
+/// one of them channel-pruned per block); the other families' exports
 /// `{name}_opset13.onnx` were written from the very module saved as the checkpoint (--preact, --se, --iresnet, --mobilenet,
-/// and --lowered / --hf / --regnet / --timm-repvgg for timm's ResNet-D, Hugging Face's ResNet, torchvision's RegNetX and RegNetY and timm's RepVGG, whose checkpoints are lowered into the graph that the passes then convert).
+/// and --lowered / --hf / --regnet / --timm-repvgg / --reparam for timm's ResNet-D, Hugging Face's ResNet, torchvision's RegNetX and RegNetY, timm's RepVGG
+/// and MobileOne and the ACB MobileNet, whose checkpoints are lowered into the graph that the passes then convert; DBB's BNAndPad exports as slice
+/// assignments, which no pass reads as a conv, so the DBB MobileNet has no export here).
 /// </summary>
 public class EngineParityTests(ITestOutputHelper output)
 {
-    static readonly string[] ResNets = { "basic_narrow", "bottleneck_narrow", "resnext_narrow", "wide_narrow" };
+    static readonly string[] ResNets = { "basic_narrow", "bottleneck_narrow", "resnext_narrow", "wide_narrow", "cifar_narrow", "cifar_pruned" };
 
     public static IEnumerable<object[]> Cases() =>
         from name in ResNets.Concat(new[] { "preact_basic_narrow", "preact_bottleneck_narrow", "se_basic_narrow", "se_bottleneck_narrow", "iresnet18_narrow", "mobilenet_v2_narrow",
-            "timm_resnet_d_basic_narrow", "timm_resnet_d_bottleneck_narrow", "timm_seresnext_d_narrow", "hf_resnet_basic_narrow", "hf_resnet_bottleneck_narrow", "regnet_x_narrow", "regnet_y_se_narrow", "timm_repvgg_narrow" })
+            "timm_resnet_d_basic_narrow", "timm_resnet_d_bottleneck_narrow", "timm_seresnext_d_narrow", "hf_resnet_basic_narrow", "hf_resnet_bottleneck_narrow", "regnet_x_narrow", "regnet_y_se_narrow", "timm_repvgg_narrow", "repvgg_narrow",
+            "timm_mobileone_narrow", "acnet_mobilenet_narrow" })
         from mode in new[] { RmMode.Grouped, RmMode.Dense }
-        select new object[] { name, mode };
+        from negative in name.StartsWith("preact") || name.StartsWith("iresnet") ? new[] { NegativeInputMode.PRelu, NegativeInputMode.Split } : new[] { NegativeInputMode.PRelu }
+        select new object[] { name, mode, negative };
 
     /// <summary>
     /// The operators in graph order, the global average pool written one way: PyTorch exports <c>x.mean((2, 3))</c>
     /// (the pre-activation nets' head) as one ReduceMean, the checkpoint engine writes GlobalAveragePool + Reshape;
-    /// the same function (as is timm's <c>x.mean((2, 3), keepdim=True)</c> then flatten, ReduceMean + Reshape).
+    /// the same function (as is timm's <c>x.mean((2, 3), keepdim=True)</c> then flatten, ReduceMean + Reshape, and the DBB
+    /// repository's <c>out.view(out.size(0), -1)</c>, whose target shape the export computes from the input's: Shape,
+    /// Gather, Unsqueeze, Concat before the Reshape).
     /// </summary>
     static string Ops(GraphProto g, string name) =>
-        string.Join(" ", new OnnxGraph(g, name).Order.Select(n => n.OpType)).Replace("GlobalAveragePool Reshape", "ReduceMean").Replace("ReduceMean Reshape", "ReduceMean");
+        System.Text.RegularExpressions.Regex.Replace(string.Join(" ", new OnnxGraph(g, name).Order.Select(n => n.OpType)), "(Constant )?Shape (Constant )?Gather (Constant )?Unsqueeze (Constant )?Concat ", "")
+            .Replace("GlobalAveragePool Reshape", "ReduceMean").Replace("ReduceMean Reshape", "ReduceMean");
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void CheckpointAndOnnxExportGiveTheSamePlainNetwork(string name, RmMode mode)
+    public void CheckpointAndOnnxExportGiveTheSamePlainNetwork(string name, RmMode mode, NegativeInputMode negative)
     {
         using var dir = Fixture.Temp();
-        var a = FromCheckpoint(Fixture.Path_($"{name}.pth"), mode, dir.File("ckpt.onnx"));
+        var a = FromCheckpoint(Fixture.Path_($"{name}.pth"), mode, negative, dir.File("ckpt.onnx"));
         string export = ResNets.Contains(name) ? $"{name}_ckpt_opset13" : $"{name}_opset13";
-        var b = OnnxConversion.Convert(Fixture.Path_($"onnx/{export}.onnx"), mode).Model.Graph;
+        var b = OnnxConversion.Convert(Fixture.Path_($"onnx/{export}.onnx"), mode, negative: negative).Model.Graph;
 
         string opsA = Ops(a, "ckpt"), opsB = Ops(b, "onnx");
         Assert.Equal(opsA, opsB);
@@ -69,17 +78,17 @@ public class EngineParityTests(ITestOutputHelper output)
             }
         }
         Assert.Equal(Weighted(a).Count(), Weighted(b).Count());
-        output.WriteLine($"{name} {mode}: {opsA.Split(' ').Length} nodes, largest weight difference {worst:E2} relative");
+        output.WriteLine($"{name} {mode} {negative}: {opsA.Split(' ').Length} nodes, largest weight difference {worst:E2} relative");
     }
 
     /// <summary>The plain graph a checkpoint converts to: through its family's transform, or lowered into the graph and through the passes.</summary>
-    static GraphProto FromCheckpoint(string path, RmMode mode, string written)
+    static GraphProto FromCheckpoint(string path, RmMode mode, NegativeInputMode negative, string written)
     {
         var sd = CheckpointReader.Read(path);
         if (RMNet.Lowering.CheckpointLowerings.Find(sd) is { } lowered)
             using (lowered)
-                return OnnxConversion.Convert(lowered.Lower(), path, mode).Model.Graph;
-        using var ckpt = SourceModels.FromStateDict(sd);
+                return OnnxConversion.Convert(lowered.Lower(), path, mode, negative: negative).Model.Graph;
+        using var ckpt = SourceModels.FromStateDict(sd, negative: negative);
         using var plain = ckpt.ToPlain(mode);
         ModelWriter.Save(plain, written);
         return OnnxModelFile.Load(written).Graph;

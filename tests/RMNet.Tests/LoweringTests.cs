@@ -91,6 +91,8 @@ public class LoweringTests(ITestOutputHelper output)
     [InlineData("hf_resnet_basic_narrow.safetensors", "stem,resnet.encoder.stages.0,resnet.encoder.stages.1,resnet.encoder.stages.2,resnet.encoder.stages.3,head,total", 5)]
     [InlineData("regnet_y_se_narrow.pth", "stem,trunk_output.block1,trunk_output.block2,trunk_output.block3,head,total", 4)]
     [InlineData("timm_repvgg_narrow.pth", "stem,stages.0,stages.1,stages.2,stages.3,head,total", 7)]
+    [InlineData("timm_mobileone_narrow.pth", "stem,stages.0,stages.1,stages.2,stages.3,head,total", 11)]
+    [InlineData("acnet_mobilenet_narrow.pth", "stem,stem.0,stem.1,stem.2,stem.3,stem.4,stem.5,head,total", 6)]
     public void ALoweredCheckpointsJsonCarriesEveryFieldACheckpointsDoesPlusItsJoins(string file, string stages, int blocks)
     {
         using var dir = Fixture.Temp();
@@ -257,6 +259,8 @@ public class LoweringTests(ITestOutputHelper output)
     [InlineData("timm_seresnext_d_narrow.pth", "plain.pth", 64)]
     [InlineData("timm_ecaresnet_d_narrow.pth", "plain.safetensors", 64)]
     [InlineData("timm_repvgg_narrow.pth", "plain.safetensors", 64)]
+    [InlineData("timm_mobileone_narrow.pth", "plain.safetensors", 64)]
+    [InlineData("dbb_mobilenet_narrow.pth", "plain.pth", 64)]
     [InlineData("hf_resnet_bottleneck_narrow.pth", "plain.pth", 64)]
     [InlineData("onnx/preact_basic_narrow_opset13.onnx", "plain.safetensors", 64)]   // x.mean((2, 3)) head: ReduceMean without keepdims
     [InlineData("onnx/mobilenet_v2_narrow_opset13.onnx", "plain.pth", 64)]           // Clip and per-channel Max/Min

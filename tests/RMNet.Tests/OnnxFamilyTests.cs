@@ -38,6 +38,47 @@ public class OnnxFamilyTests(ITestOutputHelper output)
         Assert.True(vsOriginal.Passed, $"{vsOriginal.MaxRelError}");
         Assert.True(vsPyTorch.Passed, $"{vsPyTorch.MaxRelError}");
     }
+
+    /// <summary>
+    /// The sign split on PyTorch's exports: block inputs that may be negative are carried as relu(x) and relu(-x), so
+    /// the pre-activation nets (whose only activation is ReLU) come out with Relu alone, no PRelu; IResNet keeps its own
+    /// PReLUs, with slope 0 on the carried channels. Held to PyTorch's outputs.
+    /// </summary>
+    [Theory]
+    [InlineData("preact_basic_narrow", 64, 0)]
+    [InlineData("preact_bottleneck_narrow", 32, 0)]
+    [InlineData("iresnet18_narrow", 112, 9)]
+    public void SignSplitCarriesNegativeInputsWithRelus(string name, int size, int prelus)
+    {
+        string input = Fixture.Path_($"onnx/{name}_opset13.onnx");
+        var prelu = OnnxConversion.Convert(input);
+        var split = OnnxConversion.Convert(input, negative: Rm.NegativeInputMode.Split);
+        Assert.All(split.Blocks, b => Assert.True(b.Plain, $"{b.Name}: {b.Reason}"));
+        Assert.Equal(0, split.JoinsRemaining);
+        Assert.Equal(prelus, split.Model.Graph.Node.Count(n => n.OpType == "PRelu"));
+        // The PReLU mode carries with slope-1 channels; the split has none (its carried channels take slope 0).
+        Assert.True(SlopesOfOne(prelu.Model) > 0, "the PReLU mode carries with slope-1 channels");
+        Assert.Equal(0, SlopesOfOne(split.Model));
+        // Twice the carried channels: the split network is larger.
+        Assert.True(split.Output!.Parameters > prelu.Output!.Parameters, $"{split.Output.Parameters} vs {prelu.Output.Parameters}");
+        using var dir = Fixture.Temp();
+        string path = dir.File("split.onnx");
+        OnnxModelFile.Save(split.Model, path);
+        using var ort = new OnnxRuntimeRunner(path);
+        var io = Fixture.Io(name);
+        var vsPyTorch = Equivalence.Measure(io["output"], ort.Run(io["input"]), 1e-4);
+        var vsOriginal = Verifier.Verify(input, path, new VerifyOptions(Samples: 2, InputSize: size));
+        output.WriteLine($"{name} split: {split.Output.Parameters} parameters (prelu mode {prelu.Output.Parameters}); vs PyTorch rel {vsPyTorch.MaxRelError:E2}, vs original {vsOriginal.MaxRelError:E2}");
+        Assert.True(vsPyTorch.Passed, $"{vsPyTorch.MaxRelError}");
+        Assert.True(vsOriginal.Passed, $"{vsOriginal.MaxRelError}");
+    }
+
+    static long SlopesOfOne(global::Onnx.ModelProto model)
+    {
+        var g = new OnnxGraph(model.Graph, "m");
+        return g.Graph.Node.Where(n => n.OpType == "PRelu")
+            .Sum(n => OnnxTensors.ToTensor(g.Initializers[n.Input[1]], "m").eq(1.0).sum().item<long>());
+    }
 }
 
 public class OnnxFamilyCliTests
@@ -58,6 +99,19 @@ public class OnnxFamilyCliTests
         Assert.Equal(8, converted.GetProperty("joins_found").GetInt32());
         Assert.Equal(0, converted.GetProperty("joins_remaining").GetInt32());
         Assert.All(converted.GetProperty("joins").EnumerateArray(), j => Assert.Equal("plain", j.GetProperty("status").GetString()));
+    }
+
+    [Fact]
+    public void ConvertOfAnOnnxModelTakesTheSignSplit()
+    {
+        using var dir = Fixture.Temp();
+        string input = Fixture.Path_("onnx/preact_basic_narrow_opset13.onnx");
+        var (code, _, stderr) = CliHarness.Rmnet("convert", input, "-o", dir.File("split.onnx"), "--negative-input", "split", "--strict", "--verify",
+            "--input-size", "64", "--quiet");
+        Assert.True(code == 0, stderr);
+        var g = OnnxModelFile.Load(dir.File("split.onnx")).Graph;
+        Assert.DoesNotContain(g.Node, n => n.OpType == "PRelu");
+        Assert.Contains(g.Node, n => n.OpType == "Relu");
     }
 
     [Fact]

@@ -61,7 +61,8 @@ internal static class CommonOptions
     {
         var option = new Option<double?>("--bn-eps")
         {
-            Description = "BatchNorm epsilon of a checkpoint lowered into the graph (timm ResNet-D and RepVGG, Hugging Face ResNet, torchvision RegNet; their default 1e-5) " +
+            Description = "BatchNorm epsilon of a checkpoint lowered into the graph (timm ResNet-D, RepVGG and MobileOne, Hugging Face ResNet, torchvision RegNet, ACB and DBB MobileNets; " +
+                "their default 1e-5) " +
                 "or of a detector's blocks (YOLOv7 RepConv, YOLOv6 RepVGGBlock; their default 1e-3); a state dict does not store it",
         };
         option.Validators.Add(result =>
@@ -100,7 +101,7 @@ internal static class CommonOptions
         ("grouped", RMNet.Rm.RmMode.Grouped), ("dense", RMNet.Rm.RmMode.Dense));
 
     public static Option<RMNet.Rm.NegativeInputMode> NegativeInput() => Choice("--negative-input",
-        "Block inputs that may be negative (pre-activation ResNets): prelu (per-channel activation) or split (relu(x), relu(-x))",
+        "Block inputs that may be negative (pre-activation ResNets, IResNet; checkpoints and ONNX): prelu (per-channel activation) or split (relu(x), relu(-x))",
         ("prelu", RMNet.Rm.NegativeInputMode.PRelu), ("split", RMNet.Rm.NegativeInputMode.Split));
 
     /// <summary>

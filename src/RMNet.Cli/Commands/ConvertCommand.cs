@@ -81,7 +81,7 @@ internal static class ConvertCommand
                         ? throw new ModelInputException(p.GetValue(input)!, "--weights-key applies to checkpoints; an ONNX model has one set of weights")
                         : p.GetValue(bnEps) is not null
                             ? throw new ModelInputException(p.GetValue(input)!, CommonOptions.BnEpsOnOnnx)
-                        : RunOnnx(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(rmMode), p.GetValue(verify), options, p.GetValue(force), p.GetValue(strict))
+                        : RunOnnx(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(rmMode), p.GetValue(verify), options, p.GetValue(force), p.GetValue(strict), p.GetValue(negative))
                 : Run(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(rmMode),
                     p.GetValue(verify), options, p.GetValue(force), p.GetValue(allowNonFinite), p.GetValue(negative), weights, p.GetValue(reluOnly), p.GetValue(weightsKey), p.GetValue(strict), p.GetValue(bnEps),
                     p.GetResult(tolerance) is { Implicit: false } ? p.GetValue(tolerance) : null));
@@ -181,13 +181,14 @@ internal static class ConvertCommand
         : mode == RMNet.Rm.RmMode.Dense && model.Family == "resnet" ? "the default --rm-mode grouped is smaller" : null;
 
     /// <summary>ONNX in, ONNX out: graph-level RM, blocks reported one by one.</summary>
-    public static int RunOnnx(CliContext ctx, string input, string output, RMNet.Rm.RmMode mode, bool verify, VerifyOptions options, bool force, bool strict)
+    public static int RunOnnx(CliContext ctx, string input, string output, RMNet.Rm.RmMode mode, bool verify, VerifyOptions options, bool force, bool strict,
+        RMNet.Rm.NegativeInputMode negative = RMNet.Rm.NegativeInputMode.PRelu)
     {
         ModelWriter.CheckExtension(output);
         using var pending = new PendingOutput(output, force, input);
         ctx.RemoveStaleTemporaries(output);
         ctx.Progress.Stage($"loading {input}");
-        return RunGraph(ctx, input, output, pending, mode, verify, options, strict, lowered: null);
+        return RunGraph(ctx, input, output, pending, mode, verify, options, strict, lowered: null, negative);
     }
 
     /// <summary>
@@ -195,7 +196,7 @@ internal static class ConvertCommand
     /// checkpoint <paramref name="lowered"/> into the graph (verified against that graph, written to a temporary file).
     /// </summary>
     static int RunGraph(CliContext ctx, string input, string output, PendingOutput pending, RMNet.Rm.RmMode mode, bool verify, VerifyOptions options, bool strict,
-        RMNet.Lowering.LoweredCheckpoint? lowered)
+        RMNet.Lowering.LoweredCheckpoint? lowered, RMNet.Rm.NegativeInputMode negative = RMNet.Rm.NegativeInputMode.PRelu)
     {
         using var scratch = lowered is null || !verify ? null : new TempFolder("lowered");
         string original = scratch?.File("original.onnx") ?? input;
@@ -205,7 +206,7 @@ internal static class ConvertCommand
         // The graph passes have no safe points; they only read the file and build a new model, so a stop abandons them.
         var result = StopRequest.Abandonable(() =>
         {
-            if (lowered is null) return RMNet.Onnx.OnnxConversion.Convert(input, mode, options.InputSize);
+            if (lowered is null) return RMNet.Onnx.OnnxConversion.Convert(input, mode, options.InputSize, negative);
             // A checkpoint's convert_seconds is its transform's time: here lowering and the passes, not the costing.
             clock.Start();
             var model = lowered.Lower();
@@ -213,7 +214,7 @@ internal static class ConvertCommand
             var prefixes = lowered.Layout.StagePrefixes;
             var before = RMNet.Onnx.GraphStageCost.Of(model, input, options.InputSize, prefixes);
             clock.Start();
-            var converted = RMNet.Onnx.OnnxConversion.ConvertLowered(model, input, mode, options.InputSize, scratch is null ? null : original);
+            var converted = RMNet.Onnx.OnnxConversion.ConvertLowered(model, input, mode, options.InputSize, scratch is null ? null : original, negative);
             clock.Stop();
             stages = StageRow.Compare(before, RMNet.Onnx.GraphStageCost.Of(converted.Model, input, options.InputSize, prefixes));
             return converted;

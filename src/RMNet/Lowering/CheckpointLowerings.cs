@@ -35,12 +35,15 @@ internal static class CheckpointLowerings
         var found = TimmResNet.Matches(sd) ? new LoweredCheckpoint(sd, TimmResNet.Describe(sd), TimmResNet.Lower, TimmResNet.Layout(sd))
             : HuggingFaceResNet.Matches(sd) ? new LoweredCheckpoint(sd, HuggingFaceResNet.Describe(sd), HuggingFaceResNet.Lower, HuggingFaceResNet.Layout(sd))
             : TorchvisionRegNet.Matches(sd) ? new LoweredCheckpoint(sd, TorchvisionRegNet.Describe(sd), TorchvisionRegNet.Lower, TorchvisionRegNet.Layout(sd))
+            // Before RepVGG: a MobileOne in deploy form has RepVGG's names, with 1x1 pointwise blocks.
+            : TimmMobileOne.Matches(sd) ? new LoweredCheckpoint(sd, TimmMobileOne.Describe(sd), TimmMobileOne.Lower, TimmMobileOne.Layout(sd))
             : TimmRepVgg.Matches(sd) ? new LoweredCheckpoint(sd, TimmRepVgg.Describe(sd), TimmRepVgg.Lower, TimmRepVgg.Layout(sd))
+            : DbbMobileNet.Matches(sd) ? new LoweredCheckpoint(sd, DbbMobileNet.Describe(sd), DbbMobileNet.Lower, DbbMobileNet.Layout(sd))
             : null;
         if (found is null)
             return bnEps is null ? null
-                : throw new ModelInputException(sd.Source, "--bn-eps applies to checkpoints lowered into the graph (timm ResNet-D and RepVGG, Hugging Face ResNet, " +
-                    "torchvision RegNet); this family is read with PyTorch's default epsilon, 1e-5");
+                : throw new ModelInputException(sd.Source, "--bn-eps applies to checkpoints lowered into the graph (timm ResNet-D, RepVGG and MobileOne, Hugging Face ResNet, " +
+                    "torchvision RegNet, ACNet and DBB MobileNets); this family is read with PyTorch's default epsilon, 1e-5");
         if (bnEps is double eps) found = found with { BnEps = eps };
         // The same checks every family's weights get: the graph would carry NaN to every output otherwise.
         Models.WeightChecks.Check(sd, allowNonFinite, found.BnEps, savedEpsHonoured: true);

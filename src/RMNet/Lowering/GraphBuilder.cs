@@ -24,14 +24,33 @@ internal sealed class GraphBuilder(StateDict sd)
     public string Input => OnnxExporter.InputName;
 
     /// <summary>conv then BN (<paramref name="bn"/> the BN module's prefix) as one Conv with bias; returns its output.</summary>
-    public string ConvBn(string x, string conv, string bn, int stride, int groups = 1, double eps = 1e-5)
+    public string ConvBn(string x, string conv, string bn, int stride, int groups = 1, double eps = 1e-5) =>
+        Conv(x, conv, WithBatchNorm(ReadConv(conv), bn, eps), stride, groups);
+
+    /// <summary>The weight of the conv module <paramref name="conv"/>, and its bias where it has one.</summary>
+    public ConvWeights ReadConv(string conv)
     {
         var weight = Read(conv + ".weight", 4);
-        long outChannels = weight.shape[0];
-        var fused = BatchNormFusion.Fuse(new ConvWeights(weight, sd.ContainsKey(conv + ".bias") ? Read(conv + ".bias", outChannels) : null),
-            new BatchNormWeights(Read(bn + ".weight", outChannels), Read(bn + ".bias", outChannels), Read(bn + ".running_mean", outChannels),
-                Read(bn + ".running_var", outChannels), Eps(bn, eps)));
-        return Conv(x, conv, fused, stride, groups);
+        return new ConvWeights(weight, sd.ContainsKey(conv + ".bias") ? Read(conv + ".bias", weight.shape[0]) : null);
+    }
+
+    /// <summary><paramref name="conv"/> with the BN module <paramref name="bn"/> after it folded in (float64).</summary>
+    public ConvWeights WithBatchNorm(ConvWeights conv, string bn, double eps = 1e-5)
+    {
+        long c = conv.OutChannels;
+        return BatchNormFusion.Fuse(conv, new BatchNormWeights(Read(bn + ".weight", c), Read(bn + ".bias", c), Read(bn + ".running_mean", c),
+            Read(bn + ".running_var", c), Eps(bn, eps)));
+    }
+
+    /// <summary>
+    /// The sum of <paramref name="terms"/> (parallel branches of one block, in order) as a chain of Adds named
+    /// <paramref name="name"/>, <paramref name="name"/>_1, ...; the branch-merge pass reads the chain as one sum.
+    /// </summary>
+    public string SumAll(IReadOnlyList<string> terms, string name)
+    {
+        string y = terms[0];
+        for (int i = 1; i < terms.Count; i++) y = Sum(y, terms[i], i == 1 ? name : $"{name}_{i - 1}");
+        return y;
     }
 
     /// <summary>A Conv with bias (float64 <paramref name="weights"/>, written as float32), padded to keep the size at stride 1.</summary>

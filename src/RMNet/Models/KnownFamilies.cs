@@ -14,6 +14,9 @@ internal static class KnownFamilies
         ("MobileNetV2 (torchvision)", "features.0.0.weight"),
         ("RepVGG (official)", "stage0.rbr_dense.conv.weight"),
         ("timm RepVGG", "stem.conv_kxk.conv.weight"),
+        ("timm MobileOne", "stem.conv_kxk.0.conv.weight"),
+        ("ACNet (ACBlock) MobileNet", "conv1.square_conv.weight"),
+        ("DBB (DiverseBranchBlock) MobileNet", "conv1.dbb_origin.conv.weight"),
         ("torchvision RegNet", "stem.0.weight"),
         ("Hugging Face ResNet", "resnet.embedder.embedder.convolution.weight"),
     };

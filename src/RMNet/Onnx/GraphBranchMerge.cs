@@ -8,7 +8,8 @@ namespace RMNet.Onnx;
 /// <summary>
 /// RepVGG-style branch merging at the graph level: a sum (Add/Sum nodes, nested) whose terms are convs (with
 /// their BN) reading the same value x, an identity BatchNormalization of x, or x itself, becomes one conv.
-/// A kxk conv with "same" padding, 1x1 convs without padding, the same stride and groups. This turns a
+/// A kxk conv with "same" padding and smaller odd kernels whose windows share its centre (1x1 convs without padding,
+/// ACNet's kx1 and 1xk convs padded by k/2 along their long side), the same stride and groups. This turns a
 /// train-time RepVGG export into its deploy form; the math is <see cref="BranchFusion"/>'s, float64.
 /// </summary>
 internal static class GraphBranchMerge
@@ -83,10 +84,22 @@ internal static class GraphBranchMerge
         return terms.Count <= 16;
     }
 
+    /// <summary>
+    /// True where <paramref name="c"/>'s odd kernel, no larger than kh x kw, reads the same windows as the main conv
+    /// when placed at its centre: its padding is the main's less the offset on every side.
+    /// </summary>
+    static bool Centred(FusedConv c, int kh, int kw, Padding2d pad)
+    {
+        int dh = (kh - c.KernelH) / 2, dw = (kw - c.KernelW) / 2;
+        return c.KernelH % 2 == 1 && c.KernelW % 2 == 1 && dh >= 0 && dw >= 0
+            && c.Padding == new Padding2d(pad.Top - dh, pad.Left - dw, pad.Bottom - dh, pad.Right - dw);
+    }
+
     /// <summary>One conv equal to the sum, or null where the geometry does not allow it.</summary>
     static FusedConv? Merge(List<ConvUnit> convs, NodeProto? identityBn, bool identityX, OnnxGraph g)
     {
-        var main = convs.OrderByDescending(c => c.Fused.KernelH).First().Fused;
+        // The largest window (a square kxk before a kx1 of the same height) is the one the others are placed in.
+        var main = convs.OrderByDescending(c => c.Fused.KernelH * c.Fused.KernelW).First().Fused;
         int kh = main.KernelH, kw = main.KernelW;
         var pad = main.Padding;
         if (kh != kw || pad != Padding2d.All((kh - 1) / 2) || kh % 2 == 0) return null;
@@ -97,7 +110,7 @@ internal static class GraphBranchMerge
         foreach (var c in convs.Select(u => u.Fused))
         {
             if (c.KernelH == kh && c.Padding == pad) weight += c.Weights.Weight;
-            else if (c.KernelH == 1 && c.KernelW == 1 && c.Padding == Padding2d.All(0)) weight += Kernels.PadOneByOne(c.Weights.Weight, kh, kw, pad.Top, pad.Left);
+            else if (Centred(c, kh, kw, pad)) weight += Kernels.PadToCentre(c.Weights.Weight, kh, kw);
             else return null;
             bias += c.Weights.BiasOrZeros();
         }

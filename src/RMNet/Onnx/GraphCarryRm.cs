@@ -18,7 +18,11 @@ namespace RMNet.Onnx;
 /// with BN or a grouped conv; every conv passes the carried channels on with Dirac kernels (one-channel groups in
 /// depthwise convs); every activation becomes per-channel with the identity on them (PRelu slope 1, or Max/Min
 /// with infinite bounds for Clip); the last conv adds the shortcut. Exact for any sign of x, float64 math.
-/// A Relu stays a Relu where x is provably non-negative (a Relu's output). An SE block on such an input with a Relu
+/// A Relu stays a Relu where x is provably non-negative (a Relu's output). Under the sign split
+/// (<see cref="Rm.NegativeInputMode.Split"/>) a branch whose activations are Relu, PRelu or LeakyRelu carries x as
+/// [x ; -x] instead, which the first activation (a ReLU on them) turns into relu(x) and relu(-x), and the last conv
+/// merges with +I and -I (relu(x) - relu(-x) = x): twice the carried channels, and no PRelu where the network had a
+/// Relu. Clip branches (MobileNetV2) carry x with infinite bounds in both modes, as the checkpoint engine does. An SE block on such an input with a Relu
 /// between each two convs (SE-ResNet) is made by ResNet's own block transform (<see cref="Rm.ResidualChainRm"/>,
 /// grouped or dense middle convs), as the checkpoint engine makes it; SE then gates the branch channels and a 1x1
 /// conv adds the shortcut.
@@ -36,7 +40,9 @@ internal static class GraphCarryRm
     /// <param name="model">The model, rewritten in place.</param>
     /// <param name="file">Names the model in errors.</param>
     /// <param name="mode">The form of middle convs where a block is an SE-ResNet block (ResNet's RM; the carry itself is dense).</param>
-    public static (ModelProto Model, List<GraphBlockReport> Blocks) Run(ModelProto model, string file, Rm.RmMode mode = Rm.RmMode.Grouped)
+    /// <param name="negative">How a block input that may be negative is carried: PRelu slope-1 channels, or the sign split.</param>
+    public static (ModelProto Model, List<GraphBlockReport> Blocks) Run(ModelProto model, string file, Rm.RmMode mode = Rm.RmMode.Grouped,
+        Rm.NegativeInputMode negative = Rm.NegativeInputMode.PRelu)
     {
         // In place, not on a copy (a dense ResNet-50 is 1.1 GB a copy); the pass's float64 tensors end with its scope.
         using var scope = TorchSharp.torch.NewDisposeScope();
@@ -82,7 +88,7 @@ internal static class GraphCarryRm
                     break;
                 }
                 var nodes = Build(g, ops, projection, se, x, add.Output[0], name, fresh, Init, mode, sizes.TryGetValue(x, out var xSize) ? xSize : null,
-                    pool is null ? 1 : GraphRm.PoolWindow(pool)!.Value);
+                    pool is null ? 1 : GraphRm.PoolWindow(pool)!.Value, negative);
                 string shortcutKind = pool is not null ? "avg-pool projection" : projection is null ? "identity" : "projection";
                 if (nodes is null)
                 {
@@ -200,7 +206,8 @@ internal static class GraphCarryRm
 
     /// <summary>The plain nodes, or null where shapes do not fit.</summary>
     static List<NodeProto>? Build(OnnxGraph g, List<Op> ops, ConvUnit? projection, SqueezeExcite? se, string x, string output, string name,
-        Func<string, string> fresh, Func<string, Tensor, string> init, Rm.RmMode mode, (long H, long W)? inputSize, int shortcutPool)
+        Func<string, string> fresh, Func<string, Tensor, string> init, Rm.RmMode mode, (long H, long W)? inputSize, int shortcutPool,
+        Rm.NegativeInputMode negative)
     {
         var nodes = new List<NodeProto>();
         int firstConv = ops.FindIndex(o => o.Conv is not null);
@@ -213,28 +220,34 @@ internal static class GraphCarryRm
         // Carried values that are provably non-negative (x is a Relu's output) pass a Relu unchanged: a Relu then stays
         // a Relu on all channels, as in the checkpoint engine; otherwise it becomes a PRelu with slope 1 on them.
         bool nonNegative = GraphRm.IsNonNegative(g, x);
+        // The sign split needs an activation to turn [x ; -x] into relu(x) and relu(-x) before the merge subtracts them
+        // (without one the merge would give 2x); with Clip it would change nothing the bounds do not already do.
+        var activations = ops.Where(o => o.Node is not null && Activations.Contains(o.Node.OpType)).Select(o => o.Node!.OpType).ToList();
+        bool split = negative == Rm.NegativeInputMode.Split && !nonNegative && activations.Count > 0 && !activations.Contains("Clip");
+        long carried = split ? 2 * c : c;             // channels the block input takes: x, or x and -x
 
         // Entry: [x ; BN(x)] as one 1x1 conv, where the branch starts with BN or a grouped conv.
         var pre = ops.Take(firstConv).Select(o => o.Node!).ToList();
         if (pre.Count > 0 || first.Groups > 1)
         {
-            var eye2 = cat(new[] { eye(c, dtype: ScalarType.Float64), eye(c, dtype: ScalarType.Float64) }, 0).reshape(2 * c, c, 1, 1);
-            var bias = zeros(2 * c, dtype: ScalarType.Float64);
+            var identity = eye(c, dtype: ScalarType.Float64);
+            var eye2 = cat(split ? new[] { identity, -identity, identity } : new[] { identity, identity }, 0).reshape(carried + c, c, 1, 1);
+            var bias = zeros(carried + c, dtype: ScalarType.Float64);
             if (pre.FirstOrDefault(n => n.OpType == "BatchNormalization") is { } bn)
             {
                 var p = bn.Input.Skip(1).Take(4).Select(i => g.Initializers.TryGetValue(i, out var t) ? OnnxTensors.ToTensor(t, g.File).flatten() : null).ToArray();
                 if (p.Any(t => t is null)) return null;
                 double eps = bn.Attribute.FirstOrDefault(a => a.Name == "epsilon")?.F ?? 1e-5f;
                 var scale = Weights.BatchNormFusion.Scale(new Weights.BatchNormWeights(p[0]!, p[1]!, p[2]!, p[3]!, eps));
-                eye2[TensorIndex.Slice(c)] = eye2[TensorIndex.Slice(c)] * scale.reshape(-1, 1, 1, 1);
-                bias[TensorIndex.Slice(c)] = p[1]! - p[2]! * scale;
+                eye2[TensorIndex.Slice(carried)] = eye2[TensorIndex.Slice(carried)] * scale.reshape(-1, 1, 1, 1);
+                bias[TensorIndex.Slice(carried)] = p[1]! - p[2]! * scale;
             }
             current = EmitConv(nodes, current, eye2, bias, 1, Padding2d.All(0), 1, $"{name}_carry_entry", fresh, init);
             shared = false;
             var act = pre.FirstOrDefault(n => Activations.Contains(n.OpType));
             if (act is not null)
             {
-                if (EmitActivation(g, nodes, act, current, c, c, nonNegative, $"{name}_carry_entry_act", fresh, init) is not string activated) return null;
+                if (EmitActivation(g, nodes, act, current, carried, c, nonNegative, split, $"{name}_carry_entry_act", fresh, init) is not string activated) return null;
                 current = activated;
             }
         }
@@ -266,14 +279,14 @@ internal static class GraphCarryRm
             var op = convOps[k];
             if (op.Node is not null)
             {
-                if (EmitActivation(g, nodes, op.Node, current, c, features, nonNegative, $"{name}_carry_act{k}", fresh, init) is not string activated) return null;
+                if (EmitActivation(g, nodes, op.Node, current, carried, features, nonNegative, split, $"{name}_carry_act{k}", fresh, init) is not string activated) return null;
                 current = activated;
                 continue;
             }
             var conv = op.Conv!.Fused;
             bool last = k == convOps.Count - 1 && se is null;
             long kh = conv.KernelH, kw = conv.KernelW, tapH = conv.Padding.Top, tapW = conv.Padding.Left;
-            long inCarried = shared ? 0 : c;               // where the conv's own input starts
+            long inCarried = shared ? 0 : carried;         // where the conv's own input starts
             bool depthwise = conv.Groups > 1 && conv.Groups == conv.InChannels && conv.OutChannels == conv.InChannels && !shared;
             Tensor weight, bias;
             int groups = 1;
@@ -282,39 +295,38 @@ internal static class GraphCarryRm
                 weight = zeros(new[] { conv.OutChannels, inCarried + conv.InChannels, kh, kw }, dtype: ScalarType.Float64);
                 weight[TensorIndex.Colon, TensorIndex.Slice(inCarried)] = conv.DenseKernel();
                 bias = conv.Weights.BiasOrZeros();
-                if (projection is null)
-                {
-                    if (conv.OutChannels != c) return null;
-                    PutDirac(weight, 0, 0, c, tapH, tapW);
-                }
-                else
-                {
-                    weight[TensorIndex.Colon, TensorIndex.Slice(0, c)] += Kernels.PadOneByOne(projection.Fused.DenseKernel(), kh, kw, tapH, tapW);
-                    bias = bias + projection.Fused.Weights.BiasOrZeros();
-                }
+                if (projection is null && conv.OutChannels != c) return null;
+                MergeShortcut(weight, projection, c, split, kh, kw, tapH, tapW);
+                if (projection is not null) bias = bias + projection.Fused.Weights.BiasOrZeros();
                 EmitConv(nodes, current, weight, bias, conv.Stride, conv.Padding, 1, $"{name}_carry_merge", _ => output, init);
                 return nodes;
             }
             if (depthwise)
             {
-                weight = zeros(new[] { c + conv.OutChannels, 1, kh, kw }, dtype: ScalarType.Float64);
-                weight[TensorIndex.Slice(0, c), 0, tapH, tapW] = ones(c, dtype: ScalarType.Float64);
-                weight[TensorIndex.Slice(c)] = conv.Weights.Weight;
-                groups = (int)(c + conv.OutChannels);
+                weight = zeros(new[] { carried + conv.OutChannels, 1, kh, kw }, dtype: ScalarType.Float64);
+                weight[TensorIndex.Slice(0, carried), 0, tapH, tapW] = ones(carried, dtype: ScalarType.Float64);
+                weight[TensorIndex.Slice(carried)] = conv.Weights.Weight;
+                groups = (int)(carried + conv.OutChannels);
             }
             else
             {
-                weight = zeros(new[] { c + conv.OutChannels, inCarried + conv.InChannels, kh, kw }, dtype: ScalarType.Float64);
-                PutDirac(weight, 0, 0, c, tapH, tapW);
-                weight[TensorIndex.Slice(c), TensorIndex.Slice(inCarried)] = conv.DenseKernel();
+                weight = zeros(new[] { carried + conv.OutChannels, inCarried + conv.InChannels, kh, kw }, dtype: ScalarType.Float64);
+                if (shared)
+                {
+                    // The conv reads x itself: its first rows copy x (and -x under the split).
+                    PutDirac(weight, 0, 0, c, tapH, tapW);
+                    if (split) PutDirac(weight, c, 0, c, tapH, tapW, -1.0);
+                }
+                else PutDirac(weight, 0, 0, carried, tapH, tapW);
+                weight[TensorIndex.Slice(carried), TensorIndex.Slice(inCarried)] = conv.DenseKernel();
             }
-            bias = cat(new[] { zeros(c, dtype: ScalarType.Float64), conv.Weights.BiasOrZeros() }, 0);
+            bias = cat(new[] { zeros(carried, dtype: ScalarType.Float64), conv.Weights.BiasOrZeros() }, 0);
             current = EmitConv(nodes, current, weight, bias, conv.Stride, conv.Padding, groups, $"{name}_carry_conv{k}", fresh, init);
             features = conv.OutChannels;
             shared = false;
         }
         if (se is null) return null;
-        return SqueezeExciteMerge(nodes, current, c, c, features, projection, se, output, name, fresh, init) ? nodes : null;
+        return SqueezeExciteMerge(nodes, current, carried, c, features, projection, se, output, name, fresh, init, split) ? nodes : null;
     }
 
     /// <summary>
@@ -372,7 +384,7 @@ internal static class GraphCarryRm
     /// gating branch. False where the shapes do not fit.
     /// </summary>
     static bool SqueezeExciteMerge(List<NodeProto> nodes, string current, long offset, long c, long features, ConvUnit? projection, SqueezeExcite se,
-        string output, string name, Func<string, string> fresh, Func<string, Tensor, string> init)
+        string output, string name, Func<string, string> fresh, Func<string, Tensor, string> init, bool split = false)
     {
         string gated = fresh($"{name}_carry_se");
         OnnxNodes.SqueezeExcite(nodes, $"{name}_carry_se", current, gated, offset,
@@ -380,26 +392,32 @@ internal static class GraphCarryRm
             (n, t) => init($"{name}_se_{n}", t));
         var merge = zeros(new[] { features, offset + features, 1, 1 }, dtype: ScalarType.Float64);
         PutDirac(merge, 0, offset, features, 0, 0);
-        var mergeBias = zeros(features, dtype: ScalarType.Float64);
-        if (projection is null)
-        {
-            if (features != c) return false;
-            PutDirac(merge, 0, 0, c, 0, 0);
-        }
-        else
-        {
-            merge[TensorIndex.Colon, TensorIndex.Slice(0, c)] = projection.Fused.DenseKernel();
-            mergeBias = projection.Fused.Weights.BiasOrZeros();
-        }
+        if (projection is null && features != c) return false;
+        MergeShortcut(merge, projection, c, split, 1, 1, 0, 0);
+        var mergeBias = projection is null ? zeros(features, dtype: ScalarType.Float64) : projection.Fused.Weights.BiasOrZeros();
         EmitConv(nodes, gated, merge, mergeBias, 1, Padding2d.All(0), 1, $"{name}_carry_merge", _ => output, init);
         return true;
     }
 
-    static void PutDirac(Tensor weight, long firstRow, long firstCol, long count, long tapH, long tapW)
+    /// <summary>
+    /// Adds the shortcut to the carried columns of the merging conv's kernel: +I (identity) or the 1x1 projection at the
+    /// centre tap, on x's columns, and under the sign split its negative on -x's columns (which hold relu(-x) by then).
+    /// </summary>
+    static void MergeShortcut(Tensor weight, ConvUnit? projection, long c, bool split, long kh, long kw, long tapH, long tapW)
     {
-        var r = arange(count, dtype: ScalarType.Int64);
-        weight.index_put_(ones(count, dtype: ScalarType.Float64), r + firstRow, r + firstCol, tensor(tapH), tensor(tapW));
+        if (projection is null)
+        {
+            PutDirac(weight, 0, 0, c, tapH, tapW);
+            if (split) PutDirac(weight, 0, c, c, tapH, tapW, -1.0);
+            return;
+        }
+        var kernel = Kernels.PadOneByOne(projection.Fused.DenseKernel(), kh, kw, tapH, tapW);
+        weight[TensorIndex.Colon, TensorIndex.Slice(0, c)] += kernel;
+        if (split) weight[TensorIndex.Colon, TensorIndex.Slice(c, 2 * c)] -= kernel;
     }
+
+    static void PutDirac(Tensor weight, long firstRow, long firstCol, long count, long tapH, long tapW, double value = 1.0) =>
+        Rm.CarryKernels.PutDirac(weight, firstRow, firstCol, count, tapH, tapW, value);
 
     static string EmitConv(List<NodeProto> nodes, string input, Tensor weight, Tensor bias, int stride, Padding2d padding, int groups, string name,
         Func<string, string> fresh, Func<string, Tensor, string> init)
@@ -410,15 +428,18 @@ internal static class GraphCarryRm
         return output;
     }
 
-    /// <summary>The activation applied per channel: identity on the <paramref name="carried"/> first channels.</summary>
+    /// <summary>
+    /// The activation applied per channel: identity on the <paramref name="carried"/> first channels, or under the sign
+    /// <paramref name="split"/> a ReLU on them (slope 0), which turns [x ; -x] into relu(x) and relu(-x) and passes those on.
+    /// </summary>
     static string? EmitActivation(OnnxGraph g, List<NodeProto> nodes, NodeProto act, string input, long carried, long features, bool carriedNonNegative,
-        string name, Func<string, string> fresh, Func<string, Tensor, string> init)
+        bool split, string name, Func<string, string> fresh, Func<string, Tensor, string> init)
     {
         string output = fresh(name);
-        Tensor Slopes(Tensor own) => cat(new[] { ones(carried), own.to_type(ScalarType.Float32).flatten().expand(features) }, 0).reshape(-1, 1, 1);
+        Tensor Slopes(Tensor own) => cat(new[] { split ? zeros(carried) : ones(carried), own.to_type(ScalarType.Float32).flatten().expand(features) }, 0).reshape(-1, 1, 1);
         switch (act.OpType)
         {
-            case "Relu" when carriedNonNegative:
+            case "Relu" when carriedNonNegative || split:
                 nodes.Add(OnnxNodes.Unary("Relu", name, input, output));
                 return output;
             case "Relu":

@@ -13,24 +13,28 @@ internal static class OnnxConversion
     /// Reads <paramref name="input"/>, converts it, and returns the result (not yet written), with the summaries of the
     /// input and of the converted graph (costs at <paramref name="inputSize"/> where H and W are dynamic, and joins).
     /// </summary>
-    public static GraphRmResult Convert(string input, Rm.RmMode mode = Rm.RmMode.Grouped, int inputSize = 224) =>
-        Convert(OnnxModelFile.Load(input), input, mode, inputSize);
+    public static GraphRmResult Convert(string input, Rm.RmMode mode = Rm.RmMode.Grouped, int inputSize = 224,
+        Rm.NegativeInputMode negative = Rm.NegativeInputMode.PRelu) =>
+        Convert(OnnxModelFile.Load(input), input, mode, inputSize, negative);
 
     /// <summary>
     /// A checkpoint's <paramref name="lowered"/> graph converted in place; where <paramref name="originalPath"/> is given, a
     /// copy is written there first, as the original that verification runs (the graph is built once, not twice).
     /// </summary>
-    public static GraphRmResult ConvertLowered(ModelProto lowered, string input, Rm.RmMode mode, int inputSize, string? originalPath)
+    public static GraphRmResult ConvertLowered(ModelProto lowered, string input, Rm.RmMode mode, int inputSize, string? originalPath,
+        Rm.NegativeInputMode negative = Rm.NegativeInputMode.PRelu)
     {
         if (originalPath is not null) OnnxModelFile.Save(lowered.Clone(), originalPath);
-        return Convert(lowered, input, mode, inputSize);
+        return Convert(lowered, input, mode, inputSize, negative);
     }
 
     /// <summary>
-    /// As <see cref="Convert(string, Rm.RmMode, int)"/>, for a model in memory (a checkpoint lowered into the graph,
-    /// see <c>Lowering/</c>), rewritten in place; <paramref name="input"/> names its source in messages.
+    /// As <see cref="Convert(string, Rm.RmMode, int, Rm.NegativeInputMode)"/>, for a model in memory (a checkpoint lowered into the graph,
+    /// see <c>Lowering/</c>), rewritten in place; <paramref name="input"/> names its source in messages. <paramref name="negative"/>
+    /// is how block inputs that may be negative are carried (<see cref="GraphCarryRm"/>).
     /// </summary>
-    public static GraphRmResult Convert(ModelProto model, string input, Rm.RmMode mode = Rm.RmMode.Grouped, int inputSize = 224)
+    public static GraphRmResult Convert(ModelProto model, string input, Rm.RmMode mode = Rm.RmMode.Grouped, int inputSize = 224,
+        Rm.NegativeInputMode negative = Rm.NegativeInputMode.PRelu)
     {
         string producer = (model.ProducerName + " " + model.ProducerVersion).Trim();
         // Summarised before the passes, which rewrite the model in place.
@@ -39,7 +43,7 @@ internal static class OnnxConversion
         var (branchesMerged, merged) = GraphBranchMerge.Run(inlined, input);
         var rm = GraphRm.Transform(branchesMerged, input, mode);
         // Blocks the ReLU-only pass cannot take (negative inputs, BN or other activations in the branch) go to the carry pass.
-        var (carried, carryBlocks) = GraphCarryRm.Run(rm.Model, input, mode);
+        var (carried, carryBlocks) = GraphCarryRm.Run(rm.Model, input, mode, negative);
         var carriedNames = carryBlocks.Select(b => b.Name).ToHashSet();
         var blocks = rm.Blocks.Where(b => !carriedNames.Contains(b.Name)).Concat(carryBlocks).ToList();
         // The merge convs leave BNs and 1x1 convs right after convs (pre-activation blocks, IResNet's head): fold them.

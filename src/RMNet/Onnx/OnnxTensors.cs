@@ -10,19 +10,27 @@ namespace RMNet.Onnx;
 internal static class OnnxTensors
 {
     /// <summary>
-    /// The tensor's values as float64 (float, double, float16 and integer types), from raw or typed data.
-    /// External data must already be loaded into <c>raw_data</c> (see <see cref="OnnxModelFile"/>).
+    /// The tensor's values as float64 (float, double, float16 and integer types), from raw or typed data, or as
+    /// <paramref name="dtype"/> where given (float32 for weights that are only copied: a dense ResNet-50's 1.1 GB would
+    /// take 2.2 GB on the way through float64). External data must already be loaded into <c>raw_data</c> (see <see cref="OnnxModelFile"/>).
     /// </summary>
-    public static Tensor ToTensor(TensorProto t, string file)
+    public static Tensor ToTensor(TensorProto t, string file, ScalarType dtype = ScalarType.Float64)
     {
         var shape = t.Dims.ToArray();
         long count = shape.Aggregate(1L, (a, b) => a * b);
         if (shape.Any(d => d < 0)) throw new ModelInputException(file, $"initializer '{t.Name}' has a negative dimension");
         var type = (DataType)t.DataType;
         Tensor flat;
-        if (!t.RawData.IsEmpty)
+        if (TensorMemory.TensorOf(t.RawData) is { } held)
         {
-            var (dtype, size) = type switch
+            // A weight a pass computed: its tensor itself, no copy (a copy only where another type is asked for).
+            if (held.numel() != count)
+                throw new ModelInputException(file, $"initializer '{t.Name}' holds {held.numel()} values, its shape needs {count}");
+            flat = held;
+        }
+        else if (!t.RawData.IsEmpty)
+        {
+            var (stored, size) = type switch
             {
                 DataType.Float => (ScalarType.Float32, 4),
                 DataType.Double => (ScalarType.Float64, 8),
@@ -33,8 +41,9 @@ internal static class OnnxTensors
             };
             if (t.RawData.Length != count * size)
                 throw new ModelInputException(file, $"initializer '{t.Name}' holds {t.RawData.Length} bytes, its shape needs {count * size}");
-            flat = empty(count, dtype);
-            flat.bytes = t.RawData.ToByteArray();
+            flat = empty(count, stored);
+            // One copy, straight into the tensor's memory.
+            t.RawData.Span.CopyTo(flat.bytes);
         }
         else
         {
@@ -49,8 +58,9 @@ internal static class OnnxTensors
             if (flat.numel() != count)
                 throw new ModelInputException(file, $"initializer '{t.Name}' holds {flat.numel()} values, its shape needs {count}");
         }
-        var result = flat.to_type(ScalarType.Float64).reshape(shape);
-        return result;
+        if (flat.dtype == dtype) return flat.reshape(shape);
+        // The stored copy goes at once: left to the finalizer, weights of a large model pile up in the C heap.
+        using (flat) return flat.to_type(dtype).reshape(shape);
     }
 
     /// <summary>An initializer named <paramref name="name"/> holding <paramref name="t"/>: int64 as int64, float16 as float16, anything else as float32.</summary>
@@ -72,13 +82,13 @@ internal static class OnnxTensors
         }
         var proto = new TensorProto { Name = name, DataType = (int)DataType.Float };
         proto.Dims.AddRange(t.shape);
-        // One managed copy of the values, wrapped rather than copied again: plain models run to gigabytes. The float32,
-        // contiguous handles made on the way are released here: left to the finalizer (or to an enclosing dispose
-        // scope) they would keep the tensor's memory alive after its owner disposed it.
+        // The tensor's own memory, not a managed copy of it (TensorMemory): plain models run to gigabytes. The float32
+        // handle made on the way is released here: left to the finalizer (or to an enclosing dispose scope) it would
+        // keep the tensor's memory alive after its owner disposed it; the bytes hold a handle of their own.
         var floats = t.dtype == ScalarType.Float32 ? t : t.to_type(ScalarType.Float32);
-        var packed = floats.is_contiguous() ? floats : floats.contiguous();
-        proto.RawData = UnsafeByteOperations.UnsafeWrap(packed.bytes.ToArray());
-        if (!ReferenceEquals(packed, t)) packed.Dispose();
+        proto.RawData = floats.numel() * sizeof(float) <= int.MaxValue
+            ? TensorMemory.Wrap(floats)
+            : UnsafeByteOperations.UnsafeWrap(floats.contiguous().bytes.ToArray());
         if (!ReferenceEquals(floats, t)) floats.Dispose();
         return proto;
     }

@@ -41,7 +41,7 @@ internal static class PlainGraphReader
                 current = gated;
                 continue;
             }
-            Tensor Init(int input) => g.Initializers.TryGetValue(node.Input[input], out var t) ? OnnxTensors.ToTensor(t, file).to_type(ScalarType.Float32)
+            Tensor Init(int input) => g.Initializers.TryGetValue(node.Input[input], out var t) ? OnnxTensors.ToTensor(t, file, ScalarType.Float32)
                 : throw Refuse(file, node.Name, $"input {input} of '{node.Name}' is not a constant");
             long[] Ints(string name) => node.Attribute.FirstOrDefault(a => a.Name == name)?.Ints.ToArray() ?? Array.Empty<long>();
             long Int(string name, long fallback) => node.Attribute.FirstOrDefault(a => a.Name == name)?.I ?? fallback;

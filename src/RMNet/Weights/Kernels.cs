@@ -29,6 +29,15 @@ internal static class Kernels
         return nn.functional.pad(kernel1x1, new[] { tapW, kernelW - 1 - tapW, tapH, kernelH - 1 - tapH });
     }
 
+    /// <summary>An odd kernel [out, in, h, w] at the centre of a zero kh x kw one (kh - h and kw - w even).</summary>
+    public static Tensor PadToCentre(Tensor kernel, long kernelH, long kernelW)
+    {
+        long h = kernel.shape[2], w = kernel.shape[3], top = (kernelH - h) / 2, left = (kernelW - w) / 2;
+        if (top < 0 || left < 0 || (kernelH - h) % 2 != 0 || (kernelW - w) % 2 != 0)
+            throw new ArgumentException($"a {h}x{w} kernel has no centred place in a {kernelH}x{kernelW} one");
+        return nn.functional.pad(kernel, new[] { left, kernelW - w - left, top, kernelH - h - top });
+    }
+
     /// <summary>Expands a grouped kernel [out, in/groups, kh, kw] into the equivalent dense one [out, in, kh, kw].</summary>
     public static Tensor Ungroup(Tensor kernel, long groups)
     {
