@@ -38,7 +38,11 @@ internal static class ConvertCommand
 
     public static Command Create(CommandIO io)
     {
-        var input = new Argument<string>("model") { Description = "PyTorch checkpoint (.pth, .pt, .pth.tar), .safetensors, or an ONNX model (converted at the graph level)" };
+        var input = new Argument<string>("model")
+        {
+            Description = "PyTorch checkpoint (.pth, .pt, .pth.tar), .safetensors, or an ONNX model (converted at the graph level); " +
+                "a detector's checkpoint with YOLOv7 RepConv or YOLOv6 RepVGGBlock blocks has only those blocks fused (written as .pth or .safetensors)",
+        };
         var output = CommonOptions.Output("Output file: .onnx, .safetensors or .pth");
         var arch = CommonOptions.Arch();
         var numClasses = CommonOptions.NumClasses();
