@@ -86,6 +86,43 @@ public class LoweringTests(ITestOutputHelper output)
         Assert.True(r.Passed, $"{r.MaxRelError}");
     }
 
+    [Theory]
+    [InlineData("timm_resnet_d_bottleneck_narrow.pth", "stem,layer1,layer2,layer3,layer4,head,total", 5)]
+    [InlineData("hf_resnet_basic_narrow.safetensors", "stem,resnet.encoder.stages.0,resnet.encoder.stages.1,resnet.encoder.stages.2,resnet.encoder.stages.3,head,total", 5)]
+    [InlineData("regnet_y_se_narrow.pth", "stem,trunk_output.block1,trunk_output.block2,trunk_output.block3,head,total", 4)]
+    [InlineData("timm_repvgg_narrow.pth", "stem,stages.0,stages.1,stages.2,stages.3,head,total", 7)]
+    [InlineData("timm_mobileone_narrow.pth", "stem,stages.0,stages.1,stages.2,stages.3,head,total", 11)]
+    [InlineData("acnet_mobilenet_narrow.pth", "stem,stem.0,stem.1,stem.2,stem.3,stem.4,stem.5,head,total", 6)]
+    public void ALoweredCheckpointsJsonCarriesEveryFieldACheckpointsDoesPlusItsJoins(string file, string stages, int blocks)
+    {
+        using var dir = Fixture.Temp();
+        JsonElement Convert(string input, string output)
+        {
+            var (code, stdout, stderr) = CliHarness.Rmnet("convert", Fixture.Path_(input), "-o", dir.File(output), "--verify", "--input-size", "64", "--json", "--quiet");
+            Assert.True(code == 0, stderr);
+            return JsonDocument.Parse(stdout).RootElement;
+        }
+        var checkpoint = Convert("basic_narrow.pth", "checkpoint.onnx");
+        var lowered = Convert(file, "lowered.onnx");
+        // Every field of a checkpoint's document, of the same JSON kind (blocks: a count), then the graph's.
+        foreach (var field in checkpoint.EnumerateObject())
+            Assert.True(lowered.TryGetProperty(field.Name, out var value) && value.ValueKind == field.Value.ValueKind, field.Name);
+        foreach (var field in new[] { "joins_found", "joins_remaining", "gates", "joins", "graph_blocks", "merged_branches" })
+            Assert.True(lowered.TryGetProperty(field, out _), field);
+        Assert.Equal(blocks, lowered.GetProperty("blocks").GetInt32());
+        Assert.Equal(("grouped", "float32"), (lowered.GetProperty("rm_mode").GetString(), lowered.GetProperty("dtype").GetString()));
+        Assert.True(lowered.GetProperty("convert_seconds").GetDouble() > 0);
+        // The stages split the graph's own totals: their sum is the whole network before and after.
+        var rows = lowered.GetProperty("stages").EnumerateArray().ToList();
+        Assert.Equal(stages, string.Join(",", rows.Select(r => r.GetProperty("stage").GetString())));
+        foreach (var (side, cost) in new[] { ("original", "parameters"), ("converted", "parameters"), ("original", "macs"), ("converted", "macs") })
+        {
+            long total = lowered.GetProperty(side).GetProperty(cost).GetInt64();
+            Assert.Equal(total, rows[^1].GetProperty($"{side}_{cost}").GetInt64());
+            Assert.Equal(total, rows.SkipLast(1).Sum(r => r.GetProperty($"{side}_{cost}").GetInt64()));
+        }
+    }
+
     [Fact]
     public void VerifyChecksAConversionAgainstTheLoweredCheckpointAndInspectNamesIt()
     {
@@ -196,6 +233,24 @@ public class LoweringTests(ITestOutputHelper output)
         var (refused, _, error) = CliHarness.Rmnet("bench", checkpoint, "--runtime", "torchsharp");
         Assert.Equal(ExitCodes.BadInput, refused);
         Assert.Contains("is lowered into the graph and benchmarked with --runtime onnxruntime", error);
+    }
+
+    [Fact]
+    public void BenchTakesBnEpsWhereConvertDoes()
+    {
+        // Taken for a lowered checkpoint, refused as convert refuses it: another family, an ONNX model, a value not above 0.
+        string[] Bench(string model, string eps) => new[] { "bench", Fixture.Path_(model), "--bn-eps", eps, "--batch", "1", "--size", "64", "--runs", "1", "--warmup", "0", "--quiet" };
+        var (code, _, stderr) = CliHarness.Rmnet(Bench("hf_resnet_bn_eps_1e-3_narrow.pth", "1e-3"));
+        Assert.True(code == 0, stderr);
+        var (family, _, familyError) = CliHarness.Rmnet(Bench("basic_narrow.pth", "1e-3"));
+        Assert.Equal(ExitCodes.BadInput, family);
+        Assert.Contains("--bn-eps applies to checkpoints lowered into the graph", familyError);
+        var (onnx, _, onnxError) = CliHarness.Rmnet(Bench("onnx/basic_narrow_opset13.onnx", "1e-3"));
+        Assert.Equal(ExitCodes.BadInput, onnx);
+        Assert.Contains("an ONNX model's BatchNormalization nodes carry their own epsilon", onnxError);
+        var (zero, _, zeroError) = CliHarness.Rmnet(Bench("hf_resnet_bn_eps_1e-3_narrow.pth", "0"));
+        Assert.Equal(ExitCodes.BadInput, zero);
+        Assert.Contains("--bn-eps: 0 is not a finite number above 0", zeroError);
     }
 
     [Theory]

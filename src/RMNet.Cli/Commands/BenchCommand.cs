@@ -28,31 +28,41 @@ internal static class BenchCommand
         var rmMode = CommonOptions.RmMode();
         var versus = new Option<string?>("--versus") { Description = "Measure against this model (a checkpoint, rmnet plain .safetensors or .onnx) instead of the conversion" };
         var weightsKey = CommonOptions.WeightsKey();
+        var bnEps = CommonOptions.BnEps();
         var json = CommonOptions.Json();
         var cmd = new Command("bench", "Measure original and converted latency and throughput in one run (median, p90, ratio)")
         {
-            model, versus, batch, size, runs, warmup, runtime, threads, rmMode, weightsKey, json,
+            model, versus, batch, size, runs, warmup, runtime, threads, rmMode, weightsKey, bnEps, json,
         };
         cmd.SetAction(p =>
         {
             var ctx = io.Context(p, json);
             return ctx.Run(() => Run(ctx, p.GetValue(model)!, p.GetValue(versus), p.GetValue(runtime)!, p.GetValue(rmMode), p.GetValue(batch), p.GetValue(size),
-                p.GetValue(runs), p.GetValue(warmup), p.GetValue(threads), p.GetValue(weightsKey)));
+                p.GetValue(runs), p.GetValue(warmup), p.GetValue(threads), p.GetValue(weightsKey), p.GetValue(bnEps)));
         });
         return cmd;
     }
 
     static int Run(CliContext ctx, string path, string? versus, string runtime, RmMode mode, int batch, int size, int runs, int warmup, int threads,
-        string? weightsKey = null)
+        string? weightsKey = null, double? bnEps = null)
     {
-        // A checkpoint: a family lowered into the graph, or one with its own transform (read once either way).
+        // A checkpoint: a family lowered into the graph (with --bn-eps, which the other families refuse there), or one with
+        // its own transform (read once either way).
         Checkpoint Load(string file)
         {
             var sd = CheckpointLoading.Read(ctx, file, weightsKey);
-            return RMNet.Lowering.CheckpointLowerings.Find(sd) is { } lowered ? new Checkpoint(null, lowered) : new Checkpoint(CheckpointLoading.FromStateDict(ctx, sd), null);
+            if (RMNet.RepBlocks.RepBlockFinder.Matches(sd))
+            {
+                sd.Dispose();
+                throw new ModelInputException(file, "a detector's checkpoint: rmnet converts only its re-parameterisable blocks and cannot run the detector to measure it");
+            }
+            return RMNet.Lowering.CheckpointLowerings.Find(sd, bnEps) is { } lowered ? new Checkpoint(null, lowered) : new Checkpoint(CheckpointLoading.FromStateDict(ctx, sd), null);
         }
         if (weightsKey is not null && FileFormats.Detect(path) == FileFormat.Onnx)
             throw new ModelInputException(path, "--weights-key applies to checkpoints; an ONNX model has one set of weights");
+        // Refused where the measurement reads no checkpoint; with --versus, a checkpoint on either side takes it.
+        if (bnEps is not null && FileFormats.Detect(path) == FileFormat.Onnx && (versus is null || FileFormats.Detect(versus) == FileFormat.Onnx))
+            throw new ModelInputException(path, CommonOptions.BnEpsOnOnnx);
         if (batch < 1 || size < 8 || runs < 1 || warmup < 0 || threads < 1)
             throw new ModelInputException(path, "--batch, --runs and --threads must be at least 1, --size at least 8, --warmup at least 0");
         ctx.RemoveStaleTemporaries(Path.GetTempPath());

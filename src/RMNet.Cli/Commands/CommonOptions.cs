@@ -55,13 +55,15 @@ internal static class CommonOptions
 
     /// <summary>
     /// <c>--bn-eps</c>: the BatchNorms' epsilon, which a state dict does not hold, for the families lowered into the graph
-    /// (each states its default: 1e-5 for timm, Hugging Face and torchvision); null where not given.
+    /// (each states its default: 1e-5 for timm, Hugging Face and torchvision) and a detector's blocks (1e-3); null where not given.
     /// </summary>
     public static Option<double?> BnEps()
     {
         var option = new Option<double?>("--bn-eps")
         {
-            Description = "BatchNorm epsilon of a checkpoint lowered into the graph (timm ResNet-D and RepVGG, Hugging Face ResNet, torchvision RegNet; their default 1e-5); a state dict does not store it",
+            Description = "BatchNorm epsilon of a checkpoint lowered into the graph (timm ResNet-D, RepVGG and MobileOne, Hugging Face ResNet, torchvision RegNet, ACB and DBB MobileNets; " +
+                "their default 1e-5) " +
+                "or of a detector's blocks (YOLOv7 RepConv, YOLOv6 RepVGGBlock; their default 1e-3); a state dict does not store it",
         };
         option.Validators.Add(result =>
         {

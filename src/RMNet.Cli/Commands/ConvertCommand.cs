@@ -16,16 +16,33 @@ internal static class ConvertCommand
         IReadOnlyList<RMNet.Onnx.GraphBlockReport> Blocks, CostReport Original, CostReport Converted, VerificationJson? Verification,
         int JoinsFound, int JoinsRemaining, int Gates, IReadOnlyList<RMNet.Onnx.JoinReport> Joins)
     {
-        /// <summary>The family a checkpoint lowered into the graph was recognised as; null for an ONNX input.</summary>
-        public string? Architecture { get; init; }
         /// <summary>Why nothing was written (--strict, or verification failed), with <see cref="ExitCode"/>; null on success.</summary>
+        public string? Error { get; init; }
+        public int? ExitCode { get; init; }
+    }
+
+    /// <summary>
+    /// A checkpoint lowered into the graph: every field of a checkpoint's document (<see cref="Result"/>, <c>blocks</c> the
+    /// count of its blocks), then the graph's joins and what the passes did, the block list of an ONNX input's document
+    /// under <c>graph_blocks</c>.
+    /// </summary>
+    public sealed record LoweredResult(string Input, string Output, string Architecture, string RmMode, int Blocks, int ZeroChannels,
+        CostReport Original, CostReport Converted, IReadOnlyList<StageRow> Stages, double ConvertSeconds, VerificationJson? Verification, string Dtype,
+        int JoinsFound, int JoinsRemaining, int Gates, IReadOnlyList<RMNet.Onnx.JoinReport> Joins,
+        int BlocksFound, int BlocksPlain, int FoldedBatchNorms, int MergedBranches, IReadOnlyList<RMNet.Onnx.GraphBlockReport> GraphBlocks)
+    {
+        /// <summary>As <see cref="OnnxResult.Error"/>.</summary>
         public string? Error { get; init; }
         public int? ExitCode { get; init; }
     }
 
     public static Command Create(CommandIO io)
     {
-        var input = new Argument<string>("model") { Description = "PyTorch checkpoint (.pth, .pt, .pth.tar), .safetensors, or an ONNX model (converted at the graph level)" };
+        var input = new Argument<string>("model")
+        {
+            Description = "PyTorch checkpoint (.pth, .pt, .pth.tar), .safetensors, or an ONNX model (converted at the graph level); " +
+                "a detector's checkpoint with YOLOv7 RepConv or YOLOv6 RepVGGBlock blocks has only those blocks fused (written as .pth or .safetensors)",
+        };
         var output = CommonOptions.Output("Output file: .onnx, .safetensors or .pth");
         var arch = CommonOptions.Arch();
         var numClasses = CommonOptions.NumClasses();
@@ -70,14 +87,16 @@ internal static class ConvertCommand
                             ? throw new ModelInputException(p.GetValue(input)!, CommonOptions.BnEpsOnOnnx)
                         : RunOnnx(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(rmMode), p.GetValue(verify), options, p.GetValue(force), p.GetValue(strict), p.GetValue(negative))
                 : Run(ctx, p.GetValue(input)!, p.GetValue(output)!, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(rmMode),
-                    p.GetValue(verify), options, p.GetValue(force), p.GetValue(allowNonFinite), p.GetValue(negative), weights, p.GetValue(reluOnly), p.GetValue(weightsKey), p.GetValue(strict), p.GetValue(bnEps)));
+                    p.GetValue(verify), options, p.GetValue(force), p.GetValue(allowNonFinite), p.GetValue(negative), weights, p.GetValue(reluOnly), p.GetValue(weightsKey), p.GetValue(strict), p.GetValue(bnEps),
+                    p.GetResult(tolerance) is { Implicit: false } ? p.GetValue(tolerance) : null));
         });
         return cmd;
     }
 
     public static int Run(CliContext ctx, string input, string output, string arch, int? numClasses, RMNet.Rm.RmMode mode, bool verify,
         VerifyOptions options, bool force, bool allowNonFinite, RMNet.Rm.NegativeInputMode negative = RMNet.Rm.NegativeInputMode.PRelu,
-        OutputDtype dtype = OutputDtype.Float32, bool reluOnly = false, string? weightsKey = null, bool strict = false, double? bnEps = null)
+        OutputDtype dtype = OutputDtype.Float32, bool reluOnly = false, string? weightsKey = null, bool strict = false, double? bnEps = null,
+        double? givenTolerance = null)
     {
         ModelWriter.CheckExtension(output);   // before anything is loaded, naming the path given (not the temporary one)
         using var pending = new PendingOutput(output, force, input);
@@ -85,13 +104,22 @@ internal static class ConvertCommand
         MemoryEstimate.EnsureFits(input, $"loading and converting {input}", MemoryEstimate.Load(FileFormats.ModelBytes(input)));
         ctx.Progress.Stage($"loading {input}");
         var sd = CheckpointLoading.Read(ctx, input, weightsKey);
+        if (RMNet.RepBlocks.RepBlockFinder.Matches(sd))
+        {
+            using (sd)
+            {
+                if (dtype != OutputDtype.Float32 || reluOnly || arch != "auto" || numClasses is not null || strict)
+                    throw new ModelInputException(input, "a detector's blocks: --dtype, --relu-only, --arch, --num-classes and --strict do not apply (each tensor keeps its dtype; only the blocks are rewritten)");
+                return DetectorBlocks.Convert(ctx, input, output, pending, sd, bnEps, verify, givenTolerance, allowNonFinite);
+            }
+        }
         if (RMNet.Lowering.CheckpointLowerings.Find(sd, bnEps, allowNonFinite) is { } lowered)
         {
             using (lowered)
             {
                 if (dtype != OutputDtype.Float32 || reluOnly || arch != "auto" || numClasses is not null)
                     throw new ModelInputException(input, $"{lowered.Description}: --dtype, --relu-only, --arch and --num-classes do not apply (its layout and weights are read from the names)");
-                return RunGraph(ctx, input, output, pending, mode, verify, options, strict, lowered.Lower, lowered.Description);
+                return RunGraph(ctx, input, output, pending, mode, verify, options, strict, lowered);
             }
         }
         using var ckpt = CheckpointLoading.FromStateDict(ctx, sd, arch, numClasses, allowNonFinite, negative);
@@ -164,22 +192,37 @@ internal static class ConvertCommand
         using var pending = new PendingOutput(output, force, input);
         ctx.RemoveStaleTemporaries(output);
         ctx.Progress.Stage($"loading {input}");
-        return RunGraph(ctx, input, output, pending, mode, verify, options, strict, lower: null, negative: negative);
+        return RunGraph(ctx, input, output, pending, mode, verify, options, strict, lowered: null, negative);
     }
 
     /// <summary>
     /// The graph engine's conversion of <paramref name="input"/> into <paramref name="pending"/>: an ONNX file, or a
-    /// checkpoint whose graph <paramref name="lower"/> builds (verified against that graph, written to a temporary file).
+    /// checkpoint <paramref name="lowered"/> into the graph (verified against that graph, written to a temporary file).
     /// </summary>
     static int RunGraph(CliContext ctx, string input, string output, PendingOutput pending, RMNet.Rm.RmMode mode, bool verify, VerifyOptions options, bool strict,
-        Func<global::Onnx.ModelProto>? lower, string? description = null, RMNet.Rm.NegativeInputMode negative = RMNet.Rm.NegativeInputMode.PRelu)
+        RMNet.Lowering.LoweredCheckpoint? lowered, RMNet.Rm.NegativeInputMode negative = RMNet.Rm.NegativeInputMode.PRelu)
     {
-        using var scratch = lower is null || !verify ? null : new TempFolder("lowered");
+        using var scratch = lowered is null || !verify ? null : new TempFolder("lowered");
         string original = scratch?.File("original.onnx") ?? input;
+        string? description = lowered?.Description;
+        IReadOnlyList<StageRow>? stages = null;
+        var clock = new Stopwatch();
         // The graph passes have no safe points; they only read the file and build a new model, so a stop abandons them.
-        var result = StopRequest.Abandonable(() => lower is null
-            ? RMNet.Onnx.OnnxConversion.Convert(input, mode, options.InputSize, negative)
-            : RMNet.Onnx.OnnxConversion.ConvertLowered(lower(), input, mode, options.InputSize, scratch is null ? null : original, negative), ctx.Cancellation);
+        var result = StopRequest.Abandonable(() =>
+        {
+            if (lowered is null) return RMNet.Onnx.OnnxConversion.Convert(input, mode, options.InputSize, negative);
+            // A checkpoint's convert_seconds is its transform's time: here lowering and the passes, not the costing.
+            clock.Start();
+            var model = lowered.Lower();
+            clock.Stop();
+            var prefixes = lowered.Layout.StagePrefixes;
+            var before = RMNet.Onnx.GraphStageCost.Of(model, input, options.InputSize, prefixes);
+            clock.Start();
+            var converted = RMNet.Onnx.OnnxConversion.ConvertLowered(model, input, mode, options.InputSize, scratch is null ? null : original, negative);
+            clock.Stop();
+            stages = StageRow.Compare(before, RMNet.Onnx.GraphStageCost.Of(converted.Model, input, options.InputSize, prefixes));
+            return converted;
+        }, ctx.Cancellation);
         int plain = result.Blocks.Count(b => b.Plain);
         var joins = result.Joins;
         // --strict is decided on the converted graph in memory: a refused model is never written, not even as a temporary.
@@ -211,13 +254,16 @@ internal static class ConvertCommand
         }
         var (before, after) = (result.Input!, result.Output!);
         int gates = joins.Count(j => j.Kind == "gate");
-        var json = new OnnxResult(input, output, result.Blocks.Count, plain, result.FoldedBatchNorms, result.MergedBranches, result.Blocks,
-            CostReport.Of(before, FileFormats.ModelBytes(input)), CostReport.Of(after, refusal is null ? FileFormats.ModelBytes(pending.TempPath) : null),
-            report is null ? null : VerificationJson.Of(report), result.JoinsFound, result.JoinsRemaining, gates, joins)
-        {
-            Error = refusal, ExitCode = refusal is null ? null : ExitCodes.NotEquivalent, Architecture = description,
-        };
-        ctx.Document(json);
+        var (originalCost, convertedCost) = (CostReport.Of(before, FileFormats.ModelBytes(input)), CostReport.Of(after, refusal is null ? FileFormats.ModelBytes(pending.TempPath) : null));
+        var verification = report is null ? null : VerificationJson.Of(report);
+        int? exitCode = refusal is null ? null : ExitCodes.NotEquivalent;
+        ctx.Document(lowered is null
+            ? new OnnxResult(input, output, result.Blocks.Count, plain, result.FoldedBatchNorms, result.MergedBranches, result.Blocks,
+                originalCost, convertedCost, verification, result.JoinsFound, result.JoinsRemaining, gates, joins) { Error = refusal, ExitCode = exitCode }
+            : new LoweredResult(input, output, lowered.Description, mode.ToString().ToLowerInvariant(), lowered.Layout.Blocks,
+                result.Blocks.Sum(b => b.ZeroChannels), originalCost, convertedCost, stages!, clock.Elapsed.TotalSeconds, verification, "float32",
+                result.JoinsFound, result.JoinsRemaining, gates, joins, result.Blocks.Count, plain, result.FoldedBatchNorms, result.MergedBranches, result.Blocks)
+            { Error = refusal, ExitCode = exitCode });
         ctx.Line($"converted {input}{(description is null ? "" : $" ({description}, lowered into the graph)")}: {result.JoinsFound - result.JoinsRemaining} of {result.JoinsFound} residual joins made plain " +
             $"({result.Blocks.Count} blocks recognised, {plain} made plain), {gates} gates kept, {result.FoldedBatchNorms} BatchNormalization nodes folded, " +
             $"{result.MergedBranches} parallel-branch sums merged into one conv");
@@ -226,8 +272,19 @@ internal static class ConvertCommand
             ctx.Line($"  {j.Name}: {(shortcuts.TryGetValue(j.Name, out var b) ? $"{b.Shortcut} shortcut, {b.Convs} convs" : j.Op)}: " +
                 (j.Remains ? "kept: " + j.Reason : b?.Condition is { } condition ? $"plain, {condition}" : "plain"));
         if (gates > 0) ctx.Line($"  gates (multiplications of one value's paths, kept by design): {string.Join(", ", joins.Where(j => j.Kind == "gate").Select(j => j.Name))}");
-        foreach (var line in ReportText.CostTable(json.Original, json.Converted)) ctx.Line(line);
+        foreach (var line in ReportText.CostTable(originalCost, convertedCost)) ctx.Line(line);
+        if (stages is not null)
+            foreach (var line in ReportText.StageTable(stages, originalCost.InputSize)) ctx.Line(line);
         if (report is not null) ctx.Line(ReportText.Verification(report));
+        return Finish(ctx, pending, output, refusal);
+    }
+
+    /// <summary>
+    /// The end of a conversion whose report is out: the output kept and named, or, where <paramref name="refusal"/> says
+    /// why (--strict, or verification failed), that said on stderr, nothing written, exit 1.
+    /// </summary>
+    internal static int Finish(CliContext ctx, PendingOutput pending, string output, string? refusal)
+    {
         if (refusal is not null)
         {
             ctx.Err.WriteLine($"rmnet: error: {refusal}");

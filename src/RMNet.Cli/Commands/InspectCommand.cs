@@ -51,6 +51,9 @@ internal static class InspectCommand
         Result result;
         StateDict? sd = format == FileFormat.Onnx || PlainModelFile.IsPlain(path) ? null : CheckpointLoading.Read(ctx, path, weightsKey);
         if (sd is null && bnEps is not null) throw new ModelInputException(path, "--bn-eps applies to checkpoints that are lowered into the graph");
+        if (sd is not null && RMNet.RepBlocks.RepBlockFinder.Matches(sd))
+            using (sd)
+                return DetectorBlocks.Inspect(ctx, path, format, sd, dtype);
         var lowered = sd is null ? null : RMNet.Lowering.CheckpointLowerings.Find(sd, bnEps);
         if (format == FileFormat.Onnx || lowered is not null)
         {

@@ -70,6 +70,9 @@ internal static class VerifyCommand
                     ctx.Progress.Stage($"loading {orig}");
                     sd = CheckpointLoading.Read(ctx, orig, p.GetValue(weightsKey));
                 }
+                if (sd is not null && RMNet.RepBlocks.RepBlockFinder.Matches(sd))
+                    using (sd)
+                        return DetectorBlocks.Verify(ctx, orig, conv, sd, p.GetValue(bnEps), bound, p.GetValue(seed));
                 var lowered = sd is null ? null : RMNet.Lowering.CheckpointLowerings.Find(sd, p.GetValue(bnEps), p.GetValue(allowNonFinite));
                 if (onnxOriginal || lowered is not null)
                 {

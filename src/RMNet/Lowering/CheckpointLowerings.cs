@@ -9,8 +9,9 @@ namespace RMNet.Lowering;
 /// <param name="Weights">The checkpoint's tensors.</param>
 /// <param name="Description">The family and layout, e.g. "timm ResNet-D (deep stem, average-pooled shortcuts), Bottleneck blocks 3-4-6-3, 1000 classes".</param>
 /// <param name="LowerWeights">Builds the graph from the weights.</param>
+/// <param name="Layout">Its stages and blocks, for the report.</param>
 /// <param name="BnEps">The BatchNorms' epsilon, which a state dict does not hold: the family's default unless the user gave one.</param>
-internal sealed record LoweredCheckpoint(StateDict Weights, string Description, Func<StateDict, double, ModelProto> LowerWeights, double BnEps = 1e-5) : IDisposable
+internal sealed record LoweredCheckpoint(StateDict Weights, string Description, Func<StateDict, double, ModelProto> LowerWeights, LoweredLayout Layout, double BnEps = 1e-5) : IDisposable
 {
     /// <summary>A fresh graph of the network (the passes rewrite the one they get in place).</summary>
     public ModelProto Lower() => LowerWeights(Weights, BnEps);
@@ -31,13 +32,13 @@ internal static class CheckpointLowerings
     /// <param name="allowNonFinite">Accept NaN or infinite weights; a BatchNorm variance at or below -eps is refused regardless.</param>
     public static LoweredCheckpoint? Find(StateDict sd, double? bnEps = null, bool allowNonFinite = false)
     {
-        var found = TimmResNet.Matches(sd) ? new LoweredCheckpoint(sd, TimmResNet.Describe(sd), TimmResNet.Lower)
-            : HuggingFaceResNet.Matches(sd) ? new LoweredCheckpoint(sd, HuggingFaceResNet.Describe(sd), HuggingFaceResNet.Lower)
-            : TorchvisionRegNet.Matches(sd) ? new LoweredCheckpoint(sd, TorchvisionRegNet.Describe(sd), TorchvisionRegNet.Lower)
+        var found = TimmResNet.Matches(sd) ? new LoweredCheckpoint(sd, TimmResNet.Describe(sd), TimmResNet.Lower, TimmResNet.Layout(sd))
+            : HuggingFaceResNet.Matches(sd) ? new LoweredCheckpoint(sd, HuggingFaceResNet.Describe(sd), HuggingFaceResNet.Lower, HuggingFaceResNet.Layout(sd))
+            : TorchvisionRegNet.Matches(sd) ? new LoweredCheckpoint(sd, TorchvisionRegNet.Describe(sd), TorchvisionRegNet.Lower, TorchvisionRegNet.Layout(sd))
             // Before RepVGG: a MobileOne in deploy form has RepVGG's names, with 1x1 pointwise blocks.
-            : TimmMobileOne.Matches(sd) ? new LoweredCheckpoint(sd, TimmMobileOne.Describe(sd), TimmMobileOne.Lower)
-            : TimmRepVgg.Matches(sd) ? new LoweredCheckpoint(sd, TimmRepVgg.Describe(sd), TimmRepVgg.Lower)
-            : DbbMobileNet.Matches(sd) ? new LoweredCheckpoint(sd, DbbMobileNet.Describe(sd), DbbMobileNet.Lower)
+            : TimmMobileOne.Matches(sd) ? new LoweredCheckpoint(sd, TimmMobileOne.Describe(sd), TimmMobileOne.Lower, TimmMobileOne.Layout(sd))
+            : TimmRepVgg.Matches(sd) ? new LoweredCheckpoint(sd, TimmRepVgg.Describe(sd), TimmRepVgg.Lower, TimmRepVgg.Layout(sd))
+            : DbbMobileNet.Matches(sd) ? new LoweredCheckpoint(sd, DbbMobileNet.Describe(sd), DbbMobileNet.Lower, DbbMobileNet.Layout(sd))
             : null;
         if (found is null)
             return bnEps is null ? null

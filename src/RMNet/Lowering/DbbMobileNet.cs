@@ -51,6 +51,9 @@ internal static class DbbMobileNet
         return g.Build(inputChannels, sd.Require("linear.weight").shape[0], $"lowered by rmnet from '{Path.GetFileName(sd.Source)}': {Describe(sd)}");
     }
 
+    /// <summary>MobileV1 has no stage modules: each block <c>stem.i</c> is a row of its own (conv1 is the stem).</summary>
+    public static LoweredLayout Layout(StateDict sd) => LoweredLayout.Of(Enumerable.Repeat(1, Blocks(sd)).ToList(), i => $"stem.{i}");
+
     static ReparamBlockKind? KindOf(StateDict sd) => Kinds.FirstOrDefault(k => k.IsAt(sd, "conv1") && k.IsAt(sd, "stem.0.depthwise"));
 
     static int Blocks(StateDict sd)

@@ -57,6 +57,9 @@ internal static class HuggingFaceResNet
 
     static string Layer(int stage, int layer) => $"resnet.encoder.stages.{stage}.layers.{layer}";
 
+    /// <summary>Stages <c>resnet.encoder.stages.i</c> and their layers.</summary>
+    public static LoweredLayout Layout(StateDict sd) => LoweredLayout.Of(Depths(sd), i => $"resnet.encoder.stages.{i}");
+
     static bool Bottleneck(StateDict sd) => sd.ContainsKey(Layer(0, 0) + ".layer.2.convolution.weight");
 
     /// <summary>Layers per stage.</summary>

@@ -35,6 +35,9 @@ internal static class TimmMobileOne
     /// <summary>The network as a graph, with <paramref name="eps"/> the BatchNorms' epsilon (timm's 1e-5).</summary>
     public static ModelProto Lower(StateDict sd, double eps = 1e-5) => TimmReparamBlock.Lower(sd, eps, p => Branches(sd, p), "conv_kxk.0", Describe(sd));
 
+    /// <summary>Stages <c>stages.i</c>; the stem is a block too.</summary>
+    public static LoweredLayout Layout(StateDict sd) => LoweredLayout.Of(TimmReparamBlock.Depths(sd, "conv_kxk.0"), i => $"stages.{i}", extraBlocks: 1);
+
     /// <summary>The scale branch (where there is one), then the kxk branches: the order MobileOneBlock adds them in.</summary>
     static IReadOnlyList<string> Branches(StateDict sd, string p) =>
         (sd.ContainsKey($"{p}.conv_scale.conv.weight") ? new[] { "conv_scale" } : Array.Empty<string>())

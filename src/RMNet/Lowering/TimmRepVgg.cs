@@ -25,4 +25,7 @@ internal static class TimmRepVgg
     public static ModelProto Lower(StateDict sd, double eps = 1e-5) => TimmReparamBlock.Lower(sd, eps, _ => Branches, "conv_kxk", Describe(sd));
 
     static readonly string[] Branches = { "conv_1x1", "conv_kxk" };
+
+    /// <summary>Stages <c>stages.i</c>; the stem is a block too.</summary>
+    public static LoweredLayout Layout(StateDict sd) => LoweredLayout.Of(TimmReparamBlock.Depths(sd, "conv_kxk"), i => $"stages.{i}", extraBlocks: 1);
 }

@@ -109,6 +109,9 @@ internal static class TimmResNet
 
     static bool Bottleneck(StateDict sd) => sd.ContainsKey("layer1.0.conv3.weight");
 
+    /// <summary>Stages <c>layer1</c> ... and their blocks.</summary>
+    public static LoweredLayout Layout(StateDict sd) => LoweredLayout.Of(Depths(sd), i => $"layer{i + 1}");
+
     /// <summary>Blocks per stage, layer1 to the last layer present.</summary>
     static List<int> Depths(StateDict sd) => StageDepths.Count((stage, block) => sd.ContainsKey($"layer{stage}.{block}.conv1.weight"), first: 1);
 }

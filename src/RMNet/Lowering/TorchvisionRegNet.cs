@@ -45,6 +45,9 @@ internal static class TorchvisionRegNet
 
     static string Block(int stage, int block) => $"trunk_output.block{stage}.block{stage}-{block}";
 
+    /// <summary>Stages <c>trunk_output.blockN</c> and their blocks.</summary>
+    public static LoweredLayout Layout(StateDict sd) => LoweredLayout.Of(Depths(sd), i => $"trunk_output.block{i + 1}");
+
     static bool SqueezeExcite(StateDict sd) => sd.ContainsKey(Block(1, 0) + ".f.se.fc1.weight");
 
     static List<int> Depths(StateDict sd) => StageDepths.Count((stage, block) => sd.ContainsKey(Block(stage, block) + ".f.a.0.weight"), first: 1);

@@ -17,7 +17,11 @@ internal sealed record GraphBlockReport(string Name, string Shortcut, int Convs,
     /// <summary>Where a plain block equals the original only under a condition the graph cannot fix (e.g. even sizes), that condition.</summary>
     public string? Condition { get; init; }
 
-    /// <summary>Reserved channels the grouped form added as zeros so they fill whole groups (see <see cref="RmBlock.ZeroChannels"/>).</summary>
+    /// <summary>
+    /// Reserved channels the grouped form added as zeros so they fill whole groups (see <see cref="RmBlock.ZeroChannels"/>;
+    /// a checkpoint's <c>zero_channels</c>, summed over the blocks); not part of an ONNX input's block list.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore]
     public int ZeroChannels { get; init; }
 }
 

@@ -27,23 +27,32 @@ internal static class OnnxCost
         int uncounted = 0;
         foreach (var node in g.Order)
         {
-            if (node.Input.Count < 2 || !g.Initializers.TryGetValue(node.Input[1], out var w)) continue;
-            var dims = w.Dims;
-            switch (node.OpType)
-            {
-                case "Conv" when dims.Count >= 3 && sizes.TryGetValue(node.Output[0], out var o):
-                    // Every output element takes (C_in / groups) * kernel products: exactly the weight's size per output channel.
-                    macs += o.H * o.W * dims.Aggregate(1L, (a, b) => a * b);
-                    break;
-                case "Conv" when dims.Count == 4:
-                    uncounted++;
-                    break;
-                case "Gemm" or "MatMul" when dims.Count == 2:
-                    long rows = sizes.TryGetValue(node.Input[0], out var s) ? s.H * s.W : 1;
-                    macs += rows * dims[0] * dims[1];
-                    break;
-            }
+            if (NodeMacs(g, sizes, node) is long m) macs += m;
+            else uncounted++;
         }
         return (macs, uncounted);
+    }
+
+    /// <summary>
+    /// The multiply-accumulates of one <paramref name="node"/> given the graph's spatial <paramref name="sizes"/>
+    /// (<see cref="StaticShapes.Spatial"/>): 0 for nodes without initializer weights, null for a conv whose output size is not known.
+    /// </summary>
+    public static long? NodeMacs(OnnxGraph g, IReadOnlyDictionary<string, (long H, long W)> sizes, NodeProto node)
+    {
+        if (node.Input.Count < 2 || !g.Initializers.TryGetValue(node.Input[1], out var w)) return 0;
+        var dims = w.Dims;
+        switch (node.OpType)
+        {
+            case "Conv" when dims.Count >= 3 && sizes.TryGetValue(node.Output[0], out var o):
+                // Every output element takes (C_in / groups) * kernel products: exactly the weight's size per output channel.
+                return o.H * o.W * dims.Aggregate(1L, (a, b) => a * b);
+            case "Conv" when dims.Count == 4:
+                return null;
+            case "Gemm" or "MatMul" when dims.Count == 2:
+                long rows = sizes.TryGetValue(node.Input[0], out var s) ? s.H * s.W : 1;
+                return rows * dims[0] * dims[1];
+            default:
+                return 0;
+        }
     }
 }

@@ -1,0 +1,15 @@
+namespace RMNet.Lowering;
+
+/// <summary>
+/// What a lowered checkpoint's report needs of its layout, read from its names: the module prefix of each stage, which
+/// also starts the name of every graph node the stage's blocks become (see <see cref="Onnx.GraphStageCost"/>), and
+/// the number of blocks.
+/// </summary>
+/// <param name="StagePrefixes">E.g. <c>layer1</c> ... <c>layer4</c>, in network order.</param>
+/// <param name="Blocks">Residual (or, for RepVGG, multi-branch) blocks in all.</param>
+internal sealed record LoweredLayout(IReadOnlyList<string> StagePrefixes, int Blocks)
+{
+    /// <summary>The layout of stages named <paramref name="stage"/>(i) for i = 0, 1, ... with <paramref name="depths"/> blocks, plus <paramref name="extraBlocks"/> (a RepVGG stem).</summary>
+    public static LoweredLayout Of(IReadOnlyList<int> depths, Func<int, string> stage, int extraBlocks = 0) =>
+        new(depths.Select((_, i) => stage(i)).ToList(), depths.Sum() + extraBlocks);
+}

@@ -1,0 +1,92 @@
+using RMNet.Verification;
+using static TorchSharp.torch;
+
+namespace RMNet.RepBlocks;
+
+/// <summary>One block's check: its branches against the deploy form's conv on the same random input.</summary>
+internal sealed record RepBlockCheck(string Block, double MaxAbsError, double MaxRelError, bool Passed);
+
+/// <summary>
+/// What verifying a partial conversion found: each block's errors, and the tensors outside the blocks that are not
+/// identical (name, dtype, shape and bytes) to the original's, or missing, or added.
+/// </summary>
+internal sealed record RepBlockReport(IReadOnlyList<RepBlockCheck> Blocks, int KeptTensors, IReadOnlyList<string> Differing, double Tolerance)
+{
+    /// <summary>True where every block is within the tolerance and every other tensor is the original's.</summary>
+    public bool Passed => Blocks.All(b => b.Passed) && Differing.Count == 0;
+
+    /// <summary>The block with the largest relative error, or null where there is none.</summary>
+    public RepBlockCheck? Worst => Blocks.MaxBy(b => b.MaxRelError);
+}
+
+/// <summary>
+/// Checks a detector's deploy-form state dict against the original, block by block (the network itself is not rebuilt):
+/// each training-form block's branches (conv, BN in inference form, summed) and the converted file's
+/// <c>rbr_reparam</c> conv run in float32 on seeded random inputs (2 images of 9x9; stride 1, which the weights do not
+/// depend on); every other tensor must be byte-identical.
+/// </summary>
+internal static class RepBlockVerification
+{
+    /// <summary>Compares <paramref name="converted"/> with <paramref name="original"/> (whose blocks are <paramref name="blocks"/>).</summary>
+    public static RepBlockReport Verify(StateDict original, IReadOnlyList<RepBlock> blocks, StateDict converted, double? bnEps, double tolerance,
+        long seed = 0, CancellationToken cancellationToken = default)
+    {
+        var eps = RepBlockConversion.Eps(original, bnEps);
+        var convertedByName = converted.ToDictionary(kv => (converted.RemovedPrefix ?? "") + kv.Key, kv => kv.Value);
+        string prefix = original.RemovedPrefix ?? "";
+        var differing = new List<string>();
+        var checks = new List<RepBlockCheck>();
+        var expectedNames = new HashSet<string>();
+        int kept = 0;
+        foreach (var (key, tensor) in original)
+        {
+            if (blocks.Any(b => b.OwnsBranchTensor(key))) continue;
+            expectedNames.Add(prefix + key);
+            kept++;
+            if (!convertedByName.TryGetValue(prefix + key, out var other)) differing.Add($"'{prefix + key}' missing");
+            else if (!Identical(tensor, other)) differing.Add($"'{prefix + key}' differs");
+        }
+        foreach (var block in blocks.Where(b => !b.Deploy))
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            string weight = prefix + block.Reparam + ".weight", bias = prefix + block.Reparam + ".bias";
+            expectedNames.Add(weight);
+            expectedNames.Add(bias);
+            if (!convertedByName.TryGetValue(weight, out var w) || !convertedByName.TryGetValue(bias, out var b))
+            {
+                differing.Add($"'{weight}' missing");
+                continue;
+            }
+            using var scope = NewDisposeScope();
+            var r = Measure(original, block, w, b, eps, tolerance, seed);
+            checks.Add(new RepBlockCheck(prefix + block.Prefix, r.MaxAbsError, r.MaxRelError, r.Passed));
+        }
+        differing.AddRange(convertedByName.Keys.Where(k => !expectedNames.Contains(k)).Select(k => $"'{k}' added"));
+        return new RepBlockReport(checks, kept, differing, tolerance);
+    }
+
+    static VerificationReport Measure(StateDict sd, RepBlock block, Tensor weight, Tensor bias, Func<string, double> eps, double tolerance, long seed)
+    {
+        var dense = F32(sd.Require(block.DenseConv + ".weight"));
+        long perGroup = dense.shape[1], outChannels = dense.shape[0];
+        // As in fusion: the identity fixes the groups; without it any grouping checks the same sum of kernels.
+        long groups = block.HasIdentity ? outChannels / perGroup : 1;
+        if (weight.dim() != 4 || weight.shape[0] != outChannels || weight.shape[1] != perGroup || weight.shape[2] != 3 || weight.shape[3] != 3 || bias.numel() != outChannels)
+            return new VerificationReport(1, double.PositiveInfinity, double.PositiveInfinity, 0, tolerance);
+        var x = Equivalence.SeededInputs(2, checked((int)(perGroup * groups)), 9, 9, seed);
+        Tensor Bn(Tensor y, string bn) =>
+            (y - F32(sd[bn + ".running_mean"]).view(1, -1, 1, 1)) / (F32(sd[bn + ".running_var"]) + eps(bn)).sqrt().view(1, -1, 1, 1)
+            * F32(sd[bn + ".weight"]).view(1, -1, 1, 1) + F32(sd[bn + ".bias"]).view(1, -1, 1, 1);
+        var branches = Bn(nn.functional.conv2d(x, dense, padding: new long[] { 1, 1 }, groups: groups), block.DenseBn)
+            + Bn(nn.functional.conv2d(x, F32(sd[block.OneByOneConv + ".weight"]), groups: groups), block.OneByOneBn);
+        if (block.HasIdentity) branches += Bn(x, block.Identity);
+        var deploy = nn.functional.conv2d(x, F32(weight), F32(bias), padding: new long[] { 1, 1 }, groups: groups);
+        return Equivalence.Measure(branches, deploy, tolerance);
+    }
+
+    static Tensor F32(Tensor t) => t.to_type(ScalarType.Float32);
+
+    /// <summary>Same dtype, shape and bytes.</summary>
+    static bool Identical(Tensor a, Tensor b) =>
+        a.dtype == b.dtype && a.shape.SequenceEqual(b.shape) && a.contiguous().bytes.SequenceEqual(b.contiguous().bytes);
+}
