@@ -13,17 +13,17 @@ namespace RMNet.Lowering;
 internal static class LoweredConversion
 {
     /// <summary>
-    /// The plain network of <paramref name="lowered"/> (rewritten in place); <paramref name="stageOf"/> names the stage of a
-    /// node for per-stage costs. A residual join the passes cannot make plain raises <see cref="RmException"/> naming it:
+    /// The plain network of <paramref name="lowered"/> (rewritten in place), its layers tagged with the stages of
+    /// <paramref name="layout"/> for per-stage costs. A residual join the passes cannot make plain raises <see cref="RmException"/> naming it:
     /// a checkpoint family's lowering only builds blocks the passes take, so that is rmnet's own failure, never kept quietly.
     /// </summary>
     public static PlainModel ToPlain(ModelProto lowered, string source, Rm.RmMode mode, Rm.NegativeInputMode negative,
-        IProgress<ProgressStep>? progress, CancellationToken cancellationToken, Func<string, string?> stageOf, int? fixedInputSize = null)
+        IProgress<ProgressStep>? progress, CancellationToken cancellationToken, LoweredLayout layout, int? fixedInputSize = null)
     {
         var result = OnnxConversion.Convert(lowered, source, mode, fixedInputSize ?? 224, negative, progress, cancellationToken);
         if (result.Joins.FirstOrDefault(j => j.Remains) is { } kept)
             throw new RmException($"{source}: the residual join '{kept.Name}' was not made plain ({kept.Reason})");
-        var plain = PlainGraphReader.Read(result.Model, source, stageOf);
+        var plain = PlainGraphReader.Read(result.Model, source, layout);
         return new PlainModel(plain.Layers, plain.InputChannels)
         {
             LayerStages = plain.LayerStages, FixedInputSize = fixedInputSize, ZeroChannels = result.Blocks.Sum(b => b.ZeroChannels),

@@ -12,4 +12,18 @@ internal sealed record LoweredLayout(IReadOnlyList<string> StagePrefixes, int Bl
     /// <summary>The layout of stages named <paramref name="stage"/>(i) for i = 0, 1, ... with <paramref name="depths"/> blocks, plus <paramref name="extraBlocks"/> (a RepVGG stem).</summary>
     public static LoweredLayout Of(IReadOnlyList<int> depths, Func<int, string> stage, int extraBlocks = 0) =>
         new(depths.Select((_, i) => stage(i)).ToList(), depths.Sum() + extraBlocks);
+
+    /// <summary>
+    /// The stage of each of <paramref name="nodes"/> (names, in network order): the prefix that starts its name (followed by
+    /// '.'), else the stage of the node before it, <c>stem</c> before the first stage and <c>head</c> after the last.
+    /// </summary>
+    public string[] StagesOf(IReadOnlyList<string> nodes)
+    {
+        var matched = nodes.Select(n => StagePrefixes.FirstOrDefault(p => n.StartsWith(p + ".", StringComparison.Ordinal))).ToArray();
+        int last = Array.FindLastIndex(matched, s => s is not null);
+        var stages = new string[nodes.Count];
+        string current = "stem";
+        for (int i = 0; i < nodes.Count; i++) stages[i] = current = matched[i] ?? (i > last ? "head" : current);
+        return stages;
+    }
 }

@@ -27,9 +27,6 @@ internal static class TorchvisionResNet
         return g.Build(spec.InputChannels, spec.NumClasses, $"lowered by rmnet from '{Path.GetFileName(sd.Source)}': {spec.DisplayName}");
     }
 
-    /// <summary>The stage a node of the lowered or converted graph belongs to: <c>layerN</c> for a block's nodes, <c>head</c> from the pool on.</summary>
-    public static string? StageOf(string node) =>
-        node.StartsWith("layer", StringComparison.Ordinal) && node.IndexOf('.') is > 5 and var dot ? node[..dot]
-        : node is "global_pool" or "flatten" or "fc" ? "head"
-        : null;
+    /// <summary>Stages <c>layer1</c> ... and their blocks.</summary>
+    public static LoweredLayout Layout(ResNetSpec spec) => LoweredLayout.Of(spec.Layers, i => $"layer{i + 1}");
 }

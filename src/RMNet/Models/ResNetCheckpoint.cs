@@ -82,7 +82,7 @@ public sealed class ResNetCheckpoint : ISourceModel
     /// <param name="cancellationToken">Checked after each block.</param>
     public PlainModel ToPlain(RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null, CancellationToken cancellationToken = default) =>
         Lowering.LoweredConversion.ToPlain(Lowering.TorchvisionResNet.Lower(Weights, Spec), Source, mode, NegativeInputMode.PRelu, progress, cancellationToken,
-            Lowering.TorchvisionResNet.StageOf);
+            Lowering.TorchvisionResNet.Layout(Spec));
 
     /// <inheritdoc />
     public void Dispose() => Weights.Dispose();

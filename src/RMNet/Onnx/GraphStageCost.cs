@@ -21,15 +21,13 @@ internal static class GraphStageCost
         var g = new OnnxGraph(model.Graph, file);
         var sizes = StaticShapes.Spatial(g, inputSize);
         var nodes = g.Order.ToList();
-        var stageOf = nodes.Select(n => stagePrefixes.FirstOrDefault(p => n.Name.StartsWith(p + ".", StringComparison.Ordinal))).ToArray();
-        int last = Array.FindLastIndex(stageOf, s => s is not null);
-        string current = "stem";
+        var stageOf = new Lowering.LoweredLayout(stagePrefixes, 0).StagesOf(nodes.Select(n => n.Name).ToList());
         var parameters = new Dictionary<string, long>();
         var macs = new Dictionary<string, long>();
         var counted = new HashSet<string>();
         for (int i = 0; i < nodes.Count; i++)
         {
-            current = stageOf[i] ?? (i > last ? "head" : current);
+            string current = stageOf[i];
             long p = nodes[i].Input.Where(name => g.Initializers.ContainsKey(name) && counted.Add(name))
                 .Sum(name => g.Initializers[name].Dims.Aggregate(1L, (a, b) => a * b));
             parameters[current] = parameters.GetValueOrDefault(current) + p;

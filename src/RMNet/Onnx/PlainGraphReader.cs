@@ -15,10 +15,10 @@ namespace RMNet.Onnx;
 internal static class PlainGraphReader
 {
     /// <summary>
-    /// The plain model of <paramref name="model"/>; where <paramref name="stageOf"/> is given, each layer is tagged with the
-    /// stage it names for the node the layer comes from (null: the stage of the layer before), for per-stage costs.
+    /// The plain model of <paramref name="model"/>; where <paramref name="layout"/> is given, each layer is tagged with the
+    /// stage of the node it comes from (<see cref="Lowering.LoweredLayout.StagesOf"/>), for per-stage costs.
     /// </summary>
-    public static PlainModel Read(ModelProto model, string file, Func<string, string?>? stageOf = null)
+    public static PlainModel Read(ModelProto model, string file, Lowering.LoweredLayout? layout = null)
     {
         var g = new OnnxGraph(model.Graph, file);
         string current = model.Graph.Input.First(i => !g.Initializers.ContainsKey(i.Name)).Name;
@@ -29,12 +29,10 @@ internal static class PlainGraphReader
                 ? w0.Dims[1] * (first.Attribute.FirstOrDefault(a => a.Name == "group")?.I ?? 1)
                 : throw Refuse(file, current, "the input's channels are neither fixed nor given by a first conv");
         var layers = new List<PlainLayer>();
-        var stages = new List<string>();
-        string stage = "stem";
+        var sources = new List<string>();   // the node each layer comes from
         void Tag(NodeProto n)
         {
-            stage = stageOf?.Invoke(OnnxGraph.NodeName(n)) ?? stage;
-            while (stages.Count < layers.Count) stages.Add(stage);
+            while (sources.Count < layers.Count) sources.Add(OnnxGraph.NodeName(n));
         }
         string output = model.Graph.Output[0].Name;
         long channels = inputChannels;
@@ -111,7 +109,7 @@ internal static class PlainGraphReader
             Tag(node);
             current = node.Output[0];
         }
-        return new PlainModel(layers, (int)inputChannels) { LayerStages = stageOf is null ? null : stages };
+        return new PlainModel(layers, (int)inputChannels) { LayerStages = layout?.StagesOf(sources) };
     }
 
     /// <summary>
