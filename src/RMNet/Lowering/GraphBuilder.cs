@@ -123,13 +123,16 @@ internal sealed class GraphBuilder(StateDict sd)
         return Same(x, Add(new NodeProto { Name = $"{eca}.excite", OpType = "Mul", Input = { x, gate }, Output = { $"{eca}.excite" } }));
     }
 
-    /// <summary>An inference-time BatchNormalization node on <paramref name="x"/> (the BN module <paramref name="bn"/>), as an identity branch is exported.</summary>
-    public string BatchNorm(string x, string bn, double eps = 1e-5)
+    /// <summary>
+    /// An inference-time BatchNormalization node on <paramref name="x"/> (the BN module <paramref name="bn"/>), as PyTorch exports
+    /// a BN that follows no conv; its output is named <paramref name="output"/> where given (the graph's output).
+    /// </summary>
+    public string BatchNorm(string x, string bn, double eps = 1e-5, string? output = null)
     {
         long c = _channels[x];
         var node = new NodeProto
         {
-            Name = bn, OpType = "BatchNormalization", Output = { bn },
+            Name = bn, OpType = "BatchNormalization", Output = { output ?? bn },
             Input = { x, Initializer(bn + ".weight", Read(bn + ".weight", c)), Initializer(bn + ".bias", Read(bn + ".bias", c)),
                 Initializer(bn + ".running_mean", Read(bn + ".running_mean", c)), Initializer(bn + ".running_var", Read(bn + ".running_var", c)) },
         };
@@ -146,13 +149,33 @@ internal sealed class GraphBuilder(StateDict sd)
     }
 
     /// <summary>Global average pool, flatten and the linear classifier <paramref name="fc"/>: the graph's output.</summary>
-    public void Classifier(string x, string fc)
+    public void Classifier(string x, string fc) =>
+        Linear(Flatten(Same(x, Add(OnnxNodes.Unary("GlobalAveragePool", "global_pool", x, "global_pool"))), "flatten", pooled: true), fc, OnnxExporter.OutputName);
+
+    /// <summary>A per-channel PReLU whose slopes are the module <paramref name="prelu"/>'s weight (one per channel, or one for all).</summary>
+    public string PRelu(string x, string prelu)
     {
-        string pooled = Add(OnnxNodes.Unary("GlobalAveragePool", "global_pool", x, "global_pool"));
-        string flat = Add(OnnxNodes.Unary("Flatten", "flatten", pooled, "flatten", OnnxNodes.Int("axis", 1)));
+        long c = _channels[x];
+        var slope = Read(prelu + ".weight");
+        if (slope.dim() != 1 || (slope.shape[0] != c && slope.shape[0] != 1)) throw Shape(prelu + ".weight", slope, $"[{c}] or [1]");
+        return Same(x, Add(new NodeProto { Name = prelu, OpType = "PRelu", Input = { x, Initializer(prelu + ".weight", slope.reshape(-1, 1, 1)) }, Output = { prelu } }));
+    }
+
+    /// <summary>[N, C, H, W] flattened to [N, C*H*W]; C wide where <paramref name="pooled"/> (H = W = 1), else known only with the input size.</summary>
+    public string Flatten(string x, string name, bool pooled = false)
+    {
+        if (pooled) Same(x, name);
+        return Add(OnnxNodes.Unary("Flatten", name, x, name, OnnxNodes.Int("axis", 1)));
+    }
+
+    /// <summary>The linear layer <paramref name="fc"/> on flattened <paramref name="x"/>; its output is named <paramref name="output"/> where given.</summary>
+    public string Linear(string x, string fc, string? output = null)
+    {
         var w = Read(fc + ".weight", 2);
-        if (w.shape[1] != _channels[x]) throw Shape(fc + ".weight", w, $"[classes, {_channels[x]}]");
-        _graph.Node.Add(OnnxNodes.Gemm(fc, flat, Initializer(fc + ".weight", w), Initializer(fc + ".bias", Read(fc + ".bias", w.shape[0])), OnnxExporter.OutputName));
+        if (_channels.TryGetValue(x, out long c) && w.shape[1] != c) throw Shape(fc + ".weight", w, $"[outputs, {c}]");
+        string name = output ?? fc;
+        _channels[name] = w.shape[0];
+        return Add(OnnxNodes.Gemm(fc, x, Initializer(fc + ".weight", w), Initializer(fc + ".bias", Read(fc + ".bias", w.shape[0])), name));
     }
 
     /// <summary>The model: input [N, <paramref name="inputChannels"/>, H, W], output [N, <paramref name="classes"/>], float32 weights.</summary>

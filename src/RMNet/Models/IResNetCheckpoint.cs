@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 
 namespace RMNet.Models;
 
-/// <summary>An InsightFace IResNet checkpoint; converts with <see cref="IResNetRm"/>. The output is the embedding.</summary>
+/// <summary>An InsightFace IResNet checkpoint; converts through the graph engine (<see cref="Lowering.ArcFaceIResNet"/>). The output is the embedding.</summary>
 internal sealed class IResNetCheckpoint : ISourceModel
 {
     IResNetCheckpoint(StateDict weights, IResNetSpec spec, NegativeInputMode negative) => (Weights, Spec, Negative) = (weights, spec, negative);
@@ -74,7 +74,8 @@ internal sealed class IResNetCheckpoint : ISourceModel
 
     /// <summary>The plain network; <paramref name="mode"/> does not apply (IBasicBlocks have no middle conv).</summary>
     public PlainModel ToPlain(RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null, CancellationToken cancellationToken = default) =>
-        IResNetRm.Transform(Weights, Spec, Negative, progress, cancellationToken);
+        Lowering.LoweredConversion.ToPlain(Lowering.ArcFaceIResNet.Lower(Weights, Spec), Source, mode, Negative, progress, cancellationToken,
+            Lowering.ArcFaceIResNet.Layout(Spec), Spec.InputSize);
 
     /// <inheritdoc />
     public void Dispose() => Weights.Dispose();

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 
 namespace RMNet.Models;
 
-/// <summary>A pre-activation ResNet checkpoint; converts with <see cref="PreActRm"/> in the chosen negative-input mode.</summary>
+/// <summary>A pre-activation ResNet checkpoint; converts through the graph engine (<see cref="Lowering.CifarPreActResNet"/>) in the chosen negative-input mode.</summary>
 internal sealed class PreActCheckpoint : ISourceModel
 {
     PreActCheckpoint(StateDict weights, PreActResNetSpec spec, NegativeInputMode negative) => (Weights, Spec, Negative) = (weights, spec, negative);
@@ -77,7 +77,8 @@ internal sealed class PreActCheckpoint : ISourceModel
 
     /// <summary>The plain network; <paramref name="mode"/> does not apply (inner convs are dense; these nets are small).</summary>
     public PlainModel ToPlain(RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null, CancellationToken cancellationToken = default) =>
-        PreActRm.Transform(Weights, Spec, Negative, progress, cancellationToken);
+        Lowering.LoweredConversion.ToPlain(Lowering.CifarPreActResNet.Lower(Weights, Spec), Source, mode, Negative, progress, cancellationToken,
+            Lowering.CifarPreActResNet.Layout(Spec));
 
     /// <inheritdoc />
     public void Dispose() => Weights.Dispose();
