@@ -69,6 +69,10 @@ internal sealed class GraphBuilder(StateDict sd)
         return Add(OnnxNodes.Conv(name, x, Initializer(name + ".weight", geometry.Weight), Initializer(name + ".bias", geometry.Bias), name, geometry));
     }
 
+    /// <summary>ReLU6 as PyTorch exports it from opset 11: a Clip with constant bounds 0 and 6.</summary>
+    public string Relu6(string x, string name) =>
+        Same(x, Add(new NodeProto { Name = name, OpType = "Clip", Input = { x, Initializer(name + ".min", TorchSharp.torch.tensor(0f)), Initializer(name + ".max", TorchSharp.torch.tensor(6f)) }, Output = { name } }));
+
     /// <summary>A Relu named <paramref name="name"/>.</summary>
     public string Relu(string x, string name) => Same(x, Add(OnnxNodes.Unary("Relu", name, x, name)));
 

@@ -14,11 +14,11 @@ internal static class LoweredConversion
 {
     /// <summary>
     /// The plain network of <paramref name="lowered"/> (rewritten in place), its layers tagged with the stages of
-    /// <paramref name="layout"/> for per-stage costs. A residual join the passes cannot make plain raises <see cref="RmException"/> naming it:
+    /// <paramref name="layout"/> for per-stage costs where given. A residual join the passes cannot make plain raises <see cref="RmException"/> naming it:
     /// a checkpoint family's lowering only builds blocks the passes take, so that is rmnet's own failure, never kept quietly.
     /// </summary>
     public static PlainModel ToPlain(ModelProto lowered, string source, Rm.RmMode mode, Rm.NegativeInputMode negative,
-        IProgress<ProgressStep>? progress, CancellationToken cancellationToken, LoweredLayout layout, int? fixedInputSize = null)
+        IProgress<ProgressStep>? progress, CancellationToken cancellationToken, LoweredLayout? layout, int? fixedInputSize = null)
     {
         var result = OnnxConversion.Convert(lowered, source, mode, fixedInputSize ?? 224, negative, progress, cancellationToken);
         if (result.Joins.FirstOrDefault(j => j.Remains) is { } kept)

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 
 namespace RMNet.Models;
 
-/// <summary>A torchvision MobileNetV2 checkpoint; converts with <see cref="MobileNetV2Rm"/>.</summary>
+/// <summary>A torchvision MobileNetV2 checkpoint; converts through the graph engine (<see cref="Lowering.TorchvisionMobileNetV2"/>).</summary>
 internal sealed class MobileNetV2Checkpoint : ISourceModel
 {
     MobileNetV2Checkpoint(StateDict weights, MobileNetV2Spec spec) => (Weights, Spec) = (weights, spec);
@@ -71,7 +71,7 @@ internal sealed class MobileNetV2Checkpoint : ISourceModel
 
     /// <summary>The MobileNetV1-like plain network; <paramref name="mode"/> does not apply (depthwise convs are grouped by nature).</summary>
     public PlainModel ToPlain(RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null, CancellationToken cancellationToken = default) =>
-        MobileNetV2Rm.Transform(Weights, Spec, progress, cancellationToken);
+        Lowering.LoweredConversion.ToPlain(Lowering.TorchvisionMobileNetV2.Lower(Weights, Spec), Source, mode, NegativeInputMode.PRelu, progress, cancellationToken, layout: null);
 
     /// <inheritdoc />
     public void Dispose() => Weights.Dispose();
