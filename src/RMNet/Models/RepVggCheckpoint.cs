@@ -8,7 +8,7 @@ namespace RMNet.Models;
 
 /// <summary>
 /// A RepVGG checkpoint (official names, train-time or deploy form). Its plain form is RepVGG's own deploy
-/// form: each block's branches merged into one 3x3 conv (<see cref="BranchFusion"/>), followed by ReLU.
+/// form: each block's branches merged into one 3x3 conv by the graph engine's branch merge (<see cref="Lowering.OfficialRepVgg"/>), followed by ReLU.
 /// </summary>
 internal sealed class RepVggCheckpoint : ISourceModel
 {
@@ -70,44 +70,9 @@ internal sealed class RepVggCheckpoint : ISourceModel
     public nn.Module<Tensor, Tensor> CreateModule() => RepVgg.FromStateDict(Spec, Weights);
 
     /// <summary>The deploy form. <paramref name="mode"/> does not apply (RepVGG has no residual chain to reserve).</summary>
-    public PlainModel ToPlain(RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null, CancellationToken cancellationToken = default)
-    {
-        var layers = new List<PlainLayer>();
-        var stages = new List<string>();
-        for (int i = 0; i < Spec.Blocks.Count; i++)
-        {
-            var b = Spec.Blocks[i];
-            using (var scope = NewDisposeScope())
-            {
-                var conv = BlockConv(b).ToLayer();
-                conv.Weight.MoveToOuterDisposeScope();
-                conv.Bias.MoveToOuterDisposeScope();
-                layers.Add(conv);
-            }
-            layers.Add(new ReluLayer());
-            stages.AddRange(new[] { $"stage{b.Stage}", $"stage{b.Stage}" });
-            cancellationToken.ThrowIfCancellationRequested();
-            progress?.Report(new ProgressStep("converting", i + 1, Spec.Blocks.Count));
-        }
-        layers.Add(new GlobalAvgPoolLayer());
-        layers.Add(new FlattenLayer());
-        layers.Add(new LinearLayer(Weights.Require("linear.weight").to_type(ScalarType.Float32).clone(), Weights.Require("linear.bias").to_type(ScalarType.Float32).clone()));
-        stages.AddRange(new[] { "head", "head", "head" });
-        return new PlainModel(layers) { LayerStages = stages };
-    }
-
-    FusedConv BlockConv(RepVggBlockSpec b)
-    {
-        var pad = Padding2d.All(1);
-        if (b.Deploy)
-            return new FusedConv(new ConvWeights(Weights.Require($"{b.Prefix}.rbr_reparam.weight"), Weights.Require($"{b.Prefix}.rbr_reparam.bias")).ToFloat64(), b.Stride, pad, b.Groups);
-        (ConvWeights, BatchNormWeights) Branch(string name) =>
-            (new ConvWeights(Weights.Require($"{b.Prefix}.{name}.conv.weight"), null), Bn($"{b.Prefix}.{name}.bn"));
-        return BranchFusion.Merge(Branch("rbr_dense"), Branch("rbr_1x1"), b.HasIdentity ? Bn($"{b.Prefix}.rbr_identity") : null, b.Stride, pad, b.Groups);
-    }
-
-    BatchNormWeights Bn(string prefix) => new(Weights.Require($"{prefix}.weight"), Weights.Require($"{prefix}.bias"),
-        Weights.Require($"{prefix}.running_mean"), Weights.Require($"{prefix}.running_var"), TorchvisionWeights.BatchNormEps);
+    public PlainModel ToPlain(RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null, CancellationToken cancellationToken = default) =>
+        Lowering.LoweredConversion.ToPlain(Lowering.OfficialRepVgg.Lower(Weights, Spec), Source, mode, NegativeInputMode.PRelu, progress, cancellationToken,
+            Lowering.OfficialRepVgg.Layout(Spec));
 
     /// <inheritdoc />
     public void Dispose() => Weights.Dispose();
