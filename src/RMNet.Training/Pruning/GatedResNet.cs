@@ -24,8 +24,8 @@ internal sealed class GatedResNet : IChannelPrunable, IDisposable
             throw new RmException($"{source.DisplayName}: gated (residual-form) pruning is implemented for Basic-block ResNets without SE; use --train-form plain");
         _model = source.CreateResNet();
         _model.AddGates();
-        // Plain conv order: the stem, then per block its first conv ([reserved ; inner], reserved first as ResNetRm
-        // lays them out) and its second (the block output).
+        // Plain conv order: the stem, then per block its first conv ([reserved ; inner], reserved first as the RM
+        // transform lays them out) and its second (the block output).
         var scales = new List<ChannelScales> { new(new ScaleSegment(_model.Gates!["stem"])) };
         foreach (var gates in Gates)
         {
@@ -66,7 +66,8 @@ internal sealed class GatedResNet : IChannelPrunable, IDisposable
                 return new[] { GateFolding.ScaleOutputs(branch[0], gates[b.Prefix]["inner"]), GateFolding.ScaleOutputs(branch[1], gates[b.Prefix]["output"]) };
             },
             b => GateFolding.Shortcut(TorchvisionWeights.Projection(sd, b), gates[b.Prefix]["reserve"], gates[b.Prefix]["output"], b.Stride));
-        var plain = ResNetRm.Transform(sd, spec, weights, RmMode.Dense);
+        var plain = Lowering.LoweredConversion.ToPlain(Lowering.TorchvisionResNet.Lower(sd, spec, weights), sd.Source, RmMode.Dense, NegativeInputMode.PRelu,
+            null, default, Lowering.TorchvisionResNet.Layout(spec));
         var result = keep is null ? plain : ChannelRemoval.Remove(plain, keep);
         PlainLayer.MoveToOuterDisposeScope(result.Layers);
         return result;

@@ -27,6 +27,33 @@ internal static class TorchvisionResNet
         return g.Build(spec.InputChannels, spec.NumClasses, $"lowered by rmnet from '{Path.GetFileName(sd.Source)}': {spec.DisplayName}");
     }
 
+    /// <summary>
+    /// A Basic-block ResNet whose BN-folded convs come from <paramref name="weights"/> rather than from names (RM pruning's
+    /// gated network, gates folded in); the classifier from <paramref name="sd"/>. A block with a shortcut conv from
+    /// <paramref name="weights"/> gets it even where the layout has none (a gated identity is a 1x1 conv).
+    /// </summary>
+    public static ModelProto Lower(StateDict sd, ResNetSpec spec, FusedResNetWeights weights)
+    {
+        if (spec.Block != BlockKind.Basic || spec.SeChannels is not null) throw new RmException($"{spec.DisplayName}: only Basic blocks without SE take folded weights");
+        // Only the classifier is read from the state dict: the convs come folded, and the gates are not weights of the graph.
+        // (Not disposed: its tensors are the state dict's.)
+        var head = new StateDict(sd.Source) { { "fc.weight", sd.Require("fc.weight") }, { "fc.bias", sd.Require("fc.bias") } };
+        var g = new GraphBuilder(head);
+        var stem = weights.Stem();
+        string x = g.Relu(g.Conv(g.Input, "conv1", stem.Weights, stem.Stride), "relu");
+        if (spec.StemMaxPool) x = g.MaxPool(x, "maxpool", 3, 2, 1);
+        foreach (var b in spec.Blocks())
+        {
+            var branch = weights.Branch(b);
+            string y = g.Relu(g.Conv(x, $"{b.Prefix}.conv1", branch[0].Weights, branch[0].Stride), $"{b.Prefix}.relu1");
+            y = g.Conv(y, $"{b.Prefix}.conv2", branch[1].Weights, branch[1].Stride);
+            string shortcut = weights.Projection(b) is { } p ? g.Conv(x, $"{b.Prefix}.downsample.0", p.Weights, p.Stride) : x;
+            x = g.Relu(g.Sum(y, shortcut, $"{b.Prefix}.add"), $"{b.Prefix}.relu2");
+        }
+        g.Classifier(x, "fc");
+        return g.Build(spec.InputChannels, spec.NumClasses, $"lowered by rmnet: {spec.DisplayName} with folded weights");
+    }
+
     /// <summary>Stages <c>layer1</c> ... and their blocks.</summary>
     public static LoweredLayout Layout(ResNetSpec spec) => LoweredLayout.Of(spec.Layers, i => $"layer{i + 1}");
 }

@@ -424,7 +424,7 @@ internal static class GraphCarryRm
     }
 
     static void PutDirac(Tensor weight, long firstRow, long firstCol, long count, long tapH, long tapW, double value = 1.0) =>
-        Rm.CarryKernels.PutDirac(weight, firstRow, firstCol, count, tapH, tapW, value);
+        Kernels.PutDirac(weight, firstRow, firstCol, count, tapH, tapW, value);
 
     static string EmitConv(List<NodeProto> nodes, string input, Tensor weight, Tensor bias, int stride, Padding2d padding, int groups, string name,
         Func<string, string> fresh, Func<string, Tensor, string> init)

@@ -20,6 +20,17 @@ internal static class Kernels
         return w;
     }
 
+    /// <summary>
+    /// Dirac entries in a dense kernel: W[firstRow + r, firstCol + r, tapH, tapW] = <paramref name="value"/> for r in
+    /// [0, <paramref name="count"/>): channels passed (or, with -1, negated) from input to output.
+    /// </summary>
+    public static void PutDirac(Tensor weight, long firstRow, long firstCol, long count, long tapH, long tapW, double value = 1.0)
+    {
+        if (count == 0) return;
+        var r = arange(count, dtype: ScalarType.Int64);
+        weight.index_put_(full(count, value, dtype: ScalarType.Float64), r + firstRow, r + firstCol, tensor(tapH), tensor(tapW));
+    }
+
     /// <summary>Places a 1x1 kernel [out, in, 1, 1] at tap (tapH, tapW) of a zero kh x kw kernel.</summary>
     public static Tensor PadOneByOne(Tensor kernel1x1, long kernelH, long kernelW, long tapH, long tapW)
     {
