@@ -188,8 +188,7 @@ internal static class BenchCommand
             }
             var source = checkpoint.Model!;
             if (convert) OnnxExporter.Save(Fitting(source.ToPlain(mode, cancellationToken: cancellationToken), path, source, mode), onnx, cancellationToken: cancellationToken);
-            else if (source is ResNetCheckpoint ckpt) ResNetOnnxExporter.Save(ckpt, onnx);
-            else throw new ModelInputException(path, $"{source.DisplayName} is benchmarked with --runtime torchsharp (its original has no ONNX export yet)");
+            else OnnxModelFile.Save(RMNet.Lowering.SourceGraphs.Lower(source), onnx, cancellationToken: cancellationToken);
         }
         return Open(onnx, path, threads, disposables, cancellationToken);
     }

@@ -162,7 +162,7 @@ public sealed class PrunePipeline(ResNetCheckpoint source, DataSplits data, Prun
         var check = Compare(net.forward, prunedModule.forward);
         double accuracy = Evaluation.Accuracy(prunedModule.forward, data.Test);
         StateDictFile.Save(outputPth, prunedSd.Keys.Select(k => (k, prunedSd[k])));
-        if (outputOnnx is not null) Onnx.ResNetOnnxExporter.Save(pruned, outputOnnx);
+        if (outputOnnx is not null) Onnx.OnnxModelFile.Save(Lowering.TorchvisionResNet.Lower(pruned.Weights, pruned.Spec), outputOnnx);
         long macs = ResNetCost.MultiplyAccumulates(pruned.Spec, Height, Width);
         log($"residual: wrote {outputPth}{(outputOnnx is null ? "" : $" and {outputOnnx}")}: {DeployedParameters(pruned.Spec):N0} parameters, {macs:N0} MACs, "
             + $"test accuracy {100 * accuracy:F2}%; equals the fine-tuned network: max rel error {check.MaxRelError:E2}");
