@@ -46,8 +46,8 @@ internal static class BenchCommand
     static int Run(CliContext ctx, string path, string? versus, string runtime, RmMode mode, int batch, int size, int runs, int warmup, int threads,
         string? weightsKey = null, double? bnEps = null)
     {
-        // A checkpoint: a family lowered into the graph (with --bn-eps, which the other families refuse there), or one with
-        // its own transform (read once either way).
+        // A checkpoint: a family recognised by its names alone (with --bn-eps, which the other families refuse there), or one
+        // with a loader of its own (read once either way).
         Checkpoint Load(string file)
         {
             var sd = CheckpointLoading.Read(ctx, file, weightsKey);
@@ -203,7 +203,7 @@ internal static class BenchCommand
         return (x => runner.Prepare(x, cancellationToken), shape.Select(d => (long)d).ToArray());
     }
 
-    /// <summary>A checkpoint as bench reads it: a family with its own transform (<paramref name="Model"/>) or one lowered into the graph.</summary>
+    /// <summary>A checkpoint as bench reads it: a family with a loader of its own (<paramref name="Model"/>) or one recognised by its names alone (<paramref name="Lowered"/>).</summary>
     sealed record Checkpoint(ISourceModel? Model, RMNet.Lowering.LoweredCheckpoint? Lowered) : IDisposable
     {
         public void Dispose()

@@ -20,7 +20,7 @@ internal sealed record LoweredCheckpoint(StateDict Weights, string Description, 
     public void Dispose() => Weights.Dispose();
 }
 
-/// <summary>The checkpoint families lowered into the graph rather than converted by a family's own transform (<c>Rm/</c>).</summary>
+/// <summary>The checkpoint families recognised by their names alone, before the <c>Models/</c> families' loaders are tried (those are lowered too, <see cref="SourceGraphs"/>).</summary>
 internal static class CheckpointLowerings
 {
     /// <summary>

@@ -22,9 +22,9 @@ namespace RMNet.Onnx;
 /// (<see cref="Rm.NegativeInputMode.Split"/>) a branch whose activations are Relu, PRelu or LeakyRelu carries x as
 /// [x ; -x] instead, which the first activation (a ReLU on them) turns into relu(x) and relu(-x), and the last conv
 /// merges with +I and -I (relu(x) - relu(-x) = x): twice the carried channels, and no PRelu where the network had a
-/// Relu. Clip branches (MobileNetV2) carry x with infinite bounds in both modes, as the checkpoint engine does. An SE block on such an input with a Relu
+/// Relu. Clip branches (MobileNetV2) carry x with infinite bounds in both modes (the split would change nothing the bounds do not). An SE block on such an input with a Relu
 /// between each two convs (SE-ResNet) is made by ResNet's own block transform (<see cref="Rm.ResidualChainRm"/>,
-/// grouped or dense middle convs), as the checkpoint engine makes it; SE then gates the branch channels and a 1x1
+/// grouped or dense middle convs); SE then gates the branch channels and a 1x1
 /// conv adds the shortcut.
 /// </summary>
 internal static class GraphCarryRm
@@ -223,7 +223,7 @@ internal static class GraphCarryRm
         long features = c;                              // feature channels after the carried ones
         bool shared = true;                              // carried and feature channels are the same tensor (no entry conv)
         // Carried values that are provably non-negative (x is a Relu's output) pass a Relu unchanged: a Relu then stays
-        // a Relu on all channels, as in the checkpoint engine; otherwise it becomes a PRelu with slope 1 on them.
+        // a Relu on all channels; otherwise it becomes a PRelu with slope 1 on them.
         bool nonNegative = GraphRm.IsNonNegative(g, x);
         // The sign split needs an activation to turn [x ; -x] into relu(x) and relu(-x) before the merge subtracts them
         // (without one the merge would give 2x); with Clip it would change nothing the bounds do not already do.
@@ -262,7 +262,7 @@ internal static class GraphCarryRm
         int gateAfter = ops.TakeWhile(o => o.Gate is null).Count(o => o.Conv is not null) - 1;
         var convOps = ops.Skip(firstConv).Where(o => o.Gate is null).ToList();
         // An SE block on a non-negative input whose convs have a Relu between each two (SE-ResNet): the ResNet block
-        // transform itself (ResidualChainRm, as the checkpoint engine calls it), so middle convs take the RM form
+        // transform itself (ResidualChainRm, as GraphRm calls it), so middle convs take the RM form
         // asked for (grouped or dense) and a Relu follows each conv but the last, which passes the input on to SE.
         bool reluChain = convOps.Count % 2 == 1 && convOps.Select((o, i) => i % 2 == 0 ? o.Conv is not null : o.Node?.OpType == "Relu").All(ok => ok);
         if (midGate is not null)

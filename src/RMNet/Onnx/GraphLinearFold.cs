@@ -18,7 +18,7 @@ namespace RMNet.Onnx;
 ///   more (<see cref="LinearConvMerge.Pays"/>). Condition: the first conv has one group, constant weights and its
 ///   output feeds only the second; the second is 1x1, stride 1, unpadded, one group.</item>
 /// </list>
-/// The checkpoint engine makes the same decisions through the same helpers, so both give the same network.
+/// Every input goes through this pass, so a checkpoint and its export get the same decisions.
 /// </summary>
 internal static class GraphLinearFold
 {
