@@ -18,6 +18,7 @@ public class OnnxFamilyTests(ITestOutputHelper output)
     [InlineData("iresnet18_narrow", 8, 112)]
     [InlineData("se_basic_narrow", 5, 64)]
     [InlineData("se_bottleneck_narrow", 5, 64)]
+    [InlineData("timm_ecaresnet_d_narrow", 5, 64)]   // ECA gates as exported: Reshape, 1-d Conv, Sigmoid, Reshape, Expand
     public void EveryBlockBecomesPlainAndEqualsPyTorch(string name, int blocks, int size)
     {
         string input = Fixture.Path_($"onnx/{name}_opset13.onnx");

@@ -107,19 +107,9 @@ internal sealed class GraphBuilder(StateDict sd)
     /// </summary>
     public string EfficientChannelAttention(string x, string eca, long channels)
     {
-        var w = Read($"{eca}.conv.weight").to_type(TorchSharp.torch.ScalarType.Float64).flatten();
-        long k = w.shape[0], pad = k / 2;
-        if (k % 2 == 0) throw new ModelInputException(sd.Source, $"'{eca}.conv.weight' has an even kernel ({k}); ECA's is odd");
-        var band = TorchSharp.torch.zeros(channels, channels, dtype: TorchSharp.torch.ScalarType.Float64);
-        for (long i = 0; i < channels; i++)
-            for (long t = 0; t < k; t++)
-            {
-                long j = i + t - pad;
-                if (j >= 0 && j < channels) band[i, j] = w[t];
-            }
-        var fc1 = TorchSharp.torch.cat(new[] { band, -band }, 0).reshape(2 * channels, channels, 1, 1);
-        var eye = TorchSharp.torch.eye(channels, dtype: TorchSharp.torch.ScalarType.Float64);
-        var fc2 = TorchSharp.torch.cat(new[] { eye, -eye }, 1).reshape(channels, 2 * channels, 1, 1);
+        var w = Read($"{eca}.conv.weight");
+        if (w.numel() % 2 == 0) throw new ModelInputException(sd.Source, $"'{eca}.conv.weight' has an even kernel ({w.numel()}); ECA's is odd");
+        var (fc1, fc2) = ChannelConvGate.AsSqueezeExcite(w, channels);
         if (_channels.TryGetValue(x, out long c) && c != channels) throw Shape($"{eca}.conv.weight", w, $"a gate of {c} channels, not {channels}");
         string mean = Same(x, Add(OnnxNodes.Unary("ReduceMean", $"{eca}.mean", x, $"{eca}.mean", OnnxNodes.Ints("axes", 2, 3), OnnxNodes.Int("keepdims", 1))));
         string split = Relu(Conv(mean, $"{eca}.conv_signs", new ConvWeights(fc1, null), 1), $"{eca}.conv_relu");

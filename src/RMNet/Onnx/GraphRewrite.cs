@@ -13,7 +13,7 @@ internal static class GraphRewrite
 {
     /// <summary>
     /// One rewrite round: indexes <paramref name="model"/>'s graph, lets <paramref name="edit"/> collect its edits, applies
-    /// them where there are any, and returns what <paramref name="edit"/> counted. The round's tensors end with its dispose scope.
+    /// them where there are any (replacements or removals), and returns what <paramref name="edit"/> counted. The round's tensors end with its dispose scope.
     /// </summary>
     public static int Round(ModelProto model, string file, Func<OnnxGraph, GraphEdits, int> edit)
     {
@@ -21,7 +21,7 @@ internal static class GraphRewrite
         var g = new OnnxGraph(model.Graph, file);
         var edits = new GraphEdits();
         int count = edit(g, edits);
-        if (edits.Replacements.Count > 0) Apply(model, g, edits.Replacements, edits.Removed, edits.Initializers);
+        if (edits.Replacements.Count > 0 || edits.Removed.Count > 0) Apply(model, g, edits.Replacements, edits.Removed, edits.Initializers);
         return count;
     }
 

@@ -47,6 +47,8 @@ internal static class OnnxConversion
             progress?.Report(new ProgressStep("converting", Math.Min(++done, total), total));
         }
         var (inlined, _) = InlineAliases.Run(model, input);
+        // ECA gates as exported become the SE form (their Shape arithmetic then unread), which the carry pass takes.
+        if (EcaGates.Run(inlined, input) > 0) DeadNodes.Run(inlined, input);
         var (branchesMerged, merged) = GraphBranchMerge.Run(inlined, input);
         var rm = GraphRm.Transform(branchesMerged, input, mode, BlockDone);
         // Blocks the ReLU-only pass cannot take (negative inputs, BN or other activations in the branch) go to the carry pass.
