@@ -18,14 +18,19 @@ internal sealed class GraphBuilder(StateDict sd)
     // Channels of each value, so that a tensor of the wrong shape is named here rather than failing in libtorch or ONNX Runtime.
     readonly Dictionary<string, long> _channels = new(StringComparer.Ordinal);
     readonly GraphProto _graph = new() { Name = "rmnet_lowered" };
-    readonly List<(string Name, Tensor Tensor)> _initializers = new();
+    // Written as they come (float32, holding their own tensors): the float64 math of each conv then ends with its scope.
+    readonly List<TensorProto> _initializers = new();
 
     /// <summary>The graph input [N, C, H, W].</summary>
     public string Input => OnnxExporter.InputName;
 
     /// <summary>conv then BN (<paramref name="bn"/> the BN module's prefix) as one Conv with bias; returns its output.</summary>
-    public string ConvBn(string x, string conv, string bn, int stride, int groups = 1, double eps = 1e-5) =>
-        Conv(x, conv, WithBatchNorm(ReadConv(conv), bn, eps), stride, groups);
+    public string ConvBn(string x, string conv, string bn, int stride, int groups = 1, double eps = 1e-5)
+    {
+        // The float64 fold is freed here, not by the finalizer: an IResNet-100's is half a gigabyte.
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        return Conv(x, conv, WithBatchNorm(ReadConv(conv), bn, eps), stride, groups);
+    }
 
     /// <summary>The weight of the conv module <paramref name="conv"/>, and its bias where it has one.</summary>
     public ConvWeights ReadConv(string conv)
@@ -181,7 +186,7 @@ internal sealed class GraphBuilder(StateDict sd)
             throw new ModelInputException(sd.Source, $"{unused.Count} tensor(s) the layout does not use ({string.Join(", ", unused.Take(3).Select(k => $"'{k}'"))}" +
                 $"{(unused.Count > 3 ? ", ..." : "")}): a module rmnet does not know (an attention block, an anti-aliasing filter, another head?) would be left out, so the checkpoint is refused");
         var model = OnnxExporter.Model(_graph, inputChannels, classes, docString);
-        foreach (var (name, tensor) in _initializers) model.Graph.Initializer.Add(OnnxTensors.FromTensor(name, tensor));
+        model.Graph.Initializer.AddRange(_initializers);
         return model;
     }
 
@@ -228,7 +233,7 @@ internal sealed class GraphBuilder(StateDict sd)
 
     string Initializer(string name, Tensor value)
     {
-        _initializers.Add((name, value.to_type(ScalarType.Float32)));
+        _initializers.Add(OnnxTensors.FromTensor(name, value.dtype == ScalarType.Float32 ? value : value.to_type(ScalarType.Float32)));
         return name;
     }
 }

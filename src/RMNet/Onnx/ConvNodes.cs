@@ -18,6 +18,12 @@ namespace RMNet.Onnx;
 /// <param name="Problem">Why the unit cannot take part in RM (dilation, auto_pad, non-square stride), or null.</param>
 internal sealed record ConvUnit(NodeProto Conv, NodeProto? BatchNorm, string Input, string Output, Func<FusedConv> Fuse, string? Problem, NodeProto? Pad = null)
 {
+    /// <summary>The weight's dimensions [out, in / groups, kh, kw], known without reading the weights.</summary>
+    public required long[] WeightDims { get; init; }
+
+    /// <summary>Stride, padding (all zeros where it is not known) and groups, known without reading the weights.</summary>
+    public required (int Stride, Padding2d Padding, int Groups) Geometry { get; init; }
+
     // Read on first use: a pass reads the weights of the units it rewrites only, not of every conv of a graph that
     // may hold gigabytes of them (a dense plain network written by an earlier pass).
     readonly Lazy<FusedConv> fused = new(Fuse);
@@ -65,7 +71,10 @@ internal static class ConvNodes
                 }
                 return new FusedConv(weights.ToFloat64(), geometry.stride, geometry.padding, geometry.groups);
             }
-            var unit = new ConvUnit(conv, bn, input, bn?.Output[0] ?? conv.Output[0], Fuse, problem, padding is null ? null : pad?.Node);
+            var unit = new ConvUnit(conv, bn, input, bn?.Output[0] ?? conv.Output[0], Fuse, problem, padding is null ? null : pad?.Node)
+            {
+                WeightDims = w.Dims.ToArray(), Geometry = geometry,
+            };
             units[unit.Output] = unit;
         }
         return units;

@@ -80,6 +80,9 @@ internal static class GraphCarryRm
                     pool = p;
                 }
                 string name = OnnxGraph.NodeName(add);
+                // The block's weights are first read here (a block's units belong to it alone), and what is computed from them
+                // ends with this scope once written as initializers: an IResNet-100's float64 kernels are gigabytes.
+                using var blockScope = TorchSharp.torch.NewDisposeScope();
                 string? reason = Check(ops, projection, sizes.TryGetValue(x, out var size) ? size : null, pool is null ? 1 : GraphRm.PoolWindow(pool)!.Value)
                     ?? (pool is null ? null : GraphRm.PoolProblem(GraphRm.PoolWindow(pool)!.Value, sizes.TryGetValue(x, out var fixedSize) ? fixedSize : null));
                 var convCount = ops.Count(o => o.Conv is not null);

@@ -104,10 +104,12 @@ internal static class GraphLinearFold
         {
             if (!units.TryGetValue(second.Input, out var first) || first.BatchNorm is not null || first.Pad is not null || first.Problem is not null) continue;
             if (removed.Contains(first.Conv) || removed.Contains(second.Conv) || !g.HasSingleUse(first.Output)) continue;
+            // Decided on shapes alone: the weights are read (as float64) only for a pair that merges, not for every candidate.
+            var (da, db) = (first.WeightDims, second.WeightDims);
+            if (db[2] != 1 || db[3] != 1 || second.Geometry.Stride != 1 || second.Geometry.Padding != Padding2d.All(0) || second.Geometry.Groups != 1 || first.Geometry.Groups != 1) continue;
+            if (!LinearConvMerge.Pays(da[0], da[1], da[2], da[3], 1, db[0])) continue;
             var a = first.Fused;
             var b = second.Fused;
-            if (b.KernelH != 1 || b.KernelW != 1 || b.Stride != 1 || b.Padding != Padding2d.All(0) || b.Groups != 1 || a.Groups != 1) continue;
-            if (!LinearConvMerge.Pays(a.OutChannels, a.InChannels, a.KernelH, a.KernelW, a.Groups, b.OutChannels)) continue;
             var (w, bias) = LinearConvMerge.Merge(a.Weights.Weight, a.Weights.BiasOrZeros(), b.Weights.Weight, b.Weights.BiasOrZeros());
             var layer = new ConvLayer(w.to_type(ScalarType.Float32), bias.to_type(ScalarType.Float32), a.Stride, a.Stride, a.Padding, 1);
             string name = OnnxGraph.NodeName(first.Conv);
