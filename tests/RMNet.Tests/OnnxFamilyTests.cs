@@ -74,6 +74,30 @@ public class OnnxFamilyTests(ITestOutputHelper output)
         Assert.True(vsOriginal.Passed, $"{vsOriginal.MaxRelError}");
     }
 
+    /// <summary>
+    /// PyTorch's exports of the detector fixtures in training form: each YOLOv7 RepConv and YOLOv6 RepVGGBlock sum becomes
+    /// one conv (the branch-merge pass), the rest of the detector (SiLU gates, the head's Concat) stays; held to PyTorch.
+    /// </summary>
+    [Theory]
+    [InlineData("yolov7_repconv", 4, 6)]
+    [InlineData("yolov6_repvgg", 5, 0)]
+    public void DetectorExportsGetTheirBranchesMergedAndEqualPyTorch(string name, int merged, int gates)
+    {
+        string input = Fixture.Path_($"onnx/{name}_opset13.onnx");
+        var result = OnnxConversion.Convert(input, inputSize: 32);
+        Assert.Equal(merged, result.MergedBranches);
+        Assert.Equal(0, result.JoinsRemaining);
+        Assert.Equal(gates, result.Joins.Count(j => j.Kind == "gate"));
+        using var dir = Fixture.Temp();
+        string path = dir.File("deploy.onnx");
+        OnnxModelFile.Save(result.Model, path);
+        using var ort = new OnnxRuntimeRunner(path);
+        var io = Fixture.Io(name);
+        var vsPyTorch = Equivalence.Measure(io["output"], ort.Run(io["input"]), 1e-4);
+        output.WriteLine($"{name}: {merged} sums merged; vs PyTorch rel {vsPyTorch.MaxRelError:E2}");
+        Assert.True(vsPyTorch.Passed, $"{vsPyTorch.MaxRelError}");
+    }
+
     static long SlopesOfOne(global::Onnx.ModelProto model)
     {
         var g = new OnnxGraph(model.Graph, "m");
