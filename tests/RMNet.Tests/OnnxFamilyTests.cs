@@ -26,15 +26,11 @@ public class OnnxFamilyTests(ITestOutputHelper output)
         Assert.Equal(blocks, result.Blocks.Count);
         Assert.All(result.Blocks, b => Assert.True(b.Plain, $"{b.Name}: {b.Reason}"));
         using var dir = Fixture.Temp();
-        string path = dir.File("plain.onnx");
-        OnnxModelFile.Save(result.Model, path);
+        var (path, vsPyTorch) = AgainstPyTorch(result.Model, name, dir);
         var g = new OnnxGraph(OnnxModelFile.Load(path).Graph, path);
         // No addition of two computed tensors remains (a bias Add of a MatMul classifier would read an initializer).
         Assert.DoesNotContain(g.Graph.Node, n => n.OpType is "Add" or "Sum" && n.Input.All(i => g.Producers.ContainsKey(i)));
         var vsOriginal = Verifier.Verify(input, path, new VerifyOptions(Samples: 2, InputSize: size));
-        using var ort = new OnnxRuntimeRunner(path);
-        var io = Fixture.Io(name);
-        var vsPyTorch = Equivalence.Measure(io["output"], ort.Run(io["input"]), 1e-4);
         output.WriteLine($"{name}: {blocks} blocks plain; vs original graph rel {vsOriginal.MaxRelError:E2}, vs PyTorch rel {vsPyTorch.MaxRelError:E2}");
         Assert.True(vsOriginal.Passed, $"{vsOriginal.MaxRelError}");
         Assert.True(vsPyTorch.Passed, $"{vsPyTorch.MaxRelError}");
@@ -63,11 +59,7 @@ public class OnnxFamilyTests(ITestOutputHelper output)
         // Twice the carried channels: the split network is larger.
         Assert.True(split.Output!.Parameters > prelu.Output!.Parameters, $"{split.Output.Parameters} vs {prelu.Output.Parameters}");
         using var dir = Fixture.Temp();
-        string path = dir.File("split.onnx");
-        OnnxModelFile.Save(split.Model, path);
-        using var ort = new OnnxRuntimeRunner(path);
-        var io = Fixture.Io(name);
-        var vsPyTorch = Equivalence.Measure(io["output"], ort.Run(io["input"]), 1e-4);
+        var (path, vsPyTorch) = AgainstPyTorch(split.Model, name, dir);
         var vsOriginal = Verifier.Verify(input, path, new VerifyOptions(Samples: 2, InputSize: size));
         output.WriteLine($"{name} split: {split.Output.Parameters} parameters (prelu mode {prelu.Output.Parameters}); vs PyTorch rel {vsPyTorch.MaxRelError:E2}, vs original {vsOriginal.MaxRelError:E2}");
         Assert.True(vsPyTorch.Passed, $"{vsPyTorch.MaxRelError}");
@@ -89,13 +81,19 @@ public class OnnxFamilyTests(ITestOutputHelper output)
         Assert.Equal(0, result.JoinsRemaining);
         Assert.Equal(gates, result.Joins.Count(j => j.Kind == "gate"));
         using var dir = Fixture.Temp();
-        string path = dir.File("deploy.onnx");
-        OnnxModelFile.Save(result.Model, path);
-        using var ort = new OnnxRuntimeRunner(path);
-        var io = Fixture.Io(name);
-        var vsPyTorch = Equivalence.Measure(io["output"], ort.Run(io["input"]), 1e-4);
+        var (_, vsPyTorch) = AgainstPyTorch(result.Model, name, dir);
         output.WriteLine($"{name}: {merged} sums merged; vs PyTorch rel {vsPyTorch.MaxRelError:E2}");
         Assert.True(vsPyTorch.Passed, $"{vsPyTorch.MaxRelError}");
+    }
+
+    /// <summary>The converted model written to <paramref name="dir"/> and run in ONNX Runtime on the fixture's input, against PyTorch's output.</summary>
+    static (string Path, VerificationReport VsPyTorch) AgainstPyTorch(global::Onnx.ModelProto model, string name, TempDir dir)
+    {
+        string path = dir.File("converted.onnx");
+        OnnxModelFile.Save(model, path);
+        using var ort = new OnnxRuntimeRunner(path);
+        var io = Fixture.Io(name);
+        return (path, Equivalence.Measure(io["output"], ort.Run(io["input"]), 1e-4));
     }
 
     static long SlopesOfOne(global::Onnx.ModelProto model)

@@ -33,6 +33,5 @@ internal static class CifarPreActResNet
     }
 
     /// <summary>Stages <c>layer1</c> ... <c>layer4</c>.</summary>
-    public static LoweredLayout Layout(PreActResNetSpec spec) =>
-        LoweredLayout.Of(Enumerable.Range(0, 4).Select(s => spec.Blocks.Count(b => b.Stage == s)).Where(n => n > 0).ToList(), i => $"layer{i + 1}");
+    public static LoweredLayout Layout(PreActResNetSpec spec) => LoweredLayout.Layers(spec.Blocks.Select(b => b.Stage).ToList());
 }

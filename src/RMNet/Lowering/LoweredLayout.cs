@@ -13,6 +13,10 @@ internal sealed record LoweredLayout(IReadOnlyList<string> StagePrefixes, int Bl
     public static LoweredLayout Of(IReadOnlyList<int> depths, Func<int, string> stage, int extraBlocks = 0) =>
         new(depths.Select((_, i) => stage(i)).ToList(), depths.Sum() + extraBlocks);
 
+    /// <summary>torchvision's stage names <c>layer1</c>, <c>layer2</c>, ... for blocks in stages <paramref name="blockStages"/> (0-based, one per block).</summary>
+    public static LoweredLayout Layers(IReadOnlyList<int> blockStages) =>
+        new(blockStages.Distinct().Order().Select(s => $"layer{s + 1}").ToList(), blockStages.Count);
+
     /// <summary>
     /// The stage of each of <paramref name="nodes"/> (names, in network order): the prefix that starts its name (followed by
     /// '.'), else the stage of the node before it, <c>stem</c> before the first stage and <c>head</c> after the last.

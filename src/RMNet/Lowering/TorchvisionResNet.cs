@@ -55,5 +55,5 @@ internal static class TorchvisionResNet
     }
 
     /// <summary>Stages <c>layer1</c> ... and their blocks.</summary>
-    public static LoweredLayout Layout(ResNetSpec spec) => LoweredLayout.Of(spec.Layers, i => $"layer{i + 1}");
+    public static LoweredLayout Layout(ResNetSpec spec) => LoweredLayout.Layers(spec.Blocks().Select(b => b.Stage).ToList());
 }
