@@ -11,6 +11,13 @@ namespace RMNet.Onnx;
 /// A kxk conv with "same" padding and smaller odd kernels whose windows share its centre (1x1 convs without padding,
 /// ACNet's kx1 and 1xk convs padded by k/2 along their long side), the same stride and groups. This turns a
 /// train-time RepVGG export into its deploy form; the math is <see cref="BranchFusion"/>'s, float64.
+/// Conditions: every term reads the same value; the convs' weights (and BNs) are constants; kernels, padding and
+/// stride fit as above; the sum's terms are read by nothing else.
+/// <code>
+///   x --Conv3x3+BN--+                                x --Conv3x3 (W3 + pad(W1) + I, b3 + b1 + bI)--> y
+///   x --Conv1x1+BN--+--Add--Add--> y     becomes
+///   x --BN----------+
+/// </code>
 /// </summary>
 internal static class GraphBranchMerge
 {

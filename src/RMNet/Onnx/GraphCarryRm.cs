@@ -26,6 +26,10 @@ namespace RMNet.Onnx;
 /// between each two convs (SE-ResNet) is made by ResNet's own block transform (<see cref="Rm.ResidualChainRm"/>,
 /// grouped or dense middle convs); SE then gates the branch channels and a 1x1
 /// conv adds the shortcut.
+/// <code>
+///   x --BN--Relu--Conv+BN--PRelu--Conv--+                   x --Conv1x1 [x ; BN(x)]--PRelu(1 | 0)--Conv [x ; conv1]--PRelu(1 | a)--Conv [conv2 + x]--> y
+///   x ----------------------------------+--Add--> y   becomes
+/// </code>
 /// </summary>
 internal static class GraphCarryRm
 {

@@ -19,6 +19,11 @@ namespace RMNet.Onnx;
 ///   output feeds only the second; the second is 1x1, stride 1, unpadded, one group.</item>
 /// </list>
 /// Every input goes through this pass, so a checkpoint and its export get the same decisions.
+/// <code>
+///   Conv(W, b) --BN(s, t)-->        becomes   Conv(s W, s b + t)
+///   Gemm(W, c) --BN(s, t)-->        becomes   Gemm(s W, s c + t)
+///   Conv(Wa, ba) --Conv1x1(Wb, bb)-->  becomes   Conv(Wb Wa, Wb ba + bb)   (where it pays)
+/// </code>
 /// </summary>
 internal static class GraphLinearFold
 {

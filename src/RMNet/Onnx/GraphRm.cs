@@ -57,6 +57,12 @@ internal sealed record GraphRmResult(ModelProto Model, IReadOnlyList<GraphBlockR
 /// block whose input is provably non-negative (the output of a Relu, possibly through MaxPool) with plain
 /// Conv/Relu nodes (<see cref="ResidualChainRm"/>). Blocks that cannot be made exactly plain are kept and
 /// reported with the reason. Every other node is kept as it is.
+/// <code>
+///   x --Conv+BN--Relu--Conv+BN--+                     x --Conv [x ; conv1(x)]--Relu--Conv [conv2(.) + x]--Relu--> y
+///   x --------------------------+--Add--Relu--> y     becomes
+/// </code>
+/// (Three-conv blocks reserve through the middle conv too, grouped or dense; a projection shortcut's 1x1 conv is
+/// added into the last conv at its centre tap.)
 /// </summary>
 internal static class GraphRm
 {
