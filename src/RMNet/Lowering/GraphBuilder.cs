@@ -25,17 +25,19 @@ internal sealed class GraphBuilder(StateDict sd)
     public string Input => OnnxExporter.InputName;
 
     /// <summary>conv then BN (<paramref name="bn"/> the BN module's prefix) as one Conv with bias; returns its output.</summary>
-    public string ConvBn(string x, string conv, string bn, int stride, int groups = 1, double eps = 1e-5)
+    /// <remarks><paramref name="kernel"/>: the square kernel the family's module has there (a 1x1 branch), where the lowering knows it.</remarks>
+    public string ConvBn(string x, string conv, string bn, int stride, int groups = 1, double eps = 1e-5, long? kernel = null)
     {
         // The float64 fold is freed here, not by the finalizer: an IResNet-100's is half a gigabyte.
         using var scope = TorchSharp.torch.NewDisposeScope();
-        return Conv(x, conv, WithBatchNorm(ReadConv(conv), bn, eps), stride, groups);
+        return Conv(x, conv, WithBatchNorm(ReadConv(conv, kernel), bn, eps), stride, groups);
     }
 
-    /// <summary>The weight of the conv module <paramref name="conv"/>, and its bias where it has one.</summary>
-    public ConvWeights ReadConv(string conv)
+    /// <summary>The weight of the conv module <paramref name="conv"/>, and its bias where it has one; refused where its kernel is not <paramref name="kernel"/> x <paramref name="kernel"/> (where given).</summary>
+    public ConvWeights ReadConv(string conv, long? kernel = null)
     {
         var weight = Read(conv + ".weight", 4);
+        if (kernel is long k && (weight.shape[2] != k || weight.shape[3] != k)) throw Shape(conv + ".weight", weight, $"[out, in/groups, {k}, {k}]");
         return new ConvWeights(weight, sd.ContainsKey(conv + ".bias") ? Read(conv + ".bias", weight.shape[0]) : null);
     }
 
@@ -63,6 +65,8 @@ internal sealed class GraphBuilder(StateDict sd)
     {
         var w = weights.Weight;
         if (w.dim() != 4) throw Shape($"{name}.weight", w, "[out, in/groups, kh, kw]");
+        // Every conv a lowering writes pads by k/2 to keep the size: an even kernel would change it and break the sum after it.
+        if (w.shape[2] % 2 == 0 || w.shape[3] % 2 == 0) throw Shape($"{name}.weight", w, "[out, in/groups, kh, kw] with kh and kw odd");
         long inChannels = w.shape[1] * groups;
         if (_channels.TryGetValue(x, out long c) ? c != inChannels : x != Input)
             throw Shape($"{name}.weight", w, $"[out, {c / Math.Max(groups, 1)}, kh, kw] for its {c}-channel input{(groups > 1 ? $" in {groups} groups" : "")}");
@@ -113,6 +117,7 @@ internal sealed class GraphBuilder(StateDict sd)
     public string EfficientChannelAttention(string x, string eca, long channels)
     {
         var w = Read($"{eca}.conv.weight");
+        if (w.dim() != 3 || w.shape[0] != 1 || w.shape[1] != 1) throw Shape($"{eca}.conv.weight", w, "[1, 1, k] (a 1-d conv across the channels)");
         if (w.numel() % 2 == 0) throw new ModelInputException(sd.Source, $"'{eca}.conv.weight' has an even kernel ({w.numel()}); ECA's is odd");
         var (fc1, fc2) = ChannelConvGate.AsSqueezeExcite(w, channels);
         if (_channels.TryGetValue(x, out long c) && c != channels) throw Shape($"{eca}.conv.weight", w, $"a gate of {c} channels, not {channels}");

@@ -26,8 +26,8 @@ internal static class OfficialRepVgg
             }
             var terms = new List<string>
             {
-                g.ConvBn(x, $"{p}.rbr_dense.conv", $"{p}.rbr_dense.bn", b.Stride, b.Groups),
-                g.ConvBn(x, $"{p}.rbr_1x1.conv", $"{p}.rbr_1x1.bn", b.Stride, b.Groups),
+                g.ConvBn(x, $"{p}.rbr_dense.conv", $"{p}.rbr_dense.bn", b.Stride, b.Groups, kernel: 3),
+                g.ConvBn(x, $"{p}.rbr_1x1.conv", $"{p}.rbr_1x1.bn", b.Stride, b.Groups, kernel: 1),
             };
             if (b.HasIdentity) terms.Add(g.BatchNorm(x, $"{p}.rbr_identity"));
             x = g.Relu(g.SumAll(terms, $"{p}.add"), $"{p}.nonlinearity");

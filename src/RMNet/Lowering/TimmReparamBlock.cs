@@ -50,7 +50,8 @@ internal static class TimmReparamBlock
         int groups = checked((int)(channels / Math.Max(kernel.shape[1], 1)));
         channels = kernel.shape[0];
         if (deployed) return g.Relu(g.Conv(x, $"{p}.reparam_conv", g.ReadConv($"{p}.reparam_conv"), stride, groups), $"{p}.act");
-        var terms = branches.Select(b => g.ConvBn(x, $"{p}.{b}.conv", $"{p}.{b}.bn", stride, groups, eps)).ToList();
+        // The 1x1 branches must be 1x1 (a wider kernel would load into nothing of the family's).
+        var terms = branches.Select(b => g.ConvBn(x, $"{p}.{b}.conv", $"{p}.{b}.bn", stride, groups, eps, b is "conv_1x1" or "conv_scale" ? 1 : null)).ToList();
         if (sd.ContainsKey($"{p}.identity.running_var"))
         {
             if (stride != 1) throw new ModelInputException(sd.Source, $"'{p}.identity' in a block of stride 2: the family's strides do not fit this checkpoint");
