@@ -109,21 +109,28 @@ internal sealed class GraphBuilder(StateDict sd)
     }
 
     /// <summary>
-    /// timm's ECA gate (<c>conv</c>: a 1-d conv of odd kernel k across the channels of the mean, zero-padded, no bias;
-    /// then a sigmoid) written as an SE gate, so that the passes treat it as one: the 1-d conv is the banded C x C matrix
-    /// W (W[i, j] = w[j - i + k/2]), and a = W m becomes relu(a) - relu(-a), exactly a, with fc1 = [W; -W] and
-    /// fc2 = [I, -I]: ReduceMean, fc1, ReLU, fc2, Sigmoid, Mul, as for <see cref="SqueezeExcite"/>.
+    /// timm's ECA gate (<c>conv</c>: a 1-d conv of odd kernel k across the channels of the mean, zero-padded by k/2, no
+    /// bias; then a sigmoid) as PyTorch exports it: ReduceMean over H and W, Reshape to [N, 1, C], the 1-d Conv,
+    /// Sigmoid, Reshape to [N, C, 1, 1], Mul. The ECA pass (<see cref="Onnx.EcaGates"/>) rewrites it into an SE gate for
+    /// the carry pass, as it does the export's; the original keeps the family's own k weights.
     /// </summary>
     public string EfficientChannelAttention(string x, string eca, long channels)
     {
         var w = Read($"{eca}.conv.weight");
         if (w.dim() != 3 || w.shape[0] != 1 || w.shape[1] != 1) throw Shape($"{eca}.conv.weight", w, "[1, 1, k] (a 1-d conv across the channels)");
-        if (w.numel() % 2 == 0) throw new ModelInputException(sd.Source, $"'{eca}.conv.weight' has an even kernel ({w.numel()}); ECA's is odd");
-        var (fc1, fc2) = ChannelConvGate.AsSqueezeExcite(w, channels);
+        long k = w.shape[2];
+        if (k % 2 == 0) throw new ModelInputException(sd.Source, $"'{eca}.conv.weight' has an even kernel ({k}); ECA's is odd");
         if (_channels.TryGetValue(x, out long c) && c != channels) throw Shape($"{eca}.conv.weight", w, $"a gate of {c} channels, not {channels}");
-        string mean = Same(x, Add(OnnxNodes.Unary("ReduceMean", $"{eca}.mean", x, $"{eca}.mean", OnnxNodes.Ints("axes", 2, 3), OnnxNodes.Int("keepdims", 1))));
-        string split = Relu(Conv(mean, $"{eca}.conv_signs", new ConvWeights(fc1, null), 1), $"{eca}.conv_relu");
-        string gate = Add(OnnxNodes.Unary("Sigmoid", $"{eca}.gate", Conv(split, $"{eca}.conv", new ConvWeights(fc2, null), 1), $"{eca}.gate"));
+        string mean = Add(OnnxNodes.Unary("ReduceMean", $"{eca}.mean", x, $"{eca}.mean", OnnxNodes.Ints("axes", 2, 3), OnnxNodes.Int("keepdims", 0)));
+        string row = Add(new NodeProto { Name = $"{eca}.row", OpType = "Reshape", Input = { mean, ShapeConstant($"{eca}.row_shape", -1, 1, channels) }, Output = { $"{eca}.row" } });
+        var conv = new NodeProto { Name = $"{eca}.conv", OpType = "Conv", Input = { row, Initializer($"{eca}.conv.weight", w) }, Output = { $"{eca}.conv" } };
+        conv.Attribute.Add(OnnxNodes.Ints("kernel_shape", k));
+        conv.Attribute.Add(OnnxNodes.Ints("pads", k / 2, k / 2));
+        conv.Attribute.Add(OnnxNodes.Ints("strides", 1));
+        conv.Attribute.Add(OnnxNodes.Ints("dilations", 1));
+        conv.Attribute.Add(OnnxNodes.Int("group", 1));
+        string sigmoid = Add(OnnxNodes.Unary("Sigmoid", $"{eca}.gate", Add(conv), $"{eca}.gate"));
+        string gate = Add(new NodeProto { Name = $"{eca}.column", OpType = "Reshape", Input = { sigmoid, ShapeConstant($"{eca}.column_shape", -1, channels, 1, 1) }, Output = { $"{eca}.column" } });
         return Same(x, Add(new NodeProto { Name = $"{eca}.excite", OpType = "Mul", Input = { x, gate }, Output = { $"{eca}.excite" } }));
     }
 
@@ -234,6 +241,13 @@ internal sealed class GraphBuilder(StateDict sd)
     {
         _graph.Node.Add(node);
         return node.Output[0];
+    }
+
+    /// <summary>An int64 initializer holding <paramref name="dims"/>: a Reshape's target shape.</summary>
+    string ShapeConstant(string name, params long[] dims)
+    {
+        _initializers.Add(OnnxTensors.FromTensor(name, TorchSharp.torch.tensor(dims)));
+        return name;
     }
 
     string Initializer(string name, Tensor value)
