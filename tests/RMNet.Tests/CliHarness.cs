@@ -28,10 +28,10 @@ public static class CliHarness
         return root;
     }
 
-    /// <summary><c>rmnet inspect input --json --quiet</c>: asserts success, returns the JSON report.</summary>
-    public static JsonElement Inspect(string input)
+    /// <summary><c>rmnet inspect input --json --quiet</c> (plus <paramref name="extra"/>): asserts success, returns the JSON report.</summary>
+    public static JsonElement Inspect(string input, params string[] extra)
     {
-        var (code, stdout, stderr) = Rmnet("inspect", input, "--json", "--quiet");
+        var (code, stdout, stderr) = Rmnet(new[] { "inspect", input, "--json", "--quiet" }.Concat(extra).ToArray());
         Assert.True(code == 0, stderr);
         return JsonDocument.Parse(stdout).RootElement;
     }

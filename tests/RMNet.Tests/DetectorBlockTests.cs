@@ -112,11 +112,36 @@ public class DetectorBlockTests(ITestOutputHelper output)
         Assert.Equal("detector-blocks", json.GetProperty("family").GetString());
         Assert.Equal("multi-branch", json.GetProperty("form").GetString());
         Assert.Equal("float16", json.GetProperty("weights_dtype").GetString());
-        Assert.Equal("model", json.GetProperty("weights_key").GetString());
+        Assert.Equal("ema", json.GetProperty("weights_key").GetString());   // 'model' and 'ema': the one YOLO deploys
         var blocks = json.GetProperty("blocks").EnumerateArray().ToList();
         Assert.Equal(new[] { "model.1", "model.2", "model.4", "model.5" }, blocks.Select(b => b.GetProperty("name").GetString()));
         Assert.Equal(new[] { false, true, false, true }, blocks.Select(b => b.GetProperty("identity").GetBoolean()));
         Assert.Equal(18, json.GetProperty("other_tensors").GetInt32());
+    }
+
+    /// <summary>
+    /// YOLO's training checkpoints keep the trained weights under 'model' and the averaged ones they deploy under 'ema'
+    /// (their loaders read `ckpt.get('ema') or ckpt['model']`): rmnet reads 'ema' too, 'model' once 'ema' is stripped
+    /// (None), and --weights-key picks either.
+    /// </summary>
+    [Theory]
+    [InlineData("yolov7_repconv_ema.pt", null, "ema")]
+    [InlineData("yolov7_repconv_ema.pt", "model", "model")]
+    [InlineData("yolov7_repconv_stripped.pt", null, "model")]
+    public void ATrainingCheckpointsEmaIsWhatIsRead(string file, string? weightsKey, string read)
+    {
+        var json = weightsKey is null ? CliHarness.Inspect(Fixture.Path_(file)) : CliHarness.Inspect(Fixture.Path_(file), "--weights-key", weightsKey);
+        Assert.Equal(read, json.GetProperty("weights_key").GetString());
+        using var dir = Fixture.Temp();
+        var args = new List<string> { "convert", Fixture.Path_(file), "-o", dir.File("deploy.pth") };
+        if (weightsKey is not null) args.AddRange(new[] { "--weights-key", weightsKey });
+        var (code, _, stderr) = CliHarness.Rmnet(args.ToArray());
+        Assert.True(code == 0, stderr);
+        Assert.Contains($"weights read from '{read}'", stderr);
+        // The two copies differ: what was read is what was fused.
+        using var fused = IO.CheckpointReader.Read(dir.File("deploy.pth"));
+        using var source = IO.CheckpointReader.Read(Fixture.Path_(file), read);
+        Assert.True(fused["0.conv.weight"].eq(source["0.conv.weight"]).all().item<bool>());   // the reader removes the prefix 'model.' of both
     }
 
     [Fact]
