@@ -290,6 +290,23 @@ public class LoweringTests(ITestOutputHelper output)
         Assert.Contains("write it as .onnx", e.Message);
     }
 
+    /// <summary>
+    /// inspect names a lowered checkpoint's form as the official RepVGG's is named: a re-parameterisable family in
+    /// training form is multi-branch, in deploy form plain; a ResNet-D residual. Its classes are its classifier's outputs.
+    /// </summary>
+    [Theory]
+    [InlineData("timm_repvgg_narrow.pth", "multi-branch", 5)]
+    [InlineData("timm_mobileone_narrow.pth", "multi-branch", 5)]
+    [InlineData("timm_mobileone_narrow_deploy.pth", "plain", 5)]
+    [InlineData("dbb_mobilenet_narrow.pth", "multi-branch", 5)]
+    [InlineData("timm_resnet_d_basic_narrow.pth", "residual", 5)]
+    public void InspectNamesALoweredCheckpointsForm(string file, string form, int classes)
+    {
+        var json = CliHarness.Inspect(Fixture.Path_(file));
+        Assert.Equal(form, json.GetProperty("form").GetString());
+        Assert.Equal(classes, json.GetProperty("num_classes").GetInt32());
+    }
+
     public static IEnumerable<object[]> BrokenCheckpoints() => new[]
     {
         new object[] { "regnet_x_narrow.pth", "trunk_output.block2.block2-0.f.b.1.running_var", new long[] { 7 }, float.NaN,

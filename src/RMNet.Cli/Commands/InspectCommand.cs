@@ -58,11 +58,15 @@ internal static class InspectCommand
         if (format == FileFormat.Onnx || lowered is not null)
         {
             // The structure alone: no weight of external data is read and nothing is converted.
-            var s = lowered is null ? OnnxSummary.Read(path, size) : OnnxSummary.Of(lowered.Lower(), path, size);
-            lowered?.Dispose();
+            var graph = lowered?.Lower();
+            var s = graph is null ? OnnxSummary.Read(path, size) : OnnxSummary.Of(graph, path, size);
             int residual = s.Residuals.Count, gates = s.Gates.Count;
-            result = new Result(path, lowered is null ? "onnx" : format == FileFormat.Safetensors ? "safetensors" : "pytorch", residual > 0 ? "residual" : "plain",
-                lowered?.Description, null, null, CostReport.Of(s, FileFormats.ModelBytes(path)),
+            // A lowered checkpoint's classes are its classifier's outputs; a re-parameterisable family's joins are branch sums.
+            int? classes = graph?.Graph.Output[0].Type.TensorType.Shape.Dim is { Count: 2 } dims ? (int)dims[1].DimValue : null;
+            string form = residual == 0 ? "plain" : lowered is { MultiBranch: true } ? "multi-branch" : "residual";
+            lowered?.Dispose();
+            result = new Result(path, lowered is null ? "onnx" : format == FileFormat.Safetensors ? "safetensors" : "pytorch", form,
+                lowered?.Description, classes, null, CostReport.Of(s, FileFormats.ModelBytes(path)),
                 s.OpCounts.Values.Sum(), s.OpCounts, lowered is null ? s.Opset : null, lowered is null ? s.Producer : null, JoinsFound: residual, Joins: s.Joins,
                 UncountedConvs: s.UncountedConvs > 0 ? s.UncountedConvs : null) { WeightsDtype = dtype };
             ctx.Document(result);

@@ -13,6 +13,9 @@ namespace RMNet.Lowering;
 /// <param name="BnEps">The BatchNorms' epsilon, which a state dict does not hold: the family's default unless the user gave one.</param>
 internal sealed record LoweredCheckpoint(StateDict Weights, string Description, Func<StateDict, double, ModelProto> LowerWeights, LoweredLayout Layout, double BnEps = 1e-5) : IDisposable
 {
+    /// <summary>A re-parameterisable family (RepVGG, MobileOne, ACNet, DBB): its joins are sums of parallel branches, which fuse, not residual blocks.</summary>
+    public bool MultiBranch { get; init; }
+
     /// <summary>A fresh graph of the network (the passes rewrite the one they get in place).</summary>
     public ModelProto Lower() => LowerWeights(Weights, BnEps);
 
@@ -36,9 +39,9 @@ internal static class CheckpointLowerings
             : HuggingFaceResNet.Matches(sd) ? new LoweredCheckpoint(sd, HuggingFaceResNet.Describe(sd), HuggingFaceResNet.Lower, HuggingFaceResNet.Layout(sd))
             : TorchvisionRegNet.Matches(sd) ? new LoweredCheckpoint(sd, TorchvisionRegNet.Describe(sd), TorchvisionRegNet.Lower, TorchvisionRegNet.Layout(sd))
             // Before RepVGG: a MobileOne in deploy form has RepVGG's names, with 1x1 pointwise blocks.
-            : TimmMobileOne.Matches(sd) ? new LoweredCheckpoint(sd, TimmMobileOne.Describe(sd), TimmMobileOne.Lower, TimmMobileOne.Layout(sd))
-            : TimmRepVgg.Matches(sd) ? new LoweredCheckpoint(sd, TimmRepVgg.Describe(sd), TimmRepVgg.Lower, TimmRepVgg.Layout(sd))
-            : DbbMobileNet.Matches(sd) ? new LoweredCheckpoint(sd, DbbMobileNet.Describe(sd), DbbMobileNet.Lower, DbbMobileNet.Layout(sd))
+            : TimmMobileOne.Matches(sd) ? new LoweredCheckpoint(sd, TimmMobileOne.Describe(sd), TimmMobileOne.Lower, TimmMobileOne.Layout(sd)) { MultiBranch = true }
+            : TimmRepVgg.Matches(sd) ? new LoweredCheckpoint(sd, TimmRepVgg.Describe(sd), TimmRepVgg.Lower, TimmRepVgg.Layout(sd)) { MultiBranch = true }
+            : DbbMobileNet.Matches(sd) ? new LoweredCheckpoint(sd, DbbMobileNet.Describe(sd), DbbMobileNet.Lower, DbbMobileNet.Layout(sd)) { MultiBranch = true }
             : null;
         if (found is null)
             return bnEps is null ? null
