@@ -192,6 +192,10 @@ public class LoweringTests(ITestOutputHelper output)
         double whole = Error();
         output.WriteLine($"whole module, no --bn-eps: rel {whole:E2}");
         Assert.True(whole <= 1e-5, $"{whole}");
+        // There the saved values win over --bn-eps, and the run says so.
+        var (savedCode, _, savedLog) = CliHarness.Rmnet("convert", checkpoint, "-o", dir.File("saved.onnx"), "--bn-eps", "1e-5");
+        Assert.Equal(0, savedCode);
+        Assert.Contains("BatchNorm eps as the whole module saved them (1.00E-03), not --bn-eps 1.00E-05", savedLog);
         // A family with its own transform converts with 1e-5: a whole module saved with another eps is refused, not converted wrongly.
         var (wrongEps, _, epsError) = CliHarness.Rmnet("convert", Fixture.Path_("resnet_bn_eps_1e-3_whole.pth"), "-o", dir.File("r.onnx"));
         Assert.Equal(ExitCodes.BadInput, wrongEps);

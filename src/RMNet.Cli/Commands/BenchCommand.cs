@@ -56,7 +56,7 @@ internal static class BenchCommand
                 sd.Dispose();
                 throw new ModelInputException(file, "a detector's checkpoint: rmnet converts only its re-parameterisable blocks and cannot run the detector to measure it");
             }
-            return RMNet.Lowering.CheckpointLowerings.Find(sd, bnEps) is { } lowered ? new Checkpoint(null, lowered) : new Checkpoint(CheckpointLoading.FromStateDict(ctx, sd), null);
+            return CheckpointLoading.Lowered(ctx, sd, bnEps) is { } lowered ? new Checkpoint(null, lowered) : new Checkpoint(CheckpointLoading.FromStateDict(ctx, sd), null);
         }
         if (weightsKey is not null && FileFormats.Detect(path) == FileFormat.Onnx)
             throw new ModelInputException(path, "--weights-key applies to checkpoints; an ONNX model has one set of weights");

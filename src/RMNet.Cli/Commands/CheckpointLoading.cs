@@ -37,6 +37,19 @@ internal static class CheckpointLoading
         bool allowNonFinite = false, RMNet.Rm.NegativeInputMode negative = RMNet.Rm.NegativeInputMode.PRelu) =>
         StopRequest.Abandonable(() => SourceModels.FromStateDict(sd, arch, numClasses, allowNonFinite, negative), ctx.Cancellation);
 
+    /// <summary>
+    /// The lowering of <paramref name="sd"/>'s family, where its names are one (<see cref="RMNet.Lowering.CheckpointLowerings.Find"/>);
+    /// says on stderr when a whole module's saved BatchNorm epsilons win over <paramref name="bnEps"/>, which is then not used.
+    /// </summary>
+    public static RMNet.Lowering.LoweredCheckpoint? Lowered(CliContext ctx, StateDict sd, double? bnEps, bool allowNonFinite = false)
+    {
+        var lowered = RMNet.Lowering.CheckpointLowerings.Find(sd, bnEps, allowNonFinite);
+        if (lowered is not null && bnEps is double eps && sd.SavedBatchNormEps.Count > 0)
+            ctx.Progress.Stage($"{sd.Source}: BatchNorm eps as the whole module saved them ({string.Join(", ", sd.SavedBatchNormEps.Values.Distinct().Select(Format.Sci))}), " +
+                $"not --bn-eps {Format.Sci(eps)}");
+        return lowered;
+    }
+
     /// <summary>E.g. "weights read from 'state_dict' (also in the file: 'state_dict_ema'; --weights-key picks another)"; null where there was no choice.</summary>
     public static string? Note(StateDict sd)
     {

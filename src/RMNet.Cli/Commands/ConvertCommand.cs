@@ -113,7 +113,7 @@ internal static class ConvertCommand
                 return DetectorBlocks.Convert(ctx, input, output, pending, sd, bnEps, verify, givenTolerance, allowNonFinite);
             }
         }
-        if (RMNet.Lowering.CheckpointLowerings.Find(sd, bnEps, allowNonFinite) is { } lowered)
+        if (CheckpointLoading.Lowered(ctx, sd, bnEps, allowNonFinite) is { } lowered)
         {
             using (lowered)
             {

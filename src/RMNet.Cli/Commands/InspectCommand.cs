@@ -54,7 +54,7 @@ internal static class InspectCommand
         if (sd is not null && RMNet.RepBlocks.RepBlockFinder.Matches(sd))
             using (sd)
                 return DetectorBlocks.Inspect(ctx, path, format, sd, dtype);
-        var lowered = sd is null ? null : RMNet.Lowering.CheckpointLowerings.Find(sd, bnEps);
+        var lowered = sd is null ? null : CheckpointLoading.Lowered(ctx, sd, bnEps);
         if (format == FileFormat.Onnx || lowered is not null)
         {
             // The structure alone: no weight of external data is read and nothing is converted.

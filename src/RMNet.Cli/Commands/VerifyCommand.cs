@@ -73,7 +73,7 @@ internal static class VerifyCommand
                 if (sd is not null && RMNet.RepBlocks.RepBlockFinder.Matches(sd))
                     using (sd)
                         return DetectorBlocks.Verify(ctx, orig, conv, sd, p.GetValue(bnEps), bound, p.GetValue(seed));
-                var lowered = sd is null ? null : RMNet.Lowering.CheckpointLowerings.Find(sd, p.GetValue(bnEps), p.GetValue(allowNonFinite));
+                var lowered = sd is null ? null : CheckpointLoading.Lowered(ctx, sd, p.GetValue(bnEps), p.GetValue(allowNonFinite));
                 if (onnxOriginal || lowered is not null)
                 {
                     using var scratch = lowered is null ? null : new TempFolder("lowered");
