@@ -25,6 +25,12 @@ public sealed class ModelRunner : IDisposable
 
     bool _disposed;
 
+    /// <summary>
+    /// The input shape an ONNX model declares (a dimension at or below 0 is dynamic), or null for a module that takes any:
+    /// what a verification must give it (a fixed batch is filled by running batch after batch, a fixed size used as it is).
+    /// </summary>
+    internal int[]? DeclaredInput { get; init; }
+
     /// <summary>A runner for a TorchSharp module.</summary>
     public static ModelRunner ForModule(nn.Module<Tensor, Tensor> module) => new(module.forward, module);
 
@@ -42,8 +48,11 @@ public sealed class ModelRunner : IDisposable
         {
             var ort = new OnnxRuntimeRunner(path, cancellationToken: cancellationToken);
             Func<Tensor, Tensor> run = x => ort.Run(x, cancellationToken);
-            // A batch the model fixes is run whole.
-            return new ModelRunner(ort.InputShape is [> 0, ..] ? run : Verifier.OneImageAtATime(run, cancellationToken), ort);
+            // A batch the model fixes is run that many images at a time.
+            return new ModelRunner(ort.InputShape is [> 0 and var batch, ..] ? InBatchesOf(batch, run, path) : Verifier.OneImageAtATime(run, cancellationToken), ort)
+            {
+                DeclaredInput = ort.InputShape,
+            };
         }
         if (PlainModelFile.IsPlain(path))
         {
@@ -62,6 +71,15 @@ public sealed class ModelRunner : IDisposable
         }
         throw new ModelInputException(path, mismatch!);
     }
+
+    /// <summary><paramref name="run"/> on <paramref name="batch"/> images at a time, the outputs joined (the verifier gives a multiple of it).</summary>
+    static Func<Tensor, Tensor> InBatchesOf(int batch, Func<Tensor, Tensor> run, string path) => x =>
+    {
+        if (x.shape[0] == batch) return run(x);
+        if (x.shape[0] % batch != 0)
+            throw new ModelInputException(path, $"the model fixes a batch of {batch}; {x.shape[0]} images do not fill whole batches");
+        return cat(Enumerable.Range(0, (int)(x.shape[0] / batch)).Select(i => run(x[TensorIndex.Slice(i * batch, (i + 1) * batch)])).ToList(), 0);
+    };
 
     static ModelRunner Stoppable(nn.Module<Tensor, Tensor> module, CancellationToken cancellationToken) =>
         new(Verifier.OneImageAtATime(module.forward, cancellationToken), module);

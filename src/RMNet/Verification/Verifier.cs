@@ -43,10 +43,20 @@ public static class Verifier
         if (options.UserInput is { } user && user.shape[1] != original.InputChannels)
             throw new ModelInputException(options.UserInputSource ?? original.Source,
                 $"the input batch has {user.shape[1]} channels, {original.DisplayName} takes {original.InputChannels}");
+        // A flatten + fc head accepts one size only; so does a converted ONNX that declares one.
+        int? convertedSize = converted.DeclaredInput is [_, _, > 0 and var h, > 0 and var w] ? (h == w ? h : -1) : null;
+        if (convertedSize == -1 || convertedSize is int cs && original.FixedInputSize is int os && cs != os)
+            throw new ModelInputException(original.Source, $"the converted model fixes its input to {string.Join("x", converted.DeclaredInput!.Skip(2))}, " +
+                $"{original.DisplayName} takes {original.FixedInputSize?.ToString() ?? "a square input"}");
+        int size = original.FixedInputSize ?? convertedSize ?? options.InputSize;
+        if (options.UserInput is { } input && (input.dim() != 4 || (original.FixedInputSize ?? convertedSize) is int fixedSize && (input.shape[2] != fixedSize || input.shape[3] != fixedSize)))
+            throw new ModelInputException(options.UserInputSource ?? original.Source,
+                $"the input batch has shape [{string.Join(", ", input.shape)}]; the models take {size}x{size} images");
+        // A batch the converted model fixes is filled: the seeded images are a whole number of its batches.
+        int samples = converted.DeclaredInput is [> 0 and var b, ..] && options.Samples % b != 0 ? (options.Samples / b + 1) * b : options.Samples;
         using var module = original.CreateModule();
-        int size = original.FixedInputSize ?? options.InputSize;   // a flatten + fc head accepts one size only
         var batches = new List<Tensor>();
-        if (options.Samples > 0) batches.Add(Equivalence.SeededInputs(options.Samples, original.InputChannels, size, size, options.Seed));
+        if (samples > 0) batches.Add(Equivalence.SeededInputs(samples, original.InputChannels, size, size, options.Seed));
         var shape = batches.FirstOrDefault()?.shape;   // before Compare adds the user's batch
         return Compare(OneImageAtATime(module.forward, cancellationToken), converted.Run, batches, options, cancellationToken) with { InputShape = shape };
     }
