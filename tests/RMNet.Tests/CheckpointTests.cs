@@ -7,6 +7,24 @@ namespace RMNet.Tests;
 
 public class CheckpointTests
 {
+    /// <summary>
+    /// A checkpoint missing a head tensor is named as missing it, in its own family: the trial found an IResNet without
+    /// 'features.running_var' reported as a CIFAR ResNet with a wrong shape, and a pre-activation net without 'bn.weight'
+    /// as missing 'fc.weight'.
+    /// </summary>
+    [Theory]
+    [InlineData("iresnet18_narrow.pth", "features.running_var")]
+    [InlineData("preact_basic_narrow.pth", "bn.weight")]
+    public void AMissingHeadTensorIsNamedInItsOwnFamily(string fixture, string key)
+    {
+        using var dir = Fixture.Temp();
+        using (var sd = CheckpointReader.Read(Fixture.Path_(fixture)))
+            StateDictFile.Save(dir.File("missing.pth"), sd.Where(kv => kv.Key != key).Select(kv => (kv.Key, kv.Value)));
+        var (code, _, stderr) = CliHarness.Rmnet("convert", dir.File("missing.pth"), "-o", dir.File("plain.onnx"));
+        Assert.Equal(2, code);
+        Assert.Contains($"missing key '{key}'", stderr);
+    }
+
     [Theory]
     [InlineData("basic_narrow_wrapped.pth.tar", "basic_narrow")]   // {'state_dict': {'module.' + key}} with optimizer state
     [InlineData("bottleneck_narrow_model.pt", "bottleneck_narrow")] // {'model': state_dict}

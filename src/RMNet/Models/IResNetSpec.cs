@@ -28,9 +28,12 @@ internal sealed partial record IResNetSpec(int StemWidth, IReadOnlyList<IBasicBl
         ["3,13,30,3"] = "iresnet100", ["6,26,60,6"] = "iresnet200", ["3,128,1024,3"] = "iresnet2060",
     };
 
-    /// <summary>True where the names are IResNet's (stem and block PReLU, BatchNorm1d <c>features</c>).</summary>
+    /// <summary>
+    /// True where the names are IResNet's (stem and block PReLU, <c>fc</c>): recognised by those, so that a missing head tensor
+    /// (the BatchNorm1d <c>features</c>) is then named as missing rather than making the checkpoint another family's.
+    /// </summary>
     public static bool Matches(StateDict sd) =>
-        sd.ContainsKey("prelu.weight") && sd.ContainsKey("features.running_var") && sd.ContainsKey("layer1.0.prelu.weight") && sd.ContainsKey("fc.weight");
+        sd.ContainsKey("prelu.weight") && sd.ContainsKey("layer1.0.prelu.weight") && sd.ContainsKey("fc.weight");
 
     /// <summary>Reads the layout from names and shapes.</summary>
     public static IResNetSpec Detect(StateDict sd)

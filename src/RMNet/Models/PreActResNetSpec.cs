@@ -24,9 +24,9 @@ internal sealed partial record PreActResNetSpec(bool Bottleneck, IReadOnlyList<P
     [GeneratedRegex(@"^layer([1-4])\.(\d+)\.bn1\.weight$")]
     private static partial Regex BlockBn();
 
-    /// <summary>True where the names are those of a pre-activation ResNet (final <c>bn</c>, <c>linear</c>, no stem BN).</summary>
+    /// <summary>True where the names are those of a pre-activation ResNet (<c>linear</c>, a block <c>bn1</c>, no stem BN): a missing final <c>bn</c> is then named as missing.</summary>
     public static bool Matches(StateDict sd) =>
-        sd.ContainsKey("bn.weight") && sd.ContainsKey("linear.weight") && sd.ContainsKey("layer1.0.bn1.weight") && !sd.ContainsKey("bn1.weight");
+        sd.ContainsKey("linear.weight") && sd.ContainsKey("layer1.0.bn1.weight") && !sd.ContainsKey("bn1.weight");
 
     /// <summary>Convs per block.</summary>
     public int ConvsPerBlock => Bottleneck ? 3 : 2;
