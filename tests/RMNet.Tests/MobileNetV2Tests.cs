@@ -14,6 +14,19 @@ public class MobileNetV2Tests(ITestOutputHelper output)
 {
     static MobileNetV2Checkpoint Load() => Assert.IsType<MobileNetV2Checkpoint>(SourceModels.Load(Fixture.Path_("mobilenet_v2_narrow.pth")));
 
+    /// <summary>The plain network's costs come in the original's stages (stem, blocks, head), which add up to the total (the trial found `total` alone).</summary>
+    [Fact]
+    public void ThePlainCostsComeInTheOriginalsStages()
+    {
+        using var ckpt = Load();
+        using var plain = ckpt.ToPlain();
+        var stages = plain.CostByStage(224, 224);
+        Assert.Equal(new[] { "stem", "blocks", "head" }, stages.Select(s => s.Stage).Where(s => s != "total"));
+        Assert.Equal(ckpt.CostByStage(224, 224).Select(s => s.Stage).Where(s => s != "total"), stages.Select(s => s.Stage).Where(s => s != "total"));
+        Assert.Equal(plain.ParameterCount, stages.Where(s => s.Stage != "total").Sum(s => s.Parameters));
+        Assert.Equal(plain.MultiplyAccumulates(224, 224), stages.Where(s => s.Stage != "total").Sum(s => s.Macs));
+    }
+
     [Fact]
     public void PlainMatchesPyTorchInTorchSharpAndOnnxRuntime()
     {

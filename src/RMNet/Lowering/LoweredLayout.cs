@@ -9,6 +9,9 @@ namespace RMNet.Lowering;
 /// <param name="Blocks">Residual (or, for RepVGG, multi-branch) blocks in all.</param>
 internal sealed record LoweredLayout(IReadOnlyList<string> StagePrefixes, int Blocks)
 {
+    /// <summary>The stage a prefix's nodes are counted in, where not the prefix itself (MobileNetV2's blocks <c>features.i</c> are one stage, <c>blocks</c>).</summary>
+    public IReadOnlyDictionary<string, string>? StageNames { get; init; }
+
     /// <summary>The layout of stages named <paramref name="stage"/>(i) for i = 0, 1, ... with <paramref name="depths"/> blocks, plus <paramref name="extraBlocks"/> (a RepVGG stem).</summary>
     public static LoweredLayout Of(IReadOnlyList<int> depths, Func<int, string> stage, int extraBlocks = 0) =>
         new(depths.Select((_, i) => stage(i)).ToList(), depths.Sum() + extraBlocks);
@@ -27,7 +30,8 @@ internal sealed record LoweredLayout(IReadOnlyList<string> StagePrefixes, int Bl
         int last = Array.FindLastIndex(matched, s => s is not null);
         var stages = new string[nodes.Count];
         string current = "stem";
-        for (int i = 0; i < nodes.Count; i++) stages[i] = current = matched[i] ?? (i > last ? "head" : current);
+        for (int i = 0; i < nodes.Count; i++)
+            stages[i] = current = matched[i] is { } prefix ? StageNames?.GetValueOrDefault(prefix) ?? prefix : i > last ? "head" : current;
         return stages;
     }
 }

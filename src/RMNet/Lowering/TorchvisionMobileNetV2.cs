@@ -35,4 +35,11 @@ internal static class TorchvisionMobileNetV2
         g.Classifier(x, "classifier.1");
         return g.Build(3, spec.NumClasses, $"lowered by rmnet from '{Path.GetFileName(sd.Source)}': torchvision MobileNetV2");
     }
+
+    /// <summary>The stages the family's costs are given in: <c>stem</c> (<c>features.0</c>), <c>blocks</c> (every inverted residual block), <c>head</c> (the last conv and the classifier).</summary>
+    public static LoweredLayout Layout(MobileNetV2Spec spec)
+    {
+        var prefixes = spec.Blocks.Select(b => $"features.{b.Index}").ToList();
+        return new LoweredLayout(prefixes, spec.Blocks.Count) { StageNames = prefixes.ToDictionary(p => p, _ => "blocks") };
+    }
 }
