@@ -94,11 +94,14 @@ internal static class MemoryEstimate
     public static void EnsureFits(string file, string what, long estimate, string? advice = null)
     {
         if (Available() is not long available || estimate <= available) return;
-        throw new ModelInputException(file, $"{what} needs about {Gib(estimate)} of memory at its peak and {Gib(available)} is available, so it was not started"
+        // Precise enough that the two figures differ (0.8 GiB needed and 0.8 GiB available read as a contradiction).
+        int digits = 1;
+        while (digits < 3 && Gib(estimate, digits) == Gib(available, digits)) digits++;
+        throw new ModelInputException(file, $"{what} needs about {Gib(estimate, digits)} of memory at its peak and {Gib(available, digits)} is available, so it was not started"
             + $"{(advice is null ? "" : "; " + advice)} (set {OverrideVariable} to override)");
     }
 
-    static string Gib(long bytes) => (bytes / (double)(1L << 30)).ToString("F1", CultureInfo.InvariantCulture) + " GiB";
+    static string Gib(long bytes, int digits) => (bytes / (double)(1L << 30)).ToString("F" + digits, CultureInfo.InvariantCulture) + " GiB";
 
     static long? ParseSize(string text)
     {
