@@ -29,20 +29,21 @@ internal static class InspectCommand
         var size = CommonOptions.InputSize();
         var weightsKey = CommonOptions.WeightsKey();
         var bnEps = CommonOptions.BnEps();
+        var allowNonFinite = CommonOptions.AllowNonFinite();
         var json = CommonOptions.Json();
         var cmd = new Command("inspect", "Show the architecture, blocks, parameters and MACs of a model, and whether it is residual or plain")
         {
-            file, size, weightsKey, bnEps, json,
+            file, size, weightsKey, bnEps, allowNonFinite, json,
         };
         cmd.SetAction(p =>
         {
             var ctx = io.Context(p, json);
-            return ctx.Run(() => Run(ctx, p.GetValue(file)!, p.GetValue(size), p.GetValue(weightsKey), p.GetValue(bnEps)));
+            return ctx.Run(() => Run(ctx, p.GetValue(file)!, p.GetValue(size), p.GetValue(weightsKey), p.GetValue(bnEps), p.GetValue(allowNonFinite)));
         });
         return cmd;
     }
 
-    static int Run(CliContext ctx, string path, int size, string? weightsKey, double? bnEps = null)
+    static int Run(CliContext ctx, string path, int size, string? weightsKey, double? bnEps = null, bool allowNonFinite = false)
     {
         var format = FileFormats.Detect(path);
         if (weightsKey is not null && (format == FileFormat.Onnx || PlainModelFile.IsPlain(path)))
@@ -54,7 +55,7 @@ internal static class InspectCommand
         if (sd is not null && RMNet.RepBlocks.RepBlockFinder.Matches(sd))
             using (sd)
                 return DetectorBlocks.Inspect(ctx, path, format, sd, dtype);
-        var lowered = sd is null ? null : CheckpointLoading.Lowered(ctx, sd, bnEps);
+        var lowered = sd is null ? null : CheckpointLoading.Lowered(ctx, sd, bnEps, allowNonFinite);
         if (format == FileFormat.Onnx || lowered is not null)
         {
             // The structure alone: no weight of external data is read and nothing is converted.
@@ -96,7 +97,7 @@ internal static class InspectCommand
         else
         {
             StateDict read = sd!;
-            using var ckpt = CheckpointLoading.FromStateDict(ctx, read);
+            using var ckpt = CheckpointLoading.FromStateDict(ctx, read, allowNonFinite: allowNonFinite);
             var (form, blocks) = ckpt switch
             {
                 ResNetCheckpoint r => ("residual", r.Spec.Blocks().Select(b => new BlockJson(b.Prefix, b.InChannels, b.Width, b.OutChannels, b.Stride, b.Groups,

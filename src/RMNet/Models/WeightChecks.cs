@@ -23,7 +23,7 @@ internal static class WeightChecks
         {
             if (!t.is_floating_point()) continue;
             if (!allowNonFinite && !t.isfinite().all().item<bool>())
-                throw new ModelInputException(sd.Source, $"tensor '{key}' holds NaN or infinite values (pass --allow-nonfinite to convert anyway)");
+                throw new ModelInputException(sd.Source, $"tensor '{key}' holds NaN or infinite values (pass --allow-nonfinite to go on anyway)");
             if (!key.EndsWith("running_var", StringComparison.Ordinal) || t.numel() == 0) continue;
             // Read as float64 whatever the file's dtype (float16, bfloat16, float32, float64).
             double min = t.min().to_type(ScalarType.Float64).item<double>();
