@@ -186,6 +186,12 @@ public class VerifyGateTests
                 stderr.Trim());
             Assert.False(File.Exists(output));
         }
+        // The JSON document says the same: the error and the exit code, as the ONNX path's does.
+        var (jsonCode, stdout, _) = Rmnet("convert", path, "-o", dir.File("out.onnx"), "--allow-nonfinite", "--verify", "--input-size", "32", "--json", "--quiet");
+        Assert.Equal(1, jsonCode);
+        var root = JsonDocument.Parse(stdout).RootElement;
+        Assert.Equal(1, root.GetProperty("exit_code").GetInt32());
+        Assert.StartsWith($"{dir.File("out.onnx")}: converted model differs from the original (non-finite outputs", root.GetProperty("error").GetString());
     }
 
     [Fact]

@@ -10,7 +10,12 @@ namespace RMNet.Cli.Commands;
 internal static class ConvertCommand
 {
     public sealed record Result(string Input, string Output, string Architecture, string RmMode, int Blocks, int ZeroChannels,
-        CostReport Original, CostReport Converted, IReadOnlyList<StageRow> Stages, double ConvertSeconds, VerificationJson? Verification, string Dtype = "float32");
+        CostReport Original, CostReport Converted, IReadOnlyList<StageRow> Stages, double ConvertSeconds, VerificationJson? Verification, string Dtype = "float32")
+    {
+        /// <summary>As <see cref="OnnxResult.Error"/>.</summary>
+        public string? Error { get; init; }
+        public int? ExitCode { get; init; }
+    }
 
     public sealed record OnnxResult(string Input, string Output, int BlocksFound, int BlocksPlain, int FoldedBatchNorms, int MergedBranches,
         IReadOnlyList<RMNet.Onnx.GraphBlockReport> Blocks, CostReport Original, CostReport Converted, VerificationJson? Verification,
@@ -163,9 +168,10 @@ internal static class ConvertCommand
 
         if (report is { Passed: false })
         {
-            ctx.Document(result);
+            string refusal = $"{output}: converted model differs from the original ({ReportText.Failure(report)}); nothing written";
+            ctx.Document(result with { Error = refusal, ExitCode = ExitCodes.NotEquivalent });
             ctx.Line(ReportText.Verification(report));
-            ctx.Err.WriteLine($"rmnet: error: {output}: converted model differs from the original ({ReportText.Failure(report)}); nothing written");
+            ctx.Err.WriteLine($"rmnet: error: {refusal}");
             return ExitCodes.NotEquivalent;
         }
         pending.Commit();
