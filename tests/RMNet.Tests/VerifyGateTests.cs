@@ -57,6 +57,22 @@ public class VerifyGateTests
         Assert.Contains("EQUIVALENT", stdout);
     }
 
+    /// <summary>Another network's file fails verification saying its outputs have another shape (was "max abs error Infinity", and "Infinity" as a JSON string).</summary>
+    [Fact]
+    public void AnotherNetworksOutputShapeIsNamed()
+    {
+        using var dir = Fixture.Temp();
+        string plain = Plain(dir);   // trial22: 3 classes
+        var (code, stdout, _) = Rmnet("verify", Fixture.Path_("basic_narrow.pth"), plain, "--input-size", "32");
+        Assert.Equal(1, code);
+        Assert.Contains("outputs of different shapes (original [4, 10], converted [4, 3]): not the same network", stdout);
+        var (_, json, _) = Rmnet("verify", Fixture.Path_("basic_narrow.pth"), plain, "--input-size", "32", "--json", "--quiet");
+        var verification = Verification(json);
+        Assert.Equal("original [4, 10], converted [4, 3]", verification.GetProperty("output_mismatch").GetString());
+        Assert.False(verification.TryGetProperty("max_abs_error", out _));
+        Assert.False(verification.GetProperty("passed").GetBoolean());
+    }
+
     /// <summary>An --input of another size than a fixed-size model takes is refused naming the file (was an internal error from libtorch).</summary>
     [Fact]
     public void AnInputOfTheWrongSizeForAFixedSizeModelIsRefused()

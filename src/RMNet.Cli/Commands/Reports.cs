@@ -39,11 +39,16 @@ internal sealed record StageRow(string Stage, long OriginalParameters, long Conv
 }
 
 /// <summary>The verification part of a JSON document; <see cref="UserInput"/>: the same for the user's images alone.</summary>
-internal sealed record VerificationJson(int Samples, double MaxAbsError, double MaxRelError, double Top1Agreement, double Tolerance, bool Passed,
+internal sealed record VerificationJson(int Samples, double? MaxAbsError, double? MaxRelError, double Top1Agreement, double Tolerance, bool Passed,
     IReadOnlyList<long>? InputShape = null, string? NonFinite = null, VerificationJson? UserInput = null)
 {
-    public static VerificationJson Of(VerificationReport r) => new(r.Samples, r.MaxAbsError, r.MaxRelError, r.Top1Agreement, r.Tolerance, r.Passed, r.InputShape,
-        r.NonFinite?.Describe(r.Samples), r.UserInput is { } user ? Of(user) : null);
+    /// <summary>Where the outputs' shapes differ: both, e.g. "original [2, 10], converted [2, 1000]" (the errors are then null: JSON has no infinity).</summary>
+    public string? OutputMismatch { get; init; }
+
+    public static VerificationJson Of(VerificationReport r) => new(r.Samples, Finite(r.MaxAbsError), Finite(r.MaxRelError), r.Top1Agreement, r.Tolerance, r.Passed,
+        r.InputShape, r.NonFinite?.Describe(r.Samples), r.UserInput is { } user ? Of(user) : null) { OutputMismatch = r.OutputMismatch };
+
+    static double? Finite(double x) => double.IsFinite(x) ? x : null;
 }
 
 /// <summary>Text lines shared by the commands.</summary>
@@ -93,8 +98,9 @@ internal static class ReportText
     public static string Verification(VerificationReport r) =>
         $"verification: {Errors(r)} (tolerance {Format.Sci(r.Tolerance)}){(r.NonFinite is { } n ? $", {n.Describe(r.Samples)}" : "")}: {(r.Passed ? "EQUIVALENT" : "NOT EQUIVALENT")}";
 
-    static string Errors(VerificationReport r) =>
-        $"{r.Samples} images, max abs error {Format.Sci(r.MaxAbsError)}, max rel error {Format.Sci(r.MaxRelError)}, top-1 agreement {r.Top1Agreement:P0}";
+    static string Errors(VerificationReport r) => r.OutputMismatch is { } shapes
+        ? $"{r.Samples} images, outputs of different shapes ({shapes}): not the same network"
+        : $"{r.Samples} images, max abs error {Format.Sci(r.MaxAbsError)}, max rel error {Format.Sci(r.MaxRelError)}, top-1 agreement {r.Top1Agreement:P0}";
 
     /// <summary>The user's images' own errors, where they were run beside seeded ones; else null.</summary>
     public static string? UserImages(VerificationReport r, string? userInput) =>
@@ -104,5 +110,6 @@ internal static class ReportText
 
     /// <summary>Why a failed verification failed: the non-finite outputs, or the error against the tolerance.</summary>
     public static string Failure(VerificationReport r) =>
-        r.NonFinite is { } n ? n.Describe(r.Samples) : $"max rel error {Format.Sci(r.MaxRelError)} > {Format.Sci(r.Tolerance)}";
+        r.OutputMismatch is { } shapes ? $"outputs of different shapes: {shapes}"
+        : r.NonFinite is { } n ? n.Describe(r.Samples) : $"max rel error {Format.Sci(r.MaxRelError)} > {Format.Sci(r.Tolerance)}";
 }

@@ -31,7 +31,10 @@ internal static class Equivalence
     {
         using var scope = NewDisposeScope();
         if (!reference.shape.SequenceEqual(actual.shape))
-            return new VerificationReport((int)reference.shape[0], double.PositiveInfinity, double.PositiveInfinity, 0, tolerance);
+            return new VerificationReport((int)reference.shape[0], double.PositiveInfinity, double.PositiveInfinity, 0, tolerance)
+            {
+                OutputMismatch = $"original [{string.Join(", ", reference.shape)}], converted [{string.Join(", ", actual.shape)}]",
+            };
         var r = reference.to_type(ScalarType.Float64).flatten(1);
         var a = actual.to_type(ScalarType.Float64).flatten(1);
         var finite = r.isfinite().logical_and(a.isfinite());

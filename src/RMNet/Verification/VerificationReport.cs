@@ -14,8 +14,14 @@ namespace RMNet.Verification;
 public sealed record VerificationReport(int Samples, double MaxAbsError, double MaxRelError, double Top1Agreement, double Tolerance,
     long[]? InputShape = null, int? SeededSamples = null, NonFiniteOutputs? NonFinite = null, VerificationReport? UserInput = null)
 {
+    /// <summary>
+    /// Where the two models' outputs have different shapes (not the same network), e.g. "original [2, 10], converted [2, 1000]";
+    /// the errors are then infinite and the check fails.
+    /// </summary>
+    public string? OutputMismatch { get; init; }
+
     /// <summary>True where every output is finite (or the same infinity in both), and the relative error is within the tolerance.</summary>
-    public bool Passed => NonFinite is null && MaxRelError <= Tolerance && !double.IsNaN(MaxRelError);
+    public bool Passed => OutputMismatch is null && NonFinite is null && MaxRelError <= Tolerance && !double.IsNaN(MaxRelError);
 }
 
 /// <summary>

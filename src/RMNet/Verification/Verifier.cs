@@ -169,6 +169,9 @@ public static class Verifier
     {
         int n = reports.Sum(r => r.Samples);
         return new VerificationReport(n, reports.Select(r => r.MaxAbsError).Aggregate(Math.Max), reports.Select(r => r.MaxRelError).Aggregate(Math.Max),
-            reports.Sum(r => r.Top1Agreement * r.Samples) / n, tolerance, NonFinite: NonFiniteOutputs.Sum(reports.Select(r => r.NonFinite)));
+            reports.Sum(r => r.Top1Agreement * r.Samples) / n, tolerance, NonFinite: NonFiniteOutputs.Sum(reports.Select(r => r.NonFinite)))
+        {
+            OutputMismatch = reports.Select(r => r.OutputMismatch).FirstOrDefault(m => m is not null),
+        };
     }
 }
