@@ -115,6 +115,9 @@ internal static class ConvertCommand
             {
                 if (dtype != OutputDtype.Float32 || reluOnly || arch != "auto" || numClasses is not null || strict)
                     throw new ModelInputException(input, "a detector's blocks: --dtype, --relu-only, --arch, --num-classes and --strict do not apply (each tensor keeps its dtype; only the blocks are rewritten)");
+                // Refused before any fusing (the trial saw the blocks fused and "writing" printed first).
+                if (FileFormats.FromExtension(output) == FileFormat.Onnx)
+                    throw new ModelInputException(output, RMNet.RepBlocks.RepBlockConversion.OnnxRefusal);
                 return DetectorBlocks.Convert(ctx, input, output, pending, sd, bnEps, verify, givenTolerance, allowNonFinite);
             }
         }

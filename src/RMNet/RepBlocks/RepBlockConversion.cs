@@ -12,6 +12,9 @@ namespace RMNet.RepBlocks;
 /// </summary>
 internal static class RepBlockConversion
 {
+    /// <summary>Why a detector's output cannot be ONNX.</summary>
+    internal const string OnnxRefusal = "a detector's blocks are written as a state dict: .pth or .safetensors (rmnet cannot build the detector's graph for .onnx)";
+
     /// <summary>The BatchNorm epsilon both projects train with (their <c>initialize_weights</c> sets every BN's to 1e-3).</summary>
     public const double DefaultBnEps = 1e-3;
 
@@ -68,7 +71,7 @@ internal static class RepBlockConversion
                     cancellationToken: cancellationToken);
                 break;
             default:
-                throw new ModelInputException(output, "a detector's blocks are written as a state dict: .pth or .safetensors (rmnet cannot build the detector's graph for .onnx)");
+                throw new ModelInputException(output, OnnxRefusal);
         }
     }
 }
