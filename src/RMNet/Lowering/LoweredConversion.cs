@@ -24,6 +24,8 @@ internal static class LoweredConversion
         if (result.Joins.FirstOrDefault(j => j.Remains) is { } kept)
             throw new RmException($"{source}: the residual join '{kept.Name}' was not made plain ({kept.Reason})");
         var plain = PlainGraphReader.Read(result.Model, source, layout);
+        // The plain model's layers share the graph's weights: once the graph lets go, disposing the model frees them at once.
+        TensorMemory.Release(result.Model);
         return new PlainModel(plain.Layers, plain.InputChannels)
         {
             LayerStages = plain.LayerStages, FixedInputSize = fixedInputSize, ZeroChannels = result.Blocks.Sum(b => b.ZeroChannels),

@@ -35,6 +35,17 @@ internal sealed class TensorMemory : MemoryManager<byte>
     public static Tensor? TensorOf(ByteString bytes) =>
         MemoryMarshal.TryGetMemoryManager<byte, TensorMemory>(bytes.Memory, out var manager) ? manager._tensor.alias() : null;
 
+    /// <summary>
+    /// Lets go of <paramref name="model"/>'s tensors now rather than at the next garbage collection, where what was read from
+    /// it (a plain model's layers, which share the memory) is to free it on its own; the initializers are removed with them.
+    /// </summary>
+    public static void Release(global::Onnx.ModelProto model)
+    {
+        foreach (var t in model.Graph.Initializer)
+            if (MemoryMarshal.TryGetMemoryManager<byte, TensorMemory>(t.RawData.Memory, out var manager)) manager._tensor.Dispose();
+        model.Graph.Initializer.Clear();
+    }
+
     /// <inheritdoc />
     public override Span<byte> GetSpan() => _tensor.bytes;
 
