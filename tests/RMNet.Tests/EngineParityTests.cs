@@ -27,7 +27,7 @@ public class EngineParityTests(ITestOutputHelper output)
 
     public static IEnumerable<object[]> Cases() =>
         from name in ResNets.Concat(new[] { "preact_basic_narrow", "preact_bottleneck_narrow", "se_basic_narrow", "se_bottleneck_narrow", "iresnet18_narrow", "mobilenet_v2_narrow",
-            "timm_resnet_d_basic_narrow", "timm_resnet_d_bottleneck_narrow", "timm_seresnext_d_narrow", "timm_ecaresnet_d_narrow", "hf_resnet_basic_narrow", "hf_resnet_bottleneck_narrow", "regnet_x_narrow", "regnet_y_se_narrow", "timm_repvgg_narrow", "repvgg_narrow",
+            "timm_resnet_d_basic_narrow", "timm_resnet_d_bottleneck_narrow", "timm_seresnext_d_narrow", "timm_ecaresnet_d_narrow", "hf_resnet_basic_narrow", "hf_resnet_bottleneck_narrow", "regnet_x_narrow", "regnet_y_se_narrow", "timm_repvgg_narrow", "repvgg_narrow", "timm_mobileone_se_narrow",
             "timm_mobileone_narrow", "acnet_mobilenet_narrow" })
         from mode in new[] { RmMode.Grouped, RmMode.Dense }
         from negative in name.StartsWith("preact") || name.StartsWith("iresnet") ? new[] { NegativeInputMode.PRelu, NegativeInputMode.Split } : new[] { NegativeInputMode.PRelu }

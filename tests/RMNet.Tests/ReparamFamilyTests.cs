@@ -16,10 +16,12 @@ namespace RMNet.Tests;
 /// </summary>
 public class ReparamFamilyTests(ITestOutputHelper output)
 {
-    /// <summary>Fixture, its description in train form, and its blocks (one conv each once converted).</summary>
+    /// <summary>Fixture, its description in train form, and its convs once converted (one a block, plus an SE gate's two).</summary>
     public static IEnumerable<object[]> Families() => new[]
     {
         new object[] { "timm_mobileone_narrow", "timm MobileOne, stages of 2-4-2-2 blocks, 3 kxk branches, 5 classes", 11 },
+        // MobileOne-S4's layout: SE (timm's attn) after the sum in 4 blocks, kept as gates: 13 block convs plus 2 per gate.
+        new object[] { "timm_mobileone_se_narrow", "timm MobileOne, stages of 2-4-4-2 blocks, 1 kxk branch, 5 classes", 13 + 8 },
         new object[] { "acnet_mobilenet_narrow", "ACNet (ACBlock) MobileNet (the DBB repository's MobileV1), 6 blocks, 5 classes", 13 },
         new object[] { "dbb_mobilenet_narrow", "DBB (DiverseBranchBlock) MobileNet (the DBB repository's MobileV1), 6 blocks, 5 classes", 13 },
     };

@@ -49,7 +49,7 @@ internal static class TimmReparamBlock
         var kernel = sd.Require(deployed ? $"{p}.reparam_conv.weight" : $"{p}.{branches[0]}.conv.weight");
         int groups = checked((int)(channels / Math.Max(kernel.shape[1], 1)));
         channels = kernel.shape[0];
-        if (deployed) return g.Relu(g.Conv(x, $"{p}.reparam_conv", g.ReadConv($"{p}.reparam_conv"), stride, groups), $"{p}.act");
+        if (deployed) return g.Relu(Attention(g, sd, p, g.Conv(x, $"{p}.reparam_conv", g.ReadConv($"{p}.reparam_conv"), stride, groups)), $"{p}.act");
         // The 1x1 branches must be 1x1 (a wider kernel would load into nothing of the family's).
         var terms = branches.Select(b => g.ConvBn(x, $"{p}.{b}.conv", $"{p}.{b}.bn", stride, groups, eps, b is "conv_1x1" or "conv_scale" ? 1 : null)).ToList();
         if (sd.ContainsKey($"{p}.identity.running_var"))
@@ -57,6 +57,10 @@ internal static class TimmReparamBlock
             if (stride != 1) throw new ModelInputException(sd.Source, $"'{p}.identity' in a block of stride 2: the family's strides do not fit this checkpoint");
             terms.Add(g.BatchNorm(x, $"{p}.identity", eps));
         }
-        return g.Relu(g.SumAll(terms, $"{p}.add"), $"{p}.act");
+        return g.Relu(Attention(g, sd, p, g.SumAll(terms, $"{p}.add")), $"{p}.act");
     }
+
+    /// <summary>timm's <c>attn</c> after the block's sum (SE, <c>attn.fc1/fc2</c>: MobileOne-S4's and RepVGG-with-SE's), where the block has one; a gate, kept.</summary>
+    static string Attention(GraphBuilder g, StateDict sd, string p, string y) =>
+        sd.ContainsKey($"{p}.attn.fc1.weight") ? g.SqueezeExcite(y, $"{p}.attn") : y;
 }

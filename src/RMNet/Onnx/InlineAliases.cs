@@ -11,14 +11,17 @@ namespace RMNet.Onnx;
 /// where it deduplicated equal initializers (a freshly initialised ResNet's BN parameters), tf2onnx on activations.</item>
 /// <item>A <c>Cast</c> to float of an initializer or Constant becomes a float initializer (exporters that keep
 /// weights in float16 or float64 cast them in the graph).</item>
-/// </list>
 /// <item>A <c>Constant</c> node holding a tensor (<c>value</c>) becomes an initializer of the same name (PyTorch writes
 /// Clip's bounds that way), in models of IR version 4 or later (earlier ones must also list initializers as graph
 /// inputs).</item>
+/// <item>An <c>Add</c> of a one-element constant zero is removed and its readers read the other operand (PyTorch exports
+/// <c>out = 0</c> then <c>out = out + branch(x)</c>, timm MobileOne's first term, so).</item>
+/// </list>
 /// Condition: the node's output is not a graph output (those names are the model's interface and stay).
 /// <code>
 ///   W --Identity--> W' --> Conv        becomes   W --> Conv
 ///   W16 --Cast(to=float)--> W --> Conv  becomes   W (float32 initializer) --> Conv
+///   x --Add(0)--> y --> Conv           becomes   x --> Conv
 /// </code>
 /// </summary>
 internal static class InlineAliases
@@ -55,6 +58,11 @@ internal static class InlineAliases
                 rename[node.Output[0]] = Resolve(node.Input[0]);
                 removed.Add(node);
             }
+            else if (node.OpType == "Add" && node.Input.Count == 2 && AddendOfZero(g, Resolve(node.Input[0]), Resolve(node.Input[1]), file) is { } kept)
+            {
+                rename[node.Output[0]] = kept;
+                removed.Add(node);
+            }
             else if (node.OpType == "Cast" && node.Attribute.FirstOrDefault(a => a.Name == "to")?.I == FloatType
                      && g.Initializers.TryGetValue(Resolve(node.Input[0]), out var source))
             {
@@ -70,5 +78,16 @@ internal static class InlineAliases
                 node.Input[i] = Resolve(node.Input[i]);
         GraphRewrite.Apply(model, g, new Dictionary<NodeProto, List<NodeProto>>(), removed, Array.Empty<TensorProto>());
         return (model, removed.Count - constants);
+    }
+
+    /// <summary>The operand of <c>a + b</c> that is not a one-element constant zero, where one is (adding it changes neither values nor shape).</summary>
+    static string? AddendOfZero(OnnxGraph g, string a, string b, string file) =>
+        ZeroScalar(g, b, file) ? a : ZeroScalar(g, a, file) ? b : null;
+
+    static bool ZeroScalar(OnnxGraph g, string value, string file)
+    {
+        if (!g.Initializers.TryGetValue(value, out var t) || t.Dims.Aggregate(1L, (a, b) => a * b) != 1) return false;
+        using var v = OnnxTensors.ToTensor(t, file);
+        return v.flatten()[0].item<double>() == 0;
     }
 }
