@@ -134,6 +134,18 @@ public class ReparamFamilyTests(ITestOutputHelper output)
         Assert.False(File.Exists(dir.File("plain.onnx")));
     }
 
+    /// <summary>A network of parallel branches alone reports its merged sums, not "0 blocks recognised" (a new user's puzzle).</summary>
+    [Fact]
+    public void AMultiBranchConversionReportsItsMergedSums()
+    {
+        using var dir = Fixture.Temp();
+        var (code, stdout, stderr) = CliHarness.Rmnet("convert", Checkpoint("timm_mobileone_narrow", false), "-o", dir.File("plain.onnx"));
+        Assert.True(code == 0, stderr);
+        Assert.Contains("residual joins made plain, 0 gates kept", stdout);
+        Assert.DoesNotContain("blocks recognised", stdout);
+        Assert.Contains("parallel-branch sums merged into one conv", stdout);
+    }
+
     [Fact]
     public void TheUnrecognisedCheckpointMessageNamesTheFamilies()
     {

@@ -273,8 +273,10 @@ internal static class ConvertCommand
                 result.Blocks.Sum(b => b.ZeroChannels), originalCost, convertedCost, stages!, clock.Elapsed.TotalSeconds, verification, "float32",
                 result.JoinsFound, result.JoinsRemaining, gates, joins, result.Blocks.Count, plain, result.FoldedBatchNorms, result.MergedBranches, result.Blocks)
             { Error = refusal, ExitCode = exitCode });
-        ctx.Line($"converted {input}{(description is null ? "" : $" ({description}, lowered into the graph)")}: {result.JoinsFound - result.JoinsRemaining} of {result.JoinsFound} residual joins made plain " +
-            $"({result.Blocks.Count} blocks recognised, {plain} made plain), {gates} gates kept, {result.FoldedBatchNorms} BatchNormalization nodes folded, " +
+        ctx.Line($"converted {input}{(description is null ? "" : $" ({description}, lowered into the graph)")}: {result.JoinsFound - result.JoinsRemaining} of {result.JoinsFound} residual joins made plain" +
+            // A graph of parallel branches only (RepVGG) has no residual blocks to count: its joins are the merged sums.
+            (result.Blocks.Count > 0 || result.MergedBranches == 0 ? $" ({result.Blocks.Count} residual blocks recognised, {plain} made plain)" : "") + ", " +
+            $"{gates} gates kept, {result.FoldedBatchNorms} BatchNormalization nodes folded, " +
             $"{result.MergedBranches} parallel-branch sums merged into one conv");
         var shortcuts = result.Blocks.GroupBy(b => b.Name).ToDictionary(b => b.Key, b => b.First());
         foreach (var j in joins.Where(j => j.Kind == "residual"))
