@@ -62,6 +62,21 @@ public sealed class StateDict : IReadOnlyDictionary<string, Tensor>, IDisposable
     internal Dictionary<string, Tensor> ToModuleWeights() => _order.ToDictionary(k => k, k =>
         k.EndsWith("num_batches_tracked", StringComparison.Ordinal) ? _tensors[k] : _tensors[k].to_type(ScalarType.Float32));
 
+    /// <summary>
+    /// Loads the tensors into <paramref name="module"/> (strictly), first refusing, naming the key, a tensor the module has
+    /// and the checkpoint lacks or one the checkpoint has and the module lacks (TorchSharp says only that the two differ).
+    /// </summary>
+    internal void LoadInto(TorchSharp.torch.nn.Module module)
+    {
+        var weights = ToModuleWeights();
+        var expected = module.state_dict().Keys.ToList();
+        if (expected.FirstOrDefault(k => !weights.ContainsKey(k) && !k.EndsWith("num_batches_tracked", StringComparison.Ordinal)) is { } missing)
+            throw new ModelInputException(Source, $"missing key '{missing}'");
+        if (weights.Keys.FirstOrDefault(k => !expected.Contains(k)) is { } extra)
+            throw new ModelInputException(Source, $"key '{extra}' is no tensor of the layout read from the checkpoint's names");
+        module.load_state_dict(weights, strict: false);
+    }
+
     /// <summary>Learnable parameters under <paramref name="prefix"/> (BN running statistics and step counters excluded).</summary>
     internal long ParameterCount(string prefix) => _order
         .Where(k => k.StartsWith(prefix, StringComparison.Ordinal) && !k.EndsWith("running_mean", StringComparison.Ordinal)

@@ -23,6 +23,14 @@ public class CheckpointTests
         var (code, _, stderr) = CliHarness.Rmnet("convert", dir.File("missing.pth"), "-o", dir.File("plain.onnx"));
         Assert.Equal(2, code);
         Assert.Contains($"missing key '{key}'", stderr);
+        // verify (which builds the original as a module: an internal error once) and inspect say the same.
+        Assert.Equal(0, CliHarness.Rmnet("convert", Fixture.Path_(fixture), "-o", dir.File("good.onnx"), "--quiet").Code);
+        foreach (var command in new[] { new[] { "verify", dir.File("missing.pth"), dir.File("good.onnx") }, new[] { "inspect", dir.File("missing.pth") } })
+        {
+            var (c, _, e) = CliHarness.Rmnet(command);
+            Assert.Equal(2, c);
+            Assert.Contains($"missing key '{key}'", e);
+        }
     }
 
     [Theory]

@@ -137,6 +137,21 @@ public class OnnxFamilyCliTests
         Assert.Contains(g.Node, n => n.OpType == "Relu");
     }
 
+    /// <summary>An ONNX original against the plain .pth or .safetensors rmnet wrote from it (was "ONNX Runtime cannot load the model").</summary>
+    [Theory]
+    [InlineData("plain.pth")]
+    [InlineData("plain.safetensors")]
+    public void AnOnnxOriginalIsVerifiedAgainstItsPlainModelFile(string file)
+    {
+        using var dir = Fixture.Temp();
+        string input = Fixture.Path_("onnx/preact_basic_narrow_opset13.onnx");
+        Assert.Equal(0, CliHarness.Rmnet("convert", input, "-o", dir.File(file), "--quiet").Code);
+        var (code, stdout, stderr) = CliHarness.Rmnet("verify", input, dir.File(file), "--input-size", "64");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("the original in ONNX Runtime, the plain model in TorchSharp", stdout);
+        Assert.Contains("EQUIVALENT", stdout);
+    }
+
     [Fact]
     public void BenchOfAFixedSizeModelRunsAtItsOwnSizeAndSaysSo()
     {

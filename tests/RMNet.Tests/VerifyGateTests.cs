@@ -53,7 +53,9 @@ public class VerifyGateTests
         Onnx.OnnxModelFile.Save(model, fixedShape);
         var (code, stdout, stderr) = Rmnet("verify", Trial22, fixedShape, "--samples", "3");
         Assert.True(code == 0, stderr);
-        Assert.Contains("inputs: 4 seeded images [3, 40, 40] (batch 4 fixed by the model", stdout);   // 3 rounded up to 2 batches of 2
+        Assert.Contains("inputs: 4 seeded images [3, 40, 40] (batch 2 fixed by the model, so 2 runs for --samples 3; 40x40 fixed by the model, not --input-size 224)", stdout);
+        var (_, json, _) = Rmnet("verify", Trial22, fixedShape, "--samples", "3", "--json", "--quiet");
+        Assert.Equal(40, JsonDocument.Parse(json).RootElement.GetProperty("input_size").GetInt32());   // what ran, not the option
         Assert.Contains("EQUIVALENT", stdout);
     }
 

@@ -98,6 +98,8 @@ internal static class InspectCommand
         {
             StateDict read = sd!;
             using var ckpt = CheckpointLoading.FromStateDict(ctx, read, allowNonFinite: allowNonFinite);
+            // Built as convert builds it, so a tensor missing from the checkpoint (or one the layout leaves out) is refused here too.
+            _ = RMNet.Lowering.SourceGraphs.Lower(ckpt);
             var (form, blocks) = ckpt switch
             {
                 ResNetCheckpoint r => ("residual", r.Spec.Blocks().Select(b => new BlockJson(b.Prefix, b.InChannels, b.Width, b.OutChannels, b.Stride, b.Groups,

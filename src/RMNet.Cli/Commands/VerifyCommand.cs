@@ -88,9 +88,8 @@ internal static class VerifyCommand
                     var onnxOptions = new VerifyOptions(p.GetValue(samples), p.GetValue(size), bound, p.GetValue(seed),
                         p.GetValue(userInput) is string inputPath ? ReadInput(inputPath) : null, p.GetValue(userInput));
                     ctx.Progress.Stage($"verifying {conv} against {orig} in ONNX Runtime");
-                    // A plain .safetensors or .pth (as convert writes for a lowered family) runs in TorchSharp.
-                    var onnxReport = lowered is null ? Verifier.Verify(originalGraph, conv, onnxOptions, ctx.Cancellation)
-                        : RMNet.Onnx.GraphOutput.Verify(originalGraph, conv, onnxOptions, ctx.Cancellation);
+                    // A plain .safetensors or .pth (as convert writes for a lowered family or an ONNX input) runs in TorchSharp.
+                    var onnxReport = RMNet.Onnx.GraphOutput.Verify(originalGraph, conv, onnxOptions, ctx.Cancellation);
                     ctx.Document(new Result(orig, conv, lowered?.Description ?? "onnx", (int)(onnxReport.InputShape?.LastOrDefault() ?? onnxOptions.InputSize), onnxOptions.Seed,
                         VerificationJson.Of(onnxReport), WeightDtypes.Describe(dtypes)));
                     return Report(ctx, onnxReport, onnxOptions, $"{conv} against {orig} ({(lowered is null ? "" : lowered.Description + ", lowered into the graph; ")}" +
@@ -100,10 +99,11 @@ internal static class VerifyCommand
                 using var ckpt = CheckpointLoading.FromStateDict(ctx, sd!, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(allowNonFinite), p.GetValue(negative));
                 Tensor? extra = p.GetValue(userInput) is string path ? ReadInput(path) : null;
                 var options = new VerifyOptions(p.GetValue(samples), p.GetValue(size), bound, p.GetValue(seed), extra, p.GetValue(userInput));
-                int side = ckpt.FixedInputSize ?? options.InputSize;
+                using var runner = ModelRunner.OpenConverted(conv, ckpt, ctx.Cancellation);
+                // The size that runs: the original's fixed one, else a converted ONNX's, else the option's.
+                int side = ckpt.FixedInputSize ?? (runner.DeclaredInput is [_, _, > 0 and var h, _] ? h : options.InputSize);
                 ctx.Progress.Stage($"verifying {conv} on {(options.Samples > 0 ? $"{options.Samples} seeded images of {side}x{side}{(extra is null ? "" : " and ")}" : "")}"
                     + (extra is null ? "" : $"the {extra.shape[0]} of {p.GetValue(userInput)}"));
-                using var runner = ModelRunner.OpenConverted(conv, ckpt, ctx.Cancellation);
                 var report = Verifier.Verify(ckpt, runner, options, ctx.Cancellation);
                 ctx.Document(new Result(orig, conv, ckpt.DisplayName, side, options.Seed, VerificationJson.Of(report), WeightDtypes.Describe(dtypes)));
                 return Report(ctx, report, options, $"{conv} against {orig} ({ckpt.Description})", p.GetValue(userInput), note);

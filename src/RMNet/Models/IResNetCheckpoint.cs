@@ -68,7 +68,7 @@ internal sealed class IResNetCheckpoint : ISourceModel
     public nn.Module<Tensor, Tensor> CreateModule()
     {
         var model = new IResNet(Spec);
-        model.load_state_dict(Weights.ToModuleWeights(), strict: true);
+        Weights.LoadInto(model);
         return model;
     }
 

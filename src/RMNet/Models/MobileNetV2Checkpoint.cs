@@ -65,7 +65,7 @@ internal sealed class MobileNetV2Checkpoint : ISourceModel
     public nn.Module<Tensor, Tensor> CreateModule()
     {
         var model = new MobileNetV2(Spec);
-        model.load_state_dict(Weights.ToModuleWeights(), strict: true);
+        Weights.LoadInto(model);
         return model;
     }
 

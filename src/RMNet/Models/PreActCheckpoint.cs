@@ -71,7 +71,7 @@ internal sealed class PreActCheckpoint : ISourceModel
     public nn.Module<Tensor, Tensor> CreateModule()
     {
         var model = new PreActResNet(Spec, b => (Weights.Require($"{b.Prefix}.conv1.weight").shape[2], Weights.Require($"{b.Prefix}.conv2.weight").shape[2]));
-        model.load_state_dict(Weights.ToModuleWeights(), strict: true);
+        Weights.LoadInto(model);
         return model;
     }
 

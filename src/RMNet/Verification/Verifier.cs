@@ -57,7 +57,9 @@ public static class Verifier
         using var module = original.CreateModule();
         var batches = new List<Tensor>();
         if (samples > 0) batches.Add(Equivalence.SeededInputs(samples, original.InputChannels, size, size, options.Seed));
-        var shape = batches.FirstOrDefault()?.shape;   // before Compare adds the user's batch
+        // One batch as the converted model runs it (a fixed batch of an ONNX), before Compare adds the user's batch.
+        var shape = batches.FirstOrDefault()?.shape;
+        if (shape is not null && converted.DeclaredInput is [> 0 and var fixedBatch, ..]) shape[0] = fixedBatch;
         return Compare(OneImageAtATime(module.forward, cancellationToken), converted.Run, batches, options, cancellationToken) with { InputShape = shape };
     }
 
