@@ -114,13 +114,13 @@ internal sealed class GraphBuilder(StateDict sd)
     /// Sigmoid, Reshape to [N, C, 1, 1], Mul. The ECA pass (<see cref="Onnx.EcaGates"/>) rewrites it into an SE gate for
     /// the carry pass, as it does the export's; the original keeps the family's own k weights.
     /// </summary>
-    public string EfficientChannelAttention(string x, string eca, long channels)
+    public string EfficientChannelAttention(string x, string eca)
     {
+        long channels = _channels[x];   // the conv's whose output it gates
         var w = Read($"{eca}.conv.weight");
         if (w.dim() != 3 || w.shape[0] != 1 || w.shape[1] != 1) throw Shape($"{eca}.conv.weight", w, "[1, 1, k] (a 1-d conv across the channels)");
         long k = w.shape[2];
         if (k % 2 == 0) throw new ModelInputException(sd.Source, $"'{eca}.conv.weight' has an even kernel ({k}); ECA's is odd");
-        if (_channels.TryGetValue(x, out long c) && c != channels) throw Shape($"{eca}.conv.weight", w, $"a gate of {c} channels, not {channels}");
         string mean = Add(OnnxNodes.Unary("ReduceMean", $"{eca}.mean", x, $"{eca}.mean", OnnxNodes.Ints("axes", 2, 3), OnnxNodes.Int("keepdims", 0)));
         string row = Add(new NodeProto { Name = $"{eca}.row", OpType = "Reshape", Input = { mean, ShapeConstant($"{eca}.row_shape", -1, 1, channels) }, Output = { $"{eca}.row" } });
         var conv = new NodeProto { Name = $"{eca}.conv", OpType = "Conv", Input = { row, Initializer($"{eca}.conv.weight", w) }, Output = { $"{eca}.conv" } };

@@ -73,7 +73,7 @@ internal static class TimmResNet
     internal static string Basic(GraphBuilder g, StateDict sd, string p, string x, int stride, double eps)
     {
         var y = g.Relu(g.ConvBn(x, $"{p}.conv1", $"{p}.bn1", stride, eps: eps), $"{p}.act1");
-        y = SqueezeExcite(g, sd, p, g.ConvBn(y, $"{p}.conv2", $"{p}.bn2", 1, eps: eps), sd.Require($"{p}.conv2.weight").shape[0]);
+        y = SqueezeExcite(g, sd, p, g.ConvBn(y, $"{p}.conv2", $"{p}.bn2", 1, eps: eps));
         return g.Relu(g.Sum(y, Shortcut(g, sd, p, x, stride, eps), $"{p}.add"), $"{p}.act2");
     }
 
@@ -84,7 +84,7 @@ internal static class TimmResNet
         int groups = checked((int)(width / sd.Require($"{p}.conv2.weight").shape[1]));
         var y = g.Relu(g.ConvBn(x, $"{p}.conv1", $"{p}.bn1", 1, eps: eps), $"{p}.act1");
         y = g.Relu(g.ConvBn(y, $"{p}.conv2", $"{p}.bn2", stride, groups, eps), $"{p}.act2");
-        y = SqueezeExcite(g, sd, p, g.ConvBn(y, $"{p}.conv3", $"{p}.bn3", 1, eps: eps), sd.Require($"{p}.conv3.weight").shape[0]);
+        y = SqueezeExcite(g, sd, p, g.ConvBn(y, $"{p}.conv3", $"{p}.bn3", 1, eps: eps));
         return g.Relu(g.Sum(y, Shortcut(g, sd, p, x, stride, eps), $"{p}.add"), $"{p}.act3");
     }
 
@@ -102,9 +102,9 @@ internal static class TimmResNet
     }
 
     /// <summary>timm's SE module (<c>se.fc1/fc2</c>) or ECA module (<c>se.conv</c>) on the branch, before the sum, where the block has one.</summary>
-    static string SqueezeExcite(GraphBuilder g, StateDict sd, string p, string y, long channels) =>
+    static string SqueezeExcite(GraphBuilder g, StateDict sd, string p, string y) =>
         sd.ContainsKey($"{p}.se.fc1.weight") ? g.SqueezeExcite(y, $"{p}.se")
-        : sd.ContainsKey($"{p}.se.conv.weight") ? g.EfficientChannelAttention(y, $"{p}.se", channels)
+        : sd.ContainsKey($"{p}.se.conv.weight") ? g.EfficientChannelAttention(y, $"{p}.se")
         : y;
 
     static bool Bottleneck(StateDict sd) => sd.ContainsKey("layer1.0.conv3.weight");
