@@ -74,8 +74,7 @@ internal sealed class IResNetCheckpoint : ISourceModel
 
     /// <summary>The plain network; <paramref name="mode"/> does not apply (IBasicBlocks have no middle conv).</summary>
     public PlainModel ToPlain(RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null, CancellationToken cancellationToken = default) =>
-        Lowering.LoweredConversion.ToPlain(Lowering.ArcFaceIResNet.Lower(Weights, Spec), Source, mode, Negative, progress, cancellationToken,
-            Lowering.ArcFaceIResNet.Layout(Spec), Spec.InputSize);
+        Lowering.SourceGraphs.ToPlain(this, mode, Negative, progress, cancellationToken);
 
     /// <inheritdoc />
     public void Dispose() => Weights.Dispose();

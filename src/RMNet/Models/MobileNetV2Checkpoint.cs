@@ -71,8 +71,7 @@ internal sealed class MobileNetV2Checkpoint : ISourceModel
 
     /// <summary>The MobileNetV1-like plain network; <paramref name="mode"/> does not apply (depthwise convs are grouped by nature).</summary>
     public PlainModel ToPlain(RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null, CancellationToken cancellationToken = default) =>
-        Lowering.LoweredConversion.ToPlain(Lowering.TorchvisionMobileNetV2.Lower(Weights, Spec), Source, mode, NegativeInputMode.PRelu, progress, cancellationToken,
-            Lowering.TorchvisionMobileNetV2.Layout(Spec));
+        Lowering.SourceGraphs.ToPlain(this, mode, NegativeInputMode.PRelu, progress, cancellationToken);
 
     /// <inheritdoc />
     public void Dispose() => Weights.Dispose();

@@ -77,8 +77,7 @@ internal sealed class PreActCheckpoint : ISourceModel
 
     /// <summary>The plain network; <paramref name="mode"/> does not apply (inner convs are dense; these nets are small).</summary>
     public PlainModel ToPlain(RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null, CancellationToken cancellationToken = default) =>
-        Lowering.LoweredConversion.ToPlain(Lowering.CifarPreActResNet.Lower(Weights, Spec), Source, mode, Negative, progress, cancellationToken,
-            Lowering.CifarPreActResNet.Layout(Spec));
+        Lowering.SourceGraphs.ToPlain(this, mode, Negative, progress, cancellationToken);
 
     /// <inheritdoc />
     public void Dispose() => Weights.Dispose();

@@ -71,8 +71,7 @@ internal sealed class RepVggCheckpoint : ISourceModel
 
     /// <summary>The deploy form. <paramref name="mode"/> does not apply (RepVGG has no residual chain to reserve).</summary>
     public PlainModel ToPlain(RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null, CancellationToken cancellationToken = default) =>
-        Lowering.LoweredConversion.ToPlain(Lowering.OfficialRepVgg.Lower(Weights, Spec), Source, mode, NegativeInputMode.PRelu, progress, cancellationToken,
-            Lowering.OfficialRepVgg.Layout(Spec));
+        Lowering.SourceGraphs.ToPlain(this, mode, NegativeInputMode.PRelu, progress, cancellationToken);
 
     /// <inheritdoc />
     public void Dispose() => Weights.Dispose();

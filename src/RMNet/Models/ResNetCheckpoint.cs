@@ -81,8 +81,7 @@ public sealed class ResNetCheckpoint : ISourceModel
     /// <param name="progress">Told after each block; null for none.</param>
     /// <param name="cancellationToken">Checked after each block.</param>
     public PlainModel ToPlain(RmMode mode = RmMode.Grouped, IProgress<ProgressStep>? progress = null, CancellationToken cancellationToken = default) =>
-        Lowering.LoweredConversion.ToPlain(Lowering.TorchvisionResNet.Lower(Weights, Spec), Source, mode, NegativeInputMode.PRelu, progress, cancellationToken,
-            Lowering.TorchvisionResNet.Layout(Spec));
+        Lowering.SourceGraphs.ToPlain(this, mode, NegativeInputMode.PRelu, progress, cancellationToken);
 
     /// <inheritdoc />
     public void Dispose() => Weights.Dispose();
