@@ -171,11 +171,10 @@ internal static class ConvertCommand
 
         if (report is { Passed: false })
         {
-            string refusal = $"{output}: converted model differs from the original ({ReportText.Failure(report)}); nothing written";
+            string refusal = ReportText.NotKept(output, report);
             ctx.Document(result with { Error = refusal, ExitCode = ExitCodes.NotEquivalent });
             ctx.Line(ReportText.Verification(report));
-            ctx.Err.WriteLine($"rmnet: error: {refusal}");
-            return ExitCodes.NotEquivalent;
+            return Finish(ctx, pending, output, refusal);
         }
         pending.Commit();
         ctx.Document(result);
@@ -258,7 +257,7 @@ internal static class ConvertCommand
                 ctx.Progress.Stage($"verifying {output} {(onnxOut ? "in ONNX Runtime" : "in TorchSharp against the original in ONNX Runtime")} on {options.Samples} inputs");
                 report = RMNet.Onnx.GraphOutput.Verify(original, pending.TempPath, options, ctx.Cancellation);
                 if (!report.Passed)
-                    refusal = $"{output}: converted model differs from the original ({ReportText.Failure(report)}); nothing written";
+                    refusal = ReportText.NotKept(output, report);
             }
         }
         var (before, after) = (result.Input!, result.Output!);

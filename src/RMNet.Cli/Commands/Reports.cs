@@ -108,6 +108,9 @@ internal static class ReportText
             ? $"  of which {userInput}: {Errors(u)}{(u.NonFinite is { } n ? $", {n.Describe(u.Samples)}" : "")}"
             : null;
 
+    /// <summary>What convert says where the written <paramref name="output"/> failed its verification (then deleted).</summary>
+    public static string NotKept(string output, VerificationReport r) => $"{output}: converted model differs from the original ({Failure(r)}); nothing written";
+
     /// <summary>Why a failed verification failed: the non-finite outputs, or the error against the tolerance.</summary>
     public static string Failure(VerificationReport r) =>
         r.OutputMismatch is { } shapes ? $"outputs of different shapes: {shapes}"
