@@ -24,8 +24,23 @@ public sealed class StateDict : IReadOnlyDictionary<string, Tensor>, IDisposable
     /// <summary>The wrapper prefix removed from every name (<c>module.</c>, <c>model.</c>, <c>_orig_mod.</c>, or several); null where none.</summary>
     public string? RemovedPrefix { get; internal set; }
 
-    /// <summary>The BatchNorm epsilons a whole module (<c>torch.save(model)</c>) was saved with, by module name; empty for a state dict.</summary>
-    internal IReadOnlyDictionary<string, double> SavedBatchNormEps { get; init; } = new Dictionary<string, double>();
+    /// <summary>The modules of a whole module (<c>torch.save(model)</c>) by name, wrapper prefix removed; empty for a state dict.</summary>
+    internal IReadOnlyDictionary<string, IO.SavedModule> SavedModules
+    {
+        get => _savedModules;
+        init
+        {
+            _savedModules = value;
+            // A state dict does not hold a BatchNorm's epsilon; a whole module does (torch.nn BatchNorm*d's attribute 'eps').
+            SavedBatchNormEps = value.Where(kv => kv.Value.Class.StartsWith("BatchNorm", StringComparison.Ordinal) && kv.Value.Attributes.GetValueOrDefault("eps") is double)
+                .ToDictionary(kv => kv.Key, kv => (double)kv.Value.Attributes["eps"]);
+        }
+    }
+
+    readonly IReadOnlyDictionary<string, IO.SavedModule> _savedModules = new Dictionary<string, IO.SavedModule>();
+
+    /// <summary>The BatchNorm epsilons a whole module was saved with, by module name; empty for a state dict.</summary>
+    internal IReadOnlyDictionary<string, double> SavedBatchNormEps { get; private init; } = new Dictionary<string, double>();
 
     /// <summary>Adds or replaces a tensor, keeping first-insertion order.</summary>
     public void Add(string key, Tensor value)

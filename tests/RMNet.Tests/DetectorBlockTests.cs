@@ -34,6 +34,10 @@ public class DetectorBlockTests(ITestOutputHelper output)
     // YOLOv7's training checkpoint: whole modules in half precision under 'model' (and 'ema'); the blocks stay half precision,
     // PyTorch's fused them in float32 from the same half weights and rounded to half: they may differ in the last half bit.
     [InlineData("yolov7_repconv_whole_half.pt", "yolov7_repconv_whole_half_deploy.pth", "deploy.pth", 4, 18, 1e-3)]
+    // YOLOv6's QARepVGGBlock / V2 (make_fixtures.py --qarep), whose identity and average pool only a whole module records:
+    // `torch.save(model)` in float32, and a training checkpoint's half-precision 'ema'. The BN after each sum is kept.
+    [InlineData("yolov6_qarep_whole.pt", "yolov6_qarep_whole_deploy.pth", "deploy.pth", 6, 38, 1e-6)]
+    [InlineData("yolov6_qarep_ckpt_half.pt", "yolov6_qarep_ckpt_half_deploy.pth", "deploy.safetensors", 6, 38, 1e-3)]
     public void TheFusedBlocksArePyTorchsAndEveryOtherTensorIsKept(string checkpoint, string expected, string file, int fused, int kept, double tolerance)
     {
         using var dir = Fixture.Temp();
@@ -68,6 +72,7 @@ public class DetectorBlockTests(ITestOutputHelper output)
     [Theory]
     [InlineData("yolov7_repconv")]
     [InlineData("yolov6_repvgg")]
+    [InlineData("yolov6_qarep")]
     public void TheReferenceDeployFormRunsAsTheTrainingFormInPyTorch(string name)
     {
         // The fixture's fuse procedure is the real one: PyTorch's detector gives the same output in both forms.
@@ -117,6 +122,35 @@ public class DetectorBlockTests(ITestOutputHelper output)
         Assert.Equal(new[] { "model.1", "model.2", "model.4", "model.5" }, blocks.Select(b => b.GetProperty("name").GetString()));
         Assert.Equal(new[] { false, true, false, true }, blocks.Select(b => b.GetProperty("identity").GetBoolean()));
         Assert.Equal(18, json.GetProperty("other_tensors").GetInt32());
+    }
+
+    [Fact]
+    public void InspectNamesEachQaRepVggBlocksBranchesFromTheWholeModule()
+    {
+        var json = CliHarness.Inspect(Fixture.Path_("yolov6_qarep_whole.pt"));
+        Assert.Equal("detector-blocks", json.GetProperty("family").GetString());
+        var blocks = json.GetProperty("blocks").EnumerateArray().ToList();
+        Assert.Equal(new[] { "stem", "ERBlock_2.0", "ERBlock_2.1.conv1", "ERBlock_2.1.block.0", "ERBlock_2.2", "ERBlock_2.3" }, blocks.Select(b => b.GetProperty("name").GetString()));
+        // Strided blocks have neither identity nor pool; V2 blocks that keep their width have both; the V1 block only the identity.
+        Assert.Equal(new[] { "3x3 + 1x1", "3x3 + 1x1", "3x3 + 1x1 + identity + avg", "3x3 + 1x1 + identity + avg", "3x3 + 1x1 + identity + avg", "3x3 + 1x1 + identity" },
+            blocks.Select(b => b.GetProperty("form").GetString()));
+        Assert.Equal(new[] { "YOLOv6 QARepVGGBlock", "YOLOv6 QARepVGGBlockV2" }, blocks.Select(b => b.GetProperty("style").GetString()).Distinct());
+        Assert.Equal(4, blocks[4].GetProperty("in_channels_per_group").GetInt64());   // the grouped V2 block
+    }
+
+    [Fact]
+    public void AQaRepVggPoolThatIsNotV2sIsRefusedNamingIt()
+    {
+        // A whole module's rbr_avg that does not count its padding would make the 1/9 taps wrong at the border.
+        using var original = IO.CheckpointReader.Read(Fixture.Path_("yolov6_qarep_whole.pt"));
+        var modules = original.SavedModules.ToDictionary(kv => kv.Key, kv => kv.Value);
+        var pool = modules["ERBlock_2.2.rbr_avg"];
+        modules["ERBlock_2.2.rbr_avg"] = pool with { Attributes = new Dictionary<string, object>(pool.Attributes) { ["count_include_pad"] = false } };
+        using var edited = new StateDict(original.Source) { SavedModules = modules };
+        foreach (var (k, v) in original) edited.Add(k, v);
+        var e = Assert.Throws<ModelInputException>(() => RepBlocks.RepBlockFinder.Find(edited));
+        Assert.Contains("block 'ERBlock_2.2': its 'rbr_avg' is not QARepVGGBlockV2's AvgPool2d(3, stride=1, padding=1) counting its padding", e.Message);
+        Assert.Contains("count_include_pad=False", e.Message);
     }
 
     /// <summary>
@@ -189,7 +223,7 @@ public class DetectorBlockTests(ITestOutputHelper output)
         // QARepVGG: its identity and average-pool branches have no tensors.
         var (qa, _, qaError) = CliHarness.Rmnet("convert", Fixture.Path_("yolov6_qarepvgg.pth"), "-o", dir.File("qa.pth"));
         Assert.Equal(ExitCodes.BadInput, qa);
-        Assert.Contains("block '0': a QARepVGG block", qaError);
+        Assert.Contains("block '0': a QARepVGG block (a bare 1x1 conv, a BN after the sum): its identity branch, and QARepVGGBlockV2's average pool, have no tensors, so a state dict cannot say which branches it had; convert the checkpoint YOLOv6 saved (a whole module", qaError);
         var (onnx, _, onnxError) = CliHarness.Rmnet("convert", Fixture.Path_("yolov7_repconv.pth"), "-o", dir.File("d.onnx"));
         Assert.Equal(ExitCodes.BadInput, onnx);
         Assert.Contains("written as a state dict: .pth or .safetensors", onnxError);

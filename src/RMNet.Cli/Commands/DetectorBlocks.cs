@@ -59,7 +59,7 @@ internal static class DetectorBlocks
     static List<BlockJson> Blocks(StateDict sd, IReadOnlyList<RepBlock> blocks) => blocks.Select(b =>
     {
         var w = sd[b.Deploy ? b.Reparam + ".weight" : b.DenseConv + ".weight"];
-        return new BlockJson((sd.RemovedPrefix ?? "") + b.Prefix, b.Deploy ? "deploy" : b.StyleName, b.Deploy ? "deploy" : b.HasIdentity ? "3x3 + 1x1 + identity" : "3x3 + 1x1",
+        return new BlockJson((sd.RemovedPrefix ?? "") + b.Prefix, b.Deploy ? "deploy" : b.StyleName, b.Branches,
             w.shape[0], w.dim() > 1 ? w.shape[1] : 0, b.HasIdentity);
     }).ToList();
 

@@ -137,8 +137,9 @@ internal static class CheckpointReader
         var sd = new StateDict(path)
         {
             RemovedPrefix = prefix.Length > 0 ? prefix : null, WeightsKey = found.Key, OtherWeightsKeys = found.OtherKeys,
-            SavedBatchNormEps = found.BatchNormEps.Where(kv => kv.Key.StartsWith(prefix.TrimEnd('.'), StringComparison.Ordinal))
-                .ToDictionary(kv => prefix.Length > 0 ? kv.Key[Math.Min(prefix.Length, kv.Key.Length)..] : kv.Key, kv => kv.Value),
+            // Module names lose the wrapper prefix as tensor names do (the wrapper itself becomes the root, "").
+            SavedModules = found.Modules.Where(kv => kv.Key.StartsWith(prefix, StringComparison.Ordinal) || kv.Key + "." == prefix)
+                .ToDictionary(kv => kv.Key[Math.Min(prefix.Length, kv.Key.Length)..], kv => kv.Value),
         };
         var storages = new Dictionary<string, Tensor>();
         try

@@ -51,8 +51,8 @@ internal static class PickledWeights
         }
         else if (weightsKey is not null)
             throw new ModelInputException(path, $"--weights-key: the file holds {(root is PickleDict ? "a state dict" : Describe(root))} at its top level, not a checkpoint with keys to choose from");
-        var eps = new Dictionary<string, double>(StringComparer.Ordinal);
-        return new FoundWeights(Search(root, path, eps), key, others) { BatchNormEps = eps };
+        var modules = new Dictionary<string, SavedModule>(StringComparer.Ordinal);
+        return new FoundWeights(Search(root, path, modules), key, others) { Modules = modules };
     }
 
     /// <summary>A dict whose values are all tensors.</summary>
@@ -64,15 +64,15 @@ internal static class PickledWeights
 
     static string Keys(PickleDict table) => string.Join(", ", table.Entries.Take(8).Select(e => e.Key));
 
-    /// <summary>The named tensors; a whole module's BatchNorm epsilons go to <paramref name="eps"/> by module name.</summary>
-    static List<(string Name, PickleTensor Tensor)> Search(object? root, string path, Dictionary<string, double> eps)
+    /// <summary>The named tensors; a whole module's modules (class and plain attributes) go to <paramref name="modules"/> by name.</summary>
+    static List<(string Name, PickleTensor Tensor)> Search(object? root, string path, Dictionary<string, SavedModule> modules)
     {
         for (int depth = 0; depth < 4; depth++)
         {
             if (root is PickleObject module && IsModule(module))
             {
                 var named = new List<(string, PickleTensor)>();
-                Flatten(module, "", named, 0, path, eps);
+                Flatten(module, "", named, 0, path, modules);
                 return named;
             }
             if (root is not PickleDict table)
@@ -93,7 +93,7 @@ internal static class PickledWeights
     static bool IsModule(PickleObject o) =>
         o.StateDict is { } st && (st.Has("_parameters") || st.Has("_modules")) || o.Type.Module.StartsWith("__torch__", StringComparison.Ordinal);
 
-    static void Flatten(PickleObject module, string prefix, List<(string, PickleTensor)> named, int depth, string path, Dictionary<string, double> eps)
+    static void Flatten(PickleObject module, string prefix, List<(string, PickleTensor)> named, int depth, string path, Dictionary<string, SavedModule> modules)
     {
         if (depth > MaxModuleDepth) throw new ModelInputException(path, $"modules nested deeper than {MaxModuleDepth} levels (or a module that contains itself)");
         var state = module.StateDict;
@@ -106,10 +106,10 @@ internal static class PickledWeights
             foreach (var (name, value) in Entries(state.Get("_buffers")))
                 if (value is PickleTensor t && !nonPersistent.Contains(name)) named.Add((prefix + name, t));
             foreach (var (name, value) in Entries(state.Get("_modules")))
-                if (value is PickleObject child) Flatten(child, $"{prefix}{name}.", named, depth + 1, path, eps);
-            // A state dict does not hold a BatchNorm's epsilon; a whole module does (torch.nn BatchNorm*d's attribute 'eps').
-            if (module.Type.Name.StartsWith("BatchNorm", StringComparison.Ordinal) && state.Get("eps") is double e)
-                eps[prefix.TrimEnd('.')] = e;
+                if (value is PickleObject child) Flatten(child, $"{prefix}{name}.", named, depth + 1, path, modules);
+            // A state dict holds neither a module's class nor its plain attributes (a BatchNorm's eps, a pool's size); a whole
+            // module does, and a child set to None is no module at all (a block's absent identity branch).
+            modules[prefix.TrimEnd('.')] = new SavedModule(module.Type.Name, Attributes(state));
             return;
         }
         // TorchScript: parameters, buffers and submodules are all plain attributes.
@@ -117,8 +117,25 @@ internal static class PickledWeights
         {
             if (value is PickleTensor t) named.Add((prefix + name, t));
             else if (value is PickleObject child && child.Type.Module.StartsWith("__torch__", StringComparison.Ordinal))
-                Flatten(child, $"{prefix}{name}.", named, depth + 1, path, eps);
+                Flatten(child, $"{prefix}{name}.", named, depth + 1, path, modules);
         }
+    }
+
+    /// <summary>A module's plain attributes that are numbers, booleans, strings or tuples of integers (as <c>long[]</c>).</summary>
+    static Dictionary<string, object> Attributes(PickleDict state)
+    {
+        var attributes = new Dictionary<string, object>(StringComparer.Ordinal);
+        foreach (var (name, value) in Entries(state))
+        {
+            object? kept = value switch
+            {
+                long or double or bool or string => value,
+                object?[] tuple when tuple.All(v => v is long) => tuple.Select(v => (long)v!).ToArray(),
+                _ => null,
+            };
+            if (kept is not null) attributes[name] = kept;
+        }
+        return attributes;
     }
 
     static IEnumerable<(string Name, object? Value)> Entries(object? dict) =>
@@ -149,6 +166,6 @@ internal static class PickledWeights
 /// <summary>Weights found in a checkpoint: the named tensors, the top-level key they were under (null: the top level), the other keys holding weights.</summary>
 internal sealed record FoundWeights(List<(string Name, PickleTensor Tensor)> Named, string? Key, IReadOnlyList<string> OtherKeys)
 {
-    /// <summary>A whole module's BatchNorm epsilons by module name (empty for a state dict, which does not hold them).</summary>
-    public IReadOnlyDictionary<string, double> BatchNormEps { get; init; } = new Dictionary<string, double>();
+    /// <summary>A whole module's modules by name (the root ""), with their classes and attributes; empty for a state dict.</summary>
+    public IReadOnlyDictionary<string, SavedModule> Modules { get; init; } = new Dictionary<string, SavedModule>();
 }

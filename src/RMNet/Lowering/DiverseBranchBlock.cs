@@ -30,7 +30,7 @@ internal static class DiverseBranchBlock
         var terms = new List<string> { g.Conv(x, $"{p}.dbb_origin", origin, stride, groups) };
         if (sd.ContainsKey($"{p}.dbb_1x1.conv.weight")) terms.Add(g.ConvBn(x, $"{p}.dbb_1x1.conv", $"{p}.dbb_1x1.bn", stride, groups, eps));
 
-        var average = g.WithBatchNorm(new ConvWeights(AverageKernel(outChannels, groups, k), null), $"{p}.dbb_avg.avgbn", eps);
+        var average = g.WithBatchNorm(new ConvWeights(Kernels.Average(outChannels, groups, k), null), $"{p}.dbb_avg.avgbn", eps);
         if (sd.ContainsKey($"{p}.dbb_avg.conv.weight"))
             average = Merge(sd, $"{p}.dbb_avg", g.WithBatchNorm(g.ReadConv($"{p}.dbb_avg.conv"), $"{p}.dbb_avg.bn.bn", eps), average, groups);
         terms.Add(g.Conv(x, $"{p}.dbb_avg", average, stride, groups));
@@ -41,10 +41,6 @@ internal static class DiverseBranchBlock
         terms.Add(g.Conv(x, chain, Merge(sd, chain, g.WithBatchNorm(first, $"{chain}.bn1.bn", eps), second, groups), stride, groups));
         return g.SumAll(terms, $"{p}.add");
     }
-
-    /// <summary>A kxk average over each channel of the branch's own input, as a conv kernel in <paramref name="groups"/> groups (float64).</summary>
-    static Tensor AverageKernel(long channels, int groups, long k) =>
-        Kernels.GroupedDirac(channels, groups, 1, 1, 0, 0).repeat(1, 1, k, k) / (k * k);
 
     /// <summary>IdentityBasedConv1x1's kernel: its weight plus the grouped identity (which the state dict does not hold).</summary>
     static ConvWeights IdentityBased(StateDict sd, ConvWeights conv, string name, int groups)

@@ -36,19 +36,19 @@ internal static class RepBlockConversion
         var eps = Eps(sd, bnEps);
         string prefix = sd.RemovedPrefix ?? "";
         var training = blocks.Where(b => !b.Deploy).ToList();
-        var written = new HashSet<RepBlock>();
+        // The deploy conv goes after the block's last tensor, where the project's switch to deploy adds it (a QARepVGG
+        // block's BN after the sum comes before it).
+        var lastKey = training.ToDictionary(b => sd.Keys.Last(k => k.StartsWith(b.Prefix + ".", StringComparison.Ordinal)), b => b);
         var tensors = new List<(string, Tensor)>();
         int kept = 0;
         foreach (var (key, tensor) in sd)
         {
-            var block = training.FirstOrDefault(b => b.OwnsBranchTensor(key));
-            if (block is null)
+            if (!training.Any(b => b.OwnsBranchTensor(key)))
             {
                 tensors.Add((prefix + key, tensor));
                 kept++;
-                continue;
             }
-            if (!written.Add(block)) continue;
+            if (!lastKey.TryGetValue(key, out var block)) continue;
             cancellationToken.ThrowIfCancellationRequested();
             var dtype = sd[block.DenseConv + ".weight"].dtype;
             var fused = RepBlockFusion.Fuse(sd, block, eps);

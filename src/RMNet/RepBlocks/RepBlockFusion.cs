@@ -19,21 +19,36 @@ internal static class RepBlockFusion
     public static ConvWeights Fuse(StateDict sd, RepBlock block, Func<string, double> eps)
     {
         var dense = Kernel(sd, block.DenseConv + ".weight", 3, null);
-        long outChannels = dense.shape[0], perGroup = dense.shape[1];
+        long outChannels = dense.shape[0];
         var oneByOne = Kernel(sd, block.OneByOneConv + ".weight", 1, dense);
-        // The groups are in no tensor; the identity fixes them (as many outputs as inputs), and without it they do not
-        // enter the sum of kernels.
-        int groups = 1;
-        if (block.HasIdentity)
+        int groups = Groups(sd, block, dense);
+        if (block.BareOneByOne)
         {
-            if (outChannels % perGroup != 0)
-                throw new ModelInputException(sd.Source, $"block '{sd.RemovedPrefix}{block.Prefix}': an identity branch needs as many outputs as inputs, but {outChannels} outputs are no whole number of groups of {perGroup} inputs");
-            groups = checked((int)(outChannels / perGroup));
+            // QARepVGG: only the 3x3 branch has a BN; the 1x1 kernel, the identity and the average pool add as they are
+            // (the BN after the sum stays a BN, as YOLOv6's switch_to_deploy keeps it).
+            var k = BatchNormFusion.Fuse(new ConvWeights(dense, null), Bn(sd, block.DenseBn, outChannels, eps));
+            var weight = k.Weight + Kernels.PadOneByOne(oneByOne.to_type(ScalarType.Float64), 3, 3, 1, 1);
+            if (block.HasIdentity) weight += Kernels.GroupedDirac(outChannels, groups, 3, 3, 1, 1);
+            if (block.HasAverage) weight += Kernels.Average(outChannels, groups, 3);
+            return new ConvWeights(weight, k.BiasOrZeros());
         }
         var fused = BranchFusion.Merge((new ConvWeights(dense, null), Bn(sd, block.DenseBn, outChannels, eps)),
             (new ConvWeights(oneByOne, null), Bn(sd, block.OneByOneBn, outChannels, eps)),
             block.HasIdentity ? Bn(sd, block.Identity, outChannels, eps) : null, stride: 1, Padding2d.All(1), groups);
         return fused.Weights;
+    }
+
+    /// <summary>
+    /// The groups of the block's convs, which are in no tensor: the identity (or average pool) fixes them, as many outputs
+    /// as inputs; without either they do not enter the sum of kernels (1).
+    /// </summary>
+    public static int Groups(StateDict sd, RepBlock block, Tensor dense)
+    {
+        long outChannels = dense.shape[0], perGroup = dense.shape[1];
+        if (!block.HasIdentity && !block.HasAverage) return 1;
+        if (outChannels % perGroup != 0)
+            throw new ModelInputException(sd.Source, $"block '{sd.RemovedPrefix}{block.Prefix}': an identity branch needs as many outputs as inputs, but {outChannels} outputs are no whole number of groups of {perGroup} inputs");
+        return checked((int)(outChannels / perGroup));
     }
 
     /// <summary>A conv weight [out, in/groups, k, k]; a 1x1 kernel must have the 3x3 kernel's outputs and inputs.</summary>

@@ -70,16 +70,18 @@ internal static class RepBlockVerification
         var dense = F32(sd.Require(block.DenseConv + ".weight"));
         long perGroup = dense.shape[1], outChannels = dense.shape[0];
         // As in fusion: the identity fixes the groups; without it any grouping checks the same sum of kernels.
-        long groups = block.HasIdentity ? outChannels / perGroup : 1;
+        long groups = RepBlockFusion.Groups(sd, block, dense);
         if (weight.dim() != 4 || weight.shape[0] != outChannels || weight.shape[1] != perGroup || weight.shape[2] != 3 || weight.shape[3] != 3 || bias.numel() != outChannels)
             return new VerificationReport(1, double.PositiveInfinity, double.PositiveInfinity, 0, tolerance);
         var x = Equivalence.SeededInputs(2, checked((int)(perGroup * groups)), 9, 9, seed);
         Tensor Bn(Tensor y, string bn) =>
             (y - F32(sd[bn + ".running_mean"]).view(1, -1, 1, 1)) / (F32(sd[bn + ".running_var"]) + eps(bn)).sqrt().view(1, -1, 1, 1)
             * F32(sd[bn + ".weight"]).view(1, -1, 1, 1) + F32(sd[bn + ".bias"]).view(1, -1, 1, 1);
+        var oneByOne = nn.functional.conv2d(x, F32(sd[block.OneByOneConv + ".weight"]), groups: groups);
         var branches = Bn(nn.functional.conv2d(x, dense, padding: new long[] { 1, 1 }, groups: groups), block.DenseBn)
-            + Bn(nn.functional.conv2d(x, F32(sd[block.OneByOneConv + ".weight"]), groups: groups), block.OneByOneBn);
-        if (block.HasIdentity) branches += Bn(x, block.Identity);
+            + (block.BareOneByOne ? oneByOne : Bn(oneByOne, block.OneByOneBn));
+        if (block.HasIdentity) branches += block.BareOneByOne ? x : Bn(x, block.Identity);
+        if (block.HasAverage) branches += nn.functional.avg_pool2d(x, 3, stride: 1, padding: 1, count_include_pad: true);
         var deploy = nn.functional.conv2d(x, F32(weight), F32(bias), padding: new long[] { 1, 1 }, groups: groups);
         return Equivalence.Measure(branches, deploy, tolerance);
     }

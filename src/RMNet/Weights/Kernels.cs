@@ -21,6 +21,12 @@ internal static class Kernels
     }
 
     /// <summary>
+    /// A kxk average over each channel of the conv's own input (an average pool that counts its zero padding), as a
+    /// kernel in <paramref name="groups"/> groups, float64.
+    /// </summary>
+    public static Tensor Average(long channels, long groups, long k) => GroupedDirac(channels, groups, 1, 1, 0, 0).repeat(1, 1, k, k) / (k * k);
+
+    /// <summary>
     /// Dirac entries in a dense kernel: W[firstRow + r, firstCol + r, tapH, tapW] = <paramref name="value"/> for r in
     /// [0, <paramref name="count"/>): channels passed (or, with -1, negated) from input to output.
     /// </summary>
