@@ -226,6 +226,27 @@ public class LoweringTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void AFamilysNamesUnderABackbonePrefixOrWithoutTheirHeadAreNamedAsSuch()
+    {
+        // mmpretrain's classifiers keep a ResNet under 'backbone.' and its classifier as 'head.fc'; timm's num_classes=0 has no 'fc'.
+        using var dir = Fixture.Temp();
+        using var resnet = IO.CheckpointReader.Read(Fixture.Path_("basic_narrow.pth"));
+        IO.StateDictFile.Save(dir.File("mmpretrain.pth"), resnet.Where(kv => !kv.Key.StartsWith("fc.")).Select(kv => ("backbone." + kv.Key, kv.Value))
+            .Concat(resnet.Where(kv => kv.Key.StartsWith("fc.")).Select(kv => ("head." + kv.Key, kv.Value))));
+        IO.StateDictFile.Save(dir.File("headless.pth"), resnet.Where(kv => !kv.Key.StartsWith("fc.")).Select(kv => (kv.Key, kv.Value)));
+        int underBackbone = resnet.Keys.Count(k => !k.StartsWith("fc."));
+
+        var (code, _, error) = CliHarness.Rmnet("inspect", dir.File("mmpretrain.pth"));
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Contains($"closest: torchvision ResNet/ResNeXt, SE-ResNet, IResNet, pre-activation and CIFAR ResNets, whose names the {underBackbone} tensors under 'backbone.' " +
+            "have after that prefix (e.g. 'backbone.conv1.weight'); rmnet removes only the wrappers module., model., _orig_mod.: save the tensors under 'backbone.'", error);
+        var (headless, _, headlessError) = CliHarness.Rmnet("convert", dir.File("headless.pth"), "-o", dir.File("h.onnx"));
+        Assert.Equal(ExitCodes.BadInput, headless);
+        Assert.Contains("missing key 'fc.weight': a ResNet without its classifier 'fc' (a headless backbone)", headlessError);
+        Assert.False(File.Exists(dir.File("h.onnx")));
+    }
+
+    [Fact]
     public void BenchRunsTheLoweredOriginalAgainstItsPlainNetworkInOnnxRuntime()
     {
         string checkpoint = Fixture.Path_("regnet_y_se_narrow.pth");

@@ -72,6 +72,10 @@ internal static partial class ResNetDetector
                 groups = g;
             }
         }
+        // A backbone saved without its classifier (timm's num_classes=0, an fc replaced by Identity) has no 'fc'.
+        if (!sd.ContainsKey("fc.weight"))
+            throw new ModelInputException(sd.Source, "missing key 'fc.weight': a ResNet without its classifier 'fc' (a headless backbone); rmnet converts "
+                + "whole classifiers: save the model with its 'fc' (any number of classes)");
         int numClasses = (int)Dim(sd, "fc.weight", 0);
         int[]? se = sd.ContainsKey("layer1.0.se.fc1.weight")
             ? Enumerable.Range(1, stageCount).Select(s => (int)Dim(sd, $"layer{s}.0.se.fc1.weight", 0)).ToArray() : null;
