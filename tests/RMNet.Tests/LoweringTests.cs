@@ -247,6 +247,33 @@ public class LoweringTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void InspectAndBenchSayWhereAResNetDsPooledShortcutsHavePartialWindows()
+    {
+        // At 36x36 the narrow ResNet-D's layer2 pool sees 9x9 and layer3's 5x5 (PyTorch's output then differs by 0.25, see
+        // the verify test); at 64x64 every pooled map is even.
+        string checkpoint = Fixture.Path_("timm_resnet_d_basic_narrow.pth");
+        var odd = CliHarness.Inspect(checkpoint, "--input-size", "36").GetProperty("partial_shortcut_pools").EnumerateArray()
+            .Select(p => (p.GetProperty("join").GetString()!, p.GetProperty("height").GetInt64(), p.GetProperty("width").GetInt64(), p.GetProperty("window").GetInt32())).ToList();
+        Assert.Equal(new[] { ("layer2.0.add", 9L, 9L, 2), ("layer3.0.add", 5L, 5L, 2) }, odd);
+        Assert.False(CliHarness.Inspect(checkpoint, "--input-size", "64").TryGetProperty("partial_shortcut_pools", out _));
+        var (_, text, _) = CliHarness.Rmnet("inspect", checkpoint, "--input-size", "36");
+        Assert.Contains("not exact at 36x36: layer2.0.add's shortcut pool layer2.0.downsample.0 (2x2) sees a 9x9 map", text);
+
+        foreach (var (size, exact) in new[] { (36, false), (64, true) })
+        {
+            var (code, stdout, stderr) = CliHarness.Rmnet("bench", checkpoint, "--batch", "1", "--size", size.ToString(), "--runs", "1", "--warmup", "0", "--json", "--quiet");
+            Assert.True(code == 0, stderr);
+            var json = JsonDocument.Parse(stdout).RootElement;
+            Assert.Equal(exact, json.GetProperty("plain_equivalent").GetBoolean());
+            double error = json.GetProperty("plain_max_rel_error").GetDouble();
+            output.WriteLine($"bench at {size}: plain vs original {error:E2}");
+            Assert.True(exact ? error < 1e-5 : error > 0.05, $"{size}: {error}");
+        }
+        var (_, benchText, _) = CliHarness.Rmnet("bench", checkpoint, "--batch", "1", "--size", "36", "--runs", "1", "--warmup", "0", "--quiet");
+        Assert.Contains("NOT EXACT at 36x36: the plain network differs from the original by", benchText);
+    }
+
+    [Fact]
     public void BenchRunsTheLoweredOriginalAgainstItsPlainNetworkInOnnxRuntime()
     {
         string checkpoint = Fixture.Path_("regnet_y_se_narrow.pth");

@@ -21,6 +21,8 @@ internal static class InspectCommand
         public string? RemovedPrefix { get; init; }
         /// <summary>The floating-point types the weights are stored in (<c>float32</c>, <c>float16</c>, or several joined by '+').</summary>
         public string? WeightsDtype { get; init; }
+        /// <summary>Joins whose average-pooled shortcut has partial windows at the size inspected (RM not exact there); null where none.</summary>
+        public IReadOnlyList<PartialShortcutPool>? PartialShortcutPools { get; init; }
     }
 
     public static Command Create(CommandIO io)
@@ -69,7 +71,7 @@ internal static class InspectCommand
             result = new Result(path, lowered is null ? "onnx" : format == FileFormat.Safetensors ? "safetensors" : "pytorch", form,
                 lowered?.Description, classes, null, CostReport.Of(s, FileFormats.ModelBytes(path)),
                 s.OpCounts.Values.Sum(), s.OpCounts, lowered is null ? s.Opset : null, lowered is null ? s.Producer : null, JoinsFound: residual, Joins: s.Joins,
-                UncountedConvs: s.UncountedConvs > 0 ? s.UncountedConvs : null) { WeightsDtype = dtype };
+                UncountedConvs: s.UncountedConvs > 0 ? s.UncountedConvs : null) { WeightsDtype = dtype, PartialShortcutPools = s.PartialPools.Count > 0 ? s.PartialPools : null };
             ctx.Document(result);
             if (lowered is null)
                 ctx.Line($"{path}: ONNX opset {s.Opset}, producer '{s.Producer}', {result.Form} ({residual} residual joins, {gates} gates), {dtype} weights");
@@ -81,6 +83,9 @@ internal static class InspectCommand
                 ctx.Line($"  note: MACs leave out {s.UncountedConvs} conv(s) whose spatial size could not be followed through the graph (e.g. past Reshape or Transpose)");
             foreach (var j in s.Joins)
                 ctx.Line($"  {j.Kind} {j.Op} {j.Name}: {string.Join(j.Kind == "gate" ? " * " : " + ", j.Operands)}");
+            foreach (var p in s.PartialPools)
+                ctx.Line($"  not exact at {s.InputSize}x{s.InputSize}: {p.Join}'s shortcut pool {p.Pool} ({p.Window}x{p.Window}) sees a {p.Height}x{p.Width} map, partial windows " +
+                    "that no conv kernel reproduces: the plain network equals the original only at sizes where every pooled map is even");
         }
         else if (PlainModelFile.IsPlain(path))
         {

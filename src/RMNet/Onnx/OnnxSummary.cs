@@ -20,6 +20,9 @@ namespace RMNet.Onnx;
 internal sealed record OnnxSummary(long Opset, string Producer, IReadOnlyDictionary<string, int> OpCounts, long Parameters,
     IReadOnlyList<string> Inputs, IReadOnlyList<string> Outputs, IReadOnlyList<GraphJoin> Joins, long Macs, int InputSize, int UncountedConvs = 0)
 {
+    /// <summary>Joins whose average-pooled shortcut has partial windows at <see cref="InputSize"/> (RM cannot be exact there).</summary>
+    public IReadOnlyList<PartialShortcutPool> PartialPools { get; init; } = Array.Empty<PartialShortcutPool>();
+
     /// <summary>Residual joins (Add/Sum whose operands share an ancestor).</summary>
     public IReadOnlyList<GraphJoin> Residuals => Joins.Where(j => j.Kind == "residual").ToList();
 
@@ -44,8 +47,10 @@ internal sealed record OnnxSummary(long Opset, string Producer, IReadOnlyDiction
         // A graph that fixes its input size is costed at that size, whatever was asked.
         var fixedSize = model.Graph.Input.Where(i => !g.Initializers.ContainsKey(i.Name)).Select(i => i.Type?.TensorType?.Shape?.Dim)
             .FirstOrDefault(d => d is { Count: 4 } && d[2].DimValue > 0 && d[2].DimValue == d[3].DimValue)?[2].DimValue;
+        var joins = ResidualJoins.Find(g);
+        int size = (int)(fixedSize ?? inputSize);
         return new OnnxSummary(opset, $"{model.ProducerName} {model.ProducerVersion}".Trim(), ops, OnnxCost.Parameters(g),
             model.Graph.Input.Where(i => !g.Initializers.ContainsKey(i.Name)).Select(Dims).ToList(), model.Graph.Output.Select(Dims).ToList(),
-            ResidualJoins.Find(g), macs, (int)(fixedSize ?? inputSize), uncounted);
+            joins, macs, size, uncounted) { PartialPools = PartialShortcutPools.Find(g, joins, StaticShapes.Spatial(g, size)) };
     }
 }
