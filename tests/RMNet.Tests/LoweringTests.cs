@@ -273,6 +273,31 @@ public class LoweringTests(ITestOutputHelper output)
         Assert.Contains("NOT EXACT at 36x36: the plain network differs from the original by", benchText);
     }
 
+    [Theory]
+    [InlineData("timm_resnet_d_basic_narrow.pth")]
+    [InlineData("onnx/timm_resnet_d_basic_narrow_opset13.onnx")]
+    public void ConvertStrictRefusesAResNetDAtASizeWhereItsPooledShortcutsCannotBeExact(string model)
+    {
+        using var dir = Fixture.Temp();
+        string input = Fixture.Path_(model);
+        var (strict, stdout, stderr) = CliHarness.Rmnet("convert", input, "-o", dir.File("x.onnx"), "--strict", "--input-size", "36", "--json", "--quiet");
+        Assert.Equal(ExitCodes.NotEquivalent, strict);
+        // The checkpoint's joins are named as lowered (layer2.0.add), the export's as PyTorch names them (/layer2/layer2.0/Add).
+        Assert.Contains("at 36x36 2 block(s) cannot be exact (", stderr);
+        Assert.Contains("layer2.0", stderr);
+        Assert.Contains(": its shortcut's 2x2 average pool sees a 9x9 map, partial windows", stderr);
+        Assert.False(File.Exists(dir.File("x.onnx")));
+        var pools = JsonDocument.Parse(stdout).RootElement.GetProperty("partial_shortcut_pools").EnumerateArray().Select(p => p.GetProperty("height").GetInt64());
+        Assert.Equal(new[] { 9L, 5L }, pools);
+
+        // Without --strict it is written and each such block reported; at 64x64 --strict passes.
+        var (loose, text, looseErr) = CliHarness.Rmnet("convert", input, "-o", dir.File("x.onnx"), "--input-size", "36", "--quiet");
+        Assert.True(loose == 0, looseErr);
+        Assert.Contains("avg-pool projection shortcut, 2 convs: plain, NOT exact at 36x36: its shortcut's 2x2 average pool sees a 5x5 map", text);
+        var (even, _, evenErr) = CliHarness.Rmnet("convert", input, "-o", dir.File("y.onnx"), "--strict", "--input-size", "64", "--quiet");
+        Assert.True(even == 0, evenErr);
+    }
+
     [Fact]
     public void BenchRunsTheLoweredOriginalAgainstItsPlainNetworkInOnnxRuntime()
     {

@@ -15,6 +15,8 @@ internal static class ConvertCommand
         /// <summary>As <see cref="OnnxResult.Error"/>.</summary>
         public string? Error { get; init; }
         public int? ExitCode { get; init; }
+        /// <summary>As <see cref="OnnxResult.PartialShortcutPools"/>.</summary>
+        public IReadOnlyList<RMNet.Onnx.PartialShortcutPool>? PartialShortcutPools { get; init; }
     }
 
     public sealed record OnnxResult(string Input, string Output, int BlocksFound, int BlocksPlain, int FoldedBatchNorms, int MergedBranches,
@@ -24,6 +26,8 @@ internal static class ConvertCommand
         /// <summary>Why nothing was written (--strict, or verification failed), with <see cref="ExitCode"/>; null on success.</summary>
         public string? Error { get; init; }
         public int? ExitCode { get; init; }
+        /// <summary>Joins made plain whose shortcut pool has partial windows at --input-size: not exact there; null where none.</summary>
+        public IReadOnlyList<RMNet.Onnx.PartialShortcutPool>? PartialShortcutPools { get; init; }
     }
 
     /// <summary>
@@ -39,6 +43,8 @@ internal static class ConvertCommand
         /// <summary>As <see cref="OnnxResult.Error"/>.</summary>
         public string? Error { get; init; }
         public int? ExitCode { get; init; }
+        /// <summary>As <see cref="OnnxResult.PartialShortcutPools"/>.</summary>
+        public IReadOnlyList<RMNet.Onnx.PartialShortcutPool>? PartialShortcutPools { get; init; }
     }
 
     public static Command Create(CommandIO io)
@@ -215,14 +221,22 @@ internal static class ConvertCommand
         string? description = lowered?.Description;
         IReadOnlyList<StageRow>? stages = null;
         var clock = new Stopwatch();
+        // Where the graph leaves H and W dynamic, a ResNet-D's pooled shortcut is made plain under a condition on the size;
+        // at --input-size it may not hold, which is found on the graph before the passes change it.
+        IReadOnlyList<RMNet.Onnx.PartialShortcutPool> partial = Array.Empty<RMNet.Onnx.PartialShortcutPool>();
         // The graph passes have no safe points; they only read the file and build a new model, so a stop abandons them.
         var result = StopRequest.Abandonable(() =>
         {
-            if (lowered is null) return RMNet.Onnx.OnnxConversion.Convert(input, mode, options.InputSize, negative);
+            if (lowered is null)
+            {
+                partial = RMNet.Onnx.PartialShortcutPools.Find(RMNet.Onnx.OnnxModelFile.LoadStructure(input), input, options.InputSize);
+                return RMNet.Onnx.OnnxConversion.Convert(input, mode, options.InputSize, negative);
+            }
             // A checkpoint's convert_seconds is its transform's time: here lowering and the passes, not the costing.
             clock.Start();
             var model = lowered.Lower();
             clock.Stop();
+            partial = RMNet.Onnx.PartialShortcutPools.Find(model, input, options.InputSize);
             var prefixes = lowered.Layout.StagePrefixes;
             var before = RMNet.Onnx.GraphStageCost.Of(model, input, options.InputSize, prefixes);
             clock.Start();
@@ -233,10 +247,16 @@ internal static class ConvertCommand
         }, ctx.Cancellation);
         int plain = result.Blocks.Count(b => b.Plain);
         var joins = result.Joins;
+        // A join kept is reported as kept; one made plain that is not exact at this size, as not exact.
+        var notExact = partial.Where(p => joins.Any(j => j.Name == p.Join && !j.Remains)).ToDictionary(p => p.Join);
         // --strict is decided on the converted graph in memory: a refused model is never written, not even as a temporary.
-        string? refusal = strict && (result.JoinsRemaining > 0 || plain < result.Blocks.Count)
-            ? $"{input}: {result.JoinsRemaining} residual join(s) remain in the output ({string.Join(", ", joins.Where(j => j.Remains).Select(j => j.Name).Take(5))}" +
-              $"{(result.JoinsRemaining > 5 ? ", ..." : "")}) (--strict); nothing written"
+        string? refusal = !strict ? null
+            : result.JoinsRemaining > 0 || plain < result.Blocks.Count
+                ? $"{input}: {result.JoinsRemaining} residual join(s) remain in the output ({string.Join(", ", joins.Where(j => j.Remains).Select(j => j.Name).Take(5))}" +
+                  $"{(result.JoinsRemaining > 5 ? ", ..." : "")}) (--strict); nothing written"
+            : notExact.Count > 0
+                ? $"{input}: at {options.InputSize}x{options.InputSize} {notExact.Count} block(s) cannot be exact ({string.Join("; ", notExact.Values.Take(3).Select(p => $"{p.Join}: {NotExact(p)}"))}" +
+                  $"{(notExact.Count > 3 ? "; ..." : "")}) (--strict); nothing written"
             : null;
         VerificationReport? report = null;
         if (refusal is null)
@@ -267,11 +287,12 @@ internal static class ConvertCommand
         int? exitCode = refusal is null ? null : ExitCodes.NotEquivalent;
         ctx.Document(lowered is null
             ? new OnnxResult(input, output, result.Blocks.Count, plain, result.FoldedBatchNorms, result.MergedBranches, result.Blocks,
-                originalCost, convertedCost, verification, result.JoinsFound, result.JoinsRemaining, gates, joins) { Error = refusal, ExitCode = exitCode }
+                originalCost, convertedCost, verification, result.JoinsFound, result.JoinsRemaining, gates, joins)
+            { Error = refusal, ExitCode = exitCode, PartialShortcutPools = notExact.Count > 0 ? notExact.Values.ToList() : null }
             : new LoweredResult(input, output, lowered.Description, mode.ToString().ToLowerInvariant(), lowered.Layout.Blocks,
                 result.Blocks.Sum(b => b.ZeroChannels), originalCost, convertedCost, stages!, clock.Elapsed.TotalSeconds, verification, "float32",
                 result.JoinsFound, result.JoinsRemaining, gates, joins, result.Blocks.Count, plain, result.FoldedBatchNorms, result.MergedBranches, result.Blocks)
-            { Error = refusal, ExitCode = exitCode });
+            { Error = refusal, ExitCode = exitCode, PartialShortcutPools = notExact.Count > 0 ? notExact.Values.ToList() : null });
         ctx.Line($"converted {input}{(description is null ? "" : $" ({description}, lowered into the graph)")}: {result.JoinsFound - result.JoinsRemaining} of {result.JoinsFound} residual joins made plain" +
             // A graph of parallel branches only (RepVGG) has no residual blocks to count: its joins are the merged sums.
             (result.Blocks.Count > 0 || result.MergedBranches == 0 ? $" ({result.Blocks.Count} residual blocks recognised, {plain} made plain)" : "") + ", " +
@@ -280,7 +301,8 @@ internal static class ConvertCommand
         var shortcuts = result.Blocks.GroupBy(b => b.Name).ToDictionary(b => b.Key, b => b.First());
         foreach (var j in joins.Where(j => j.Kind == "residual"))
             ctx.Line($"  {j.Name}: {(shortcuts.TryGetValue(j.Name, out var b) ? $"{b.Shortcut} shortcut, {b.Convs} convs" : j.Op)}: " +
-                (j.Remains ? "kept: " + j.Reason : b?.Condition is { } condition ? $"plain, {condition}" : "plain"));
+                (j.Remains ? "kept: " + j.Reason : notExact.TryGetValue(j.Name, out var p) ? $"plain, NOT exact at {options.InputSize}x{options.InputSize}: {NotExact(p)}"
+                    : b?.Condition is { } condition ? $"plain, {condition}" : "plain"));
         if (gates > 0) ctx.Line($"  gates (multiplications of one value's paths, kept by design): {string.Join(", ", joins.Where(j => j.Kind == "gate").Select(j => j.Name))}");
         foreach (var line in ReportText.CostTable(originalCost, convertedCost)) ctx.Line(line);
         if (stages is not null)
@@ -288,6 +310,10 @@ internal static class ConvertCommand
         if (report is not null) ctx.Line(ReportText.Verification(report));
         return Finish(ctx, pending, output, refusal);
     }
+
+    /// <summary>E.g. "its shortcut's 2x2 average pool sees a 9x9 map, partial windows ...".</summary>
+    static string NotExact(RMNet.Onnx.PartialShortcutPool p) =>
+        $"its shortcut's {p.Window}x{p.Window} average pool sees a {p.Height}x{p.Width} map, partial windows that no conv kernel reproduces";
 
     /// <summary>
     /// The end of a conversion whose report is out: the output kept and named, or, where <paramref name="refusal"/> says

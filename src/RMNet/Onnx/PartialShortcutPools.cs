@@ -18,6 +18,13 @@ internal sealed record PartialShortcutPool(string Join, string Pool, long Height
 /// </summary>
 internal static class PartialShortcutPools
 {
+    /// <summary>The joins of <paramref name="model"/> (not changed) whose shortcut pool has partial windows at an input of <paramref name="size"/> (where H and W are dynamic).</summary>
+    public static IReadOnlyList<PartialShortcutPool> Find(ModelProto model, string file, long size)
+    {
+        var g = new OnnxGraph(model.Graph, file);
+        return Find(g, ResidualJoins.Find(g), StaticShapes.Spatial(g, size));
+    }
+
     /// <summary>Each residual join of <paramref name="joins"/> whose operand is conv(+BN) of such a pool, with sizes from <paramref name="sizes"/>.</summary>
     public static IReadOnlyList<PartialShortcutPool> Find(OnnxGraph g, IEnumerable<GraphJoin> joins, IReadOnlyDictionary<string, (long H, long W)> sizes)
     {
