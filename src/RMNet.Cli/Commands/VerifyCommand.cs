@@ -28,7 +28,10 @@ internal static class VerifyCommand
             Description = "Also run this tensor [N, C, H, W], C the model's input channels (.pth or .safetensors: a tensor saved on its own, the entry named 'input', or the only one)",
         };
         var allowNonFinite = CommonOptions.AllowNonFinite();
+        // Verify runs a converted file against the residual original, so how a conversion carries negative inputs does not
+        // enter it; the option stays accepted (hidden) for scripts that pass convert's options to verify too.
         var negative = CommonOptions.NegativeInput();
+        negative.Hidden = true;
         var weightsKey = CommonOptions.WeightsKey();
         var bnEps = CommonOptions.BnEps();
         var json = CommonOptions.Json();
