@@ -49,6 +49,27 @@ public class SavedCheckpointTests(ITestOutputHelper output)
         Assert.Equal(0, Rmnet("inspect", path, "--allow-nonfinite", "--quiet").Code);
     }
 
+    [Fact]
+    public void InspectOfRmnetsOwnPlainFileNamesANonFiniteWeight()
+    {
+        // A plain file rmnet wrote, one weight then set to NaN (its metadata kept, so it still reads as rmnet's plain file).
+        using var dir = Fixture.Temp();
+        string plain = dir.File("plain.safetensors");
+        Assert.Equal(0, Rmnet("convert", Fixture.Path_("basic_narrow.pth"), "-o", plain, "--quiet").Code);
+        using var sd = CheckpointReader.Read(plain);
+        string key = sd.Keys.First(k => k.EndsWith("weight"));
+        sd[key].view(-1)[0] = float.NaN;
+        string path = dir.File("nan.safetensors");
+        var metadata = SafetensorsFile.ReadMetadata(plain);
+        AtomicFile.Write(path, s => SafetensorsFile.Write(s, sd.Select(kv => (kv.Key, kv.Value)).ToList(), metadata));
+        var (code, _, stderr) = Rmnet("inspect", path, "--quiet");
+        Assert.Equal(2, code);
+        Assert.Equal($"rmnet: error: {path}: tensor '{key}' holds NaN or infinite values (pass --allow-nonfinite to go on anyway)", stderr.Trim());
+        var (allowed, stdout, _) = Rmnet("inspect", path, "--allow-nonfinite", "--quiet");
+        Assert.Equal(0, allowed);
+        Assert.Contains("plain network written by rmnet", stdout);
+    }
+
     [Theory]
     [InlineData("basic_narrow_whole.pth", "basic_narrow", "resnet", 5)]           // torch.save(model)
     [InlineData("basic_narrow_whole_wrapped.pth", "basic_narrow", "resnet", 5)]   // {"epoch": .., "model": model, ..}

@@ -89,6 +89,10 @@ internal static class InspectCommand
         }
         else if (PlainModelFile.IsPlain(path))
         {
+            // rmnet's own files are checked as checkpoints are: a NaN written by hand (or a bad copy) is named, not summarised.
+            if (!allowNonFinite)
+                using (var weights = CheckpointReader.Read(path))
+                    WeightChecks.Check(weights, allowNonFinite: false);
             var plain = PlainModelFile.Load(path);
             var ops = plain.Layers.GroupBy(l => l.Kind).ToDictionary(g => g.Key, g => g.Count());
             result = new Result(path, format == FileFormat.Safetensors ? "safetensors" : "pytorch", "plain", $"plain ({plain.Layers.Count} layers)",
