@@ -265,6 +265,8 @@ public class LoweringTests(ITestOutputHelper output)
     [InlineData("timm_repvgg_narrow.pth", "plain.safetensors", 64)]
     [InlineData("timm_mobileone_narrow.pth", "plain.safetensors", 64)]
     [InlineData("dbb_mobilenet_narrow.pth", "plain.pth", 64)]
+    [InlineData("dbb_resnet_basic_narrow.pth", "plain.pth", 64)]
+    [InlineData("acnet_resnet_bottleneck_narrow.pth", "plain.safetensors", 64)]
     [InlineData("hf_resnet_bottleneck_narrow.pth", "plain.pth", 64)]
     [InlineData("onnx/preact_basic_narrow_opset13.onnx", "plain.safetensors", 64)]   // x.mean((2, 3)) head: ReduceMean without keepdims
     [InlineData("onnx/mobilenet_v2_narrow_opset13.onnx", "plain.pth", 64)]           // Clip and per-channel Max/Min
@@ -303,6 +305,9 @@ public class LoweringTests(ITestOutputHelper output)
     [InlineData("timm_mobileone_narrow.pth", "multi-branch", 5)]
     [InlineData("timm_mobileone_narrow_deploy.pth", "plain", 5)]
     [InlineData("dbb_mobilenet_narrow.pth", "multi-branch", 5)]
+    // The DBB repository's ResNets are residual in either form: their shortcuts are joins until the passes remove them.
+    [InlineData("dbb_resnet_basic_narrow.pth", "residual", 5)]
+    [InlineData("acnet_resnet_bottleneck_narrow_deploy.pth", "residual", 5)]
     [InlineData("timm_resnet_d_basic_narrow.pth", "residual", 5)]
     public void InspectNamesALoweredCheckpointsForm(string file, string form, int classes)
     {
