@@ -93,6 +93,7 @@ public class LoweringTests(ITestOutputHelper output)
     [InlineData("timm_repvgg_narrow.pth", "stem,stages.0,stages.1,stages.2,stages.3,head,total", 7)]
     [InlineData("timm_mobileone_narrow.pth", "stem,stages.0,stages.1,stages.2,stages.3,head,total", 11)]
     [InlineData("acnet_mobilenet_narrow.pth", "stem,stem.0,stem.1,stem.2,stem.3,stem.4,stem.5,head,total", 6)]
+    [InlineData("dbb_resnet_bottleneck_narrow.pth", "stem,stage1,stage2,stage3,stage4,head,total", 5)]
     public void ALoweredCheckpointsJsonCarriesEveryFieldACheckpointsDoesPlusItsJoins(string file, string stages, int blocks)
     {
         using var dir = Fixture.Temp();
