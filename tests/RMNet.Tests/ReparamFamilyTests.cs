@@ -11,12 +11,16 @@ namespace RMNet.Tests;
 /// <summary>
 /// Reparameterisable families lowered into the graph, whose branch-merge pass fuses each block's parallel branches
 /// into one conv: timm's MobileOne, and ACNet's ACBlock and DBB's DiverseBranchBlock in the DBB repository's
-/// MobileNet (tools/fixtures/make_fixtures.py --reparam). Each fixture is saved in train form and in deploy form (one
-/// fused conv per block), with PyTorch's outputs of both.
+/// MobileNet (tools/fixtures/make_fixtures.py --reparam) and ResNet (--dbb-resnet; there the residual passes then remove
+/// the shortcuts). Each fixture is saved in train form and in deploy form (one fused conv per block), with PyTorch's
+/// outputs of both.
 /// </summary>
 public class ReparamFamilyTests(ITestOutputHelper output)
 {
-    /// <summary>Fixture, its description in train form, and its convs once converted (one a block, plus an SE gate's two).</summary>
+    /// <summary>
+    /// Fixture, its description in train form, and its convs once converted (one a block, plus an SE gate's two; in a
+    /// ResNet one per conv layer, its projections merged into the blocks' first convs).
+    /// </summary>
     public static IEnumerable<object[]> Families() => new[]
     {
         new object[] { "timm_mobileone_narrow", "timm MobileOne, stages of 2-4-2-2 blocks, 3 kxk branches, 5 classes", 11 },
@@ -24,6 +28,11 @@ public class ReparamFamilyTests(ITestOutputHelper output)
         new object[] { "timm_mobileone_se_narrow", "timm MobileOne, stages of 2-4-4-2 blocks, 1 kxk branch, 5 classes", 13 + 8 },
         new object[] { "acnet_mobilenet_narrow", "ACNet (ACBlock) MobileNet (the DBB repository's MobileV1), 6 blocks, 5 classes", 13 },
         new object[] { "dbb_mobilenet_narrow", "DBB (DiverseBranchBlock) MobileNet (the DBB repository's MobileV1), 6 blocks, 5 classes", 13 },
+        // The stem and 5 Basic blocks of two convs, or 5 Bottlenecks of three.
+        new object[] { "acnet_resnet_basic_narrow", "ACNet (ACBlock) ResNet (the DBB repository's), Basic blocks 2-1-1-1, 5 classes", 1 + 5 * 2 },
+        new object[] { "acnet_resnet_bottleneck_narrow", "ACNet (ACBlock) ResNet (the DBB repository's), Bottleneck blocks 1-2-1-1, 5 classes", 1 + 5 * 3 },
+        new object[] { "dbb_resnet_basic_narrow", "DBB (DiverseBranchBlock) ResNet (the DBB repository's), Basic blocks 2-1-1-1, 5 classes", 1 + 5 * 2 },
+        new object[] { "dbb_resnet_bottleneck_narrow", "DBB (DiverseBranchBlock) ResNet (the DBB repository's), Bottleneck blocks 1-2-1-1, 5 classes", 1 + 5 * 3 },
     };
 
     public static IEnumerable<object[]> Forms() =>
@@ -102,6 +111,11 @@ public class ReparamFamilyTests(ITestOutputHelper output)
     [InlineData("timm_mobileone_narrow", "stages.1.2.conv_kxk.1.bn.", "missing key 'stages.1.2.conv_kxk.1.bn.weight'")]
     [InlineData("acnet_mobilenet_narrow", "stem.0.depthwise.hor_bn.", "missing key 'stem.0.depthwise.hor_bn.weight'")]
     [InlineData("dbb_mobilenet_narrow", "conv1.dbb_1x1_kxk.bn1.bn.", "missing key 'conv1.dbb_1x1_kxk.bn1.bn.weight'")]
+    [InlineData("acnet_resnet_basic_narrow", "stage2.0.conv1.hor_bn.", "missing key 'stage2.0.conv1.hor_bn.weight'")]
+    [InlineData("dbb_resnet_bottleneck_narrow", "stage3.0.conv2.dbb_1x1_kxk.bn1.bn.", "missing key 'stage3.0.conv2.dbb_1x1_kxk.bn1.bn.weight'")]
+    // A ConvBN (the ResNet's 1x1 convs and shortcuts) without its BN is not taken for a deploy-form conv: that has a bias.
+    [InlineData("dbb_resnet_bottleneck_narrow", "stage2.0.shortcut.bn.", "missing key 'stage2.0.shortcut.bn.weight'")]
+    [InlineData("acnet_resnet_bottleneck_narrow", "stage1.0.conv3.bn.", "missing key 'stage1.0.conv3.bn.weight'")]
     public void ABranchWithoutItsBatchNormIsRefusedInOneLine(string name, string removed, string message)
     {
         // A branch's conv without the BN after it: summed without it, the block would be another function.
@@ -156,5 +170,68 @@ public class ReparamFamilyTests(ITestOutputHelper output)
         Assert.Contains("'stem.conv_kxk.0.conv.weight' (timm MobileOne)", error);
         Assert.Contains("'conv1.square_conv.weight' (ACNet (ACBlock) MobileNet)", error);
         Assert.Contains("'conv1.dbb_origin.conv.weight' (DBB (DiverseBranchBlock) MobileNet)", error);
+        Assert.Contains("'stage0.conv1.conv.weight' (ACNet (ACBlock) and DBB (DiverseBranchBlock) ResNets (the DBB repository's))", error);
+    }
+
+    const string BasicShortcuts = "stage1.0.add identity, stage1.1.add identity, stage2.0.add projection, stage3.0.add projection, stage4.0.add projection";
+    // Bottleneck's stage1.0 widens 4x at stride 1: resnet.py projects there too.
+    const string BottleneckShortcuts = "stage1.0.add projection, stage2.0.add projection, stage2.1.add identity, stage3.0.add projection, stage4.0.add projection";
+
+    /// <summary>The DBB repository's ResNets: their residual blocks, their shortcuts and their blocks' merged branch sums.</summary>
+    [Theory]
+    [InlineData("acnet_resnet_basic_narrow", false, 10, BasicShortcuts)]
+    [InlineData("dbb_resnet_basic_narrow", false, 10, BasicShortcuts)]
+    [InlineData("acnet_resnet_bottleneck_narrow", false, 5, BottleneckShortcuts)]
+    [InlineData("dbb_resnet_bottleneck_narrow", false, 5, BottleneckShortcuts)]
+    [InlineData("dbb_resnet_basic_narrow", true, 0, BasicShortcuts)]
+    [InlineData("acnet_resnet_bottleneck_narrow", true, 0, BottleneckShortcuts)]
+    public void EveryJoinOfTheResNetIsReportedPlain(string name, bool deploy, int merged, string shortcuts)
+    {
+        using var dir = Fixture.Temp();
+        var (code, stdout, stderr) = CliHarness.Rmnet("convert", Checkpoint(name, deploy), "-o", dir.File("plain.onnx"), "--json", "--quiet");
+        Assert.True(code == 0, stderr);
+        var json = JsonDocument.Parse(stdout).RootElement;
+        // Each 3x3 block's branch sum became one conv (a Basic block has two such blocks, a Bottleneck one).
+        Assert.Equal(merged, json.GetProperty("merged_branches").GetInt32());
+        var joins = json.GetProperty("joins").EnumerateArray().ToList();
+        Assert.Equal(json.GetProperty("joins_found").GetInt32(), joins.Count);
+        Assert.All(joins, j => Assert.Equal("plain", j.GetProperty("status").GetString()));
+        Assert.Equal(0, json.GetProperty("joins_remaining").GetInt32());
+        // The five residual blocks, with resnet.py's shortcuts: a projection where the stride or the width changes.
+        Assert.Equal(5, json.GetProperty("blocks_found").GetInt32());
+        Assert.Equal(5, json.GetProperty("blocks_plain").GetInt32());
+        var blocks = json.GetProperty("graph_blocks").EnumerateArray().ToList();
+        Assert.Equal(shortcuts, string.Join(", ", blocks.Select(b => $"{b.GetProperty("name").GetString()} {b.GetProperty("shortcut").GetString()}")));
+        Assert.All(blocks, b => Assert.True(b.GetProperty("plain").GetBoolean()));
+        output.WriteLine($"{name} {(deploy ? "deploy" : "train")}: {joins.Count} joins plain, {merged} branch sums merged");
+    }
+
+    [Fact]
+    public void ADeployFormResNetWithoutAProjectionIsRefusedNamingIt()
+    {
+        // resnet.py projects where a block halves the size: without that tensor the sum would not fit, and the message names it.
+        using var dir = Fixture.Temp();
+        using (var sd = IO.CheckpointReader.Read(Checkpoint("dbb_resnet_basic_narrow", true)))
+            IO.StateDictFile.Save(dir.File("broken.pth"), sd.Where(kv => !kv.Key.StartsWith("stage3.0.shortcut.", StringComparison.Ordinal)).Select(kv => (kv.Key, kv.Value)));
+        var (code, _, stderr) = CliHarness.Rmnet("convert", dir.File("broken.pth"), "-o", dir.File("plain.onnx"), "--verify");
+        Assert.Equal(ExitCodes.BadInput, code);
+        string error = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.StartsWith("rmnet: error:"));
+        Assert.Contains("broken.pth", error);
+        Assert.Contains("missing key 'stage3.0.shortcut.conv.weight'", error);
+        Assert.False(File.Exists(dir.File("plain.onnx")));
+    }
+
+    [Fact]
+    public void AResNetWhoseBlocksAreNoKnownKindIsNotRecognisedInOneLine()
+    {
+        // The stem's names and the classifier, but a first block that is neither ACB nor DBB: the layout's message, naming the file.
+        using var dir = Fixture.Temp();
+        using (var sd = IO.CheckpointReader.Read(Checkpoint("acnet_resnet_basic_narrow", false)))
+            IO.StateDictFile.Save(dir.File("other.pth"), sd.Select(kv => (kv.Key.Replace("stage1.0.conv1.square_conv", "stage1.0.conv1.main_conv"), kv.Value)));
+        var (code, _, stderr) = CliHarness.Rmnet("inspect", dir.File("other.pth"));
+        Assert.Equal(ExitCodes.BadInput, code);
+        string error = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.StartsWith("rmnet: error:"));
+        Assert.Contains("other.pth", error);
+        Assert.Contains("closest: ACNet (ACBlock) and DBB (DiverseBranchBlock) ResNets (the DBB repository's), which starts so but whose other names did not fit", error);
     }
 }

@@ -61,7 +61,7 @@ internal static class CommonOptions
     {
         var option = new Option<double?>("--bn-eps")
         {
-            Description = "BatchNorm epsilon of a checkpoint lowered into the graph (timm ResNet-D, RepVGG and MobileOne, Hugging Face ResNet, torchvision RegNet, ACB and DBB MobileNets; " +
+            Description = "BatchNorm epsilon of a checkpoint lowered into the graph (timm ResNet-D, RepVGG and MobileOne, Hugging Face ResNet, torchvision RegNet, ACB and DBB MobileNets and ResNets; " +
                 "their default 1e-5) " +
                 "or of a detector's blocks (YOLOv7 RepConv, YOLOv6 RepVGGBlock; their default 1e-3); a state dict does not store it",
         };

@@ -2,8 +2,8 @@ namespace RMNet.Lowering;
 
 /// <summary>
 /// A reparameterisable conv + BN block that a network's builder can be switched to (the DBB repository's
-/// <c>conv_bn_relu</c> makes ACNet's ACBlock or DBB's DiverseBranchBlock), named by the module that holds its main
-/// kernel in each form.
+/// <c>conv_bn</c> and <c>conv_bn_relu</c> make ACNet's ACBlock or DBB's DiverseBranchBlock, in its MobileNet and its
+/// ResNet), named by the module that holds its main kernel in each form.
 /// </summary>
 /// <param name="Family">The family's name, e.g. "ACNet (ACBlock)".</param>
 /// <param name="Kernel">The main kxk conv's weight in train form, relative to the block, e.g. "square_conv.weight".</param>

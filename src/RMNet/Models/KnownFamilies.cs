@@ -17,6 +17,8 @@ internal static class KnownFamilies
         ("timm MobileOne", "stem.conv_kxk.0.conv.weight"),
         ("ACNet (ACBlock) MobileNet", "conv1.square_conv.weight"),
         ("DBB (DiverseBranchBlock) MobileNet", "conv1.dbb_origin.conv.weight"),
+        // Its stem is a 7x7 ConvBN in either block's ResNet (convnet_utils keeps kernels of 7 and above plain).
+        ("ACNet (ACBlock) and DBB (DiverseBranchBlock) ResNets (the DBB repository's)", "stage0.conv1.conv.weight"),
         ("torchvision RegNet", "stem.0.weight"),
         ("Hugging Face ResNet", "resnet.embedder.embedder.convolution.weight"),
     };

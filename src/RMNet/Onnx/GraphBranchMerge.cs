@@ -12,7 +12,9 @@ namespace RMNet.Onnx;
 /// ACNet's kx1 and 1xk convs padded by k/2 along their long side), the same stride and groups. This turns a
 /// train-time RepVGG export into its deploy form; the math is <see cref="BranchFusion"/>'s, float64.
 /// Conditions: every term reads the same value; the convs' weights (and BNs) are constants; kernels, padding and
-/// stride fit as above; the sum's terms are read by nothing else.
+/// stride fit as above; the sum's terms are read by nothing else. Where a whole tree of sums does not merge, each
+/// operand that is a sum is tried on its own: a ResNet's shortcut add whose other operand is a block's branch sum (ACNet's
+/// and DBB's <c>conv_bn</c> in the DBB repository's ResNet) keeps the add and merges the block.
 /// <code>
 ///   x --Conv3x3+BN--+                                x --Conv3x3 (W3 + pad(W1) + I, b3 + b1 + bI)--> y
 ///   x --Conv1x1+BN--+--Add--Add--> y     becomes
@@ -34,15 +36,33 @@ internal static class GraphBranchMerge
         // New initializers must not take a name the graph already uses (as GraphRm's and GraphCarryRm's do not).
         var fresh = g.FreshNames();
         int merged = 0;
-        foreach (var root in g.Order.Where(IsSum))
+        foreach (var top in g.Order.Where(IsSum))
         {
-            if (removed.Contains(root) || (g.ConsumersOf(root.Output[0]).Count == 1 && IsSum(g.ConsumersOf(root.Output[0])[0]))) continue;
+            if (removed.Contains(top) || (g.ConsumersOf(top.Output[0]).Count == 1 && IsSum(g.ConsumersOf(top.Output[0])[0]))) continue;
+            var pending = new Stack<NodeProto>();
+            pending.Push(top);
+            while (pending.TryPop(out var root))
+            {
+                if (TryMerge(root)) continue;
+                // Not one conv as a whole, e.g. a residual join one of whose operands is a block's own branch sum (ACNet's or
+                // DBB's conv_bn right before a ResNet's shortcut add): each operand that is a sum may still be one.
+                foreach (var input in root.Input)
+                    if (g.ProducerOf(input) is { } p && IsSum(p) && g.HasSingleUse(input)) pending.Push(p);
+            }
+        }
+        if (merged == 0) return (model, 0);
+        GraphRewrite.Apply(model, g, replacements.ToDictionary(kv => kv.Key, kv => new List<NodeProto> { kv.Value }), removed, initializers);
+        return (model, merged);
+
+        // The sum tree under root as one conv, where every term allows it; false (nothing changed) otherwise.
+        bool TryMerge(NodeProto root)
+        {
             var terms = new List<string>();
             var sums = new List<NodeProto>();
-            if (!Flatten(g, root, terms, sums)) continue;
+            if (!Flatten(g, root, terms, sums)) return false;
             var convs = terms.Select(t => units.GetValueOrDefault(t)).ToList();
             var first = convs.FirstOrDefault(c => c is not null);
-            if (first is null) continue;
+            if (first is null) return false;
             string x = first.Input;
             var identityBn = new List<NodeProto>();
             bool identityX = false, ok = true;
@@ -55,9 +75,9 @@ internal static class GraphBranchMerge
                 else ok = false;
             }
             var unitsHere = convs.OfType<ConvUnit>().ToList();
-            if (!ok || unitsHere.Count + identityBn.Count + (identityX ? 1 : 0) < 2) continue;
+            if (!ok || unitsHere.Count + identityBn.Count + (identityX ? 1 : 0) < 2) return false;
             var fusedConv = Merge(unitsHere, identityBn.FirstOrDefault(), identityX, g);
-            if (fusedConv is null) continue;
+            if (fusedConv is null) return false;
 
             string name = OnnxGraph.NodeName(root);
             var layer = fusedConv.ToLayer();
@@ -68,10 +88,8 @@ internal static class GraphBranchMerge
             replacements[root] = OnnxNodes.Conv($"{name}_merged", x, w.Name, b.Name, root.Output[0], layer);
             foreach (var n in sums.Concat(unitsHere.SelectMany(u => u.Nodes)).Concat(identityBn)) removed.Add(n);
             merged++;
+            return true;
         }
-        if (merged == 0) return (model, 0);
-        GraphRewrite.Apply(model, g, replacements.ToDictionary(kv => kv.Key, kv => new List<NodeProto> { kv.Value }), removed, initializers);
-        return (model, merged);
     }
 
     static bool IsSum(NodeProto n) => n.OpType is "Add" or "Sum" && n.Output.Count == 1;
