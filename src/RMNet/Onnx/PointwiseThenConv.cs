@@ -45,13 +45,15 @@ internal static class PointwiseThenConv
 
             var a = first.Fused;
             var b = second.Fused;
-            var w1 = Kernels.Ungroup(a.Weights.Weight, g1).flatten(1);           // [M, Cin]
-            var w2 = Kernels.Ungroup(b.Weights.Weight, g2);                      // [O, M, k, k]
-            var dense = einsum("omij,mc->ocij", w2, w1);                         // [O, Cin, k, k]
-            var bias = b.Weights.BiasOrZeros() + einsum("omij,m->o", w2, a.Weights.BiasOrZeros());
-            // Back to the first conv's groups: output o reads only its group's inputs (zero elsewhere, as g1 divides g2).
-            long outPer = d2[0] / g1, inPer = dense.shape[1] / g1;
-            var weight = cat(Enumerable.Range(0, g1).Select(q => dense[TensorIndex.Slice(q * outPer, (q + 1) * outPer), TensorIndex.Slice(q * inPer, (q + 1) * inPer)]).ToArray(), 0);
+            // Per group of the first conv (q), so that a depthwise pair is not expanded to a dense kernel: W1 [g1, M/g1, Cin/g1],
+            // W2 [g1, O/g1, M/g1, k, k] (the second's finer groups inside q expanded), then W[q] = W2[q] W1[q].
+            long m = d1[0], o = d2[0], outPer = o / g1;
+            int r = g2 / g1;
+            var w1 = a.Weights.Weight.reshape(g1, m / g1, d1[1]);
+            var w2 = r == 1 ? b.Weights.Weight.reshape(g1, outPer, m / g1, d2[2], d2[3])
+                : stack(Enumerable.Range(0, g1).Select(q => Kernels.Ungroup(b.Weights.Weight[TensorIndex.Slice(q * outPer, (q + 1) * outPer)], r)).ToArray());
+            var weight = einsum("qomij,qmc->qocij", w2, w1).reshape(o, d1[1], d2[2], d2[3]);
+            var bias = b.Weights.BiasOrZeros() + einsum("qomij,qm->qo", w2, a.Weights.BiasOrZeros().reshape(g1, m / g1)).reshape(o);
             var layer = new ConvLayer(weight.to_type(ScalarType.Float32), bias.to_type(ScalarType.Float32), b.Stride, b.Stride, a.Padding, g1);
 
             string name = OnnxGraph.NodeName(second.Conv);

@@ -127,7 +127,11 @@ internal static class ShapeConstants
         }
         try
         {
-            using var options = new SessionOptions { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL, InterOpNumThreads = 1 };
+            // Basic optimisations only: the layout rewrites would copy every conv weight for one run.
+            using var options = new SessionOptions
+            {
+                LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL, InterOpNumThreads = 1, GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            };
             using var session = new InferenceSession(probe.ToByteArray(), options);
             using var results = session.Run(inputs, targets);
             var values = new List<(string, TensorProto)>();
