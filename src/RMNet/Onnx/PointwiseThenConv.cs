@@ -11,7 +11,8 @@ namespace RMNet.Onnx;
 /// z = W2 * y + b2 = (W2 W1) * x + (b2 + sum over m, i, j of W2[o, m, i, j] b1[m]). Where the 1x1 conv pads x (as
 /// <see cref="BorderWrites"/> leaves it), the padded pixels give y = b1 in both forms, so the merged conv pads x the same.
 /// Conditions: the first conv is 1x1 with stride 1 and its output (after a foldable BN) is read only by the second;
-/// the second has no padding of its own (a zero-padded y would not be b1 at the border) and no dilation; both have
+/// the second is larger than 1x1 (a 1x1 pair is <see cref="GraphLinearFold"/>'s, which weighs the cost) and has no padding of its own
+/// (a zero-padded y would not be b1 at the border) and no dilation; both have
 /// constant weights; the second's groups are a multiple of the first's (the merged conv then has the first's groups).
 /// <code>
 ///   x --Conv1x1(W1, b1, pads p, group g)[+BN]--Conv kxk(W2, b2, stride s, pads 0)[+BN]-->
@@ -41,6 +42,8 @@ internal static class PointwiseThenConv
             if (e.Removed.Contains(first.Conv) || e.Replacements.ContainsKey(first.Conv) || e.Removed.Contains(second.Conv)) continue;
             var (d1, d2) = (first.WeightDims, second.WeightDims);
             int g1 = first.Geometry.Groups, g2 = second.Geometry.Groups;
+            // A 1x1 second conv is GraphLinearFold's pair, merged there only where that costs no more.
+            if (d2[2] * d2[3] == 1) continue;
             if (d1[2] != 1 || d1[3] != 1 || first.Geometry.Stride != 1 || g2 % g1 != 0 || d1[0] != d2[1] * g2 || d2[0] % g1 != 0) continue;
 
             var a = first.Fused;
