@@ -19,7 +19,8 @@ namespace RMNet.Tests;
 /// `{name}_opset13.onnx` were written from the very module saved as the checkpoint (--preact, --se, --iresnet, --mobilenet,
 /// and --lowered / --hf / --regnet / --timm-repvgg / --reparam for timm's ResNet-D, Hugging Face's ResNet, torchvision's RegNetX and RegNetY, timm's RepVGG
 /// and MobileOne and the ACB MobileNet, and --dbb-resnet for the ACB ResNets, whose checkpoints are lowered into the graph that the passes then
-/// convert; DBB's BNAndPad exports as slice assignments, which no pass reads as a conv, so the DBB MobileNet and ResNets have no export here).
+/// convert). The DBB MobileNet's export is `dbb_mobilenet_narrow_default.onnx` (--reparam: PyTorch's default export, with the input's fixed
+/// shape, whose BNAndPad slice assignments the passes read as padding where that shape is fixed; see DbbExportTests).
 /// </summary>
 public class EngineParityTests(ITestOutputHelper output)
 {
@@ -28,7 +29,7 @@ public class EngineParityTests(ITestOutputHelper output)
     public static IEnumerable<object[]> Cases() =>
         from name in ResNets.Concat(new[] { "preact_basic_narrow", "preact_bottleneck_narrow", "se_basic_narrow", "se_bottleneck_narrow", "iresnet18_narrow", "mobilenet_v2_narrow",
             "timm_resnet_d_basic_narrow", "timm_resnet_d_bottleneck_narrow", "timm_seresnext_d_narrow", "timm_ecaresnet_d_narrow", "hf_resnet_basic_narrow", "hf_resnet_bottleneck_narrow", "regnet_x_narrow", "regnet_y_se_narrow", "timm_repvgg_narrow", "repvgg_narrow", "timm_mobileone_se_narrow",
-            "timm_mobileone_narrow", "acnet_mobilenet_narrow", "acnet_resnet_basic_narrow", "acnet_resnet_bottleneck_narrow" })
+            "timm_mobileone_narrow", "acnet_mobilenet_narrow", "acnet_resnet_basic_narrow", "acnet_resnet_bottleneck_narrow", "dbb_mobilenet_narrow" })
         from mode in new[] { RmMode.Grouped, RmMode.Dense }
         from negative in name.StartsWith("preact") || name.StartsWith("iresnet") ? new[] { NegativeInputMode.PRelu, NegativeInputMode.Split } : new[] { NegativeInputMode.PRelu }
         select new object[] { name, mode, negative };
@@ -50,7 +51,7 @@ public class EngineParityTests(ITestOutputHelper output)
     {
         using var dir = Fixture.Temp();
         var a = FromCheckpoint(Fixture.Path_($"{name}.pth"), mode, negative, dir.File("ckpt.onnx"));
-        string export = ResNets.Contains(name) ? $"{name}_ckpt_opset13" : $"{name}_opset13";
+        string export = ResNets.Contains(name) ? $"{name}_ckpt_opset13" : name.StartsWith("dbb") ? $"{name}_default" : $"{name}_opset13";
         var b = OnnxConversion.Convert(Fixture.Path_($"onnx/{export}.onnx"), mode, negative: negative).Model.Graph;
 
         string opsA = Ops(a, "ckpt"), opsB = Ops(b, "onnx");

@@ -84,7 +84,7 @@ internal static class ConvNodes
     /// The Pad node producing <paramref name="value"/> where it pads only H and W, with zeros, in constant mode, and
     /// feeds nothing else; its pads as [top, left, bottom, right].
     /// </summary>
-    static (NodeProto Node, Padding2d Pads)? ZeroPad(OnnxGraph g, string value)
+    internal static (NodeProto Node, Padding2d Pads)? ZeroPad(OnnxGraph g, string value)
     {
         if (g.ProducerOf(value) is not { OpType: "Pad" } pad || !g.HasSingleUse(value)) return null;
         string mode = pad.Attribute.FirstOrDefault(a => a.Name == "mode")?.S.ToStringUtf8() ?? "constant";
@@ -102,7 +102,7 @@ internal static class ConvNodes
         return (pad, new Padding2d((int)pads[2], (int)pads[3], (int)pads[6], (int)pads[7]));
     }
 
-    static NodeProto? FoldableBatchNorm(OnnxGraph g, NodeProto conv)
+    internal static NodeProto? FoldableBatchNorm(OnnxGraph g, NodeProto conv)
     {
         if (!g.HasSingleUse(conv.Output[0])) return null;
         var bn = g.ConsumersOf(conv.Output[0])[0];

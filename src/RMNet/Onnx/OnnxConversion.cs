@@ -49,6 +49,10 @@ internal static class OnnxConversion
         var (inlined, _) = InlineAliases.Run(model, input);
         // ECA gates as exported become the SE form (their Shape arithmetic then unread), which the carry pass takes.
         if (EcaGates.Run(inlined, input) > 0) DeadNodes.Run(inlined, input);
+        // DBB's branches as PyTorch exports them (BNAndPad's border writes, average pools, 1x1-kxk pairs) become convs the merge reads.
+        if (ShapeConstants.Run(inlined, input) > 0) BorderWrites.Run(inlined, input);
+        AveragePoolAsConv.Run(inlined, input);
+        PointwiseThenConv.Run(inlined, input);
         var (branchesMerged, merged) = GraphBranchMerge.Run(inlined, input);
         var rm = GraphRm.Transform(branchesMerged, input, mode, BlockDone);
         // Blocks the ReLU-only pass cannot take (negative inputs, BN or other activations in the branch) go to the carry pass.
