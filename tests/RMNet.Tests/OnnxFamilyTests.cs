@@ -73,6 +73,9 @@ public class OnnxFamilyTests(ITestOutputHelper output)
     [Theory]
     [InlineData("yolov7_repconv", 4, 6)]
     [InlineData("yolov6_repvgg", 5, 0)]
+    // QARepVGG: V2's average pool becomes a depthwise conv, which the merge writes in the dense (or 4-group) conv's groups;
+    // the BN after each sum then folds into the merged conv.
+    [InlineData("yolov6_qarep", 6, 0)]
     public void DetectorExportsGetTheirBranchesMergedAndEqualPyTorch(string name, int merged, int gates)
     {
         string input = Fixture.Path_($"onnx/{name}_opset13.onnx");
@@ -83,7 +86,7 @@ public class OnnxFamilyTests(ITestOutputHelper output)
         using var dir = Fixture.Temp();
         var (_, vsPyTorch) = AgainstPyTorch(result.Model, name, dir);
         output.WriteLine($"{name}: {merged} sums merged; vs PyTorch rel {vsPyTorch.MaxRelError:E2}");
-        Assert.True(vsPyTorch.Passed, $"{vsPyTorch.MaxRelError}");
+        Assert.True(vsPyTorch.MaxRelError <= 1e-5, $"{vsPyTorch.MaxRelError}");
     }
 
     /// <summary>The converted model written to <paramref name="dir"/> and run in ONNX Runtime on the fixture's input, against PyTorch's output.</summary>

@@ -9,7 +9,8 @@ namespace RMNet.Onnx;
 /// RepVGG-style branch merging at the graph level: a sum (Add/Sum nodes, nested) whose terms are convs (with
 /// their BN) reading the same value x, an identity BatchNormalization of x, or x itself, becomes one conv.
 /// A kxk conv with "same" padding and smaller odd kernels whose windows share its centre (1x1 convs without padding,
-/// ACNet's kx1 and 1xk convs padded by k/2 along their long side), the same stride and groups. This turns a
+/// ACNet's kx1 and 1xk convs padded by k/2 along their long side), the same stride, and groups that are multiples of
+/// the fewest (a depthwise average beside a dense conv is written in the dense conv's groups). This turns a
 /// train-time RepVGG export into its deploy form; the math is <see cref="BranchFusion"/>'s, float64.
 /// Conditions: every term reads the same value; the convs' weights (and BNs) are constants; kernels, padding and
 /// stride fit as above; the sum's terms are read by nothing else. Where a whole tree of sums does not merge, each
@@ -124,25 +125,29 @@ internal static class GraphBranchMerge
     static FusedConv? Merge(List<ConvUnit> convs, NodeProto? identityBn, bool identityX, OnnxGraph g)
     {
         // The largest window (a square kxk before a kx1 of the same height) is the one the others are placed in.
-        var main = convs.OrderByDescending(c => c.Fused.KernelH * c.Fused.KernelW).First().Fused;
+        var main = convs.OrderByDescending(c => c.Fused.KernelH * c.Fused.KernelW).ThenBy(c => c.Fused.Groups).First().Fused;
         int kh = main.KernelH, kw = main.KernelW;
         var pad = main.Padding;
         if (kh != kw || pad != Padding2d.All((kh - 1) / 2) || kh % 2 == 0) return null;
-        if (convs.Any(c => c.Fused.Stride != main.Stride || c.Fused.Groups != main.Groups || c.Fused.OutChannels != main.OutChannels || c.Fused.InChannels != main.InChannels))
+        // A term in finer groups (a depthwise average, as QARepVGGBlockV2's pool becomes) is the same conv in the coarsest
+        // groups with zeros between its groups: every term is written in those.
+        int groups = convs.Min(c => c.Fused.Groups);
+        if (convs.Any(c => c.Fused.Stride != main.Stride || c.Fused.Groups % groups != 0 || c.Fused.OutChannels != main.OutChannels || c.Fused.InChannels != main.InChannels))
             return null;
-        var weight = zeros(main.Weights.Weight.shape, dtype: ScalarType.Float64);
+        var weight = zeros(new[] { main.OutChannels, main.InChannels / groups, kh, kw }, dtype: ScalarType.Float64);
         var bias = zeros(main.OutChannels, dtype: ScalarType.Float64);
         foreach (var c in convs.Select(u => u.Fused))
         {
-            if (c.KernelH == kh && c.Padding == pad) weight += c.Weights.Weight;
-            else if (Centred(c, kh, kw, pad)) weight += Kernels.PadToCentre(c.Weights.Weight, kh, kw);
+            var kernel = Kernels.Regroup(c.Weights.Weight, c.Groups, groups);
+            if (c.KernelH == kh && c.Padding == pad) weight += kernel;
+            else if (Centred(c, kh, kw, pad)) weight += Kernels.PadToCentre(kernel, kh, kw);
             else return null;
             bias += c.Weights.BiasOrZeros();
         }
         if (identityBn is not null || identityX)
         {
             if (main.Stride != 1 || main.OutChannels != main.InChannels) return null;
-            var dirac = new ConvWeights(Kernels.GroupedDirac(main.OutChannels, main.Groups, kh, kw, pad.Top, pad.Left), null);
+            var dirac = new ConvWeights(Kernels.GroupedDirac(main.OutChannels, groups, kh, kw, pad.Top, pad.Left), null);
             var id = dirac.ToFloat64();
             if (identityBn is not null)
             {
@@ -154,6 +159,6 @@ internal static class GraphBranchMerge
             weight += id.Weight;
             bias += id.BiasOrZeros();
         }
-        return new FusedConv(new ConvWeights(weight, bias), main.Stride, pad, main.Groups);
+        return new FusedConv(new ConvWeights(weight, bias), main.Stride, pad, groups);
     }
 }

@@ -70,6 +70,21 @@ internal static class Kernels
         return dense;
     }
 
+    /// <summary>
+    /// A kernel of <paramref name="fromGroups"/> groups [out, in/fromGroups, kh, kw] as the same conv in
+    /// <paramref name="toGroups"/> coarser groups [out, in/toGroups, kh, kw] (<paramref name="toGroups"/> dividing
+    /// <paramref name="fromGroups"/>): each output still reads only its own fine group's inputs, zeros elsewhere.
+    /// </summary>
+    public static Tensor Regroup(Tensor kernel, long fromGroups, long toGroups)
+    {
+        if (fromGroups == toGroups) return kernel;
+        if (toGroups < 1 || fromGroups % toGroups != 0)
+            throw new ArgumentException($"{fromGroups} groups cannot be written as {toGroups}: it does not divide them");
+        long outC = kernel.shape[0], outPer = outC / toGroups, ratio = fromGroups / toGroups;
+        // Each coarse group holds `ratio` fine groups: ungroup the coarse group's rows among themselves.
+        return cat(Enumerable.Range(0, (int)toGroups).Select(q => Ungroup(kernel[TensorIndex.Slice(q * outPer, (q + 1) * outPer)], ratio)).ToArray(), 0);
+    }
+
     static void CheckTap(long kernelH, long kernelW, long tapH, long tapW)
     {
         if (tapH < 0 || tapW < 0 || tapH >= kernelH || tapW >= kernelW)
