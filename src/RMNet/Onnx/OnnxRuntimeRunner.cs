@@ -10,6 +10,7 @@ internal sealed class OnnxRuntimeRunner : IDisposable
 {
     readonly InferenceSession _session;
     readonly string _inputName;
+    readonly string _path;
 
     /// <summary>
     /// Loads <paramref name="path"/>; bad files raise <see cref="ModelInputException"/>. <paramref name="threads"/> 0 lets
@@ -21,6 +22,7 @@ internal sealed class OnnxRuntimeRunner : IDisposable
     /// </summary>
     public OnnxRuntimeRunner(string path, int threads = 0, CancellationToken cancellationToken = default, bool forLatency = false)
     {
+        _path = path;
         try
         {
             _session = Open(path, threads, forLatency, cancellationToken);
@@ -79,10 +81,20 @@ internal sealed class OnnxRuntimeRunner : IDisposable
         var runOptions = new RunOptions();
         cancellationToken.Register(() => runOptions.Terminate = true);
         var outputNames = _session.OutputNames;
-        return () => Stoppable(cancellationToken, () =>
+        return () =>
         {
-            using var outputs = _session.Run(runOptions, inputs, outputNames);
-        });
+            try
+            {
+                Stoppable(cancellationToken, () =>
+                {
+                    using var outputs = _session.Run(runOptions, inputs, outputNames);
+                });
+            }
+            catch (OnnxRuntimeException e)
+            {
+                throw CannotRun(e, x.shape);
+            }
+        };
     }
 
     /// <summary>Declared input shape; -1 marks a dynamic dimension.</summary>
@@ -96,13 +108,28 @@ internal sealed class OnnxRuntimeRunner : IDisposable
         var dims = x.shape.Select(d => (int)d).ToArray();
         using var runOptions = new RunOptions();
         using var stop = cancellationToken.Register(() => runOptions.Terminate = true);
-        return Stoppable(cancellationToken, () =>
+        try
         {
-            using var results = _session.Run(new[] { NamedOnnxValue.CreateFromTensor(_inputName, new DenseTensor<float>(data, dims)) }, _session.OutputNames, runOptions);
-            var output = results.First().AsTensor<float>();
-            return tensor(output.ToArray(), output.Dimensions.ToArray().Select(d => (long)d).ToArray());
-        });
+            return Stoppable(cancellationToken, () =>
+            {
+                using var results = _session.Run(new[] { NamedOnnxValue.CreateFromTensor(_inputName, new DenseTensor<float>(data, dims)) }, _session.OutputNames, runOptions);
+                var output = results.First().AsTensor<float>();
+                return tensor(output.ToArray(), output.Dimensions.ToArray().Select(d => (long)d).ToArray());
+            });
+        }
+        catch (OnnxRuntimeException e)
+        {
+            throw CannotRun(e, x.shape);
+        }
     }
+
+    /// <summary>
+    /// A model that loads may still fail on an input its declared shape accepts: PyTorch's export of DBB with dynamic axes
+    /// writes its traced size into an Expand, so it runs at that size only. Said in one line, naming the file.
+    /// </summary>
+    ModelInputException CannotRun(OnnxRuntimeException e, long[] shape) =>
+        new(_path, $"ONNX Runtime cannot run the model on an input of [{string.Join(", ", shape)}]: {FirstLine(e.Message)}"
+            + " (a model whose export fixed sizes inside its graph runs only at those: try --input-size, or bench's --size, with the size it was exported at)", e);
 
     /// <summary>Runs <paramref name="run"/>; where the token stopped ONNX Runtime (RunOptions.Terminate), says so as a cancellation.</summary>
     static T Stoppable<T>(CancellationToken cancellationToken, Func<T> run)
