@@ -240,7 +240,7 @@ public class LoweringTests(ITestOutputHelper output)
         var (code, _, error) = CliHarness.Rmnet("inspect", dir.File("mmpretrain.pth"));
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.Contains($"closest: torchvision ResNet/ResNeXt, SE-ResNet, IResNet, pre-activation and CIFAR ResNets, whose names the {underBackbone} tensors under 'backbone.' " +
-            "have after that prefix (e.g. 'backbone.conv1.weight'); rmnet removes only the wrappers module., model., _orig_mod.: save the tensors under 'backbone.'", error);
+            "have after that prefix; rmnet removes only the wrappers module., model., _orig_mod.: save the tensors under 'backbone.'", error);
         var (headless, _, headlessError) = CliHarness.Rmnet("convert", dir.File("headless.pth"), "-o", dir.File("h.onnx"));
         Assert.Equal(ExitCodes.BadInput, headless);
         Assert.Contains("missing key 'fc.weight': a ResNet without its classifier 'fc' (a headless backbone)", headlessError);

@@ -32,18 +32,17 @@ internal static class KnownFamilies
     {
         string first = sd.Keys.First();
         // A family's names under a prefix that is no wrapper rmnet removes (mmpretrain's and detectors' 'backbone.',
-        // an 'encoder.'): the first key that ends as a family starts names both.
-        foreach (var key in sd.Keys)
-            if (Starts.Where(f => key.Length > f.FirstKey.Length && key.EndsWith("." + f.FirstKey, StringComparison.Ordinal))
-                    .OrderByDescending(f => f.FirstKey.Length).FirstOrDefault() is { Family: not null } nested)
-            {
-                string prefix = key[..^nested.FirstKey.Length];
-                int under = sd.Keys.Count(k => k.StartsWith(prefix, StringComparison.Ordinal));
-                return $"not a checkpoint of a family rmnet knows: its first tensor is '{first}' ({sd.Count} tensors); closest: {nested.Family}, whose names " +
-                    $"the {under} tensors under '{prefix}' have after that prefix (e.g. '{key}'); rmnet removes only the wrappers " +
-                    $"{string.Join(", ", IO.CheckpointReader.WrapperPrefixes)}: save the tensors under '{prefix}' as a state dict of their own, without the prefix " +
-                    $"(a classifier's head, if it is elsewhere, as 'fc' or the family's head name)";
-            }
+        // an 'encoder.'): the file's first key ends as a family's first key does.
+        if (Starts.Where(f => first.Length > f.FirstKey.Length && first.EndsWith("." + f.FirstKey, StringComparison.Ordinal))
+                .OrderByDescending(f => f.FirstKey.Length).FirstOrDefault() is { Family: not null } nested)
+        {
+            string prefix = first[..^nested.FirstKey.Length];
+            int under = sd.Keys.Count(k => k.StartsWith(prefix, StringComparison.Ordinal));
+            return $"not a checkpoint of a family rmnet knows: its first tensor is '{first}' ({sd.Count} tensors); closest: {nested.Family}, whose names " +
+                $"the {under} tensors under '{prefix}' have after that prefix; rmnet removes only the wrappers " +
+                $"{string.Join(", ", IO.CheckpointReader.WrapperPrefixes)}: save the tensors under '{prefix}' as a state dict of their own, without the prefix " +
+                $"(a classifier's head, if it is elsewhere, as 'fc' or the family's head name)";
+        }
         var closest = Starts.Select(f => (f.Family, f.FirstKey, Shared: SharedPrefix(first, f.FirstKey))).OrderByDescending(f => f.Shared).First();
         string near = closest.Shared == closest.FirstKey.Length
             ? $"closest: {closest.Family}, which starts so but whose other names did not fit"
