@@ -19,8 +19,8 @@ namespace RMNet.Tests;
 /// `{name}_opset13.onnx` were written from the very module saved as the checkpoint (--preact, --se, --iresnet, --mobilenet,
 /// and --lowered / --hf / --regnet / --timm-repvgg / --reparam for timm's ResNet-D, Hugging Face's ResNet, torchvision's RegNetX and RegNetY, timm's RepVGG
 /// and MobileOne and the ACB MobileNet, and --dbb-resnet for the ACB ResNets, whose checkpoints are lowered into the graph that the passes then
-/// convert). The DBB MobileNet's export is `dbb_mobilenet_narrow_default.onnx` (--reparam: PyTorch's default export, with the input's fixed
-/// shape, whose BNAndPad slice assignments the passes read as padding where that shape is fixed; see DbbExportTests).
+/// convert). The DBB MobileNet's and Bottleneck ResNet's exports are `{name}_default.onnx` (--reparam, --dbb-resnet: PyTorch's default export,
+/// with the input's fixed shape, whose BNAndPad slice assignments the passes read as padding where that shape is fixed; see DbbExportTests).
 /// </summary>
 public class EngineParityTests(ITestOutputHelper output)
 {
@@ -29,7 +29,8 @@ public class EngineParityTests(ITestOutputHelper output)
     public static IEnumerable<object[]> Cases() =>
         from name in ResNets.Concat(new[] { "preact_basic_narrow", "preact_bottleneck_narrow", "se_basic_narrow", "se_bottleneck_narrow", "iresnet18_narrow", "mobilenet_v2_narrow",
             "timm_resnet_d_basic_narrow", "timm_resnet_d_bottleneck_narrow", "timm_seresnext_d_narrow", "timm_ecaresnet_d_narrow", "hf_resnet_basic_narrow", "hf_resnet_bottleneck_narrow", "regnet_x_narrow", "regnet_y_se_narrow", "timm_repvgg_narrow", "repvgg_narrow", "timm_mobileone_se_narrow",
-            "timm_mobileone_narrow", "acnet_mobilenet_narrow", "acnet_resnet_basic_narrow", "acnet_resnet_bottleneck_narrow", "dbb_mobilenet_narrow" })
+            "timm_mobileone_narrow", "acnet_mobilenet_narrow", "acnet_resnet_basic_narrow", "acnet_resnet_bottleneck_narrow", "dbb_mobilenet_narrow",
+            "dbb_resnet_bottleneck_narrow" })
         from mode in new[] { RmMode.Grouped, RmMode.Dense }
         from negative in name.StartsWith("preact") || name.StartsWith("iresnet") ? new[] { NegativeInputMode.PRelu, NegativeInputMode.Split } : new[] { NegativeInputMode.PRelu }
         select new object[] { name, mode, negative };
