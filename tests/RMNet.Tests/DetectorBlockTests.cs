@@ -139,6 +139,19 @@ public class DetectorBlockTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void VerifyOfADetectorTakesSamplesAndSizeForItsBlocksAndRefusesImages()
+    {
+        string original = Fixture.Path_("yolov6_qarep_whole.pt"), deploy = Fixture.Path_("yolov6_qarep_whole_deploy.pth");
+        var (code, stdout, stderr) = CliHarness.Rmnet("verify", original, deploy, "--samples", "3", "--input-size", "16", "--quiet");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("verification: 6 blocks on 3 seeded 16x16 inputs each", stdout);
+        Assert.Contains("on 2 seeded 9x9 inputs each", CliHarness.Rmnet("verify", original, deploy, "--quiet").Out);
+        var (refused, _, error) = CliHarness.Rmnet("verify", original, deploy, "--input", Fixture.Path_("yolov6_qarep.io.pth"));
+        Assert.Equal(ExitCodes.BadInput, refused);
+        Assert.Contains("--input runs images through a network; a detector's blocks are checked one by one on seeded inputs", error);
+    }
+
+    [Fact]
     public void AQaRepVggPoolThatIsNotV2sIsRefusedNamingIt()
     {
         // A whole module's rbr_avg that does not count its padding would make the 1/9 taps wrong at the border.
@@ -159,10 +172,11 @@ public class DetectorBlockTests(ITestOutputHelper output)
     /// (None), and --weights-key picks either.
     /// </summary>
     [Theory]
-    [InlineData("yolov7_repconv_ema.pt", null, "ema")]
-    [InlineData("yolov7_repconv_ema.pt", "model", "model")]
-    [InlineData("yolov7_repconv_stripped.pt", null, "model")]
-    public void ATrainingCheckpointsEmaIsWhatIsRead(string file, string? weightsKey, string read)
+    [InlineData("yolov7_repconv_ema.pt", null, "ema", "0.conv.weight")]
+    [InlineData("yolov7_repconv_ema.pt", "model", "model", "0.conv.weight")]
+    [InlineData("yolov7_repconv_stripped.pt", null, "model", "0.conv.weight")]
+    [InlineData("yolov6_qarep_model_none.pt", null, "ema", "neck.conv.weight")]
+    public void ATrainingCheckpointsEmaIsWhatIsRead(string file, string? weightsKey, string read, string kept)
     {
         var json = weightsKey is null ? CliHarness.Inspect(Fixture.Path_(file)) : CliHarness.Inspect(Fixture.Path_(file), "--weights-key", weightsKey);
         Assert.Equal(read, json.GetProperty("weights_key").GetString());
@@ -175,7 +189,7 @@ public class DetectorBlockTests(ITestOutputHelper output)
         // The two copies differ: what was read is what was fused.
         using var fused = IO.CheckpointReader.Read(dir.File("deploy.pth"));
         using var source = IO.CheckpointReader.Read(Fixture.Path_(file), read);
-        Assert.True(fused["0.conv.weight"].eq(source["0.conv.weight"]).all().item<bool>());   // the reader removes the prefix 'model.' of both
+        Assert.True(fused[kept].eq(source[kept]).all().item<bool>());   // the reader removes the prefix 'model.' of both
     }
 
     [Fact]

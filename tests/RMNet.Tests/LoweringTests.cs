@@ -241,6 +241,12 @@ public class LoweringTests(ITestOutputHelper output)
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.Contains($"closest: torchvision ResNet/ResNeXt, SE-ResNet, IResNet, pre-activation and CIFAR ResNets, whose names the {underBackbone} tensors under 'backbone.' " +
             "have after that prefix; rmnet removes only the wrappers module., model., _orig_mod.: save the tensors under 'backbone.'", error);
+        // A first name that merely ends as a family's (a DenseNet layer's conv1) is no such prefix: most tensors are elsewhere.
+        IO.StateDictFile.Save(dir.File("dense.pth"), Enumerable.Range(0, 30).Select(i => (i == 0 ? "features.block1.layer1.conv1.weight" : $"features.block{i}.conv.weight",
+            TorchSharp.torch.ones(4, 4, 1, 1))));
+        var (_, _, denseError) = CliHarness.Rmnet("inspect", dir.File("dense.pth"));
+        Assert.Contains("its first tensor is 'features.block1.layer1.conv1.weight' (30 tensors)", denseError);
+        Assert.DoesNotContain("under 'features.block1.layer1.'", denseError);
         var (headless, _, headlessError) = CliHarness.Rmnet("convert", dir.File("headless.pth"), "-o", dir.File("h.onnx"));
         Assert.Equal(ExitCodes.BadInput, headless);
         Assert.Contains("missing key 'fc.weight': a ResNet without its classifier 'fc' (a headless backbone)", headlessError);

@@ -15,21 +15,50 @@ public class OnnxRuntimeFailureTests
     /// <summary>A graph with a dynamic [N, 3, H, W] input that Expands it to [1, 3, 8, 8]: it runs at 8x8 only.</summary>
     static string TracedAtEight(TempDir dir)
     {
-        var graph = new GraphProto { Name = "g" };
+        var graph = Graph(new TensorShapeProto.Types.Dimension { DimParam = "N" }, new TensorShapeProto.Types.Dimension { DimParam = "H" });
         graph.Initializer.Add(OnnxTensors.FromTensor("shape", tensor(new long[] { 1, 3, 8, 8 })));
         graph.Node.Add(new NodeProto { Name = "Expand_traced", OpType = "Expand", Input = { "input", "shape" }, Output = { "output" } });
+        return Save(graph, dir.File("traced.onnx"));
+    }
+
+    /// <summary>A graph whose input is fixed at [2, 3, 8, 8] (a static export of a batch of 2): a Relu.</summary>
+    static string FixedBatchOfTwo(TempDir dir)
+    {
+        var graph = Graph(new TensorShapeProto.Types.Dimension { DimValue = 2 }, new TensorShapeProto.Types.Dimension { DimValue = 8 });
+        graph.Node.Add(new NodeProto { Name = "Relu", OpType = "Relu", Input = { "input" }, Output = { "output" } });
+        return Save(graph, dir.File("batch2.onnx"));
+    }
+
+    static GraphProto Graph(TensorShapeProto.Types.Dimension batch, TensorShapeProto.Types.Dimension side)
+    {
+        var graph = new GraphProto { Name = "g" };
         var type = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float, Shape = new TensorShapeProto() };
-        type.Shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimParam = "N" });
+        type.Shape.Dim.Add(batch);
         type.Shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimValue = 3 });
-        type.Shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimParam = "H" });
-        type.Shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimParam = "W" });
+        type.Shape.Dim.Add(side.Clone());
+        type.Shape.Dim.Add(side.Clone());
         graph.Input.Add(new ValueInfoProto { Name = "input", Type = new TypeProto { TensorType = type } });
         graph.Output.Add(new ValueInfoProto { Name = "output", Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float } } });
+        return graph;
+    }
+
+    static string Save(GraphProto graph, string path)
+    {
         var model = new ModelProto { IrVersion = 8, Graph = graph, ProducerName = "test" };
         model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = 13 });
-        string path = dir.File("traced.onnx");
         OnnxModelFile.Save(model, path);
         return path;
+    }
+
+    [Fact]
+    public void BenchOfAModelThatFixesABatchOfTwoChecksAndTimesThatBatch()
+    {
+        using var dir = Fixture.Temp();
+        var (code, stdout, stderr) = CliHarness.Rmnet("bench", FixedBatchOfTwo(dir), "--runs", "1", "--warmup", "0", "--json", "--quiet");
+        Assert.True(code == 0, stderr);
+        var json = System.Text.Json.JsonDocument.Parse(stdout).RootElement;
+        Assert.Equal(new long[] { 2, 3, 8, 8 }, json.GetProperty("input_shape").EnumerateArray().Select(d => d.GetInt64()));
+        Assert.True(json.GetProperty("plain_equivalent").GetBoolean());
     }
 
     [Fact]
@@ -46,7 +75,7 @@ public class OnnxRuntimeFailureTests
             var (code, _, stderr) = CliHarness.Rmnet(args.Append("--quiet").ToArray());
             Assert.Equal(ExitCodes.BadInput, code);
             Assert.StartsWith($"rmnet: error: {model}: ONNX Runtime cannot run the model on an input of [1, 3, 16, 16]: ", stderr.Trim());
-            Assert.Contains("runs only at those: try --input-size", stderr);
+            Assert.Contains("runs only at those: give the batch and size it was exported at", stderr);
             Assert.DoesNotContain("internal error", stderr);
             Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         }

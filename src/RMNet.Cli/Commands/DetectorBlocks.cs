@@ -46,8 +46,19 @@ internal static class DetectorBlocks
     {
         var styles = blocks.Where(b => !b.Deploy).Select(b => b.StyleName).Distinct().ToList();
         int deploy = blocks.Count(b => b.Deploy);
-        string kind = styles.Count == 0 ? "re-parameterised" : string.Join(" and ", styles);
-        return $"a detector with {blocks.Count} {kind} blocks{(deploy > 0 && styles.Count > 0 ? $" ({deploy} in deploy form)" : "")}";
+        return $"a detector with {Count(blocks.Count, styles, "re-parameterised")}{(deploy > 0 && styles.Count > 0 ? $" ({deploy} in deploy form)" : "")}";
+    }
+
+    /// <summary>E.g. "1 YOLOv7 RepConv block", "7 blocks (YOLOv6 QARepVGGBlock, YOLOv6 RepVGGBlock)", "0 re-parameterisable blocks".</summary>
+    static string Count(int n, IReadOnlyList<string> styles, string none)
+    {
+        string noun = n == 1 ? "block" : "blocks";
+        return styles.Count switch
+        {
+            0 => $"{n} {none} {noun}",
+            1 => $"{n} {styles[0]} {noun}",
+            _ => $"{n} {noun} ({string.Join(", ", styles)})",
+        };
     }
 
     /// <summary>Where the BatchNorms' epsilon came from, for the report.</summary>
@@ -89,19 +100,20 @@ internal static class DetectorBlocks
         ctx.Document(new ConvertJson(input, output, description, result.Fused, result.AlreadyDeploy, result.Kept, EpsSource(sd, bnEps), Blocks(sd, blocks), dtype,
             report is null ? null : VerificationJson.Of(report)) { Error = refusal, ExitCode = refusal is null ? null : ExitCodes.NotEquivalent });
         ctx.Line($"converted {input}: {description}; rmnet rewrites only these blocks, not the detector");
-        string fusedKind = string.Join(" and ", blocks.Where(b => !b.Deploy).Select(b => b.StyleName).Distinct().DefaultIfEmpty("re-parameterisable"));
-        ctx.Line($"  {result.Fused} {fusedKind} blocks fused{(result.AlreadyDeploy > 0 ? $", {result.AlreadyDeploy} already in deploy form" : "")}, {result.Kept} tensors kept as they are ({dtype} weights)");
+        var fusedKinds = blocks.Where(b => !b.Deploy).Select(b => b.StyleName).Distinct().ToList();
+        ctx.Line($"  {Count(result.Fused, fusedKinds, "re-parameterisable")} fused{(result.AlreadyDeploy > 0 ? $", {result.AlreadyDeploy} already in deploy form" : "")}, {result.Kept} tensors kept as they are ({dtype} weights)");
         ctx.Line($"  BatchNorm eps: {EpsSource(sd, bnEps)}");
         if (report is not null) ctx.Line(Text(report));
         return ConvertCommand.Finish(ctx, pending, output, refusal);
     }
 
     /// <summary><c>rmnet verify</c> of a detector's deploy-form file against its checkpoint.</summary>
-    public static int Verify(CliContext ctx, string original, string converted, StateDict sd, double? bnEps, double tolerance, long seed)
+    public static int Verify(CliContext ctx, string original, string converted, StateDict sd, double? bnEps, double tolerance, long seed,
+        int samples = RepBlockVerification.DefaultSamples, int size = RepBlockVerification.DefaultSize)
     {
         var blocks = RepBlockFinder.Find(sd);
         using var other = CheckpointLoading.Read(ctx, converted, null);
-        var report = RepBlockVerification.Verify(sd, blocks, other, bnEps, tolerance, seed, ctx.Cancellation);
+        var report = RepBlockVerification.Verify(sd, blocks, other, bnEps, tolerance, seed, ctx.Cancellation, samples, size);
         ctx.Document(new VerifyJson(original, converted, Describe(blocks), seed, VerificationJson.Of(report)));
         ctx.Line($"{converted} against {original} ({Describe(blocks)}; the blocks one by one, BatchNorm eps {EpsSource(sd, bnEps)})");
         ctx.Line(Text(report));
@@ -131,7 +143,7 @@ internal static class DetectorBlocks
     }
 
     static string Text(RepBlockReport r) =>
-        $"verification: {r.Blocks.Count} blocks on 2 seeded 9x9 inputs each, max rel error {Format.Sci(r.Worst?.MaxRelError ?? 0)}" +
+        $"verification: {r.Blocks.Count} {(r.Blocks.Count == 1 ? "block" : "blocks")} on {r.Inputs.Samples} seeded {r.Inputs.Size}x{r.Inputs.Size} inputs each, max rel error {Format.Sci(r.Worst?.MaxRelError ?? 0)}" +
         (r.Worst is { } w ? $" ({w.Block})" : "") + $", {r.KeptTensors - r.Differing.Count(d => !d.EndsWith("added", StringComparison.Ordinal))} of {r.KeptTensors} other tensors identical" +
         $" (tolerance {Format.Sci(r.Tolerance)}): {(r.Passed ? "EQUIVALENT" : "NOT EQUIVALENT")}";
 

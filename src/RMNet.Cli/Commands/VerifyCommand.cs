@@ -75,7 +75,15 @@ internal static class VerifyCommand
                 }
                 if (sd is not null && RMNet.RepBlocks.RepBlockFinder.Matches(sd))
                     using (sd)
-                        return DetectorBlocks.Verify(ctx, orig, conv, sd, p.GetValue(bnEps), bound, p.GetValue(seed));
+                    {
+                        // A detector is checked block by block, not run: an image for the network has no place here, but
+                        // --samples and --input-size, where given, set the blocks' seeded inputs.
+                        if (p.GetValue(userInput) is not null)
+                            throw new ModelInputException(orig, "--input runs images through a network; a detector's blocks are checked one by one on seeded inputs (--samples, --input-size)");
+                        return DetectorBlocks.Verify(ctx, orig, conv, sd, p.GetValue(bnEps), bound, p.GetValue(seed),
+                            p.GetResult(samples) is { Implicit: false } ? p.GetValue(samples) : RMNet.RepBlocks.RepBlockVerification.DefaultSamples,
+                            p.GetResult(size) is { Implicit: false } ? p.GetValue(size) : RMNet.RepBlocks.RepBlockVerification.DefaultSize);
+                    }
                 var lowered = sd is null ? null : CheckpointLoading.Lowered(ctx, sd, p.GetValue(bnEps), p.GetValue(allowNonFinite));
                 if (onnxOriginal || lowered is not null)
                 {

@@ -43,8 +43,9 @@ internal static class PickledWeights
             {
                 key = WrapperKeys.FirstOrDefault(k => HoldsWeights(top.Get(k)));
                 // YOLO's training checkpoints hold the trained model under 'model' and the weights they deploy under 'ema' (their
-                // loaders read `ckpt.get('ema') or ckpt['model']`): so does this, where 'ema' holds weights (it is None once stripped).
-                if (key == "model" && HoldsWeights(top.Get("ema"))) key = "ema";
+                // loaders read `ckpt.get('ema') or ckpt['model']`): so does this, where 'ema' holds weights (it is None once stripped),
+                // also where 'model' is None.
+                if ((key is null || key == "model") && HoldsWeights(top.Get("ema"))) key = "ema";
             }
             others = top.Entries.Where(e => e.Key is string k && k != key && HoldsWeights(e.Value)).Select(e => (string)e.Key).ToList();
             if (key is not null) root = top.Get(key);

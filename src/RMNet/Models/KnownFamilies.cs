@@ -32,12 +32,14 @@ internal static class KnownFamilies
     {
         string first = sd.Keys.First();
         // A family's names under a prefix that is no wrapper rmnet removes (mmpretrain's and detectors' 'backbone.',
-        // an 'encoder.'): the file's first key ends as a family's first key does.
-        if (Starts.Where(f => first.Length > f.FirstKey.Length && first.EndsWith("." + f.FirstKey, StringComparison.Ordinal))
-                .OrderByDescending(f => f.FirstKey.Length).FirstOrDefault() is { Family: not null } nested)
+        // an 'encoder.'): the file's first key ends as a family's first key does, and most tensors share the prefix (a
+        // DenseNet's 'features.denseblock1.denselayer1.conv1.weight' ends so too, but its prefix holds a dozen of hundreds).
+        var nested = Starts.Where(f => first.Length > f.FirstKey.Length && first.EndsWith("." + f.FirstKey, StringComparison.Ordinal))
+            .OrderByDescending(f => f.FirstKey.Length).FirstOrDefault();
+        string prefix = nested.FirstKey is null ? "" : first[..^nested.FirstKey.Length];
+        int under = prefix.Length == 0 ? 0 : sd.Keys.Count(k => k.StartsWith(prefix, StringComparison.Ordinal));
+        if (under * 2 >= sd.Count && under > 0)
         {
-            string prefix = first[..^nested.FirstKey.Length];
-            int under = sd.Keys.Count(k => k.StartsWith(prefix, StringComparison.Ordinal));
             return $"not a checkpoint of a family rmnet knows: its first tensor is '{first}' ({sd.Count} tensors); closest: {nested.Family}, whose names " +
                 $"the {under} tensors under '{prefix}' have after that prefix; rmnet removes only the wrappers " +
                 $"{string.Join(", ", IO.CheckpointReader.WrapperPrefixes)}: save the tensors under '{prefix}' as a state dict of their own, without the prefix " +

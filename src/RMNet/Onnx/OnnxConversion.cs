@@ -60,13 +60,15 @@ internal static class OnnxConversion
         var carriedNames = carryBlocks.Select(b => b.Name).ToHashSet();
         var blocks = rm.Blocks.Where(b => !carriedNames.Contains(b.Name)).Concat(carryBlocks).ToList();
         // The merge convs leave BNs and 1x1 convs right after convs (pre-activation blocks, IResNet's head): fold them.
-        var (foldedAfter, _) = GraphLinearFold.Run(carried, input);
+        GraphLinearFold.Run(carried, input);
         FlattenToReshape.Run(carried, input);
         carried.ProducerName = "rmnet";
         carried.ProducerVersion = OnnxExporter.Version;
         var after = OnnxSummary.Of(carried, input, inputSize);
         var joins = JoinReport.Account(before.Joins, after.Joins, blocks);
-        var result = rm with { Model = carried, FoldedBatchNorms = rm.FoldedBatchNorms + foldedAfter, Blocks = blocks, MergedBranches = merged, Joins = joins,
+        // Counted on the graphs, not per pass: several passes fold BNs (the RM passes, the linear fold, DBB's pair merge, the branch merge).
+        int folded = Math.Max(0, before.OpCounts.GetValueOrDefault("BatchNormalization") - after.OpCounts.GetValueOrDefault("BatchNormalization"));
+        var result = rm with { Model = carried, FoldedBatchNorms = folded, Blocks = blocks, MergedBranches = merged, Joins = joins,
             JoinsFound = before.Residuals.Count, Input = before, Output = after };
         string note = $"rmnet {OnnxExporter.Version}: {result.JoinsFound - result.JoinsRemaining} of {result.JoinsFound} residual joins made plain (RM, {mode.ToString().ToLowerInvariant()} form), " +
             $"{result.FoldedBatchNorms} BatchNormalization nodes folded, {merged} parallel-branch sums merged; converted from '{Path.GetFileName(input)}' " +

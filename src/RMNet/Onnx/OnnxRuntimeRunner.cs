@@ -129,7 +129,8 @@ internal sealed class OnnxRuntimeRunner : IDisposable
     /// </summary>
     ModelInputException CannotRun(OnnxRuntimeException e, long[] shape) =>
         new(_path, $"ONNX Runtime cannot run the model on an input of [{string.Join(", ", shape)}]: {FirstLine(e.Message)}"
-            + " (a model whose export fixed sizes inside its graph runs only at those: try --input-size, or bench's --size, with the size it was exported at)", e);
+            + " (a model whose export fixed its batch or size inside the graph runs only at those: give the batch and size it was exported at, "
+            + "--samples and --input-size for verify, --batch and --size for bench)", e);
 
     /// <summary>Runs <paramref name="run"/>; where the token stopped ONNX Runtime (RunOptions.Terminate), says so as a cancellation.</summary>
     static T Stoppable<T>(CancellationToken cancellationToken, Func<T> run)

@@ -12,6 +12,9 @@ internal sealed record RepBlockCheck(string Block, double MaxAbsError, double Ma
 /// </summary>
 internal sealed record RepBlockReport(IReadOnlyList<RepBlockCheck> Blocks, int KeptTensors, IReadOnlyList<string> Differing, double Tolerance)
 {
+    /// <summary>The seeded inputs each block ran on, and their height and width.</summary>
+    public (int Samples, int Size) Inputs { get; init; } = (RepBlockVerification.DefaultSamples, RepBlockVerification.DefaultSize);
+
     /// <summary>True where every block is within the tolerance and every other tensor is the original's.</summary>
     public bool Passed => Blocks.All(b => b.Passed) && Differing.Count == 0;
 
@@ -27,9 +30,12 @@ internal sealed record RepBlockReport(IReadOnlyList<RepBlockCheck> Blocks, int K
 /// </summary>
 internal static class RepBlockVerification
 {
+    /// <summary>Seeded inputs per block unless told otherwise: the weights do not depend on the size, so a small one checks them.</summary>
+    public const int DefaultSamples = 2, DefaultSize = 9;
+
     /// <summary>Compares <paramref name="converted"/> with <paramref name="original"/> (whose blocks are <paramref name="blocks"/>).</summary>
     public static RepBlockReport Verify(StateDict original, IReadOnlyList<RepBlock> blocks, StateDict converted, double? bnEps, double tolerance,
-        long seed = 0, CancellationToken cancellationToken = default)
+        long seed = 0, CancellationToken cancellationToken = default, int samples = DefaultSamples, int size = DefaultSize)
     {
         var eps = RepBlockConversion.Eps(original, bnEps);
         var convertedByName = converted.ToDictionary(kv => (converted.RemovedPrefix ?? "") + kv.Key, kv => kv.Value);
@@ -58,14 +64,14 @@ internal static class RepBlockVerification
                 continue;
             }
             using var scope = NewDisposeScope();
-            var r = Measure(original, block, w, b, eps, tolerance, seed);
+            var r = Measure(original, block, w, b, eps, tolerance, seed, samples, size);
             checks.Add(new RepBlockCheck(prefix + block.Prefix, r.MaxAbsError, r.MaxRelError, r.Passed));
         }
         differing.AddRange(convertedByName.Keys.Where(k => !expectedNames.Contains(k)).Select(k => $"'{k}' added"));
-        return new RepBlockReport(checks, kept, differing, tolerance);
+        return new RepBlockReport(checks, kept, differing, tolerance) { Inputs = (samples, size) };
     }
 
-    static VerificationReport Measure(StateDict sd, RepBlock block, Tensor weight, Tensor bias, Func<string, double> eps, double tolerance, long seed)
+    static VerificationReport Measure(StateDict sd, RepBlock block, Tensor weight, Tensor bias, Func<string, double> eps, double tolerance, long seed, int samples, int size)
     {
         var dense = F32(sd.Require(block.DenseConv + ".weight"));
         long perGroup = dense.shape[1], outChannels = dense.shape[0];
@@ -73,7 +79,7 @@ internal static class RepBlockVerification
         long groups = RepBlockFusion.Groups(sd, block, dense);
         if (weight.dim() != 4 || weight.shape[0] != outChannels || weight.shape[1] != perGroup || weight.shape[2] != 3 || weight.shape[3] != 3 || bias.numel() != outChannels)
             return new VerificationReport(1, double.PositiveInfinity, double.PositiveInfinity, 0, tolerance);
-        var x = Equivalence.SeededInputs(2, checked((int)(perGroup * groups)), 9, 9, seed);
+        var x = Equivalence.SeededInputs(samples, checked((int)(perGroup * groups)), size, size, seed);
         Tensor Bn(Tensor y, string bn) =>
             (y - F32(sd[bn + ".running_mean"]).view(1, -1, 1, 1)) / (F32(sd[bn + ".running_var"]) + eps(bn)).sqrt().view(1, -1, 1, 1)
             * F32(sd[bn + ".weight"]).view(1, -1, 1, 1) + F32(sd[bn + ".bias"]).view(1, -1, 1, 1);
