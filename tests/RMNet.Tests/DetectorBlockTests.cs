@@ -152,6 +152,27 @@ public class DetectorBlockTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void VerifyTakesADeployFileWhoseOtherConvsHaveTheirBnFoldedAsTheProjectsFuseStepsLeaveThem()
+    {
+        // YOLOv6's fuse_model folds every ConvModule's BN (here the neck's) besides fusing the blocks.
+        string original = Fixture.Path_("yolov6_qarep_whole.pt"), fusedAll = Fixture.Path_("yolov6_qarep_whole_fused_all.pth");
+        var (code, stdout, stderr) = CliHarness.Rmnet("verify", original, fusedAll, "--json", "--quiet");
+        Assert.True(code == 0, stderr);
+        var report = JsonDocument.Parse(stdout).RootElement.GetProperty("verification");
+        Assert.Equal(1, report.GetProperty("folded_conv_bns").GetInt32());
+        Assert.Empty(report.GetProperty("differing_tensors").EnumerateArray());
+
+        // A fold that is not the conv and its BN fails, naming the conv.
+        using var dir = Fixture.Temp();
+        using var sd = IO.CheckpointReader.Read(fusedAll);
+        sd["neck.conv.bias"][0] = sd["neck.conv.bias"][0] + 0.5f;
+        IO.StateDictFile.Save(dir.File("bad.pth"), sd.Select(kv => (kv.Key, kv.Value)));
+        var (bad, _, error) = CliHarness.Rmnet("verify", original, dir.File("bad.pth"), "--quiet");
+        Assert.Equal(ExitCodes.NotEquivalent, bad);
+        Assert.Contains("'neck.conv' is not its conv with the BN folded in", error);
+    }
+
+    [Fact]
     public void AQaRepVggPoolThatIsNotV2sIsRefusedNamingIt()
     {
         // A whole module's rbr_avg that does not count its padding would make the 1/9 taps wrong at the border.

@@ -17,8 +17,14 @@ internal static class DetectorBlocks
     public sealed record VerificationJson(IReadOnlyList<BlockCheckJson> Blocks, double MaxAbsError, double MaxRelError, string? WorstBlock, int KeptTensors,
         IReadOnlyList<string> DifferingTensors, double Tolerance, bool Passed)
     {
+        /// <summary>Convs outside the blocks whose BN the converted file folded in (YOLOv6's fuse_model), each checked.</summary>
+        public int FoldedConvBns { get; init; }
+
         public static VerificationJson Of(RepBlockReport r) => new(r.Blocks.Select(b => new BlockCheckJson(b.Block, b.MaxAbsError, b.MaxRelError, b.Passed)).ToList(),
-            r.Blocks.Select(b => b.MaxAbsError).DefaultIfEmpty(0).Max(), r.Worst?.MaxRelError ?? 0, r.Worst?.Block, r.KeptTensors, r.Differing, r.Tolerance, r.Passed);
+            r.Blocks.Select(b => b.MaxAbsError).DefaultIfEmpty(0).Max(), r.Worst?.MaxRelError ?? 0, r.Worst?.Block, r.KeptTensors, r.Differing, r.Tolerance, r.Passed)
+        {
+            FoldedConvBns = r.FoldedConvBns,
+        };
     }
 
     public sealed record ConvertJson(string Input, string Output, string Architecture, int BlocksFused, int BlocksAlreadyDeploy, int TensorsKept,
@@ -144,7 +150,9 @@ internal static class DetectorBlocks
 
     static string Text(RepBlockReport r) =>
         $"verification: {r.Blocks.Count} {(r.Blocks.Count == 1 ? "block" : "blocks")} on {r.Inputs.Samples} seeded {r.Inputs.Size}x{r.Inputs.Size} inputs each, max rel error {Format.Sci(r.Worst?.MaxRelError ?? 0)}" +
-        (r.Worst is { } w ? $" ({w.Block})" : "") + $", {r.KeptTensors - r.Differing.Count(d => !d.EndsWith("added", StringComparison.Ordinal))} of {r.KeptTensors} other tensors identical" +
+        (r.Worst is { } w ? $" ({w.Block})" : "") +
+        $", {r.KeptTensors - r.Differing.Count(d => d.EndsWith("missing", StringComparison.Ordinal) || d.EndsWith("differs", StringComparison.Ordinal))} of {r.KeptTensors} other tensors identical" +
+        (r.FoldedConvBns > 0 ? $", {r.FoldedConvBns} {(r.FoldedConvBns == 1 ? "conv outside the blocks with its" : "convs outside the blocks with their")} BN folded in (as the projects' fuse steps leave them; checked)" : "") +
         $" (tolerance {Format.Sci(r.Tolerance)}): {(r.Passed ? "EQUIVALENT" : "NOT EQUIVALENT")}";
 
     static string Failure(RepBlockReport r) =>

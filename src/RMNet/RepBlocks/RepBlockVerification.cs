@@ -12,6 +12,9 @@ internal sealed record RepBlockCheck(string Block, double MaxAbsError, double Ma
 /// </summary>
 internal sealed record RepBlockReport(IReadOnlyList<RepBlockCheck> Blocks, int KeptTensors, IReadOnlyList<string> Differing, double Tolerance)
 {
+    /// <summary>Convs outside the blocks whose BN the converted file folded in (checked numerically), as the projects' fuse steps do.</summary>
+    public int FoldedConvBns { get; init; }
+
     /// <summary>The seeded inputs each block ran on, and their height and width.</summary>
     public (int Samples, int Size) Inputs { get; init; } = (RepBlockVerification.DefaultSamples, RepBlockVerification.DefaultSize);
 
@@ -44,9 +47,18 @@ internal static class RepBlockVerification
         var checks = new List<RepBlockCheck>();
         var expectedNames = new HashSet<string>();
         int kept = 0;
+        var folds = FoldedConvBns(original, blocks, convertedByName, prefix);
+        foreach (var fold in folds)
+        {
+            expectedNames.Add($"{prefix}{fold}.conv.weight");
+            expectedNames.Add($"{prefix}{fold}.conv.bias");
+            if (FoldError(original, fold, convertedByName, prefix, eps) is var error && !(error <= tolerance))
+                differing.Add($"'{prefix}{fold}.conv' is not its conv with the BN folded in (rel error {error:E2})");
+        }
         foreach (var (key, tensor) in original)
         {
-            if (blocks.Any(b => b.OwnsBranchTensor(key))) continue;
+            if (blocks.Any(b => b.OwnsBranchTensor(key)) || folds.Any(f => key.StartsWith(f + ".conv.", StringComparison.Ordinal) || key.StartsWith(f + ".bn.", StringComparison.Ordinal)))
+                continue;
             expectedNames.Add(prefix + key);
             kept++;
             if (!convertedByName.TryGetValue(prefix + key, out var other)) differing.Add($"'{prefix + key}' missing");
@@ -68,7 +80,35 @@ internal static class RepBlockVerification
             checks.Add(new RepBlockCheck(prefix + block.Prefix, r.MaxAbsError, r.MaxRelError, r.Passed));
         }
         differing.AddRange(convertedByName.Keys.Where(k => !expectedNames.Contains(k)).Select(k => $"'{k}' added"));
-        return new RepBlockReport(checks, kept, differing, tolerance) { Inputs = (samples, size) };
+        return new RepBlockReport(checks, kept, differing, tolerance) { Inputs = (samples, size), FoldedConvBns = folds.Count };
+    }
+
+    /// <summary>
+    /// Modules <c>P</c> outside the blocks whose <c>P.conv</c> + <c>P.bn</c> the converted file holds as one conv with bias
+    /// (<c>P.conv.bias</c>, no <c>P.bn</c>): YOLOv6's <c>fuse_model</c> and YOLOv7's <c>fuse</c> do this to every ConvModule / Conv
+    /// when they deploy, so a deploy file PyTorch made has them.
+    /// </summary>
+    static List<string> FoldedConvBns(StateDict original, IReadOnlyList<RepBlock> blocks, IReadOnlyDictionary<string, Tensor> converted, string prefix) =>
+        original.Keys.Where(k => k.EndsWith(".bn.running_var", StringComparison.Ordinal)).Select(k => k[..^".bn.running_var".Length])
+            .Where(p => original.ContainsKey(p + ".conv.weight") && !blocks.Any(b => b.OwnsBranchTensor(p + ".conv.weight"))
+                && converted.ContainsKey($"{prefix}{p}.conv.bias") && converted.ContainsKey($"{prefix}{p}.conv.weight") && !converted.ContainsKey($"{prefix}{p}.bn.running_var"))
+            .ToList();
+
+    /// <summary>The larger relative error of the converted conv's weight and bias against the original's conv and BN folded in float64.</summary>
+    static double FoldError(StateDict sd, string p, IReadOnlyDictionary<string, Tensor> converted, string prefix, Func<string, double> eps)
+    {
+        using var scope = NewDisposeScope();
+        Tensor F64(Tensor t) => t.to_type(ScalarType.Float64);
+        var w = F64(sd[p + ".conv.weight"]);
+        var bias = sd.TryGetValue(p + ".conv.bias", out var b0) ? F64(b0) : zeros(w.shape[0], dtype: ScalarType.Float64);
+        var scale = F64(sd[p + ".bn.weight"]) / (F64(sd[p + ".bn.running_var"]) + eps(p + ".bn")).sqrt();
+        var expectedWeight = w * scale.view(-1, 1, 1, 1);
+        var expectedBias = (bias - F64(sd[p + ".bn.running_mean"])) * scale + F64(sd[p + ".bn.bias"]);
+        var actualWeight = F64(converted[$"{prefix}{p}.conv.weight"]);
+        var actualBias = F64(converted[$"{prefix}{p}.conv.bias"]);
+        if (!actualWeight.shape.SequenceEqual(expectedWeight.shape) || !actualBias.shape.SequenceEqual(expectedBias.shape)) return double.PositiveInfinity;
+        double Rel(Tensor e, Tensor a) => (a - e).abs().max().item<double>() / Math.Max(e.abs().max().item<double>(), 1e-300);
+        return Math.Max(Rel(expectedWeight, actualWeight), Rel(expectedBias, actualBias));
     }
 
     static VerificationReport Measure(StateDict sd, RepBlock block, Tensor weight, Tensor bias, Func<string, double> eps, double tolerance, long seed, int samples, int size)
