@@ -301,6 +301,11 @@ public class LoweringTests(ITestOutputHelper output)
         var (loose, text, looseErr) = CliHarness.Rmnet("convert", input, "-o", dir.File("x.onnx"), "--input-size", "36", "--quiet");
         Assert.True(loose == 0, looseErr);
         Assert.Contains("avg-pool projection shortcut, 2 convs: plain, NOT exact at 36x36: its shortcut's 2x2 average pool sees a 5x5 map", text);
+        // verify at that size fails, and says why.
+        var (verified, verifyText, _) = CliHarness.Rmnet("verify", input, dir.File("x.onnx"), "--input-size", "36", "--samples", "1", "--quiet");
+        Assert.Equal(ExitCodes.NotEquivalent, verified);
+        Assert.Contains("not exact at 36x36 by design: ", verifyText);
+        Assert.Contains("shortcut pools a 9x9 map in 2x2 windows", verifyText);
         var (even, _, evenErr) = CliHarness.Rmnet("convert", input, "-o", dir.File("y.onnx"), "--strict", "--input-size", "64", "--quiet");
         Assert.True(even == 0, evenErr);
     }

@@ -101,11 +101,18 @@ internal static class VerifyCommand
                     ctx.Progress.Stage($"verifying {conv} against {orig} in ONNX Runtime");
                     // A plain .safetensors or .pth (as convert writes for a lowered family or an ONNX input) runs in TorchSharp.
                     var onnxReport = RMNet.Onnx.GraphOutput.Verify(originalGraph, conv, onnxOptions, ctx.Cancellation);
-                    ctx.Document(new Result(orig, conv, lowered?.Description ?? "onnx", (int)(onnxReport.InputShape?.LastOrDefault() ?? onnxOptions.InputSize), onnxOptions.Seed,
+                    int ran = (int)(onnxReport.InputShape?.LastOrDefault() ?? onnxOptions.InputSize);
+                    ctx.Document(new Result(orig, conv, lowered?.Description ?? "onnx", ran, onnxOptions.Seed,
                         VerificationJson.Of(onnxReport), WeightDtypes.Describe(dtypes)));
+                    // A ResNet-D's pooled shortcuts are exact only where every pooled map is even: where that is why, say so.
+                    var partial = onnxReport.Passed ? Array.Empty<RMNet.Onnx.PartialShortcutPool>()
+                        : RMNet.Onnx.PartialShortcutPools.Find(RMNet.Onnx.OnnxModelFile.LoadStructure(originalGraph), orig, ran);
+                    string? why = partial.Count == 0 ? null
+                        : $"  not exact at {ran}x{ran} by design: {string.Join("; ", partial.Take(3).Select(q => $"{q.Join}'s shortcut pools a {q.Height}x{q.Width} map in {q.Window}x{q.Window} windows"))}" +
+                          $"{(partial.Count > 3 ? "; ..." : "")} (partial windows no conv kernel reproduces; verify at a size where every pooled map is even)";
                     return Report(ctx, onnxReport, onnxOptions, $"{conv} against {orig} ({(lowered is null ? "" : lowered.Description + ", lowered into the graph; ")}" +
                         $"{(FileFormats.Detect(conv) == FileFormat.Onnx ? "both in ONNX Runtime" : "the original in ONNX Runtime, the plain model in TorchSharp")})",
-                        p.GetValue(userInput), note);
+                        p.GetValue(userInput), note, why);
                 }
                 using var ckpt = CheckpointLoading.FromStateDict(ctx, sd!, p.GetValue(arch)!, p.GetValue(numClasses), p.GetValue(allowNonFinite), p.GetValue(negative));
                 Tensor? extra = p.GetValue(userInput) is string path ? ReadInput(path) : null;
@@ -124,12 +131,13 @@ internal static class VerifyCommand
     }
 
     /// <summary>The text lines of a verification (the JSON document is written before) and its exit code.</summary>
-    static int Report(CliContext ctx, VerificationReport report, VerifyOptions options, string title, string? userInput, string? note)
+    static int Report(CliContext ctx, VerificationReport report, VerifyOptions options, string title, string? userInput, string? note, string? why = null)
     {
         ctx.Line(title);
         ctx.Line(ReportText.Inputs(report, options.Samples, options.InputSize, userInput));
         if (note is not null) ctx.Line(note);
         ctx.Line(ReportText.Verification(report));
+        if (why is not null) ctx.Line(why);
         if (ReportText.UserImages(report, userInput) is { } line) ctx.Line(line);
         return report.Passed ? ExitCodes.Success : ExitCodes.NotEquivalent;
     }
