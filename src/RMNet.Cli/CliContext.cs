@@ -30,6 +30,8 @@ internal sealed class CliContext(TextWriter stdout, TextWriter stderr, bool json
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        // Messages quote names ('layer1.0.add'): written as they are, not as \u0027 (the documents go to files and pipes, not HTML).
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
 
     public TextWriter Out { get; } = stdout;

@@ -258,7 +258,7 @@ public class DetectorBlockTests(ITestOutputHelper output)
         // QARepVGG: its identity and average-pool branches have no tensors.
         var (qa, _, qaError) = CliHarness.Rmnet("convert", Fixture.Path_("yolov6_qarepvgg.pth"), "-o", dir.File("qa.pth"));
         Assert.Equal(ExitCodes.BadInput, qa);
-        Assert.Contains("block '0': a QARepVGG block (a bare 1x1 conv, a BN after the sum): its identity branch, and QARepVGGBlockV2's average pool, have no tensors, so a state dict cannot say which branches it had; convert the checkpoint YOLOv6 saved (a whole module", qaError);
+        Assert.Contains("block '0': a QARepVGG block (a bare 1x1 conv, a BN after the sum): its identity branch, and QARepVGGBlockV2's average pool, have no tensors, so a state dict (or a TorchScript archive) cannot say which branches it had; convert the checkpoint YOLOv6 saved (a whole module", qaError);
         var (onnx, _, onnxError) = CliHarness.Rmnet("convert", Fixture.Path_("yolov7_repconv.pth"), "-o", dir.File("d.onnx"));
         Assert.Equal(ExitCodes.BadInput, onnx);
         Assert.Contains("written as a state dict: .pth or .safetensors", onnxError);

@@ -134,7 +134,8 @@ internal static class DetectorBlocks
         var blocks = RepBlockFinder.Find(sd);
         int deploy = blocks.Count(b => b.Deploy);
         string form = deploy == blocks.Count ? "deploy" : deploy == 0 ? "multi-branch" : "multi-branch (partly deploy)";
-        int others = sd.Keys.Count(k => !blocks.Any(b => k.StartsWith(b.Prefix + ".rbr_", StringComparison.Ordinal)));
+        // As convert counts them: every tensor a fusion does not replace (a deploy-form block's own included).
+        int others = sd.Keys.Count(k => !blocks.Any(b => b.OwnsBranchTensor(k)));
         var json = new InspectJson(path, format == FileFormat.Safetensors ? "safetensors" : "pytorch", form, Family, Describe(blocks), Blocks(sd, blocks), others, dtype)
         {
             WeightsKey = sd.WeightsKey, OtherWeightsKeys = sd.OtherWeightsKeys is { Count: > 0 } keys ? keys : null, RemovedPrefix = sd.RemovedPrefix,

@@ -66,7 +66,7 @@ internal static partial class RepBlockFinder
     {
         if (!sd.SavedModules.TryGetValue(p, out var module))
             throw refuse("a QARepVGG block (a bare 1x1 conv, a BN after the sum): its identity branch, and QARepVGGBlockV2's average pool, have no tensors, " +
-                "so a state dict cannot say which branches it had; convert the checkpoint YOLOv6 saved (a whole module under 'model'/'ema'), or in PyTorch "
+                "so a state dict (or a TorchScript archive) cannot say which branches it had; convert the checkpoint YOLOv6 saved (a whole module under 'model'/'ema'), or in PyTorch "
                 + "torch.save(model, 'model.pt')");
         string? Class(string child) => sd.SavedModules.TryGetValue($"{p}.{child}", out var m) ? m.Class : null;
         if (Class("se") is { } se && se != "Identity")
