@@ -19,6 +19,8 @@ internal static class KnownFamilies
         ("DBB (DiverseBranchBlock) MobileNet", "conv1.dbb_origin.conv.weight"),
         // Its stem is a 7x7 ConvBN in either block's ResNet (convnet_utils keeps kernels of 7 and above plain).
         ("ACNet (ACBlock) and DBB (DiverseBranchBlock) ResNets (the DBB repository's)", "stage0.conv1.conv.weight"),
+        // ACNetBuilder's Conv2dBNReLU holds the 3x3 stem's ACBlock as 'acb'.
+        ("ACNet (ACBlock) RCNet (the ACNet repository's CIFAR ResNet)", "conv1.acb.square_conv.weight"),
         ("torchvision RegNet", "stem.0.weight"),
         ("Hugging Face ResNet", "resnet.embedder.embedder.convolution.weight"),
     };
