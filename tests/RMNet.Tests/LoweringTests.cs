@@ -385,6 +385,7 @@ public class LoweringTests(ITestOutputHelper output)
     [InlineData("dbb_resnet_basic_narrow.pth", "residual", 5)]
     [InlineData("acnet_resnet_bottleneck_narrow_deploy.pth", "residual", 5)]
     [InlineData("acnet_rcnet_narrow.pth", "residual", 10)]
+    [InlineData("acnet_imagenet_resnet_narrow_deploy.pth", "residual", 5)]
     [InlineData("timm_resnet_d_basic_narrow.pth", "residual", 5)]
     public void InspectNamesALoweredCheckpointsForm(string file, string form, int classes)
     {

@@ -12,7 +12,7 @@ namespace RMNet.Tests;
 /// Reparameterisable families lowered into the graph, whose branch-merge pass fuses each block's parallel branches
 /// into one conv: timm's MobileOne, and ACNet's ACBlock and DBB's DiverseBranchBlock in the DBB repository's
 /// MobileNet (tools/fixtures/make_fixtures.py --reparam) and ResNet (--dbb-resnet; there the residual passes then remove
-/// the shortcuts). Each fixture is saved in train form and in deploy form (one fused conv per block), with PyTorch's
+/// the shortcuts), and ACBlock in ACNet's own repository's RCNet (--acnet-rcnet) and ImageNet ResNet (--acnet-resnet). Each fixture is saved in train form and in deploy form (one fused conv per block), with PyTorch's
 /// outputs of both.
 /// </summary>
 public class ReparamFamilyTests(ITestOutputHelper output)
@@ -35,6 +35,8 @@ public class ReparamFamilyTests(ITestOutputHelper output)
         new object[] { "dbb_resnet_bottleneck_narrow", "DBB (DiverseBranchBlock) ResNet (the DBB repository's), Bottleneck blocks 1-2-1-1, 5 classes", 1 + 5 * 3 },
         // ACNet's own repository's RCNet (--acnet-rcnet): the stem and 6 RCBlocks of two convs.
         new object[] { "acnet_rcnet_narrow", "ACNet (ACBlock) RCNet (the ACNet repository's CIFAR ResNet), RCBlocks 2-2-2, 10 classes", 1 + 6 * 2 },
+        // Its ImageNet ResNet (--acnet-resnet): the 7x7 stem (a plain ConvBN) and 5 Basic blocks of two convs.
+        new object[] { "acnet_imagenet_resnet_narrow", "ACNet (ACBlock) ResNet (the ACNet repository's), Basic blocks 2-1-1-1, 5 classes", 1 + 5 * 2 },
     };
 
     public static IEnumerable<object[]> Forms() =>
@@ -120,6 +122,7 @@ public class ReparamFamilyTests(ITestOutputHelper output)
     [InlineData("dbb_resnet_bottleneck_narrow", "stage2.0.shortcut.bn.", "missing key 'stage2.0.shortcut.bn.weight'")]
     [InlineData("acnet_resnet_bottleneck_narrow", "stage1.0.conv3.bn.", "missing key 'stage1.0.conv3.bn.weight'")]
     [InlineData("acnet_rcnet_narrow", "stage3.0.shortcut.bn.", "missing key 'stage3.0.shortcut.bn.weight'")]
+    [InlineData("acnet_imagenet_resnet_narrow", "conv1.bn.", "missing key 'conv1.bn.weight'")]
     public void ABranchWithoutItsBatchNormIsRefusedInOneLine(string name, string removed, string message)
     {
         // A branch's conv without the BN after it: summed without it, the block would be another function.
@@ -176,6 +179,7 @@ public class ReparamFamilyTests(ITestOutputHelper output)
         Assert.Contains("'conv1.dbb_origin.conv.weight' (DBB (DiverseBranchBlock) MobileNet)", error);
         Assert.Contains("'stage0.conv1.conv.weight' (ACNet (ACBlock) and DBB (DiverseBranchBlock) ResNets (the DBB repository's))", error);
         Assert.Contains("'conv1.acb.square_conv.weight' (ACNet (ACBlock) RCNet (the ACNet repository's CIFAR ResNet))", error);
+        Assert.Contains("'conv1.conv.weight' (ACNet (ACBlock) ResNet (the ACNet repository's))", error);
     }
 
     const string BasicShortcuts = "stage1.0.add identity, stage1.1.add identity, stage2.0.add projection, stage3.0.add projection, stage4.0.add projection";
@@ -195,6 +199,8 @@ public class ReparamFamilyTests(ITestOutputHelper output)
     [InlineData("acnet_resnet_bottleneck_narrow", true, 0, BottleneckShortcuts)]
     [InlineData("acnet_rcnet_narrow", false, 13, RcNetShortcuts)]   // The stem is a block too.
     [InlineData("acnet_rcnet_narrow", true, 0, RcNetShortcuts)]
+    [InlineData("acnet_imagenet_resnet_narrow", false, 10, BasicShortcuts)]
+    [InlineData("acnet_imagenet_resnet_narrow", true, 0, BasicShortcuts)]
     public void EveryJoinOfTheResNetIsReportedPlain(string name, bool deploy, int merged, string shortcuts)
     {
         using var dir = Fixture.Temp();

@@ -7,8 +7,7 @@ namespace RMNet.Lowering;
 /// <c>ACNetBuilder</c>, which makes every 3x3 conv an <see cref="AcBlock"/> and leaves 1x1 convs the base builder's
 /// ConvBN (<c>.conv</c> + <c>.bn</c>, kept so in deploy form). Stem <c>conv1</c> (Conv2dBNReLU: the block as
 /// <c>conv1.acb</c>, then ReLU); stages <c>stage1</c> .. <c>stage3</c> (stride 1, then 2 in each later stage's first
-/// block) of RCBlocks: <c>conv1</c> (3x3 block <c>conv1.acb</c> with the stride + ReLU), <c>conv2</c> (Conv2dBN: the 3x3
-/// block itself), plus <c>shortcut</c> (a 1x1 ConvBN where the stride is not 1, else the identity) and a ReLU; an 8x8
+/// block) of RCBlocks (<see cref="AcnetBasicBlock"/>; the shortcut a 1x1 ConvBN where the stride is not 1); an 8x8
 /// average pool, flatten and <c>linear</c>.
 /// </summary>
 /// <remarks>
@@ -49,7 +48,7 @@ internal static class AcnetRcNet
             {
                 // RCNet halves the size in the first block of every stage after stage1; strides are not in a state dict.
                 int stride = s > 0 && b == 0 ? 2 : 1;
-                x = Block(g, sd, $"stage{s + 1}.{b}", x, stride, eps);
+                x = AcnetBasicBlock.Lower(g, sd, $"stage{s + 1}.{b}", x, stride, eps);
             }
         g.Classifier(x, "linear");
         return g.Build(inputChannels, sd.Require("linear.weight").shape[0], $"lowered by rmnet from '{Path.GetFileName(sd.Source)}': {Describe(sd)}");
@@ -57,26 +56,6 @@ internal static class AcnetRcNet
 
     /// <summary>Stages <c>stage1</c> .. and their RCBlocks (the stem <c>conv1</c> is no stage).</summary>
     public static LoweredLayout Layout(StateDict sd) => LoweredLayout.Of(Depths(sd), i => $"stage{i + 1}");
-
-    /// <summary>
-    /// RCBlock <paramref name="p"/> on <paramref name="x"/>: its two blocks, plus the shortcut, then ReLU. RCNet projects
-    /// where the stride is not 1; a projection is also read where the width changes or the checkpoint has one, so that a
-    /// checkpoint without the projection its sum needs is refused naming the tensor.
-    /// </summary>
-    static string Block(GraphBuilder g, StateDict sd, string p, string x, int stride, double eps)
-    {
-        var kind = AcBlock.Kind;
-        var first = kind.MainKernel(sd, $"{p}.conv1.acb");
-        string y = g.Relu(kind.LowerBlock(g, sd, $"{p}.conv1.acb", x, stride, 1, eps), $"{p}.conv1.relu");
-        y = kind.LowerBlock(g, sd, $"{p}.conv2", y, 1, 1, eps);
-        bool projection = stride != 1 || first.shape[1] != kind.MainKernel(sd, $"{p}.conv2").shape[0]
-            || sd.Keys.Any(k => k.StartsWith($"{p}.shortcut.", StringComparison.Ordinal));
-        // ACNet's fusion keeps the shortcut's BN; a conv with bias is read too, for a checkpoint whose BN was folded.
-        string shortcut = !projection ? x
-            : sd.ContainsKey($"{p}.shortcut.conv.bias") ? g.Conv(x, $"{p}.shortcut.conv", g.ReadConv($"{p}.shortcut.conv"), stride)
-            : g.ConvBn(x, $"{p}.shortcut.conv", $"{p}.shortcut.bn", stride, eps: eps);
-        return g.Relu(g.Sum(y, shortcut, $"{p}.add"), $"{p}.relu");
-    }
 
     static List<int> Depths(StateDict sd) =>
         StageDepths.Count((s, b) => sd.Keys.Any(k => k.StartsWith($"stage{s}.{b}.", StringComparison.Ordinal)), first: 1);

@@ -21,6 +21,8 @@ internal static class KnownFamilies
         ("ACNet (ACBlock) and DBB (DiverseBranchBlock) ResNets (the DBB repository's)", "stage0.conv1.conv.weight"),
         // ACNetBuilder's Conv2dBNReLU holds the 3x3 stem's ACBlock as 'acb'.
         ("ACNet (ACBlock) RCNet (the ACNet repository's CIFAR ResNet)", "conv1.acb.square_conv.weight"),
+        // Its 7x7 stem stays the base builder's ConvBN (ACNetBuilder switches kernels from 2 to 6).
+        ("ACNet (ACBlock) ResNet (the ACNet repository's)", "conv1.conv.weight"),
         ("torchvision RegNet", "stem.0.weight"),
         ("Hugging Face ResNet", "resnet.embedder.embedder.convolution.weight"),
     };
