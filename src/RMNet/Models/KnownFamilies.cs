@@ -36,8 +36,9 @@ internal static class KnownFamilies
     {
         string first = sd.Keys.First();
         // A family's names under a prefix that is no wrapper rmnet removes (mmpretrain's and detectors' 'backbone.',
-        // an 'encoder.'): the file's first key ends as a family's first key does.
-        if (Starts.Where(f => first.Length > f.FirstKey.Length && first.EndsWith("." + f.FirstKey, StringComparison.Ordinal))
+        // an 'encoder.'): the file's first key ends as a family's first key does. Not where it is a family's first key
+        // itself: the DBB repository's ResNets' 'stage0.conv1.conv.weight' ends as ACNet's ResNet's 'conv1.conv.weight'.
+        if (Starts.All(f => f.FirstKey != first) && Starts.Where(f => first.Length > f.FirstKey.Length && first.EndsWith("." + f.FirstKey, StringComparison.Ordinal))
                 .OrderByDescending(f => f.FirstKey.Length).FirstOrDefault() is { Family: not null } nested)
         {
             string prefix = first[..^nested.FirstKey.Length];
