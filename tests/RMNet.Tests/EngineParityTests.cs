@@ -19,7 +19,7 @@ namespace RMNet.Tests;
 /// `{name}_opset13.onnx` were written from the very module saved as the checkpoint (--preact, --se, --iresnet, --mobilenet,
 /// and --lowered / --hf / --regnet / --timm-repvgg / --reparam for timm's ResNet-D, Hugging Face's ResNet, torchvision's RegNetX and RegNetY, timm's RepVGG
 /// and MobileOne and the ACB MobileNet, and --dbb-resnet for the ACB ResNets, whose checkpoints are lowered into the graph that the passes then
-/// convert). The DBB MobileNet's and Bottleneck ResNet's exports are `{name}_default.onnx` (--reparam, --dbb-resnet: PyTorch's default export,
+/// convert; --acnet-rcnet and --acnet-resnet for ACNet's own RCNet and ImageNet ResNet). The DBB MobileNet's and Bottleneck ResNet's exports are `{name}_default.onnx` (--reparam, --dbb-resnet: PyTorch's default export,
 /// with the input's fixed shape, whose BNAndPad slice assignments the passes read as padding where that shape is fixed; see DbbExportTests).
 /// </summary>
 public class EngineParityTests(ITestOutputHelper output)
@@ -30,7 +30,7 @@ public class EngineParityTests(ITestOutputHelper output)
         from name in ResNets.Concat(new[] { "preact_basic_narrow", "preact_bottleneck_narrow", "se_basic_narrow", "se_bottleneck_narrow", "iresnet18_narrow", "mobilenet_v2_narrow",
             "timm_resnet_d_basic_narrow", "timm_resnet_d_bottleneck_narrow", "timm_seresnext_d_narrow", "timm_ecaresnet_d_narrow", "hf_resnet_basic_narrow", "hf_resnet_bottleneck_narrow", "regnet_x_narrow", "regnet_y_se_narrow", "timm_repvgg_narrow", "repvgg_narrow", "timm_mobileone_se_narrow",
             "timm_mobileone_narrow", "acnet_mobilenet_narrow", "acnet_resnet_basic_narrow", "acnet_resnet_bottleneck_narrow", "dbb_mobilenet_narrow",
-            "dbb_resnet_bottleneck_narrow" })
+            "dbb_resnet_bottleneck_narrow", "acnet_rcnet_narrow", "acnet_imagenet_resnet_narrow" })
         from mode in new[] { RmMode.Grouped, RmMode.Dense }
         from negative in name.StartsWith("preact") || name.StartsWith("iresnet") ? new[] { NegativeInputMode.PRelu, NegativeInputMode.Split } : new[] { NegativeInputMode.PRelu }
         select new object[] { name, mode, negative };
@@ -40,11 +40,14 @@ public class EngineParityTests(ITestOutputHelper output)
     /// (the pre-activation nets' head) as one ReduceMean, the checkpoint engine writes GlobalAveragePool + Reshape;
     /// the same function (as is timm's <c>x.mean((2, 3), keepdim=True)</c> then flatten, ReduceMean + Reshape, and the DBB
     /// repository's <c>out.view(out.size(0), -1)</c>, whose target shape the export computes from the input's: Shape,
-    /// Gather, Unsqueeze, Concat before the Reshape).
+    /// Gather, Unsqueeze, Concat before the Reshape). ACNet's RCNet pools with <c>avg_pool2d(out, 8, 1, 0)</c> and its
+    /// ImageNet ResNet with <c>AvgPool2d(7, 7)</c>, exported as a zero Pad and a fixed AveragePool: on the only inputs
+    /// their linear layers accept (last map 8x8, 7x7), the global pool.
     /// </summary>
     static string Ops(GraphProto g, string name) =>
         System.Text.RegularExpressions.Regex.Replace(string.Join(" ", new OnnxGraph(g, name).Order.Select(n => n.OpType)), "(Constant )?Shape (Constant )?Gather (Constant )?Unsqueeze (Constant )?Concat ", "")
-            .Replace("GlobalAveragePool Reshape", "ReduceMean").Replace("ReduceMean Reshape", "ReduceMean");
+            .Replace("GlobalAveragePool Reshape", "ReduceMean").Replace("ReduceMean Reshape", "ReduceMean")
+            .Replace("Pad AveragePool Reshape", "ReduceMean");
 
     [Theory]
     [MemberData(nameof(Cases))]

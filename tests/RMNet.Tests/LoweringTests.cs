@@ -94,6 +94,7 @@ public class LoweringTests(ITestOutputHelper output)
     [InlineData("timm_mobileone_narrow.pth", "stem,stages.0,stages.1,stages.2,stages.3,head,total", 11)]
     [InlineData("acnet_mobilenet_narrow.pth", "stem,stem.0,stem.1,stem.2,stem.3,stem.4,stem.5,head,total", 6)]
     [InlineData("dbb_resnet_bottleneck_narrow.pth", "stem,stage1,stage2,stage3,stage4,head,total", 5)]
+    [InlineData("acnet_rcnet_narrow_deploy.pth", "stem,stage1,stage2,stage3,head,total", 6)]
     public void ALoweredCheckpointsJsonCarriesEveryFieldACheckpointsDoesPlusItsJoins(string file, string stages, int blocks)
     {
         using var dir = Fixture.Temp();
@@ -352,6 +353,7 @@ public class LoweringTests(ITestOutputHelper output)
     [InlineData("dbb_mobilenet_narrow.pth", "plain.pth", 64)]
     [InlineData("dbb_resnet_basic_narrow.pth", "plain.pth", 64)]
     [InlineData("acnet_resnet_bottleneck_narrow.pth", "plain.safetensors", 64)]
+    [InlineData("acnet_rcnet_narrow.pth", "plain.pth", 32)]   // RCNet's 8x8 pool: PyTorch's input is CIFAR's 32x32
     [InlineData("hf_resnet_bottleneck_narrow.pth", "plain.pth", 64)]
     [InlineData("onnx/preact_basic_narrow_opset13.onnx", "plain.safetensors", 64)]   // x.mean((2, 3)) head: ReduceMean without keepdims
     [InlineData("onnx/mobilenet_v2_narrow_opset13.onnx", "plain.pth", 64)]           // Clip and per-channel Max/Min
@@ -393,6 +395,8 @@ public class LoweringTests(ITestOutputHelper output)
     // The DBB repository's ResNets are residual in either form: their shortcuts are joins until the passes remove them.
     [InlineData("dbb_resnet_basic_narrow.pth", "residual", 5)]
     [InlineData("acnet_resnet_bottleneck_narrow_deploy.pth", "residual", 5)]
+    [InlineData("acnet_rcnet_narrow.pth", "residual", 10)]
+    [InlineData("acnet_imagenet_resnet_narrow_deploy.pth", "residual", 5)]
     [InlineData("timm_resnet_d_basic_narrow.pth", "residual", 5)]
     public void InspectNamesALoweredCheckpointsForm(string file, string form, int classes)
     {

@@ -12,7 +12,7 @@ namespace RMNet.Tests;
 /// Reparameterisable families lowered into the graph, whose branch-merge pass fuses each block's parallel branches
 /// into one conv: timm's MobileOne, and ACNet's ACBlock and DBB's DiverseBranchBlock in the DBB repository's
 /// MobileNet (tools/fixtures/make_fixtures.py --reparam) and ResNet (--dbb-resnet; there the residual passes then remove
-/// the shortcuts). Each fixture is saved in train form and in deploy form (one fused conv per block), with PyTorch's
+/// the shortcuts), and ACBlock in ACNet's own repository's RCNet (--acnet-rcnet) and ImageNet ResNet (--acnet-resnet). Each fixture is saved in train form and in deploy form (one fused conv per block), with PyTorch's
 /// outputs of both.
 /// </summary>
 public class ReparamFamilyTests(ITestOutputHelper output)
@@ -33,6 +33,10 @@ public class ReparamFamilyTests(ITestOutputHelper output)
         new object[] { "acnet_resnet_bottleneck_narrow", "ACNet (ACBlock) ResNet (the DBB repository's), Bottleneck blocks 1-2-1-1, 5 classes", 1 + 5 * 3 },
         new object[] { "dbb_resnet_basic_narrow", "DBB (DiverseBranchBlock) ResNet (the DBB repository's), Basic blocks 2-1-1-1, 5 classes", 1 + 5 * 2 },
         new object[] { "dbb_resnet_bottleneck_narrow", "DBB (DiverseBranchBlock) ResNet (the DBB repository's), Bottleneck blocks 1-2-1-1, 5 classes", 1 + 5 * 3 },
+        // ACNet's own repository's RCNet (--acnet-rcnet): the stem and 6 RCBlocks of two convs.
+        new object[] { "acnet_rcnet_narrow", "ACNet (ACBlock) RCNet (the ACNet repository's CIFAR ResNet), RCBlocks 2-2-2, 10 classes", 1 + 6 * 2 },
+        // Its ImageNet ResNet (--acnet-resnet): the 7x7 stem (a plain ConvBN) and 5 Basic blocks of two convs.
+        new object[] { "acnet_imagenet_resnet_narrow", "ACNet (ACBlock) ResNet (the ACNet repository's), Basic blocks 2-1-1-1, 5 classes", 1 + 5 * 2 },
     };
 
     public static IEnumerable<object[]> Forms() =>
@@ -112,10 +116,13 @@ public class ReparamFamilyTests(ITestOutputHelper output)
     [InlineData("acnet_mobilenet_narrow", "stem.0.depthwise.hor_bn.", "missing key 'stem.0.depthwise.hor_bn.weight'")]
     [InlineData("dbb_mobilenet_narrow", "conv1.dbb_1x1_kxk.bn1.bn.", "missing key 'conv1.dbb_1x1_kxk.bn1.bn.weight'")]
     [InlineData("acnet_resnet_basic_narrow", "stage2.0.conv1.hor_bn.", "missing key 'stage2.0.conv1.hor_bn.weight'")]
+    [InlineData("acnet_rcnet_narrow", "stage2.1.conv1.acb.ver_bn.", "missing key 'stage2.1.conv1.acb.ver_bn.weight'")]
     [InlineData("dbb_resnet_bottleneck_narrow", "stage3.0.conv2.dbb_1x1_kxk.bn1.bn.", "missing key 'stage3.0.conv2.dbb_1x1_kxk.bn1.bn.weight'")]
     // A ConvBN (the ResNet's 1x1 convs and shortcuts) without its BN is not taken for a deploy-form conv: that has a bias.
     [InlineData("dbb_resnet_bottleneck_narrow", "stage2.0.shortcut.bn.", "missing key 'stage2.0.shortcut.bn.weight'")]
     [InlineData("acnet_resnet_bottleneck_narrow", "stage1.0.conv3.bn.", "missing key 'stage1.0.conv3.bn.weight'")]
+    [InlineData("acnet_rcnet_narrow", "stage3.0.shortcut.bn.", "missing key 'stage3.0.shortcut.bn.weight'")]
+    [InlineData("acnet_imagenet_resnet_narrow", "conv1.bn.", "missing key 'conv1.bn.weight'")]
     public void ABranchWithoutItsBatchNormIsRefusedInOneLine(string name, string removed, string message)
     {
         // A branch's conv without the BN after it: summed without it, the block would be another function.
@@ -171,13 +178,18 @@ public class ReparamFamilyTests(ITestOutputHelper output)
         Assert.Contains("'conv1.square_conv.weight' (ACNet (ACBlock) MobileNet)", error);
         Assert.Contains("'conv1.dbb_origin.conv.weight' (DBB (DiverseBranchBlock) MobileNet)", error);
         Assert.Contains("'stage0.conv1.conv.weight' (ACNet (ACBlock) and DBB (DiverseBranchBlock) ResNets (the DBB repository's))", error);
+        Assert.Contains("'conv1.acb.square_conv.weight' (ACNet (ACBlock) RCNet (the ACNet repository's CIFAR ResNet))", error);
+        Assert.Contains("'conv1.conv.weight' (ACNet (ACBlock) ResNet (the ACNet repository's))", error);
     }
 
     const string BasicShortcuts = "stage1.0.add identity, stage1.1.add identity, stage2.0.add projection, stage3.0.add projection, stage4.0.add projection";
     // Bottleneck's stage1.0 widens 4x at stride 1: resnet.py projects there too.
     const string BottleneckShortcuts = "stage1.0.add projection, stage2.0.add projection, stage2.1.add identity, stage3.0.add projection, stage4.0.add projection";
 
-    /// <summary>The DBB repository's ResNets: their residual blocks, their shortcuts and their blocks' merged branch sums.</summary>
+    // RCNet projects only where the stride is not 1: the first blocks of stage2 and stage3.
+    const string RcNetShortcuts = "stage1.0.add identity, stage1.1.add identity, stage2.0.add projection, stage2.1.add identity, stage3.0.add projection, stage3.1.add identity";
+
+    /// <summary>The DBB repository's ResNets and ACNet's RCNet: their residual blocks, their shortcuts and their blocks' merged branch sums.</summary>
     [Theory]
     [InlineData("acnet_resnet_basic_narrow", false, 10, BasicShortcuts)]
     [InlineData("dbb_resnet_basic_narrow", false, 10, BasicShortcuts)]
@@ -185,6 +197,10 @@ public class ReparamFamilyTests(ITestOutputHelper output)
     [InlineData("dbb_resnet_bottleneck_narrow", false, 5, BottleneckShortcuts)]
     [InlineData("dbb_resnet_basic_narrow", true, 0, BasicShortcuts)]
     [InlineData("acnet_resnet_bottleneck_narrow", true, 0, BottleneckShortcuts)]
+    [InlineData("acnet_rcnet_narrow", false, 13, RcNetShortcuts)]   // The stem is a block too.
+    [InlineData("acnet_rcnet_narrow", true, 0, RcNetShortcuts)]
+    [InlineData("acnet_imagenet_resnet_narrow", false, 10, BasicShortcuts)]
+    [InlineData("acnet_imagenet_resnet_narrow", true, 0, BasicShortcuts)]
     public void EveryJoinOfTheResNetIsReportedPlain(string name, bool deploy, int merged, string shortcuts)
     {
         using var dir = Fixture.Temp();
@@ -197,9 +213,10 @@ public class ReparamFamilyTests(ITestOutputHelper output)
         Assert.Equal(json.GetProperty("joins_found").GetInt32(), joins.Count);
         Assert.All(joins, j => Assert.Equal("plain", j.GetProperty("status").GetString()));
         Assert.Equal(0, json.GetProperty("joins_remaining").GetInt32());
-        // The five residual blocks, with resnet.py's shortcuts: a projection where the stride or the width changes.
-        Assert.Equal(5, json.GetProperty("blocks_found").GetInt32());
-        Assert.Equal(5, json.GetProperty("blocks_plain").GetInt32());
+        // Every residual block, with its repository's shortcuts (resnet.py projects where the stride or the width changes).
+        int residualBlocks = shortcuts.Split(", ").Length;
+        Assert.Equal(residualBlocks, json.GetProperty("blocks_found").GetInt32());
+        Assert.Equal(residualBlocks, json.GetProperty("blocks_plain").GetInt32());
         var blocks = json.GetProperty("graph_blocks").EnumerateArray().ToList();
         Assert.Equal(shortcuts, string.Join(", ", blocks.Select(b => $"{b.GetProperty("name").GetString()} {b.GetProperty("shortcut").GetString()}")));
         Assert.All(blocks, b => Assert.True(b.GetProperty("plain").GetBoolean()));

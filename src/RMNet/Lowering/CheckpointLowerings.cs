@@ -44,11 +44,13 @@ internal static class CheckpointLowerings
             : DbbMobileNet.Matches(sd) ? new LoweredCheckpoint(sd, DbbMobileNet.Describe(sd), DbbMobileNet.Lower, DbbMobileNet.Layout(sd)) { MultiBranch = true }
             // Not MultiBranch: its blocks' branch sums merge, but the network stays a residual one until its shortcuts are removed.
             : DbbResNet.Matches(sd) ? new LoweredCheckpoint(sd, DbbResNet.Describe(sd), DbbResNet.Lower, DbbResNet.Layout(sd))
+            : AcnetRcNet.Matches(sd) ? new LoweredCheckpoint(sd, AcnetRcNet.Describe(sd), AcnetRcNet.Lower, AcnetRcNet.Layout(sd))
+            : AcnetResNet.Matches(sd) ? new LoweredCheckpoint(sd, AcnetResNet.Describe(sd), AcnetResNet.Lower, AcnetResNet.Layout(sd))
             : null;
         if (found is null)
             return bnEps is null ? null
                 : throw new ModelInputException(sd.Source, "--bn-eps applies to checkpoints lowered into the graph (timm ResNet-D, RepVGG and MobileOne, Hugging Face ResNet, " +
-                    "torchvision RegNet, ACNet and DBB MobileNets and ResNets); this family is read with PyTorch's default epsilon, 1e-5");
+                    "torchvision RegNet, ACNet and DBB MobileNets and ResNets, ACNet's RCNet and ResNet); this family is read with PyTorch's default epsilon, 1e-5");
         if (bnEps is double eps) found = found with { BnEps = eps };
         // The same checks every family's weights get: the graph would carry NaN to every output otherwise.
         Models.WeightChecks.Check(sd, allowNonFinite, found.BnEps, savedEpsHonoured: true);

@@ -19,6 +19,10 @@ internal static class KnownFamilies
         ("DBB (DiverseBranchBlock) MobileNet", "conv1.dbb_origin.conv.weight"),
         // Its stem is a 7x7 ConvBN in either block's ResNet (convnet_utils keeps kernels of 7 and above plain).
         ("ACNet (ACBlock) and DBB (DiverseBranchBlock) ResNets (the DBB repository's)", "stage0.conv1.conv.weight"),
+        // ACNetBuilder's Conv2dBNReLU holds the 3x3 stem's ACBlock as 'acb'.
+        ("ACNet (ACBlock) RCNet (the ACNet repository's CIFAR ResNet)", "conv1.acb.square_conv.weight"),
+        // Its 7x7 stem stays the base builder's ConvBN (ACNetBuilder switches kernels from 2 to 6).
+        ("ACNet (ACBlock) ResNet (the ACNet repository's)", "conv1.conv.weight"),
         ("torchvision RegNet", "stem.0.weight"),
         ("Hugging Face ResNet", "resnet.embedder.embedder.convolution.weight"),
     };
@@ -34,8 +38,11 @@ internal static class KnownFamilies
         // A family's names under a prefix that is no wrapper rmnet removes (mmpretrain's and detectors' 'backbone.',
         // an 'encoder.'): the file's first key ends as a family's first key does, and most tensors share the prefix (a
         // DenseNet's 'features.denseblock1.denselayer1.conv1.weight' ends so too, but its prefix holds a dozen of hundreds).
-        var nested = Starts.Where(f => first.Length > f.FirstKey.Length && first.EndsWith("." + f.FirstKey, StringComparison.Ordinal))
-            .OrderByDescending(f => f.FirstKey.Length).FirstOrDefault();
+        // Not where it is a family's first key itself: the DBB repository's ResNets' 'stage0.conv1.conv.weight' ends as
+        // ACNet's ResNet's 'conv1.conv.weight'.
+        var nested = Starts.Any(f => f.FirstKey == first) ? default
+            : Starts.Where(f => first.Length > f.FirstKey.Length && first.EndsWith("." + f.FirstKey, StringComparison.Ordinal))
+                .OrderByDescending(f => f.FirstKey.Length).FirstOrDefault();
         string prefix = nested.FirstKey is null ? "" : first[..^nested.FirstKey.Length];
         int under = prefix.Length == 0 ? 0 : sd.Keys.Count(k => k.StartsWith(prefix, StringComparison.Ordinal));
         if (under * 2 >= sd.Count && under > 0)

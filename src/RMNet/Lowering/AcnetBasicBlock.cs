@@ -1,0 +1,36 @@
+namespace RMNet.Lowering;
+
+/// <summary>
+/// The residual block of ACNet's own repository's ResNets, built with its <c>ACNetBuilder</c>: RCNet's RCBlock and
+/// <c>resnet.py</c>'s BasicBlock, which name it alike. <c>conv1</c> (Conv2dBNReLU: the 3x3 <see cref="AcBlock"/> as
+/// <c>conv1.acb</c>, with the block's stride, then ReLU), <c>conv2</c> (Conv2dBN: the 3x3 ACBlock itself), plus
+/// <c>shortcut</c> (the base builder's 1x1 ConvBN, <c>.conv</c> + <c>.bn</c>, kept so in deploy form; or the identity)
+/// and a ReLU.
+/// </summary>
+internal static class AcnetBasicBlock
+{
+    /// <summary>
+    /// Block <paramref name="p"/> on <paramref name="x"/>; returns its output. A projection is read where the stride is
+    /// not 1 (RCNet's rule), where the width changes (resnet.py's) or where the checkpoint has one, so that a checkpoint
+    /// without the projection its sum needs is refused naming the tensor.
+    /// </summary>
+    public static string Lower(GraphBuilder g, StateDict sd, string p, string x, int stride, double eps)
+    {
+        var kind = AcBlock.Kind;
+        long inChannels = kind.MainKernel(sd, $"{p}.conv1.acb").shape[1];
+        string y = g.Relu(kind.LowerBlock(g, sd, $"{p}.conv1.acb", x, stride, 1, eps), $"{p}.conv1.relu");
+        y = kind.LowerBlock(g, sd, $"{p}.conv2", y, 1, 1, eps);
+        bool projection = stride != 1 || inChannels != kind.MainKernel(sd, $"{p}.conv2").shape[0]
+            || sd.Keys.Any(k => k.StartsWith($"{p}.shortcut.", StringComparison.Ordinal));
+        string shortcut = projection ? ConvBn(g, sd, $"{p}.shortcut", x, stride, eps) : x;
+        return g.Relu(g.Sum(y, shortcut, $"{p}.add"), $"{p}.relu");
+    }
+
+    /// <summary>
+    /// The base builder's ConvBN <paramref name="p"/> (<c>.conv</c> + <c>.bn</c>), which ACNet's fusion leaves as it is;
+    /// a <c>.conv</c> with bias is read too, for a checkpoint whose BN was folded by other means.
+    /// </summary>
+    public static string ConvBn(GraphBuilder g, StateDict sd, string p, string x, int stride, double eps) =>
+        sd.ContainsKey($"{p}.conv.bias") ? g.Conv(x, $"{p}.conv", g.ReadConv($"{p}.conv"), stride)
+        : g.ConvBn(x, $"{p}.conv", $"{p}.bn", stride, eps: eps);
+}

@@ -1,0 +1,58 @@
+using Onnx;
+
+namespace RMNet.Lowering;
+
+/// <summary>
+/// ACNet's own repository's ImageNet ResNet (<c>base_model/resnet.py</c>: <c>create_ResNet18</c>, ResNet34) built with
+/// its <c>ACNetBuilder</c>, which keeps 1x1 kernels and kernels of 7 and above the base builder's ConvBN
+/// (<c>.conv</c> + <c>.bn</c>, kept so in deploy form) and makes the 3x3 convs <see cref="AcBlock"/>s. Stem
+/// <c>conv1</c> (7x7 ConvBN, stride 2, then ReLU) and a 3x3 max pool (stride 2); stages <c>stage1</c> .. <c>stage4</c>
+/// (stride 1, then 2 in each later stage's first block) of BasicBlocks (<see cref="AcnetBasicBlock"/>; the shortcut a
+/// 1x1 ConvBN where the stride or the width changes); <c>gap</c> (a 7x7 average pool and flatten) and <c>linear</c>.
+/// </summary>
+/// <remarks>
+/// <c>gap</c> pools a fixed 7x7 window, so the linear layer accepts only inputs whose last map is 7x7 (ImageNet's
+/// 224x224): there the window is the whole map, and the lowering's global average pool is the same function.
+/// </remarks>
+internal static class AcnetResNet
+{
+    /// <summary>True for the names of ACNet's ImageNet ResNet built of ACBlocks, in either form.</summary>
+    public static bool Matches(StateDict sd) =>
+        sd.ContainsKey("conv1.conv.weight") && AcBlock.Kind.IsAt(sd, "stage1.0.conv1.acb") && AcBlock.Kind.IsAt(sd, "stage1.0.conv2")
+        && sd.ContainsKey("linear.weight");
+
+    /// <summary>E.g. "ACNet (ACBlock) ResNet (the ACNet repository's), Basic blocks 2-2-2-2 (ResNet-18), 1000 classes".</summary>
+    public static string Describe(StateDict sd)
+    {
+        var depths = Depths(sd);
+        // create_ResNet18 and create_ResNet34: resnet.py builds no other depths.
+        string named = depths.SequenceEqual(new[] { 2, 2, 2, 2 }) ? " (ResNet-18)" : depths.SequenceEqual(new[] { 3, 4, 6, 3 }) ? " (ResNet-34)" : "";
+        return $"{AcBlock.Kind.Family} ResNet (the ACNet repository's){(AcBlock.Kind.Deployed(sd, "stage1.0.conv1.acb") ? " (deploy form)" : "")}, " +
+            $"Basic blocks {string.Join("-", depths)}{named}, {sd.Require("linear.weight").shape[0]} classes";
+    }
+
+    /// <summary>The network as a graph, with <paramref name="eps"/> the BatchNorms' epsilon (PyTorch's 1e-5).</summary>
+    public static ModelProto Lower(StateDict sd, double eps = 1e-5)
+    {
+        var g = new GraphBuilder(sd);
+        long inputChannels = sd.Require("conv1.conv.weight").shape[1];
+        string x = g.Relu(AcnetBasicBlock.ConvBn(g, sd, "conv1", g.Input, 2, eps), "conv1.relu");
+        x = g.MaxPool(x, "maxpool", 3, 2, 1);
+        var depths = Depths(sd);
+        for (int s = 0; s < depths.Count; s++)
+            for (int b = 0; b < depths[s]; b++)
+            {
+                // resnet.py halves the size in the first block of every stage after stage1; strides are not in a state dict.
+                int stride = s > 0 && b == 0 ? 2 : 1;
+                x = AcnetBasicBlock.Lower(g, sd, $"stage{s + 1}.{b}", x, stride, eps);
+            }
+        g.Classifier(x, "linear");
+        return g.Build(inputChannels, sd.Require("linear.weight").shape[0], $"lowered by rmnet from '{Path.GetFileName(sd.Source)}': {Describe(sd)}");
+    }
+
+    /// <summary>Stages <c>stage1</c> .. and their blocks (the stem <c>conv1</c> and the max pool are no stage).</summary>
+    public static LoweredLayout Layout(StateDict sd) => LoweredLayout.Of(Depths(sd), i => $"stage{i + 1}");
+
+    static List<int> Depths(StateDict sd) =>
+        StageDepths.Count((s, b) => sd.Keys.Any(k => k.StartsWith($"stage{s}.{b}.", StringComparison.Ordinal)), first: 1);
+}
