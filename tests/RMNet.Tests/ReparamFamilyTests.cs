@@ -60,12 +60,34 @@ public class ReparamFamilyTests(ITestOutputHelper output)
     {
         using var ort = new OnnxRuntimeRunner(onnx);
         var io = Fixture.Io(name);
-        foreach (var input in new[] { "input", "input_odd" })
+        // A graph that fixes its size (ACNet's RCNet and ImageNet ResNet, whose heads pool a fixed window) runs at that size only.
+        var inputs = new[] { "input", "input_odd" }.Where(i => ort.InputShape[2] <= 0 || ort.InputShape[2] == io[i].shape[2] && ort.InputShape[3] == io[i].shape[3]).ToList();
+        Assert.NotEmpty(inputs);
+        foreach (var input in inputs)
         {
             var r = Equivalence.Measure(io[(deploy ? "output_deploy" : "output") + input.Replace("input", "")], ort.Run(io[input]), 1e-5);
             output.WriteLine($"{name} {(deploy ? "deploy" : "train")} {input}: {what} vs PyTorch rel {r.MaxRelError:E2}");
             Assert.True(r.Passed, $"{input}: {r.MaxRelError}");
         }
+    }
+
+    /// <summary>
+    /// ACNet's heads pool a fixed window (7x7 of stride 7, RCNet's 8x8): on a larger last map PyTorch averages the top-left
+    /// window only, which no global pool is, so the graph fixes the input size and nothing is ever checked at another.
+    /// </summary>
+    [Theory]
+    [InlineData("acnet_imagenet_resnet_narrow", 224, 256)]
+    [InlineData("acnet_rcnet_narrow", 32, 40)]
+    public void AHeadThatPoolsAFixedWindowFixesTheInputSize(string name, int size, int other)
+    {
+        using var dir = Fixture.Temp();
+        string plain = dir.File("plain.onnx");
+        Assert.Equal(0, CliHarness.Rmnet("convert", Checkpoint(name, false), "-o", plain, "--quiet").Code);
+        var (code, stdout, stderr) = CliHarness.Rmnet("verify", Checkpoint(name, false), plain, "--input-size", other.ToString(), "--quiet");
+        Assert.True(code == 0, stderr);
+        Assert.Contains($"[3, {size}, {size}] ({size}x{size} fixed by the model, not --input-size {other})", stdout);
+        using var ort = new OnnxRuntimeRunner(plain);
+        Assert.Equal(new[] { size, size }, ort.InputShape[2..]);
     }
 
     [Theory]

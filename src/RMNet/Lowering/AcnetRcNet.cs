@@ -11,11 +11,15 @@ namespace RMNet.Lowering;
 /// average pool, flatten and <c>linear</c>.
 /// </summary>
 /// <remarks>
-/// RCNet pools a fixed 8x8 window, so its linear layer accepts only inputs whose last map is 8x8 (CIFAR's 32x32): there
-/// the window is the whole map, and the lowering's global average pool is the same function.
+/// RCNet pools an 8x8 window of stride 8: on an 8x8 last map (CIFAR's 32x32) that is the whole map, the lowering's
+/// global average pool. On a 9x9 to 15x15 map (inputs of about 33 to 60) PyTorch still runs but averages the top-left
+/// 8x8 window only, another function: the graph fixes its input at 32 so that no other size verifies as equal.
 /// </remarks>
 internal static class AcnetRcNet
 {
+    /// <summary>The input size the graph fixes (see the remarks).</summary>
+    public const int InputSize = 32;
+
     /// <summary>True for the names of ACNet's RCNet built of ACBlocks, in either form.</summary>
     public static bool Matches(StateDict sd) =>
         AcBlock.Kind.IsAt(sd, "conv1.acb") && AcBlock.Kind.IsAt(sd, "stage1.0.conv1.acb") && AcBlock.Kind.IsAt(sd, "stage1.0.conv2")
@@ -51,7 +55,7 @@ internal static class AcnetRcNet
                 x = AcnetBasicBlock.Lower(g, sd, $"stage{s + 1}.{b}", x, stride, eps);
             }
         g.Classifier(x, "linear");
-        return g.Build(inputChannels, sd.Require("linear.weight").shape[0], $"lowered by rmnet from '{Path.GetFileName(sd.Source)}': {Describe(sd)}");
+        return g.Build(inputChannels, sd.Require("linear.weight").shape[0], $"lowered by rmnet from '{Path.GetFileName(sd.Source)}': {Describe(sd)}", InputSize);
     }
 
     /// <summary>Stages <c>stage1</c> .. and their RCBlocks (the stem <c>conv1</c> is no stage).</summary>

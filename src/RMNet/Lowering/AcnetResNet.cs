@@ -11,11 +11,16 @@ namespace RMNet.Lowering;
 /// 1x1 ConvBN where the stride or the width changes); <c>gap</c> (a 7x7 average pool and flatten) and <c>linear</c>.
 /// </summary>
 /// <remarks>
-/// <c>gap</c> pools a fixed 7x7 window, so the linear layer accepts only inputs whose last map is 7x7 (ImageNet's
-/// 224x224): there the window is the whole map, and the lowering's global average pool is the same function.
+/// <c>gap</c> pools a 7x7 window of stride 7: on a 7x7 last map (ImageNet's 224x224, down to 193) that is the whole map,
+/// the lowering's global average pool. On an 8x8 to 13x13 map (inputs of about 225 to 447) PyTorch still runs but
+/// averages the top-left 7x7 window only, another function: the graph fixes its input at 224 so that no other size
+/// verifies as equal.
 /// </remarks>
 internal static class AcnetResNet
 {
+    /// <summary>The input size the graph fixes (see the remarks).</summary>
+    public const int InputSize = 224;
+
     /// <summary>True for the names of ACNet's ImageNet ResNet built of ACBlocks, in either form.</summary>
     public static bool Matches(StateDict sd) =>
         sd.ContainsKey("conv1.conv.weight") && AcBlock.Kind.IsAt(sd, "stage1.0.conv1.acb") && AcBlock.Kind.IsAt(sd, "stage1.0.conv2")
@@ -47,7 +52,7 @@ internal static class AcnetResNet
                 x = AcnetBasicBlock.Lower(g, sd, $"stage{s + 1}.{b}", x, stride, eps);
             }
         g.Classifier(x, "linear");
-        return g.Build(inputChannels, sd.Require("linear.weight").shape[0], $"lowered by rmnet from '{Path.GetFileName(sd.Source)}': {Describe(sd)}");
+        return g.Build(inputChannels, sd.Require("linear.weight").shape[0], $"lowered by rmnet from '{Path.GetFileName(sd.Source)}': {Describe(sd)}", InputSize);
     }
 
     /// <summary>Stages <c>stage1</c> .. and their blocks (the stem <c>conv1</c> and the max pool are no stage).</summary>

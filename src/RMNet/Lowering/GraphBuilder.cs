@@ -189,15 +189,18 @@ internal sealed class GraphBuilder(StateDict sd)
         return Add(OnnxNodes.Gemm(fc, x, Initializer(fc + ".weight", w), Initializer(fc + ".bias", Read(fc + ".bias", w.shape[0])), name));
     }
 
-    /// <summary>The model: input [N, <paramref name="inputChannels"/>, H, W], output [N, <paramref name="classes"/>], float32 weights.</summary>
-    public ModelProto Build(long inputChannels, long classes, string docString)
+    /// <summary>
+    /// The model: input [N, <paramref name="inputChannels"/>, H, W] (H = W = <paramref name="fixedSize"/> where the network
+    /// takes one size only), output [N, <paramref name="classes"/>], float32 weights.
+    /// </summary>
+    public ModelProto Build(long inputChannels, long classes, string docString, int? fixedSize = null)
     {
         // BatchNorm's step counter is bookkeeping, not a weight.
         var unused = sd.Keys.Where(k => !_read.Contains(k) && !k.EndsWith(".num_batches_tracked", StringComparison.Ordinal)).ToList();
         if (unused.Count > 0)
             throw new ModelInputException(sd.Source, $"{unused.Count} tensor(s) the layout does not use ({string.Join(", ", unused.Take(3).Select(k => $"'{k}'"))}" +
                 $"{(unused.Count > 3 ? ", ..." : "")}): a module rmnet does not know (an attention block, an anti-aliasing filter, another head?) would be left out, so the checkpoint is refused");
-        var model = OnnxExporter.Model(_graph, inputChannels, classes, docString);
+        var model = OnnxExporter.Model(_graph, inputChannels, classes, docString, fixedSize);
         model.Graph.Initializer.AddRange(_initializers);
         return model;
     }

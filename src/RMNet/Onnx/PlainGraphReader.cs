@@ -109,7 +109,10 @@ internal static class PlainGraphReader
             Tag(node);
             current = node.Output[0];
         }
-        return new PlainModel(layers, (int)inputChannels) { LayerStages = layout?.StagesOf(sources) };
+        // A graph that fixes its input's H and W (a head that pools a fixed window) keeps doing so as a plain model.
+        var inputDims = model.Graph.Input.First(i => i.Name == g.Graph.Input.First(v => !g.Initializers.ContainsKey(v.Name)).Name).Type.TensorType.Shape?.Dim;
+        int? fixedSize = inputDims is { Count: 4 } d && d[2].DimValue > 0 && d[2].DimValue == d[3].DimValue ? (int)d[2].DimValue : null;
+        return new PlainModel(layers, (int)inputChannels) { LayerStages = layout?.StagesOf(sources), FixedInputSize = fixedSize };
     }
 
     /// <summary>
