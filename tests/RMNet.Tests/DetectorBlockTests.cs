@@ -162,6 +162,14 @@ public class DetectorBlockTests(ITestOutputHelper output)
         Assert.Equal(1, report.GetProperty("folded_conv_bns").GetInt32());
         Assert.Empty(report.GetProperty("differing_tensors").EnumerateArray());
 
+        // YOLOv6's own flow on its half-precision checkpoint: made float32, every ConvModule fused, then the blocks. The
+        // other tensors hold the same values in float32; the half blocks are held to float16's tolerance.
+        var (fromHalf, halfOut, halfErr) = CliHarness.Rmnet("verify", Fixture.Path_("yolov6_qarep_ckpt_half.pt"), Fixture.Path_("yolov6_qarep_ckpt_half_deploy_float32.pth"), "--quiet");
+        Assert.True(fromHalf == 0, halfErr);
+        Assert.Contains("(tolerance 1.00E-02): EQUIVALENT", halfOut);
+        Assert.Contains("of them in a wider type, the same values", halfOut);
+        Assert.Contains("1 conv outside the blocks with its BN folded in", halfOut);
+
         // A fold that is not the conv and its BN fails, naming the conv.
         using var dir = Fixture.Temp();
         using var sd = IO.CheckpointReader.Read(fusedAll);

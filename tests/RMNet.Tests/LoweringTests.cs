@@ -307,6 +307,8 @@ public class LoweringTests(ITestOutputHelper output)
         Assert.Equal(ExitCodes.NotEquivalent, verified);
         Assert.Contains("not exact at 36x36 by design: ", verifyText);
         Assert.Contains("shortcut pools a 9x9 map in 2x2 windows", verifyText);
+        var verifyJson = JsonDocument.Parse(CliHarness.Rmnet("verify", input, dir.File("x.onnx"), "--input-size", "36", "--samples", "1", "--json", "--quiet").Out).RootElement;
+        Assert.Equal(2, verifyJson.GetProperty("partial_shortcut_pools").GetArrayLength());
         var (even, _, evenErr) = CliHarness.Rmnet("convert", input, "-o", dir.File("y.onnx"), "--strict", "--input-size", "64", "--quiet");
         Assert.True(even == 0, evenErr);
     }

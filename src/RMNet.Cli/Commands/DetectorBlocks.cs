@@ -95,9 +95,7 @@ internal static class DetectorBlocks
         RepBlockReport? report = null;
         if (verify)
         {
-            // Half-precision blocks are held to float16's tolerance unless one is given, as convert --dtype float16 is.
-            bool half = blocks.Any(b => !b.Deploy && sd[b.DenseConv + ".weight"].dtype is TorchSharp.torch.ScalarType.Float16 or TorchSharp.torch.ScalarType.BFloat16);
-            double bound = tolerance ?? (half ? OutputDtype.Float16.DefaultTolerance() : OutputDtype.Float32.DefaultTolerance());
+            double bound = tolerance ?? DefaultTolerance(sd, blocks);
             ctx.Progress.Stage($"verifying {output} block by block");
             using var written = CheckpointReader.Read(pending.TempPath);
             report = RepBlockVerification.Verify(sd, blocks, written, bnEps, bound, seed, ctx.Cancellation);
@@ -114,12 +112,22 @@ internal static class DetectorBlocks
     }
 
     /// <summary><c>rmnet verify</c> of a detector's deploy-form file against its checkpoint.</summary>
-    public static int Verify(CliContext ctx, string original, string converted, StateDict sd, double? bnEps, double tolerance, long seed,
+    /// <summary>Half-precision blocks are held to float16's tolerance, as convert --dtype float16 is; others to float32's.</summary>
+    static double DefaultTolerance(StateDict sd, IReadOnlyList<RepBlock> blocks) =>
+        blocks.Any(b => !b.Deploy && sd[b.DenseConv + ".weight"].dtype is TorchSharp.torch.ScalarType.Float16 or TorchSharp.torch.ScalarType.BFloat16)
+            ? OutputDtype.Float16.DefaultTolerance() : OutputDtype.Float32.DefaultTolerance();
+
+    /// <summary>
+    /// <c>rmnet verify</c> of a detector's deploy file against its checkpoint, block by block; <paramref name="tolerance"/>
+    /// is the given one, else float16's where either file's blocks are half precision (<paramref name="halfConverted"/>).
+    /// </summary>
+    public static int Verify(CliContext ctx, string original, string converted, StateDict sd, double? bnEps, double? tolerance, bool halfConverted, long seed,
         int samples = RepBlockVerification.DefaultSamples, int size = RepBlockVerification.DefaultSize)
     {
         var blocks = RepBlockFinder.Find(sd);
+        double bound = tolerance ?? (halfConverted ? OutputDtype.Float16.DefaultTolerance() : DefaultTolerance(sd, blocks));
         using var other = CheckpointLoading.Read(ctx, converted, null);
-        var report = RepBlockVerification.Verify(sd, blocks, other, bnEps, tolerance, seed, ctx.Cancellation, samples, size);
+        var report = RepBlockVerification.Verify(sd, blocks, other, bnEps, bound, seed, ctx.Cancellation, samples, size);
         ctx.Document(new VerifyJson(original, converted, Describe(blocks), seed, VerificationJson.Of(report)));
         ctx.Line($"{converted} against {original} ({Describe(blocks)}; the blocks one by one, BatchNorm eps {EpsSource(sd, bnEps)})");
         ctx.Line(Text(report));
@@ -134,14 +142,15 @@ internal static class DetectorBlocks
         var blocks = RepBlockFinder.Find(sd);
         int deploy = blocks.Count(b => b.Deploy);
         string form = deploy == blocks.Count ? "deploy" : deploy == 0 ? "multi-branch" : "multi-branch (partly deploy)";
-        // As convert counts them: every tensor a fusion does not replace (a deploy-form block's own included).
-        int others = sd.Keys.Count(k => !blocks.Any(b => b.OwnsBranchTensor(k)));
+        // Tensors of no block: neither a branch nor a deploy form's rbr_reparam.
+        int others = sd.Keys.Count(k => !blocks.Any(b => k.StartsWith(b.Prefix + ".rbr_", StringComparison.Ordinal)));
         var json = new InspectJson(path, format == FileFormat.Safetensors ? "safetensors" : "pytorch", form, Family, Describe(blocks), Blocks(sd, blocks), others, dtype)
         {
             WeightsKey = sd.WeightsKey, OtherWeightsKeys = sd.OtherWeightsKeys is { Count: > 0 } keys ? keys : null, RemovedPrefix = sd.RemovedPrefix,
         };
         ctx.Document(json);
-        ctx.Line($"{path}: {json.Architecture}, {form}, {dtype} weights; {others} other tensors (rmnet rewrites only the blocks: convert gives their deploy form)");
+        ctx.Line($"{path}: {json.Architecture}, {form}, {dtype} weights; {others} other tensors " +
+            (deploy == blocks.Count ? "(the blocks are in deploy form already: convert passes them through)" : "(rmnet rewrites only the blocks: convert gives their deploy form)"));
         if (CheckpointLoading.Note(sd) is { } note) ctx.Line($"  {note[(path.Length + 2)..]}");
         var rows = new List<string[]> { new[] { "block", "kind", "out", "in/groups", "branches" } };
         rows.AddRange(json.Blocks.Select(b => new[] { b.Name, b.Style, b.OutChannels.ToString(), b.InChannelsPerGroup.ToString(), b.Form }));
@@ -152,7 +161,8 @@ internal static class DetectorBlocks
     static string Text(RepBlockReport r) =>
         $"verification: {r.Blocks.Count} {(r.Blocks.Count == 1 ? "block" : "blocks")} on {r.Inputs.Samples} seeded {r.Inputs.Size}x{r.Inputs.Size} inputs each, max rel error {Format.Sci(r.Worst?.MaxRelError ?? 0)}" +
         (r.Worst is { } w ? $" ({w.Block})" : "") +
-        $", {r.KeptTensors - r.Differing.Count(d => d.EndsWith("missing", StringComparison.Ordinal) || d.EndsWith("differs", StringComparison.Ordinal))} of {r.KeptTensors} other tensors identical" +
+        $", {r.KeptTensors - r.Differing.Count(d => d.EndsWith("missing", StringComparison.Ordinal) || d.Contains("' differs", StringComparison.Ordinal))} of {r.KeptTensors} other tensors identical" +
+        (r.WidenedTensors > 0 ? $" ({r.WidenedTensors} of them in a wider type, the same values)" : "") +
         (r.FoldedConvBns > 0 ? $", {r.FoldedConvBns} {(r.FoldedConvBns == 1 ? "conv outside the blocks with its" : "convs outside the blocks with their")} BN folded in (as the projects' fuse steps leave them; checked)" : "") +
         $" (tolerance {Format.Sci(r.Tolerance)}): {(r.Passed ? "EQUIVALENT" : "NOT EQUIVALENT")}";
 

@@ -11,7 +11,11 @@ internal static class VerifyCommand
 {
     /// <summary><see cref="ConvertedDtype"/>: the converted file's weight types (float16 ones set the default tolerance to 1e-2).</summary>
     public sealed record Result(string Original, string Converted, string Architecture, int InputSize, long Seed, VerificationJson Verification,
-        string? ConvertedDtype = null);
+        string? ConvertedDtype = null)
+    {
+        /// <summary>Where verification failed at a size a ResNet-D's pooled shortcuts cannot be exact at: those joins (null otherwise).</summary>
+        public IReadOnlyList<RMNet.Onnx.PartialShortcutPool>? PartialShortcutPools { get; init; }
+    }
 
     public static Command Create(CommandIO io)
     {
@@ -80,7 +84,8 @@ internal static class VerifyCommand
                         // --samples and --input-size, where given, set the blocks' seeded inputs.
                         if (p.GetValue(userInput) is not null)
                             throw new ModelInputException(orig, "--input runs images through a network; a detector's blocks are checked one by one on seeded inputs (--samples, --input-size)");
-                        return DetectorBlocks.Verify(ctx, orig, conv, sd, p.GetValue(bnEps), bound, p.GetValue(seed),
+                        return DetectorBlocks.Verify(ctx, orig, conv, sd, p.GetValue(bnEps), p.GetResult(tolerance) is { Implicit: false } ? p.GetValue(tolerance) : null,
+                            float16, p.GetValue(seed),
                             p.GetResult(samples) is { Implicit: false } ? p.GetValue(samples) : RMNet.RepBlocks.RepBlockVerification.DefaultSamples,
                             p.GetResult(size) is { Implicit: false } ? p.GetValue(size) : RMNet.RepBlocks.RepBlockVerification.DefaultSize);
                     }
@@ -102,11 +107,11 @@ internal static class VerifyCommand
                     // A plain .safetensors or .pth (as convert writes for a lowered family or an ONNX input) runs in TorchSharp.
                     var onnxReport = RMNet.Onnx.GraphOutput.Verify(originalGraph, conv, onnxOptions, ctx.Cancellation);
                     int ran = (int)(onnxReport.InputShape?.LastOrDefault() ?? onnxOptions.InputSize);
-                    ctx.Document(new Result(orig, conv, lowered?.Description ?? "onnx", ran, onnxOptions.Seed,
-                        VerificationJson.Of(onnxReport), WeightDtypes.Describe(dtypes)));
                     // A ResNet-D's pooled shortcuts are exact only where every pooled map is even: where that is why, say so.
                     var partial = onnxReport.Passed ? Array.Empty<RMNet.Onnx.PartialShortcutPool>()
                         : RMNet.Onnx.PartialShortcutPools.Find(RMNet.Onnx.OnnxModelFile.LoadStructure(originalGraph), orig, ran);
+                    ctx.Document(new Result(orig, conv, lowered?.Description ?? "onnx", ran, onnxOptions.Seed,
+                        VerificationJson.Of(onnxReport), WeightDtypes.Describe(dtypes)) { PartialShortcutPools = partial.Count > 0 ? partial : null });
                     string? why = partial.Count == 0 ? null
                         : $"  not exact at {ran}x{ran} by design: {string.Join("; ", partial.Take(3).Select(q => $"{q.Join}'s shortcut pools a {q.Height}x{q.Width} map in {q.Window}x{q.Window} windows"))}" +
                           $"{(partial.Count > 3 ? "; ..." : "")} (partial windows no conv kernel reproduces; verify at a size where every pooled map is even)";

@@ -81,7 +81,8 @@ internal static class PickleReader
         object? Call(object? callable, object?[] args) => callable switch
         {
             PickleGlobal g when AllowedGlobals.Contains(g.ToString()) => Build(g, args, file),
-            PickleGlobal g => throw Bad(file, $"pickle asks for global '{g}', refused: only tensor data, plain checkpoint metadata and module records are loaded"),
+            PickleGlobal g => throw Bad(file, $"pickle asks for global '{g}', refused: only tensor data, plain checkpoint metadata and module records are loaded"
+                + PickledWeights.ReSave),
             _ => throw Bad(file, "pickle calls an object that is not a named global, refused"),
         };
         PickleStorage Storage(object? pid)
