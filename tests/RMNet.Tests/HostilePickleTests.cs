@@ -7,8 +7,10 @@ namespace RMNet.Tests;
 
 /// <summary>
 /// Pickles written by hand that lie in ways torch.save never would: each must end in exit 2 with one line naming
-/// the file and the problem, writing nothing, allocating nothing large.
+/// the file and the problem, writing nothing, allocating nothing large. Run with no other test beside them: the
+/// allocation count is the process's, which parallel tests would add to (a CI run saw 100 MB from others).
 /// </summary>
+[Collection("Training")]
 public class HostilePickleTests
 {
     /// <summary>Opcodes of pickle protocol 2, enough to write tensors, dicts and calls.</summary>
