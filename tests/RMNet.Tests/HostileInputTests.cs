@@ -8,7 +8,11 @@ using static TorchSharp.torch;
 
 namespace RMNet.Tests;
 
-/// <summary>Bad and hostile inputs: each ends in exit 2 with one error line naming the file, and writes nothing.</summary>
+/// <summary>
+/// Bad and hostile inputs: each ends in exit 2 with one error line naming the file, and writes nothing. Run with no other
+/// test beside them, since an allocation bound here reads the process's count.
+/// </summary>
+[Collection("Training")]
 public class HostileInputTests
 {
     static void AssertRefused(string input, string expected, params string[] extra)
