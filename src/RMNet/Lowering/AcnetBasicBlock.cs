@@ -33,4 +33,25 @@ internal static class AcnetBasicBlock
     public static string ConvBn(GraphBuilder g, StateDict sd, string p, string x, int stride, double eps) =>
         sd.ContainsKey($"{p}.conv.bias") ? g.Conv(x, $"{p}.conv", g.ReadConv($"{p}.conv"), stride)
         : g.ConvBn(x, $"{p}.conv", $"{p}.bn", stride, eps: eps);
+
+    /// <summary>
+    /// The stages <c>stage1</c> .. of these blocks after <paramref name="x"/>, then the global pool and <c>linear</c>:
+    /// both ACNet networks halve the size in the first block of every stage after <c>stage1</c> (strides are not in a
+    /// state dict).
+    /// </summary>
+    public static void StagesAndHead(GraphBuilder g, StateDict sd, string x, double eps)
+    {
+        var depths = Depths(sd);
+        for (int s = 0; s < depths.Count; s++)
+            for (int b = 0; b < depths[s]; b++)
+                x = Lower(g, sd, $"stage{s + 1}.{b}", x, s > 0 && b == 0 ? 2 : 1, eps);
+        g.Classifier(x, "linear");
+    }
+
+    /// <summary>Stages <c>stage1</c> .. and their blocks (the stem is no stage).</summary>
+    public static LoweredLayout Layout(StateDict sd) => LoweredLayout.Of(Depths(sd), i => $"stage{i + 1}");
+
+    /// <summary>Blocks per stage, from the names <c>stageN.M.</c>.</summary>
+    public static List<int> Depths(StateDict sd) =>
+        StageDepths.Count((s, b) => sd.Keys.Any(k => k.StartsWith($"stage{s}.{b}.", StringComparison.Ordinal)), first: 1);
 }

@@ -28,7 +28,7 @@ internal static class AcnetRcNet
     /// <summary>E.g. "ACNet (ACBlock) RCNet (the ACNet repository's CIFAR ResNet), RCBlocks 9-9-9 (RC56), 10 classes".</summary>
     public static string Describe(StateDict sd)
     {
-        var depths = Depths(sd);
+        var depths = AcnetBasicBlock.Depths(sd);
         long classes = sd.Require("linear.weight").shape[0];
         // create_RC56/110/164 (10 classes) and create_RH56/110/164 (100): n blocks a stage (6n + 2 layers), widths 16/32/64.
         bool standard = depths.Count == 3 && depths.Distinct().Count() == 1 && classes is 10 or 100
@@ -46,21 +46,10 @@ internal static class AcnetRcNet
         var g = new GraphBuilder(sd);
         long inputChannels = kind.MainKernel(sd, "conv1.acb").shape[1];
         string x = g.Relu(kind.LowerBlock(g, sd, "conv1.acb", g.Input, 1, 1, eps), "conv1.relu");
-        var depths = Depths(sd);
-        for (int s = 0; s < depths.Count; s++)
-            for (int b = 0; b < depths[s]; b++)
-            {
-                // RCNet halves the size in the first block of every stage after stage1; strides are not in a state dict.
-                int stride = s > 0 && b == 0 ? 2 : 1;
-                x = AcnetBasicBlock.Lower(g, sd, $"stage{s + 1}.{b}", x, stride, eps);
-            }
-        g.Classifier(x, "linear");
+        AcnetBasicBlock.StagesAndHead(g, sd, x, eps);
         return g.Build(inputChannels, sd.Require("linear.weight").shape[0], $"lowered by rmnet from '{Path.GetFileName(sd.Source)}': {Describe(sd)}", InputSize);
     }
 
-    /// <summary>Stages <c>stage1</c> .. and their RCBlocks (the stem <c>conv1</c> is no stage).</summary>
-    public static LoweredLayout Layout(StateDict sd) => LoweredLayout.Of(Depths(sd), i => $"stage{i + 1}");
-
-    static List<int> Depths(StateDict sd) =>
-        StageDepths.Count((s, b) => sd.Keys.Any(k => k.StartsWith($"stage{s}.{b}.", StringComparison.Ordinal)), first: 1);
+    /// <summary>Stages <c>stage1</c> .. and their blocks.</summary>
+    public static LoweredLayout Layout(StateDict sd) => AcnetBasicBlock.Layout(sd);
 }

@@ -29,7 +29,7 @@ internal static class AcnetResNet
     /// <summary>E.g. "ACNet (ACBlock) ResNet (the ACNet repository's), Basic blocks 2-2-2-2 (ResNet-18), 1000 classes".</summary>
     public static string Describe(StateDict sd)
     {
-        var depths = Depths(sd);
+        var depths = AcnetBasicBlock.Depths(sd);
         // create_ResNet18 and create_ResNet34: resnet.py builds no other depths.
         string named = depths.SequenceEqual(new[] { 2, 2, 2, 2 }) ? " (ResNet-18)" : depths.SequenceEqual(new[] { 3, 4, 6, 3 }) ? " (ResNet-34)" : "";
         return $"{AcBlock.Kind.Family} ResNet (the ACNet repository's){(AcBlock.Kind.Deployed(sd, "stage1.0.conv1.acb") ? " (deploy form)" : "")}, " +
@@ -43,21 +43,10 @@ internal static class AcnetResNet
         long inputChannels = sd.Require("conv1.conv.weight").shape[1];
         string x = g.Relu(AcnetBasicBlock.ConvBn(g, sd, "conv1", g.Input, 2, eps), "conv1.relu");
         x = g.MaxPool(x, "maxpool", 3, 2, 1);
-        var depths = Depths(sd);
-        for (int s = 0; s < depths.Count; s++)
-            for (int b = 0; b < depths[s]; b++)
-            {
-                // resnet.py halves the size in the first block of every stage after stage1; strides are not in a state dict.
-                int stride = s > 0 && b == 0 ? 2 : 1;
-                x = AcnetBasicBlock.Lower(g, sd, $"stage{s + 1}.{b}", x, stride, eps);
-            }
-        g.Classifier(x, "linear");
+        AcnetBasicBlock.StagesAndHead(g, sd, x, eps);
         return g.Build(inputChannels, sd.Require("linear.weight").shape[0], $"lowered by rmnet from '{Path.GetFileName(sd.Source)}': {Describe(sd)}", InputSize);
     }
 
-    /// <summary>Stages <c>stage1</c> .. and their blocks (the stem <c>conv1</c> and the max pool are no stage).</summary>
-    public static LoweredLayout Layout(StateDict sd) => LoweredLayout.Of(Depths(sd), i => $"stage{i + 1}");
-
-    static List<int> Depths(StateDict sd) =>
-        StageDepths.Count((s, b) => sd.Keys.Any(k => k.StartsWith($"stage{s}.{b}.", StringComparison.Ordinal)), first: 1);
+    /// <summary>Stages <c>stage1</c> .. and their blocks.</summary>
+    public static LoweredLayout Layout(StateDict sd) => AcnetBasicBlock.Layout(sd);
 }
