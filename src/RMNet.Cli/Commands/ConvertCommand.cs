@@ -221,22 +221,14 @@ internal static class ConvertCommand
         string? description = lowered?.Description;
         IReadOnlyList<StageRow>? stages = null;
         var clock = new Stopwatch();
-        // Where the graph leaves H and W dynamic, a ResNet-D's pooled shortcut is made plain under a condition on the size;
-        // at --input-size it may not hold, which is found on the graph before the passes change it.
-        IReadOnlyList<RMNet.Onnx.PartialShortcutPool> partial = Array.Empty<RMNet.Onnx.PartialShortcutPool>();
         // The graph passes have no safe points; they only read the file and build a new model, so a stop abandons them.
         var result = StopRequest.Abandonable(() =>
         {
-            if (lowered is null)
-            {
-                partial = RMNet.Onnx.PartialShortcutPools.Find(RMNet.Onnx.OnnxModelFile.LoadStructure(input), input, options.InputSize);
-                return RMNet.Onnx.OnnxConversion.Convert(input, mode, options.InputSize, negative);
-            }
+            if (lowered is null) return RMNet.Onnx.OnnxConversion.Convert(input, mode, options.InputSize, negative);
             // A checkpoint's convert_seconds is its transform's time: here lowering and the passes, not the costing.
             clock.Start();
             var model = lowered.Lower();
             clock.Stop();
-            partial = RMNet.Onnx.PartialShortcutPools.Find(model, input, options.InputSize);
             var prefixes = lowered.Layout.StagePrefixes;
             var before = RMNet.Onnx.GraphStageCost.Of(model, input, options.InputSize, prefixes);
             clock.Start();
@@ -247,8 +239,10 @@ internal static class ConvertCommand
         }, ctx.Cancellation);
         int plain = result.Blocks.Count(b => b.Plain);
         var joins = result.Joins;
-        // A join kept is reported as kept; one made plain that is not exact at this size, as not exact.
-        var notExact = partial.Where(p => joins.Any(j => j.Name == p.Join && !j.Remains)).ToDictionary(p => p.Join);
+        // Where the graph leaves H and W dynamic, a ResNet-D's pooled shortcut is made plain under a condition on the size,
+        // which the input's summary (taken before the passes) checks at --input-size. A join kept is reported as kept; one
+        // made plain that is not exact at this size, as not exact.
+        var notExact = result.Input!.PartialPools.Where(p => joins.Any(j => j.Name == p.Join && !j.Remains)).ToDictionary(p => p.Join);
         // --strict is decided on the converted graph in memory: a refused model is never written, not even as a temporary.
         string? refusal = !strict ? null
             : result.JoinsRemaining > 0 || plain < result.Blocks.Count
