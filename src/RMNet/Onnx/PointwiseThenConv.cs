@@ -53,8 +53,7 @@ internal static class PointwiseThenConv
             long m = d1[0], o = d2[0], outPer = o / g1;
             int r = g2 / g1;
             var w1 = a.Weights.Weight.reshape(g1, m / g1, d1[1]);
-            var w2 = r == 1 ? b.Weights.Weight.reshape(g1, outPer, m / g1, d2[2], d2[3])
-                : stack(Enumerable.Range(0, g1).Select(q => Kernels.Ungroup(b.Weights.Weight[TensorIndex.Slice(q * outPer, (q + 1) * outPer)], r)).ToArray());
+            var w2 = Kernels.Regroup(b.Weights.Weight, g2, g1).reshape(g1, outPer, m / g1, d2[2], d2[3]);
             var weight = einsum("qomij,qmc->qocij", w2, w1).reshape(o, d1[1], d2[2], d2[3]);
             var bias = b.Weights.BiasOrZeros() + einsum("qomij,qm->qo", w2, a.Weights.BiasOrZeros().reshape(g1, m / g1)).reshape(o);
             var layer = new ConvLayer(weight.to_type(ScalarType.Float32), bias.to_type(ScalarType.Float32), b.Stride, b.Stride, a.Padding, g1);
