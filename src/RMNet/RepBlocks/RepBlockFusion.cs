@@ -63,7 +63,7 @@ internal static class RepBlockFusion
     }
 
     /// <summary>BN module <paramref name="bn"/>'s four vectors of <paramref name="channels"/> values.</summary>
-    static BatchNormWeights Bn(StateDict sd, string bn, long channels, Func<string, double> eps)
+    internal static BatchNormWeights Bn(StateDict sd, string bn, long channels, Func<string, double> eps)
     {
         Tensor Vector(string name)
         {

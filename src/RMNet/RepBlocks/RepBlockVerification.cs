@@ -1,4 +1,5 @@
 using RMNet.Verification;
+using RMNet.Weights;
 using static TorchSharp.torch;
 
 namespace RMNet.RepBlocks;
@@ -107,14 +108,11 @@ internal static class RepBlockVerification
     static double FoldError(StateDict sd, string p, IReadOnlyDictionary<string, Tensor> converted, string prefix, Func<string, double> eps)
     {
         using var scope = NewDisposeScope();
-        Tensor F64(Tensor t) => t.to_type(ScalarType.Float64);
-        var w = F64(sd[p + ".conv.weight"]);
-        var bias = sd.TryGetValue(p + ".conv.bias", out var b0) ? F64(b0) : zeros(w.shape[0], dtype: ScalarType.Float64);
-        var scale = F64(sd[p + ".bn.weight"]) / (F64(sd[p + ".bn.running_var"]) + eps(p + ".bn")).sqrt();
-        var expectedWeight = w * scale.view(-1, 1, 1, 1);
-        var expectedBias = (bias - F64(sd[p + ".bn.running_mean"])) * scale + F64(sd[p + ".bn.bias"]);
-        var actualWeight = F64(converted[$"{prefix}{p}.conv.weight"]);
-        var actualBias = F64(converted[$"{prefix}{p}.conv.bias"]);
+        var w = sd[p + ".conv.weight"];
+        var expected = BatchNormFusion.Fuse(new ConvWeights(w, sd.GetValueOrDefault(p + ".conv.bias")), RepBlockFusion.Bn(sd, p + ".bn", w.shape[0], eps));
+        var (expectedWeight, expectedBias) = (expected.Weight, expected.BiasOrZeros());
+        var actualWeight = converted[$"{prefix}{p}.conv.weight"].to_type(ScalarType.Float64);
+        var actualBias = converted[$"{prefix}{p}.conv.bias"].to_type(ScalarType.Float64);
         if (!actualWeight.shape.SequenceEqual(expectedWeight.shape) || !actualBias.shape.SequenceEqual(expectedBias.shape)) return double.PositiveInfinity;
         double Rel(Tensor e, Tensor a) => (a - e).abs().max().item<double>() / Math.Max(e.abs().max().item<double>(), 1e-300);
         return Math.Max(Rel(expectedWeight, actualWeight), Rel(expectedBias, actualBias));
