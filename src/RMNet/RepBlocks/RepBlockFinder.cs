@@ -49,12 +49,22 @@ internal static partial class RepBlockFinder
             : new[] { block.DenseConv + ".weight", block.OneByOneConv + ".weight" }
                 .Concat(new[] { block.DenseBn, block.OneByOneBn }.Concat(block.HasIdentity ? new[] { block.Identity } : Array.Empty<string>())
                     .SelectMany(bn => BnTensors.Select(t => $"{bn}.{t}"))).ToArray();
-        if (expected.FirstOrDefault(k => !sd.ContainsKey(k)) is { } missing)
-            throw Refuse($"missing tensor '{full}{missing}' of a {(deploy ? "deploy-form block" : block.StyleName)}");
-        var allowed = expected.Concat(new[] { block.DenseBn, block.OneByOneBn, block.Identity }.Select(bn => bn + ".num_batches_tracked")).ToHashSet();
-        if (sd.Keys.FirstOrDefault(k => k.StartsWith($"{p}.rbr_", StringComparison.Ordinal) && !allowed.Contains(k)) is { } extra)
-            throw Refuse($"tensor '{full}{extra}' is not one a {(deploy ? "deploy-form block" : block.StyleName)} has");
+        CheckTensors(sd, p, expected, new[] { block.DenseBn, block.OneByOneBn, block.Identity }, deploy ? "deploy-form block" : block.StyleName, Refuse);
         return block;
+    }
+
+    /// <summary>
+    /// Refuses a block missing one of <paramref name="expected"/>, or with a branch tensor (<c>rbr_*</c>) that is neither one
+    /// of them nor the step counter of a BN in <paramref name="bns"/>; <paramref name="kind"/> names the block in the message.
+    /// </summary>
+    static void CheckTensors(StateDict sd, string p, IReadOnlyList<string> expected, IEnumerable<string> bns, string kind, Func<string, ModelInputException> refuse)
+    {
+        string full = sd.RemovedPrefix ?? "";
+        if (expected.FirstOrDefault(k => !sd.ContainsKey(k)) is { } missing)
+            throw refuse($"missing tensor '{full}{missing}' of a {kind}");
+        var allowed = expected.Concat(bns.Select(bn => bn + ".num_batches_tracked")).ToHashSet();
+        if (sd.Keys.FirstOrDefault(k => k.StartsWith($"{p}.rbr_", StringComparison.Ordinal) && !allowed.Contains(k)) is { } extra)
+            throw refuse($"tensor '{full}{extra}' is not one a {kind} has");
     }
 
     /// <summary>
@@ -86,14 +96,9 @@ internal static partial class RepBlockFinder
             average = true;
         }
         var block = new RepBlock(p, RepBlockStyle.YoloV6QaRepVgg, false, Class("rbr_identity") is not null, average, module.Class);
-        string full = sd.RemovedPrefix ?? "";
         var expected = new[] { block.DenseConv + ".weight", block.OneByOneConv + ".weight" }
             .Concat(new[] { block.DenseBn, $"{p}.bn" }.SelectMany(bn => BnTensors.Select(t => $"{bn}.{t}"))).ToArray();
-        if (expected.FirstOrDefault(k => !sd.ContainsKey(k)) is { } missing)
-            throw refuse($"missing tensor '{full}{missing}' of a {block.StyleName}");
-        var allowed = expected.Append(block.DenseBn + ".num_batches_tracked").ToHashSet();
-        if (sd.Keys.FirstOrDefault(k => k.StartsWith($"{p}.rbr_", StringComparison.Ordinal) && !allowed.Contains(k)) is { } extra)
-            throw refuse($"tensor '{full}{extra}' is not one a {block.StyleName} has");
+        CheckTensors(sd, p, expected, new[] { block.DenseBn }, block.StyleName, refuse);
         return block;
     }
 }
