@@ -111,7 +111,6 @@ internal static class DetectorBlocks
         return ConvertCommand.Finish(ctx, pending, output, refusal);
     }
 
-    /// <summary><c>rmnet verify</c> of a detector's deploy-form file against its checkpoint.</summary>
     /// <summary>Half-precision blocks are held to float16's tolerance, as convert --dtype float16 is; others to float32's.</summary>
     static double DefaultTolerance(StateDict sd, IReadOnlyList<RepBlock> blocks) =>
         blocks.Any(b => !b.Deploy && sd[b.DenseConv + ".weight"].dtype is TorchSharp.torch.ScalarType.Float16 or TorchSharp.torch.ScalarType.BFloat16)
