@@ -25,14 +25,11 @@ internal static class AveragePoolAsConv
         var fresh = g.FreshNames();
         foreach (var pool in g.Order.Where(n => n.OpType == "AveragePool" && n.Input.Count == 1 && n.Output.Count == 1))
         {
-            long[] Ints(string name) => pool.Attribute.FirstOrDefault(a => a.Name == name)?.Ints.ToArray() ?? Array.Empty<long>();
-            long Int(string name) => pool.Attribute.FirstOrDefault(a => a.Name == name)?.I ?? 0;
-            var kernel = Ints("kernel_shape");
-            var strides = Ints("strides") is { Length: 2 } s ? s : new long[] { 1, 1 };
-            var pads = Ints("pads") is { Length: 4 } p ? p : new long[4];
-            string autoPad = pool.Attribute.FirstOrDefault(a => a.Name == "auto_pad")?.S.ToStringUtf8() ?? "NOTSET";
-            if (kernel.Length != 2 || strides[0] != strides[1] || Int("ceil_mode") != 0 || autoPad is not ("NOTSET" or "")) continue;
-            if (Ints("dilations").Any(d => d != 1) || pads.Any(v => v != 0) && Int("count_include_pad") != 1) continue;
+            var kernel = pool.Ints("kernel_shape");
+            var strides = pool.Ints("strides") is { Length: 2 } s ? s : new long[] { 1, 1 };
+            var pads = pool.Ints("pads") is { Length: 4 } p ? p : new long[4];
+            if (kernel.Length != 2 || strides[0] != strides[1] || pool.Int("ceil_mode", 0) != 0 || pool.AutoPad() is not ("NOTSET" or "")) continue;
+            if (pool.Ints("dilations").Any(d => d != 1) || pads.Any(v => v != 0) && pool.Int("count_include_pad", 0) != 1) continue;
             if (!InSumBranch(g, pool.Output[0]) || Channels(g, pool.Input[0]) is not long channels) continue;
 
             var weight = full(new[] { channels, 1, kernel[0], kernel[1] }, 1.0 / (kernel[0] * kernel[1]), dtype: ScalarType.Float32);

@@ -55,7 +55,7 @@ internal static class BorderWrites
             // The conv pads its input by the Pad's amounts as well; the writes' readers read the conv's (or BN's) output.
             var conv = unit.Conv.Clone();
             var own = unit.Conv.Attribute.FirstOrDefault(a => a.Name == "pads")?.Ints.ToArray() ?? new long[4];
-            if (unit.Conv.Attribute.FirstOrDefault(a => a.Name == "auto_pad") is { } auto && auto.S.ToStringUtf8() is not ("NOTSET" or "") || own.Length != 4) continue;
+            if (unit.Conv.AutoPad() is not ("NOTSET" or "") || own.Length != 4) continue;
             var pads = zp.Pads.ToOnnx().Zip(own, (a, b) => a + b).ToArray();
             conv.Attribute.Remove(conv.Attribute.FirstOrDefault(a => a.Name == "pads"));
             conv.Attribute.Add(OnnxNodes.Ints("pads", pads));

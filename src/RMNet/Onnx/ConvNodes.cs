@@ -115,12 +115,11 @@ internal static class ConvNodes
 
     static (int Stride, Padding2d? Padding, int Groups, string? Problem) Geometry(NodeProto conv, TensorProto weight, (long H, long W)? inputSize)
     {
-        long[] Ints(string name) => conv.Attribute.FirstOrDefault(a => a.Name == name)?.Ints.ToArray() ?? Array.Empty<long>();
-        int groups = (int)(conv.Attribute.FirstOrDefault(a => a.Name == "group")?.I ?? 1);
-        var strides = Ints("strides");
-        var dilations = Ints("dilations");
-        var pads = Ints("pads");
-        string autoPad = conv.Attribute.FirstOrDefault(a => a.Name == "auto_pad")?.S.ToStringUtf8() ?? "NOTSET";
+        int groups = (int)conv.Int("group", 1);
+        var strides = conv.Ints("strides");
+        var dilations = conv.Ints("dilations");
+        var pads = conv.Ints("pads");
+        string autoPad = conv.AutoPad();
         int sh = strides.Length > 0 ? (int)strides[0] : 1, sw = strides.Length > 1 ? (int)strides[1] : sh;
         int kh = (int)weight.Dims[2], kw = (int)weight.Dims[3];
         if (dilations.Any(d => d != 1)) return (sh, null, groups, "dilated conv");

@@ -76,10 +76,8 @@ internal static class EcaGates
         if (mean.Attribute.FirstOrDefault(a => a.Name == "axes") is not { } axes || !axes.Ints.SequenceEqual(new long[] { 2, 3 })) return null;
         if (conv.Input.Count > 2 && conv.Input[2].Length > 0 || !g.Initializers.TryGetValue(conv.Input[1], out var kernel)) return null;
         if (kernel.Dims is not [1, 1, var k] || k % 2 == 0) return null;
-        long[] Ints(string attribute) => conv.Attribute.FirstOrDefault(a => a.Name == attribute)?.Ints.ToArray() ?? Array.Empty<long>();
-        long group = conv.Attribute.FirstOrDefault(a => a.Name == "group")?.I ?? 1;
-        if (!Ints("pads").SequenceEqual(new[] { k / 2, k / 2 }) || Ints("strides").Any(s => s != 1) || Ints("dilations").Any(d => d != 1) || group != 1
-            || conv.Attribute.Any(a => a.Name == "auto_pad" && a.S.ToStringUtf8() is not ("" or "NOTSET"))) return null;
+        if (!conv.Ints("pads").SequenceEqual(new[] { k / 2, k / 2 }) || conv.Ints("strides").Any(s => s != 1) || conv.Ints("dilations").Any(d => d != 1)
+            || conv.Int("group", 1) != 1 || conv.AutoPad() is not ("" or "NOTSET")) return null;
         return Channels(g, h) is long c ? new Gate(nodes, kernel, c) : null;
     }
 

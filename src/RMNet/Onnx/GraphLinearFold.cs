@@ -70,9 +70,7 @@ internal static class GraphLinearFold
         var fresh = g.FreshNames();
         foreach (var gemm in g.Order.Where(n => n.OpType == "Gemm" && n.Input.Count >= 2))
         {
-            long Int(string name, long absent) => gemm.Attribute.FirstOrDefault(a => a.Name == name)?.I ?? absent;
-            float Float(string name) => gemm.Attribute.FirstOrDefault(a => a.Name == name)?.F ?? 1f;
-            if (Int("transA", 0) != 0 || !g.HasSingleUse(gemm.Output[0]) || g.ConsumersOf(gemm.Output[0])[0] is not { OpType: "BatchNormalization" } bn) continue;
+            if (gemm.Int("transA", 0) != 0 || !g.HasSingleUse(gemm.Output[0]) || g.ConsumersOf(gemm.Output[0])[0] is not { OpType: "BatchNormalization" } bn) continue;
             if (!g.Initializers.TryGetValue(gemm.Input[1], out var wProto) || wProto.Dims.Count != 2) continue;
             bool hasC = gemm.Input.Count > 2 && gemm.Input[2].Length > 0;
             if (hasC && !g.Initializers.ContainsKey(gemm.Input[2])) continue;
@@ -81,10 +79,10 @@ internal static class GraphLinearFold
             var p = bn.Input.Skip(1).Take(4).Select(i => OnnxTensors.ToTensor(g.Initializers[i], file).to_type(ScalarType.Float64).flatten()).ToArray();
             double eps = bn.Attribute.FirstOrDefault(a => a.Name == "epsilon")?.F ?? 1e-5f;
             var t = BatchNormFusion.Scale(new BatchNormWeights(p[0], p[1], p[2], p[3], eps)).to_type(ScalarType.Float64);
-            var w = OnnxTensors.ToTensor(wProto, file).to_type(ScalarType.Float64) * Float("alpha");
-            if (Int("transB", 0) == 0) w = w.t();                    // [F, K] from here on
+            var w = OnnxTensors.ToTensor(wProto, file).to_type(ScalarType.Float64) * gemm.Float("alpha", 1f);
+            if (gemm.Int("transB", 0) == 0) w = w.t();                    // [F, K] from here on
             if (w.shape[0] != t.shape[0]) continue;
-            var c = hasC ? OnnxTensors.ToTensor(g.Initializers[gemm.Input[2]], file).to_type(ScalarType.Float64).flatten() * Float("beta") : zeros(w.shape[0], dtype: ScalarType.Float64);
+            var c = hasC ? OnnxTensors.ToTensor(g.Initializers[gemm.Input[2]], file).to_type(ScalarType.Float64).flatten() * gemm.Float("beta", 1f) : zeros(w.shape[0], dtype: ScalarType.Float64);
             if (c.shape[0] != 1 && c.shape[0] != w.shape[0]) continue;
             var weight = (w * t.unsqueeze(1)).to_type(ScalarType.Float32).contiguous();
             var bias = ((c - p[2]) * t + p[1]).to_type(ScalarType.Float32);

@@ -200,12 +200,11 @@ internal static class GraphRm
     /// <summary>s for an AveragePool of an s x s window, stride s and no padding (count_include_pad then does not matter), else null.</summary>
     internal static int? PoolWindow(NodeProto pool)
     {
-        long[] Ints(string name) => pool.Attribute.FirstOrDefault(a => a.Name == name)?.Ints.ToArray() ?? Array.Empty<long>();
-        var kernel = Ints("kernel_shape");
-        var strides = Ints("strides");
-        string autoPad = pool.Attribute.FirstOrDefault(a => a.Name == "auto_pad")?.S.ToStringUtf8() ?? "NOTSET";
+        var kernel = pool.Ints("kernel_shape");
+        var strides = pool.Ints("strides");
+        string autoPad = pool.AutoPad();
         if (kernel is not [var kh, var kw] || kh != kw || kh < 2 || !strides.SequenceEqual(kernel)) return null;
-        if (Ints("pads").Any(p => p != 0) || autoPad is not ("NOTSET" or "" or "VALID")) return null;
+        if (pool.Ints("pads").Any(p => p != 0) || autoPad is not ("NOTSET" or "" or "VALID")) return null;
         return (int)kh;
     }
 

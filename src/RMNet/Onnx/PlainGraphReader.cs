@@ -26,7 +26,7 @@ internal static class PlainGraphReader
             ? dims[1].DimValue
             // A dynamic channel dimension: what the first conv takes.
             : g.Order.FirstOrDefault(n => n.OpType == "Conv") is { } first && g.Initializers.TryGetValue(first.Input[1], out var w0)
-                ? w0.Dims[1] * (first.Attribute.FirstOrDefault(a => a.Name == "group")?.I ?? 1)
+                ? w0.Dims[1] * first.Int("group", 1)
                 : throw Refuse(file, current, "the input's channels are neither fixed nor given by a first conv");
         var layers = new List<PlainLayer>();
         var sources = new List<string>();   // the node each layer comes from
@@ -53,18 +53,16 @@ internal static class PlainGraphReader
             }
             Tensor Init(int input) => g.Initializers.TryGetValue(node.Input[input], out var t) ? OnnxTensors.ToTensor(t, file, ScalarType.Float32)
                 : throw Refuse(file, node.Name, $"input {input} of '{node.Name}' is not a constant");
-            long[] Ints(string name) => node.Attribute.FirstOrDefault(a => a.Name == name)?.Ints.ToArray() ?? Array.Empty<long>();
-            long Int(string name, long fallback) => node.Attribute.FirstOrDefault(a => a.Name == name)?.I ?? fallback;
             switch (node.OpType)
             {
                 case "Conv":
                 {
                     var w = Init(1);
                     var b = node.Input.Count > 2 && node.Input[2].Length > 0 ? Init(2) : zeros(w.shape[0]);
-                    var strides = Ints("strides") is { Length: 2 } s ? s : new long[] { 1, 1 };
-                    var pads = Ints("pads") is { Length: 4 } p ? p : new long[4];
-                    if (Ints("dilations").Any(d => d != 1)) throw Refuse(file, node.Name, "dilated conv");
-                    layers.Add(new ConvLayer(w, b, (int)strides[0], (int)strides[1], new Padding2d((int)pads[0], (int)pads[1], (int)pads[2], (int)pads[3]), (int)Int("group", 1)));
+                    var strides = node.Ints("strides") is { Length: 2 } s ? s : new long[] { 1, 1 };
+                    var pads = node.Ints("pads") is { Length: 4 } p ? p : new long[4];
+                    if (node.Ints("dilations").Any(d => d != 1)) throw Refuse(file, node.Name, "dilated conv");
+                    layers.Add(new ConvLayer(w, b, (int)strides[0], (int)strides[1], new Padding2d((int)pads[0], (int)pads[1], (int)pads[2], (int)pads[3]), (int)node.Int("group", 1)));
                     channels = w.shape[0];
                     break;
                 }
@@ -85,21 +83,21 @@ internal static class PlainGraphReader
                 }
                 case "MaxPool":
                 {
-                    var k = Ints("kernel_shape");
-                    var s = Ints("strides") is { Length: 2 } st ? st : new long[] { 1, 1 };
-                    var p = Ints("pads") is { Length: 4 } pd ? pd : new long[4];
-                    if (k is not [var kh, var kw] || kh != kw || s[0] != s[1] || Int("ceil_mode", 0) != 0) throw Refuse(file, node.Name, "a MaxPool other than square, floor-mode");
+                    var k = node.Ints("kernel_shape");
+                    var s = node.Ints("strides") is { Length: 2 } st ? st : new long[] { 1, 1 };
+                    var p = node.Ints("pads") is { Length: 4 } pd ? pd : new long[4];
+                    if (k is not [var kh, var kw] || kh != kw || s[0] != s[1] || node.Int("ceil_mode", 0) != 0) throw Refuse(file, node.Name, "a MaxPool other than square, floor-mode");
                     layers.Add(new MaxPoolLayer((int)kh, (int)s[0], new Padding2d((int)p[0], (int)p[1], (int)p[2], (int)p[3])));
                     break;
                 }
                 case "GlobalAveragePool": layers.Add(new GlobalAvgPoolLayer()); break;
-                case "ReduceMean" when Ints("axes").SequenceEqual(new long[] { 2, 3 }):
+                case "ReduceMean" when node.Ints("axes").SequenceEqual(new long[] { 2, 3 }):
                     // keepdims=0 (x.mean((2, 3)) before a linear layer) also flattens.
                     layers.Add(new GlobalAvgPoolLayer());
-                    if (Int("keepdims", 1) == 0) layers.Add(new FlattenLayer());
+                    if (node.Int("keepdims", 1) == 0) layers.Add(new FlattenLayer());
                     break;
                 case "Flatten" or "Reshape": layers.Add(new FlattenLayer()); break;
-                case "Gemm" when Int("transB", 0) == 1 && (node.Attribute.FirstOrDefault(a => a.Name == "alpha")?.F ?? 1) == 1:
+                case "Gemm" when node.Int("transB", 0) == 1 && node.Float("alpha", 1) == 1:
                     layers.Add(new LinearLayer(Init(1), Init(2)));
                     channels = layers[^1] is LinearLayer l ? l.Weight.shape[0] : channels;
                     break;

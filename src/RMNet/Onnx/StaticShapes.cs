@@ -79,18 +79,17 @@ internal static class StaticShapes
 
     static (long, long)? WindowSize(OnnxGraph g, NodeProto node, long h, long w)
     {
-        long[] Ints(string name) => node.Attribute.FirstOrDefault(a => a.Name == name)?.Ints.ToArray() ?? Array.Empty<long>();
-        var kernel = Ints("kernel_shape");
+        var kernel = node.Ints("kernel_shape");
         if (kernel.Length != 2 && node.OpType == "Conv" && node.Input.Count > 1 && g.Initializers.TryGetValue(node.Input[1], out var wt))
             kernel = wt.Dims.Skip(2).ToArray();
         if (kernel.Length != 2) return null;
-        var strides = Ints("strides");
+        var strides = node.Ints("strides");
         long sh = strides.Length == 2 ? strides[0] : 1, sw = strides.Length == 2 ? strides[1] : 1;
-        var dilations = Ints("dilations");
+        var dilations = node.Ints("dilations");
         long dh = dilations.Length == 2 ? dilations[0] : 1, dw = dilations.Length == 2 ? dilations[1] : 1;
-        string autoPad = node.Attribute.FirstOrDefault(a => a.Name == "auto_pad")?.S.ToStringUtf8() ?? "NOTSET";
+        string autoPad = node.AutoPad();
         if (autoPad is "SAME_UPPER" or "SAME_LOWER") return ((h + sh - 1) / sh, (w + sw - 1) / sw);
-        var pads = autoPad == "VALID" ? new long[4] : Ints("pads");
+        var pads = autoPad == "VALID" ? new long[4] : node.Ints("pads");
         if (pads.Length == 0) pads = new long[4];
         if (pads.Length != 4) return null;
         long ekh = (kernel[0] - 1) * dh + 1, ekw = (kernel[1] - 1) * dw + 1;
