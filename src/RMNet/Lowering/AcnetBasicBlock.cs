@@ -22,17 +22,10 @@ internal static class AcnetBasicBlock
         y = kind.LowerBlock(g, sd, $"{p}.conv2", y, 1, 1, eps);
         bool projection = stride != 1 || inChannels != kind.MainKernel(sd, $"{p}.conv2").shape[0]
             || sd.Keys.Any(k => k.StartsWith($"{p}.shortcut.", StringComparison.Ordinal));
-        string shortcut = projection ? ConvBn(g, sd, $"{p}.shortcut", x, stride, eps) : x;
+        string shortcut = projection ? g.ConvBnModule(x, $"{p}.shortcut", stride, eps) : x;
         return g.Relu(g.Sum(y, shortcut, $"{p}.add"), $"{p}.relu");
     }
 
-    /// <summary>
-    /// The base builder's ConvBN <paramref name="p"/> (<c>.conv</c> + <c>.bn</c>), which ACNet's fusion leaves as it is;
-    /// a <c>.conv</c> with bias is read too, for a checkpoint whose BN was folded by other means.
-    /// </summary>
-    public static string ConvBn(GraphBuilder g, StateDict sd, string p, string x, int stride, double eps) =>
-        sd.ContainsKey($"{p}.conv.bias") ? g.Conv(x, $"{p}.conv", g.ReadConv($"{p}.conv"), stride)
-        : g.ConvBn(x, $"{p}.conv", $"{p}.bn", stride, eps: eps);
 
     /// <summary>
     /// The stages <c>stage1</c> .. of these blocks after <paramref name="x"/>, then the global pool and <c>linear</c>:

@@ -41,7 +41,7 @@ internal static class AcnetResNet
     {
         var g = new GraphBuilder(sd);
         long inputChannels = sd.Require("conv1.conv.weight").shape[1];
-        string x = g.Relu(AcnetBasicBlock.ConvBn(g, sd, "conv1", g.Input, 2, eps), "conv1.relu");
+        string x = g.Relu(g.ConvBnModule(g.Input, "conv1", 2, eps), "conv1.relu");
         x = g.MaxPool(x, "maxpool", 3, 2, 1);
         AcnetBasicBlock.StagesAndHead(g, sd, x, eps);
         return g.Build(inputChannels, sd.Require("linear.weight").shape[0], $"lowered by rmnet from '{Path.GetFileName(sd.Source)}': {Describe(sd)}", InputSize);

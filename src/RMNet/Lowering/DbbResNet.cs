@@ -35,7 +35,7 @@ internal static class DbbResNet
         bool bottleneck = Bottleneck(sd);
         var g = new GraphBuilder(sd);
         long inputChannels = sd.Require("stage0.conv1.conv.weight").shape[1];
-        string x = g.Relu(ConvBn(g, sd, "stage0.conv1", g.Input, 2, eps), "stage0.conv1.nonlinear");
+        string x = g.Relu(g.ConvBnModule(g.Input, "stage0.conv1", 2, eps), "stage0.conv1.nonlinear");
         x = g.MaxPool(x, "stage0.maxpool", 3, 2, 1);
         var depths = Depths(sd);
         for (int s = 0; s < depths.Count; s++)
@@ -63,9 +63,9 @@ internal static class DbbResNet
 
     static string BottleneckBlock(GraphBuilder g, StateDict sd, ReparamBlockKind kind, string p, string x, int stride, double eps)
     {
-        string y = g.Relu(ConvBn(g, sd, $"{p}.conv1", x, 1, eps), $"{p}.conv1.nonlinear");
+        string y = g.Relu(g.ConvBnModule(x, $"{p}.conv1", 1, eps), $"{p}.conv1.nonlinear");
         y = g.Relu(kind.LowerBlock(g, sd, $"{p}.conv2", y, stride, 1, eps), $"{p}.conv2.nonlinear");
-        y = ConvBn(g, sd, $"{p}.conv3", y, 1, eps);
+        y = g.ConvBnModule(y, $"{p}.conv3", 1, eps);
         return Join(g, sd, p, x, y, stride, sd.Require($"{p}.conv1.conv.weight").shape[1], sd.Require($"{p}.conv3.conv.weight").shape[0], eps);
     }
 
@@ -76,17 +76,9 @@ internal static class DbbResNet
     static string Join(GraphBuilder g, StateDict sd, string p, string x, string y, int stride, long inChannels, long outChannels, double eps)
     {
         bool projection = stride != 1 || inChannels != outChannels || sd.Keys.Any(k => k.StartsWith($"{p}.shortcut.", StringComparison.Ordinal));
-        string shortcut = projection ? ConvBn(g, sd, $"{p}.shortcut", x, stride, eps) : x;
+        string shortcut = projection ? g.ConvBnModule(x, $"{p}.shortcut", stride, eps) : x;
         return g.Relu(g.Sum(y, shortcut, $"{p}.add"), $"{p}.relu");
     }
-
-    /// <summary>
-    /// convnet_utils' ConvBN <paramref name="p"/>: <c>.conv</c> + <c>.bn</c>, or in deploy form <c>.conv</c> with bias.
-    /// Told apart by the bias, which only the deploy form has: a train-form one missing its BN is then refused naming it.
-    /// </summary>
-    static string ConvBn(GraphBuilder g, StateDict sd, string p, string x, int stride, double eps) =>
-        sd.ContainsKey($"{p}.conv.bias") ? g.Conv(x, $"{p}.conv", g.ReadConv($"{p}.conv"), stride)
-        : g.ConvBn(x, $"{p}.conv", $"{p}.bn", stride, eps: eps);
 
     /// <summary>The block whose kind names the network: Basic's <c>conv1</c> or Bottleneck's <c>conv2</c> in <c>stage1.0</c>.</summary>
     static string FirstBlock(StateDict sd) => Bottleneck(sd) ? "stage1.0.conv2" : "stage1.0.conv1";

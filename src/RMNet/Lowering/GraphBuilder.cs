@@ -33,6 +33,13 @@ internal sealed class GraphBuilder(StateDict sd)
         return Conv(x, conv, WithBatchNorm(ReadConv(conv, kernel), bn, eps), stride, groups);
     }
 
+    /// <summary>
+    /// A ConvBN module <paramref name="p"/>: <c>.conv</c> + <c>.bn</c>, or as fused for deployment <c>.conv</c> with a bias.
+    /// Told apart by the bias, which only the fused form has: a train-form one missing its BN is then refused naming it.
+    /// </summary>
+    public string ConvBnModule(string x, string p, int stride, double eps) =>
+        sd.ContainsKey($"{p}.conv.bias") ? Conv(x, $"{p}.conv", ReadConv($"{p}.conv"), stride) : ConvBn(x, $"{p}.conv", $"{p}.bn", stride, eps: eps);
+
     /// <summary>The weight of the conv module <paramref name="conv"/>, and its bias where it has one; refused where its kernel is not <paramref name="kernel"/> x <paramref name="kernel"/> (where given).</summary>
     public ConvWeights ReadConv(string conv, long? kernel = null)
     {
