@@ -15,8 +15,6 @@ internal static class ConvertCommand
         /// <summary>As <see cref="OnnxResult.Error"/>.</summary>
         public string? Error { get; init; }
         public int? ExitCode { get; init; }
-        /// <summary>As <see cref="OnnxResult.PartialShortcutPools"/>.</summary>
-        public IReadOnlyList<RMNet.Onnx.PartialShortcutPool>? PartialShortcutPools { get; init; }
     }
 
     public sealed record OnnxResult(string Input, string Output, int BlocksFound, int BlocksPlain, int FoldedBatchNorms, int MergedBranches,
