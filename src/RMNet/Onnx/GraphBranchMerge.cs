@@ -125,7 +125,7 @@ internal static class GraphBranchMerge
     static FusedConv? Merge(List<ConvUnit> convs, NodeProto? identityBn, bool identityX, OnnxGraph g)
     {
         // The largest window (a square kxk before a kx1 of the same height) is the one the others are placed in.
-        var main = convs.OrderByDescending(c => c.Fused.KernelH * c.Fused.KernelW).ThenBy(c => c.Fused.Groups).First().Fused;
+        var main = convs.OrderByDescending(c => c.Fused.KernelH * c.Fused.KernelW).First().Fused;
         int kh = main.KernelH, kw = main.KernelW;
         var pad = main.Padding;
         if (kh != kw || pad != Padding2d.All((kh - 1) / 2) || kh % 2 == 0) return null;
